@@ -1,0 +1,14 @@
+//! twinbox-engine: the container half of twinbox.
+//!
+//! Rooms, in the order data flows through them:
+//! - [`store`]: the on-disk OCI image layout, unpacked layers, locking
+//! - [`image`]: references, image configs, bootstrap (busybox) and import
+//! - [`container`]: the container record, create/start/stop, the supervisor and logs
+//! - [`runtime`]: an OCI runtime spec turned into an isolated process
+//! - [`cgroups`]: resource limits and usage, v1 and v2 behind one interface
+
+pub mod cgroups;
+pub mod container;
+pub mod image;
+pub mod runtime;
+pub mod store;

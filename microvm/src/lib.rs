@@ -1,0 +1,1 @@
+//! twinbox-microvm
