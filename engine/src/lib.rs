@@ -10,5 +10,6 @@
 pub mod cgroups;
 pub mod container;
 pub mod image;
+pub mod network;
 pub mod runtime;
 pub mod store;

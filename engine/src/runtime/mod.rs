@@ -1,3 +1,243 @@
 //! The OCI runtime: a runtime spec (config.json) becomes an isolated process.
+//!
+//! [`spawn`] is the whole story in one call. The parent side (this file) prepares
+//! what must exist before the clone: the cgroup and the compiled seccomp filter.
+//! The child side, in [`init`], runs the isolation steps in the order a student
+//! would read them: cgroup, mounts, pivot_root, hostname, network, user,
+//! capabilities, no_new_privs, seccomp, exec.
 
+pub mod devices;
+pub mod exec;
+pub mod init;
+pub mod mounts;
+pub mod namespaces;
+pub mod oci;
 pub mod security;
+pub mod sync;
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::{Cgroup, CgroupError, Resources};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid runtime spec: {0}")]
+    Spec(String),
+    #[error("{0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("{0}")]
+    Security(#[from] security::SecurityError),
+    #[error("cannot create the container process: {0}")]
+    Clone(nix::Error),
+    /// The container's init failed before exec; `exit_code` follows Docker:
+    /// 125 for a setup failure, 126 for a command that cannot run, 127 for not found.
+    #[error("{message}")]
+    Init { exit_code: i32, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// The exit code Docker would give for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RuntimeError::Init { exit_code, .. } => *exit_code,
+            _ => 125,
+        }
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// File descriptors in the caller that become the container's 0, 1 and 2.
+#[derive(Debug, Clone, Copy)]
+pub struct Stdio {
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+/// Where the root filesystem comes from.
+#[derive(Debug, Clone)]
+pub enum RootfsSource {
+    /// `spec.root.path` is already a complete tree (an OCI bundle's rootfs).
+    Prepared,
+    /// Mount overlayfs on `spec.root.path` inside the container's own mount
+    /// namespace, so the mount disappears with the container.
+    Overlay {
+        lower: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+}
+
+/// Everything [`spawn`] needs; built with chained setters.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub spec: Spec,
+    pub rootfs: RootfsSource,
+    pub stdio: Stdio,
+    pub cgroup_fs_root: PathBuf,
+    /// OCI `create`: stop before exec until the fifo is opened by `start`.
+    pub exec_fifo: Option<PathBuf>,
+    /// Kill the container when the spawning process dies (the supervisor's case).
+    pub die_with_parent: bool,
+}
+
+impl Launch {
+    pub fn new(spec: Spec, stdio: Stdio) -> Self {
+        Launch {
+            spec,
+            rootfs: RootfsSource::Prepared,
+            stdio,
+            cgroup_fs_root: PathBuf::from(crate::cgroups::DEFAULT_FS_ROOT),
+            exec_fifo: None,
+            die_with_parent: false,
+        }
+    }
+    pub fn rootfs(mut self, source: RootfsSource) -> Self {
+        self.rootfs = source;
+        self
+    }
+    pub fn exec_fifo(mut self, fifo: impl Into<PathBuf>) -> Self {
+        self.exec_fifo = Some(fifo.into());
+        self
+    }
+    pub fn die_with_parent(mut self, yes: bool) -> Self {
+        self.die_with_parent = yes;
+        self
+    }
+    pub fn cgroup_fs_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.cgroup_fs_root = root.into();
+        self
+    }
+}
+
+/// A started container init.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    pub cgroup: Option<Cgroup>,
+}
+
+/// The cgroup limits a spec asks for, in the cgroups module's terms.
+pub fn resources_of(spec: &Spec) -> Resources {
+    let mut r = Resources::default();
+    let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return r;
+    };
+    if let Some(m) = res.memory() {
+        r.memory_bytes = m.limit().filter(|v| *v > 0).map(|v| v as u64);
+        r.memory_swap_bytes = m.swap().filter(|v| *v > 0).map(|v| v as u64);
+    }
+    if let Some(c) = res.cpu() {
+        r.cpu_quota_us = c.quota().filter(|q| *q > 0);
+        r.cpu_period_us = c.period();
+        r.cpu_shares = c.shares();
+    }
+    if let Some(p) = res.pids() {
+        r.pids_max = Some(p.limit()).filter(|l| *l > 0);
+    }
+    r
+}
+
+/// Creates the container's init process. Returns once it has exec'd the
+/// workload (or, with an exec fifo, once it waits for `start`).
+pub fn spawn(launch: &Launch) -> Result<Spawned> {
+    let spec = &launch.spec;
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| RuntimeError::Spec("root.path is missing".into()))?;
+    if !root.is_absolute() {
+        return Err(RuntimeError::Spec(format!(
+            "root.path {} must be absolute here",
+            root.display()
+        )));
+    }
+    if spec.process().is_none() {
+        return Err(RuntimeError::Spec("process is missing".into()));
+    }
+    let plan = namespaces::NamespacePlan::from_spec(spec)?;
+
+    let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        Some(path) => {
+            let rel = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
+            let cg = Cgroup::new(&launch.cgroup_fs_root, &rel)?;
+            cg.create(&resources_of(spec))?;
+            Some(cg)
+        }
+        None => None,
+    };
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(security::seccomp::compile(profile)?),
+        None => None,
+    };
+
+    let result = clone_init(launch, &plan, cgroup.as_ref(), filter.as_ref(), &root);
+    match result {
+        Ok(pid) => Ok(Spawned { pid, cgroup }),
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.destroy();
+            }
+            Err(e)
+        }
+    }
+}
+
+fn clone_init(
+    launch: &Launch,
+    plan: &namespaces::NamespacePlan,
+    cgroup: Option<&Cgroup>,
+    filter: Option<&security::seccomp::CompiledFilter>,
+    root: &Path,
+) -> Result<Pid> {
+    let channel = sync::Channel::new().map_err(|e| RuntimeError::Io {
+        path: "pipe".into(),
+        source: e,
+    })?;
+    let ctx = init::InitContext {
+        launch,
+        plan,
+        cgroup,
+        filter,
+        root,
+        channel: &channel,
+    };
+    // The child gets a copy of this address space (no CLONE_VM), so a plain
+    // heap buffer is a valid stack; pages it never touches are never allocated.
+    let mut stack = vec![0u8; 8 << 20];
+    let flags = plan.clone_flags();
+    // SAFETY: without CLONE_VM the child runs `init::run` on its own copy of
+    // memory; the callback never returns into the parent's frames (it execs or
+    // exits with _exit).
+    let pid = unsafe {
+        nix::sched::clone(
+            Box::new(|| init::run(&ctx)),
+            &mut stack,
+            flags,
+            Some(libc::SIGCHLD),
+        )
+    }
+    .map_err(RuntimeError::Clone)?;
+    drop(stack);
+    channel.close_child_end();
+    match channel.wait_for_child() {
+        sync::ChildReport::Execed | sync::ChildReport::Ready => Ok(pid),
+        sync::ChildReport::Failed { exit_code, message } => {
+            let _ = waitpid(pid, None);
+            Err(RuntimeError::Init { exit_code, message })
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `twinbox image bootstrap busybox`: an image made from the host's static busybox,
+//! so every lesson and test has a base image without any network.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oci_spec::image::{Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
+
+use super::layer::{commit_layer, now_rfc3339, write_image};
+use super::{Image, ImageError, Reference, Result};
+use crate::store::Store;
+
+pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP: &str = "root:x:0:\ndaemon:x:1:\ntty:x:5:\nnogroup:x:65534:\n";
+
+/// Where the static busybox lives on Debian (busybox-static) and elsewhere.
+pub fn find_busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox", "/sbin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// True when the file is a statically linked ELF (no PT_INTERP program header).
+pub fn is_static_elf(path: &Path) -> bool {
+    let Ok(data) = std::fs::read(path) else {
+        return false;
+    };
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let off = phoff + i * phentsize;
+        off + 4 > data.len() || u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) != 3
+    })
+}
+
+fn dir_header(mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_size(0);
+    h.set_mtime(0);
+    h
+}
+
+fn file_header(mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h
+}
+
+/// The busybox rootfs as one deterministic tar (same host binary → same digest).
+pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
+    let fail = |m: String| ImageError::Bootstrap {
+        what: format!("busybox at {}", busybox.display()),
+        message: m,
+    };
+    let binary = std::fs::read(busybox).map_err(|e| fail(e.to_string()))?;
+    let out = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    if !out.status.success() {
+        return Err(fail("`busybox --list-full` failed: install busybox-static".into()));
+    }
+    let mut applets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains('/') && !l.ends_with('/') && *l != "bin/busybox")
+        .map(str::to_string)
+        .collect();
+    applets.sort();
+    applets.dedup();
+
+    let mut b = tar::Builder::new(Vec::new());
+    let io = |e: std::io::Error| fail(e.to_string());
+    for (dir, mode) in [
+        ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
+        ("root", 0o700), ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777), ("usr", 0o755),
+        ("usr/bin", 0o755), ("usr/sbin", 0o755), ("var", 0o755), ("var/tmp", 0o1777),
+    ] {
+        b.append_data(&mut dir_header(mode), dir, std::io::empty()).map_err(io)?;
+    }
+    b.append_data(&mut file_header(0o755, binary.len() as u64), "bin/busybox", &binary[..])
+        .map_err(io)?;
+    for (name, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP), ("etc/hostname", "twinbox\n")] {
+        b.append_data(&mut file_header(0o644, text.len() as u64), name, text.as_bytes())
+            .map_err(io)?;
+    }
+    for applet in &applets {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, applet, "/bin/busybox").map_err(io)?;
+    }
+    b.into_inner().map_err(io)
+}
+
+/// Builds `busybox:latest` (or the given name) from the host's static busybox.
+pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
+    let reference = Reference::parse(name)?;
+    let busybox = find_busybox().ok_or_else(|| ImageError::Bootstrap {
+        what: "busybox".into(),
+        message: "not found on this host: install it with `apt-get install busybox-static`".into(),
+    })?;
+    if !is_static_elf(&busybox) {
+        return Err(ImageError::Bootstrap {
+            what: format!("busybox at {}", busybox.display()),
+            message: "is dynamically linked: install busybox-static".into(),
+        });
+    }
+    let tar = busybox_rootfs_tar(&busybox)?;
+    let layer = commit_layer(store, &tar, None)?;
+    let created = now_rfc3339();
+    let config = ImageConfigurationBuilder::default()
+        .created(created.clone())
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .config(
+            ConfigBuilder::default()
+                .env(vec![DEFAULT_PATH_ENV.to_string()])
+                .cmd(vec!["sh".to_string()])
+                .build()
+                .expect("static config"),
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![layer.diff_id.to_string()])
+                .build()
+                .expect("static rootfs"),
+        )
+        .history(vec![
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!("twinbox image bootstrap busybox (from {})", busybox.display()))
+                .build()
+                .expect("static history"),
+            HistoryBuilder::default()
+                .created(created)
+                .created_by("CMD [\"sh\"]")
+                .empty_layer(true)
+                .build()
+                .expect("static history"),
+        ])
+        .build()
+        .expect("static image config");
+    write_image(store, &reference, &config, vec![layer])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busybox_tar_is_deterministic_and_complete() {
+        let Some(bb) = find_busybox() else {
+            eprintln!("skipping: no busybox on this host");
+            return;
+        };
+        let a = busybox_rootfs_tar(&bb).unwrap();
+        let b = busybox_rootfs_tar(&bb).unwrap();
+        assert_eq!(a, b);
+        let names: Vec<String> = tar::Archive::new(&a[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        for want in ["bin/busybox", "bin/sh", "etc/passwd", "tmp"] {
+            assert!(names.iter().any(|n| n.trim_end_matches('/') == want), "missing {want}");
+        }
+    }
+
+    #[test]
+    fn static_detection() {
+        if let Some(bb) = find_busybox() {
+            assert!(is_static_elf(&bb));
+        }
+        assert!(!is_static_elf(Path::new("/bin/ls")));
+    }
+}

@@ -1,0 +1,215 @@
+//! The container's init, from clone(2) to execve(2). Each step is one function
+//! call, in the order the kernel needs them; read top to bottom, this is what
+//! "a container" is.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::{chdir, sethostname, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::security::{self, seccomp::CompiledFilter};
+use super::{exec, mounts, namespaces::NamespacePlan, sync::Channel, Launch, RootfsSource};
+use crate::cgroups::Cgroup;
+
+pub struct InitContext<'a> {
+    pub launch: &'a Launch,
+    pub plan: &'a NamespacePlan,
+    pub cgroup: Option<&'a Cgroup>,
+    pub filter: Option<&'a CompiledFilter>,
+    pub root: &'a Path,
+    pub channel: &'a Channel,
+}
+
+/// A failed step: the exit code Docker uses for it and a one-line message.
+pub struct InitError {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+impl InitError {
+    pub fn setup(step: &str, err: impl std::fmt::Display) -> Self {
+        InitError {
+            exit_code: 125,
+            message: format!("container init: {step}: {err}"),
+        }
+    }
+}
+
+type Step<T = ()> = Result<T, InitError>;
+
+/// Runs in the child. Never returns on success (execve replaces it).
+pub fn run(ctx: &InitContext) -> isize {
+    let err = match setup_and_exec(ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    ctx.channel.report_failure(err.exit_code, &err.message);
+    // SAFETY: leave without running the parent's atexit handlers or destructors,
+    // which belong to the parent's copy of this memory.
+    unsafe { libc::_exit(err.exit_code) }
+}
+
+fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
+    let spec = &ctx.launch.spec;
+    let process = spec.process().as_ref().expect("checked by spawn");
+
+    // 0. Never outlive the supervisor: its death means nobody records our exit.
+    if ctx.launch.die_with_parent {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    }
+
+    // 1. Resource limits: enter the cgroup, then make it our cgroup namespace's root.
+    if let Some(cg) = ctx.cgroup {
+        cg.join(0).map_err(|e| InitError::setup("join cgroup", e))?;
+    }
+    if ctx.plan.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| InitError::setup("unshare cgroup namespace", e))?;
+    }
+    for (typ, path) in &ctx.plan.join {
+        join_namespace(*typ, path)?;
+    }
+
+    // 2. The root filesystem, in our private mount namespace.
+    if ctx.plan.has_new(LinuxNamespaceType::Mount) {
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(|e| InitError::setup("make / private", e))?;
+        match &ctx.launch.rootfs {
+            RootfsSource::Overlay { lower, upper, work } => mounts::mount_overlay(ctx.root, lower, upper, work)?,
+            RootfsSource::Prepared => mounts::bind_self(ctx.root)?,
+        }
+        mounts::mount_all(ctx.root, spec, ctx.plan.shares_host_network())?;
+        super::devices::populate_dev(ctx.root, spec)?;
+        let exec_fifo = match &ctx.launch.exec_fifo {
+            Some(p) => Some(open_path(p)?),
+            None => None,
+        };
+        mounts::pivot_into(ctx.root)?;
+        mounts::apply_masks(spec)?;
+        mounts::make_cwd(process.cwd())?;
+        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            mounts::remount_root_readonly()?;
+        }
+        run_until_start(ctx, exec_fifo)?;
+    } else {
+        run_until_start(ctx, None)?;
+    }
+
+    // 3. Identity: hostname, network.
+    if ctx.plan.has_new(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            sethostname(h).map_err(|e| InitError::setup("sethostname", e))?;
+        }
+    }
+    if ctx.plan.has_new(LinuxNamespaceType::Network) {
+        crate::network::loopback::bring_up_loopback().map_err(|e| InitError::setup("bring up lo", e))?;
+    }
+
+    // 4. Standard streams, working directory, and what to exec (resolved now,
+    //    while we may still read every directory as root).
+    let stdio = ctx.launch.stdio;
+    for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+        // SAFETY: dup2 on descriptors the caller handed us; 0..2 are ours to replace.
+        if fd != target && unsafe { libc::dup2(fd, target) } < 0 {
+            return Err(InitError::setup("set up stdio", std::io::Error::last_os_error()));
+        }
+    }
+    chdir(process.cwd()).map_err(|e| InitError::setup(&format!("chdir to {}", process.cwd().display()), e))?;
+    let argv = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let program = exec::resolve(&argv, &env)?;
+
+    // 5. Privileges: drop capabilities, switch user, forbid gaining privileges,
+    //    and install the syscall filter last (it also filters our own calls).
+    if let Some(caps) = process.capabilities() {
+        security::capabilities::apply(caps).map_err(|e| InitError::setup("capabilities", e))?;
+    }
+    switch_user(spec)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
+    }
+    close_other_fds();
+    if let Some(filter) = ctx.filter {
+        security::seccomp::install(filter).map_err(|e| InitError::setup("seccomp", e))?;
+    }
+
+    // 6. Become the workload.
+    Err(exec::execve(&program, &argv, &env))
+}
+
+fn join_namespace(typ: LinuxNamespaceType, path: &Path) -> Step {
+    let file = std::fs::File::open(path).map_err(|e| InitError::setup(&format!("open namespace {}", path.display()), e))?;
+    let flag = match typ {
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        _ => CloneFlags::empty(),
+    };
+    setns(file, flag).map_err(|e| InitError::setup(&format!("setns {}", path.display()), e))
+}
+
+/// Opens a path as O_PATH so it stays reachable after pivot_root hides it.
+fn open_path(p: &Path) -> Step<RawFd> {
+    let c = CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| InitError::setup("exec fifo path", e))?;
+    // SAFETY: open(2) with a valid C string; the fd is used later via /proc/self/fd.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(InitError::setup(&format!("open exec fifo {}", p.display()), std::io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+/// With an exec fifo (OCI create/start), tell the parent we are ready and block
+/// until `start` opens the fifo for reading.
+fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>) -> Step {
+    let Some(fd) = fifo else {
+        return Ok(());
+    };
+    ctx.channel.report_ready();
+    let path = format!("/proc/self/fd/{fd}");
+    // Blocks in open(2) until a reader appears.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| InitError::setup("wait for start", e))?;
+    use std::io::Write;
+    f.write_all(b"0").map_err(|e| InitError::setup("wait for start", e))?;
+    // SAFETY: closing the O_PATH descriptor opened in open_path.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn switch_user(spec: &Spec) -> Step {
+    let user = spec.process().as_ref().expect("checked").user();
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(Gid::from_raw)
+        .collect();
+    nix::unistd::setgroups(&gids).map_err(|e| InitError::setup("setgroups", e))?;
+    nix::unistd::setresgid(Gid::from_raw(user.gid()), Gid::from_raw(user.gid()), Gid::from_raw(user.gid()))
+        .map_err(|e| InitError::setup(&format!("setgid {}", user.gid()), e))?;
+    // Switching to a non-root uid clears the permitted and effective sets, as
+    // Docker's non-root users have no capabilities; the bounding set stays.
+    nix::unistd::setresuid(Uid::from_raw(user.uid()), Uid::from_raw(user.uid()), Uid::from_raw(user.uid()))
+        .map_err(|e| InitError::setup(&format!("setuid {}", user.uid()), e))?;
+    if let Some(mask) = user.umask() {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+    Ok(())
+}
+
+/// Nothing of the runtime's own may leak into the workload.
+fn close_other_fds() {
+    // SAFETY: close_range only marks descriptors >= 3 close-on-exec.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}

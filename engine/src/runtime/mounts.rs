@@ -1,0 +1,258 @@
+//! Filesystem steps of the container init: the overlay root, the spec's mounts
+//! (proc, sys, dev, volumes), pivot_root, masked and read-only paths.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
+
+use super::init::InitError;
+use super::security::paths;
+
+type Step<T = ()> = Result<T, InitError>;
+
+pub fn mount_overlay(root: &Path, lower: &[PathBuf], upper: &Path, work: &Path) -> Step {
+    let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .map_err(|e| InitError::setup(&format!("mount overlayfs on {}", root.display()), e))
+}
+
+/// pivot_root needs the new root to be a mount point.
+pub fn bind_self(root: &Path) -> Step {
+    mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| InitError::setup(&format!("bind {}", root.display()), e))
+}
+
+/// Joins `dest` under `root`, resolving symlinks as if `root` were "/", so an
+/// image cannot redirect a mount (say /proc -> /etc on the host) out of its root.
+pub fn secure_join(root: &Path, dest: &Path) -> PathBuf {
+    let mut out = root.to_path_buf();
+    let mut pending: Vec<PathBuf> = vec![dest.to_path_buf()];
+    let mut hops = 0;
+    while let Some(p) = pending.pop() {
+        let comps: Vec<Component> = p.components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            match c {
+                Component::RootDir | Component::Prefix(_) => out = root.to_path_buf(),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if out != root {
+                        out.pop();
+                    }
+                }
+                Component::Normal(n) => {
+                    let next = out.join(n);
+                    match fs::read_link(&next) {
+                        Ok(target) if hops < 40 => {
+                            hops += 1;
+                            let rest: PathBuf = comps[i + 1..].iter().collect();
+                            pending.push(rest);
+                            pending.push(target);
+                            break;
+                        }
+                        _ => out = next,
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+struct MountOptions {
+    flags: MsFlags,
+    propagation: MsFlags,
+    data: Vec<String>,
+    bind: bool,
+}
+
+fn parse_options(options: &[String]) -> MountOptions {
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+        bind: false,
+    };
+    for opt in options {
+        match opt.as_str() {
+            "ro" => o.flags |= MsFlags::MS_RDONLY,
+            "rw" => o.flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => o.flags |= MsFlags::MS_NOSUID,
+            "nodev" => o.flags |= MsFlags::MS_NODEV,
+            "noexec" => o.flags |= MsFlags::MS_NOEXEC,
+            "suid" | "dev" | "exec" | "defaults" => {}
+            "strictatime" => o.flags |= MsFlags::MS_STRICTATIME,
+            "relatime" => o.flags |= MsFlags::MS_RELATIME,
+            "noatime" => o.flags |= MsFlags::MS_NOATIME,
+            "sync" => o.flags |= MsFlags::MS_SYNCHRONOUS,
+            "bind" => o.bind = true,
+            "rbind" => {
+                o.bind = true;
+                o.flags |= MsFlags::MS_REC;
+            }
+            "private" => o.propagation = MsFlags::MS_PRIVATE,
+            "rprivate" => o.propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            "slave" => o.propagation = MsFlags::MS_SLAVE,
+            "rslave" => o.propagation = MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            "shared" => o.propagation = MsFlags::MS_SHARED,
+            "rshared" => o.propagation = MsFlags::MS_SHARED | MsFlags::MS_REC,
+            other => o.data.push(other.to_string()),
+        }
+    }
+    o
+}
+
+/// Mounts every entry of `spec.mounts` under `root`, in order.
+pub fn mount_all(root: &Path, spec: &Spec, host_network: bool) -> Step {
+    let host_cgroup2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        mount_one(root, m, host_network, host_cgroup2)?;
+    }
+    Ok(())
+}
+
+fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> Step {
+    let dest = secure_join(root, m.destination());
+    let typ = m.typ().clone().unwrap_or_default();
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let what = format!("mount {} on {}", typ, m.destination().display());
+    let bind = opts.bind || typ == "bind";
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+
+    if typ == "cgroup" || typ == "cgroup2" {
+        // A v1 hierarchy per controller is more than a teaching container needs;
+        // cgroup2 (with our cgroup namespace) shows the container its own limits.
+        if !host_cgroup2 {
+            return Ok(());
+        }
+        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        return mount(Some("cgroup2"), &dest, Some("cgroup2"), opts.flags, None::<&str>)
+            .map_err(|e| InitError::setup(&what, e));
+    }
+    if typ == "sysfs" && host_network {
+        // sysfs shows the network namespace of whoever mounts it; with the host's
+        // network, bind the host's /sys read-only instead, as runc does.
+        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        mount(Some("/sys"), &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| InitError::setup(&what, e))?;
+        return remount_bind(&dest, opts.flags | MsFlags::MS_RDONLY, &what);
+    }
+
+    if bind {
+        let src_meta = fs::metadata(&source).map_err(|e| {
+            InitError::setup(&format!("bind mount source {}", source.display()), e)
+        })?;
+        if src_meta.is_dir() {
+            fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        } else {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(|e| InitError::setup(&what, e))?;
+            }
+            if !dest.exists() {
+                fs::write(&dest, b"").map_err(|e| InitError::setup(&what, e))?;
+            }
+        }
+        mount(
+            Some(&source),
+            &dest,
+            None::<&str>,
+            MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup(&format!("bind {} on {}", source.display(), m.destination().display()), e))?;
+        let extra = opts.flags & !MsFlags::MS_REC;
+        if !extra.is_empty() {
+            remount_bind(&dest, extra, &what)?;
+        }
+    } else {
+        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        let data = opts.data.join(",");
+        mount(
+            Some(&source),
+            &dest,
+            Some(typ.as_str()),
+            opts.flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| InitError::setup(&what, e))?;
+    }
+    if !opts.propagation.is_empty() {
+        mount(None::<&str>, &dest, None::<&str>, opts.propagation, None::<&str>)
+            .map_err(|e| InitError::setup(&what, e))?;
+    }
+    Ok(())
+}
+
+fn remount_bind(dest: &Path, flags: MsFlags, what: &str) -> Step {
+    mount(
+        None::<&str>,
+        dest,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::setup(&format!("{what} (remount)"), e))
+}
+
+/// pivot_root(".", ".") then detach the old root: the host's tree is gone.
+pub fn pivot_into(root: &Path) -> Step {
+    chdir(root).map_err(|e| InitError::setup(&format!("chdir {}", root.display()), e))?;
+    pivot_root(".", ".").map_err(|e| InitError::setup("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| InitError::setup("detach the old root", e))?;
+    chdir("/").map_err(|e| InitError::setup("chdir /", e))
+}
+
+pub fn apply_masks(spec: &Spec) -> Step {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    for p in linux.masked_paths().as_deref().unwrap_or_default() {
+        paths::mask_path(Path::new(p)).map_err(|e| InitError::setup(&format!("mask {p}"), e))?;
+    }
+    for p in linux.readonly_paths().as_deref().unwrap_or_default() {
+        paths::readonly_path(Path::new(p)).map_err(|e| InitError::setup(&format!("make {p} read-only"), e))?;
+    }
+    Ok(())
+}
+
+/// Docker creates a missing WorkingDir.
+pub fn make_cwd(cwd: &Path) -> Step {
+    fs::create_dir_all(cwd).map_err(|e| InitError::setup(&format!("create working directory {}", cwd.display()), e))
+}
+
+pub fn remount_root_readonly() -> Step {
+    remount_bind(Path::new("/"), MsFlags::MS_RDONLY, "read-only root")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_stays_inside_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("real")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../..", root.join("up")).unwrap();
+        assert_eq!(secure_join(root, Path::new("/abs/passwd")), root.join("etc/passwd"));
+        assert_eq!(secure_join(root, Path::new("/up/x")), root.join("x"));
+        assert_eq!(secure_join(root, Path::new("/real/../proc")), root.join("proc"));
+    }
+
+    #[test]
+    fn parses_mount_options() {
+        let o = parse_options(&["nosuid".into(), "ro".into(), "rbind".into(), "mode=755".into()]);
+        assert!(o.bind);
+        assert!(o.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_REC));
+        assert_eq!(o.data, vec!["mode=755".to_string()]);
+    }
+}

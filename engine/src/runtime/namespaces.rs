@@ -1,0 +1,77 @@
+//! Which namespaces the container gets: new ones come from clone(2) flags, existing
+//! ones (a `path` in the spec) are joined with setns(2) before that.
+
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::{Result, RuntimeError};
+
+#[derive(Debug, Clone, Default)]
+pub struct NamespacePlan {
+    /// New namespaces to create with clone(2) (all but cgroup).
+    pub new: Vec<LinuxNamespaceType>,
+    /// The cgroup namespace is unshared after joining the cgroup, so that the
+    /// container sees its own cgroup as "/".
+    pub new_cgroup: bool,
+    /// Existing namespaces to enter.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Time => CloneFlags::empty(),
+    }
+}
+
+impl NamespacePlan {
+    pub fn from_spec(spec: &Spec) -> Result<Self> {
+        let mut plan = NamespacePlan::default();
+        let list = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for ns in list {
+            let t = ns.typ();
+            match (t, ns.path()) {
+                (LinuxNamespaceType::User, _) | (LinuxNamespaceType::Time, _) => {
+                    return Err(RuntimeError::Spec(format!(
+                        "{t:?} namespaces are not supported yet: remove it from linux.namespaces"
+                    )))
+                }
+                (LinuxNamespaceType::Pid, Some(_)) => {
+                    return Err(RuntimeError::Spec(
+                        "joining an existing pid namespace is not supported".into(),
+                    ))
+                }
+                (_, Some(p)) => plan.join.push((t, p.clone())),
+                (LinuxNamespaceType::Cgroup, None) => plan.new_cgroup = true,
+                (_, None) => plan.new.push(t),
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn clone_flags(&self) -> CloneFlags {
+        self.new.iter().fold(CloneFlags::empty(), |acc, t| acc | flag(*t))
+    }
+
+    pub fn has_new(&self, t: LinuxNamespaceType) -> bool {
+        self.new.contains(&t)
+    }
+
+    /// True when the container keeps the host's network namespace.
+    pub fn shares_host_network(&self) -> bool {
+        !self.has_new(LinuxNamespaceType::Network)
+            && !self.join.iter().any(|(t, _)| *t == LinuxNamespaceType::Network)
+    }
+}
