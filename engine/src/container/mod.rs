@@ -1,1 +1,76 @@
-//! placeholder
+//! Containers as Docker users know them: a record in the store (config + state),
+//! an OCI spec made from the image and the `run` options, and a supervisor that
+//! owns the running process, its logs and its exit.
+
+pub mod lifecycle;
+pub mod logs;
+pub mod names;
+pub mod options;
+pub mod procinfo;
+pub mod record;
+pub mod spec;
+pub mod supervisor;
+pub mod user;
+
+use std::path::PathBuf;
+
+pub use lifecycle::{create, remove, start_detached, stop, wait, kill};
+pub use options::RunOptions;
+pub use record::{Container, State, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("container id prefix {0:?} matches more than one container: give more characters")]
+    Ambiguous(String),
+    #[error("the container name {name:?} is already in use by container {id}: remove it or choose another name")]
+    NameInUse { name: String, id: String },
+    #[error("invalid container name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    BadName(String),
+    #[error("invalid option: {0}")]
+    BadOption(String),
+    #[error("container {0} is running: stop it first, or use `rm -f`")]
+    Running(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    #[error("{0}")]
+    Image(#[from] crate::image::ImageError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("{0}")]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("supervisor: {0}")]
+    Supervisor(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {secs} s waiting for container {id} to {what}")]
+    Timeout { id: String, what: String, secs: u64 },
+}
+
+impl ContainerError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ContainerError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The exit code Docker gives when this error stops a `run`.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ContainerError::Runtime(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+pub type Result<T, E = ContainerError> = std::result::Result<T, E>;

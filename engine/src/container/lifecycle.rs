@@ -1,0 +1,262 @@
+//! create, start, stop, kill, wait, rm: what the CLI verbs do to a container.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::names::{new_id, random_name, validate_name};
+use super::options::RunOptions;
+use super::record::{Container, State, Status};
+use super::spec::{self, SpecInput};
+use super::user;
+use super::{ContainerError, Result};
+use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
+use crate::image::Image;
+use crate::network::NetworkMode;
+use crate::store::atomic::write_json_atomic;
+use crate::store::Store;
+
+/// Creates a container from an image: record, overlay dirs, /etc files and the
+/// OCI spec. Nothing is left behind if any step fails.
+pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Container> {
+    let image = Image::resolve(store, image_name)?;
+    let image_config = image.config.config().clone();
+    let _lock = store.lock()?;
+    let existing = Container::list(store)?;
+    let name = match &opts.name {
+        Some(n) => {
+            let n = validate_name(n)?;
+            if let Some(c) = existing.iter().find(|c| c.name == n) {
+                return Err(ContainerError::NameInUse { name: n, id: c.id.clone() });
+            }
+            n
+        }
+        None => loop {
+            let n = random_name();
+            if !existing.iter().any(|c| c.name == n) {
+                break n;
+            }
+        },
+    };
+    let id = new_id();
+    let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let lower_dirs = image.lower_dirs(store);
+    let args = spec::command_line(image_config.as_ref(), opts);
+    if args.is_empty() {
+        return Err(ContainerError::BadOption(
+            "no command specified: the image has no Entrypoint or Cmd, so give one after the image name".into(),
+        ));
+    }
+    let user_spec = opts
+        .user
+        .clone()
+        .or_else(|| image_config.as_ref().and_then(|c| c.user().clone()))
+        .unwrap_or_default();
+    let resolved = user::resolve(&user_spec, &lower_dirs)?;
+
+    let container = Container {
+        id: id.clone(),
+        name,
+        image: image_name.to_string(),
+        image_id: image.id.to_string(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        args: args.clone(),
+        hostname: hostname.clone(),
+        options: opts.clone(),
+        lower_dirs,
+        dir: store.containers_dir().join(&id),
+    };
+    let result = (|| -> Result<()> {
+        for d in [container.upper(), container.work(), container.rootfs()] {
+            fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
+        }
+        write_etc_files(&container)?;
+        let spec = spec::build(&SpecInput {
+            id: &id,
+            args,
+            hostname: &hostname,
+            image: image_config.as_ref(),
+            opts,
+            user: &resolved,
+            rootfs: &container.rootfs(),
+            container_dir: &container.dir,
+            cgroup_path: &container.cgroup_path(),
+        })?;
+        write_json_atomic(&container.spec_path(), &spec)?;
+        container.write_state(&State::created())?;
+        // written last: a directory without it is not a container yet
+        container.save()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&container.dir);
+        return Err(e);
+    }
+    Ok(container)
+}
+
+fn write_etc_files(c: &Container) -> Result<()> {
+    let put = |name: &str, text: String| -> Result<()> {
+        let p = c.dir.join(name);
+        fs::write(&p, text).map_err(|e| ContainerError::io(&p, e))
+    };
+    put("hostname", format!("{}\n", c.hostname))?;
+    put(
+        "hosts",
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            c.hostname
+        ),
+    )?;
+    let resolv = match c.options.network {
+        NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        NetworkMode::None => String::new(),
+    };
+    put("resolv.conf", resolv)
+}
+
+/// Starts a created container under a detached supervisor (`supervisor_exe
+/// __supervise --root ROOT ID`) and returns the container's host pid once it runs.
+pub fn start_detached(store: &Store, container: &Container, supervisor_exe: &Path) -> Result<i32> {
+    let state = container.state()?;
+    if state.status == Status::Running {
+        return Err(ContainerError::AlreadyRunning(container.name.clone()));
+    }
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::Supervisor(format!("pipe: {e}")))?;
+    let report_fd = report_w.as_raw_fd();
+    let mut cmd = Command::new(supervisor_exe);
+    cmd.arg("--root")
+        .arg(store.root())
+        .arg("__supervise")
+        .arg(&container.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls (setsid, dup2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            // dup2 clears CLOEXEC on the copy, so the supervisor inherits fd 3
+            if libc::dup2(report_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ContainerError::Supervisor(format!("cannot start {}: {e}", supervisor_exe.display())))?;
+    drop(report_w);
+    let mut report = String::new();
+    let _ = fs::File::from(report_r).read_to_string(&mut report);
+    // the supervisor forks once more and its first half exits at once
+    let _ = child.wait();
+    let report = report.trim();
+    if let Some(pid) = report.strip_prefix("ok ") {
+        return pid
+            .parse()
+            .map_err(|_| ContainerError::Supervisor(format!("bad report {report:?}")));
+    }
+    if let Some(rest) = report.strip_prefix("err ") {
+        let (code, message) = rest.split_once(' ').unwrap_or(("125", rest));
+        return Err(ContainerError::Runtime(crate::runtime::RuntimeError::Init {
+            exit_code: code.parse().unwrap_or(125),
+            message: message.to_string(),
+        }));
+    }
+    Err(ContainerError::Supervisor(format!(
+        "the supervisor of {} exited without reporting: see `twinbox inspect {}`",
+        container.name, container.name
+    )))
+}
+
+fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn is_running(c: &Container) -> bool {
+    c.state().map(|s| s.status == Status::Running).unwrap_or(false)
+}
+
+pub fn cgroup_of(c: &Container) -> Option<Cgroup> {
+    Cgroup::new(Path::new(DEFAULT_FS_ROOT), &c.cgroup_path()).ok()
+}
+
+/// SIGTERM (or the given signal), then SIGKILL after `timeout`, like `docker stop`.
+pub fn stop(container: &Container, timeout: Duration) -> Result<()> {
+    let state = container.state()?;
+    let Some(pid) = state.pid.filter(|_| state.status == Status::Running) else {
+        return Ok(());
+    };
+    // SAFETY: signalling a pid we recorded; a stale pid is caught by the state check.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    if poll_until(timeout, || !is_running(container)) {
+        return Ok(());
+    }
+    if let Some(cg) = cgroup_of(container) {
+        let _ = cg.kill_all(libc::SIGKILL);
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    if poll_until(Duration::from_secs(10), || !is_running(container)) {
+        Ok(())
+    } else {
+        Err(ContainerError::Timeout { id: container.name.clone(), what: "stop".into(), secs: timeout.as_secs() + 10 })
+    }
+}
+
+/// Sends a signal to the container's init, like `docker kill -s`.
+pub fn kill(container: &Container, signal: i32) -> Result<()> {
+    let state = container.state()?;
+    match state.pid.filter(|_| state.status == Status::Running) {
+        Some(pid) => {
+            // SAFETY: plain kill(2) on the recorded pid of a running container.
+            if unsafe { libc::kill(pid, signal) } != 0 {
+                return Err(ContainerError::io(format!("/proc/{pid}"), std::io::Error::last_os_error()));
+            }
+            Ok(())
+        }
+        None => Err(ContainerError::NotRunning(container.name.clone())),
+    }
+}
+
+/// Blocks until the container is no longer running; returns its exit code.
+pub fn wait(container: &Container) -> Result<Option<i32>> {
+    loop {
+        let s = container.state()?;
+        if s.status == Status::Exited {
+            return Ok(s.exit_code);
+        }
+        if !container.dir.exists() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes a container's record and files; `force` kills it first.
+pub fn remove(container: &Container, force: bool) -> Result<()> {
+    if is_running(container) {
+        if !force {
+            return Err(ContainerError::Running(container.name.clone()));
+        }
+        stop(container, Duration::ZERO)?;
+    }
+    if let Some(cg) = cgroup_of(container) {
+        let _ = cg.destroy();
+    }
+    fs::remove_dir_all(&container.dir).map_err(|e| ContainerError::io(&container.dir, e))
+}

@@ -1,0 +1,65 @@
+//! Container ids and names, with Docker's rules.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{ContainerError, Result};
+
+/// A new 64-hex-digit container id.
+pub fn new_id() -> String {
+    crate::store::random_hex(32)
+}
+
+/// Docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, optionally with a leading '/'.
+pub fn validate_name(name: &str) -> Result<String> {
+    let n = name.strip_prefix('/').unwrap_or(name);
+    let ok = n.len() >= 2
+        && n.len() <= 128
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(ContainerError::BadName(name.to_string()))
+    }
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "clever", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nimble", "patient", "quiet", "rapid", "serene", "steady", "tender", "vivid", "wise", "zesty",
+];
+const SCIENTISTS: &[&str] = &[
+    "babbage", "curie", "dijkstra", "euler", "feynman", "goodall", "hopper", "hypatia", "knuth",
+    "lamarr", "lovelace", "meitner", "noether", "pasteur", "ritchie", "shannon", "thompson",
+    "torvalds", "turing", "wozniak",
+];
+
+/// A friendly random name like `keen_lovelace`.
+pub fn random_name() -> String {
+    let seed = u64::from_str_radix(&crate::store::random_hex(8), 16).unwrap_or_else(|_| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7)
+    });
+    format!(
+        "{}_{}",
+        ADJECTIVES[(seed % ADJECTIVES.len() as u64) as usize],
+        SCIENTISTS[((seed >> 16) % SCIENTISTS.len() as u64) as usize]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert_eq!(validate_name("web-1").unwrap(), "web-1");
+        assert_eq!(validate_name("/db.main_2").unwrap(), "db.main_2");
+        for bad in ["", "a", "-x", "_x", "has space", "slash/x", "ü-name"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_name(&random_name()).is_ok());
+        assert_eq!(new_id().len(), 64);
+    }
+}

@@ -1,0 +1,72 @@
+//! What /proc says about a process: start time (to detect pid reuse), RSS, and
+//! the command line, for `ps`, `top` and `inspect`.
+
+use std::fs;
+
+/// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command may contain spaces and ')': fields start after the last ')'
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Resident set size in bytes (VmRSS).
+pub fn rss_bytes(pid: i32) -> Option<u64> {
+    status_field(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+fn status_field(pid: i32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+pub fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// (uid, ppid) of a process.
+pub fn owner_and_parent(pid: i32) -> Option<(u32, i32)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    Some((get("Uid:")?.parse().ok()?, get("PPid:")?.parse().ok()?))
+}
+
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id() as i32;
+        assert!(start_ticks(me).is_some());
+        assert!(rss_bytes(me).unwrap() > 0);
+        assert!(!cmdline(me).is_empty());
+        assert!(alive(me));
+    }
+}

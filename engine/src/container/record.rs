@@ -1,0 +1,180 @@
+//! The container record on disk: `containers/<id>/container.json` (what was
+//! asked, written once) and `state.json` (what happened, written by whoever owns
+//! the process). Both are replaced atomically.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::options::RunOptions;
+use super::procinfo;
+use super::{ContainerError, Result};
+use crate::store::atomic::{read_json, write_json_atomic};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    /// Host pid of the container's init (PID 1 inside).
+    pub pid: Option<i32>,
+    pub supervisor_pid: Option<i32>,
+    /// Start time of the supervisor (clock ticks since boot), so a reused pid is
+    /// never mistaken for it.
+    pub supervisor_start_ticks: Option<u64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// None while running, and when the exit could not be recorded.
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    pub memory_peak_bytes: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl State {
+    pub fn created() -> Self {
+        State {
+            status: Status::Created,
+            pid: None,
+            supervisor_pid: None,
+            supervisor_start_ticks: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            memory_peak_bytes: None,
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: String,
+    pub created: String,
+    pub args: Vec<String>,
+    pub hostname: String,
+    pub options: RunOptions,
+    /// Unpacked image layers, topmost first (overlayfs lowerdir order).
+    pub lower_dirs: Vec<PathBuf>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Container {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+    pub fn spec_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn cgroup_path(&self) -> PathBuf {
+        PathBuf::from("twinbox").join(&self.id)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        Ok(write_json_atomic(&self.dir.join("container.json"), self)?)
+    }
+
+    pub fn load(store: &Store, id: &str) -> Result<Container> {
+        let dir = store.containers_dir().join(id);
+        let mut c: Container = read_json(&dir.join("container.json"))?;
+        c.dir = dir;
+        Ok(c)
+    }
+
+    pub fn write_state(&self, state: &State) -> Result<()> {
+        Ok(write_json_atomic(&self.state_path(), state)?)
+    }
+
+    /// The recorded state, corrected by what is true now: a container whose
+    /// supervisor is gone is not running any more, whatever the file says.
+    pub fn state(&self) -> Result<State> {
+        let mut state: State = match read_json(&self.state_path()) {
+            Ok(s) => s,
+            Err(_) => State::created(),
+        };
+        if state.status == Status::Running {
+            let alive = match (state.supervisor_pid, state.supervisor_start_ticks) {
+                (Some(pid), Some(ticks)) => procinfo::start_ticks(pid) == Some(ticks),
+                _ => false,
+            };
+            if !alive {
+                state.status = Status::Exited;
+                state.exit_code = None;
+                state.pid = None;
+                if state.error.is_none() {
+                    state.error = Some("the supervisor died; the exit code is unknown".into());
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Every container in the store, oldest first.
+    pub fn list(store: &Store) -> Result<Vec<Container>> {
+        let dir = store.containers_dir();
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&dir).map_err(|e| ContainerError::io(&dir, e))?;
+        for entry in rd.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            // a directory without container.json is a create that did not finish
+            if let Ok(c) = Container::load(store, &id) {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Finds a container by name, full id or unique id prefix, as Docker does.
+    pub fn find(store: &Store, key: &str) -> Result<Container> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let all = Container::list(store)?;
+        if let Some(c) = all.iter().find(|c| c.id == key || c.name == key) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<&Container> = all.iter().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ContainerError::NotFound(key.to_string())),
+            _ => Err(ContainerError::Ambiguous(key.to_string())),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The supervisor owns one running container: it creates the process, copies
+//! its output into the log (and to the terminal when attached), waits for the
+//! exit, and records it. Detached containers get it as a small re-executed
+//! process; `run` without `-d` is its own supervisor.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use oci_spec::runtime::Spec;
+
+use super::logs::LogWriter;
+use super::record::{Container, State, Status};
+use super::{procinfo, ContainerError, Result};
+use crate::runtime::{self, Launch, RootfsSource, Stdio};
+use crate::store::atomic::read_json;
+
+/// How the supervisor talks to whoever started it.
+pub enum Attach {
+    /// Copy output to our own stdout/stderr too; stdin is ours when -i.
+    Terminal,
+    /// Detached: report "started" or the error on this pipe, then go quiet.
+    Detached(File),
+}
+
+/// The container pid that forwarded signals go to (0: none yet).
+static CONTAINER_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = CONTAINER_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Like `docker run --sig-proxy`: terminal signals go to the container instead
+/// of killing the supervisor (which would leave the exit unrecorded).
+fn proxy_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: installing a handler that only calls async-signal-safe kill().
+        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::Supervisor(format!("pipe: {e}")))
+}
+
+/// Runs the container to completion. Returns its exit code (128+N for signal N).
+pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
+    let spec: Spec = read_json(&container.spec_path())?;
+    let tty = container.options.tty && matches!(attach, Attach::Terminal);
+    let echo = matches!(attach, Attach::Terminal) && !tty;
+    let devnull = File::open("/dev/null").map_err(|e| ContainerError::io("/dev/null", e))?;
+
+    // Output: pipes we read, except an attached -t session which uses the terminal.
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdin_fd: RawFd = match (&attach, container.options.interactive) {
+        (Attach::Terminal, true) => 0,
+        _ => devnull.as_raw_fd(),
+    };
+    let stdio = if tty {
+        Stdio { stdin: stdin_fd, stdout: 1, stderr: 2 }
+    } else {
+        Stdio { stdin: stdin_fd, stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() }
+    };
+    let launch = Launch::new(spec, stdio)
+        .rootfs(RootfsSource::Overlay {
+            lower: container.lower_dirs.clone(),
+            upper: container.upper(),
+            work: container.work(),
+        })
+        .die_with_parent(true);
+
+    let me = std::process::id() as i32;
+    let spawned = match runtime::spawn(&launch) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut state = State::created();
+            state.error = Some(e.to_string());
+            let _ = container.write_state(&state);
+            if let Attach::Detached(mut f) = attach {
+                let _ = writeln!(f, "err {} {}", e.exit_code(), e);
+            }
+            return Err(e.into());
+        }
+    };
+    drop(out_w);
+    drop(err_w);
+    drop(devnull);
+    let pid = spawned.pid.as_raw();
+    CONTAINER_PID.store(pid, Ordering::Relaxed);
+    proxy_signals();
+
+    let mut state = State::created();
+    state.status = Status::Running;
+    state.pid = Some(pid);
+    state.supervisor_pid = Some(me);
+    state.supervisor_start_ticks = procinfo::start_ticks(me);
+    state.started_at = Some(now());
+    container.write_state(&state)?;
+    if let Attach::Detached(mut f) = attach {
+        let _ = writeln!(f, "ok {pid}");
+    }
+
+    let mut log = LogWriter::open(&container.log_path()).map_err(|e| ContainerError::io(container.log_path(), e))?;
+    relay(out_r, err_r, &mut log, echo);
+    let _ = log.flush_all();
+
+    let code = wait_exit(spawned.pid);
+    CONTAINER_PID.store(0, Ordering::Relaxed);
+    if let Some(cg) = &spawned.cgroup {
+        if let Ok(usage) = cg.usage() {
+            state.oom_killed = usage.oom_kills.unwrap_or(0) > 0;
+            state.memory_peak_bytes = usage.memory_peak_bytes;
+        }
+        let _ = cg.kill_all(libc::SIGKILL);
+        let _ = cg.destroy();
+    }
+    state.status = Status::Exited;
+    state.pid = None;
+    state.exit_code = Some(code);
+    state.finished_at = Some(now());
+    container.write_state(&state)?;
+    if container.options.auto_remove {
+        let _ = std::fs::remove_dir_all(&container.dir);
+    }
+    Ok(code)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Copies both pipes into the log until the container closes them.
+fn relay(out: OwnedFd, err: OwnedFd, log: &mut LogWriter, echo: bool) {
+    let mut files = [Some(File::from(out)), Some(File::from(err))];
+    let mut buf = vec![0u8; 32 * 1024];
+    while files.iter().any(Option::is_some) {
+        let mut fds: Vec<libc::pollfd> = files
+            .iter()
+            .map(|f| libc::pollfd {
+                fd: f.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a valid array of pollfd for the call's duration.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        for (i, pfd) in fds.iter().enumerate() {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let Some(f) = files[i].as_mut() else { continue };
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => files[i] = None,
+                Ok(k) => {
+                    let _ = log.feed(i, &buf[..k]);
+                    if echo {
+                        let _ = if i == 0 {
+                            std::io::stdout().write_all(&buf[..k]).and_then(|_| std::io::stdout().flush())
+                        } else {
+                            std::io::stderr().write_all(&buf[..k])
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn wait_exit(pid: nix::unistd::Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// Entry point of the re-executed supervisor: `twinbox __supervise ID` with the
+/// report pipe on fd 3.
+pub fn supervisor_main(container: &Container) -> i32 {
+    // Fork once more so the starter can reap us at once and the supervisor is
+    // nobody's zombie-to-be but init's.
+    // SAFETY: the process is single-threaded here; the child continues normally.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(_) => return 125,
+    }
+    // SAFETY: fd 3 was set up by start_detached for this process alone.
+    let report = unsafe { File::from_raw_fd(3) };
+    match supervise(container, Attach::Detached(report)) {
+        Ok(code) => code,
+        Err(e) => e.exit_code(),
+    }
+}
