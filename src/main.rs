@@ -1,1 +1,111 @@
-fn main() {}
+//! twinbox: the same workload as a container and as a microVM, measured.
+//!
+//! This binary is a thin command line: every verb calls one library function in
+//! twinbox-engine, twinbox-microvm or twinbox-lessons.
+
+mod container;
+mod doctor;
+mod format;
+mod image;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "twinbox", version, about = "Containers and microVMs side by side: run, compare, learn")]
+struct Cli {
+    /// Store directory (images, layers, containers)
+    #[arg(long, global = true, env = "TWINBOX_ROOT", default_value = twinbox_engine::store::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Log debug details to stderr
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create and start a container, like `docker run`
+    Run(container::RunArgs),
+    /// Create a container without starting it
+    Create(container::RunArgs),
+    /// Start created or stopped containers
+    Start(container::StartArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Show a container's output
+    Logs(container::LogsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL after a grace period)
+    Stop(container::StopArgs),
+    /// Send a signal to running containers
+    Kill(container::KillArgs),
+    /// Remove containers
+    Rm(container::RmArgs),
+    /// Wait for containers to exit and print their exit codes
+    Wait(container::NamesArgs),
+    /// Show low-level details of containers as JSON
+    Inspect(container::NamesArgs),
+    /// Show the processes running in a container
+    Top(container::TopArgs),
+    /// List images
+    Images(image::ImagesArgs),
+    /// Import a root filesystem tar as an image, like `docker import`
+    Import(image::ImportArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Check what this host can do: namespaces, cgroups, overlayfs, KVM
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The OCI runtime, driven like runc on a bundle
+    #[command(subcommand)]
+    Runtime(runtime::RuntimeCommand),
+    #[command(name = "__supervise", hide = true)]
+    Supervise { id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.debug { "debug" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TWINBOX_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("twinbox: {}", format::error_chain(&e));
+            ExitCode::from(format::exit_code_of(&e))
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let root = cli.root;
+    match cli.command {
+        Command::Run(args) => container::run(&root, args),
+        Command::Create(args) => container::create(&root, args),
+        Command::Start(args) => container::start(&root, args),
+        Command::Ps(args) => container::ps(&root, args),
+        Command::Logs(args) => container::logs(&root, args),
+        Command::Stop(args) => container::stop(&root, args),
+        Command::Kill(args) => container::kill(&root, args),
+        Command::Rm(args) => container::rm(&root, args),
+        Command::Wait(args) => container::wait(&root, args),
+        Command::Inspect(args) => container::inspect(&root, args),
+        Command::Top(args) => container::top(&root, args),
+        Command::Images(args) => image::images(&root, args),
+        Command::Import(args) => image::import(&root, args),
+        Command::Image(cmd) => image::image(&root, cmd),
+        Command::Doctor { json } => doctor::run(json),
+        Command::Runtime(cmd) => runtime::dispatch(cmd),
+        Command::Supervise { id } => container::supervise(&root, &id),
+    }
+}

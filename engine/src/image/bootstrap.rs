@@ -40,21 +40,15 @@ pub fn is_static_elf(path: &Path) -> bool {
     })
 }
 
-fn dir_header(mode: u32) -> tar::Header {
+/// A root-owned entry with a zero mtime, so the same input gives the same digest.
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(mode);
-    h.set_size(0);
-    h.set_mtime(0);
-    h
-}
-
-fn file_header(mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
+    h.set_entry_type(kind);
     h.set_mode(mode);
     h.set_size(size);
     h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
     h
 }
 
@@ -87,20 +81,16 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
         ("root", 0o700), ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777), ("usr", 0o755),
         ("usr/bin", 0o755), ("usr/sbin", 0o755), ("var", 0o755), ("var/tmp", 0o1777),
     ] {
-        b.append_data(&mut dir_header(mode), dir, std::io::empty()).map_err(io)?;
+        b.append_data(&mut header(tar::EntryType::Directory, mode, 0), dir, std::io::empty()).map_err(io)?;
     }
-    b.append_data(&mut file_header(0o755, binary.len() as u64), "bin/busybox", &binary[..])
+    b.append_data(&mut header(tar::EntryType::Regular, 0o755, binary.len() as u64), "bin/busybox", &binary[..])
         .map_err(io)?;
     for (name, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP), ("etc/hostname", "twinbox\n")] {
-        b.append_data(&mut file_header(0o644, text.len() as u64), name, text.as_bytes())
+        b.append_data(&mut header(tar::EntryType::Regular, 0o644, text.len() as u64), name, text.as_bytes())
             .map_err(io)?;
     }
     for applet in &applets {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        h.set_mtime(0);
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
         b.append_link(&mut h, applet, "/bin/busybox").map_err(io)?;
     }
     b.into_inner().map_err(io)

@@ -156,7 +156,7 @@ pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<UnpackStats> {
         // that leads out of `dst`.
         let unpacked = entry
             .unpack_in(dst)
-            .map_err(|e| StoreError::Unpack(format!("entry {:?}: {e}", raw)))?;
+            .map_err(|e| StoreError::Unpack(format!("entry {:?}: {}", raw, io_error_chain(&e))))?;
         if !unpacked {
             return Err(refuse(&raw, "would be written outside the layer"));
         }
@@ -284,4 +284,15 @@ mod tests {
             assert!(md.file_type().is_char_device());
         }
     }
+}
+
+/// tar's errors wrap the OS error; show both so the user sees why.
+fn io_error_chain(e: &std::io::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
 }

@@ -1,0 +1,505 @@
+//! Container verbs: run, create, start, ps, logs, stop, kill, rm, wait, inspect, top.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
+use twinbox_engine::container::logs::read_log;
+use twinbox_engine::container::options::{parse_env_arg, parse_env_file, parse_volume};
+use twinbox_engine::container::supervisor::{supervise as supervise_attached, supervisor_main, Attach};
+use twinbox_engine::container::{self as engine, lifecycle, procinfo, Container, RunOptions, Status};
+use twinbox_engine::network::NetworkMode;
+use twinbox_engine::store::Store;
+
+use crate::format::{human_duration, print_table, since};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Run in the background and print the container id
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// User to run as: NAME, UID or UID:GID
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Container host name (default: the short id)
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Network: none (own namespace with lo only) or host
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Memory limit, e.g. 64m or 1g
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Number of CPUs, e.g. 0.5
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Maximum number of processes (-1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the container the terminal
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Bind mount a host directory: /host/path:/container/path[:ro]
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Image to run
+    image: String,
+    /// Command and arguments (replace the image's Cmd)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    fn options(&self) -> Result<RunOptions> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            env.extend(parse_env_file(f)?);
+        }
+        for e in &self.env {
+            env.extend(parse_env_arg(e)?);
+        }
+        let memory_bytes = self.memory.as_deref().map(parse_memory_size).transpose()?;
+        if let Some(c) = self.cpus {
+            cpus_to_quota(c)?;
+        }
+        let network: NetworkMode = self.network.parse().map_err(anyhow::Error::msg)?;
+        let volumes = self.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
+        Ok(RunOptions {
+            name: self.name.clone(),
+            env,
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone(),
+            entrypoint: self.entrypoint.clone(),
+            network,
+            memory_bytes,
+            cpus: self.cpus,
+            pids_limit: self.pids_limit.filter(|p| *p > 0),
+            read_only: self.read_only,
+            interactive: self.interactive,
+            tty: self.tty,
+            auto_remove: self.rm,
+            volumes,
+            cmd: self.command.clone(),
+        })
+    }
+}
+
+pub fn require_root(verb: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("`twinbox {verb}` needs root (namespaces, mounts and cgroups): run it with sudo");
+    }
+    Ok(())
+}
+
+fn open_store(root: &Path) -> Result<Store> {
+    Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
+}
+
+fn self_exe() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the twinbox binary to start a supervisor")
+}
+
+pub fn run(root: &Path, args: RunArgs) -> Result<i32> {
+    require_root("run")?;
+    let opts = args.options()?;
+    let store = open_store(root)?;
+    let container = engine::create(&store, &args.image, &opts)?;
+    if args.detach {
+        match lifecycle::start_detached(&store, &container, &self_exe()?) {
+            Ok(_) => {
+                println!("{}", container.id);
+                Ok(0)
+            }
+            Err(e) => {
+                let _ = lifecycle::remove(&container, true);
+                Err(e.into())
+            }
+        }
+    } else {
+        match supervise_attached(&container, Attach::Terminal) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                let _ = lifecycle::remove(&container, true);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+pub fn create(root: &Path, args: RunArgs) -> Result<i32> {
+    require_root("create")?;
+    let opts = args.options()?;
+    let store = open_store(root)?;
+    let container = engine::create(&store, &args.image, &opts)?;
+    println!("{}", container.id);
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach to the container's output and wait for it
+    #[arg(short = 'a', long)]
+    attach: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn start(root: &Path, args: StartArgs) -> Result<i32> {
+    require_root("start")?;
+    let store = open_store(root)?;
+    let mut code = 0;
+    for key in &args.containers {
+        let c = Container::find(&store, key)?;
+        if c.state()?.status == Status::Running {
+            bail!("container {} is already running", c.name);
+        }
+        if args.attach {
+            code = supervise_attached(&c, Attach::Terminal)?;
+        } else {
+            lifecycle::start_detached(&store, &c, &self_exe()?)?;
+            println!("{key}");
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Only print container ids
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Output format: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+fn status_text(c: &Container) -> String {
+    match c.state() {
+        Ok(s) => match s.status {
+            Status::Created => "Created".into(),
+            Status::Running => format!("Up {}", human_duration(since(s.started_at.as_deref().unwrap_or("")))),
+            Status::Exited => {
+                let code = s.exit_code.map_or("unknown".to_string(), |c| c.to_string());
+                let ago = s
+                    .finished_at
+                    .as_deref()
+                    .map(|t| format!(" {} ago", human_duration(since(t))))
+                    .unwrap_or_default();
+                format!("Exited ({code}){ago}")
+            }
+        },
+        Err(_) => "Unknown".into(),
+    }
+}
+
+pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let containers: Vec<Container> = Container::list(&store)?
+        .into_iter()
+        .filter(|c| args.all || c.state().map(|s| s.status == Status::Running).unwrap_or(false))
+        .collect();
+    if args.quiet {
+        for c in &containers {
+            println!("{}", c.short_id());
+        }
+        return Ok(0);
+    }
+    match args.format.as_str() {
+        "json" => {
+            for c in &containers {
+                let s = c.state()?;
+                println!(
+                    "{}",
+                    json!({
+                        "ID": c.short_id(), "Image": c.image, "Command": c.args.join(" "),
+                        "CreatedAt": c.created, "State": s.status.to_string(), "Status": status_text(c),
+                        "Names": c.name, "ExitCode": s.exit_code, "Pid": s.pid,
+                    })
+                );
+            }
+        }
+        "table" => {
+            let rows: Vec<Vec<String>> = containers
+                .iter()
+                .rev()
+                .map(|c| {
+                    let mut cmd = format!("\"{}\"", c.args.join(" "));
+                    if cmd.len() > 22 {
+                        cmd = format!("{}…\"", &cmd[..cmd.char_indices().nth(20).map_or(cmd.len(), |(i, _)| i)]);
+                    }
+                    vec![
+                        c.short_id().to_string(),
+                        c.image.clone(),
+                        cmd,
+                        format!("{} ago", human_duration(since(&c.created))),
+                        status_text(c),
+                        c.name.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+        }
+        other => bail!("unknown format {other:?}: use table or json"),
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Follow the output until the container stops
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Only the last N lines
+    #[arg(long = "tail", short = 'n')]
+    tail: Option<usize>,
+    /// Prefix each line with its timestamp
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub fn logs(root: &Path, args: LogsArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let c = Container::find(&store, &args.container)?;
+    let print = |lines: &[twinbox_engine::container::logs::LogLine]| {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        for l in lines {
+            let prefix = if args.timestamps { format!("{} ", l.time) } else { String::new() };
+            let _ = if l.stream == "stderr" {
+                write!(err, "{prefix}{}", l.log)
+            } else {
+                write!(out, "{prefix}{}", l.log)
+            };
+        }
+        let _ = out.flush();
+    };
+    let lines = read_log(&c.log_path());
+    let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    print(&lines[skip..]);
+    if args.follow {
+        let mut seen = lines.len();
+        loop {
+            let running = c.state().map(|s| s.status == Status::Running).unwrap_or(false);
+            let lines = read_log(&c.log_path());
+            if lines.len() > seen {
+                print(&lines[seen..]);
+                seen = lines.len();
+            }
+            if !running {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(root: &Path, args: StopArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    for key in &args.containers {
+        let c = Container::find(&store, key)?;
+        lifecycle::stop(&c, Duration::from_secs(args.time))?;
+        println!("{key}");
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send: a name (KILL, SIGTERM) or number
+    #[arg(short = 's', long = "signal", default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| anyhow::anyhow!("invalid signal {s:?}: use a name such as TERM or KILL, or a number"))
+}
+
+pub fn kill(root: &Path, args: KillArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let sig = parse_signal(&args.signal)?;
+    for key in &args.containers {
+        lifecycle::kill(&Container::find(&store, key)?, sig)?;
+        println!("{key}");
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Kill a running container before removing it
+    #[arg(short = 'f', long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn rm(root: &Path, args: RmArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    for key in &args.containers {
+        lifecycle::remove(&Container::find(&store, key)?, args.force)?;
+        println!("{key}");
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn wait(root: &Path, args: NamesArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    for key in &args.containers {
+        let code = lifecycle::wait(&Container::find(&store, key)?)?;
+        println!("{}", code.map_or("unknown".to_string(), |c| c.to_string()));
+    }
+    Ok(0)
+}
+
+pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let mut out = Vec::new();
+    for key in &args.containers {
+        let c = Container::find(&store, key)?;
+        let s = c.state()?;
+        let supervisor_rss = s
+            .supervisor_pid
+            .filter(|_| s.status == Status::Running)
+            .and_then(procinfo::rss_bytes);
+        let usage = lifecycle::cgroup_of(&c)
+            .filter(|_| s.status == Status::Running)
+            .and_then(|cg| cg.usage().ok());
+        let o = &c.options;
+        out.push(json!({
+            "Id": c.id,
+            "Name": format!("/{}", c.name),
+            "Created": c.created,
+            "Path": c.args.first(),
+            "Args": c.args.get(1..).unwrap_or_default(),
+            "State": {
+                "Status": s.status.to_string(),
+                "Running": s.status == Status::Running,
+                "Pid": s.pid.unwrap_or(0),
+                "ExitCode": s.exit_code,
+                "OOMKilled": s.oom_killed,
+                "Error": s.error.clone().unwrap_or_default(),
+                "StartedAt": s.started_at,
+                "FinishedAt": s.finished_at,
+            },
+            "Image": c.image_id,
+            "Config": {
+                "Hostname": c.hostname,
+                "User": o.user.clone().unwrap_or_default(),
+                "Env": o.env,
+                "Cmd": o.cmd,
+                "Entrypoint": o.entrypoint,
+                "WorkingDir": o.workdir.clone().unwrap_or_default(),
+                "Image": c.image,
+                "Tty": o.tty,
+                "OpenStdin": o.interactive,
+            },
+            "HostConfig": {
+                "Memory": o.memory_bytes.unwrap_or(0),
+                "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
+                "PidsLimit": o.pids_limit,
+                "NetworkMode": o.network.to_string(),
+                "ReadonlyRootfs": o.read_only,
+                "AutoRemove": o.auto_remove,
+                "Binds": o.volumes.iter().map(|v| format!("{}:{}{}", v.source.display(), v.destination.display(), if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+            },
+            "LogPath": c.log_path(),
+            "Twinbox": {
+                "SupervisorPid": s.supervisor_pid.filter(|_| s.status == Status::Running),
+                "SupervisorRssBytes": supervisor_rss,
+                "MemoryPeakBytes": s.memory_peak_bytes,
+                "Cgroup": usage,
+                "LowerDirs": c.lower_dirs,
+            },
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    container: String,
+}
+
+pub fn top(root: &Path, args: TopArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let c = Container::find(&store, &args.container)?;
+    if c.state()?.status != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let cg = lifecycle::cgroup_of(&c).context("the container's cgroup is gone")?;
+    let mut rows = Vec::new();
+    for pid in cg.pids()? {
+        let (uid, ppid) = procinfo::owner_and_parent(pid).unwrap_or((0, 0));
+        rows.push(vec![uid.to_string(), pid.to_string(), ppid.to_string(), procinfo::cmdline(pid)]);
+    }
+    print_table(&["UID", "PID", "PPID", "CMD"], &rows);
+    Ok(0)
+}
+
+/// The hidden `__supervise ID` verb: a detached container's supervisor.
+pub fn supervise(root: &Path, id: &str) -> Result<i32> {
+    let store = open_store(root)?;
+    let c = Container::load(&store, id)?;
+    Ok(supervisor_main(&c))
+}
