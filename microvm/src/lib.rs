@@ -1,1 +1,4 @@
-//! twinbox-microvm
+//! twinbox-microvm: a minimal KVM microVM runner and what it needs to know
+//! about the host.
+
+pub mod host;

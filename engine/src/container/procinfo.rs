@@ -3,12 +3,17 @@
 
 use std::fs;
 
-/// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+/// Field 22 of /proc/PID/stat: start time in clock ticks after boot, or None
+/// when there is no such process or it is a zombie (dead, not yet reaped).
 pub fn start_ticks(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // the command may contain spaces and ')': fields start after the last ')'
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Resident set size in bytes (VmRSS).

@@ -68,14 +68,19 @@ impl Image {
     /// Finds an image by name (`busybox`, `busybox:latest`, full form) or id prefix.
     pub fn resolve(store: &Store, input: &str) -> Result<Image> {
         let index = store.read_index()?;
-        if let Ok(reference) = Reference::parse(input) {
-            let full = reference.full();
-            if let Some(entry) = index.manifests.iter().find(|m| m.full_name() == Some(&full)) {
-                return Image::load(store, &Digest::parse(&entry.digest)?);
-            }
-        }
         let wanted = input.strip_prefix("sha256:").unwrap_or(input);
-        if wanted.len() >= 4 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let maybe_id = wanted.len() >= 4 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+        match Reference::parse(input) {
+            Ok(reference) => {
+                let full = reference.full();
+                if let Some(entry) = index.manifests.iter().find(|m| m.full_name() == Some(&full)) {
+                    return Image::load(store, &Digest::parse(&entry.digest)?);
+                }
+            }
+            Err(e) if !maybe_id => return Err(e),
+            Err(_) => {}
+        }
+        if maybe_id {
             let mut found: Option<Image> = None;
             for entry in &index.manifests {
                 let img = Image::load(store, &Digest::parse(&entry.digest)?)?;

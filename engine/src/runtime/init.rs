@@ -123,12 +123,14 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     let env = process.env().clone().unwrap_or_default();
     let program = exec::resolve(&argv, &env)?;
 
-    // 5. Privileges: drop capabilities, switch user, forbid gaining privileges,
-    //    and install the syscall filter last (it also filters our own calls).
+    // 5. Privileges: switch user (keeping capabilities across setuid), set the
+    //    spec's capabilities, forbid gaining privileges, and install the syscall
+    //    filter last (it also filters our own calls).
+    security::capabilities::prepare_user_switch().map_err(|e| InitError::setup("keep capabilities", e))?;
+    switch_user(spec)?;
     if let Some(caps) = process.capabilities() {
         security::capabilities::apply(caps).map_err(|e| InitError::setup("capabilities", e))?;
     }
-    switch_user(spec)?;
     if process.no_new_privileges().unwrap_or(false) {
         security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
     }
@@ -197,8 +199,6 @@ fn switch_user(spec: &Spec) -> Step {
     nix::unistd::setgroups(&gids).map_err(|e| InitError::setup("setgroups", e))?;
     nix::unistd::setresgid(Gid::from_raw(user.gid()), Gid::from_raw(user.gid()), Gid::from_raw(user.gid()))
         .map_err(|e| InitError::setup(&format!("setgid {}", user.gid()), e))?;
-    // Switching to a non-root uid clears the permitted and effective sets, as
-    // Docker's non-root users have no capabilities; the bounding set stays.
     nix::unistd::setresuid(Uid::from_raw(user.uid()), Uid::from_raw(user.uid()), Uid::from_raw(user.uid()))
         .map_err(|e| InitError::setup(&format!("setuid {}", user.uid()), e))?;
     if let Some(mask) = user.umask() {

@@ -127,9 +127,7 @@ impl OciRuntime {
             return Err(RuntimeError::Spec(format!("container {id:?} does not exist")));
         }
         let mut state: OciState = read_json(&path).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-        let alive = procinfo::start_ticks(state.pid).is_some()
-            && procinfo::start_ticks(state.pid) == state.start_ticks
-            && !is_zombie(state.pid);
+        let alive = procinfo::start_ticks(state.pid).is_some() && procinfo::start_ticks(state.pid) == state.start_ticks;
         state.status = if !alive {
             "stopped"
         } else if self.dir(id).join("exec.fifo").exists() {
@@ -164,7 +162,7 @@ impl OciRuntime {
             }
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.pid), nix::sys::signal::Signal::SIGKILL);
             for _ in 0..200 {
-                if procinfo::start_ticks(state.pid).is_none() || is_zombie(state.pid) {
+                if procinfo::start_ticks(state.pid).is_none() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -204,11 +202,4 @@ impl OciRuntime {
         }
         Ok(code)
     }
-}
-
-fn is_zombie(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(false)
 }
