@@ -30,6 +30,7 @@ step $tb run --rm --memory 16m busybox sh -c 'head -c 64m /dev/zero | tail > /de
 
 echo
 echo "== detached containers keep running; their output is logged"
+$tb rm -f demo-ticker >/dev/null 2>&1 || true
 id=$($tb run -d --name demo-ticker busybox sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 30')
 sleep 1.2
 step $tb ps
