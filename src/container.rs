@@ -10,8 +10,12 @@ use serde_json::json;
 use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{parse_env_arg, parse_env_file, parse_volume};
-use twinbox_engine::container::supervisor::{supervise as supervise_attached, supervisor_main, Attach};
-use twinbox_engine::container::{self as engine, lifecycle, procinfo, Container, RunOptions, Status};
+use twinbox_engine::container::supervisor::{
+    supervise as supervise_attached, supervisor_main, Attach,
+};
+use twinbox_engine::container::{
+    self as engine, lifecycle, procinfo, Container, RunOptions, Status,
+};
 use twinbox_engine::network::NetworkMode;
 use twinbox_engine::store::Store;
 
@@ -91,7 +95,11 @@ impl RunArgs {
             cpus_to_quota(c)?;
         }
         let network: NetworkMode = self.network.parse().map_err(anyhow::Error::msg)?;
-        let volumes = self.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
+        let volumes = self
+            .volumes
+            .iter()
+            .map(|v| parse_volume(v))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RunOptions {
             name: self.name.clone(),
             env,
@@ -209,7 +217,10 @@ fn status_text(c: &Container) -> String {
     match c.state() {
         Ok(s) => match s.status {
             Status::Created => "Created".into(),
-            Status::Running => format!("Up {}", human_duration(since(s.started_at.as_deref().unwrap_or("")))),
+            Status::Running => format!(
+                "Up {}",
+                human_duration(since(s.started_at.as_deref().unwrap_or("")))
+            ),
             Status::Exited => {
                 let code = s.exit_code.map_or("unknown".to_string(), |c| c.to_string());
                 let ago = s
@@ -228,7 +239,12 @@ pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
     let store = open_store(root)?;
     let containers: Vec<Container> = Container::list(&store)?
         .into_iter()
-        .filter(|c| args.all || c.state().map(|s| s.status == Status::Running).unwrap_or(false))
+        .filter(|c| {
+            args.all
+                || c.state()
+                    .map(|s| s.status == Status::Running)
+                    .unwrap_or(false)
+        })
         .collect();
     if args.quiet {
         for c in &containers {
@@ -257,7 +273,10 @@ pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
                 .map(|c| {
                     let mut cmd = format!("\"{}\"", c.args.join(" "));
                     if cmd.len() > 22 {
-                        cmd = format!("{}…\"", &cmd[..cmd.char_indices().nth(20).map_or(cmd.len(), |(i, _)| i)]);
+                        cmd = format!(
+                            "{}…\"",
+                            &cmd[..cmd.char_indices().nth(20).map_or(cmd.len(), |(i, _)| i)]
+                        );
                     }
                     vec![
                         c.short_id().to_string(),
@@ -269,7 +288,17 @@ pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
                     ]
                 })
                 .collect();
-            print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+            print_table(
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "NAMES",
+                ],
+                &rows,
+            );
         }
         other => bail!("unknown format {other:?}: use table or json"),
     }
@@ -297,7 +326,11 @@ pub fn logs(root: &Path, args: LogsArgs) -> Result<i32> {
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr().lock();
         for l in lines {
-            let prefix = if args.timestamps { format!("{} ", l.time) } else { String::new() };
+            let prefix = if args.timestamps {
+                format!("{} ", l.time)
+            } else {
+                String::new()
+            };
             let _ = if l.stream == "stderr" {
                 write!(err, "{prefix}{}", l.log)
             } else {
@@ -312,7 +345,10 @@ pub fn logs(root: &Path, args: LogsArgs) -> Result<i32> {
     if args.follow {
         let mut seen = lines.len();
         loop {
-            let running = c.state().map(|s| s.status == Status::Running).unwrap_or(false);
+            let running = c
+                .state()
+                .map(|s| s.status == Status::Running)
+                .unwrap_or(false);
             let lines = read_log(&c.log_path());
             if lines.len() > seen {
                 print(&lines[seen..]);
@@ -362,10 +398,16 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         }
     }
     let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
-        .map_err(|_| anyhow::anyhow!("invalid signal {s:?}: use a name such as TERM or KILL, or a number"))
+        .map_err(|_| {
+            anyhow::anyhow!("invalid signal {s:?}: use a name such as TERM or KILL, or a number")
+        })
 }
 
 pub fn kill(root: &Path, args: KillArgs) -> Result<i32> {
@@ -491,9 +533,91 @@ pub fn top(root: &Path, args: TopArgs) -> Result<i32> {
     let mut rows = Vec::new();
     for pid in cg.pids()? {
         let (uid, ppid) = procinfo::owner_and_parent(pid).unwrap_or((0, 0));
-        rows.push(vec![uid.to_string(), pid.to_string(), ppid.to_string(), procinfo::cmdline(pid)]);
+        rows.push(vec![
+            uid.to_string(),
+            pid.to_string(),
+            ppid.to_string(),
+            procinfo::cmdline(pid),
+        ]);
     }
     print_table(&["UID", "PID", "PPID", "CMD"], &rows);
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Output format: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Containers (default: all running)
+    containers: Vec<String>,
+}
+
+/// One snapshot of cgroup usage, like `docker stats --no-stream`.
+pub fn stats(root: &Path, args: StatsArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let containers = if args.containers.is_empty() {
+        Container::list(&store)?
+            .into_iter()
+            .filter(|c| {
+                c.state()
+                    .map(|s| s.status == Status::Running)
+                    .unwrap_or(false)
+            })
+            .collect()
+    } else {
+        args.containers
+            .iter()
+            .map(|k| Container::find(&store, k))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut rows = Vec::new();
+    for c in &containers {
+        let usage = lifecycle::cgroup_of(&c)
+            .and_then(|cg| cg.usage().ok())
+            .unwrap_or_default();
+        if args.format == "json" {
+            println!(
+                "{}",
+                json!({"ID": c.short_id(), "Name": c.name, "Usage": usage})
+            );
+            continue;
+        }
+        let mib = |b: Option<u64>| {
+            b.map_or("-".to_string(), |b| {
+                format!("{:.1}MiB", b as f64 / 1048576.0)
+            })
+        };
+        rows.push(vec![
+            c.short_id().to_string(),
+            c.name.clone(),
+            format!(
+                "{} / {}",
+                mib(usage.memory_bytes),
+                usage
+                    .memory_limit_bytes
+                    .map_or("unlimited".into(), |l| mib(Some(l)))
+            ),
+            mib(usage.memory_peak_bytes),
+            usage
+                .cpu_usage_ns
+                .map_or("-".into(), |n| format!("{:.2}s", n as f64 / 1e9)),
+            usage.pids_current.map_or("-".into(), |p| p.to_string()),
+        ]);
+    }
+    if args.format != "json" {
+        print_table(
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "MEM USAGE / LIMIT",
+                "MEM PEAK",
+                "CPU TIME",
+                "PIDS",
+            ],
+            &rows,
+        );
+    }
     Ok(0)
 }
 

@@ -47,7 +47,11 @@ pub fn human_duration(d: Duration) -> String {
 pub fn since(ts: &str) -> Duration {
     chrono::DateTime::parse_from_rfc3339(ts)
         .ok()
-        .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+        .and_then(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -62,7 +66,11 @@ pub fn human_size(bytes: u64) -> String {
     if i == 0 {
         format!("{bytes}B")
     } else {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + UNITS[i]
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + UNITS[i]
     }
 }
 

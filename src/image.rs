@@ -45,7 +45,9 @@ pub fn images(root: &Path, args: ImagesArgs) -> Result<i32> {
             r.familiar_repository(),
             r.tag.clone().unwrap_or_else(|| "<none>".into()),
             img.id.short().to_string(),
-            img.created().map(|c| format!("{} ago", human_duration(since(c)))).unwrap_or_default(),
+            img.created()
+                .map(|c| format!("{} ago", human_duration(since(c))))
+                .unwrap_or_default(),
             human_size(size),
         ]);
     }
@@ -74,8 +76,9 @@ fn parse_cmd_change(change: &str) -> Result<Vec<String>> {
     };
     let rest = rest.trim();
     if rest.starts_with('[') {
-        return serde_json::from_str(rest)
-            .map_err(|e| anyhow::anyhow!("--change {change:?}: the JSON form must be a list of strings: {e}"));
+        return serde_json::from_str(rest).map_err(|e| {
+            anyhow::anyhow!("--change {change:?}: the JSON form must be a list of strings: {e}")
+        });
     }
     Ok(vec!["/bin/sh".into(), "-c".into(), rest.to_string()])
 }
@@ -110,11 +113,20 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
         ImageCommand::Bootstrap { kind, name } => {
             let store = Store::open(root)?;
             let img = match kind.as_str() {
-                "busybox" => bootstrap::bootstrap_busybox(&store, name.as_deref().unwrap_or("busybox:latest"))?,
+                "busybox" => bootstrap::bootstrap_busybox(
+                    &store,
+                    name.as_deref().unwrap_or("busybox:latest"),
+                )?,
                 other => bail!("cannot bootstrap {other:?}: only busybox is available for now"),
             };
             let name = img.names.first().cloned().unwrap_or_default();
-            println!("{} {}", Reference::parse(&name).map(|r| r.familiar()).unwrap_or(name), img.id);
+            println!(
+                "{} {}",
+                Reference::parse(&name)
+                    .map(|r| r.familiar())
+                    .unwrap_or(name),
+                img.id
+            );
             Ok(0)
         }
         ImageCommand::Ls(args) => images(root, args),
@@ -127,8 +139,14 @@ mod tests {
 
     #[test]
     fn cmd_changes() {
-        assert_eq!(parse_cmd_change("CMD [\"sh\",\"-c\",\"x\"]").unwrap(), vec!["sh", "-c", "x"]);
-        assert_eq!(parse_cmd_change("CMD echo hi").unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            parse_cmd_change("CMD [\"sh\",\"-c\",\"x\"]").unwrap(),
+            vec!["sh", "-c", "x"]
+        );
+        assert_eq!(
+            parse_cmd_change("CMD echo hi").unwrap(),
+            vec!["/bin/sh", "-c", "echo hi"]
+        );
         assert!(parse_cmd_change("ENV A=b").is_err());
     }
 }

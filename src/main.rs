@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "twinbox", version, about = "Containers and microVMs side by side: run, compare, learn")]
+#[command(
+    name = "twinbox",
+    version,
+    about = "Containers and microVMs side by side: run, compare, learn"
+)]
 struct Cli {
     /// Store directory (images, layers, containers)
     #[arg(long, global = true, env = "TWINBOX_ROOT", default_value = twinbox_engine::store::DEFAULT_ROOT)]
@@ -51,6 +55,8 @@ enum Command {
     Inspect(container::NamesArgs),
     /// Show the processes running in a container
     Top(container::TopArgs),
+    /// Show resource usage of running containers (memory, CPU time, processes)
+    Stats(container::StatsArgs),
     /// List images
     Images(image::ImagesArgs),
     /// Import a root filesystem tar as an image, like `docker import`
@@ -74,7 +80,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = if cli.debug { "debug" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TWINBOX_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TWINBOX_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .without_time()
         .init();
@@ -101,11 +110,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Wait(args) => container::wait(&root, args),
         Command::Inspect(args) => container::inspect(&root, args),
         Command::Top(args) => container::top(&root, args),
+        Command::Stats(args) => container::stats(&root, args),
         Command::Images(args) => image::images(&root, args),
         Command::Import(args) => image::import(&root, args),
         Command::Image(cmd) => image::image(&root, cmd),
         Command::Doctor { json } => doctor::run(json),
-        Command::Runtime(cmd) => runtime::dispatch(cmd),
+        // runc's convention: any runtime failure exits 1
+        Command::Runtime(cmd) => runtime::dispatch(cmd).or_else(|e| {
+            eprintln!("twinbox: {}", format::error_chain(&e));
+            Ok(1)
+        }),
         Command::Supervise { id } => container::supervise(&root, &id),
     }
 }

@@ -59,7 +59,11 @@ pub enum RuntimeCommand {
 pub fn dispatch(cmd: RuntimeCommand) -> Result<i32> {
     require_root("runtime")?;
     match cmd {
-        RuntimeCommand::Create { bundle, state_root, id } => {
+        RuntimeCommand::Create {
+            bundle,
+            state_root,
+            id,
+        } => {
             OciRuntime::new(state_root).create(&id, &bundle)?;
             Ok(0)
         }
@@ -72,14 +76,26 @@ pub fn dispatch(cmd: RuntimeCommand) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(0)
         }
-        RuntimeCommand::Kill { state_root, id, signal } => {
+        RuntimeCommand::Kill {
+            state_root,
+            id,
+            signal,
+        } => {
             OciRuntime::new(state_root).kill(&id, parse_signal(&signal)?)?;
             Ok(0)
         }
-        RuntimeCommand::Delete { force, state_root, id } => {
+        RuntimeCommand::Delete {
+            force,
+            state_root,
+            id,
+        } => {
             OciRuntime::new(state_root).delete(&id, force)?;
             Ok(0)
         }
-        RuntimeCommand::Run { bundle, state_root, id } => Ok(OciRuntime::new(state_root).run(&id, &bundle)?),
+        RuntimeCommand::Run {
+            bundle,
+            state_root,
+            id,
+        } => Ok(OciRuntime::new(state_root).run(&id, &bundle)?),
     }
 }

@@ -20,12 +20,17 @@ fn kernel_is_the_hosts() {
 fn workload_is_pid_one_and_host_processes_are_hidden() {
     let Some(lab) = lab() else { return };
     let me = std::process::id();
-    let r = lab.sh(&format!("echo $$; ls /proc | grep -c '^[0-9]'; test -e /proc/{me} && echo sees-host; true"));
+    let r = lab.sh(&format!(
+        "echo $$; ls /proc | grep -c '^[0-9]'; test -e /proc/{me} && echo sees-host; true"
+    ));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "1", "the workload is PID 1 in its namespace");
     let visible: usize = lines[1].parse().unwrap();
-    assert!(visible <= 3, "only the container's own processes are visible, saw {visible}");
+    assert!(
+        visible <= 3,
+        "only the container's own processes are visible, saw {visible}"
+    );
     assert!(!r.stdout.contains("sees-host"));
 }
 
@@ -51,7 +56,14 @@ fn hostname_is_its_own() {
     let r = lab.sh("hostname");
     assert_ne!(r.stdout.trim(), host("hostname", &[]));
     assert_eq!(r.stdout.trim().len(), 12, "defaults to the short id");
-    let r = lab.tb(&["run", "--rm", "--hostname", "lab-box", "busybox", "hostname"]);
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "lab-box",
+        "busybox",
+        "hostname",
+    ]);
     assert_eq!(r.stdout.trim(), "lab-box");
 }
 
@@ -60,15 +72,31 @@ fn network_none_has_only_loopback_and_host_shares() {
     let Some(lab) = lab() else { return };
     let r = lab.sh("ls /sys/class/net");
     assert_eq!(r.stdout.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
-    let r = lab.tb(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]);
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
     let host_ifaces = host("ls", &["/sys/class/net"]);
-    assert_eq!(r.stdout.split_whitespace().count(), host_ifaces.split_whitespace().count());
+    assert_eq!(
+        r.stdout.split_whitespace().count(),
+        host_ifaces.split_whitespace().count()
+    );
 }
 
 #[test]
 fn files_written_in_one_container_are_gone_in_the_next() {
     let Some(lab) = lab() else { return };
-    assert_eq!(lab.sh("echo data > /tmp/note && cat /tmp/note").stdout.trim(), "data");
+    assert_eq!(
+        lab.sh("echo data > /tmp/note && cat /tmp/note")
+            .stdout
+            .trim(),
+        "data"
+    );
     let r = lab.sh("cat /tmp/note");
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("No such file"), "{}", r.stderr);
@@ -78,20 +106,41 @@ fn files_written_in_one_container_are_gone_in_the_next() {
 fn hardening_matches_docker_defaults() {
     let Some(lab) = lab() else { return };
     // a masked path that this kernel has: reads as empty inside
-    let masked = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap();
+    let masked = [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap();
     let r = lab.sh(&format!(
         "grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status; \
          wc -c < {masked}; (echo x > /proc/sys/kernel/hostname) 2>&1; mount -t tmpfs t /mnt 2>&1; echo done"
     ));
-    assert!(r.stdout.contains("CapEff:\t00000000a80425fb"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("CapEff:\t00000000a80425fb"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("NoNewPrivs:\t1"));
     assert!(r.stdout.contains("Seccomp:\t2"));
-    assert!(r.stdout.lines().any(|l| l.trim() == "0"), "{masked} is masked: {}", r.stdout);
-    assert!(r.stdout.contains("Read-only file system") || r.stdout.contains("Permission denied"), "{}", r.stdout);
-    assert!(r.stdout.to_lowercase().contains("permission denied"), "mount is refused: {}", r.stdout);
+    assert!(
+        r.stdout.lines().any(|l| l.trim() == "0"),
+        "{masked} is masked: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Read-only file system") || r.stdout.contains("Permission denied"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.to_lowercase().contains("permission denied"),
+        "mount is refused: {}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -100,8 +149,20 @@ fn user_workdir_env_and_read_only_root() {
     let env_file = lab.root().join("env.list");
     std::fs::write(&env_file, "# course settings\nFROM_FILE=yes\n").unwrap();
     let r = lab.tb(&[
-        "run", "--rm", "-u", "65534", "-w", "/work/dir", "-e", "GREETING=hi there", "--env-file",
-        env_file.to_str().unwrap(), "--read-only", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "-u",
+        "65534",
+        "-w",
+        "/work/dir",
+        "-e",
+        "GREETING=hi there",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
         "id -u; pwd; echo $GREETING $FROM_FILE; touch /x 2>&1; grep CapEff /proc/self/status",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -110,5 +171,8 @@ fn user_workdir_env_and_read_only_root() {
     assert_eq!(lines[1], "/work/dir");
     assert_eq!(lines[2], "hi there yes");
     assert!(lines[3].contains("Read-only file system"), "{}", lines[3]);
-    assert!(lines[4].ends_with("0000000000000000"), "a non-root user holds no capabilities");
+    assert!(
+        lines[4].ends_with("0000000000000000"),
+        "a non-root user holds no capabilities"
+    );
 }

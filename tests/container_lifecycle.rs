@@ -9,12 +9,25 @@ use common::lab;
 #[test]
 fn detached_logs_stop_rm() {
     let Some(lab) = lab() else { return };
-    let r = lab.tb(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "trap 'echo bye; exit 0' TERM; echo start; echo oops >&2; while true; do sleep 0.2; done"]);
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo start; echo oops >&2; while true; do sleep 0.2; done",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.trim().len(), 64, "prints the full id");
     std::thread::sleep(Duration::from_millis(500));
     let ps = lab.tb(&["ps"]);
-    assert!(ps.stdout.contains("ticker") && ps.stdout.contains("Up "), "{}", ps.stdout);
+    assert!(
+        ps.stdout.contains("ticker") && ps.stdout.contains("Up "),
+        "{}",
+        ps.stdout
+    );
     let logs = lab.tb(&["logs", "ticker"]);
     assert_eq!(logs.stdout, "start\n");
     assert_eq!(logs.stderr, "oops\n");
@@ -25,7 +38,10 @@ fn detached_logs_stop_rm() {
     let info = lab.inspect("ticker");
     assert_eq!(info["State"]["Status"], "exited");
     assert_eq!(info["State"]["ExitCode"], 0, "the TERM trap ran");
-    assert!(lab.tb(&["logs", "--tail", "1", "ticker"]).stdout.contains("bye"));
+    assert!(lab
+        .tb(&["logs", "--tail", "1", "ticker"])
+        .stdout
+        .contains("bye"));
     assert_eq!(lab.tb(&["wait", "ticker"]).stdout.trim(), "0");
     assert_eq!(lab.tb(&["rm", "ticker"]).code, 0);
     assert_eq!(lab.container_count(), 0);
@@ -34,7 +50,11 @@ fn detached_logs_stop_rm() {
 #[test]
 fn stop_kills_a_workload_that_ignores_sigterm() {
     let Some(lab) = lab() else { return };
-    assert_eq!(lab.tb(&["run", "-d", "--name", "stubborn", "busybox", "sleep", "60"]).code, 0);
+    assert_eq!(
+        lab.tb(&["run", "-d", "--name", "stubborn", "busybox", "sleep", "60"])
+            .code,
+        0
+    );
     let r = lab.tb(&["stop", "-t", "1", "stubborn"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(lab.inspect("stubborn")["State"]["ExitCode"], 137);
@@ -63,11 +83,19 @@ fn exit_codes_follow_docker() {
     assert_eq!(lab.sh("exit 42").code, 42);
     let r = lab.tb(&["run", "--rm", "busybox", "no-such-command"]);
     assert_eq!(r.code, 127);
-    assert!(r.stderr.contains("executable file not found"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found"),
+        "{}",
+        r.stderr
+    );
     let r = lab.tb(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(r.code, 126);
     assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
-    assert_eq!(lab.container_count(), 0, "failed runs leave no container behind");
+    assert_eq!(
+        lab.container_count(),
+        0,
+        "failed runs leave no container behind"
+    );
 }
 
 #[test]
@@ -76,10 +104,19 @@ fn bad_input_is_refused_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--rm", "nosuchimage"], "no such image"),
         (&["run", "--rm", "Bad:Ref"], "invalid image reference"),
-        (&["run", "--rm", "-m", "lots", "busybox", "true"], "invalid memory size"),
+        (
+            &["run", "--rm", "-m", "lots", "busybox", "true"],
+            "invalid memory size",
+        ),
         (&["run", "--rm", "--cpus", "0", "busybox", "true"], "cpus"),
-        (&["run", "--rm", "--name", "-bad", "busybox", "true"], "invalid container name"),
-        (&["run", "--rm", "--network", "bridge", "busybox", "true"], "network"),
+        (
+            &["run", "--rm", "--name", "-bad", "busybox", "true"],
+            "invalid container name",
+        ),
+        (
+            &["run", "--rm", "--network", "bridge", "busybox", "true"],
+            "network",
+        ),
         (&["logs", "nosuch"], "no such container"),
         (&["stop", "nosuch"], "no such container"),
         (&["rm", "nosuch"], "no such container"),
@@ -88,7 +125,12 @@ fn bad_input_is_refused_with_one_line() {
         let r = lab.tb(args);
         assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
-        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: one line: {}", r.stderr);
+        assert_eq!(
+            r.stderr.trim().lines().count(),
+            1,
+            "{args:?}: one line: {}",
+            r.stderr
+        );
     }
     assert_eq!(lab.container_count(), 0);
 }
@@ -111,12 +153,20 @@ fn names_are_unique_and_find_by_prefix() {
 #[test]
 fn killed_supervisor_shows_as_exited_with_unknown_code() {
     let Some(lab) = lab() else { return };
-    assert_eq!(lab.tb(&["run", "-d", "--name", "orphan", "busybox", "sleep", "60"]).code, 0);
+    assert_eq!(
+        lab.tb(&["run", "-d", "--name", "orphan", "busybox", "sleep", "60"])
+            .code,
+        0
+    );
     let info = lab.inspect("orphan");
     let sup = info["Twinbox"]["SupervisorPid"].as_i64().unwrap() as i32;
     let rss = info["Twinbox"]["SupervisorRssBytes"].as_u64().unwrap();
     assert!(rss > 0);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let ps = lab.tb(&["ps", "-a"]);
     assert!(ps.stdout.contains("Exited (unknown)"), "{}", ps.stdout);
@@ -128,7 +178,17 @@ fn killed_supervisor_shows_as_exited_with_unknown_code() {
 fn non_root_gets_a_clear_error() {
     let Some(lab) = lab() else { return };
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", common::bin(), "run", "busybox", "true"])
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            common::bin(),
+            "run",
+            "busybox",
+            "true",
+        ])
         .env("TWINBOX_ROOT", lab.root())
         .output()
         .unwrap();
@@ -145,9 +205,26 @@ fn import_a_rootfs_tar() {
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
     std::fs::write(rootfs.join("hello.txt"), "imported\n").unwrap();
     let tar = lab.root().join("rootfs.tar");
-    assert!(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
-    let r = lab.tb(&["import", "--change", "CMD [\"/bin/sh\",\"-c\",\"cat /hello.txt\"]", tar.to_str().unwrap(), "course/base:v1"]);
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let r = lab.tb(&[
+        "import",
+        "--change",
+        "CMD [\"/bin/sh\",\"-c\",\"cat /hello.txt\"]",
+        tar.to_str().unwrap(),
+        "course/base:v1",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(lab.tb(&["images"]).stdout.contains("course/base"));
-    assert_eq!(lab.tb(&["run", "--rm", "course/base:v1"]).stdout, "imported\n");
+    assert_eq!(
+        lab.tb(&["run", "--rm", "course/base:v1"]).stdout,
+        "imported\n"
+    );
 }

@@ -40,7 +40,10 @@ pub fn lab() -> Option<Lab> {
         eprintln!("skipping: integration tests need root");
         return None;
     }
-    let dir = tempfile::Builder::new().prefix("twinbox-test").tempdir_in("/var/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("twinbox-test")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let lab = Lab { dir };
     let r = lab.tb(&["image", "bootstrap", "busybox"]);
     assert_eq!(r.code, 0, "bootstrap failed: {}", r.stderr);
@@ -54,7 +57,9 @@ impl Lab {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.env("TWINBOX_ROOT", self.root()).args(args).stdin(Stdio::null());
+        c.env("TWINBOX_ROOT", self.root())
+            .args(args)
+            .stdin(Stdio::null());
         c
     }
 
@@ -79,7 +84,9 @@ impl Lab {
     }
 
     pub fn container_count(&self) -> usize {
-        std::fs::read_dir(self.containers_dir()).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(self.containers_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 }
 

@@ -31,7 +31,10 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         Some(n) => {
             let n = validate_name(n)?;
             if let Some(c) = existing.iter().find(|c| c.name == n) {
-                return Err(ContainerError::NameInUse { name: n, id: c.id.clone() });
+                return Err(ContainerError::NameInUse {
+                    name: n,
+                    id: c.id.clone(),
+                });
             }
             n
         }
@@ -43,7 +46,10 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         },
     };
     let id = new_id();
-    let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
     let lower_dirs = image.lower_dirs(store);
     let args = spec::command_line(image_config.as_ref(), opts);
     if args.is_empty() {
@@ -147,9 +153,9 @@ pub fn start_detached(store: &Store, container: &Container, supervisor_exe: &Pat
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ContainerError::Supervisor(format!("cannot start {}: {e}", supervisor_exe.display())))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        ContainerError::Supervisor(format!("cannot start {}: {e}", supervisor_exe.display()))
+    })?;
     drop(report_w);
     let mut report = String::new();
     let _ = fs::File::from(report_r).read_to_string(&mut report);
@@ -163,10 +169,12 @@ pub fn start_detached(store: &Store, container: &Container, supervisor_exe: &Pat
     }
     if let Some(rest) = report.strip_prefix("err ") {
         let (code, message) = rest.split_once(' ').unwrap_or(("125", rest));
-        return Err(ContainerError::Runtime(crate::runtime::RuntimeError::Init {
-            exit_code: code.parse().unwrap_or(125),
-            message: message.to_string(),
-        }));
+        return Err(ContainerError::Runtime(
+            crate::runtime::RuntimeError::Init {
+                exit_code: code.parse().unwrap_or(125),
+                message: message.to_string(),
+            },
+        ));
     }
     Err(ContainerError::Supervisor(format!(
         "the supervisor of {} exited without reporting: see `twinbox inspect {}`",
@@ -188,7 +196,9 @@ fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 fn is_running(c: &Container) -> bool {
-    c.state().map(|s| s.status == Status::Running).unwrap_or(false)
+    c.state()
+        .map(|s| s.status == Status::Running)
+        .unwrap_or(false)
 }
 
 pub fn cgroup_of(c: &Container) -> Option<Cgroup> {
@@ -214,7 +224,11 @@ pub fn stop(container: &Container, timeout: Duration) -> Result<()> {
     if poll_until(Duration::from_secs(10), || !is_running(container)) {
         Ok(())
     } else {
-        Err(ContainerError::Timeout { id: container.name.clone(), what: "stop".into(), secs: timeout.as_secs() + 10 })
+        Err(ContainerError::Timeout {
+            id: container.name.clone(),
+            what: "stop".into(),
+            secs: timeout.as_secs() + 10,
+        })
     }
 }
 
@@ -225,7 +239,10 @@ pub fn kill(container: &Container, signal: i32) -> Result<()> {
         Some(pid) => {
             // SAFETY: plain kill(2) on the recorded pid of a running container.
             if unsafe { libc::kill(pid, signal) } != 0 {
-                return Err(ContainerError::io(format!("/proc/{pid}"), std::io::Error::last_os_error()));
+                return Err(ContainerError::io(
+                    format!("/proc/{pid}"),
+                    std::io::Error::last_os_error(),
+                ));
             }
             Ok(())
         }

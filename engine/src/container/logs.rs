@@ -25,7 +25,10 @@ const MAX_RECORD: usize = 16 * 1024;
 
 impl LogWriter {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         Ok(LogWriter {
             file,
             pending: [Vec::new(), Vec::new()],
@@ -95,8 +98,18 @@ mod tests {
         w.feed(1, b"oops\n").unwrap();
         w.flush_all().unwrap();
         let lines = read_log(&p);
-        let got: Vec<(&str, &str)> = lines.iter().map(|l| (l.stream.as_str(), l.log.as_str())).collect();
-        assert_eq!(got, vec![("stdout", "hello\n"), ("stderr", "oops\n"), ("stdout", "wor")]);
+        let got: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l.stream.as_str(), l.log.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("stdout", "hello\n"),
+                ("stderr", "oops\n"),
+                ("stdout", "wor")
+            ]
+        );
         assert!(lines[0].time.ends_with('Z'));
     }
 }

@@ -14,7 +14,7 @@ pub mod user;
 
 use std::path::PathBuf;
 
-pub use lifecycle::{create, remove, start_detached, stop, wait, kill};
+pub use lifecycle::{create, kill, remove, start_detached, stop, wait};
 pub use options::RunOptions;
 pub use record::{Container, State, Status};
 

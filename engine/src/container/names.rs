@@ -15,7 +15,8 @@ pub fn validate_name(name: &str) -> Result<String> {
     let ok = n.len() >= 2
         && n.len() <= 128
         && n.as_bytes()[0].is_ascii_alphanumeric()
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if ok {
         Ok(n.to_string())
     } else {

@@ -49,7 +49,9 @@ pub fn parse_volume(s: &str) -> Result<Volume> {
         _ => return Err(bad("use /host/path:/container/path[:ro]")),
     };
     if !src.starts_with('/') {
-        return Err(bad("named volumes are not available yet: give an absolute host path"));
+        return Err(bad(
+            "named volumes are not available yet: give an absolute host path",
+        ));
     }
     if !dst.starts_with('/') {
         return Err(bad("the container path must be absolute"));
@@ -130,7 +132,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("env");
         std::fs::write(&f, "# comment\nA=1\n\n  B=two words\nC=x=y\n").unwrap();
-        assert_eq!(parse_env_file(&f).unwrap(), vec!["A=1", "B=two words", "C=x=y"]);
+        assert_eq!(
+            parse_env_file(&f).unwrap(),
+            vec!["A=1", "B=two words", "C=x=y"]
+        );
         std::fs::write(&f, "=bad\n").unwrap();
         let err = parse_env_file(&f).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
@@ -138,7 +143,10 @@ mod tests {
 
     #[test]
     fn env_merge_later_wins() {
-        let merged = merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]);
+        let merged = merge_env(
+            &["PATH=/bin".into(), "A=1".into()],
+            &["A=2".into(), "B=3".into()],
+        );
         assert_eq!(merged, vec!["PATH=/bin", "A=2", "B=3"]);
     }
 

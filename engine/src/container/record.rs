@@ -170,7 +170,10 @@ impl Container {
         if let Some(c) = all.iter().find(|c| c.id == key || c.name == key) {
             return Ok(c.clone());
         }
-        let matches: Vec<&Container> = all.iter().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        let matches: Vec<&Container> = all
+            .iter()
+            .filter(|c| !key.is_empty() && c.id.starts_with(key))
+            .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(ContainerError::NotFound(key.to_string())),

@@ -28,17 +28,28 @@ pub fn command_line(image: Option<&ImageConfig>, opts: &RunOptions) -> Vec<Strin
         Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
         Some(e) => (vec![e.clone()], Vec::new()),
         None => (
-            image.and_then(|c| c.entrypoint().clone()).unwrap_or_default(),
+            image
+                .and_then(|c| c.entrypoint().clone())
+                .unwrap_or_default(),
             image.and_then(|c| c.cmd().clone()).unwrap_or_default(),
         ),
     };
-    let cmd = if opts.cmd.is_empty() { image_cmd } else { opts.cmd.clone() };
+    let cmd = if opts.cmd.is_empty() {
+        image_cmd
+    } else {
+        opts.cmd.clone()
+    };
     entrypoint.into_iter().chain(cmd).collect()
 }
 
 /// The container's environment: image Env, then -e/--env-file, plus what
 /// Docker always sets (PATH if missing, HOSTNAME, HOME).
-pub fn environment(image: Option<&ImageConfig>, opts: &RunOptions, hostname: &str, home: &str) -> Vec<String> {
+pub fn environment(
+    image: Option<&ImageConfig>,
+    opts: &RunOptions,
+    hostname: &str,
+    home: &str,
+) -> Vec<String> {
     let base = image.and_then(|c| c.env().clone()).unwrap_or_default();
     let mut env = merge_env(&[DEFAULT_PATH.to_string()], &base);
     env = merge_env(&env, &[format!("HOSTNAME={hostname}")]);
@@ -65,16 +76,58 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
 pub fn default_mounts(container_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
     ];
     for file in ["hostname", "hosts", "resolv.conf"] {
         let src = container_dir.join(file);
-        mounts.push(mount(&format!("/etc/{file}"), "bind", &src.display().to_string(), &["rbind", "rprivate"]));
+        mounts.push(mount(
+            &format!("/etc/{file}"),
+            "bind",
+            &src.display().to_string(),
+            &["rbind", "rprivate"],
+        ));
     }
     for v in &opts.volumes {
         let mut o = vec!["rbind", "rprivate"];
@@ -153,7 +206,12 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
     }
     let namespaces: Vec<_> = namespaces
         .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("namespace"))
+        .map(|t| {
+            LinuxNamespaceBuilder::default()
+                .typ(t)
+                .build()
+                .expect("namespace")
+        })
         .collect();
 
     let mut resources = LinuxResourcesBuilder::default();
@@ -168,7 +226,13 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
     }
     if let Some(cpus) = opts.cpus {
         let (quota, period) = cpus_to_quota(cpus)?;
-        resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(period).build().expect("cpu"));
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(period)
+                .build()
+                .expect("cpu"),
+        );
     }
     if let Some(p) = opts.pids_limit {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids"));
@@ -177,8 +241,18 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
         .namespaces(namespaces)
         .cgroups_path(Path::new("/").join(input.cgroup_path))
         .resources(resources.build().expect("resources"))
-        .masked_paths(DOCKER_MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(DOCKER_READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .masked_paths(
+            DOCKER_MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            DOCKER_READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
         .seccomp(security::docker_default_profile())
         .build()
         .expect("linux");
@@ -258,7 +332,11 @@ mod tests {
             read_only: true,
             ..Default::default()
         };
-        let user = ResolvedUser { uid: 1000, gid: 1000, home: "/".into() };
+        let user = ResolvedUser {
+            uid: 1000,
+            gid: 1000,
+            home: "/".into(),
+        };
         let spec = build(&SpecInput {
             id: "abc",
             args: command_line(Some(&img), &o),
@@ -272,8 +350,19 @@ mod tests {
         })
         .unwrap();
         let linux = spec.linux().as_ref().unwrap();
-        let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
-        for t in [LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Network, LinuxNamespaceType::Uts] {
+        let ns: Vec<_> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        for t in [
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Uts,
+        ] {
             assert!(ns.contains(&t), "{t:?}");
         }
         let res = linux.resources().as_ref().unwrap();
@@ -283,15 +372,49 @@ mod tests {
         assert!(spec.root().as_ref().unwrap().readonly().unwrap());
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.cwd(), Path::new("/app"));
-        assert!(p.capabilities().as_ref().unwrap().effective().as_ref().unwrap().is_empty());
-        assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
+        assert!(p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .effective()
+            .as_ref()
+            .unwrap()
+            .is_empty());
+        assert!(linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
         assert!(linux.seccomp().is_some());
-        let host = RunOptions { network: NetworkMode::Host, ..Default::default() };
-        let spec = build(&SpecInput { opts: &host, ..SpecInput {
-            id: "abc", args: vec!["sh".into()], hostname: "h", image: None, opts: &host, user: &user,
-            rootfs: Path::new("/r"), container_dir: Path::new("/c"), cgroup_path: Path::new("t/a"),
-        }}).unwrap();
-        let ns: Vec<_> = spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        let host = RunOptions {
+            network: NetworkMode::Host,
+            ..Default::default()
+        };
+        let spec = build(&SpecInput {
+            opts: &host,
+            ..SpecInput {
+                id: "abc",
+                args: vec!["sh".into()],
+                hostname: "h",
+                image: None,
+                opts: &host,
+                user: &user,
+                rootfs: Path::new("/r"),
+                container_dir: Path::new("/c"),
+                cgroup_path: Path::new("t/a"),
+            }
+        })
+        .unwrap();
+        let ns: Vec<_> = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
         assert!(!ns.contains(&LinuxNamespaceType::Network));
     }
 }

@@ -39,7 +39,14 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 /// Like `docker run --sig-proxy`: terminal signals go to the container instead
 /// of killing the supervisor (which would leave the exit unrecorded).
 fn proxy_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
         // SAFETY: installing a handler that only calls async-signal-safe kill().
         unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
     }
@@ -65,9 +72,17 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
         _ => devnull.as_raw_fd(),
     };
     let stdio = if tty {
-        Stdio { stdin: stdin_fd, stdout: 1, stderr: 2 }
+        Stdio {
+            stdin: stdin_fd,
+            stdout: 1,
+            stderr: 2,
+        }
     } else {
-        Stdio { stdin: stdin_fd, stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() }
+        Stdio {
+            stdin: stdin_fd,
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+        }
     };
     let launch = Launch::new(spec, stdio)
         .rootfs(RootfsSource::Overlay {
@@ -108,7 +123,8 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
         let _ = writeln!(f, "ok {pid}");
     }
 
-    let mut log = LogWriter::open(&container.log_path()).map_err(|e| ContainerError::io(container.log_path(), e))?;
+    let mut log = LogWriter::open(&container.log_path())
+        .map_err(|e| ContainerError::io(container.log_path(), e))?;
     relay(out_r, err_r, &mut log, echo);
     let _ = log.flush_all();
 
@@ -169,7 +185,9 @@ fn relay(out: OwnedFd, err: OwnedFd, log: &mut LogWriter, echo: bool) {
                     let _ = log.feed(i, &buf[..k]);
                     if echo {
                         let _ = if i == 0 {
-                            std::io::stdout().write_all(&buf[..k]).and_then(|_| std::io::stdout().flush())
+                            std::io::stdout()
+                                .write_all(&buf[..k])
+                                .and_then(|_| std::io::stdout().flush())
                         } else {
                             std::io::stderr().write_all(&buf[..k])
                         };

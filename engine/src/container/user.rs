@@ -79,12 +79,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let etc = dir.path().join("etc");
         std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/nonexistent:/bin/false\n").unwrap();
+        std::fs::write(
+            etc.join("passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/nonexistent:/bin/false\n",
+        )
+        .unwrap();
         std::fs::write(etc.join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         let lowers = vec![dir.path().to_path_buf()];
-        assert_eq!(resolve("", &lowers).unwrap(), ResolvedUser { uid: 0, gid: 0, home: "/root".into() });
+        assert_eq!(
+            resolve("", &lowers).unwrap(),
+            ResolvedUser {
+                uid: 0,
+                gid: 0,
+                home: "/root".into()
+            }
+        );
         assert_eq!(resolve("nobody", &lowers).unwrap().uid, 65534);
-        assert_eq!(resolve("1000:staff", &lowers).unwrap(), ResolvedUser { uid: 1000, gid: 50, home: "/".into() });
+        assert_eq!(
+            resolve("1000:staff", &lowers).unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 50,
+                home: "/".into()
+            }
+        );
         assert_eq!(resolve("1000:7", &lowers).unwrap().gid, 7);
         assert!(resolve("alice", &lowers).is_err());
         assert!(resolve("0:nogroup", &lowers).is_err());

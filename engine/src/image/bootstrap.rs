@@ -4,13 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oci_spec::image::{Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
+use oci_spec::image::{
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
+};
 
 use super::layer::{commit_layer, now_rfc3339, write_image};
 use super::{Image, ImageError, Reference, Result};
 use crate::store::Store;
 
-pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH_ENV: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\ndaemon:x:1:\ntty:x:5:\nnogroup:x:65534:\n";
@@ -64,7 +67,9 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
         .output()
         .map_err(|e| fail(format!("cannot run it: {e}")))?;
     if !out.status.success() {
-        return Err(fail("`busybox --list-full` failed: install busybox-static".into()));
+        return Err(fail(
+            "`busybox --list-full` failed: install busybox-static".into(),
+        ));
     }
     let mut applets: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -77,17 +82,45 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let io = |e: std::io::Error| fail(e.to_string());
     for (dir, mode) in [
-        ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
-        ("root", 0o700), ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777), ("usr", 0o755),
-        ("usr/bin", 0o755), ("usr/sbin", 0o755), ("var", 0o755), ("var/tmp", 0o1777),
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("sbin", 0o755),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
     ] {
-        b.append_data(&mut header(tar::EntryType::Directory, mode, 0), dir, std::io::empty()).map_err(io)?;
-    }
-    b.append_data(&mut header(tar::EntryType::Regular, 0o755, binary.len() as u64), "bin/busybox", &binary[..])
+        b.append_data(
+            &mut header(tar::EntryType::Directory, mode, 0),
+            dir,
+            std::io::empty(),
+        )
         .map_err(io)?;
-    for (name, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP), ("etc/hostname", "twinbox\n")] {
-        b.append_data(&mut header(tar::EntryType::Regular, 0o644, text.len() as u64), name, text.as_bytes())
-            .map_err(io)?;
+    }
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o755, binary.len() as u64),
+        "bin/busybox",
+        &binary[..],
+    )
+    .map_err(io)?;
+    for (name, text) in [
+        ("etc/passwd", PASSWD),
+        ("etc/group", GROUP),
+        ("etc/hostname", "twinbox\n"),
+    ] {
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o644, text.len() as u64),
+            name,
+            text.as_bytes(),
+        )
+        .map_err(io)?;
     }
     for applet in &applets {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
@@ -133,7 +166,10 @@ pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
         .history(vec![
             HistoryBuilder::default()
                 .created(created.clone())
-                .created_by(format!("twinbox image bootstrap busybox (from {})", busybox.display()))
+                .created_by(format!(
+                    "twinbox image bootstrap busybox (from {})",
+                    busybox.display()
+                ))
                 .build()
                 .expect("static history"),
             HistoryBuilder::default()
@@ -167,7 +203,10 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         for want in ["bin/busybox", "bin/sh", "etc/passwd", "tmp"] {
-            assert!(names.iter().any(|n| n.trim_end_matches('/') == want), "missing {want}");
+            assert!(
+                names.iter().any(|n| n.trim_end_matches('/') == want),
+                "missing {want}"
+            );
         }
     }
 

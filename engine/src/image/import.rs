@@ -3,14 +3,21 @@
 
 use std::path::Path;
 
-use oci_spec::image::{Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
+use oci_spec::image::{
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
+};
 
 use super::bootstrap::DEFAULT_PATH_ENV;
 use super::layer::{commit_layer, now_rfc3339, read_tar_file, write_image};
 use super::{Image, Reference, Result};
 use crate::store::Store;
 
-pub fn import_rootfs(store: &Store, tar_path: &Path, name: &str, cmd: Option<Vec<String>>) -> Result<Image> {
+pub fn import_rootfs(
+    store: &Store,
+    tar_path: &Path,
+    name: &str,
+    cmd: Option<Vec<String>>,
+) -> Result<Image> {
     let reference = Reference::parse(name)?;
     let tar = read_tar_file(tar_path)?;
     let layer = commit_layer(store, &tar, None)?;

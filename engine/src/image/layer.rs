@@ -9,7 +9,9 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use oci_spec::image::ImageConfiguration;
 
-use super::manifest::{Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST};
+use super::manifest::{
+    Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
+};
 use super::{Image, ImageError, LayerInfo, Reference, Result};
 use crate::store::blobs::HashingWriter;
 use crate::store::{unpack, Digest, Store, StoreError};
@@ -25,8 +27,12 @@ pub fn commit_layer(store: &Store, tar: &[u8], parent: Option<&Digest>) -> Resul
         let blob_tmp = tmp.join("blob");
         let file = File::create(&blob_tmp).map_err(|e| StoreError::io(&blob_tmp, e))?;
         let mut gz = GzEncoder::new(HashingWriter::new(file), Compression::fast());
-        gz.write_all(tar).map_err(|e| StoreError::io(&blob_tmp, e))?;
-        let (_, blob, blob_size) = gz.finish().map_err(|e| StoreError::io(&blob_tmp, e))?.finish();
+        gz.write_all(tar)
+            .map_err(|e| StoreError::io(&blob_tmp, e))?;
+        let (_, blob, blob_size) = gz
+            .finish()
+            .map_err(|e| StoreError::io(&blob_tmp, e))?
+            .finish();
         if !store.has_blob(&blob) {
             store.adopt_blob(&blob_tmp, &blob)?;
         }
@@ -45,7 +51,12 @@ pub fn commit_layer(store: &Store, tar: &[u8], parent: Option<&Digest>) -> Resul
 
 /// Unpacks a layer into layers/<chain-id> unless it is already there; the rename
 /// makes it visible only once complete.
-fn ensure_unpacked(store: &Store, chain_id: &Digest, tar: &[u8], tmp: &std::path::Path) -> Result<()> {
+fn ensure_unpacked(
+    store: &Store,
+    chain_id: &Digest,
+    tar: &[u8],
+    tmp: &std::path::Path,
+) -> Result<()> {
     let dest = store.layer_dir(chain_id);
     if dest.exists() {
         return Ok(());

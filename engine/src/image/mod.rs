@@ -73,7 +73,11 @@ impl Image {
         match Reference::parse(input) {
             Ok(reference) => {
                 let full = reference.full();
-                if let Some(entry) = index.manifests.iter().find(|m| m.full_name() == Some(&full)) {
+                if let Some(entry) = index
+                    .manifests
+                    .iter()
+                    .find(|m| m.full_name() == Some(&full))
+                {
                     return Image::load(store, &Digest::parse(&entry.digest)?);
                 }
             }

@@ -26,19 +26,23 @@ fn bad(input: &str, why: &str) -> ImageError {
 fn valid_component(c: &str) -> bool {
     // [a-z0-9]+ separated by '.', '_', '__' or '-'s, as the distribution grammar says
     !c.is_empty()
-        && c.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && c.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && c
-            .bytes()
+        && c.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && c.bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && c.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
-        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && t
-            .bytes()
+        && t.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
@@ -67,7 +71,12 @@ impl Reference {
         };
         if let Some(t) = tag {
             if !valid_tag(t) {
-                return Err(bad(input, &format!("tag {t:?} may only hold letters, digits, '_', '.' and '-' (at most 128)")));
+                return Err(bad(
+                    input,
+                    &format!(
+                        "tag {t:?} may only hold letters, digits, '_', '.' and '-' (at most 128)"
+                    ),
+                ));
             }
         }
         let (registry, path) = match name.split_once('/') {
@@ -87,7 +96,10 @@ impl Reference {
             return Err(bad(input, "repository names must be lowercase"));
         }
         if !path.split('/').all(valid_component) {
-            return Err(bad(input, "use lowercase letters, digits and '.', '_', '-' between '/'-separated parts"));
+            return Err(bad(
+                input,
+                "use lowercase letters, digits and '.', '_', '-' between '/'-separated parts",
+            ));
         }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
@@ -179,7 +191,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "Busybox", "busybox:", "busy box", "a//b", "x@sha256:12", "app:-x", "-app"] {
+        for bad in [
+            "",
+            "Busybox",
+            "busybox:",
+            "busy box",
+            "a//b",
+            "x@sha256:12",
+            "app:-x",
+            "-app",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -35,8 +35,13 @@ pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = dev.join(name);
         let _ = std::fs::remove_file(&path);
-        mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(*major, *minor))
-            .map_err(|e| InitError::setup(&format!("mknod /dev/{name}"), e))?;
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(*major, *minor),
+        )
+        .map_err(|e| InitError::setup(&format!("mknod /dev/{name}"), e))?;
         // mknod honours the umask; the nodes must be world-usable.
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
@@ -54,12 +59,24 @@ pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
         }
     }
     // A terminal session gets the terminal as /dev/console, as `docker run -t` does.
-    if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+    {
         if let Ok(tty) = std::fs::read_link("/proc/self/fd/0") {
             let console = dev.join("console");
-            std::fs::write(&console, b"").map_err(|e| InitError::setup("create /dev/console", e))?;
-            nix::mount::mount(Some(&tty), &console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| InitError::setup("bind /dev/console", e))?;
+            std::fs::write(&console, b"")
+                .map_err(|e| InitError::setup("create /dev/console", e))?;
+            nix::mount::mount(
+                Some(&tty),
+                &console,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| InitError::setup("bind /dev/console", e))?;
         }
     }
     Ok(())

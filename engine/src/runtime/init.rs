@@ -68,7 +68,8 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         cg.join(0).map_err(|e| InitError::setup("join cgroup", e))?;
     }
     if ctx.plan.new_cgroup {
-        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| InitError::setup("unshare cgroup namespace", e))?;
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| InitError::setup("unshare cgroup namespace", e))?;
     }
     for (typ, path) in &ctx.plan.join {
         join_namespace(*typ, path)?;
@@ -76,10 +77,18 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 
     // 2. The root filesystem, in our private mount namespace.
     if ctx.plan.has_new(LinuxNamespaceType::Mount) {
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-            .map_err(|e| InitError::setup("make / private", e))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup("make / private", e))?;
         match &ctx.launch.rootfs {
-            RootfsSource::Overlay { lower, upper, work } => mounts::mount_overlay(ctx.root, lower, upper, work)?,
+            RootfsSource::Overlay { lower, upper, work } => {
+                mounts::mount_overlay(ctx.root, lower, upper, work)?
+            }
             RootfsSource::Prepared => mounts::bind_self(ctx.root)?,
         }
         mounts::mount_all(ctx.root, spec, ctx.plan.shares_host_network())?;
@@ -91,7 +100,12 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         mounts::pivot_into(ctx.root)?;
         mounts::apply_masks(spec)?;
         mounts::make_cwd(process.cwd())?;
-        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        if spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
             mounts::remount_root_readonly()?;
         }
         run_until_start(ctx, exec_fifo)?;
@@ -106,7 +120,8 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         }
     }
     if ctx.plan.has_new(LinuxNamespaceType::Network) {
-        crate::network::loopback::bring_up_loopback().map_err(|e| InitError::setup("bring up lo", e))?;
+        crate::network::loopback::bring_up_loopback()
+            .map_err(|e| InitError::setup("bring up lo", e))?;
     }
 
     // 4. Standard streams, working directory, and what to exec (resolved now,
@@ -115,10 +130,14 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         // SAFETY: dup2 on descriptors the caller handed us; 0..2 are ours to replace.
         if fd != target && unsafe { libc::dup2(fd, target) } < 0 {
-            return Err(InitError::setup("set up stdio", std::io::Error::last_os_error()));
+            return Err(InitError::setup(
+                "set up stdio",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
-    chdir(process.cwd()).map_err(|e| InitError::setup(&format!("chdir to {}", process.cwd().display()), e))?;
+    chdir(process.cwd())
+        .map_err(|e| InitError::setup(&format!("chdir to {}", process.cwd().display()), e))?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
     let program = exec::resolve(&argv, &env)?;
@@ -126,7 +145,8 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     // 5. Privileges: switch user (keeping capabilities across setuid), set the
     //    spec's capabilities, forbid gaining privileges, and install the syscall
     //    filter last (it also filters our own calls).
-    security::capabilities::prepare_user_switch().map_err(|e| InitError::setup("keep capabilities", e))?;
+    security::capabilities::prepare_user_switch()
+        .map_err(|e| InitError::setup("keep capabilities", e))?;
     switch_user(spec)?;
     if let Some(caps) = process.capabilities() {
         security::capabilities::apply(caps).map_err(|e| InitError::setup("capabilities", e))?;
@@ -144,7 +164,8 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 }
 
 fn join_namespace(typ: LinuxNamespaceType, path: &Path) -> Step {
-    let file = std::fs::File::open(path).map_err(|e| InitError::setup(&format!("open namespace {}", path.display()), e))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| InitError::setup(&format!("open namespace {}", path.display()), e))?;
     let flag = match typ {
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
         LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
@@ -158,11 +179,15 @@ fn join_namespace(typ: LinuxNamespaceType, path: &Path) -> Step {
 
 /// Opens a path as O_PATH so it stays reachable after pivot_root hides it.
 fn open_path(p: &Path) -> Step<RawFd> {
-    let c = CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| InitError::setup("exec fifo path", e))?;
+    let c = CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|e| InitError::setup("exec fifo path", e))?;
     // SAFETY: open(2) with a valid C string; the fd is used later via /proc/self/fd.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(InitError::setup(&format!("open exec fifo {}", p.display()), std::io::Error::last_os_error()));
+        return Err(InitError::setup(
+            &format!("open exec fifo {}", p.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(fd)
 }
@@ -181,7 +206,8 @@ fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>) -> Step {
         .open(&path)
         .map_err(|e| InitError::setup("wait for start", e))?;
     use std::io::Write;
-    f.write_all(b"0").map_err(|e| InitError::setup("wait for start", e))?;
+    f.write_all(b"0")
+        .map_err(|e| InitError::setup("wait for start", e))?;
     // SAFETY: closing the O_PATH descriptor opened in open_path.
     unsafe { libc::close(fd) };
     Ok(())
@@ -197,10 +223,18 @@ fn switch_user(spec: &Spec) -> Step {
         .map(Gid::from_raw)
         .collect();
     nix::unistd::setgroups(&gids).map_err(|e| InitError::setup("setgroups", e))?;
-    nix::unistd::setresgid(Gid::from_raw(user.gid()), Gid::from_raw(user.gid()), Gid::from_raw(user.gid()))
-        .map_err(|e| InitError::setup(&format!("setgid {}", user.gid()), e))?;
-    nix::unistd::setresuid(Uid::from_raw(user.uid()), Uid::from_raw(user.uid()), Uid::from_raw(user.uid()))
-        .map_err(|e| InitError::setup(&format!("setuid {}", user.uid()), e))?;
+    nix::unistd::setresgid(
+        Gid::from_raw(user.gid()),
+        Gid::from_raw(user.gid()),
+        Gid::from_raw(user.gid()),
+    )
+    .map_err(|e| InitError::setup(&format!("setgid {}", user.gid()), e))?;
+    nix::unistd::setresuid(
+        Uid::from_raw(user.uid()),
+        Uid::from_raw(user.uid()),
+        Uid::from_raw(user.uid()),
+    )
+    .map_err(|e| InitError::setup(&format!("setuid {}", user.uid()), e))?;
     if let Some(mask) = user.umask() {
         // SAFETY: umask cannot fail.
         unsafe { libc::umask(mask as libc::mode_t) };
@@ -211,5 +245,12 @@ fn switch_user(spec: &Spec) -> Step {
 /// Nothing of the runtime's own may leak into the workload.
 fn close_other_fds() {
     // SAFETY: close_range only marks descriptors >= 3 close-on-exec.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
 }

@@ -21,14 +21,26 @@ pub fn mount_overlay(root: &Path, lower: &[PathBuf], upper: &Path, work: &Path) 
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(|e| InitError::setup(&format!("mount overlayfs on {}", root.display()), e))
+    mount(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| InitError::setup(&format!("mount overlayfs on {}", root.display()), e))
 }
 
 /// pivot_root needs the new root to be a mount point.
 pub fn bind_self(root: &Path) -> Step {
-    mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| InitError::setup(&format!("bind {}", root.display()), e))
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::setup(&format!("bind {}", root.display()), e))
 }
 
 /// Joins `dest` under `root`, resolving symlinks as if `root` were "/", so an
@@ -134,22 +146,33 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
             return Ok(());
         }
         fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
-        return mount(Some("cgroup2"), &dest, Some("cgroup2"), opts.flags, None::<&str>)
-            .map_err(|e| InitError::setup(&what, e));
+        return mount(
+            Some("cgroup2"),
+            &dest,
+            Some("cgroup2"),
+            opts.flags,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup(&what, e));
     }
     if typ == "sysfs" && host_network {
         // sysfs shows the network namespace of whoever mounts it; with the host's
         // network, bind the host's /sys read-only instead, as runc does.
         fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
-        mount(Some("/sys"), &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| InitError::setup(&what, e))?;
+        mount(
+            Some("/sys"),
+            &dest,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup(&what, e))?;
         return remount_bind(&dest, opts.flags | MsFlags::MS_RDONLY, &what);
     }
 
     if bind {
-        let src_meta = fs::metadata(&source).map_err(|e| {
-            InitError::setup(&format!("bind mount source {}", source.display()), e)
-        })?;
+        let src_meta = fs::metadata(&source)
+            .map_err(|e| InitError::setup(&format!("bind mount source {}", source.display()), e))?;
         if src_meta.is_dir() {
             fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
         } else {
@@ -167,7 +190,12 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
             MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
             None::<&str>,
         )
-        .map_err(|e| InitError::setup(&format!("bind {} on {}", source.display(), m.destination().display()), e))?;
+        .map_err(|e| {
+            InitError::setup(
+                &format!("bind {} on {}", source.display(), m.destination().display()),
+                e,
+            )
+        })?;
         let extra = opts.flags & !MsFlags::MS_REC;
         if !extra.is_empty() {
             remount_bind(&dest, extra, &what)?;
@@ -185,8 +213,14 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
         .map_err(|e| InitError::setup(&what, e))?;
     }
     if !opts.propagation.is_empty() {
-        mount(None::<&str>, &dest, None::<&str>, opts.propagation, None::<&str>)
-            .map_err(|e| InitError::setup(&what, e))?;
+        mount(
+            None::<&str>,
+            &dest,
+            None::<&str>,
+            opts.propagation,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup(&what, e))?;
     }
     Ok(())
 }
@@ -218,14 +252,16 @@ pub fn apply_masks(spec: &Spec) -> Step {
         paths::mask_path(Path::new(p)).map_err(|e| InitError::setup(&format!("mask {p}"), e))?;
     }
     for p in linux.readonly_paths().as_deref().unwrap_or_default() {
-        paths::readonly_path(Path::new(p)).map_err(|e| InitError::setup(&format!("make {p} read-only"), e))?;
+        paths::readonly_path(Path::new(p))
+            .map_err(|e| InitError::setup(&format!("make {p} read-only"), e))?;
     }
     Ok(())
 }
 
 /// Docker creates a missing WorkingDir.
 pub fn make_cwd(cwd: &Path) -> Step {
-    fs::create_dir_all(cwd).map_err(|e| InitError::setup(&format!("create working directory {}", cwd.display()), e))
+    fs::create_dir_all(cwd)
+        .map_err(|e| InitError::setup(&format!("create working directory {}", cwd.display()), e))
 }
 
 pub fn remount_root_readonly() -> Step {
@@ -243,16 +279,29 @@ mod tests {
         fs::create_dir_all(root.join("real")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../..", root.join("up")).unwrap();
-        assert_eq!(secure_join(root, Path::new("/abs/passwd")), root.join("etc/passwd"));
+        assert_eq!(
+            secure_join(root, Path::new("/abs/passwd")),
+            root.join("etc/passwd")
+        );
         assert_eq!(secure_join(root, Path::new("/up/x")), root.join("x"));
-        assert_eq!(secure_join(root, Path::new("/real/../proc")), root.join("proc"));
+        assert_eq!(
+            secure_join(root, Path::new("/real/../proc")),
+            root.join("proc")
+        );
     }
 
     #[test]
     fn parses_mount_options() {
-        let o = parse_options(&["nosuid".into(), "ro".into(), "rbind".into(), "mode=755".into()]);
+        let o = parse_options(&[
+            "nosuid".into(),
+            "ro".into(),
+            "rbind".into(),
+            "mode=755".into(),
+        ]);
         assert!(o.bind);
-        assert!(o.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_REC));
+        assert!(o
+            .flags
+            .contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_REC));
         assert_eq!(o.data, vec!["mode=755".to_string()]);
     }
 }

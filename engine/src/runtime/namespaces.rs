@@ -62,7 +62,9 @@ impl NamespacePlan {
     }
 
     pub fn clone_flags(&self) -> CloneFlags {
-        self.new.iter().fold(CloneFlags::empty(), |acc, t| acc | flag(*t))
+        self.new
+            .iter()
+            .fold(CloneFlags::empty(), |acc, t| acc | flag(*t))
     }
 
     pub fn has_new(&self, t: LinuxNamespaceType) -> bool {
@@ -72,6 +74,9 @@ impl NamespacePlan {
     /// True when the container keeps the host's network namespace.
     pub fn shares_host_network(&self) -> bool {
         !self.has_new(LinuxNamespaceType::Network)
-            && !self.join.iter().any(|(t, _)| *t == LinuxNamespaceType::Network)
+            && !self
+                .join
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Network)
     }
 }

@@ -37,12 +37,17 @@ pub struct OciRuntime {
 }
 
 fn io(path: &Path, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Io { path: path.to_path_buf(), source: e }
+    RuntimeError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 impl OciRuntime {
     pub fn new(state_root: impl Into<PathBuf>) -> Self {
-        OciRuntime { state_root: state_root.into() }
+        OciRuntime {
+            state_root: state_root.into(),
+        }
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -58,7 +63,11 @@ impl OciRuntime {
             .as_ref()
             .map(|r| r.path().clone())
             .ok_or_else(|| RuntimeError::Spec("root.path is missing".into()))?;
-        let abs = if root.is_absolute() { root } else { bundle.join(root) };
+        let abs = if root.is_absolute() {
+            root
+        } else {
+            bundle.join(root)
+        };
         if let Some(r) = spec.root_mut().as_mut() {
             r.set_path(abs);
         }
@@ -70,7 +79,9 @@ impl OciRuntime {
             return Err(RuntimeError::Spec(format!("invalid container id {id:?}")));
         }
         if self.dir(id).exists() {
-            return Err(RuntimeError::Spec(format!("container {id:?} already exists: delete it first")));
+            return Err(RuntimeError::Spec(format!(
+                "container {id:?} already exists: delete it first"
+            )));
         }
         Ok(())
     }
@@ -83,8 +94,17 @@ impl OciRuntime {
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let fifo = dir.join("exec.fifo");
         let result = (|| {
-            nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(|e| io(&fifo, e.into()))?;
-            let launch = Launch::new(spec.clone(), Stdio { stdin: 0, stdout: 1, stderr: 2 }).exec_fifo(&fifo);
+            nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+                .map_err(|e| io(&fifo, e.into()))?;
+            let launch = Launch::new(
+                spec.clone(),
+                Stdio {
+                    stdin: 0,
+                    stdout: 1,
+                    stderr: 2,
+                },
+            )
+            .exec_fifo(&fifo);
             let spawned = spawn(&launch)?;
             let state = OciState {
                 oci_version: spec.version().clone(),
@@ -95,7 +115,8 @@ impl OciRuntime {
                 annotations: spec.annotations().clone().unwrap_or_default(),
                 start_ticks: procinfo::start_ticks(spawned.pid.as_raw()),
             };
-            write_json_atomic(&dir.join("state.json"), &state).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+            write_json_atomic(&dir.join("state.json"), &state)
+                .map_err(|e| RuntimeError::Spec(e.to_string()))?;
             Ok(state)
         })();
         if result.is_err() {
@@ -108,14 +129,19 @@ impl OciRuntime {
     pub fn start(&self, id: &str) -> Result<()> {
         let state = self.state(id)?;
         if state.status != "created" {
-            return Err(RuntimeError::Spec(format!("container {id} is {}, not created", state.status)));
+            return Err(RuntimeError::Spec(format!(
+                "container {id} is {}, not created",
+                state.status
+            )));
         }
         let fifo = self.dir(id).join("exec.fifo");
         // Opening for read releases the init blocked in its open-for-write.
         let data = fs::read(&fifo).map_err(|e| io(&fifo, e))?;
         let _ = fs::remove_file(&fifo);
         if data.is_empty() {
-            return Err(RuntimeError::Spec(format!("container {id} exited before it could start")));
+            return Err(RuntimeError::Spec(format!(
+                "container {id} exited before it could start"
+            )));
         }
         Ok(())
     }
@@ -124,10 +150,14 @@ impl OciRuntime {
     pub fn state(&self, id: &str) -> Result<OciState> {
         let path = self.dir(id).join("state.json");
         if !path.exists() {
-            return Err(RuntimeError::Spec(format!("container {id:?} does not exist")));
+            return Err(RuntimeError::Spec(format!(
+                "container {id:?} does not exist"
+            )));
         }
-        let mut state: OciState = read_json(&path).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-        let alive = procinfo::start_ticks(state.pid).is_some() && procinfo::start_ticks(state.pid) == state.start_ticks;
+        let mut state: OciState =
+            read_json(&path).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        let alive = procinfo::start_ticks(state.pid).is_some()
+            && procinfo::start_ticks(state.pid) == state.start_ticks;
         state.status = if !alive {
             "stopped"
         } else if self.dir(id).join("exec.fifo").exists() {
@@ -146,7 +176,8 @@ impl OciRuntime {
         }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(state.pid),
-            nix::sys::signal::Signal::try_from(signal).map_err(|_| RuntimeError::Spec(format!("invalid signal {signal}")))?,
+            nix::sys::signal::Signal::try_from(signal)
+                .map_err(|_| RuntimeError::Spec(format!("invalid signal {signal}")))?,
         )
         .map_err(|e| io(Path::new("kill"), e.into()))
     }
@@ -160,7 +191,10 @@ impl OciRuntime {
                     state.status
                 )));
             }
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(state.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             for _ in 0..200 {
                 if procinfo::start_ticks(state.pid).is_none() {
                     break;
@@ -169,12 +203,20 @@ impl OciRuntime {
             }
         }
         // the bundle may be gone already; then there is no cgroup path to clean up
-        let spec = Self::load_spec(&state.bundle).map(|(s, _)| s).unwrap_or_default();
+        let spec = Self::load_spec(&state.bundle)
+            .map(|(s, _)| s)
+            .unwrap_or_default();
         if let Some(cg) = spec
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
-            .and_then(|p| Cgroup::new(Path::new(DEFAULT_FS_ROOT), p.strip_prefix("/").unwrap_or(&p)).ok())
+            .and_then(|p| {
+                Cgroup::new(
+                    Path::new(DEFAULT_FS_ROOT),
+                    p.strip_prefix("/").unwrap_or(&p),
+                )
+                .ok()
+            })
         {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
@@ -187,7 +229,14 @@ impl OciRuntime {
     pub fn run(&self, id: &str, bundle: &Path) -> Result<i32> {
         self.check_id(id)?;
         let (spec, _) = Self::load_spec(bundle)?;
-        let spawned = spawn(&Launch::new(spec, Stdio { stdin: 0, stdout: 1, stderr: 2 }))?;
+        let spawned = spawn(&Launch::new(
+            spec,
+            Stdio {
+                stdin: 0,
+                stdout: 1,
+                stderr: 2,
+            },
+        ))?;
         let code = loop {
             match nix::sys::wait::waitpid(spawned.pid, None) {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,

@@ -18,7 +18,11 @@ impl Digest {
         let hex = s
             .strip_prefix("sha256:")
             .ok_or_else(|| StoreError::BadDigest(s.to_string()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             return Err(StoreError::BadDigest(s.to_string()));
         }
         Ok(Digest(s.to_string()))
@@ -167,7 +171,10 @@ mod tests {
         );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         assert!(Digest::parse("sha256:abc").is_err());
-        assert!(Digest::parse("md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824").is_err());
+        assert!(Digest::parse(
+            "md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        )
+        .is_err());
         assert_eq!(Digest::chain(None, &d), d);
         let c = Digest::chain(Some(&d), &d);
         assert_ne!(c, d);

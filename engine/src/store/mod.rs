@@ -64,7 +64,14 @@ impl Store {
     /// Opens the store at `root`, creating the layout on first use.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        for dir in ["blobs/sha256", "layers", "containers", "volumes", "tmp", "cache"] {
+        for dir in [
+            "blobs/sha256",
+            "layers",
+            "containers",
+            "volumes",
+            "tmp",
+            "cache",
+        ] {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
         }
@@ -118,13 +125,7 @@ pub fn random_hex(bytes: usize) -> String {
     let mut filled = 0;
     while filled < bytes {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
-                bytes - filled,
-                0,
-            )
-        };
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), bytes - filled, 0) };
         if n > 0 {
             filled += n as usize;
         }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{atomic, Digest, Result, Store};
 
-pub const EMPTY_INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+pub const EMPTY_INDEX: &str =
+    r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 pub const ANNOTATION_FULL_NAME: &str = "io.containerd.image.name";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -34,7 +35,9 @@ pub struct IndexEntry {
 
 impl IndexEntry {
     pub fn full_name(&self) -> Option<&str> {
-        self.annotations.get(ANNOTATION_FULL_NAME).map(String::as_str)
+        self.annotations
+            .get(ANNOTATION_FULL_NAME)
+            .map(String::as_str)
     }
 }
 
@@ -45,7 +48,14 @@ impl Store {
 
     /// Points `name` (a full reference such as docker.io/library/busybox:latest)
     /// at a manifest, replacing any earlier target of that name.
-    pub fn set_ref(&self, name: &str, tag: &str, manifest: &Digest, size: u64, media_type: &str) -> Result<()> {
+    pub fn set_ref(
+        &self,
+        name: &str,
+        tag: &str,
+        manifest: &Digest,
+        size: u64,
+        media_type: &str,
+    ) -> Result<()> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         index.manifests.retain(|m| m.full_name() != Some(name));

@@ -94,10 +94,17 @@ pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<UnpackStats> {
         stats.entries += 1;
         let size = entry.header().size().unwrap_or(0);
         if size > MAX_ENTRY_BYTES {
-            return Err(refuse(&raw, &format!("claims an absurd size of {size} bytes")));
+            return Err(refuse(
+                &raw,
+                &format!("claims an absurd size of {size} bytes"),
+            ));
         }
         let kind = entry.header().entry_type();
-        let name = rel.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let parent = rel.parent().unwrap_or(Path::new(""));
 
         if name == OPAQUE_MARKER {
@@ -126,14 +133,20 @@ pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<UnpackStats> {
                     .flatten()
                     .ok_or_else(|| refuse(&raw, "is a hard link without a target"))?;
                 clean_entry_path(&target).map_err(|_| {
-                    refuse(&raw, &format!("is a hard link to {:?} outside the layer", target))
+                    refuse(
+                        &raw,
+                        &format!("is a hard link to {:?} outside the layer", target),
+                    )
                 })?;
             }
             EntryType::Char | EntryType::Block => {
                 let major = entry.header().device_major().ok().flatten().unwrap_or(1);
                 let minor = entry.header().device_minor().ok().flatten().unwrap_or(1);
                 if !(kind == EntryType::Char && major == 0 && minor == 0) {
-                    return Err(refuse(&raw, "is a device node, which image layers may not carry"));
+                    return Err(refuse(
+                        &raw,
+                        "is a device node, which image layers may not carry",
+                    ));
                 }
             }
             EntryType::Regular
@@ -225,7 +238,10 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        assert_eq!(clean_entry_path(Path::new("./a/b")).unwrap(), Path::new("a/b"));
+        assert_eq!(
+            clean_entry_path(Path::new("./a/b")).unwrap(),
+            Path::new("a/b")
+        );
         assert!(clean_entry_path(Path::new("a/../../b")).is_err());
         assert!(clean_entry_path(Path::new("/etc/passwd")).is_err());
     }
@@ -272,11 +288,16 @@ mod tests {
     fn unpacks_files_and_whiteouts() {
         let dir = tempfile::tempdir().unwrap();
         let data = tar_with(|b| {
-            b.append_data(&mut file_header(5), "etc/motd", &b"hello"[..]).unwrap();
-            b.append_data(&mut file_header(0), "etc/.wh.gone", &b""[..]).unwrap();
+            b.append_data(&mut file_header(5), "etc/motd", &b"hello"[..])
+                .unwrap();
+            b.append_data(&mut file_header(0), "etc/.wh.gone", &b""[..])
+                .unwrap();
         });
         let stats = unpack_layer(&data[..], dir.path()).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("etc/motd")).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/motd")).unwrap(),
+            b"hello"
+        );
         assert_eq!(stats.whiteouts, 1);
         if nix::unistd::geteuid().is_root() {
             use std::os::unix::fs::FileTypeExt;

@@ -199,7 +199,7 @@ pub fn prepare_user_switch() -> Result<(), SecurityError> {
 ///    dropped from the bounding set (needs `CAP_SETPCAP`, which a root init holds);
 /// 2. the inheritable, permitted and effective sets are set in one `capset(2)`;
 /// 3. the ambient set is cleared, then each listed ambient capability raised
-///    (it must also be permitted and inheritable).
+///    (those not both permitted and inheritable are skipped, as runc does).
 ///
 /// A missing set (`None`) means the empty set. Capabilities newer than the running
 /// kernel are skipped silently (a spec written for a newer kernel still runs).
@@ -257,7 +257,13 @@ pub fn apply(caps: &LinuxCapabilities) -> Result<(), SecurityError> {
     // 3. Ambient: kept across execve of non-set-user-ID programs, even for non-root users.
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe {
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
     };
     if rc != 0 {
         let err = io::Error::last_os_error();
@@ -266,8 +272,12 @@ pub fn apply(caps: &LinuxCapabilities) -> Result<(), SecurityError> {
             return Err(SecurityError::ClearAmbientCapabilities(err));
         }
     }
+    // The kernel only raises an ambient capability that is both permitted and
+    // inheritable. runc's own `runc spec` lists ambient capabilities with an empty
+    // inheritable set, and runc skips those; so do we, instead of failing.
+    let raisable = ambient & permitted & inheritable;
     for number in 0..=last {
-        if ambient & (1 << number) == 0 {
+        if raisable & (1 << number) == 0 {
             continue;
         }
         // SAFETY: prctl with integer arguments only.
@@ -453,9 +463,18 @@ mod tests {
 
     #[test]
     fn security_capability_names_parse_like_docker() {
-        assert_eq!(capability_from_name("CAP_CHOWN").unwrap(), Capability::Chown);
-        assert_eq!(capability_from_name("net_admin").unwrap(), Capability::NetAdmin);
-        assert_eq!(capability_from_name("Cap_Sys_Admin").unwrap(), Capability::SysAdmin);
+        assert_eq!(
+            capability_from_name("CAP_CHOWN").unwrap(),
+            Capability::Chown
+        );
+        assert_eq!(
+            capability_from_name("net_admin").unwrap(),
+            Capability::NetAdmin
+        );
+        assert_eq!(
+            capability_from_name("Cap_Sys_Admin").unwrap(),
+            Capability::SysAdmin
+        );
         let err = capability_from_name("CAP_FLY").unwrap_err();
         assert!(matches!(&err, SecurityError::UnknownCapability(name) if name == "CAP_FLY"));
         assert!(err.to_string().contains("CAP_FLY"));
@@ -474,14 +493,22 @@ mod tests {
             // And with oci-spec's spelling (without the prefix).
             assert_eq!(cap.to_string(), name[4..]);
         }
-        assert!(kernel_last_cap() >= 36, "kernel_last_cap = {}", kernel_last_cap());
+        assert!(
+            kernel_last_cap() >= 36,
+            "kernel_last_cap = {}",
+            kernel_last_cap()
+        );
     }
 
     #[test]
     fn security_capabilities_newer_than_the_kernel_are_skipped() {
-        let caps: Capabilities = [Capability::Chown, Capability::Bpf, Capability::CheckpointRestore]
-            .into_iter()
-            .collect();
+        let caps: Capabilities = [
+            Capability::Chown,
+            Capability::Bpf,
+            Capability::CheckpointRestore,
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(set_mask(Some(&caps), 40), 1 | 1 << 39 | 1 << 40);
         // A kernel whose last capability is CAP_AUDIT_READ (37) knows neither BPF nor CHECKPOINT_RESTORE.
         assert_eq!(set_mask(Some(&caps), 37), 1);
@@ -560,7 +587,9 @@ mod tests {
                     return 11;
                 }
             }
-            let Ok(after_setuid) = capget() else { return 12 };
+            let Ok(after_setuid) = capget() else {
+                return 12;
+            };
             if after_setuid.effective != 0 || after_setuid.permitted == 0 {
                 return 13; // keepcaps kept permitted, setuid cleared effective
             }
@@ -572,9 +601,8 @@ mod tests {
                 return 16;
             }
             // SAFETY: prctl with integer arguments only.
-            let in_ambient = unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET, 10, 0, 0)
-            };
+            let in_ambient =
+                unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET, 10, 0, 0) };
             if in_ambient != 1 || in_bounding_set(21) {
                 return 17;
             }

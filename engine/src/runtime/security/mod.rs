@@ -2,19 +2,26 @@
 //! default: capability sets, `no_new_privs`, a seccomp filter, and masked and
 //! read-only paths under `/proc` and `/sys`.
 //!
-//! The order matters, and the container init is expected to do this:
+//! The order matters; the container init is expected to do this:
 //!
 //! ```text
-//! (inside the new namespaces, after pivot_root)
-//! paths::mask_path / paths::readonly_path   for every masked / read-only path
-//! set_no_new_privs()                        when the spec asks for it (Docker's default profile assumes it)
-//! let filter = seccomp::compile(..)         best done in the parent before clone/fork: compile allocates
-//! capabilities::prepare_user_switch()       only if the process switches to a non-root user
+//! let filter = seccomp::compile(..)         in the parent, before clone/fork: compile allocates
+//! (inside the new namespaces, after pivot_root, still root with all capabilities)
+//! paths::mask_path / paths::readonly_path   for every masked / read-only path (needs CAP_SYS_ADMIN)
+//! capabilities::prepare_user_switch()       keep the permitted set across setuid
 //! setgroups / setgid / setuid               the spec's user
 //! capabilities::apply(&caps)                bounding set, then inheritable/permitted/effective, then ambient
+//! set_no_new_privs()                        when process.noNewPrivileges (twinbox's and Docker's
+//!                                           hardened default); anywhere before install
 //! seccomp::install(&filter)                 last: afterwards the process only needs execve
 //! execve
 //! ```
+//!
+//! Without `no_new_privs`, the kernel only takes a seccomp filter from a process
+//! holding `CAP_SYS_ADMIN`: then `seccomp::install` must come *before*
+//! `capabilities::apply` (runc does the same), and the filter must allow the
+//! calls the init makes afterwards (Docker's profile does: `setuid`, `capset`,
+//! `prctl`, `close`, `execve`).
 //!
 //! Everything that runs between `fork`/`clone` and `execve` (`set_no_new_privs`,
 //! `prepare_user_switch`, `capabilities::apply`, `seccomp::install`, `mask_path`,
@@ -101,7 +108,9 @@ pub enum SecurityError {
 
     /// The kernel refused the filter because `no_new_privs` is not set and the
     /// process lacks `CAP_SYS_ADMIN`.
-    #[error("cannot install the seccomp filter: no_new_privs is not set (call set_no_new_privs first)")]
+    #[error(
+        "cannot install the seccomp filter: no_new_privs is not set (call set_no_new_privs first)"
+    )]
     SeccompNeedsNoNewPrivs,
 
     /// `SECCOMP_FILTER_FLAG_TSYNC` could not synchronize another thread.

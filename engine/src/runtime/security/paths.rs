@@ -60,7 +60,8 @@ pub fn mask_path(path: &Path) -> Result<(), SecurityError> {
         Err(e) => return Err(fail(e)),
     };
     if SFlag::from_bits_truncate(target.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
-        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let flags =
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         return match mount(Some("tmpfs"), path, Some("tmpfs"), flags, None::<&str>) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(fail(e)),
@@ -77,7 +78,13 @@ pub fn mask_path(path: &Path) -> Result<(), SecurityError> {
     }
     let mut buf = [0u8; 32];
     let source = proc_self_fd(null.as_raw_fd(), &mut buf);
-    let result = match mount(Some(source), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+    let result = match mount(
+        Some(source),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
         // No /proc to reach the descriptor through: fall back to the (checked) path.
         Err(Errno::ENOENT) if !Path::new("/proc/self/fd").exists() => mount(
             Some("/dev/null"),
@@ -187,7 +194,10 @@ mod tests {
     fn security_proc_self_fd_formats_without_allocating() {
         let mut buf = [0u8; 32];
         assert_eq!(proc_self_fd(0, &mut buf), Path::new("/proc/self/fd/0"));
-        assert_eq!(proc_self_fd(1234, &mut buf), Path::new("/proc/self/fd/1234"));
+        assert_eq!(
+            proc_self_fd(1234, &mut buf),
+            Path::new("/proc/self/fd/1234")
+        );
         assert_eq!(
             proc_self_fd(i32::MAX, &mut buf),
             Path::new("/proc/self/fd/2147483647")
@@ -373,8 +383,11 @@ mod tests {
             if readonly_path(&dir).is_err() {
                 return 12;
             }
-            let Ok(vfs) = statvfs(dir.as_path()) else { return 13 };
-            let want = FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC;
+            let Ok(vfs) = statvfs(dir.as_path()) else {
+                return 13;
+            };
+            let want =
+                FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC;
             if !vfs.flags().contains(want) {
                 return 14;
             }

@@ -10,7 +10,7 @@
 //! Docker's profile (10 ms with the x86/x32 sub-architectures), and the Debian 12
 //! version does not know system calls newer than Linux 6.7 (`mseal`, `listmount`,
 //! `setxattrat`, ...), which it would then silently refuse. The generator here
-//! takes about 30 µs and uses the kernel's own x86_64 table.
+//! takes about 40 µs (release build) and uses the kernel's own x86_64 table.
 //!
 //! OCI semantics follow runc with libseccomp:
 //! - a syscall name x86_64 does not have is skipped;
@@ -20,7 +20,9 @@
 //! - the first rule without `args` for a call decides it; otherwise the first
 //!   rule whose `args` hold; otherwise the default action;
 //! - comparisons are unsigned 64-bit; `SCMP_CMP_MASKED_EQ` tests
-//!   `(arg & value) == valueTwo`;
+//!   `(arg & value) == valueTwo` (as with runc, a 32-bit argument such as
+//!   `socket`'s family is compared with its upper register half too, which the
+//!   kernel ignores);
 //! - `errnoRet` defaults to `EPERM` for `SCMP_ACT_ERRNO` and `SCMP_ACT_TRACE`,
 //!   and is an error on any other action; `SCMP_ACT_KILL` kills the thread.
 //!
@@ -58,15 +60,15 @@ const RET_ALLOW: u32 = 0x7fff_0000;
 // seccomp(2) operations and flags.
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
-const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
-const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
-const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 4;
+const SECCOMP_FILTER_FLAG_TSYNC: u64 = 1;
+const SECCOMP_FILTER_FLAG_LOG: u64 = 2;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u64 = 4;
 
 /// A seccomp filter ready for [`install`]: a BPF program plus `seccomp(2)` flags.
 #[derive(Clone)]
 pub struct CompiledFilter {
     program: Vec<libc::sock_filter>,
-    flags: libc::c_ulong,
+    flags: u64,
 }
 
 impl CompiledFilter {
@@ -87,7 +89,13 @@ impl CompiledFilter {
 
     /// The flags passed to `seccomp(SECCOMP_SET_MODE_FILTER, flags, ..)`.
     pub fn flags(&self) -> u64 {
-        self.flags as u64
+        self.flags
+    }
+
+    /// The program in the notation of the kernel's `bpf_dbg`/`bpf_asm`, one
+    /// instruction per line, for lessons and debugging.
+    pub fn disassemble(&self) -> String {
+        bpf::disassemble(&self.program)
     }
 }
 
@@ -162,9 +170,11 @@ struct SyscallRules {
 /// above 5 or an unsupported flag is an error. Call it before forking the
 /// container's init: it allocates, [`install`] does not.
 pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter, SecurityError> {
-    let default = return_value(profile.default_action(), profile.default_errno_ret(), &|| {
-        "(default action)".to_string()
-    })?;
+    let default = return_value(
+        profile.default_action(),
+        profile.default_errno_ret(),
+        &|| "(default action)".to_string(),
+    )?;
     let flags = filter_flags(profile.flags().as_deref().unwrap_or_default())?;
     let rules = resolve(profile.syscalls().as_deref().unwrap_or_default(), default)?;
     let program = bpf::generate(&rules, default);
@@ -179,9 +189,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter, SecurityError> 
 /// across `execve`.
 ///
 /// Requires `no_new_privs` ([`set_no_new_privs`](super::set_no_new_privs)) unless
-/// the caller has `CAP_SYS_ADMIN`; install it last, after the capabilities and
-/// the user switch, so that the filter only has to allow what the program needs
-/// (`execve` onwards). Performs no allocation.
+/// the caller has `CAP_SYS_ADMIN` (then [`SecurityError::SeccompNeedsNoNewPrivs`]).
+/// With `no_new_privs`, install it last, after the user switch and
+/// [`capabilities::apply`](super::capabilities::apply), so that the filter only
+/// has to allow what the program needs (`execve` onwards); without it, install it
+/// before `capabilities::apply` drops `CAP_SYS_ADMIN`. Performs no allocation.
 pub fn install(filter: &CompiledFilter) -> Result<(), SecurityError> {
     let program = libc::sock_fprog {
         len: filter.program.len() as libc::c_ushort,
@@ -265,13 +277,15 @@ fn return_value(
     }
 }
 
-fn filter_flags(flags: &[LinuxSeccompFilterFlag]) -> Result<libc::c_ulong, SecurityError> {
+fn filter_flags(flags: &[LinuxSeccompFilterFlag]) -> Result<u64, SecurityError> {
     flags.iter().try_fold(0, |all, flag| {
         Ok(all
             | match flag {
                 LinuxSeccompFilterFlag::SeccompFilterFlagTsync => SECCOMP_FILTER_FLAG_TSYNC,
                 LinuxSeccompFilterFlag::SeccompFilterFlagLog => SECCOMP_FILTER_FLAG_LOG,
-                LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                    SECCOMP_FILTER_FLAG_SPEC_ALLOW
+                }
                 // Only meaningful with a notification listener, which twinbox does not offer.
                 LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                     return Err(SecurityError::UnsupportedSeccompFlag(flag.to_string()))

@@ -75,6 +75,68 @@ pub(super) fn generate(syscalls: &BTreeMap<u32, SyscallRules>, default: u32) -> 
     em.finish()
 }
 
+/// Renders a program as text: `ld [0]`, `jeq #0x3b, 12, 13`, `ret #0x7fff0000`
+/// (jump targets as absolute instruction numbers), with a note on the meaning of
+/// loads and returns.
+pub(super) fn disassemble(program: &[sock_filter]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (pc, ins) in program.iter().enumerate() {
+        let next = pc + 1;
+        let (text, note) = match ins.code {
+            c if c == BPF_LD | BPF_W | BPF_ABS => (
+                format!("ld [{}]", ins.k),
+                match ins.k {
+                    OFFSET_NR => "system call number".to_string(),
+                    OFFSET_ARCH => "architecture".to_string(),
+                    k @ 16..=63 => format!(
+                        "argument {} ({} half)",
+                        (k - 16) / 8,
+                        if k.is_multiple_of(8) { "low" } else { "high" }
+                    ),
+                    _ => String::new(),
+                },
+            ),
+            c if c == BPF_ALU | BPF_AND | BPF_K => (format!("and #{:#x}", ins.k), String::new()),
+            c if c == BPF_JMP | BPF_JA => (format!("ja {}", next + ins.k as usize), String::new()),
+            c if c & 0x07 == BPF_JMP => {
+                let op = match c & 0xf0 {
+                    BPF_JEQ => "jeq",
+                    BPF_JGT => "jgt",
+                    BPF_JGE => "jge",
+                    _ => "j?",
+                };
+                let (t, f) = (next + ins.jt as usize, next + ins.jf as usize);
+                (format!("{op} #{:#x}, {t}, {f}", ins.k), String::new())
+            }
+            c if c == BPF_RET | BPF_K => (format!("ret #{:#x}", ins.k), describe_return(ins.k)),
+            c => (format!("code {c:#x} k {:#x}", ins.k), String::new()),
+        };
+        if note.is_empty() {
+            let _ = writeln!(out, "{pc:4}: {text}");
+        } else {
+            let _ = writeln!(out, "{pc:4}: {text:<28}; {note}");
+        }
+    }
+    out
+}
+
+/// `0x00050001` → `"errno 1"`.
+fn describe_return(value: u32) -> String {
+    let data = value & 0xffff;
+    match value & 0xffff_0000 {
+        0x8000_0000 => "kill process".into(),
+        0x0000_0000 => "kill thread".into(),
+        0x0003_0000 => "trap (SIGSYS)".into(),
+        0x0005_0000 => format!("errno {data}"),
+        0x7fc0_0000 => "notify".into(),
+        0x7ff0_0000 => format!("trace {data}"),
+        0x7ffc_0000 => "log and allow".into(),
+        0x7fff_0000 => "allow".into(),
+        _ => String::new(),
+    }
+}
+
 /// What a range of system call numbers leads to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -89,7 +151,9 @@ enum Outcome {
 fn intervals(syscalls: &BTreeMap<u32, SyscallRules>, default: u32) -> Vec<(u32, Outcome)> {
     let mut out: Vec<(u32, Outcome)> = Vec::new();
     let mut push = |start: u32, outcome: Outcome| {
-        if out.last().map(|(_, last)| *last) != Some(outcome) || matches!(outcome, Outcome::Rules(_)) {
+        if out.last().map(|(_, last)| *last) != Some(outcome)
+            || matches!(outcome, Outcome::Rules(_))
+        {
             out.push((start, outcome));
         }
     };
@@ -179,10 +243,21 @@ impl Emitter {
             return jt; // both ways lead to the same place: no test needed
         }
         // Up to two trampolines may be placed between the jump and its targets.
-        let jt = if self.offset(jt, 2) > MAX_JUMP { self.ja(jt) } else { jt };
-        let jf = if self.offset(jf, 2) > MAX_JUMP { self.ja(jf) } else { jf };
+        let jt = if self.offset(jt, 2) > MAX_JUMP {
+            self.ja(jt)
+        } else {
+            jt
+        };
+        let jf = if self.offset(jf, 2) > MAX_JUMP {
+            self.ja(jf)
+        } else {
+            jf
+        };
         let (off_t, off_f) = (self.offset(jt, 0), self.offset(jf, 0));
-        assert!(off_t <= MAX_JUMP && off_f <= MAX_JUMP, "BPF jump out of reach");
+        assert!(
+            off_t <= MAX_JUMP && off_f <= MAX_JUMP,
+            "BPF jump out of reach"
+        );
         self.push(BPF_JMP | op | BPF_K, off_t as u8, off_f as u8, k)
     }
 
@@ -228,7 +303,11 @@ impl Emitter {
         let ld = BPF_LD | BPF_W | BPF_ABS;
         match cond.op {
             Op::Eq | Op::Ne => {
-                let (eq, ne) = if cond.op == Op::Eq { (yes, no) } else { (no, yes) };
+                let (eq, ne) = if cond.op == Op::Eq {
+                    (yes, no)
+                } else {
+                    (no, yes)
+                };
                 let lo = self.jump(BPF_JEQ, v_lo, eq, ne);
                 let lo = self.stmt(ld, low, lo);
                 let hi = self.jump(BPF_JEQ, v_hi, lo, ne);

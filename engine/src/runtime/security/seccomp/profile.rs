@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 };
 
 /// Always allowed, grouped by purpose.
+#[rustfmt::skip]
 const ALWAYS_ALLOWED: &[(&str, &[&str])] = &[
     (
         "files and directories",
@@ -153,6 +154,7 @@ const PTRACE_SINCE_4_8: &[&str] = &["process_vm_readv", "process_vm_writev", "pt
 
 /// Allowed only when the container holds the capability (the kernel would check
 /// it anyway; the filter shrinks the kernel code a container can reach).
+#[rustfmt::skip]
 const CAPABILITY_GATED: &[(Capability, &[&str])] = &[
     (Capability::DacReadSearch, &["open_by_handle_at"]),
     (
@@ -209,10 +211,12 @@ const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 
 /// Docker's default profile for a container with Docker's default capabilities.
 pub(super) fn default_profile() -> LinuxSeccomp {
-    profile_for_capabilities(super::super::capabilities::default_capabilities()
-        .bounding()
-        .as_ref()
-        .expect("the default capabilities have a bounding set"))
+    profile_for_capabilities(
+        super::super::capabilities::default_capabilities()
+            .bounding()
+            .as_ref()
+            .expect("the default capabilities have a bounding set"),
+    )
 }
 
 /// Docker's default profile adjusted to a container's bounding capability set,
@@ -228,7 +232,10 @@ pub(super) fn profile_for_capabilities(bounding: &Capabilities) -> LinuxSeccomp 
     if kernel_at_least(4, 8) {
         syscalls.push(allow(PTRACE_SINCE_4_8, Vec::new()));
     }
-    syscalls.push(allow(&["socket"], vec![arg(0, LinuxSeccompOperator::ScmpCmpNe, AF_VSOCK, 0)]));
+    syscalls.push(allow(
+        &["socket"],
+        vec![arg(0, LinuxSeccompOperator::ScmpCmpNe, AF_VSOCK, 0)],
+    ));
     for value in PERSONALITIES {
         syscalls.push(allow(
             &["personality"],
@@ -243,7 +250,12 @@ pub(super) fn profile_for_capabilities(bounding: &Capabilities) -> LinuxSeccomp 
     if !bounding.contains(&Capability::SysAdmin) {
         syscalls.push(allow(
             &["clone"],
-            vec![arg(0, LinuxSeccompOperator::ScmpCmpMaskedEq, CLONE_NAMESPACE_FLAGS, 0)],
+            vec![arg(
+                0,
+                LinuxSeccompOperator::ScmpCmpMaskedEq,
+                CLONE_NAMESPACE_FLAGS,
+                0,
+            )],
         ));
         let mut clone3 = allow(&["clone3"], Vec::new());
         clone3.set_action(LinuxSeccompAction::ScmpActErrno);
@@ -324,7 +336,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for (purpose, names) in ALWAYS_ALLOWED {
             for name in *names {
-                assert!(seen.insert(*name), "{name} listed twice (again in {purpose})");
+                assert!(
+                    seen.insert(*name),
+                    "{name} listed twice (again in {purpose})"
+                );
             }
         }
         for (_, names) in CAPABILITY_GATED {
@@ -336,6 +351,8 @@ mod tests {
                 );
             }
         }
-        assert!(!seen.contains("socket") && !seen.contains("personality") && !seen.contains("clone"));
+        assert!(
+            !seen.contains("socket") && !seen.contains("personality") && !seen.contains("clone")
+        );
     }
 }

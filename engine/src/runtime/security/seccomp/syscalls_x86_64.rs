@@ -403,7 +403,10 @@ pub(super) fn number(name: &str) -> Option<u32> {
 /// The name of an x86_64 system call number (for diagnostics and tests).
 #[cfg(test)]
 pub(super) fn name(number: u32) -> Option<&'static str> {
-    SYSCALLS.iter().find(|(_, n)| *n == number).map(|(name, _)| *name)
+    SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == number)
+        .map(|(name, _)| *name)
 }
 
 #[cfg(test)]
