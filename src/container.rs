@@ -573,7 +573,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> Result<i32> {
     };
     let mut rows = Vec::new();
     for c in &containers {
-        let usage = lifecycle::cgroup_of(&c)
+        let usage = lifecycle::cgroup_of(c)
             .and_then(|cg| cg.usage().ok())
             .unwrap_or_default();
         if args.format == "json" {

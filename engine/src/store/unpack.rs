@@ -218,6 +218,17 @@ fn make_opaque(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// tar's errors wrap the OS error; show both so the user sees why.
+fn io_error_chain(e: &std::io::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,15 +316,4 @@ mod tests {
             assert!(md.file_type().is_char_device());
         }
     }
-}
-
-/// tar's errors wrap the OS error; show both so the user sees why.
-fn io_error_chain(e: &std::io::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(&format!(": {c}"));
-        cur = c.source();
-    }
-    s
 }
