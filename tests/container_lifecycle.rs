@@ -110,7 +110,7 @@ fn bad_input_is_refused_with_one_line() {
         ),
         (&["run", "--rm", "--cpus", "0", "busybox", "true"], "cpus"),
         (
-            &["run", "--rm", "--name", "-bad", "busybox", "true"],
+            &["run", "--rm", "--name", "bad/name", "busybox", "true"],
             "invalid container name",
         ),
         (
@@ -132,6 +132,9 @@ fn bad_input_is_refused_with_one_line() {
             r.stderr
         );
     }
+    let usage = lab.tb(&["run", "--rm", "--no-such-flag", "busybox"]);
+    assert_eq!(usage.code, 125, "a bad command line exits 125 as in docker");
+    assert!(usage.stderr.contains("--no-such-flag"), "{}", usage.stderr);
     assert_eq!(lab.container_count(), 0);
 }
 

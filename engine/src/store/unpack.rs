@@ -243,6 +243,8 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(size);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_entry_type(EntryType::Regular);
         h
     }
