@@ -282,6 +282,17 @@ mod tests {
     use super::*;
     use oci_spec::image::ConfigBuilder;
 
+    fn namespaces_of(spec: &Spec) -> Vec<LinuxNamespaceType> {
+        let linux = spec.linux().as_ref().unwrap();
+        linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect()
+    }
+
     fn image() -> ImageConfig {
         ConfigBuilder::default()
             .entrypoint(vec!["/entry".to_string()])
@@ -350,13 +361,7 @@ mod tests {
         })
         .unwrap();
         let linux = spec.linux().as_ref().unwrap();
-        let ns: Vec<_> = linux
-            .namespaces()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|n| n.typ())
-            .collect();
+        let ns = namespaces_of(&spec);
         for t in [
             LinuxNamespaceType::Mount,
             LinuxNamespaceType::Pid,
@@ -391,30 +396,17 @@ mod tests {
             ..Default::default()
         };
         let spec = build(&SpecInput {
+            id: "abc",
+            args: vec!["sh".into()],
+            hostname: "h",
+            image: None,
             opts: &host,
-            ..SpecInput {
-                id: "abc",
-                args: vec!["sh".into()],
-                hostname: "h",
-                image: None,
-                opts: &host,
-                user: &user,
-                rootfs: Path::new("/r"),
-                container_dir: Path::new("/c"),
-                cgroup_path: Path::new("t/a"),
-            }
+            user: &user,
+            rootfs: Path::new("/r"),
+            container_dir: Path::new("/c"),
+            cgroup_path: Path::new("t/a"),
         })
         .unwrap();
-        let ns: Vec<_> = spec
-            .linux()
-            .as_ref()
-            .unwrap()
-            .namespaces()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|n| n.typ())
-            .collect();
-        assert!(!ns.contains(&LinuxNamespaceType::Network));
+        assert!(!namespaces_of(&spec).contains(&LinuxNamespaceType::Network));
     }
 }

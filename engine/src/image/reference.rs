@@ -121,14 +121,7 @@ impl Reference {
 
     /// The short form Docker prints: `busybox:latest`, `localhost:5000/app:v1`.
     pub fn familiar(&self) -> String {
-        let repo = if self.registry == DEFAULT_REGISTRY {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_string()
-        } else {
-            format!("{}/{}", self.registry, self.repository)
-        };
+        let repo = self.familiar_repository();
         match (&self.tag, &self.digest) {
             (Some(t), _) => format!("{repo}:{t}"),
             (None, Some(d)) => format!("{repo}@{d}"),
