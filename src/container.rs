@@ -459,10 +459,7 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
     for key in &args.containers {
         let c = Container::find(&store, key)?;
         let s = c.state()?;
-        let supervisor_rss = s
-            .supervisor_pid
-            .filter(|_| s.status == Status::Running)
-            .and_then(procinfo::rss_bytes);
+        let supervisor = s.supervisor_pid.filter(|_| s.status == Status::Running);
         let usage = lifecycle::cgroup_of(&c)
             .filter(|_| s.status == Status::Running)
             .and_then(|cg| cg.usage().ok());
@@ -506,8 +503,10 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
             },
             "LogPath": c.log_path(),
             "Twinbox": {
-                "SupervisorPid": s.supervisor_pid.filter(|_| s.status == Status::Running),
-                "SupervisorRssBytes": supervisor_rss,
+                "SupervisorPid": supervisor,
+                "SupervisorRssBytes": supervisor.and_then(procinfo::rss_bytes),
+                "SupervisorPssBytes": supervisor.and_then(procinfo::pss_bytes),
+                "SupervisorPrivateBytes": supervisor.and_then(procinfo::private_bytes),
                 "MemoryPeakBytes": s.memory_peak_bytes,
                 "Cgroup": usage,
                 "LowerDirs": c.lower_dirs,

@@ -1,12 +1,14 @@
 //! twinbox-bench: twinbox against runc, measured side by side in one run.
 //!
-//! Three series are timed, interleaved round-robin so that machine noise falls
-//! on all of them alike:
+//! Five series are timed, interleaved round-robin so that machine noise falls
+//! on all of them alike, with a pause before each run so that each starts cold:
 //!
 //! - `twinbox run --rm busybox true`: the whole Docker-like path (image lookup,
 //!   container record, overlayfs, cgroup, spec, namespaces, exec, wait, cleanup);
 //! - `twinbox runtime run -b BUNDLE ID`: the OCI runtime alone;
-//! - `runc run -b BUNDLE ID`: the peer, on the *same* bundle and config.json.
+//! - `runc run -b BUNDLE ID`: the peer, on the *same* bundle and config.json;
+//! - both runtimes again on a copy of the config with `linux.cgroupsPath` set:
+//!   without it runc still makes a cgroup per container, twinbox runtime none.
 //!
 //! Each series gets its warm-up runs, then N timed runs; the report gives the
 //! median, the p10–p90 spread and the ratio of the medians twinbox/runc. It also
@@ -54,6 +56,10 @@ struct Args {
     /// Scratch directory for the store, bundle and state (removed afterwards)
     #[arg(long, default_value = "/var/tmp")]
     tmp: PathBuf,
+    /// Pause before each run, so each starts cold as a user's command does (a
+    /// cgroup migration right after another skips an RCU grace period)
+    #[arg(long, default_value_t = 50)]
+    pause_ms: u64,
     /// Print the results as JSON
     #[arg(long)]
     json: bool,
@@ -84,39 +90,29 @@ fn run(args: &Args) -> Result<()> {
     progress(
         args,
         &format!(
-            "timing 3 series, {} warm-up + {} runs each, interleaved",
-            args.warmup, args.runs
+            "timing {} series, {} warm-up + {} runs each, interleaved, {} ms apart",
+            Series::ALL.len(),
+            args.warmup,
+            args.runs,
+            args.pause_ms
         ),
     );
-    let mut series = [Vec::new(), Vec::new(), Vec::new()];
+    let pause = Duration::from_millis(args.pause_ms);
+    let mut samples: [Vec<Duration>; 5] = Default::default();
     for n in 0..total {
-        let times = [
-            lab.twinbox_run_rm()?,
-            lab.twinbox_runtime_run(n)?,
-            lab.runc_run(n)?,
-        ];
+        let times = lab.round(n, pause)?;
         if n >= args.warmup {
-            for (s, t) in series.iter_mut().zip(times) {
+            for (s, t) in samples.iter_mut().zip(times) {
                 s.push(t);
             }
         }
     }
-    let [run_rm, runtime, runc_times] = series.map(|s| Stats::of(&s));
+    let stats = samples.map(|s| Stats::of(&s));
 
     progress(args, "measuring the supervisor RSS of a detached container");
     let rss_bytes = lab.supervisor_rss()?;
 
-    let report = Report {
-        runs: args.runs,
-        warmup: args.warmup,
-        twinbox: twinbox.display().to_string(),
-        runc: runc.display().to_string(),
-        runc_version,
-        run_rm,
-        runtime,
-        runc_times,
-        rss_bytes,
-    };
+    let report = Report::new(args, &twinbox, &runc, runc_version, stats, rss_bytes);
     if args.json {
         println!(
             "{}",
@@ -213,6 +209,8 @@ struct Lab {
     runc: PathBuf,
     store: PathBuf,
     bundle: PathBuf,
+    /// Same config.json plus `linux.cgroupsPath`, rootfs shared with `bundle`.
+    bundle_cg: PathBuf,
     runc_state: PathBuf,
     twinbox_state: PathBuf,
 }
@@ -224,10 +222,17 @@ impl Lab {
             runc: runc.to_path_buf(),
             store: scratch.join("store"),
             bundle: scratch.join("bundle"),
+            bundle_cg: scratch.join("bundle-cgroup"),
             runc_state: scratch.join("runc-state"),
             twinbox_state: scratch.join("twinbox-state"),
         };
-        for d in [&lab.store, &lab.bundle, &lab.runc_state, &lab.twinbox_state] {
+        for d in [
+            &lab.store,
+            &lab.bundle,
+            &lab.bundle_cg,
+            &lab.runc_state,
+            &lab.twinbox_state,
+        ] {
             fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
         check(
@@ -267,13 +272,14 @@ impl Lab {
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config.display()))?;
         spec["process"]["terminal"] = json!(false);
         spec["process"]["args"] = json!(["true"]);
-        // `runc spec` lists ambient capabilities but no inheritable set, so the
-        // kernel refuses to raise them: runc ignores that silently, twinbox fails.
-        // An empty ambient set gives both the very process runc makes from the
-        // default spec (CapAmb 0, the same three capabilities elsewhere).
-        spec["process"]["capabilities"]["ambient"] = json!([]);
-        let text = serde_json::to_string_pretty(&spec).expect("json of a parsed value");
-        fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        write_json(&config, &spec)?;
+
+        // The same spec with a cgroups path, for a second bundle that shares the
+        // rootfs: without one runc still makes a cgroup (named after the id, in
+        // every hierarchy) while `twinbox runtime` makes none.
+        spec["root"]["path"] = json!(rootfs.display().to_string());
+        spec["linux"]["cgroupsPath"] = json!(format!("/twinbox-bench-{}", std::process::id()));
+        write_json(&lab.bundle_cg.join("config.json"), &spec)?;
         Ok(lab)
     }
 
@@ -290,24 +296,42 @@ impl Lab {
         )
     }
 
-    fn twinbox_runtime_run(&self, n: u32) -> Result<Duration> {
+    fn twinbox_runtime_run(&self, bundle: &Path, id: &str) -> Result<Duration> {
         let mut c = self.twinbox_cmd();
         c.args(["runtime", "run", "--state-root"])
             .arg(&self.twinbox_state)
             .arg("-b")
-            .arg(&self.bundle)
-            .arg(format!("bench-{n}"));
+            .arg(bundle)
+            .arg(id);
         timed(&mut c, "twinbox runtime run -b BUNDLE ID")
     }
 
-    fn runc_run(&self, n: u32) -> Result<Duration> {
+    fn runc_run(&self, bundle: &Path, id: &str) -> Result<Duration> {
         let mut c = Command::new(&self.runc);
         c.arg("--root")
             .arg(&self.runc_state)
             .args(["run", "-b"])
-            .arg(&self.bundle)
-            .arg(format!("bench-{n}"));
+            .arg(bundle)
+            .arg(id);
         timed(&mut c, "runc run -b BUNDLE ID")
+    }
+
+    /// One timed run of every series, in `Series::ALL` order, with a pause
+    /// before each so that every run starts cold, as a user's command does.
+    fn round(&self, n: u32, pause: Duration) -> Result<[Duration; 5]> {
+        let mut out = [Duration::ZERO; 5];
+        for (slot, series) in out.iter_mut().zip(Series::ALL) {
+            std::thread::sleep(pause);
+            let id = format!("bench-{n}");
+            *slot = match series {
+                Series::RunRm => self.twinbox_run_rm()?,
+                Series::Runtime => self.twinbox_runtime_run(&self.bundle, &id)?,
+                Series::Runc => self.runc_run(&self.bundle, &id)?,
+                Series::RuntimeCgroup => self.twinbox_runtime_run(&self.bundle_cg, &id)?,
+                Series::RuncCgroup => self.runc_run(&self.bundle_cg, &id)?,
+            };
+        }
+        Ok(out)
     }
 
     /// `run -d ... sleep 30`, then `inspect` → `[0].Twinbox.SupervisorRssBytes`, then `rm -f`.
@@ -425,28 +449,126 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
+/// The five timed series, in the order each round runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Series {
+    RunRm,
+    Runtime,
+    Runc,
+    RuntimeCgroup,
+    RuncCgroup,
+}
+
+impl Series {
+    const ALL: [Series; 5] = [
+        Series::RunRm,
+        Series::Runtime,
+        Series::Runc,
+        Series::RuntimeCgroup,
+        Series::RuncCgroup,
+    ];
+}
+
+/// What a comparison is held against; printed, never asserted.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// twinbox's median below this many milliseconds
+    MedianBelowMs(f64),
+    /// the ratio of the medians twinbox/runc at or below this
+    RatioAtMost(f64),
+}
+
+/// One row: a twinbox series against a runc series.
+struct Comparison {
+    name: &'static str,
+    label: &'static str,
+    twinbox_command: &'static str,
+    runc_command: &'static str,
+    twinbox: Stats,
+    runc: Stats,
+    target: Target,
+}
+
+impl Comparison {
+    fn ratio(&self) -> f64 {
+        self.twinbox.median / self.runc.median
+    }
+    fn met(&self) -> bool {
+        match self.target {
+            Target::MedianBelowMs(ms) => self.twinbox.median < ms,
+            Target::RatioAtMost(r) => self.ratio() <= r,
+        }
+    }
+    fn target_text(&self) -> String {
+        match self.target {
+            Target::MedianBelowMs(ms) => format!("twinbox < {ms:.0} ms"),
+            Target::RatioAtMost(r) => format!("ratio <= {r:.2}x"),
+        }
+    }
+}
+
 struct Report {
     runs: u32,
     warmup: u32,
+    pause_ms: u64,
     twinbox: String,
     runc: String,
     runc_version: String,
-    run_rm: Stats,
-    runtime: Stats,
-    runc_times: Stats,
+    comparisons: Vec<Comparison>,
     rss_bytes: u64,
 }
 
 impl Report {
-    fn run_rm_met(&self) -> bool {
-        self.run_rm.median < RUN_RM_TARGET_MS
+    fn new(
+        args: &Args,
+        twinbox: &Path,
+        runc: &Path,
+        runc_version: String,
+        stats: [Stats; 5],
+        rss_bytes: u64,
+    ) -> Self {
+        let [run_rm, runtime, runc_plain, runtime_cg, runc_cg] = stats;
+        let comparisons = vec![
+            Comparison {
+                name: "run_rm",
+                label: "run --rm busybox true  vs  runc run",
+                twinbox_command: "twinbox run --rm busybox true",
+                runc_command: "runc run -b BUNDLE ID",
+                twinbox: run_rm,
+                runc: runc_plain,
+                target: Target::MedianBelowMs(RUN_RM_TARGET_MS),
+            },
+            Comparison {
+                name: "runtime_run",
+                label: "runtime run -b BUNDLE  vs  runc run",
+                twinbox_command: "twinbox runtime run -b BUNDLE ID",
+                runc_command: "runc run -b BUNDLE ID",
+                twinbox: runtime,
+                runc: runc_plain,
+                target: Target::RatioAtMost(RUNTIME_RATIO_TARGET),
+            },
+            Comparison {
+                name: "runtime_run_cgroups_path",
+                label: "the same, both with linux.cgroupsPath",
+                twinbox_command: "twinbox runtime run -b BUNDLE_WITH_CGROUPS_PATH ID",
+                runc_command: "runc run -b BUNDLE_WITH_CGROUPS_PATH ID",
+                twinbox: runtime_cg,
+                runc: runc_cg,
+                target: Target::RatioAtMost(RUNTIME_RATIO_TARGET),
+            },
+        ];
+        Report {
+            runs: args.runs,
+            warmup: args.warmup,
+            pause_ms: args.pause_ms,
+            twinbox: twinbox.display().to_string(),
+            runc: runc.display().to_string(),
+            runc_version,
+            comparisons,
+            rss_bytes,
+        }
     }
-    fn runtime_ratio(&self) -> f64 {
-        self.runtime.median / self.runc_times.median
-    }
-    fn runtime_met(&self) -> bool {
-        self.runtime_ratio() <= RUNTIME_RATIO_TARGET
-    }
+
     fn rss_kib(&self) -> u64 {
         self.rss_bytes / 1024
     }
@@ -458,8 +580,8 @@ impl Report {
         let spread = |s: &Stats| format!("{:.2}–{:.2}", s.p10, s.p90);
         let verdict = |met: bool| if met { "met" } else { "missed" };
         println!(
-            "twinbox against runc {}: {} runs each after {} warm-up runs, times in ms",
-            self.runc_version, self.runs, self.warmup
+            "twinbox against runc {}: {} runs each after {} warm-up runs, {} ms apart; times in ms",
+            self.runc_version, self.runs, self.warmup, self.pause_ms
         );
         println!();
         let header = [
@@ -471,32 +593,21 @@ impl Report {
             "ratio",
             "target",
         ];
-        let rows = [
-            [
-                "run --rm busybox true  vs  runc run".to_string(),
-                format!("{:.2}", self.run_rm.median),
-                spread(&self.run_rm),
-                format!("{:.2}", self.runc_times.median),
-                spread(&self.runc_times),
-                format!("{:.2}x", self.run_rm.median / self.runc_times.median),
-                format!(
-                    "twinbox < {RUN_RM_TARGET_MS:.0} ms: {}",
-                    verdict(self.run_rm_met())
-                ),
-            ],
-            [
-                "runtime run -b BUNDLE  vs  runc run".to_string(),
-                format!("{:.2}", self.runtime.median),
-                spread(&self.runtime),
-                format!("{:.2}", self.runc_times.median),
-                spread(&self.runc_times),
-                format!("{:.2}x", self.runtime_ratio()),
-                format!(
-                    "<= {RUNTIME_RATIO_TARGET:.2}x: {}",
-                    verdict(self.runtime_met())
-                ),
-            ],
-        ];
+        let rows: Vec<[String; 7]> = self
+            .comparisons
+            .iter()
+            .map(|c| {
+                [
+                    c.label.to_string(),
+                    format!("{:.2}", c.twinbox.median),
+                    spread(&c.twinbox),
+                    format!("{:.2}", c.runc.median),
+                    spread(&c.runc),
+                    format!("{:.2}x", c.ratio()),
+                    format!("{}: {}", c.target_text(), verdict(c.met())),
+                ]
+            })
+            .collect();
         let widths: Vec<usize> = (0..header.len())
             .map(|i| {
                 rows.iter()
@@ -526,39 +637,38 @@ impl Report {
             verdict(self.rss_met())
         );
         println!();
-        println!("runc gets the same bundle and config.json (runc spec, args [\"true\"], terminal false);");
-        println!("run --rm does more (image, record, overlayfs, cgroup, cleanup) than runc run on a prepared bundle.");
+        println!(
+            "both runtimes get the same config.json (runc spec; args [\"true\"], terminal false)."
+        );
+        println!("without linux.cgroupsPath runc still makes a cgroup per container and twinbox runtime none;");
+        println!("run --rm does more (image, record, overlayfs, cgroup, cleanup) than runc run on a ready bundle.");
     }
 
     fn to_json(&self) -> Value {
+        let comparisons: Vec<Value> = self
+            .comparisons
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "twinbox_command": c.twinbox_command,
+                    "runc_command": c.runc_command,
+                    "twinbox": c.twinbox.to_json(),
+                    "runc": c.runc.to_json(),
+                    "ratio": round3(c.ratio()),
+                    "target": c.target_text(),
+                    "target_met": c.met(),
+                })
+            })
+            .collect();
         json!({
             "runs": self.runs,
             "warmup": self.warmup,
+            "pause_ms": self.pause_ms,
             "twinbox": self.twinbox,
             "runc": self.runc,
             "runc_version": self.runc_version,
-            "comparisons": [
-                {
-                    "name": "run_rm",
-                    "twinbox_command": "twinbox run --rm busybox true",
-                    "runc_command": "runc run -b BUNDLE ID",
-                    "twinbox": self.run_rm.to_json(),
-                    "runc": self.runc_times.to_json(),
-                    "ratio": round3(self.run_rm.median / self.runc_times.median),
-                    "target": format!("twinbox median < {RUN_RM_TARGET_MS} ms"),
-                    "target_met": self.run_rm_met(),
-                },
-                {
-                    "name": "runtime_run",
-                    "twinbox_command": "twinbox runtime run -b BUNDLE ID",
-                    "runc_command": "runc run -b BUNDLE ID",
-                    "twinbox": self.runtime.to_json(),
-                    "runc": self.runc_times.to_json(),
-                    "ratio": round3(self.runtime_ratio()),
-                    "target": format!("ratio <= {RUNTIME_RATIO_TARGET}"),
-                    "target_met": self.runtime_met(),
-                },
-            ],
+            "comparisons": comparisons,
             "supervisor_rss": {
                 "bytes": self.rss_bytes,
                 "kib": self.rss_kib(),
@@ -567,6 +677,11 @@ impl Report {
             },
         })
     }
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("json of a parsed value");
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -21,6 +21,34 @@ pub fn rss_bytes(pid: i32) -> Option<u64> {
     status_field(pid, "VmRSS:").map(|kb| kb * 1024)
 }
 
+/// Proportional set size in bytes: shared pages (the binary's text, libc) are
+/// divided among the processes that map them, so N supervisors count once.
+pub fn pss_bytes(pid: i32) -> Option<u64> {
+    smaps_rollup_bytes(pid, &["Pss:"])
+}
+
+/// Pages only this process holds (anonymous and private file pages), in bytes.
+pub fn private_bytes(pid: i32) -> Option<u64> {
+    smaps_rollup_bytes(pid, &["Private_Clean:", "Private_Dirty:"])
+}
+
+/// The sum of some kB fields of /proc/PID/smaps_rollup, in bytes.
+fn smaps_rollup_bytes(pid: i32, fields: &[&str]) -> Option<u64> {
+    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let mut total = 0;
+    for field in fields {
+        let kb: u64 = rollup
+            .lines()
+            .find(|l| l.starts_with(field))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        total += kb;
+    }
+    Some(total * 1024)
+}
+
 fn status_field(pid: i32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -71,6 +99,8 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(start_ticks(me).is_some());
         assert!(rss_bytes(me).unwrap() > 0);
+        assert!(pss_bytes(me).unwrap() > 0);
+        assert!(private_bytes(me).unwrap() <= rss_bytes(me).unwrap() + 4096);
         assert!(!cmdline(me).is_empty());
         assert!(alive(me));
     }
