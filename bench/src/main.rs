@@ -110,9 +110,9 @@ fn run(args: &Args) -> Result<()> {
     let stats = samples.map(|s| Stats::of(&s));
 
     progress(args, "measuring the supervisor RSS of a detached container");
-    let rss_bytes = lab.supervisor_rss()?;
+    let supervisor = lab.supervisor_rss()?;
 
-    let report = Report::new(args, &twinbox, &runc, runc_version, stats, rss_bytes);
+    let report = Report::new(args, &twinbox, &runc, runc_version, stats, supervisor);
     if args.json {
         println!(
             "{}",
@@ -335,14 +335,14 @@ impl Lab {
     }
 
     /// `run -d ... sleep 30`, then `inspect` → `[0].Twinbox.SupervisorRssBytes`, then `rm -f`.
-    fn supervisor_rss(&self) -> Result<u64> {
+    fn supervisor_rss(&self) -> Result<SupervisorMemory> {
         let name = format!("bench-rss-{}", std::process::id());
         check(
             self.twinbox_cmd()
                 .args(["run", "-d", "--name", &name, "busybox", "sleep", "30"]),
             "twinbox run -d busybox sleep 30",
         )?;
-        let result = (|| {
+        let result = (|| -> Result<SupervisorMemory> {
             // let the supervisor settle into its relay loop (log open, buffers allocated)
             std::thread::sleep(Duration::from_millis(300));
             let out = check(
@@ -351,17 +351,23 @@ impl Lab {
             )?;
             let v: Value = serde_json::from_slice(&out)
                 .map_err(|e| format!("twinbox inspect printed bad json: {e}"))?;
-            v[0]["Twinbox"]["SupervisorRssBytes"]
-                .as_u64()
-                .ok_or_else(|| "twinbox inspect gave no Twinbox.SupervisorRssBytes".to_string())
+            let tb = &v[0]["Twinbox"];
+            Ok(SupervisorMemory {
+                rss_bytes: tb["SupervisorRssBytes"].as_u64().ok_or_else(|| {
+                    "twinbox inspect gave no Twinbox.SupervisorRssBytes".to_string()
+                })?,
+                // newer twinbox builds add these; older ones print only the RSS
+                pss_bytes: tb["SupervisorPssBytes"].as_u64(),
+                private_bytes: tb["SupervisorPrivateBytes"].as_u64(),
+            })
         })();
         let removed = check(
             self.twinbox_cmd().args(["rm", "-f", &name]),
             "twinbox rm -f",
         );
-        let rss = result?;
+        let memory = result?;
         removed?;
-        Ok(rss)
+        Ok(memory)
     }
 }
 
@@ -507,6 +513,14 @@ impl Comparison {
     }
 }
 
+/// What `twinbox inspect` says about a detached container's supervisor.
+#[derive(Debug, Clone, Copy)]
+struct SupervisorMemory {
+    rss_bytes: u64,
+    pss_bytes: Option<u64>,
+    private_bytes: Option<u64>,
+}
+
 struct Report {
     runs: u32,
     warmup: u32,
@@ -515,7 +529,7 @@ struct Report {
     runc: String,
     runc_version: String,
     comparisons: Vec<Comparison>,
-    rss_bytes: u64,
+    supervisor: SupervisorMemory,
 }
 
 impl Report {
@@ -525,7 +539,7 @@ impl Report {
         runc: &Path,
         runc_version: String,
         stats: [Stats; 5],
-        rss_bytes: u64,
+        supervisor: SupervisorMemory,
     ) -> Self {
         let [run_rm, runtime, runc_plain, runtime_cg, runc_cg] = stats;
         let comparisons = vec![
@@ -565,12 +579,12 @@ impl Report {
             runc: runc.display().to_string(),
             runc_version,
             comparisons,
-            rss_bytes,
+            supervisor,
         }
     }
 
     fn rss_kib(&self) -> u64 {
-        self.rss_bytes / 1024
+        self.supervisor.rss_bytes / 1024
     }
     fn rss_met(&self) -> bool {
         self.rss_kib() < SUPERVISOR_RSS_TARGET_KIB
@@ -630,11 +644,17 @@ impl Report {
             line(&r.iter().map(String::as_str).collect::<Vec<_>>());
         }
         println!();
+        let kib = |b: Option<u64>| b.map_or("?".to_string(), |b| (b / 1024).to_string());
         println!(
             "supervisor RSS of a detached container (run -d ... sleep 30): {} KiB  (target < {} KiB: {})",
             self.rss_kib(),
             SUPERVISOR_RSS_TARGET_KIB,
             verdict(self.rss_met())
+        );
+        println!(
+            "  PSS {} KiB, private {} KiB (RSS counts shared library and page-cache pages in full)",
+            kib(self.supervisor.pss_bytes),
+            kib(self.supervisor.private_bytes)
         );
         println!();
         println!(
@@ -670,8 +690,10 @@ impl Report {
             "runc_version": self.runc_version,
             "comparisons": comparisons,
             "supervisor_rss": {
-                "bytes": self.rss_bytes,
+                "bytes": self.supervisor.rss_bytes,
                 "kib": self.rss_kib(),
+                "pss_bytes": self.supervisor.pss_bytes,
+                "private_bytes": self.supervisor.private_bytes,
                 "target_kib": SUPERVISOR_RSS_TARGET_KIB,
                 "target_met": self.rss_met(),
             },
