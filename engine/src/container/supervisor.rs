@@ -121,6 +121,8 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     container.write_state(&state)?;
     if let Attach::Detached(mut f) = attach {
         let _ = writeln!(f, "ok {pid}");
+        drop(launch);
+        release_startup_code();
     }
 
     let mut log = LogWriter::open(&container.log_path())
@@ -147,6 +149,42 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
         let _ = std::fs::remove_dir_all(&container.dir);
     }
     Ok(code)
+}
+
+/// A detached supervisor lives as long as its container, but most of the code it
+/// ran to get here (argument parsing, spec building, cgroup setup) never runs
+/// again. Executable mappings are clean copies of files, so dropping their pages
+/// is safe: the few the relay loop needs fault back in from the page cache. This
+/// keeps the supervisor's RSS near what it really uses (the memory lesson counts it).
+fn release_startup_code() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let file_backed = fields.nth(3).is_some_and(|path| path.starts_with('/'));
+        // only private, read-only executable file mappings: never data, never anon
+        if perms != "r-xp" || !file_backed {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: the range is a whole mapping of our own, private and not
+        // writable; MADV_DONTNEED only drops its pages, which refault unchanged.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
 }
 
 fn now() -> String {
