@@ -85,11 +85,6 @@ pub fn owner_and_parent(pid: i32) -> Option<(u32, i32)> {
     Some((get("Uid:")?.parse().ok()?, get("PPid:")?.parse().ok()?))
 }
 
-pub fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +97,5 @@ mod tests {
         assert!(pss_bytes(me).unwrap() > 0);
         assert!(private_bytes(me).unwrap() <= rss_bytes(me).unwrap() + 4096);
         assert!(!cmdline(me).is_empty());
-        assert!(alive(me));
     }
 }

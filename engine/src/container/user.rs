@@ -66,10 +66,6 @@ pub fn resolve(spec: &str, lowers: &[PathBuf]) -> Result<ResolvedUser> {
     Ok(ResolvedUser { uid, gid, home })
 }
 
-pub fn is_root(spec: &str, lowers: &[PathBuf]) -> bool {
-    resolve(spec, lowers).map(|u| u.uid == 0).unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

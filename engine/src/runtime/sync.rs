@@ -3,7 +3,7 @@
 //! closes the pipe (it is CLOEXEC), which the parent reads as "execed".
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
@@ -79,9 +79,5 @@ impl Channel {
             }
             None => ChildReport::Execed,
         }
-    }
-
-    pub fn write_fd(&self) -> Option<i32> {
-        self.write.lock().unwrap().as_ref().map(|f| f.as_raw_fd())
     }
 }

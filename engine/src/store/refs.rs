@@ -70,25 +70,4 @@ impl Store {
         });
         atomic::write_json_atomic(&self.root.join("index.json"), &index)
     }
-
-    /// Removes a name; returns whether it existed.
-    pub fn remove_ref(&self, name: &str) -> Result<bool> {
-        let _lock = self.lock()?;
-        let mut index = self.read_index()?;
-        let before = index.manifests.len();
-        index.manifests.retain(|m| m.full_name() != Some(name));
-        let removed = index.manifests.len() != before;
-        if removed {
-            atomic::write_json_atomic(&self.root.join("index.json"), &index)?;
-        }
-        Ok(removed)
-    }
-
-    pub fn lookup_ref(&self, name: &str) -> Result<Option<IndexEntry>> {
-        Ok(self
-            .read_index()?
-            .manifests
-            .into_iter()
-            .find(|m| m.full_name() == Some(name)))
-    }
 }
