@@ -215,9 +215,10 @@ fn clone_init(
         root,
         channel: &channel,
     };
-    // The child gets a copy of this address space (no CLONE_VM), so a plain
-    // heap buffer is a valid stack; pages it never touches are never allocated.
-    let mut stack = vec![0u8; 8 << 20];
+    let mut stack = ChildStack::new(8 << 20).map_err(|e| RuntimeError::Io {
+        path: "clone stack".into(),
+        source: e,
+    })?;
     let flags = plan.clone_flags();
     // SAFETY: without CLONE_VM the child runs `init::run` on its own copy of
     // memory; the callback never returns into the parent's frames (it execs or
@@ -225,7 +226,7 @@ fn clone_init(
     let pid = unsafe {
         nix::sched::clone(
             Box::new(|| init::run(&ctx)),
-            &mut stack,
+            stack.as_mut_slice(),
             flags,
             Some(libc::SIGCHLD),
         )
@@ -239,5 +240,49 @@ fn clone_init(
             let _ = waitpid(pid, None);
             Err(RuntimeError::Init { exit_code, message })
         }
+    }
+}
+
+/// The child's stack. The child gets a copy of this address space (no
+/// CLONE_VM), so any writable memory will do; it is mapped directly rather than
+/// taken from the heap because freeing an 8 MiB heap block raises glibc's trim
+/// threshold, and a long-lived supervisor would then keep its heap resident.
+struct ChildStack {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new(len: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh private anonymous mapping; pages are only allocated when touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(ChildStack {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr..ptr+len is our mapping, alive until drop, borrowed mutably once.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in new().
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
