@@ -1,4 +1,17 @@
 //! twinbox-microvm: a minimal KVM microVM runner and what it needs to know
 //! about the host.
+//!
+//! Rooms, in boot order:
+//! - [`host`]: which KVM this host has, which guest kernels are installed
+//! - [`vstate`]: the KVM VM and its vCPUs
+//! - [`arch`]: x86_64 memory layout, GDT, page tables, CPUID, MSRs, MP table
+//! - [`boot`]: kernel, command line, initramfs, zero page / PVH start info
+//! - [`devices`]: the port-I/O bus, serial console, i8042, boot timer
+//! - [`vmm`]: all of the above put together: boot a guest, wait for its end
 
+pub mod arch;
+pub mod boot;
+pub mod devices;
 pub mod host;
+pub mod vmm;
+pub mod vstate;

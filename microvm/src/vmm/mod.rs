@@ -1,0 +1,389 @@
+//! A microVM from start to end: build the VM, load what it boots, wire the
+//! devices, start one thread per vCPU, and wait until the guest resets, the
+//! boot timer says it never reached its init in time, or the caller stops it.
+
+pub mod memory;
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::arch::x86_64::layout::{GDT_ADDR, IDT_ADDR, ZERO_PAGE_ADDR};
+use crate::arch::x86_64::{mptable, paging, regs};
+use crate::boot::{self, params, pvh, BootError};
+use crate::devices::boot_timer::{self, BootEvents, BootTimer};
+use crate::devices::bus::PioBus;
+use crate::devices::i8042::{self, I8042};
+use crate::devices::serial::{self, SerialConsole};
+use crate::devices::EventFdTrigger;
+use crate::vstate::vcpu::{Vcpu, VcpuStop};
+use crate::vstate::vm::Vm;
+use crate::vstate::KvmError;
+
+pub use memory::VmmMemory;
+
+/// What the VM boots.
+pub enum Payload {
+    /// A Linux kernel with an optional initramfs and extra command-line words.
+    Linux {
+        kernel: PathBuf,
+        initrd: Option<Vec<u8>>,
+        cmdline_extra: String,
+        /// Enter through PVH when the kernel has the note.
+        prefer_pvh: bool,
+    },
+    /// Flat 64-bit code loaded at `load_addr` and entered there in long mode on
+    /// every vCPU: the small hand-written guests that test the VMM itself.
+    Raw { code: Vec<u8>, load_addr: u64 },
+}
+
+pub struct VmConfig {
+    pub memory_mib: u64,
+    pub vcpus: u8,
+    /// How long the guest may take to reach its init (the first boot-timer
+    /// event) before it is stopped; `None` waits forever.
+    pub boot_timeout: Option<Duration>,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            memory_mib: 256,
+            vcpus: 1,
+            boot_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error("{0}")]
+    Config(String),
+    #[error("starting vCPU thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// How the VM ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum VmEnd {
+    /// The guest reset the machine (i8042 or KVM system event): a normal end.
+    Reset,
+    /// Triple fault: the guest crashed before or instead of resetting.
+    TripleFault,
+    /// No boot-timer event within the boot timeout.
+    BootTimeout,
+    /// The caller asked the VM to stop.
+    Stopped,
+    /// KVM refused to go on.
+    Failed(String),
+}
+
+/// When things happened, on the host's monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    pub started: Instant,
+    pub first_run: Option<Instant>,
+    pub events: BootEvents,
+    pub ended: Instant,
+}
+
+/// The phases a user cares about, in milliseconds; `None` when the guest never
+/// got that far.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub vmm_setup_ms: Option<f64>,
+    pub boot_to_init_ms: Option<f64>,
+    pub init_to_workload_ms: Option<f64>,
+    pub workload_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+impl Timeline {
+    pub fn timings(&self) -> Timings {
+        let ms = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
+            (Some(a), Some(b)) => Some(b.saturating_duration_since(a).as_secs_f64() * 1e3),
+            _ => None,
+        };
+        let e = &self.events;
+        Timings {
+            vmm_setup_ms: ms(Some(self.started), self.first_run),
+            boot_to_init_ms: ms(self.first_run, e.init_started),
+            init_to_workload_ms: ms(e.init_started, e.workload_started),
+            workload_ms: ms(e.workload_started, e.workload_exited),
+            total_ms: self.ended.duration_since(self.started).as_secs_f64() * 1e3,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub end: VmEnd,
+    pub timeline: Timeline,
+    /// The workload's exit code as the guest init reported it.
+    pub exit_code: Option<u8>,
+    /// Measured when the guest ended, before its memory was freed.
+    pub memory: Option<VmmMemory>,
+}
+
+/// Boots `payload` and runs it to its end. The guest's console goes to
+/// `console`; setting `stop` ends the VM early. `started` is when the caller
+/// began (the process start, for honest setup times).
+pub fn run(
+    config: &VmConfig,
+    payload: Payload,
+    console: Box<dyn Write + Send>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+) -> Result<Outcome, VmmError> {
+    if config.vcpus == 0 || config.vcpus > mptable::MAX_CPUS {
+        return Err(VmmError::Config(format!(
+            "--cpus {}: choose 1 to {}",
+            config.vcpus,
+            mptable::MAX_CPUS
+        )));
+    }
+    if config.memory_mib < 16 {
+        return Err(VmmError::Config(format!(
+            "--memory {} MiB is too small: give the VM at least 16",
+            config.memory_mib
+        )));
+    }
+    install_kick_handler();
+    let mem_size = config.memory_mib << 20;
+    let vm = Vm::new(mem_size)?;
+    let (mode, start_all) = load_payload(&vm, payload, config.vcpus)?;
+
+    let exit_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Io {
+        what: "creating the exit eventfd",
+        source,
+    })?;
+    let timer = Arc::new(Mutex::new(BootTimer::default()));
+    let bus = build_bus(&vm, console, &exit_evt, &timer)?;
+
+    let cr3 = paging::write_identity_tables(&vm.memory).map_err(KvmError::GuestWrite)?;
+    let mut vcpus = Vec::new();
+    for index in 0..config.vcpus {
+        let vcpu = Vcpu::new(&vm, index)?;
+        vcpu.configure(&vm, config.vcpus, mode, cr3, start_all)?;
+        vcpus.push(vcpu);
+    }
+
+    let vcpu_stop = Arc::new(AtomicBool::new(false));
+    let first_run: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let stops: Arc<Mutex<Vec<VcpuStop>>> = Arc::default();
+    let mut threads = Vec::new();
+    for mut vcpu in vcpus {
+        let (bus, vcpu_stop, first_run, stops) = (
+            bus.clone(),
+            vcpu_stop.clone(),
+            first_run.clone(),
+            stops.clone(),
+        );
+        let exit = exit_evt.try_clone().map_err(|source| KvmError::Io {
+            what: "cloning the exit eventfd",
+            source,
+        })?;
+        let handle = thread::Builder::new()
+            .name(format!("vcpu{}", vcpu.index))
+            .spawn(move || {
+                first_run.get_or_init(Instant::now);
+                let why = vcpu.run(&bus, &vcpu_stop);
+                stops.lock().unwrap_or_else(|e| e.into_inner()).push(why);
+                let _ = exit.write(1);
+            })
+            .map_err(VmmError::Thread)?;
+        threads.push(handle);
+    }
+
+    let mut end = wait_for_end(&exit_evt, &timer, &first_run, &stop, config.boot_timeout);
+    let memory = memory::measure(&vm.memory);
+    stop_vcpus(&vcpu_stop, threads);
+    if end == VmEnd::Reset {
+        // A vCPU may have ended for a worse reason than a reset.
+        let stops = stops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(worst) = stops.iter().find_map(|s| match s {
+            VcpuStop::Failed(why) => Some(VmEnd::Failed(why.clone())),
+            VcpuStop::TripleFault => Some(VmEnd::TripleFault),
+            _ => None,
+        }) {
+            end = worst;
+        }
+    }
+    let events = timer.lock().unwrap_or_else(|e| e.into_inner()).events;
+    Ok(Outcome {
+        end,
+        exit_code: events.exit_code,
+        memory,
+        timeline: Timeline {
+            started,
+            first_run: first_run.get().copied(),
+            events,
+            ended: Instant::now(),
+        },
+    })
+}
+
+/// Puts the kernel (or raw code) and its boot structures into guest memory.
+fn load_payload(
+    vm: &Vm,
+    payload: Payload,
+    vcpus: u8,
+) -> Result<(regs::EntryMode, bool), VmmError> {
+    let mem = &vm.memory;
+    let (mode, start_all) = match payload {
+        Payload::Raw { code, load_addr } => {
+            mem.write_slice(&code, GuestAddress(load_addr))
+                .map_err(KvmError::GuestWrite)?;
+            let mode = regs::EntryMode::Linux64 {
+                entry: load_addr,
+                boot_params: ZERO_PAGE_ADDR,
+            };
+            (mode, true)
+        }
+        Payload::Linux {
+            kernel,
+            initrd,
+            cmdline_extra,
+            prefer_pvh,
+        } => {
+            let loaded = boot::load_kernel(mem, &kernel)?;
+            let cmdline = boot::cmdline::build(&cmdline_extra)?;
+            let cmdline_len = boot::cmdline::write(mem, &cmdline)?;
+            let initrd_at = match &initrd {
+                Some(bytes) => {
+                    let limit = params::initrd_addr_max(loaded.setup_header.as_ref());
+                    let addr = boot::initrd_address(
+                        bytes.len() as u64,
+                        loaded.end,
+                        params::low_ram_end(vm.mem_size),
+                        limit,
+                    )?;
+                    boot::load_initrd(mem, addr, bytes)?;
+                    Some((addr, bytes.len() as u64))
+                }
+                None => None,
+            };
+            let zero_page =
+                params::zero_page(loaded.setup_header, cmdline_len, initrd_at, vm.mem_size)?;
+            params::write(mem, &zero_page)?;
+            let start_info = if loaded.pvh_entry.is_some() && prefer_pvh {
+                pvh::write_start_info(mem, vm.mem_size, initrd_at)?
+            } else {
+                0
+            };
+            let mode = boot::entry_mode(&loaded, prefer_pvh, ZERO_PAGE_ADDR, start_info);
+            (mode, false)
+        }
+    };
+    for (i, entry) in regs::boot_gdt(mode).iter().enumerate() {
+        mem.write_obj(*entry, GuestAddress(GDT_ADDR + i as u64 * 8))
+            .map_err(KvmError::GuestWrite)?;
+    }
+    mem.write_obj(0u64, GuestAddress(IDT_ADDR))
+        .map_err(KvmError::GuestWrite)?;
+    let (addr, table) = mptable::build(vcpus).map_err(VmmError::Config)?;
+    mem.write_slice(&table, GuestAddress(addr))
+        .map_err(KvmError::GuestWrite)?;
+    Ok((mode, start_all))
+}
+
+/// The serial console on IRQ 4, the i8042 whose reset fires `exit_evt`, and
+/// the boot timer.
+fn build_bus(
+    vm: &Vm,
+    console: Box<dyn Write + Send>,
+    exit_evt: &EventFd,
+    timer: &Arc<Mutex<BootTimer>>,
+) -> Result<PioBus, VmmError> {
+    let io = |what| move |source| KvmError::Io { what, source };
+    let irq4 = vm.irq_line(serial::COM1_IRQ)?;
+    let uart = SerialConsole::new(EventFdTrigger(irq4), console);
+    let reset = EventFdTrigger(exit_evt.try_clone().map_err(io("cloning the reset line"))?);
+    let mut bus = PioBus::default();
+    bus.insert(serial::COM1_PORT, serial::PORT_COUNT, Arc::new(Mutex::new(uart)));
+    bus.insert(i8042::I8042_PORT, i8042::PORT_COUNT, Arc::new(Mutex::new(I8042::new(reset))));
+    bus.insert(boot_timer::BASE_PORT, boot_timer::PORT_COUNT, timer.clone());
+    Ok(bus)
+}
+
+/// Waits for a vCPU or the i8042 to signal the end, for the boot timeout to
+/// pass without an init, or for the caller's stop flag.
+fn wait_for_end(
+    exit_evt: &EventFd,
+    timer: &Arc<Mutex<BootTimer>>,
+    first_run: &OnceLock<Instant>,
+    stop: &AtomicBool,
+    boot_timeout: Option<Duration>,
+) -> VmEnd {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: exit_evt.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd that lives across the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 20) };
+        if ready > 0 {
+            return VmEnd::Reset;
+        }
+        if stop.load(Ordering::Acquire) {
+            return VmEnd::Stopped;
+        }
+        if let (Some(limit), Some(since)) = (boot_timeout, first_run.get()) {
+            let reached_init = timer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .events
+                .init_started
+                .is_some();
+            if !reached_init && since.elapsed() > limit {
+                return VmEnd::BootTimeout;
+            }
+        }
+    }
+}
+
+/// The signal that kicks a vCPU thread out of KVM_RUN.
+fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick) {
+            tracing::warn!("cannot install the vCPU kick handler: {e}");
+        }
+    });
+}
+
+/// Sets the stop flag and signals every vCPU thread until all have left KVM_RUN.
+fn stop_vcpus(vcpu_stop: &AtomicBool, threads: Vec<thread::JoinHandle<()>>) {
+    use std::os::unix::thread::JoinHandleExt;
+    vcpu_stop.store(true, Ordering::Release);
+    for handle in threads {
+        // A signal can land just before the thread enters KVM_RUN: repeat it.
+        while !handle.is_finished() {
+            // SAFETY: the thread is alive (not finished, not joined), so its
+            // pthread_t is valid; the signal has a no-op handler installed.
+            unsafe { libc::pthread_kill(handle.as_pthread_t(), kick_signal()) };
+            thread::sleep(Duration::from_millis(2));
+        }
+        let _ = handle.join();
+    }
+}
