@@ -11,7 +11,9 @@
 
 pub mod arch;
 pub mod boot;
+pub mod console;
 pub mod devices;
 pub mod host;
+pub mod instance;
 pub mod vmm;
 pub mod vstate;

@@ -6,7 +6,7 @@ use std::fs;
 use serde::Serialize;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct VmmMemory {
     /// Resident bytes of the whole VMM process.
     pub process_rss: u64,

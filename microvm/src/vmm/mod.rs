@@ -76,7 +76,7 @@ pub enum VmmError {
 }
 
 /// How the VM ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum VmEnd {
     /// The guest reset the machine (i8042 or KVM system event): a normal end.
@@ -102,7 +102,7 @@ pub struct Timeline {
 
 /// The phases a user cares about, in milliseconds; `None` when the guest never
 /// got that far.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Timings {
     pub vmm_setup_ms: Option<f64>,
     pub boot_to_init_ms: Option<f64>,

@@ -1,0 +1,330 @@
+//! VMs as users manage them: a record per VM in the store (`vms/<id>/`), its
+//! console log, and the verbs `vm run/ps/stop/rm` build on: check the host,
+//! pick a kernel, boot, record how it ended.
+
+pub mod record;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use twinbox_engine::container::names;
+use twinbox_engine::container::procinfo;
+use twinbox_engine::image::layer::now_rfc3339;
+use twinbox_engine::store::{Store, StoreError};
+
+use crate::console::WorkloadConsole;
+use crate::host::{self, GuestKernel, KvmKind};
+use crate::vmm::{self, Outcome, Payload, VmConfig, VmEnd, VmmError};
+pub use record::{VmRecord, VmState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("no usable KVM on this host: {0}")]
+    NoKvm(String),
+    #[error("this host's /dev/kvm is PVM (kvm_pvm, KVM without VT-x/AMD-V): {hint}")]
+    PvmStockKernel { hint: &'static str },
+    #[error("no guest kernel found in /boot: install one (apt-get install linux-image-amd64) or pass --kernel PATH")]
+    NoKernel,
+    #[error("kernel {path}: {detail}")]
+    BadKernel { path: PathBuf, detail: String },
+    #[error("no such VM: {0}")]
+    NotFound(String),
+    #[error("VM name {0:?} is already in use: remove it with `twinbox vm rm {0}` or choose another --name")]
+    NameInUse(String),
+    #[error("VM {0} is running: stop it first or use `vm rm -f`")]
+    Running(String),
+    #[error("invalid VM name {0:?}: use letters, digits, '_', '.', '-' (2-128 characters)")]
+    BadName(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Vmm(#[from] VmmError),
+}
+
+type Result<T> = std::result::Result<T, InstanceError>;
+
+pub fn vms_dir(store: &Store) -> PathBuf {
+    store.root().join("vms")
+}
+
+/// Refuses hosts where twinbox's VMM cannot boot a stock kernel, before
+/// anything boots: no KVM at all, or PVM without a kernel chosen by the user.
+pub fn check_host(kernel_given: bool) -> Result<KvmKind> {
+    match host::kvm_kind() {
+        KvmKind::Absent { reason } => Err(InstanceError::NoKvm(reason)),
+        KvmKind::Pvm if !kernel_given => Err(InstanceError::PvmStockKernel {
+            hint: host::PVM_HINT,
+        }),
+        kind => Ok(kind),
+    }
+}
+
+/// The kernel to boot: `explicit` when given, else the newest in /boot.
+pub fn choose_kernel(explicit: Option<&Path>) -> Result<GuestKernel> {
+    let Some(path) = explicit else {
+        return host::find_kernels()
+            .into_iter()
+            .next()
+            .ok_or(InstanceError::NoKernel);
+    };
+    let bad = |detail: String| InstanceError::BadKernel {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let format = host::detect_format(path)
+        .map_err(|e| bad(e.to_string()))?
+        .ok_or_else(|| bad("not a bzImage or ELF vmlinux".into()))?;
+    let version = path
+        .file_name()
+        .and_then(host::kernel_version_from_name)
+        .unwrap_or_else(|| "custom".into());
+    let modules = Path::new(host::MODULES_DIR).join(&version);
+    Ok(GuestKernel {
+        path: path.to_path_buf(),
+        modules_dir: modules.is_dir().then_some(modules),
+        version,
+        format,
+    })
+}
+
+/// What a new VM record says about itself.
+pub struct NewVm<'a> {
+    pub name: Option<&'a str>,
+    pub image: &'a str,
+    pub image_id: String,
+    pub kernel: &'a GuestKernel,
+    pub memory_mib: u64,
+    pub vcpus: u8,
+    pub command: Vec<String>,
+    pub auto_remove: bool,
+}
+
+/// Writes the record of a new VM (state Created) and its directory.
+pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
+    let dir = vms_dir(store);
+    fs::create_dir_all(&dir).map_err(|source| InstanceError::Io {
+        what: "creating",
+        path: dir.clone(),
+        source,
+    })?;
+    let _lock = store.lock()?;
+    let name = match new.name {
+        Some(name) => names::validate_name(name)
+            .map_err(|_| InstanceError::BadName(name.to_string()))?,
+        None => names::random_name(),
+    };
+    if list(store)?.iter().any(|vm| vm.name == name) {
+        return Err(InstanceError::NameInUse(name));
+    }
+    let record = VmRecord {
+        id: names::new_id(),
+        name,
+        image: new.image.to_string(),
+        image_id: new.image_id,
+        kernel: new.kernel.path.clone(),
+        kernel_version: new.kernel.version.clone(),
+        memory_mib: new.memory_mib,
+        vcpus: new.vcpus,
+        command: new.command,
+        created: now_rfc3339(),
+        auto_remove: new.auto_remove,
+        state: VmState::Created,
+    };
+    let vm_dir = VmRecord::dir(&dir, &record.id);
+    fs::create_dir_all(&vm_dir).map_err(|source| InstanceError::Io {
+        what: "creating",
+        path: vm_dir,
+        source,
+    })?;
+    record.save(&dir)?;
+    Ok(record)
+}
+
+/// How a boot went, for the caller to report.
+pub struct VmRun {
+    pub outcome: Outcome,
+    /// The workload's exit code, from the boot-timer port or the console marker.
+    pub exit_code: Option<u8>,
+    /// The console's last lines before the workload started (for failed boots).
+    pub boot_tail: String,
+}
+
+/// Boots `record`'s VM in this process and waits for its end. The console log
+/// goes to the VM's directory; the workload's output to `live`.
+#[allow(clippy::too_many_arguments)]
+pub fn boot(
+    store: &Store,
+    record: &mut VmRecord,
+    kernel: &GuestKernel,
+    initrd: Vec<u8>,
+    config: &VmConfig,
+    live: Box<dyn Write + Send>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+) -> Result<VmRun> {
+    let dir = vms_dir(store);
+    let log_path = record.console_log(&dir);
+    let log = File::create(&log_path).map_err(|source| InstanceError::Io {
+        what: "creating",
+        path: log_path.clone(),
+        source,
+    })?;
+    let (console, console_state) = WorkloadConsole::new(Some(log), live);
+    let pid = std::process::id() as i32;
+    record.state = VmState::Running {
+        pid,
+        start_ticks: procinfo::start_ticks(pid).unwrap_or(0),
+        started: now_rfc3339(),
+    };
+    record.save(&dir)?;
+    let payload = Payload::Linux {
+        kernel: kernel.path.clone(),
+        initrd: Some(initrd),
+        cmdline_extra: String::new(),
+        prefer_pvh: false,
+    };
+    let result = vmm::run(config, payload, Box::new(console), stop, started);
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            finish(store, record, None, VmEnd::Failed(e.to_string()), None)?;
+            return Err(e.into());
+        }
+    };
+    let console_state = console_state.lock().unwrap_or_else(|e| e.into_inner());
+    let exit_code = outcome.exit_code.or(console_state.exit_code);
+    let boot_tail = String::from_utf8_lossy(&console_state.boot_tail).into_owned();
+    let timings = outcome.timeline.timings();
+    let code = exit_code.map(i32::from);
+    record.state = VmState::Exited {
+        exit_code: code,
+        end: outcome.end.clone(),
+        finished: now_rfc3339(),
+        timings,
+        memory: outcome.memory,
+    };
+    if record.auto_remove {
+        remove_dir(store, &record.id)?;
+    } else {
+        record.save(&dir)?;
+    }
+    Ok(VmRun {
+        outcome,
+        exit_code,
+        boot_tail,
+    })
+}
+
+/// Records an end that came without an outcome (the VMM failed to start).
+fn finish(
+    store: &Store,
+    record: &mut VmRecord,
+    exit_code: Option<i32>,
+    end: VmEnd,
+    memory: Option<vmm::VmmMemory>,
+) -> Result<()> {
+    record.state = VmState::Exited {
+        exit_code,
+        end,
+        finished: now_rfc3339(),
+        timings: vmm::Timings::default(),
+        memory,
+    };
+    if record.auto_remove {
+        remove_dir(store, &record.id)
+    } else {
+        record.save(&vms_dir(store))
+    }
+}
+
+/// Every VM record, oldest first.
+pub fn list(store: &Store) -> Result<Vec<VmRecord>> {
+    let dir = vms_dir(store);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut vms: Vec<VmRecord> = entries
+        .flatten()
+        .filter_map(|e| VmRecord::load(&dir, &e.file_name().to_string_lossy()).ok())
+        .collect();
+    vms.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(vms)
+}
+
+/// A VM by exact name, full id, or unique id prefix.
+pub fn find(store: &Store, key: &str) -> Result<VmRecord> {
+    let vms = list(store)?;
+    if let Some(vm) = vms.iter().find(|vm| vm.name == key || vm.id == key) {
+        return Ok(vm.clone());
+    }
+    let mut matches = vms.into_iter().filter(|vm| vm.id.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some(vm), None) if !key.is_empty() => Ok(vm),
+        _ => Err(InstanceError::NotFound(key.to_string())),
+    }
+}
+
+/// Stops a running VM: SIGTERM to its VMM (which stops the vCPUs and records
+/// the end), SIGKILL after `grace`. Returns false when it was not running.
+pub fn stop(store: &Store, record: &VmRecord, grace: Duration) -> Result<bool> {
+    let VmState::Running { pid, .. } = record.state else {
+        return Ok(false);
+    };
+    if !record.is_running() {
+        return Ok(false);
+    }
+    // SAFETY: plain kill(2) on a pid we just confirmed is our VMM.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while record_running(store, &record.id) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if record_running(store, &record.id) {
+        // SAFETY: as above; the VMM ignored SIGTERM for the whole grace period.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut dead = record.clone();
+        finish(store, &mut dead, None, VmEnd::Stopped, None)?;
+    }
+    Ok(true)
+}
+
+fn record_running(store: &Store, id: &str) -> bool {
+    VmRecord::load(&vms_dir(store), id)
+        .map(|r| r.is_running())
+        .unwrap_or(false)
+}
+
+/// Removes a VM's record and console log; a running VM only with `force`
+/// (then it is stopped first).
+pub fn remove(store: &Store, record: &VmRecord, force: bool) -> Result<()> {
+    if record.is_running() {
+        if !force {
+            return Err(InstanceError::Running(record.name.clone()));
+        }
+        stop(store, record, Duration::from_secs(5))?;
+    }
+    remove_dir(store, &record.id)
+}
+
+fn remove_dir(store: &Store, id: &str) -> Result<()> {
+    let dir = VmRecord::dir(&vms_dir(store), id);
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(InstanceError::Io {
+            what: "removing",
+            path: dir,
+            source,
+        }),
+    }
+}
