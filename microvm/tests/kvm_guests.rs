@@ -39,6 +39,16 @@ fn assemble(name: &str) -> Vec<u8> {
     std::fs::read(flat).unwrap()
 }
 
+/// 64-bit code entered at its first byte.
+fn raw(code: Vec<u8>) -> Payload {
+    Payload::Raw {
+        code,
+        load_addr: LOAD_ADDR,
+        entry: LOAD_ADDR,
+        long_mode: true,
+    }
+}
+
 #[derive(Clone, Default)]
 struct Console(Arc<Mutex<Vec<u8>>>);
 
@@ -63,10 +73,7 @@ fn boot(name: &str, vcpus: u8, timeout: Duration) -> (Outcome, String) {
         vcpus,
         boot_timeout: Some(timeout),
     };
-    let payload = Payload::Raw {
-        code: assemble(name),
-        load_addr: LOAD_ADDR,
-    };
+    let payload = raw(assemble(name));
     let stop = Arc::new(AtomicBool::new(false));
     let outcome = vmm::run(&config, payload, Box::new(console.clone()), stop, Instant::now())
         .expect("VM runs");
@@ -130,10 +137,7 @@ fn the_caller_can_stop_a_running_vm() {
         vcpus: 2,
         boot_timeout: None,
     };
-    let payload = Payload::Raw {
-        code: assemble("spin"),
-        load_addr: LOAD_ADDR,
-    };
+    let payload = raw(assemble("spin"));
     let outcome = vmm::run(&config, payload, Box::new(std::io::sink()), stop, Instant::now())
         .unwrap();
     assert_eq!(outcome.end, VmEnd::Stopped);
@@ -147,10 +151,7 @@ fn nonsense_sizes_are_refused_with_advice() {
             vcpus,
             boot_timeout: None,
         };
-        let payload = Payload::Raw {
-            code: vec![0xf4],
-            load_addr: LOAD_ADDR,
-        };
+        let payload = raw(vec![0xf4]);
         let stop = Arc::new(AtomicBool::new(false));
         let err = vmm::run(&config, payload, Box::new(std::io::sink()), stop, Instant::now())
             .unwrap_err();

@@ -40,9 +40,15 @@ pub enum Payload {
         /// Enter through PVH when the kernel has the note.
         prefer_pvh: bool,
     },
-    /// Flat 64-bit code loaded at `load_addr` and entered there in long mode on
-    /// every vCPU: the small hand-written guests that test the VMM itself.
-    Raw { code: Vec<u8>, load_addr: u64 },
+    /// Flat code loaded at `load_addr` and entered at `entry` on every vCPU, in
+    /// long mode or (with `long_mode: false`) flat 32-bit protected mode: the
+    /// small hand-written guests that test and benchmark the VMM itself.
+    Raw {
+        code: Vec<u8>,
+        load_addr: u64,
+        entry: u64,
+        long_mode: bool,
+    },
 }
 
 pub struct VmConfig {
@@ -244,12 +250,24 @@ fn load_payload(
 ) -> Result<(regs::EntryMode, bool), VmmError> {
     let mem = &vm.memory;
     let (mode, start_all) = match payload {
-        Payload::Raw { code, load_addr } => {
+        Payload::Raw {
+            code,
+            load_addr,
+            entry,
+            long_mode,
+        } => {
             mem.write_slice(&code, GuestAddress(load_addr))
                 .map_err(KvmError::GuestWrite)?;
-            let mode = regs::EntryMode::Linux64 {
-                entry: load_addr,
-                boot_params: ZERO_PAGE_ADDR,
+            let mode = if long_mode {
+                regs::EntryMode::Linux64 {
+                    entry,
+                    boot_params: ZERO_PAGE_ADDR,
+                }
+            } else {
+                regs::EntryMode::Pvh {
+                    entry,
+                    start_info: 0,
+                }
             };
             (mode, true)
         }

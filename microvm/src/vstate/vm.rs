@@ -18,24 +18,45 @@ pub struct Vm {
     pub supported_cpuid: CpuId,
 }
 
+/// The legacy interrupt controllers (PIC, IOAPIC, LAPICs) and the PIT, in KVM.
+fn create_irqchip_and_pit(fd: &VmFd) -> Result<(), KvmError> {
+    fd.set_tss_address(KVM_TSS_ADDR as usize)
+        .map_err(ioctl("setting the TSS address"))?;
+    fd.create_irq_chip()
+        .map_err(ioctl("creating the in-kernel irqchip"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    fd.create_pit2(pit).map_err(ioctl("creating the PIT"))
+}
+
+/// Tells KVM where each guest RAM region lives in this process.
+fn register_memory(fd: &VmFd, memory: &GuestMemoryMmap) -> Result<(), KvmError> {
+    for (slot, region) in memory.iter().enumerate() {
+        let host = memory
+            .get_host_address(region.start_addr())
+            .map_err(KvmError::GuestWrite)?;
+        let entry = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().raw_value(),
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mmap owned by `memory`, which the
+        // returned `Vm` keeps as long as the VM fd, and slots do not overlap
+        // because the regions do not.
+        unsafe { fd.set_user_memory_region(entry) }.map_err(ioctl("registering guest memory"))?;
+    }
+    Ok(())
+}
+
 impl Vm {
     /// Opens KVM, creates the VM with `mem_size` bytes of RAM, the irqchip and the PIT.
     pub fn new(mem_size: u64) -> Result<Vm, KvmError> {
         let kvm = Kvm::new().map_err(KvmError::Open)?;
         let fd = kvm.create_vm().map_err(ioctl("creating the VM"))?;
-        let supported_cpuid = kvm
-            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-            .map_err(ioctl("asking KVM's supported CPUID"))?;
-        fd.set_tss_address(KVM_TSS_ADDR as usize)
-            .map_err(ioctl("setting the TSS address"))?;
-        fd.create_irq_chip()
-            .map_err(ioctl("creating the in-kernel irqchip"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        fd.create_pit2(pit).map_err(ioctl("creating the PIT"))?;
-
         let ranges: Vec<(GuestAddress, usize)> = ram_regions(mem_size)
             .into_iter()
             .map(|(start, len)| (GuestAddress(start), len as usize))
@@ -44,23 +65,25 @@ impl Vm {
             mib: mem_size >> 20,
             detail: e.to_string(),
         })?;
-        for (slot, region) in memory.iter().enumerate() {
-            let host = memory
-                .get_host_address(region.start_addr())
-                .map_err(KvmError::GuestWrite)?;
-            let entry = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().raw_value(),
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mmap owned by `memory`, which lives as
-            // long as the VM (both are fields of the returned `Vm`), and slots do
-            // not overlap because the regions do not.
-            unsafe { fd.set_user_memory_region(entry) }
-                .map_err(ioctl("registering guest memory"))?;
-        }
+        // Registering memory waits for an SRCU grace period in the host kernel
+        // (milliseconds): let it overlap with creating the interrupt
+        // controllers and asking for the CPUID instead of queueing behind them.
+        let (registered, supported_cpuid) = std::thread::scope(|scope| {
+            let registering = scope.spawn(|| register_memory(&fd, &memory));
+            let rest = create_irqchip_and_pit(&fd).and_then(|()| {
+                kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+                    .map_err(ioctl("asking KVM's supported CPUID"))
+            });
+            let registered = registering
+                .join()
+                .unwrap_or_else(|_| Err(KvmError::Memory {
+                    mib: mem_size >> 20,
+                    detail: "the memory registration thread panicked".into(),
+                }));
+            (registered, rest)
+        });
+        registered?;
+        let supported_cpuid = supported_cpuid?;
         Ok(Vm {
             kvm,
             fd,
