@@ -8,6 +8,7 @@ mod doctor;
 mod format;
 mod image;
 mod runtime;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,16 @@ enum Command {
     /// The OCI runtime, driven like runc on a bundle
     #[command(subcommand)]
     Runtime(runtime::RuntimeCommand),
+    /// Run workloads in microVMs (twinbox's own KVM VMM)
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+    #[command(name = "__vmm", hide = true)]
+    Vmm {
+        id: String,
+        memory_mib: u64,
+        vcpus: u8,
+        boot_timeout: u64,
+    },
     #[command(name = "__supervise", hide = true)]
     Supervise { id: String },
 }
@@ -128,6 +139,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("twinbox: {}", format::error_chain(&e));
             Ok(1)
         }),
+        Command::Vm(command) => vm::dispatch(&root, command),
+        Command::Vmm {
+            id,
+            memory_mib,
+            vcpus,
+            boot_timeout,
+        } => vm::vmm_main(&root, &id, memory_mib, vcpus, boot_timeout),
         Command::Supervise { id } => container::supervise(&root, &id),
     }
 }

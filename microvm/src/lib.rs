@@ -13,6 +13,7 @@ pub mod arch;
 pub mod boot;
 pub mod console;
 pub mod devices;
+pub mod guest;
 pub mod host;
 pub mod instance;
 pub mod vmm;
