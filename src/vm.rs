@@ -26,7 +26,7 @@ use crate::format::{human_duration, human_size, print_table, since};
 #[derive(Subcommand)]
 pub enum VmCommand {
     /// Boot a microVM that runs an image's workload, like `twinbox run`
-    Run(VmRunArgs),
+    Run(Box<VmRunArgs>),
     /// List microVMs
     Ps(VmPsArgs),
     /// Stop running microVMs
@@ -167,7 +167,7 @@ fn parse_memory_mib(text: &str) -> Result<u64> {
 
 pub fn dispatch(root: &Path, command: VmCommand) -> Result<i32> {
     match command {
-        VmCommand::Run(args) => run(root, args),
+        VmCommand::Run(args) => run(root, *args),
         VmCommand::Ps(args) => ps(root, args),
         VmCommand::Stop(args) => stop(root, args),
         VmCommand::Rm(args) => rm(root, args),

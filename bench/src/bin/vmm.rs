@@ -10,6 +10,7 @@
 //! - VMM memory by Firecracker's method: the process's resident set minus the
 //!   resident part of guest RAM, read from /proc/PID/smaps while a parked
 //!   variant of the guest idles, for both.
+//!
 //! Targets (printed, never asserted): setup <= 5 ms, VMM memory <= 5 MiB.
 //!
 //! Run as root: `cargo run --release -p twinbox-bench --bin vmm -- [--runs N] [--json]`.
