@@ -58,8 +58,8 @@ pub struct VmRunArgs {
     /// Guest memory: MiB (256) or with a unit (256m, 1g)
     #[arg(short = 'm', long, default_value = "256")]
     memory: String,
-    /// Number of vCPUs
-    #[arg(long, default_value_t = 1)]
+    /// Number of vCPUs (1 to 32)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
     cpus: u8,
     /// Guest kernel (bzImage or ELF vmlinux); default: the newest in /boot
     #[arg(long)]
@@ -141,7 +141,9 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 }
 
 fn stop_flag_on_signals() -> Arc<AtomicBool> {
-    let flag = STOP.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
+    let flag = STOP
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone();
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
@@ -260,7 +262,7 @@ fn exit_code_of_run(record: &VmRecord, run: &VmRun, boot_timeout: u64) -> Result
     let tail = last_lines(&run.boot_tail, 8);
     let on_pvm = kvm_kind() == host::KvmKind::Pvm;
     let hint = if on_pvm {
-        format!("; {}", host::PVM_HINT)
+        "; this host's KVM is PVM: only a PVM-enabled guest kernel boots here (stock kernels need a host with VT-x/AMD-V)".to_string()
     } else {
         String::new()
     };
@@ -296,7 +298,10 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 fn print_timings(t: &Timings, run: &VmRun) {
-    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into());
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{v:.1} ms"))
+            .unwrap_or_else(|| "-".into())
+    };
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "VMM setup            {}", ms(t.vmm_setup_ms));
     let _ = writeln!(err, "kernel boot to init  {}", ms(t.boot_to_init_ms));
@@ -324,7 +329,13 @@ fn start_detached(root: &Path, store: &Store, record: &VmRecord, config: &VmConf
         .arg(&record.id)
         .arg(config.memory_mib.to_string())
         .arg(config.vcpus.to_string())
-        .arg(config.boot_timeout.map(|d| d.as_secs()).unwrap_or(0).to_string())
+        .arg(
+            config
+                .boot_timeout
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+                .to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -341,21 +352,35 @@ fn start_detached(root: &Path, store: &Store, record: &VmRecord, config: &VmConf
         let current = VmRecord::load(&instance::vms_dir(store), &record.id)?;
         match current.state {
             VmState::Running { .. } => return Ok(()),
-            VmState::Exited { end, .. } => bail!("VM {} ended while starting: {end:?}", record.name),
+            VmState::Exited { end, .. } => {
+                bail!("VM {} ended while starting: {end:?}", record.name)
+            }
             VmState::Created => {}
         }
         if let Some(status) = child.try_wait()? {
-            bail!("the VMM process for {} exited early ({status})", record.name);
+            bail!(
+                "the VMM process for {} exited early ({status})",
+                record.name
+            );
         }
         if Instant::now() > deadline {
-            bail!("the VMM process for {} did not start within 10 s", record.name);
+            bail!(
+                "the VMM process for {} did not start within 10 s",
+                record.name
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// The detached VMM: boots the VM recorded under `id` and records its end.
-pub fn vmm_main(root: &Path, id: &str, memory_mib: u64, vcpus: u8, boot_timeout: u64) -> Result<i32> {
+pub fn vmm_main(
+    root: &Path,
+    id: &str,
+    memory_mib: u64,
+    vcpus: u8,
+    boot_timeout: u64,
+) -> Result<i32> {
     let started = Instant::now();
     let store = open_store(root)?;
     let dir = instance::vms_dir(&store);
@@ -411,7 +436,16 @@ fn ps(root: &Path, args: VmPsArgs) -> Result<i32> {
         })
         .collect();
     print_table(
-        &["VM ID", "IMAGE", "COMMAND", "KERNEL", "CPUS x MEM", "CREATED", "STATUS", "NAMES"],
+        &[
+            "VM ID",
+            "IMAGE",
+            "COMMAND",
+            "KERNEL",
+            "CPUS x MEM",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ],
         &rows,
     );
     Ok(0)
@@ -518,6 +552,9 @@ fn kernels(json: bool) -> Result<i32> {
             ]
         })
         .collect();
-    print_table(&["VERSION", "FORMAT", "PATH", "MODULES", "BOOTS HERE"], &rows);
+    print_table(
+        &["VERSION", "FORMAT", "PATH", "MODULES", "BOOTS HERE"],
+        &rows,
+    );
     Ok(0)
 }

@@ -35,7 +35,10 @@ const SETUP_TARGET_MS: f64 = 5.0;
 const OVERHEAD_TARGET_MIB: f64 = 5.0;
 
 #[derive(Parser, Debug)]
-#[command(name = "vmm", about = "twinbox's VMM against QEMU: start-up and VMM memory")]
+#[command(
+    name = "vmm",
+    about = "twinbox's VMM against QEMU: start-up and VMM memory"
+)]
 struct Args {
     /// Timed runs per VMM
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -110,10 +113,7 @@ fn child(guest: &Path) -> Result<(), String> {
     if outcome.end != VmEnd::Reset {
         return Err(format!("guest ended with {:?}", outcome.end));
     }
-    let first_run = outcome
-        .timeline
-        .first_run
-        .ok_or("the vCPU never ran")?;
+    let first_run = outcome.timeline.first_run.ok_or("the vCPU never ran")?;
     let first_run_ns = base.1 + first_run.duration_since(base.0).as_nanos() as u64;
     let in_process_ms = first_run.duration_since(base.0).as_secs_f64() * 1e3;
     eprintln!(
@@ -280,7 +280,10 @@ fn guest_ram_ranges(smaps: &str, ram: u64) -> Vec<(u64, u64)> {
         .filter_map(|line| {
             let (range, _) = line.split_once(' ')?;
             let (a, b) = range.split_once('-')?;
-            let (a, b) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
+            let (a, b) = (
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            );
             (b - a >= ram && b - a <= ram + (2 << 20)).then_some((a, b))
         })
         .collect()
@@ -336,22 +339,35 @@ fn compare(args: &Args) -> Result<(), String> {
         return Ok(());
     }
     println!("twinbox VMM vs qemu-system-x86_64 -M microvm -accel kvm, same guest, {} runs each (medians)", args.runs);
-    println!("{:<34} {:>12} {:>12} {:>8}  target", "", "twinbox", "qemu", "ratio");
+    println!(
+        "{:<34} {:>12} {:>12} {:>8}  target",
+        "", "twinbox", "qemu", "ratio"
+    );
     println!(
         "{:<34} {:>9.2} ms {:>12} {:>8}  <= {SETUP_TARGET_MS} ms: {}",
         "process start to first KVM_RUN",
         our_setup,
         "-",
         "-",
-        if our_setup <= SETUP_TARGET_MS { "met" } else { "missed" }
+        if our_setup <= SETUP_TARGET_MS {
+            "met"
+        } else {
+            "missed"
+        }
     );
     println!(
         "{:<34} {:>9.2} ms {:>9.2} ms {:>7.2}x",
-        "process start to first guest output", our_first, qemu_first, our_first / qemu_first
+        "process start to first guest output",
+        our_first,
+        qemu_first,
+        our_first / qemu_first
     );
     println!(
         "{:<34} {:>9.2} ms {:>9.2} ms {:>7.2}x",
-        "whole run (spawn to exit)", our_total, qemu_total, our_total / qemu_total
+        "whole run (spawn to exit)",
+        our_total,
+        qemu_total,
+        our_total / qemu_total
     );
     println!(
         "{:<34} {:>8.2} MiB {:>8.2} MiB {:>7.2}x  <= {OVERHEAD_TARGET_MIB} MiB: {}",
@@ -359,11 +375,17 @@ fn compare(args: &Args) -> Result<(), String> {
         mib(our_overhead),
         mib(qemu_overhead),
         our_overhead as f64 / qemu_overhead as f64,
-        if mib(our_overhead) <= OVERHEAD_TARGET_MIB { "met" } else { "missed" }
+        if mib(our_overhead) <= OVERHEAD_TARGET_MIB {
+            "met"
+        } else {
+            "missed"
+        }
     );
     println!(
         "{:<34} {:>8.2} MiB {:>8.2} MiB",
-        "process RSS", mib(our_rss), mib(qemu_rss)
+        "process RSS",
+        mib(our_rss),
+        mib(qemu_rss)
     );
     Ok(())
 }

@@ -90,8 +90,8 @@ Rss:                  12 kB
 
     #[test]
     fn this_process_has_a_resident_set() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)])
-            .unwrap();
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)]).unwrap();
         let m = measure(&mem).unwrap();
         assert!(m.process_rss > 0);
         assert!(m.vmm_overhead <= m.process_rss);

@@ -243,11 +243,7 @@ pub fn run(
 }
 
 /// Puts the kernel (or raw code) and its boot structures into guest memory.
-fn load_payload(
-    vm: &Vm,
-    payload: Payload,
-    vcpus: u8,
-) -> Result<(regs::EntryMode, bool), VmmError> {
+fn load_payload(vm: &Vm, payload: Payload, vcpus: u8) -> Result<(regs::EntryMode, bool), VmmError> {
     let mem = &vm.memory;
     let (mode, start_all) = match payload {
         Payload::Raw {
@@ -331,8 +327,16 @@ fn build_bus(
     let uart = SerialConsole::new(EventFdTrigger(irq4), console);
     let reset = EventFdTrigger(exit_evt.try_clone().map_err(io("cloning the reset line"))?);
     let mut bus = PioBus::default();
-    bus.insert(serial::COM1_PORT, serial::PORT_COUNT, Arc::new(Mutex::new(uart)));
-    bus.insert(i8042::I8042_PORT, i8042::PORT_COUNT, Arc::new(Mutex::new(I8042::new(reset))));
+    bus.insert(
+        serial::COM1_PORT,
+        serial::PORT_COUNT,
+        Arc::new(Mutex::new(uart)),
+    );
+    bus.insert(
+        i8042::I8042_PORT,
+        i8042::PORT_COUNT,
+        Arc::new(Mutex::new(I8042::new(reset))),
+    );
     bus.insert(boot_timer::BASE_PORT, boot_timer::PORT_COUNT, timer.clone());
     Ok(bus)
 }

@@ -7,7 +7,9 @@ pub mod vm;
 /// What can go wrong with KVM itself.
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
-    #[error("cannot open /dev/kvm: {0}: load kvm_intel or kvm_amd, or check the device's permissions")]
+    #[error(
+        "cannot open /dev/kvm: {0}: load kvm_intel or kvm_amd, or check the device's permissions"
+    )]
     Open(#[source] kvm_ioctls::Error),
     #[error("{what}: {source}")]
     Ioctl {

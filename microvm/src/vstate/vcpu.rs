@@ -3,7 +3,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kvm_bindings::{kvm_mp_state, CpuId, Msrs, KVM_MP_STATE_RUNNABLE, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    kvm_mp_state, CpuId, Msrs, KVM_MP_STATE_RUNNABLE, KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::vm::Vm;
@@ -57,9 +60,7 @@ impl Vcpu {
     ) -> Result<(), KvmError> {
         let mut cpuid: CpuId = vm.supported_cpuid.clone();
         cpuid::filter(cpuid.as_mut_slice(), self.index, cpu_count);
-        self.fd
-            .set_cpuid2(&cpuid)
-            .map_err(ioctl("setting CPUID"))?;
+        self.fd.set_cpuid2(&cpuid).map_err(ioctl("setting CPUID"))?;
 
         let boot_msrs = Msrs::from_entries(&msrs::boot_msrs())
             .map_err(|_| ioctl("building the MSR list")(kvm_ioctls::Error::new(libc::E2BIG)))?;

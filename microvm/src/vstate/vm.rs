@@ -74,12 +74,12 @@ impl Vm {
                 kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
                     .map_err(ioctl("asking KVM's supported CPUID"))
             });
-            let registered = registering
-                .join()
-                .unwrap_or_else(|_| Err(KvmError::Memory {
+            let registered = registering.join().unwrap_or_else(|_| {
+                Err(KvmError::Memory {
                     mib: mem_size >> 20,
                     detail: "the memory registration thread panicked".into(),
-                }));
+                })
+            });
             (registered, rest)
         });
         registered?;
@@ -95,8 +95,7 @@ impl Vm {
 
     /// An eventfd that raises `irq` on the guest's interrupt controller.
     pub fn irq_line(&self, irq: u32) -> Result<EventFd, KvmError> {
-        let evt = EventFd::new(libc::EFD_NONBLOCK)
-            .map_err(|source| KvmError::Io {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Io {
             what: "creating an irq eventfd",
             source,
         })?;

@@ -1,0 +1,232 @@
+//! `twinbox vm` on this host: what it says about the host's KVM and kernels,
+//! bad input, and the VM records (`ps`, `stop`, `rm`, `logs`) of VMs whose
+//! VMM really runs. Real Linux guests boot in the nested environment
+//! (tests/nested.rs); on a PVM host like the CI machines a stock kernel cannot
+//! boot, and these tests check that twinbox says so instead of hanging.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{lab, Lab};
+
+fn kvm_kind() -> String {
+    let r = std::process::Command::new(common::bin())
+        .args(["vm", "kernels", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    v["kvm"]["kind"].as_str().unwrap_or("").to_string()
+}
+
+fn newest_kernel() -> Option<String> {
+    let mut kernels: Vec<String> = std::fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.contains("/vmlinuz-"))
+        .collect();
+    kernels.sort();
+    kernels.pop()
+}
+
+fn vm_count(lab: &Lab) -> usize {
+    let r = lab.tb(&["vm", "ps", "-a", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout.lines().count()
+}
+
+#[test]
+fn kernels_are_listed_with_a_verdict_for_this_host() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["vm", "kernels", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let kind = v["kvm"]["kind"].as_str().unwrap();
+    let kernels = v["kernels"].as_array().unwrap();
+    let installed = newest_kernel().expect("CI installs linux-image-amd64");
+    assert!(
+        kernels.iter().any(|k| k["path"] == installed.as_str()),
+        "{installed} not listed: {kernels:?}"
+    );
+    for k in kernels {
+        let bootable = k["bootable_here"].as_bool().unwrap();
+        assert_eq!(bootable, matches!(kind, "vtx" | "amdv" | "unknown"), "{k}");
+        assert!(k["version"].as_str().unwrap().contains('.'));
+    }
+    let table = lab.tb(&["vm", "kernels"]);
+    assert!(
+        table.stdout.contains("KVM on this host"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn vm_run_boots_or_says_why_this_host_cannot() {
+    let Some(lab) = lab() else { return };
+    let started = Instant::now();
+    let r = lab.tb(&["vm", "run", "--rm", "busybox", "uname", "-r"]);
+    match kvm_kind().as_str() {
+        "pvm" => {
+            assert_eq!(r.code, 125, "{}", r.stderr);
+            let line = r.stderr.trim();
+            assert_eq!(line.lines().count(), 1, "one line: {line}");
+            assert!(line.contains("PVM") && line.contains("--kernel"), "{line}");
+            assert!(line.contains("VT-x/AMD-V"), "{line}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "refused before booting"
+            );
+            assert_eq!(vm_count(&lab), 0, "a refused run leaves no VM");
+        }
+        "absent" => {
+            assert_eq!(r.code, 125);
+            assert!(r.stderr.contains("no usable KVM"), "{}", r.stderr);
+        }
+        _ => {
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let host = common::host("uname", &["-r"]);
+            assert!(!r.stdout.trim().is_empty());
+            assert_eq!(
+                r.stdout.trim(),
+                newest_kernel().unwrap().rsplit("vmlinuz-").next().unwrap()
+            );
+            let _ = host;
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_one_line() {
+    let Some(lab) = lab() else { return };
+    let kernel = newest_kernel().unwrap();
+    for (args, needle) in [
+        (
+            vec!["vm", "run", "--memory", "4", "busybox", "true"],
+            "at least 16",
+        ),
+        (
+            vec!["vm", "run", "--kernel", "/etc/hostname", "busybox", "true"],
+            "not a bzImage or ELF",
+        ),
+        (
+            vec![
+                "vm", "run", "--kernel", &kernel, "--cpus", "0", "busybox", "true",
+            ],
+            "--cpus",
+        ),
+        (
+            vec!["vm", "run", "--kernel", &kernel, "no/such-image", "true"],
+            "no/such-image",
+        ),
+        (vec!["vm", "rm", "no-such-vm"], "no such VM"),
+        (vec!["vm", "stop", "no-such-vm"], "no such VM"),
+        (vec!["vm", "logs", "no-such-vm"], "no such VM"),
+    ] {
+        let r = lab.tb(&args);
+        assert_ne!(r.code, 0, "{args:?} succeeded");
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        let lines = r
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+            .count();
+        assert_eq!(lines, 1, "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(vm_count(&lab), 0, "failed runs leave no VM");
+}
+
+/// On a PVM host a stock kernel never reaches its init: the boot timeout ends
+/// it, the record says so, and `rm` cleans up. Elsewhere it boots.
+#[test]
+fn a_kernel_that_cannot_boot_here_hits_the_boot_timeout() {
+    let Some(lab) = lab() else { return };
+    if kvm_kind() != "pvm" {
+        eprintln!("skipping: this host's KVM can boot stock kernels (the nested tests cover it)");
+        return;
+    }
+    let kernel = newest_kernel().unwrap();
+    let started = Instant::now();
+    let r = lab.tb(&[
+        "vm",
+        "run",
+        "--name",
+        "slow",
+        "--kernel",
+        &kernel,
+        "--boot-timeout",
+        "2",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did not reach its init within 2 s"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let ps = lab.tb(&["vm", "ps", "-a"]);
+    assert!(
+        ps.stdout.contains("slow") && ps.stdout.contains("boot timeout"),
+        "{}",
+        ps.stdout
+    );
+    let again = lab.tb(&[
+        "vm", "run", "--name", "slow", "--kernel", &kernel, "busybox", "true",
+    ]);
+    assert!(again.stderr.contains("already in use"), "{}", again.stderr);
+    let inspect = lab.tb(&["vm", "inspect", "slow"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(v[0]["state"]["status"], "exited");
+    assert_eq!(v[0]["state"]["end"]["kind"], "boot_timeout");
+    assert_eq!(lab.tb(&["vm", "rm", "slow"]).code, 0);
+    assert_eq!(vm_count(&lab), 0);
+}
+
+/// A detached VM's VMM runs in the background: `ps` shows it running, `stop`
+/// ends it, `rm` removes it. (On PVM the guest kernel crawls, which is fine:
+/// the VMM process and its record are what this tests.)
+#[test]
+fn detached_vm_runs_stops_and_is_removed() {
+    let Some(lab) = lab() else { return };
+    let kernel = newest_kernel().unwrap();
+    let r = lab.tb(&[
+        "vm",
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "--kernel",
+        &kernel,
+        "--boot-timeout",
+        "120",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "prints the id: {id}");
+    let ps = lab.tb(&["vm", "ps"]);
+    assert!(
+        ps.stdout.contains("bg") && ps.stdout.contains("Running"),
+        "{}",
+        ps.stdout
+    );
+    let rm = lab.tb(&["vm", "rm", "bg"]);
+    assert_ne!(rm.code, 0, "a running VM is not removed without -f");
+    assert!(rm.stderr.contains("is running"), "{}", rm.stderr);
+    let stop = lab.tb(&["vm", "stop", "-t", "5", "bg"]);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    let ps = lab.tb(&["vm", "ps", "-a"]);
+    assert!(ps.stdout.contains("Stopped"), "{}", ps.stdout);
+    assert!(
+        !lab.tb(&["vm", "ps"]).stdout.contains("bg"),
+        "not listed as running"
+    );
+    assert_eq!(lab.tb(&["vm", "logs", "bg"]).code, 0);
+    assert_eq!(lab.tb(&["vm", "rm", &id[..12]]).code, 0);
+    assert_eq!(vm_count(&lab), 0);
+}
