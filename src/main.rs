@@ -62,6 +62,21 @@ enum Command {
     Images(image::ImagesArgs),
     /// Import a root filesystem tar as an image, like `docker import`
     Import(image::ImportArgs),
+    /// Give an image another name
+    Tag(image::TagArgs),
+    /// Remove images
+    Rmi(image::RmiArgs),
+    /// Show the steps that made an image
+    History(image::HistoryArgs),
+    /// Write images to a tar archive (OCI layout + Docker manifest.json)
+    Save(image::SaveArgs),
+    /// Load images from a tar archive (OCI layout or `docker save`)
+    Load(image::LoadArgs),
+    /// Write a container's filesystem to a tar archive
+    Export(image::ExportArgs),
+    /// Disk usage and other store-wide views
+    #[command(subcommand)]
+    System(image::SystemCommand),
     /// Manage images
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -132,6 +147,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Stats(args) => container::stats(&root, args),
         Command::Images(args) => image::images(&root, args),
         Command::Import(args) => image::import(&root, args),
+        Command::Tag(args) => image::tag(&root, args),
+        Command::Rmi(args) => image::rmi(&root, args),
+        Command::History(args) => image::history(&root, args),
+        Command::Save(args) => image::save(&root, args),
+        Command::Load(args) => image::load(&root, args),
+        Command::Export(args) => image::export(&root, args),
+        Command::System(cmd) => image::system(&root, cmd),
         Command::Image(cmd) => image::image(&root, cmd),
         Command::Doctor { json } => doctor::run(json),
         // runc's convention: any runtime failure exits 1

@@ -8,7 +8,8 @@ use oci_spec::image::{
 };
 
 use super::bootstrap::DEFAULT_PATH_ENV;
-use super::layer::{commit_layer, now_rfc3339, read_tar_file, write_image};
+use super::ingest::ingest_tar;
+use super::layer::{now_rfc3339, open_tar_file, write_image};
 use super::{Image, Reference, Result};
 use crate::store::Store;
 
@@ -19,8 +20,8 @@ pub fn import_rootfs(
     cmd: Option<Vec<String>>,
 ) -> Result<Image> {
     let reference = Reference::parse(name)?;
-    let tar = read_tar_file(tar_path)?;
-    let layer = commit_layer(store, &tar, None)?;
+    let tar = open_tar_file(tar_path)?;
+    let layer = ingest_tar(store, None, tar, &mut |_| {})?.layer;
     let created = now_rfc3339();
     let mut config = ConfigBuilder::default().env(vec![DEFAULT_PATH_ENV.to_string()]);
     if let Some(cmd) = cmd {

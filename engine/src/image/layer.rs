@@ -2,98 +2,37 @@
 //! and the unpacked directory overlayfs uses (by chain id). Also writing the
 //! config + manifest that tie layers into an image.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use oci_spec::image::ImageConfiguration;
 
-use super::manifest::{
-    Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
-};
+use super::ingest;
+use super::manifest::{Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
 use super::{Image, ImageError, LayerInfo, Reference, Result};
-use crate::store::blobs::HashingWriter;
-use crate::store::{unpack, Digest, Store, StoreError};
+use crate::store::{Digest, Store};
 
 /// Stores an uncompressed layer tar: compresses it into a blob and unpacks it on
 /// top of `parent` (the chain id of the layers below). Nothing is kept on error.
 pub fn commit_layer(store: &Store, tar: &[u8], parent: Option<&Digest>) -> Result<LayerInfo> {
-    let diff_id = Digest::of(tar);
-    let chain_id = Digest::chain(parent, &diff_id);
-
-    let tmp = store.temp_dir("layer")?;
-    let result = (|| -> Result<LayerInfo> {
-        let blob_tmp = tmp.join("blob");
-        let file = File::create(&blob_tmp).map_err(|e| StoreError::io(&blob_tmp, e))?;
-        let mut gz = GzEncoder::new(HashingWriter::new(file), Compression::fast());
-        gz.write_all(tar)
-            .map_err(|e| StoreError::io(&blob_tmp, e))?;
-        let (_, blob, blob_size) = gz
-            .finish()
-            .map_err(|e| StoreError::io(&blob_tmp, e))?
-            .finish();
-        if !store.has_blob(&blob) {
-            store.adopt_blob(&blob_tmp, &blob)?;
-        }
-        ensure_unpacked(store, &chain_id, tar, &tmp)?;
-        Ok(LayerInfo {
-            blob,
-            blob_size,
-            media_type: MEDIA_TYPE_LAYER_GZIP.to_string(),
-            diff_id,
-            chain_id,
-        })
-    })();
-    let _ = fs::remove_dir_all(&tmp);
-    result
+    Ok(ingest::ingest_tar(store, parent, tar, &mut |_| {})?.layer)
 }
 
-/// Unpacks a layer into layers/<chain-id> unless it is already there; the rename
-/// makes it visible only once complete.
-fn ensure_unpacked(
-    store: &Store,
-    chain_id: &Digest,
-    tar: &[u8],
-    tmp: &std::path::Path,
-) -> Result<()> {
-    let dest = store.layer_dir(chain_id);
-    if dest.exists() {
-        return Ok(());
-    }
-    let staging = tmp.join("rootfs");
-    fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
-    unpack::unpack_layer(tar, &staging)?;
-    match fs::rename(&staging, &dest) {
-        Ok(()) => Ok(()),
-        // another process unpacked the same layer first: theirs is as good as ours
-        Err(_) if dest.exists() => Ok(()),
-        Err(e) => Err(StoreError::io(&dest, e).into()),
-    }
-}
-
-/// Reads a possibly gzip-compressed tar file fully into memory, uncompressed.
-pub fn read_tar_file(path: &std::path::Path) -> Result<Vec<u8>> {
+/// Opens a tar file for streaming, decompressing it when it is gzip or zstd.
+pub fn open_tar_file(path: &std::path::Path) -> Result<Box<dyn Read>> {
     let io_err = |e| ImageError::Io {
         path: path.to_path_buf(),
         source: e,
     };
-    let mut file = BufReader::new(File::open(path).map_err(io_err)?);
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(io_err)?;
-    let mut data = magic[..n].to_vec();
-    file.read_to_end(&mut data).map_err(io_err)?;
-    if data.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&data[..])
-            .read_to_end(&mut out)
-            .map_err(|e| ImageError::Io {
-                path: path.to_path_buf(),
-                source: io::Error::new(e.kind(), format!("corrupted gzip stream: {e}")),
-            })?;
-        data = out;
-    }
-    Ok(data)
+    let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_err)?);
+    let head = file.fill_buf().map_err(io_err)?;
+    Ok(match ingest::Compression::sniff(head) {
+        ingest::Compression::None => Box::new(file),
+        ingest::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        ingest::Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(io_err)?)
+        }
+    })
 }
 
 /// Writes the config and manifest for `layers` and points `reference` at them.
@@ -107,13 +46,12 @@ pub fn write_image(
         digest: "(new)".into(),
         message: e.to_string(),
     })?;
-    let config_digest = store.put_blob(&config_bytes)?;
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
         config: Descriptor {
             media_type: MEDIA_TYPE_CONFIG.to_string(),
-            digest: config_digest.to_string(),
+            digest: Digest::of(&config_bytes).to_string(),
             size: config_bytes.len() as u64,
         },
         layers: layers
@@ -126,13 +64,97 @@ pub fn write_image(
             .collect(),
     };
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let manifest_digest = store.put_blob(&manifest_bytes)?;
-    store.set_ref(
-        &reference.full(),
-        reference.tag.as_deref().unwrap_or("latest"),
+    commit_image(
+        store,
+        std::slice::from_ref(reference),
+        &ImageBlobs {
+            manifest: &manifest_bytes,
+            manifest_media_type: MEDIA_TYPE_MANIFEST,
+            config: &config_bytes,
+        },
+    )
+}
+
+/// An image's manifest and config exactly as a registry or an archive holds
+/// them (their digests are the image's identity, so they are stored byte for byte).
+#[derive(Debug, Clone, Copy)]
+pub struct ImageBlobs<'a> {
+    pub manifest: &'a [u8],
+    /// OCI or Docker manifest media type, recorded in index.json.
+    pub manifest_media_type: &'a str,
+    pub config: &'a [u8],
+}
+
+/// Stores config + manifest and points every name at the manifest in one index
+/// write, after checking that the config matches the manifest and that every
+/// layer is already in the store (blob and unpacked dir): a ref never points at
+/// a half image. With no names the image is kept unnamed (found by id).
+pub fn commit_image(store: &Store, names: &[Reference], blobs: &ImageBlobs) -> Result<Image> {
+    let manifest_digest = Digest::of(blobs.manifest);
+    let config_digest = Digest::of(blobs.config);
+    let bad = |message: String| ImageError::BadConfig {
+        digest: config_digest.to_string(),
+        message,
+    };
+    let manifest: Manifest =
+        serde_json::from_slice(blobs.manifest).map_err(|e| ImageError::BadManifest {
+            digest: manifest_digest.to_string(),
+            message: e.to_string(),
+        })?;
+    if manifest.config.digest != config_digest.as_str() {
+        return Err(ImageError::BadManifest {
+            digest: manifest_digest.to_string(),
+            message: format!(
+                "it names config {} but the config given is {config_digest}",
+                manifest.config.digest
+            ),
+        });
+    }
+    let config: ImageConfiguration =
+        serde_json::from_slice(blobs.config).map_err(|e| bad(e.to_string()))?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(bad(format!(
+            "{} diff ids for {} layers",
+            diff_ids.len(),
+            manifest.layers.len()
+        )));
+    }
+    let mut chain: Option<Digest> = None;
+    for (desc, diff) in manifest.layers.iter().zip(diff_ids) {
+        let blob = Digest::parse(&desc.digest)?;
+        let chain_id = Digest::chain(chain.as_ref(), &Digest::parse(diff)?);
+        if !store.has_blob(&blob) || !store.layer_dir(&chain_id).is_dir() {
+            return Err(ImageError::Layer {
+                digest: blob.to_string(),
+                message: "is not in the store yet: ingest every layer before the image".into(),
+            });
+        }
+        chain = Some(chain_id);
+    }
+    {
+        let _lock = store.lock()?;
+        store.lease(&[&manifest_digest, &config_digest])?;
+    }
+    store.put_blob(blobs.config)?;
+    store.put_blob(blobs.manifest)?;
+    let full: Vec<(String, String)> = names
+        .iter()
+        .map(|r| {
+            let tag = r
+                .tag
+                .clone()
+                .or_else(|| r.digest.clone())
+                .unwrap_or_else(|| "latest".into());
+            (r.full(), tag)
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = full.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    store.set_refs(
+        &pairs,
         &manifest_digest,
-        manifest_bytes.len() as u64,
-        MEDIA_TYPE_MANIFEST,
+        blobs.manifest.len() as u64,
+        blobs.manifest_media_type,
     )?;
     Image::load(store, &manifest_digest)
 }

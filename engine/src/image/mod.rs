@@ -1,11 +1,20 @@
 //! Images: references, the stored manifest + config + layers, and the ways an
-//! image enters the store here (bootstrap from the host, import of a rootfs tar).
+//! image enters the store (ingest of layers, bootstrap, import, load) and leaves
+//! it (save, export, rmi and garbage collection).
 
 pub mod bootstrap;
+pub mod debian;
+pub mod export;
+pub mod gc;
 pub mod import;
+pub mod ingest;
+pub mod inspect;
 pub mod layer;
+pub mod load;
 pub mod manifest;
 pub mod reference;
+pub mod remove;
+pub mod save;
 
 use std::path::PathBuf;
 
@@ -25,8 +34,20 @@ pub enum ImageError {
     Ambiguous(String),
     #[error("{what}: {message}")]
     Bootstrap { what: String, message: String },
+    #[error("image manifest {digest}: {message}")]
+    BadManifest { digest: String, message: String },
     #[error("image config {digest}: {message}")]
     BadConfig { digest: String, message: String },
+    #[error("unsupported layer media type {0:?}: twinbox reads OCI and Docker layers (tar, tar+gzip, tar+zstd)")]
+    UnsupportedMediaType(String),
+    #[error("layer {digest}: {message}")]
+    Layer { digest: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("image archive: {0}")]
+    Archive(String),
+    #[error("{0}")]
+    Container(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{path}: {source}")]

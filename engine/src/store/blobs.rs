@@ -134,6 +134,21 @@ impl Store {
         atomic::sync_dir(dest.parent().unwrap()).map_err(|e| StoreError::io(&dest, e))
     }
 
+    /// Moves a file whose digest the caller has already verified while writing it
+    /// into the blob store (fsync, rename, fsync dir). Keeps an existing blob.
+    pub fn install_blob(&self, tmp: &Path, digest: &Digest) -> Result<()> {
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(());
+        }
+        File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io(tmp, e))?;
+        fs::rename(tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        atomic::sync_dir(dest.parent().unwrap()).map_err(|e| StoreError::io(&dest, e))
+    }
+
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).exists()
     }

@@ -6,9 +6,11 @@
 
 pub mod atomic;
 pub mod blobs;
+pub mod lease;
 pub mod lock;
 pub mod refs;
 pub mod unpack;
+pub mod usage;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,10 @@ impl Store {
         if !layout.exists() {
             atomic::write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        let lock = root.join("lock");
+        if !lock.exists() {
+            fs::File::create(&lock).map_err(|e| StoreError::io(&lock, e))?;
+        }
         let index = root.join("index.json");
         if !index.exists() {
             atomic::write_atomic(&index, refs::EMPTY_INDEX.as_bytes())?;
@@ -109,11 +115,13 @@ impl Store {
     }
 
     /// A fresh private directory under tmp/ for work that is renamed into place.
+    /// Its name carries our pid so a cleanup can tell a live one from debris.
     pub fn temp_dir(&self, prefix: &str) -> Result<PathBuf> {
-        let p = self
-            .root
-            .join("tmp")
-            .join(format!("{prefix}-{}", random_hex(8)));
+        let p = self.root.join("tmp").join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            random_hex(8)
+        ));
         fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
         Ok(p)
     }

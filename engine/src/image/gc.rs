@@ -1,0 +1,258 @@
+//! Garbage collection of blobs and unpacked layers nothing uses any more.
+//!
+//! "Used" means reachable from index.json (manifests, their configs and layers,
+//! nested indexes), a lower dir of some container, or leased by a live process
+//! (an ingest whose image is not committed yet). Everything runs under the store
+//! lock; a layer dir is first renamed into tmp/ so it vanishes in one step.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ImageError, Result};
+use crate::container::Container;
+use crate::store::{Digest, Store, StoreError};
+
+/// What a collection removed.
+#[derive(Debug, Default, Clone)]
+pub struct GcReport {
+    pub blobs: Vec<Digest>,
+    pub layers: Vec<Digest>,
+    /// Leftover temp entries of processes that died mid-work.
+    pub temp_entries: usize,
+    pub bytes_freed: u64,
+}
+
+/// Which things a collection may consider; everything else is left alone.
+#[derive(Debug, Clone)]
+pub enum Candidates {
+    /// Every blob, layer and stale temp entry in the store (`image prune`).
+    All,
+    /// Only these blobs and layers (chain ids), e.g. those of a removed image.
+    Only {
+        blobs: HashSet<Digest>,
+        layers: HashSet<Digest>,
+    },
+}
+
+/// The part of a manifest or index the collector follows.
+#[derive(Deserialize)]
+struct Links {
+    #[serde(default)]
+    manifests: Vec<Link>,
+    config: Option<Link>,
+    #[serde(default)]
+    layers: Vec<Link>,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    digest: String,
+}
+
+#[derive(Deserialize)]
+struct ConfigRootfs {
+    rootfs: Option<RootfsIds>,
+}
+
+#[derive(Deserialize)]
+struct RootfsIds {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// Blobs (hex) and layers (chain id hex) the store still needs.
+#[derive(Debug, Default)]
+pub struct Reachable {
+    pub blobs: HashSet<String>,
+    pub layers: HashSet<String>,
+}
+
+/// Everything the index and the containers reach, plus what live leases hold.
+pub fn reachable(store: &Store) -> Result<Reachable> {
+    reachable_with(store, false)
+}
+
+fn reachable_with(store: &Store, skip_own_lease: bool) -> Result<Reachable> {
+    let mut r = Reachable::default();
+    for entry in store.read_index()?.manifests {
+        if let Ok(d) = Digest::parse(&entry.digest) {
+            walk(store, &d, &mut r, 0);
+        }
+    }
+    for c in containers(store)? {
+        for dir in &c.lower_dirs {
+            if let Some(name) = dir.file_name() {
+                r.layers.insert(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let leased = if skip_own_lease {
+        store.leased_by_others()?
+    } else {
+        store.leased()?
+    };
+    for hex in leased {
+        r.blobs.insert(hex.clone());
+        r.layers.insert(hex);
+    }
+    Ok(r)
+}
+
+pub(crate) fn containers(store: &Store) -> Result<Vec<Container>> {
+    Container::list(store).map_err(|e| ImageError::Io {
+        path: store.containers_dir(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+fn walk(store: &Store, digest: &Digest, r: &mut Reachable, depth: u32) {
+    if !r.blobs.insert(digest.hex().to_string()) || depth > 8 {
+        return;
+    }
+    let Ok(links) = store.read_json_blob::<Links>(digest) else {
+        return; // a missing or foreign blob has nothing to follow
+    };
+    for m in &links.manifests {
+        if let Ok(d) = Digest::parse(&m.digest) {
+            walk(store, &d, r, depth + 1);
+        }
+    }
+    for l in &links.layers {
+        if let Ok(d) = Digest::parse(&l.digest) {
+            r.blobs.insert(d.hex().to_string());
+        }
+    }
+    let Some(config) = links.config.and_then(|c| Digest::parse(&c.digest).ok()) else {
+        return;
+    };
+    r.blobs.insert(config.hex().to_string());
+    let Ok(cfg) = store.read_json_blob::<ConfigRootfs>(&config) else {
+        return;
+    };
+    let mut chain: Option<Digest> = None;
+    for diff in cfg.rootfs.map(|f| f.diff_ids).unwrap_or_default() {
+        let Ok(diff) = Digest::parse(&diff) else {
+            break;
+        };
+        let id = Digest::chain(chain.as_ref(), &diff);
+        r.layers.insert(id.hex().to_string());
+        chain = Some(id);
+    }
+}
+
+/// Removes the candidates nothing reaches. Safe to run while other processes
+/// ingest, commit or create containers.
+pub fn collect(store: &Store, candidates: &Candidates) -> Result<GcReport> {
+    collect_with(store, candidates, false)
+}
+
+/// Takes back what a failed command of this process added: like [`collect`],
+/// but this process's own lease does not protect anything.
+pub fn collect_ignoring_own_lease(store: &Store, candidates: &Candidates) -> Result<GcReport> {
+    collect_with(store, candidates, true)
+}
+
+fn collect_with(store: &Store, candidates: &Candidates, skip_own_lease: bool) -> Result<GcReport> {
+    let mut report = GcReport::default();
+    let mut doomed_dirs = Vec::new();
+    {
+        let _lock = store.lock()?;
+        let keep = reachable_with(store, skip_own_lease)?;
+        let (blobs, layers) = match candidates {
+            Candidates::All => (list_digests(&store.root().join("blobs/sha256"))?, {
+                list_digests(&store.root().join("layers"))?
+            }),
+            Candidates::Only { blobs, layers } => (
+                blobs.iter().cloned().collect(),
+                layers.iter().cloned().collect(),
+            ),
+        };
+        for d in blobs {
+            if keep.blobs.contains(d.hex()) {
+                continue;
+            }
+            let path = store.blob_path(&d);
+            if let Ok(md) = fs::symlink_metadata(&path) {
+                fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                report.bytes_freed += md.len();
+                report.blobs.push(d);
+            }
+        }
+        for id in layers {
+            if keep.layers.contains(id.hex()) {
+                continue;
+            }
+            let path = store.layer_dir(&id);
+            if !path.exists() {
+                continue;
+            }
+            let grave = store.temp_dir("gc")?.join("layer");
+            fs::rename(&path, &grave).map_err(|e| StoreError::io(&path, e))?;
+            report.bytes_freed += super::dir_size(&grave);
+            doomed_dirs.push(grave);
+            report.layers.push(id);
+        }
+    }
+    for grave in doomed_dirs {
+        if let Some(parent) = grave.parent() {
+            let _ = fs::remove_dir_all(parent);
+        }
+    }
+    if matches!(candidates, Candidates::All) {
+        report.temp_entries = clean_temp(store);
+    }
+    Ok(report)
+}
+
+/// Digests named by the entries of blobs/sha256 or layers/ (others are ignored).
+fn list_digests(dir: &Path) -> Result<Vec<Digest>> {
+    let rd = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    let mut out: Vec<Digest> = rd
+        .flatten()
+        .filter_map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Removes tmp/ entries whose owner process is gone (their names end in
+/// `-<pid>-<hex>`); entries of live processes and lease files stay.
+fn clean_temp(store: &Store) -> usize {
+    let tmp = store.root().join("tmp");
+    let Ok(rd) = fs::read_dir(&tmp) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("lease-") {
+            continue; // `leased()` handles those under the lock
+        }
+        let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+        let stale = match owner {
+            Some(pid) => !process_exists(pid),
+            None => false,
+        };
+        if stale {
+            let p = entry.path();
+            let gone = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            if gone.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
