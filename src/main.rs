@@ -7,6 +7,7 @@ mod container;
 mod doctor;
 mod format;
 mod image;
+mod registry;
 mod runtime;
 mod vm;
 
@@ -77,6 +78,14 @@ enum Command {
     /// Disk usage and other store-wide views
     #[command(subcommand)]
     System(image::SystemCommand),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials kept in <root>/auth.json, mode 0600)
+    Login(registry::LoginArgs),
+    /// Forget a registry's credentials
+    Logout(registry::LogoutArgs),
     /// Manage images
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -154,6 +163,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Load(args) => image::load(&root, args),
         Command::Export(args) => image::export(&root, args),
         Command::System(cmd) => image::system(&root, cmd),
+        Command::Pull(args) => registry::pull(&root, args),
+        Command::Push(args) => registry::push(&root, args),
+        Command::Login(args) => registry::login(&root, args),
+        Command::Logout(args) => registry::logout(&root, args),
         Command::Image(cmd) => image::image(&root, cmd),
         Command::Doctor { json } => doctor::run(json),
         // runc's convention: any runtime failure exits 1

@@ -3,6 +3,7 @@
 //! Rooms, in the order data flows through them:
 //! - [`store`]: the on-disk OCI image layout, unpacked layers, locking
 //! - [`image`]: references, image configs, bootstrap (busybox) and import
+//! - [`registry`]: pull and push over the OCI distribution API, login
 //! - [`container`]: the container record, create/start/stop, the supervisor and logs
 //! - [`runtime`]: an OCI runtime spec turned into an isolated process
 //! - [`cgroups`]: resource limits and usage, v1 and v2 behind one interface
@@ -11,5 +12,6 @@ pub mod cgroups;
 pub mod container;
 pub mod image;
 pub mod network;
+pub mod registry;
 pub mod runtime;
 pub mod store;
