@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
+out=${CARGO_TARGET_DIR:-target}
 # crt-static links glibc's libc.a (from libc6-dev): the guest has no loader.
 RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" \
     cargo build --quiet -p twinbox-init --release --target "$target"
-built="target/$target/release/twinbox-guest-init"
+built="$out/$target/release/twinbox-guest-init"
 # A static executable has no program interpreter (PT_INTERP).
 if ! headers=$(readelf -l "$built"); then
     echo "build-init: cannot read $built with readelf (install binutils)" >&2
@@ -18,9 +19,9 @@ if grep -q INTERP <<<"$headers"; then
     echo "build-init: $built is dynamically linked: crt-static did not apply" >&2
     exit 1
 fi
-for dir in target/debug target/release; do
+for dir in "$out/debug" "$out/release"; do
     mkdir -p "$dir"
     install -m 0755 "$built" "$dir/twinbox-init.tmp"
     mv -f "$dir/twinbox-init.tmp" "$dir/twinbox-init"
 done
-echo "build-init: $(du -h "$built" | cut -f1) static init in target/debug and target/release"
+echo "build-init: $(du -h "$built" | cut -f1) static init in $out/debug and $out/release"
