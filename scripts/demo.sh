@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 cargo build --release --quiet
+scripts/build-init.sh
 tb=./target/release/twinbox
 export TWINBOX_ROOT=${TWINBOX_ROOT:-/var/lib/twinbox}
 

@@ -3,11 +3,13 @@
 //!
 //! Rooms, in boot order:
 //! - [`host`]: which KVM this host has, which guest kernels are installed
+//! - [`guest`]: the guest's initramfs: image layers, twinbox-init, modules, config
 //! - [`vstate`]: the KVM VM and its vCPUs
 //! - [`arch`]: x86_64 memory layout, GDT, page tables, CPUID, MSRs, MP table
 //! - [`boot`]: kernel, command line, initramfs, zero page / PVH start info
 //! - [`devices`]: the port-I/O bus, serial console, i8042, boot timer
 //! - [`vmm`]: all of the above put together: boot a guest, wait for its end
+//! - [`qemu`]: the same guest booted by QEMU (fallback where KVM cannot, and peer)
 
 pub mod arch;
 pub mod boot;
@@ -16,5 +18,6 @@ pub mod devices;
 pub mod guest;
 pub mod host;
 pub mod instance;
+pub mod qemu;
 pub mod vmm;
 pub mod vstate;

@@ -57,8 +57,8 @@ fn run() -> Result<u8, Failure> {
 }
 
 fn read_config() -> Result<GuestConfig, Failure> {
-    let text = std::fs::read(CONFIG_PATH)
-        .map_err(|e| Failure::io(format!("read {CONFIG_PATH}"), &e))?;
+    let text =
+        std::fs::read(CONFIG_PATH).map_err(|e| Failure::io(format!("read {CONFIG_PATH}"), &e))?;
     serde_json::from_slice(&text)
         .map_err(|e| Failure::msg(format!("parse {CONFIG_PATH}"), e.to_string()))
 }

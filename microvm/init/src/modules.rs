@@ -32,7 +32,9 @@ fn load(path: &str) -> Result<(), Failure> {
         Err(errno) => {
             let mut failure = Failure::io(what(), &std::io::Error::from_raw_os_error(errno));
             if is_compressed(path) {
-                failure.why.push_str(" (compressed module: this kernel may not decompress modules)");
+                failure
+                    .why
+                    .push_str(" (compressed module: this kernel may not decompress modules)");
             }
             Err(failure)
         }

@@ -86,7 +86,13 @@ pub fn mount_basics() -> Result<(), Failure> {
 pub fn mount_devtmpfs() -> Result<(), Failure> {
     let dev = MOUNTS.iter().find(|m| m.target == "/dev").expect("listed");
     make_dir(Path::new(dev.target), 0o755)?;
-    sys::mount(dev.source, Path::new(dev.target), dev.fstype, dev.flags, dev.data)
+    sys::mount(
+        dev.source,
+        Path::new(dev.target),
+        dev.fstype,
+        dev.flags,
+        dev.data,
+    )
 }
 
 fn mount_if_missing(m: &Mount, create: bool) -> Result<(), Failure> {

@@ -83,7 +83,10 @@ impl Marker {
         let rest = line.trim_end_matches('\r').strip_prefix(MARKER_PREFIX)?;
         let (word, value) = rest.split_once(' ')?;
         match word {
-            "started" => value.parse().ok().map(|ns| Marker::Started { monotonic_ns: ns }),
+            "started" => value
+                .parse()
+                .ok()
+                .map(|ns| Marker::Started { monotonic_ns: ns }),
             "exit" => value.parse().ok().map(|code| Marker::Exit { code }),
             _ => None,
         }
@@ -213,7 +216,9 @@ mod tests {
     #[test]
     fn markers_round_trip() {
         for m in [
-            Marker::Started { monotonic_ns: 1_234_567_890 },
+            Marker::Started {
+                monotonic_ns: 1_234_567_890,
+            },
             Marker::Exit { code: 0 },
             Marker::Exit { code: 255 },
         ] {

@@ -22,7 +22,10 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// fire right before the fork.
 pub fn spawn(config: &GuestConfig, user: &User) -> Result<libc::pid_t, Failure> {
     if config.argv.is_empty() {
-        return Err(Failure::msg("start the workload", "the command line is empty"));
+        return Err(Failure::msg(
+            "start the workload",
+            "the command line is empty",
+        ));
     }
     let workdir = Path::new(if config.workdir.is_empty() {
         "/"
@@ -30,8 +33,12 @@ pub fn spawn(config: &GuestConfig, user: &User) -> Result<libc::pid_t, Failure> 
         &config.workdir
     });
     // Like Docker, a WorkingDir the image lacks is created (owned by root).
-    std::fs::create_dir_all(workdir)
-        .map_err(|e| Failure::io(format!("create working directory {}", workdir.display()), &e))?;
+    std::fs::create_dir_all(workdir).map_err(|e| {
+        Failure::io(
+            format!("create working directory {}", workdir.display()),
+            &e,
+        )
+    })?;
 
     report::workload_started();
     // SAFETY: the init is single-threaded, so the child may run any code.
@@ -50,7 +57,12 @@ pub fn spawn(config: &GuestConfig, user: &User) -> Result<libc::pid_t, Failure> 
 type ChildError = (u8, Failure);
 
 fn setup(what: &str) -> impl Fn(Failure) -> ChildError + '_ {
-    move |f| (EXIT_INIT_FAILED, Failure::msg(format!("{what}: {}", f.what), f.why))
+    move |f| {
+        (
+            EXIT_INIT_FAILED,
+            Failure::msg(format!("{what}: {}", f.what), f.why),
+        )
+    }
 }
 
 /// In the child: its own session with the console as controlling terminal,
@@ -127,7 +139,9 @@ fn controlling_console() -> Result<(), Failure> {
     }
     // SAFETY: fd is an open terminal; argument 1 steals it if another session had it.
     if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 1) } < 0 {
-        return Err(Failure::last_os(format!("make {CONSOLE} the controlling terminal")));
+        return Err(Failure::last_os(format!(
+            "make {CONSOLE} the controlling terminal"
+        )));
     }
     for target in 0..=2 {
         // SAFETY: dup2 of an open fd onto a standard descriptor.
@@ -225,7 +239,10 @@ mod tests {
         );
         let (code, _) = find_program("/no/such/file", &env).unwrap_err();
         assert_eq!(code, EXIT_NOT_FOUND);
-        assert_eq!(find_program("/bin/sh", &[]).unwrap(), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            find_program("/bin/sh", &[]).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
     }
 
     #[test]

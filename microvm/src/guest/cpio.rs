@@ -295,7 +295,8 @@ mod tests {
         )
         .unwrap();
         w.file(b"etc/empty", Meta::root(0o600), b"").unwrap();
-        w.symlink(b"etc/link", b"hostname", Meta::root(0o777)).unwrap();
+        w.symlink(b"etc/link", b"hostname", Meta::root(0o777))
+            .unwrap();
         w.dir(b"dev", Meta::root(0o755)).unwrap();
         w.special(
             b"dev/console",
@@ -377,7 +378,10 @@ mod tests {
         let err = w
             .file_from(b"short", Meta::root(0o644), 10, &mut &b"abc"[..])
             .unwrap_err();
-        assert!(err.to_string().contains("expected 10 bytes, read 3"), "{err}");
+        assert!(
+            err.to_string().contains("expected 10 bytes, read 3"),
+            "{err}"
+        );
     }
 
     fn cpio_tool() -> Option<&'static str> {
@@ -419,7 +423,10 @@ mod tests {
         assert_eq!(std::fs::read_link(d.join("d/l")).unwrap(), Path::new("f"));
         assert_eq!(std::fs::read(d.join("top")).unwrap(), vec![7u8; 1001]);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(d.join("top")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(d.join("top"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 

@@ -39,7 +39,7 @@ pub const INIT_FILE_NAME: &str = "twinbox-init";
 /// `lib` symlink of a merged-/usr image is never replaced by a directory.
 const GUEST_MODULES_DIR: &str = "twinbox/modules";
 /// Bumped when the layout of the init part changes, so old caches are not reused.
-const INIT_PART_FORMAT: &str = "twinbox-init-part-1";
+const INIT_PART_FORMAT: &str = "twinbox-init-part-2";
 
 /// What the guest runs and how: the guest init's configuration before the
 /// module names are resolved to files.
@@ -176,7 +176,10 @@ pub fn build_initrd_with_init(
     let init_path = cache.join(format!("init-{init_key}.cpio.gz"));
     let (init_part, _) = cached(&init_path, || init_part(&init_bytes, &module_files))?;
 
-    let guest_modules = module_files.iter().map(|m| format!("/{}", m.guest)).collect();
+    let guest_modules = module_files
+        .iter()
+        .map(|m| format!("/{}", m.guest))
+        .collect();
     let config_part = config_part(&spec.config(guest_modules))?;
 
     let mut bytes = image_part;
@@ -202,10 +205,13 @@ fn resolve_modules(kernel: &GuestKernel, names: &[String]) -> Result<Vec<ModuleF
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let dir = kernel.modules_dir.as_ref().ok_or_else(|| GuestError::NoModules {
-        version: kernel.version.clone(),
-        expected: Path::new(crate::host::MODULES_DIR).join(&kernel.version),
-    })?;
+    let dir = kernel
+        .modules_dir
+        .as_ref()
+        .ok_or_else(|| GuestError::NoModules {
+            version: kernel.version.clone(),
+            expected: Path::new(crate::host::MODULES_DIR).join(&kernel.version),
+        })?;
     let index = ModuleIndex::load(dir)?;
     let files = index.resolve(names, &dir.join("modules.dep"))?;
     Ok(files
@@ -238,11 +244,13 @@ fn init_part_key(init: &[u8], kernel: &GuestKernel, modules: &[ModuleFile]) -> S
     hex::encode(&h.finalize()[..16])
 }
 
-/// Part 2: a console node for the kernel to open before the init runs, the
-/// init itself and the modules.
+/// Part 2: the root directory's mode, a console node for the kernel to open
+/// before the init runs, the init itself and the modules.
 fn init_part(init: &[u8], modules: &[ModuleFile]) -> Result<Vec<u8>, GuestError> {
     gzip_cpio(|cpio| {
         let w = |e| GuestError::io("initramfs", e);
+        // The kernel's rootfs starts as 1777 (tmpfs); a container's root is 0755.
+        cpio.dir(b".", Meta::root(0o755)).map_err(w)?;
         cpio.dir(b"dev", Meta::root(0o755)).map_err(w)?;
         cpio.special(
             b"dev/console",
@@ -419,7 +427,10 @@ mod tests {
         ConfigBuilder::default()
             .entrypoint(vec!["/bin/app".to_string()])
             .cmd(vec!["serve".to_string()])
-            .env(vec!["PATH=/opt/bin:/bin".to_string(), "MODE=image".to_string()])
+            .env(vec![
+                "PATH=/opt/bin:/bin".to_string(),
+                "MODE=image".to_string(),
+            ])
             .working_dir("/srv".to_string())
             .build()
             .unwrap()
@@ -532,13 +543,19 @@ mod tests {
         assert_eq!(last("bin/app").unwrap().data, b"top app");
         assert_eq!(last("dev/console").unwrap().rdev, (5, 1));
         assert_eq!(last("twinbox/init").unwrap().mode, 0o100755);
-        assert_eq!(last("twinbox/modules/virtio.ko").unwrap().data, b"virtio module");
+        assert_eq!(
+            last("twinbox/modules/virtio.ko").unwrap().data,
+            b"virtio module"
+        );
         let config: GuestConfig =
             serde_json::from_slice(&last("twinbox/config.json").unwrap().data).unwrap();
         assert_eq!(config.argv, ["/bin/app", "serve"]);
         assert_eq!(
             config.modules,
-            ["/twinbox/modules/virtio.ko", "/twinbox/modules/virtio_mmio.ko"]
+            [
+                "/twinbox/modules/virtio.ko",
+                "/twinbox/modules/virtio_mmio.ko"
+            ]
         );
         assert!(config.console_markers);
 
@@ -552,7 +569,11 @@ mod tests {
             first.bytes[..first.image_part_len as usize]
         );
         let entries = unpack(&second);
-        let config = entries.iter().rev().find(|e| e.name == "twinbox/config.json").unwrap();
+        let config = entries
+            .iter()
+            .rev()
+            .find(|e| e.name == "twinbox/config.json")
+            .unwrap();
         assert!(String::from_utf8_lossy(&config.data).contains("/bin/other"));
         let cached = f
             .store

@@ -25,7 +25,9 @@ pub enum GuestError {
     InitNotStatic(PathBuf),
     #[error("kernel module {name:?} is not in {dep_file}: check the name (modinfo NAME), or leave it out")]
     ModuleNotFound { name: String, dep_file: PathBuf },
-    #[error("kernel module {0:?}: modules.dep lists a dependency cycle: run depmod for this kernel")]
+    #[error(
+        "kernel module {0:?}: modules.dep lists a dependency cycle: run depmod for this kernel"
+    )]
     ModuleCycle(String),
     #[error("kernel {version} has no modules directory ({expected}): install its modules, or ask for none")]
     NoModules { version: String, expected: PathBuf },

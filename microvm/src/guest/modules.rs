@@ -32,7 +32,8 @@ impl ModuleIndex {
     pub fn load(modules_dir: &Path) -> Result<Self, GuestError> {
         let dep_path = modules_dir.join("modules.dep");
         let dep = std::fs::read_to_string(&dep_path).map_err(|e| GuestError::io(&dep_path, e))?;
-        let builtin = std::fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
+        let builtin =
+            std::fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
         Ok(Self::parse(&dep, &builtin))
     }
 

@@ -159,7 +159,8 @@ fn emit<W: Write>(
         cpio.dir(name, meta).map_err(io)?;
     } else if ft.is_file() {
         let mut file = File::open(full).map_err(io)?;
-        cpio.file_from(name, meta, md.len(), &mut file).map_err(io)?;
+        cpio.file_from(name, meta, md.len(), &mut file)
+            .map_err(io)?;
         stats.file_bytes += md.len();
     } else if ft.is_symlink() {
         let target = fs::read_link(full).map_err(io)?;
@@ -238,7 +239,7 @@ mod tests {
         fs::write(t.join("etc/motd"), "new motd\n").unwrap();
         fs::write(t.join("opt/app/new.py"), "new").unwrap();
         fs::write(t.join("data"), "now a file").unwrap(); // ... a file above
-        // SAFETY: geteuid has no preconditions.
+                                                          // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         if root {
             assert!(mknod_whiteout(&t.join("etc/deleted")));
@@ -257,7 +258,12 @@ mod tests {
         assert!(find("opt/app/new.py").is_some());
         // every path once, parents before children
         for (i, e) in entries.iter().enumerate() {
-            assert_eq!(names.iter().filter(|n| **n == e.name).count(), 1, "{}", e.name);
+            assert_eq!(
+                names.iter().filter(|n| **n == e.name).count(),
+                1,
+                "{}",
+                e.name
+            );
             if let Some((parent, _)) = e.name.rsplit_once('/') {
                 let p = names.iter().position(|n| *n == parent).unwrap();
                 assert!(p < i, "{} before its parent", e.name);
@@ -280,11 +286,17 @@ mod tests {
         let layer = tempfile::tempdir().unwrap();
         let l = layer.path();
         fs::create_dir(l.join("tmp")).unwrap();
-        fs::set_permissions(l.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777))
-            .unwrap();
+        fs::set_permissions(
+            l.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
         fs::write(l.join("tool"), "#!/bin/sh\n").unwrap();
-        fs::set_permissions(l.join("tool"), std::os::unix::fs::PermissionsExt::from_mode(0o4755))
-            .unwrap();
+        fs::set_permissions(
+            l.join("tool"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
         let (entries, stats) = flatten(&[l.to_path_buf()]);
         assert_eq!(stats.entries, 2);
         assert_eq!(stats.file_bytes, 10);
@@ -292,7 +304,10 @@ mod tests {
         let tool = entries.iter().find(|e| e.name == "tool").unwrap();
         assert_eq!(tool.mode, 0o104755);
         assert_eq!((tool.uid, tool.gid), (md.uid(), md.gid()));
-        assert_eq!(entries.iter().find(|e| e.name == "tmp").unwrap().mode, 0o041777);
+        assert_eq!(
+            entries.iter().find(|e| e.name == "tmp").unwrap().mode,
+            0o041777
+        );
     }
 
     #[test]

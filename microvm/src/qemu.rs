@@ -1,0 +1,631 @@
+//! Booting the same guest (kernel + twinbox initramfs) with QEMU: the VM half
+//! of the lessons on hosts where twinbox's own VMM cannot boot a stock kernel
+//! (no KVM, or PVM), and the peer twinbox's VMM is measured against.
+//!
+//! QEMU uses KVM only where KVM can boot a stock kernel
+//! ([`host::can_boot_stock_kernel`]); otherwise it emulates the CPU (TCG), and
+//! the outcome says its timings are emulated. The workload's exit code and
+//! start time come from the init's console markers, as QEMU has no twinbox
+//! boot-timer device.
+//!
+//! Machine: with KVM, `-M microvm` (no PCI, no firmware tables to probe,
+//! qboot instead of SeaBIOS) where this QEMU has it. Under TCG, `q35`: the
+//! kernel calibrates the TSC against the PIT, which fails when the emulating
+//! host is busy, and microvm then has no HPET or ACPI PM timer to fall back on
+//! (measured on a loaded 2-core host: 6 of 6 microvm boots hung after
+//! "tsc: Marking TSC unstable", q35 booted every time in 6-9 s). microvm has
+//! no i8042 either, so there `reboot=k` would end the VM only after the
+//! kernel's fallbacks (about 1.5 s): it gets `reboot=t` (triple fault), which
+//! `-no-reboot` turns into QEMU's exit just the same.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use twinbox_init::{ConsoleFilter, ConsoleItem, Marker, INIT_PATH};
+
+use crate::host::{self, GuestKernel};
+
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// How long QEMU may take to exit after the workload's exit was reported.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+/// Console lines quoted in errors.
+const TAIL_LINES: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error(
+        "{QEMU_BINARY} not found on PATH: install qemu-system-x86 (scripts/install-deps.sh does)"
+    )]
+    NotFound,
+    #[error("cannot run {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the guest did not finish within {secs} s ({stage}): QEMU was stopped; last console lines:\n{tail}")]
+    Timeout {
+        secs: u64,
+        stage: &'static str,
+        tail: String,
+    },
+    #[error("QEMU ended ({status}) before the guest reported an exit code ({stage}){stderr}; last console lines:\n{tail}")]
+    NoExitCode {
+        status: String,
+        stage: &'static str,
+        stderr: String,
+        tail: String,
+    },
+}
+
+/// CPU emulation or hardware virtualization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// The QEMU machine type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    Microvm,
+    Q35,
+}
+
+impl Machine {
+    fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// The kernel's way to reset this machine (see the module comment).
+    fn reboot_arg(self) -> &'static str {
+        match self {
+            Machine::Microvm => "reboot=t",
+            Machine::Q35 => "reboot=k",
+        }
+    }
+}
+
+/// Size and limits of one QEMU run.
+#[derive(Debug, Clone)]
+pub struct QemuOptions {
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// From starting QEMU to its exit; QEMU is killed after that.
+    pub timeout: Duration,
+    /// Added to the kernel command line.
+    pub extra_cmdline: Vec<String>,
+}
+
+impl Default for QemuOptions {
+    fn default() -> Self {
+        QemuOptions {
+            memory_mib: 256,
+            cpus: 1,
+            timeout: Duration::from_secs(120),
+            extra_cmdline: Vec::new(),
+        }
+    }
+}
+
+/// Host-side times of one run, all measured from starting the QEMU process.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QemuTimings {
+    /// Until the init reported the workload start (QEMU start-up, firmware,
+    /// kernel boot, init).
+    pub to_workload_start: Option<Duration>,
+    /// From the workload start to its reported exit.
+    pub workload: Option<Duration>,
+    /// Until QEMU exited.
+    pub total: Duration,
+    /// The guest's own clock at the workload start (time since its kernel
+    /// started, in the guest's view).
+    pub guest_monotonic_at_start: Option<Duration>,
+}
+
+/// What a QEMU run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct QemuOutcome {
+    /// The workload's exit code (128 + signal; 125 when the guest init failed).
+    pub exit_code: u8,
+    /// What the workload wrote to its stdout and stderr (the console).
+    pub output: Vec<u8>,
+    /// Console output before the workload started (kernel and init messages).
+    pub boot_log: Vec<u8>,
+    pub timings: QemuTimings,
+    /// True under TCG: timings are of an emulated CPU.
+    pub emulated: bool,
+    pub accel: Accel,
+    pub machine: Machine,
+}
+
+/// A QEMU binary and the way to run it on this host.
+#[derive(Debug, Clone)]
+pub struct QemuRunner {
+    pub binary: PathBuf,
+    pub accel: Accel,
+    pub machine: Machine,
+}
+
+impl QemuRunner {
+    /// Finds QEMU on PATH, picks KVM when it can boot a stock kernel here and
+    /// TCG otherwise, and the machine type that boots reliably with that
+    /// (see the module comment).
+    pub fn find() -> Result<QemuRunner, QemuError> {
+        let binary = find_in_path(QEMU_BINARY).ok_or(QemuError::NotFound)?;
+        let accel = match host::can_boot_stock_kernel(&host::kvm_kind()) {
+            Ok(()) => Accel::Kvm,
+            Err(why) => {
+                tracing::debug!("qemu: software emulation: {why}");
+                Accel::Tcg
+            }
+        };
+        let machine = if accel == Accel::Kvm && has_machine(&binary, "microvm") {
+            Machine::Microvm
+        } else {
+            Machine::Q35
+        };
+        Ok(QemuRunner {
+            binary,
+            accel,
+            machine,
+        })
+    }
+
+    /// The kernel command line for a twinbox guest on this machine.
+    pub fn kernel_cmdline(&self, opts: &QemuOptions) -> String {
+        let mut args = vec![
+            "console=ttyS0".to_string(),
+            self.machine.reboot_arg().to_string(),
+            "panic=-1".to_string(),
+            format!("rdinit={INIT_PATH}"),
+            "quiet".to_string(),
+        ];
+        args.extend(opts.extra_cmdline.iter().cloned());
+        args.join(" ")
+    }
+
+    /// The full QEMU command line (printed by lessons so students can type it).
+    pub fn args(&self, kernel: &Path, initrd: &Path, opts: &QemuOptions) -> Vec<String> {
+        let mut args: Vec<String> = vec!["-M".into(), self.machine.name().into()];
+        match self.accel {
+            Accel::Kvm => args.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
+            Accel::Tcg => args.extend(["-accel", "tcg"].map(String::from)),
+        }
+        let memory = opts.memory_mib.to_string();
+        let cpus = opts.cpus.to_string();
+        let (kernel, initrd) = (kernel.display().to_string(), initrd.display().to_string());
+        let cmdline = self.kernel_cmdline(opts);
+        #[rustfmt::skip]
+        let rest = [
+            "-m", &memory, "-smp", &cpus,
+            // Only the devices asked for; no configuration files.
+            "-nodefaults", "-no-user-config", "-display", "none",
+            // The guest's reset ends QEMU.
+            "-no-reboot",
+            "-serial", "stdio",
+            "-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline,
+        ];
+        args.extend(rest.map(String::from));
+        args
+    }
+
+    /// Boots `kernel` with `initrd` (a twinbox initramfs with console markers
+    /// on) and waits for the workload's exit code. The workload's output goes
+    /// to `live` as it arrives, when given.
+    pub fn run(
+        &self,
+        kernel: &GuestKernel,
+        initrd: &[u8],
+        opts: &QemuOptions,
+        live: Option<&mut dyn Write>,
+    ) -> Result<QemuOutcome, QemuError> {
+        let initrd_file = TempFile::write(initrd)?;
+        let args = self.args(&kernel.path, &initrd_file.path, opts);
+        tracing::debug!("running {} {}", self.binary.display(), args.join(" "));
+        let started = Instant::now();
+        let mut child = Command::new(&self.binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| QemuError::Spawn {
+                path: self.binary.clone(),
+                source,
+            })?;
+        let console = spawn_reader(child.stdout.take().expect("piped"));
+        let stderr = spawn_reader(child.stderr.take().expect("piped"));
+        let mut watch = ConsoleWatch::new(live);
+        let ended = watch.follow(&console, &mut child, started + opts.timeout);
+        let total = started.elapsed();
+        // The readers end once QEMU is gone and its pipes close.
+        let stderr_text: Vec<u8> = stderr.iter().flat_map(|(_, chunk)| chunk).collect();
+        let status = match ended {
+            Ok(status) => status,
+            Err(FollowEnd::TimedOut) => {
+                return Err(QemuError::Timeout {
+                    secs: opts.timeout.as_secs(),
+                    stage: watch.stage(),
+                    tail: watch.tail(),
+                })
+            }
+            Err(FollowEnd::Wait(source)) => {
+                return Err(QemuError::Io {
+                    path: self.binary.clone(),
+                    source,
+                })
+            }
+        };
+        let Some(exit_code) = watch.exit_code else {
+            let stderr = String::from_utf8_lossy(&stderr_text).trim().to_string();
+            return Err(QemuError::NoExitCode {
+                status: status.to_string(),
+                stage: watch.stage(),
+                stderr: if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr}")
+                },
+                tail: watch.tail(),
+            });
+        };
+        let timings = QemuTimings {
+            to_workload_start: watch.started_at.map(|t| t - started),
+            workload: watch
+                .started_at
+                .zip(watch.exited_at)
+                .map(|(s, e)| e.saturating_duration_since(s)),
+            total,
+            guest_monotonic_at_start: watch.guest_ns.map(Duration::from_nanos),
+        };
+        Ok(QemuOutcome {
+            exit_code,
+            output: watch.output,
+            boot_log: watch.boot_log,
+            timings,
+            emulated: self.accel == Accel::Tcg,
+            accel: self.accel,
+            machine: self.machine,
+        })
+    }
+}
+
+enum FollowEnd {
+    TimedOut,
+    Wait(io::Error),
+}
+
+/// The console as the run goes: markers, output, when things happened.
+struct ConsoleWatch<'w> {
+    filter: ConsoleFilter,
+    live: Option<&'w mut dyn Write>,
+    any_output: bool,
+    started_at: Option<Instant>,
+    exited_at: Option<Instant>,
+    guest_ns: Option<u64>,
+    exit_code: Option<u8>,
+    output: Vec<u8>,
+    boot_log: Vec<u8>,
+}
+
+impl<'w> ConsoleWatch<'w> {
+    fn new(live: Option<&'w mut dyn Write>) -> Self {
+        ConsoleWatch {
+            filter: ConsoleFilter::new(),
+            live,
+            any_output: false,
+            started_at: None,
+            exited_at: None,
+            guest_ns: None,
+            exit_code: None,
+            output: Vec::new(),
+            boot_log: Vec::new(),
+        }
+    }
+
+    /// Reads console chunks until QEMU exits or the deadline passes (then
+    /// QEMU is killed). A QEMU that lingers after the exit marker is stopped
+    /// after [`EXIT_GRACE`].
+    fn follow(
+        &mut self,
+        console: &mpsc::Receiver<(Instant, Vec<u8>)>,
+        child: &mut Child,
+        deadline: Instant,
+    ) -> Result<std::process::ExitStatus, FollowEnd> {
+        loop {
+            let limit = match self.exited_at {
+                Some(t) => deadline.min(t + EXIT_GRACE),
+                None => deadline,
+            };
+            let now = Instant::now();
+            if now >= limit {
+                let _ = child.kill();
+                let status = child.wait().map_err(FollowEnd::Wait)?;
+                return if self.exit_code.is_some() {
+                    Ok(status)
+                } else {
+                    Err(FollowEnd::TimedOut)
+                };
+            }
+            match console.recv_timeout(limit - now) {
+                Ok((at, chunk)) => self.take(at, &chunk),
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let mut items = Vec::new();
+                    self.filter.finish(&mut items);
+                    self.handle(Instant::now(), items);
+                    return self.wait_until(child, deadline);
+                }
+            }
+        }
+    }
+
+    /// QEMU closed its output: it is exiting. Waits for that, but never past
+    /// the deadline.
+    fn wait_until(
+        &self,
+        child: &mut Child,
+        deadline: Instant,
+    ) -> Result<std::process::ExitStatus, FollowEnd> {
+        loop {
+            if let Some(status) = child.try_wait().map_err(FollowEnd::Wait)? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                child.wait().map_err(FollowEnd::Wait)?;
+                return Err(FollowEnd::TimedOut);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn take(&mut self, at: Instant, chunk: &[u8]) {
+        self.any_output = true;
+        let mut items = Vec::new();
+        self.filter.push(chunk, &mut items);
+        self.handle(at, items);
+    }
+
+    fn handle(&mut self, at: Instant, items: Vec<ConsoleItem>) {
+        for item in items {
+            match item {
+                ConsoleItem::Marker(Marker::Started { monotonic_ns }) => {
+                    self.started_at = Some(at);
+                    self.guest_ns = Some(monotonic_ns);
+                }
+                ConsoleItem::Marker(Marker::Exit { code }) => {
+                    self.exited_at = Some(at);
+                    self.exit_code = Some(code);
+                }
+                // After the exit: the kernel's "reboot: Restarting system".
+                ConsoleItem::Output(_) if self.exit_code.is_some() => {}
+                ConsoleItem::Output(bytes) if self.started_at.is_some() => {
+                    if let Some(live) = self.live.as_mut() {
+                        // A closed live writer must not stop the run.
+                        let _ = live.write_all(&bytes).and_then(|()| live.flush());
+                    }
+                    self.output.extend_from_slice(&bytes);
+                }
+                ConsoleItem::Output(bytes) => self.boot_log.extend_from_slice(&bytes),
+            }
+        }
+    }
+
+    fn stage(&self) -> &'static str {
+        match (self.any_output, self.started_at, self.exit_code) {
+            (_, _, Some(_)) => "the workload exited",
+            (_, Some(_), None) => "the workload was still running",
+            (true, None, None) => "the kernel started but the init never started the workload",
+            (false, None, None) => "no console output at all: the kernel did not start",
+        }
+    }
+
+    /// The last console lines, boot log and output together.
+    fn tail(&self) -> String {
+        let text = if self.started_at.is_some() {
+            [&self.boot_log[..], &self.output[..]].concat()
+        } else {
+            self.boot_log.clone()
+        };
+        last_lines(&String::from_utf8_lossy(&text), TAIL_LINES)
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let from = lines.len().saturating_sub(n);
+    let tail = lines[from..].join("\n");
+    if tail.trim().is_empty() {
+        "(none)".to_string()
+    } else {
+        tail
+    }
+}
+
+/// Reads a pipe on its own thread, passing timestamped chunks on.
+fn spawn_reader(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<(Instant, Vec<u8>)> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// Whether `qemu -machine help` lists `name`.
+fn has_machine(binary: &Path, name: &str) -> bool {
+    Command::new(binary)
+        .args(["-machine", "help"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name))
+        })
+        .unwrap_or(false)
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The initrd as a file for `-initrd`, removed when dropped.
+struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    fn write(bytes: &[u8]) -> Result<TempFile, QemuError> {
+        let path = std::env::temp_dir().join(format!(
+            "twinbox-qemu-{}-{}.initrd",
+            std::process::id(),
+            twinbox_engine::store::random_hex(6)
+        ));
+        let io = |source| QemuError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        // From here on the guard removes the file, also when the write fails.
+        let guard = TempFile { path: path.clone() };
+        file.write_all(bytes).map_err(io)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(machine: Machine, accel: Accel) -> QemuRunner {
+        QemuRunner {
+            binary: PathBuf::from("/usr/bin/qemu-system-x86_64"),
+            accel,
+            machine,
+        }
+    }
+
+    #[test]
+    fn command_line_for_tcg_microvm() {
+        let r = runner(Machine::Microvm, Accel::Tcg);
+        let opts = QemuOptions {
+            cpus: 2,
+            ..Default::default()
+        };
+        let args = r.args(Path::new("/boot/vmlinuz"), Path::new("/tmp/i"), &opts);
+        let joined = args.join(" ");
+        assert!(
+            joined.starts_with("-M microvm -accel tcg -m 256 -smp 2 "),
+            "{joined}"
+        );
+        assert!(joined.contains("-no-reboot"), "{joined}");
+        assert!(
+            joined.contains("-kernel /boot/vmlinuz -initrd /tmp/i"),
+            "{joined}"
+        );
+        let cmdline = args.last().unwrap();
+        assert_eq!(
+            cmdline,
+            "console=ttyS0 reboot=t panic=-1 rdinit=/twinbox/init quiet"
+        );
+        let q35 = runner(Machine::Q35, Accel::Kvm);
+        let joined = q35
+            .args(Path::new("k"), Path::new("i"), &QemuOptions::default())
+            .join(" ");
+        assert!(
+            joined.starts_with("-M q35 -accel kvm -cpu host "),
+            "{joined}"
+        );
+        assert!(joined.contains("reboot=k"), "{joined}");
+    }
+
+    #[test]
+    fn watch_splits_boot_log_output_and_exit() {
+        let t0 = Instant::now();
+        let mut live = Vec::new();
+        let mut w = ConsoleWatch::new(Some(&mut live));
+        w.take(t0, b"[ 0.1] booting\r\n@@twinbox@@ star");
+        assert_eq!(
+            w.stage(),
+            "the kernel started but the init never started the workload"
+        );
+        w.take(t0 + Duration::from_millis(5), b"ted 123\nhello\n");
+        assert_eq!(w.stage(), "the workload was still running");
+        w.take(
+            t0 + Duration::from_millis(9),
+            b"@@twinbox@@ exit 4\nreboot: Restarting\r\n",
+        );
+        assert_eq!(w.exit_code, Some(4));
+        assert_eq!(w.guest_ns, Some(123));
+        assert_eq!(w.boot_log, b"[ 0.1] booting\r\n");
+        assert_eq!(w.output, b"hello\n");
+        assert_eq!(
+            w.exited_at.unwrap() - w.started_at.unwrap(),
+            Duration::from_millis(4)
+        );
+        drop(w);
+        assert_eq!(live, b"hello\n");
+    }
+
+    #[test]
+    fn tails_are_short() {
+        let text: String = (0..30).map(|i| format!("line {i}\r\n")).collect();
+        let tail = last_lines(&text, 3);
+        assert_eq!(tail, "line 27\nline 28\nline 29");
+        assert_eq!(last_lines("", 3), "(none)");
+    }
+
+    #[test]
+    fn temp_initrd_is_removed() {
+        let f = TempFile::write(b"abc").unwrap();
+        let path = f.path.clone();
+        assert_eq!(fs::read(&path).unwrap(), b"abc");
+        drop(f);
+        assert!(!path.exists());
+    }
+}
