@@ -228,6 +228,7 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         memory_mib,
         vcpus: args.cpus,
         boot_timeout: Some(Duration::from_secs(args.boot_timeout)),
+        ..VmConfig::default()
     };
     if args.detach {
         let dir = instance::vms_dir(&store).join(&record.id);
@@ -393,6 +394,7 @@ pub fn vmm_main(
         memory_mib,
         vcpus,
         boot_timeout: (boot_timeout > 0).then(|| Duration::from_secs(boot_timeout)),
+        ..VmConfig::default()
     };
     let stop = stop_flag_on_signals();
     let run = instance::boot(

@@ -72,11 +72,18 @@ fn boot(name: &str, vcpus: u8, timeout: Duration) -> (Outcome, String) {
         memory_mib: 32,
         vcpus,
         boot_timeout: Some(timeout),
+        stop_grace: Duration::ZERO,
     };
     let payload = raw(assemble(name));
     let stop = Arc::new(AtomicBool::new(false));
-    let outcome = vmm::run(&config, payload, Box::new(console.clone()), stop, Instant::now())
-        .expect("VM runs");
+    let outcome = vmm::run(
+        &config,
+        payload,
+        Box::new(console.clone()),
+        stop,
+        Instant::now(),
+    )
+    .expect("VM runs");
     let text = String::from_utf8_lossy(&console.0.lock().unwrap()).into_owned();
     (outcome, text)
 }
@@ -126,7 +133,10 @@ fn a_guest_that_never_reaches_init_hits_the_boot_timeout() {
     let started = Instant::now();
     let (outcome, _) = boot("spin", 1, Duration::from_millis(500));
     assert_eq!(outcome.end, VmEnd::BootTimeout);
-    assert!(started.elapsed() < Duration::from_secs(30), "stopped promptly");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped promptly"
+    );
 }
 
 #[test]
@@ -136,11 +146,70 @@ fn the_caller_can_stop_a_running_vm() {
         memory_mib: 32,
         vcpus: 2,
         boot_timeout: None,
+        stop_grace: Duration::ZERO,
     };
     let payload = raw(assemble("spin"));
-    let outcome = vmm::run(&config, payload, Box::new(std::io::sink()), stop, Instant::now())
-        .unwrap();
+    let outcome = vmm::run(
+        &config,
+        payload,
+        Box::new(std::io::sink()),
+        stop,
+        Instant::now(),
+    )
+    .unwrap();
     assert_eq!(outcome.end, VmEnd::Stopped);
+}
+
+#[test]
+fn a_stop_request_reaches_the_guest_which_ends_itself() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = VmConfig {
+        memory_mib: 32,
+        vcpus: 1,
+        boot_timeout: Some(Duration::from_secs(60)),
+        stop_grace: Duration::from_secs(30),
+    };
+    let flag = stop.clone();
+    let asker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        flag.store(true, std::sync::atomic::Ordering::Release);
+    });
+    let outcome = vmm::run(
+        &config,
+        raw(assemble("stoppable")),
+        Box::new(std::io::sink()),
+        stop,
+        Instant::now(),
+    )
+    .unwrap();
+    asker.join().unwrap();
+    assert_eq!(outcome.end, VmEnd::Reset, "the guest ended itself");
+    assert_eq!(outcome.exit_code, Some(143));
+}
+
+#[test]
+fn a_guest_that_ignores_the_stop_request_is_powered_off_after_the_grace() {
+    let config = VmConfig {
+        memory_mib: 32,
+        vcpus: 1,
+        boot_timeout: None,
+        stop_grace: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(true));
+    let outcome = vmm::run(
+        &config,
+        raw(assemble("spin")),
+        Box::new(std::io::sink()),
+        stop,
+        started,
+    )
+    .unwrap();
+    assert_eq!(outcome.end, VmEnd::Stopped);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the grace was given"
+    );
 }
 
 #[test]
@@ -150,11 +219,18 @@ fn nonsense_sizes_are_refused_with_advice() {
             memory_mib,
             vcpus,
             boot_timeout: None,
+            stop_grace: Duration::ZERO,
         };
         let payload = raw(vec![0xf4]);
         let stop = Arc::new(AtomicBool::new(false));
-        let err = vmm::run(&config, payload, Box::new(std::io::sink()), stop, Instant::now())
-            .unwrap_err();
+        let err = vmm::run(
+            &config,
+            payload,
+            Box::new(std::io::sink()),
+            stop,
+            Instant::now(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");
     }
 }

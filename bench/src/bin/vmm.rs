@@ -100,6 +100,7 @@ fn child(guest: &Path) -> Result<(), String> {
         memory_mib: GUEST_MEMORY_MIB,
         vcpus: 1,
         boot_timeout: Some(Duration::from_secs(30)),
+        stop_grace: Duration::ZERO,
     };
     let payload = Payload::Raw {
         code,

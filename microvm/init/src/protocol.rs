@@ -18,6 +18,13 @@ pub const EVENT_WORKLOAD_EXITED: u8 = 3;
 /// the code itself, or 128 + signal number when a signal ended it.
 pub const EXIT_CODE_PORT: u16 = 0x441;
 
+/// What the init reads from [`BOOT_TIMER_PORT`] when the host asks the
+/// workload to stop (`twinbox vm stop`, Ctrl-C): it then sends the workload
+/// SIGTERM, as `docker stop` does. Any other value means "keep running".
+pub const STOP_REQUESTED: u8 = 1;
+/// How often the init asks, in milliseconds, while the workload runs.
+pub const STOP_POLL_MS: i64 = 100;
+
 /// Where the per-run configuration sits in the initramfs.
 pub const CONFIG_PATH: &str = "/twinbox/config.json";
 /// The init binary in the initramfs; the kernel runs it with `rdinit=/twinbox/init`.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use twinbox_init::{
     Marker, BOOT_TIMER_PORT, EVENT_WORKLOAD_EXITED, EVENT_WORKLOAD_STARTED, EXIT_CODE_PORT,
+    STOP_REQUESTED,
 };
 
 use crate::failure::Failure;
@@ -50,6 +51,19 @@ pub fn workload_exited(code: u8) {
     event(EVENT_WORKLOAD_EXITED);
     outb(EXIT_CODE_PORT, code);
     marker(Marker::Exit { code });
+}
+
+/// Whether the host asked the workload to stop (always false without ports).
+pub fn stop_requested() -> bool {
+    if !PORTS.load(Ordering::Relaxed) {
+        return false;
+    }
+    let value: u8;
+    // SAFETY: ioperm granted this process the port; reading it touches no memory.
+    unsafe {
+        std::arch::asm!("in al, dx", in("dx") BOOT_TIMER_PORT, out("al") value, options(nomem, nostack, preserves_flags));
+    }
+    value == STOP_REQUESTED
 }
 
 fn marker(m: Marker) {

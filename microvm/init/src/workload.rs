@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use twinbox_init::{
     exit_code_from_wait_status, GuestConfig, EXIT_INIT_FAILED, EXIT_NOT_FOUND, EXIT_NOT_RUNNABLE,
+    STOP_POLL_MS,
 };
 
 use crate::failure::{errno_text, Failure};
@@ -204,21 +205,52 @@ fn find_program(cmd: &str, env: &[String]) -> Result<PathBuf, ChildError> {
 }
 
 /// Waits for every child (PID 1 inherits orphans) until `workload` is gone;
-/// returns its exit code (128 + signal when a signal ended it).
+/// returns its exit code (128 + signal when a signal ended it). Meanwhile it
+/// asks the host every [`STOP_POLL_MS`] whether to stop the workload, and then
+/// sends it SIGTERM once, like `docker stop`.
 pub fn reap_until_exit(workload: libc::pid_t) -> Result<u8, Failure> {
+    // SIGCHLD stays pending while blocked, so an exit between the non-blocking
+    // wait and the timed wait below is never missed.
+    // SAFETY: sigset_t is plain data set up by sigemptyset/sigaddset; the call
+    // only changes this process's signal mask.
+    let chld = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let poll = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: STOP_POLL_MS * 1_000_000,
+    };
+    let mut stop_sent = false;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status of any reaped child into `status`.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == workload {
-            return Ok(exit_code_from_wait_status(status));
-        }
-        if pid < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(Failure::io("wait for the workload", &err));
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes the status of any reaped child into `status`.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid == workload {
+                return Ok(exit_code_from_wait_status(status));
             }
+            if pid > 0 {
+                continue;
+            }
+            if pid < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EINTR) {
+                    return Err(Failure::io("wait for the workload", &err));
+                }
+            }
+            break;
         }
+        if !stop_sent && report::stop_requested() {
+            // SAFETY: kill(2) on the workload's pid, which is not reaped yet.
+            unsafe { libc::kill(workload, libc::SIGTERM) };
+            stop_sent = true;
+        }
+        // SAFETY: waits on a valid signal set with a valid timeout; no siginfo wanted.
+        unsafe { libc::sigtimedwait(&chld, std::ptr::null_mut(), &poll) };
     }
 }
 

@@ -1,12 +1,14 @@
 //! The boot timer: two I/O ports the guest init writes to, so the host learns
 //! when the guest reached its init, when the workload started and ended, and
 //! the workload's exit code, each stamped with the host's clock on arrival.
+//! Reading the first port answers the init's question "should the workload
+//! stop?", which is how `vm stop` reaches the workload gracefully.
 
 use std::time::Instant;
 
 use twinbox_init::protocol::{
     BOOT_TIMER_PORT, EVENT_INIT_STARTED, EVENT_WORKLOAD_EXITED, EVENT_WORKLOAD_STARTED,
-    EXIT_CODE_PORT,
+    EXIT_CODE_PORT, STOP_REQUESTED,
 };
 
 use super::bus::PioDevice;
@@ -27,11 +29,16 @@ pub struct BootEvents {
 #[derive(Debug, Default)]
 pub struct BootTimer {
     pub events: BootEvents,
+    /// Set by the VMM when the workload should stop; the init polls for it.
+    pub stop_requested: bool,
 }
 
 impl PioDevice for BootTimer {
-    fn read(&mut self, _offset: u16, data: &mut [u8]) {
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
         data.fill(0);
+        if offset == 0 && self.stop_requested {
+            data[0] = STOP_REQUESTED;
+        }
     }
 
     fn write(&mut self, offset: u16, data: &[u8]) {
@@ -65,6 +72,19 @@ mod tests {
         assert!(e.init_started.unwrap() <= e.workload_started.unwrap());
         assert!(e.workload_started.unwrap() <= e.workload_exited.unwrap());
         assert_eq!(e.exit_code, Some(7));
+    }
+
+    #[test]
+    fn the_stop_request_is_read_back_on_the_event_port() {
+        let mut timer = BootTimer::default();
+        let mut value = [0xffu8];
+        timer.read(0, &mut value);
+        assert_eq!(value, [0]);
+        timer.stop_requested = true;
+        timer.read(0, &mut value);
+        assert_eq!(value, [STOP_REQUESTED]);
+        timer.read(1, &mut value);
+        assert_eq!(value, [0], "only the event port answers");
     }
 
     #[test]

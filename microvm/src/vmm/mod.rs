@@ -57,6 +57,9 @@ pub struct VmConfig {
     /// How long the guest may take to reach its init (the first boot-timer
     /// event) before it is stopped; `None` waits forever.
     pub boot_timeout: Option<Duration>,
+    /// After a stop request, how long the guest init gets to end the workload
+    /// (it sends SIGTERM) before the VM is powered off.
+    pub stop_grace: Duration,
 }
 
 impl Default for VmConfig {
@@ -65,6 +68,7 @@ impl Default for VmConfig {
             memory_mib: 256,
             vcpus: 1,
             boot_timeout: Some(Duration::from_secs(60)),
+            stop_grace: Duration::from_secs(10),
         }
     }
 }
@@ -214,7 +218,7 @@ pub fn run(
         threads.push(handle);
     }
 
-    let mut end = wait_for_end(&exit_evt, &timer, &first_run, &stop, config.boot_timeout);
+    let mut end = wait_for_end(&exit_evt, &timer, &first_run, &stop, config);
     let memory = memory::measure(&vm.memory);
     stop_vcpus(&vcpu_stop, threads);
     if end == VmEnd::Reset {
@@ -342,14 +346,18 @@ fn build_bus(
 }
 
 /// Waits for a vCPU or the i8042 to signal the end, for the boot timeout to
-/// pass without an init, or for the caller's stop flag.
+/// pass without an init, or for the caller's stop flag: then the guest init is
+/// asked to stop the workload, and the VM is powered off if it has not ended
+/// within the stop grace.
 fn wait_for_end(
     exit_evt: &EventFd,
     timer: &Arc<Mutex<BootTimer>>,
     first_run: &OnceLock<Instant>,
     stop: &AtomicBool,
-    boot_timeout: Option<Duration>,
+    config: &VmConfig,
 ) -> VmEnd {
+    let lock = || timer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stop_deadline: Option<Instant> = None;
     loop {
         let mut pfd = libc::pollfd {
             fd: exit_evt.as_raw_fd(),
@@ -361,16 +369,17 @@ fn wait_for_end(
         if ready > 0 {
             return VmEnd::Reset;
         }
-        if stop.load(Ordering::Acquire) {
-            return VmEnd::Stopped;
+        match stop_deadline {
+            Some(deadline) if Instant::now() >= deadline => return VmEnd::Stopped,
+            None if stop.load(Ordering::Acquire) => {
+                lock().stop_requested = true;
+                stop_deadline = Some(Instant::now() + config.stop_grace);
+                continue;
+            }
+            _ => {}
         }
-        if let (Some(limit), Some(since)) = (boot_timeout, first_run.get()) {
-            let reached_init = timer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .events
-                .init_started
-                .is_some();
+        if let (Some(limit), Some(since)) = (config.boot_timeout, first_run.get()) {
+            let reached_init = lock().events.init_started.is_some();
             if !reached_init && since.elapsed() > limit {
                 return VmEnd::BootTimeout;
             }
