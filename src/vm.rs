@@ -18,6 +18,7 @@ use twinbox_engine::store::Store;
 use twinbox_microvm::guest::{build_initrd, GuestSpec};
 use twinbox_microvm::host::{self, can_boot_stock_kernel, kvm_kind, GuestKernel};
 use twinbox_microvm::instance::{self, NewVm, VmRecord, VmRun, VmState};
+use twinbox_microvm::qemu::{Accel, QemuOptions, QemuRunner};
 use twinbox_microvm::vmm::{Timings, VmConfig, VmEnd};
 
 use crate::container::require_root;
@@ -70,6 +71,10 @@ pub struct VmRunArgs {
     /// Print how long each phase took (to stderr)
     #[arg(long)]
     timings: bool,
+    /// Which VMM boots the guest: twinbox's own, or QEMU (KVM where it can
+    /// boot a stock kernel, software emulation otherwise; foreground only)
+    #[arg(long, value_enum, default_value = "twinbox")]
+    backend: Backend,
     /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -93,6 +98,12 @@ pub struct VmRunArgs {
     /// Command and arguments (replace the image's Cmd)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Twinbox,
+    Qemu,
 }
 
 #[derive(Args, Debug)]
@@ -183,17 +194,13 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
     let started = Instant::now();
     require_root("vm run")?;
     let memory_mib = parse_memory_mib(&args.memory)?;
+    if args.backend == Backend::Qemu {
+        return run_with_qemu(root, &args, memory_mib);
+    }
     instance::check_host(args.kernel.is_some())?;
     let kernel = instance::choose_kernel(args.kernel.as_deref())?;
     let store = open_store(root)?;
     let image = Image::resolve(&store, &args.image)?;
-    let mut env = Vec::new();
-    for f in &args.env_file {
-        env.extend(parse_env_file(f)?);
-    }
-    for e in &args.env {
-        env.extend(parse_env_arg(e)?);
-    }
     let mut record = instance::create(
         &store,
         NewVm {
@@ -207,16 +214,7 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
             auto_remove: args.rm,
         },
     )?;
-    let options = RunOptions {
-        env,
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
-        hostname: Some(args.hostname.clone().unwrap_or_else(|| record.name.clone())),
-        entrypoint: args.entrypoint.clone(),
-        cmd: args.command.clone(),
-        ..Default::default()
-    };
-    let spec = GuestSpec::from_image(&image, &options);
+    let spec = guest_spec(&args, &image, &record.name)?;
     let initrd = match build_initrd(&store, &image, &spec, &kernel) {
         Ok(initrd) => initrd,
         Err(e) => {
@@ -253,6 +251,77 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         print_timings(&result.outcome.timeline.timings(), &result);
     }
     exit_code_of_run(&record, &result, args.boot_timeout)
+}
+
+/// The image config and the run options, as `twinbox run` combines them.
+fn guest_spec(args: &VmRunArgs, image: &Image, name: &str) -> Result<GuestSpec> {
+    let mut env = Vec::new();
+    for f in &args.env_file {
+        env.extend(parse_env_file(f)?);
+    }
+    for e in &args.env {
+        env.extend(parse_env_arg(e)?);
+    }
+    let options = RunOptions {
+        env,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        hostname: Some(args.hostname.clone().unwrap_or_else(|| name.to_string())),
+        entrypoint: args.entrypoint.clone(),
+        cmd: args.command.clone(),
+        ..Default::default()
+    };
+    Ok(GuestSpec::from_image(image, &options))
+}
+
+/// `vm run --backend qemu`: the same guest under QEMU, in the foreground, with
+/// no VM record (QEMU owns the VM's life).
+fn run_with_qemu(root: &Path, args: &VmRunArgs, memory_mib: u64) -> Result<i32> {
+    if args.detach {
+        bail!("--backend qemu runs in the foreground only: drop -d, or use --backend twinbox");
+    }
+    let kernel = instance::choose_kernel(args.kernel.as_deref())?;
+    let store = open_store(root)?;
+    let image = Image::resolve(&store, &args.image)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(twinbox_engine::container::names::random_name);
+    let spec = guest_spec(args, &image, &name)?;
+    let initrd = build_initrd(&store, &image, &spec, &kernel)
+        .context("cannot build the guest's initramfs")?;
+    let qemu = QemuRunner::find()?;
+    if qemu.accel == Accel::Tcg {
+        eprintln!(
+            "twinbox: QEMU emulates the CPU here (no KVM that boots a stock kernel): slow, and its timings are not those of a VM on KVM"
+        );
+    }
+    let options = QemuOptions {
+        memory_mib: memory_mib as u32,
+        cpus: args.cpus as u32,
+        // QEMU's limit covers the whole run; the workload may take its time.
+        timeout: Duration::from_secs(args.boot_timeout + 24 * 3600),
+        extra_cmdline: Vec::new(),
+    };
+    let mut stdout = std::io::stdout();
+    let outcome = qemu.run(&kernel, &initrd.bytes, &options, Some(&mut stdout))?;
+    if args.timings {
+        let ms = |d: Option<Duration>| {
+            d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+                .unwrap_or_else(|| "-".into())
+        };
+        let t = outcome.timings;
+        eprintln!(
+            "QEMU ({:?}, {:?}{})",
+            outcome.machine,
+            outcome.accel,
+            if outcome.emulated { ", emulated" } else { "" }
+        );
+        eprintln!("start to workload     {}", ms(t.to_workload_start));
+        eprintln!("workload             {}", ms(t.workload));
+        eprintln!("total                {}", ms(Some(t.total)));
+    }
+    Ok(outcome.exit_code as i32)
 }
 
 /// The workload's exit code, or an error saying how the VM failed.

@@ -230,3 +230,38 @@ fn detached_vm_runs_stops_and_is_removed() {
     assert_eq!(lab.tb(&["vm", "rm", &id[..12]]).code, 0);
     assert_eq!(vm_count(&lab), 0);
 }
+
+/// `--backend qemu` boots the same guest under QEMU on any host (software
+/// emulation where KVM cannot boot a stock kernel): the guest's own kernel
+/// answers, the exit code comes back, and it refuses to detach.
+#[test]
+fn the_qemu_backend_runs_the_same_guest_anywhere() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "vm",
+        "run",
+        "--backend",
+        "qemu",
+        "--timings",
+        "busybox",
+        "sh",
+        "-c",
+        "uname -r; echo from-the-guest >&2; exit 4",
+    ]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let guest_kernel = newest_kernel().unwrap();
+    // The guest's stdout and stderr share its serial console.
+    let first = r.stdout.lines().next().unwrap_or_default();
+    assert_eq!(first, guest_kernel.rsplit("vmlinuz-").next().unwrap());
+    assert_ne!(
+        first,
+        common::host("uname", &["-r"]),
+        "not the host's kernel"
+    );
+    assert!(r.stdout.contains("from-the-guest"), "{}", r.stdout);
+    assert!(r.stderr.contains("start to workload"), "{}", r.stderr);
+    let d = lab.tb(&["vm", "run", "-d", "--backend", "qemu", "busybox", "true"]);
+    assert_eq!(d.code, 125);
+    assert!(d.stderr.contains("foreground only"), "{}", d.stderr);
+    assert_eq!(vm_count(&lab), 0, "QEMU runs keep no VM record");
+}
