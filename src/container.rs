@@ -32,24 +32,8 @@ pub struct RunArgs {
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
-    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// Read environment variables from a file
-    #[arg(long = "env-file")]
-    env_file: Vec<PathBuf>,
-    /// Working directory inside the container
-    #[arg(short = 'w', long = "workdir")]
-    workdir: Option<String>,
-    /// User to run as: NAME, UID or UID:GID
-    #[arg(short = 'u', long)]
-    user: Option<String>,
-    /// Container host name (default: the short id)
-    #[arg(long)]
-    hostname: Option<String>,
-    /// Override the image's entrypoint
-    #[arg(long)]
-    entrypoint: Option<String>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Network: none (own namespace with lo only) or host
     #[arg(long, default_value = "none")]
     network: String,
@@ -81,8 +65,34 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-impl RunArgs {
-    fn options(&self) -> Result<RunOptions> {
+/// How the workload runs, shared by `run`/`create` and `vm run` so that a
+/// container and a VM of the same image get the same environment, directory,
+/// user and command.
+#[derive(Args, Debug)]
+pub struct WorkloadArgs {
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container or guest
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User to run as: NAME, UID or UID:GID
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Host name (default: the container's short id, the VM's name)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+}
+
+impl WorkloadArgs {
+    /// The run options these flags set (env files first, then `-e`, in order).
+    pub fn options(&self, cmd: &[String]) -> Result<RunOptions> {
         let mut env = Vec::new();
         for f in &self.env_file {
             env.extend(parse_env_file(f)?);
@@ -90,6 +100,21 @@ impl RunArgs {
         for e in &self.env {
             env.extend(parse_env_arg(e)?);
         }
+        Ok(RunOptions {
+            env,
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone(),
+            entrypoint: self.entrypoint.clone(),
+            cmd: cmd.to_vec(),
+            ..Default::default()
+        })
+    }
+}
+
+impl RunArgs {
+    fn options(&self) -> Result<RunOptions> {
+        let base = self.workload.options(&self.command)?;
         let memory_bytes = self.memory.as_deref().map(parse_memory_size).transpose()?;
         if let Some(c) = self.cpus {
             cpus_to_quota(c)?;
@@ -102,11 +127,6 @@ impl RunArgs {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RunOptions {
             name: self.name.clone(),
-            env,
-            workdir: self.workdir.clone(),
-            user: self.user.clone(),
-            hostname: self.hostname.clone(),
-            entrypoint: self.entrypoint.clone(),
             network,
             memory_bytes,
             cpus: self.cpus,
@@ -116,7 +136,7 @@ impl RunArgs {
             tty: self.tty,
             auto_remove: self.rm,
             volumes,
-            cmd: self.command.clone(),
+            ..base
         })
     }
 }

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use twinbox_engine::cgroups::parse_memory_size;
-use twinbox_engine::container::options::{parse_env_arg, parse_env_file};
-use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::Image;
 use twinbox_engine::store::Store;
 use twinbox_microvm::guest::{build_initrd, GuestSpec};
@@ -21,7 +19,7 @@ use twinbox_microvm::instance::{self, NewVm, VmRecord, VmRun, VmState};
 use twinbox_microvm::qemu::{Accel, QemuOptions, QemuRunner};
 use twinbox_microvm::vmm::{Timings, VmConfig, VmEnd};
 
-use crate::container::require_root;
+use crate::container::{require_root, WorkloadArgs};
 use crate::format::{human_duration, human_size, print_table, since};
 
 #[derive(Subcommand)]
@@ -75,24 +73,8 @@ pub struct VmRunArgs {
     /// boot a stock kernel, software emulation otherwise; foreground only)
     #[arg(long, value_enum, default_value = "twinbox")]
     backend: Backend,
-    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// Read environment variables from a file
-    #[arg(long = "env-file")]
-    env_file: Vec<PathBuf>,
-    /// Working directory inside the guest
-    #[arg(short = 'w', long = "workdir")]
-    workdir: Option<String>,
-    /// User to run as: NAME, UID or UID:GID
-    #[arg(short = 'u', long)]
-    user: Option<String>,
-    /// Guest host name (default: the VM's name)
-    #[arg(long)]
-    hostname: Option<String>,
-    /// Override the image's entrypoint
-    #[arg(long)]
-    entrypoint: Option<String>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Image to run
     image: String,
     /// Command and arguments (replace the image's Cmd)
@@ -253,24 +235,11 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
     exit_code_of_run(&record, &result, args.boot_timeout)
 }
 
-/// The image config and the run options, as `twinbox run` combines them.
+/// The image config and the run options, as `twinbox run` combines them;
+/// the host name defaults to the VM's name.
 fn guest_spec(args: &VmRunArgs, image: &Image, name: &str) -> Result<GuestSpec> {
-    let mut env = Vec::new();
-    for f in &args.env_file {
-        env.extend(parse_env_file(f)?);
-    }
-    for e in &args.env {
-        env.extend(parse_env_arg(e)?);
-    }
-    let options = RunOptions {
-        env,
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
-        hostname: Some(args.hostname.clone().unwrap_or_else(|| name.to_string())),
-        entrypoint: args.entrypoint.clone(),
-        cmd: args.command.clone(),
-        ..Default::default()
-    };
+    let mut options = args.workload.options(&args.command)?;
+    options.hostname.get_or_insert_with(|| name.to_string());
     Ok(GuestSpec::from_image(image, &options))
 }
 
