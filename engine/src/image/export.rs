@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Image, ImageError, Result};
 use crate::container::Container;
+use crate::store::unpack::{is_opaque, is_whiteout};
 use crate::store::Store;
 
 /// Writes the merged view of `layers` (topmost first, like overlayfs lowerdir).
@@ -56,27 +57,6 @@ struct Merger<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
     /// (dev, inode) → first name written, for hard links
     links: HashMap<(u64, u64), PathBuf>,
-}
-
-fn is_whiteout(md: &Metadata) -> bool {
-    md.file_type().is_char_device() && md.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut value = [0u8; 4];
-    // SAFETY: lgetxattr with valid NUL-terminated strings and a buffer of the given size.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
 }
 
 impl<W: Write> Merger<'_, W> {

@@ -218,6 +218,33 @@ fn make_opaque(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `md` is an overlayfs whiteout (a 0:0 character device), as
+/// [`make_whiteout`] writes them: readers that merge layers themselves (export,
+/// the VM's initramfs) hide the lower path.
+pub fn is_whiteout(md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+/// Whether `dir` is marked opaque (as [`make_opaque`] does): nothing from
+/// lower layers shows through it.
+pub fn is_opaque(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut value = [0u8; 1];
+    // SAFETY: valid NUL-terminated path and attribute name; the buffer holds 1 byte.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    n == 1 && value[0] == b'y'
+}
+
 /// tar's errors wrap the OS error; show both so the user sees why.
 fn io_error_chain(e: &std::io::Error) -> String {
     let mut s = e.to_string();

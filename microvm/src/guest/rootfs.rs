@@ -7,7 +7,6 @@
 //! a directory with `trusted.overlay.opaque=y` hides everything below it.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -16,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::cpio::{CpioWriter, Kind, Meta};
 use super::GuestError;
+use twinbox_engine::store::unpack::{is_opaque, is_whiteout};
 
 /// What the merged tree holds at a path, as far as the lower layers care.
 enum Decided {
@@ -118,28 +118,6 @@ fn descend<W: Write>(
     Ok(())
 }
 
-/// overlayfs's whiteout: a character device with device number 0:0.
-fn is_whiteout(md: &Metadata) -> bool {
-    md.file_type().is_char_device() && md.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut value = [0u8; 1];
-    // SAFETY: valid NUL-terminated path and attribute name; the buffer holds 1 byte.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
-}
-
 fn emit<W: Write>(
     cpio: &mut CpioWriter<W>,
     rel: &Path,
@@ -187,6 +165,7 @@ fn emit<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
     use crate::guest::cpio::read_entries;
     use std::os::unix::fs::symlink;
 
