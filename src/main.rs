@@ -7,6 +7,7 @@ mod container;
 mod doctor;
 mod format;
 mod image;
+mod lesson;
 mod registry;
 mod runtime;
 mod vm;
@@ -89,6 +90,10 @@ enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Guided lessons: `lesson list`, `lesson NAME`, `lesson tour`
+    Lesson(lesson::LessonArgs),
+    /// Run one workload as a container and as a microVM, side by side
+    Compare(lesson::CompareArgs),
     /// Check what this host can do: namespaces, cgroups, overlayfs, KVM
     Doctor {
         #[arg(long)]
@@ -168,6 +173,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Login(args) => registry::login(&root, args),
         Command::Logout(args) => registry::logout(&root, args),
         Command::Image(cmd) => image::image(&root, cmd),
+        Command::Lesson(args) => lesson::lesson(&root, args),
+        Command::Compare(args) => lesson::compare(&root, args),
         Command::Doctor { json } => doctor::run(json),
         // runc's convention: any runtime failure exits 1
         Command::Runtime(cmd) => runtime::dispatch(cmd).or_else(|e| {

@@ -286,9 +286,13 @@ fn run_with_qemu(root: &Path, args: &VmRunArgs, memory_mib: u64) -> Result<i32> 
             outcome.accel,
             if outcome.emulated { ", emulated" } else { "" }
         );
-        eprintln!("start to workload     {}", ms(t.to_workload_start));
-        eprintln!("workload             {}", ms(t.workload));
-        eprintln!("total                {}", ms(Some(t.total)));
+        for (label, value) in [
+            ("start to workload", t.to_workload_start),
+            ("workload", t.workload),
+            ("total", Some(t.total)),
+        ] {
+            eprintln!("{label:<22} {}", ms(value));
+        }
     }
     Ok(outcome.exit_code as i32)
 }
@@ -342,15 +346,20 @@ fn print_timings(t: &Timings, run: &VmRun) {
             .unwrap_or_else(|| "-".into())
     };
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "VMM setup            {}", ms(t.vmm_setup_ms));
-    let _ = writeln!(err, "kernel boot to init  {}", ms(t.boot_to_init_ms));
-    let _ = writeln!(err, "init to workload     {}", ms(t.init_to_workload_ms));
-    let _ = writeln!(err, "workload             {}", ms(t.workload_ms));
-    let _ = writeln!(err, "total                {:.1} ms", t.total_ms);
+    for (label, value) in [
+        ("setup (initramfs, VM)", t.vmm_setup_ms),
+        ("kernel boot to init", t.boot_to_init_ms),
+        ("init to workload", t.init_to_workload_ms),
+        ("start to workload", t.to_workload_ms),
+        ("workload", t.workload_ms),
+        ("total", Some(t.total_ms)),
+    ] {
+        let _ = writeln!(err, "{label:<22} {}", ms(value));
+    }
     if let Some(m) = run.outcome.memory {
         let _ = writeln!(
             err,
-            "VMM memory           {} beyond guest RAM (process RSS {}, guest RAM touched {})",
+            "VMM memory             {} beyond guest RAM (process RSS {}, guest RAM touched {})",
             human_size(m.vmm_overhead),
             human_size(m.process_rss),
             human_size(m.guest_resident)

@@ -191,7 +191,8 @@ pub fn boot(
         kernel: kernel.path.clone(),
         initrd: Some(initrd),
         cmdline_extra: String::new(),
-        prefer_pvh: false,
+        // An ELF vmlinux with the PVH note enters through it (bzImages have none).
+        prefer_pvh: true,
     };
     let result = vmm::run(config, payload, Box::new(console), stop, started);
     let outcome = match result {

@@ -115,6 +115,9 @@ pub struct Timeline {
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Timings {
     pub vmm_setup_ms: Option<f64>,
+    /// From the VMM's start to the workload's start: what a user waits for.
+    #[serde(default)]
+    pub to_workload_ms: Option<f64>,
     pub boot_to_init_ms: Option<f64>,
     pub init_to_workload_ms: Option<f64>,
     pub workload_ms: Option<f64>,
@@ -130,6 +133,7 @@ impl Timeline {
         let e = &self.events;
         Timings {
             vmm_setup_ms: ms(Some(self.started), self.first_run),
+            to_workload_ms: ms(Some(self.started), e.workload_started),
             boot_to_init_ms: ms(self.first_run, e.init_started),
             init_to_workload_ms: ms(e.init_started, e.workload_started),
             workload_ms: ms(e.workload_started, e.workload_exited),

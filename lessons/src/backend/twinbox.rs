@@ -1,0 +1,225 @@
+//! twinbox's own KVM VMM as the VM half: the guest boots inside this process
+//! (as `twinbox vm run` does), so its memory is measured from the inside by
+//! Firecracker's method and its phases by the boot-timer device.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use twinbox_microvm::console::WorkloadConsole;
+use twinbox_microvm::guest::{build_initrd, GuestSpec};
+use twinbox_microvm::host::GuestKernel;
+use twinbox_microvm::instance;
+use twinbox_microvm::vmm::{self, Payload, VmConfig, VmEnd};
+
+use super::{Phase, Prepared, VmBackend, VmMemory, VmRequest, VmRun};
+use crate::report::{BackendNote, Measured};
+use crate::shell;
+use crate::LessonError;
+
+pub struct OwnVmm {
+    note: BackendNote,
+    kernel: GuestKernel,
+}
+
+impl OwnVmm {
+    pub fn new(reason: String) -> Result<OwnVmm, LessonError> {
+        let kernel =
+            instance::choose_kernel(None).map_err(|e| LessonError::Backend(e.to_string()))?;
+        Ok(OwnVmm {
+            note: BackendNote {
+                name: "twinbox".into(),
+                description: format!("twinbox's own KVM VMM, guest kernel {}", kernel.version),
+                reason,
+                emulated: false,
+            },
+            kernel,
+        })
+    }
+}
+
+/// Copies the workload's output to the live writer and keeps it.
+pub(crate) struct Tee {
+    pub live: Box<dyn Write + Send>,
+    pub kept: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        // a closed terminal must not end the VM
+        let _ = self.live.write_all(buf).and_then(|()| self.live.flush());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = self.live.flush();
+        Ok(())
+    }
+}
+
+impl VmBackend for OwnVmm {
+    fn note(&self) -> &BackendNote {
+        &self.note
+    }
+
+    fn prepare(&self, req: &VmRequest) -> Result<Prepared, LessonError> {
+        let t0 = Instant::now();
+        let spec = GuestSpec::from_image(req.image, &req.options);
+        let initrd = build_initrd(req.store, req.image, &spec, &self.kernel)
+            .map_err(|e| LessonError::Guest(e.to_string()))?;
+        Ok(Prepared {
+            kernel: self.kernel.path.clone(),
+            kernel_release: self.kernel.version.clone(),
+            initramfs_bytes: initrd.total_len,
+            initramfs_cache: Some(super::image_part_cache(req)),
+            build_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn command_line(&self, req: &VmRequest) -> String {
+        shell::vm_run(req.image_ref, &req.options, req.memory_mib, req.vcpus)
+    }
+
+    fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
+        let started = Instant::now();
+        let spec = GuestSpec::from_image(req.image, &req.options);
+        let initrd = build_initrd(req.store, req.image, &spec, &self.kernel)
+            .map_err(|e| LessonError::Guest(e.to_string()))?;
+        let initrd_ms = started.elapsed().as_secs_f64() * 1e3;
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let tee = Tee {
+            live,
+            kept: kept.clone(),
+        };
+        let (console, console_state) = WorkloadConsole::new(None, Box::new(tee));
+        let config = VmConfig {
+            memory_mib: req.memory_mib,
+            vcpus: req.vcpus,
+            boot_timeout: Some(req.boot_timeout),
+            ..VmConfig::default()
+        };
+        // the boot timeout covers reaching the init; this covers the workload
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let limit = req.boot_timeout + req.run_timeout;
+        let watchdog = {
+            let (stop, done) = (stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + limit;
+                while !done.load(Ordering::Acquire) {
+                    if Instant::now() >= deadline {
+                        stop.store(true, Ordering::Release);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        let payload = Payload::Linux {
+            kernel: self.kernel.path.clone(),
+            initrd: Some(initrd.bytes),
+            cmdline_extra: String::new(),
+            prefer_pvh: false,
+        };
+        let result = vmm::run(&config, payload, Box::new(console), stop, started);
+        done.store(true, Ordering::Release);
+        let _ = watchdog.join();
+        let outcome = result.map_err(|e| LessonError::Backend(e.to_string()))?;
+        let state = console_state.lock().unwrap_or_else(|e| e.into_inner());
+        let exit_code = outcome.exit_code.or(state.exit_code).map(i32::from);
+        let failure = match (&exit_code, &outcome.end) {
+            (Some(_), _) => None,
+            (None, VmEnd::BootTimeout) => Some(format!(
+                "the guest did not reach its init within {} s",
+                req.boot_timeout.as_secs()
+            )),
+            (None, VmEnd::Stopped) => Some(format!(
+                "stopped after {} s without an exit code",
+                limit.as_secs()
+            )),
+            (None, VmEnd::TripleFault) => Some("the guest kernel crashed (triple fault)".into()),
+            (None, VmEnd::Failed(why)) => Some(format!("KVM: {why}")),
+            (None, VmEnd::Reset) => Some("the guest reset without reporting an exit code".into()),
+        };
+        let failure = failure.map(|f| {
+            let tail = String::from_utf8_lossy(&state.boot_tail).trim().to_string();
+            if tail.is_empty() {
+                f
+            } else {
+                let last: Vec<&str> = tail.lines().rev().take(3).collect();
+                format!(
+                    "{f}; last console lines: {}",
+                    last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )
+            }
+        });
+        let t = outcome.timeline.timings();
+        let to_workload_ms = outcome
+            .timeline
+            .events
+            .workload_started
+            .map(|at| at.saturating_duration_since(started).as_secs_f64() * 1e3);
+        let memory = match outcome.memory {
+            Some(m) => VmMemory {
+                configured_bytes: req.memory_mib << 20,
+                process_rss: Measured::Value(m.process_rss),
+                guest_resident: Measured::Value(m.guest_resident),
+                vmm_overhead: Measured::Value(m.vmm_overhead),
+                method: "twinbox's VMM runs inside the lesson process: its resident set \
+                         is read from /proc/self/smaps as the guest ends, and guest RAM \
+                         the guest touched is subtracted (Firecracker's method); the rest \
+                         is the VMM, and it includes the lesson program itself"
+                    .into(),
+            },
+            None => {
+                let why = "the VMM could not read /proc/self/smaps".to_string();
+                VmMemory {
+                    configured_bytes: req.memory_mib << 20,
+                    process_rss: Measured::Failed(why.clone()),
+                    guest_resident: Measured::Failed(why.clone()),
+                    vmm_overhead: Measured::Failed(why),
+                    method: String::new(),
+                }
+            }
+        };
+        let output =
+            String::from_utf8_lossy(&kept.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        Ok(VmRun {
+            exit_code,
+            output,
+            failure,
+            to_workload_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            phases: vec![
+                Phase {
+                    name: "initramfs (cached image part + config)".into(),
+                    ms: Some(initrd_ms),
+                },
+                Phase {
+                    name: "VMM setup".into(),
+                    ms: t.vmm_setup_ms.map(|ms| ms - initrd_ms),
+                },
+                Phase {
+                    name: "kernel boot to init".into(),
+                    ms: t.boot_to_init_ms,
+                },
+                Phase {
+                    name: "init to workload".into(),
+                    ms: t.init_to_workload_ms,
+                },
+                Phase {
+                    name: "workload".into(),
+                    ms: t.workload_ms,
+                },
+            ],
+            memory,
+            kernel: self.kernel.version.clone(),
+            emulated: false,
+        })
+    }
+}

@@ -1,0 +1,764 @@
+//! `twinbox compare IMAGE [CMD...]`: the same workload as a container and as a
+//! microVM, side by side: the kernel each sees, time to the workload's start
+//! and to its end over N runs, memory, disk, exit codes, and whether the
+//! outputs match. The series helpers here are also what the lessons time with.
+
+use serde::Serialize;
+use serde_json::json;
+use twinbox_engine::container::RunOptions;
+use twinbox_engine::image::Image;
+
+use crate::backend::{VmMemory, VmRequest, VmRun};
+use crate::context::{cmd_opts, sh, Context, DetachedEnd, RUN_TIMEOUT};
+use crate::measure::disk::{image_footprint, ImageFootprint};
+use crate::measure::kernel::{host_view, parse_probe, KernelView, PROBE_SCRIPT};
+use crate::measure::memory::{parse_meminfo, MemInfo};
+use crate::measure::time::Stats;
+use crate::render::terminal::bar;
+use crate::report::{
+    format_bytes, BackendNote, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
+};
+use crate::LessonError;
+
+pub struct CompareSpec {
+    pub image: String,
+    /// Replaces the image's Cmd when not empty.
+    pub cmd: Vec<String>,
+    pub runs: usize,
+    pub memory_mib: u64,
+}
+
+/// N runs of one workload on one side.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    pub to_workload_ms: Vec<f64>,
+    pub total_ms: Vec<f64>,
+    pub exit_codes: Vec<Option<i32>>,
+    /// Why a run failed (a VM that did not boot, a timeout).
+    pub failures: Vec<String>,
+    /// The first run's output.
+    pub output: Option<String>,
+}
+
+impl Series {
+    pub fn to_workload(&self) -> Measured<Stats> {
+        self.stats(&self.to_workload_ms)
+    }
+
+    pub fn total(&self) -> Measured<Stats> {
+        self.stats(&self.total_ms)
+    }
+
+    fn stats(&self, v: &[f64]) -> Measured<Stats> {
+        match Stats::of(v) {
+            Some(s) => Measured::Value(s),
+            None => Measured::failed(
+                self.failures
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "no run finished".into()),
+            ),
+        }
+    }
+
+    /// A chart bar for one of this series' stats.
+    pub fn bar(label: &str, side: Side, m: &Measured<Stats>) -> crate::report::Bar {
+        match m {
+            Measured::Value(s) => bar(label, side, Measured::Value(s.median), Some((s.min, s.max))),
+            Measured::Failed(why) => bar(label, side, Measured::failed(why.clone()), None),
+        }
+    }
+}
+
+/// The container side of a comparison, detached (`run -d`) so its small
+/// supervisor process can be measured from outside.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSeries {
+    pub series: Series,
+    /// The last run's end, for memory and disk.
+    pub last: Option<DetachedEnd>,
+}
+
+pub fn container_series(
+    ctx: &Context,
+    report: &mut LessonReport,
+    image: &str,
+    opts: &RunOptions,
+    runs: usize,
+) -> ContainerSeries {
+    let mut out = ContainerSeries::default();
+    for i in 0..runs {
+        if runs > 1 {
+            ctx.say.note(&format!("container run {}/{runs}", i + 1));
+        }
+        let end = ctx
+            .detached(report, image, opts)
+            .and_then(|d| ctx.finish_detached(report, d, RUN_TIMEOUT));
+        match end {
+            Ok(end) => {
+                if end.timed_out {
+                    out.series
+                        .failures
+                        .push(format!("stopped after {} s", RUN_TIMEOUT.as_secs()));
+                } else {
+                    out.series.to_workload_ms.extend(end.to_workload_ms);
+                    out.series.total_ms.extend(end.total_ms);
+                }
+                out.series.exit_codes.push(end.exit_code);
+                out.series.output.get_or_insert_with(|| end.output.clone());
+                out.last = Some(end);
+            }
+            Err(e) => {
+                ctx.say.failure(&format!("failed: {e}"));
+                out.series.failures.push(e.to_string());
+                out.series.exit_codes.push(None);
+            }
+        }
+    }
+    out
+}
+
+/// The same in the foreground (`run --rm`), as a student would time it.
+pub fn foreground_series(
+    ctx: &Context,
+    report: &mut LessonReport,
+    image: &str,
+    opts: &RunOptions,
+    runs: usize,
+) -> Series {
+    let mut out = Series::default();
+    for i in 0..runs {
+        if runs > 1 {
+            ctx.say.note(&format!("container run {}/{runs}", i + 1));
+        }
+        match ctx.container(report, image, opts) {
+            Ok(run) if run.timed_out => {
+                out.failures
+                    .push(format!("stopped after {} s", RUN_TIMEOUT.as_secs()));
+                out.exit_codes.push(run.exit_code);
+            }
+            Ok(run) => {
+                out.to_workload_ms.extend(run.to_workload_ms);
+                out.total_ms.extend(run.total_ms);
+                out.exit_codes.push(run.exit_code);
+                out.output.get_or_insert(run.output);
+            }
+            Err(e) => {
+                ctx.say.failure(&format!("failed: {e}"));
+                out.failures.push(e.to_string());
+                out.exit_codes.push(None);
+            }
+        }
+    }
+    out
+}
+
+/// The VM side: N boots of the same workload.
+#[derive(Debug, Clone, Default)]
+pub struct VmSeries {
+    pub series: Series,
+    pub last: Option<VmRun>,
+    pub initramfs_bytes: Option<u64>,
+    pub initramfs_cache: Option<std::path::PathBuf>,
+}
+
+pub fn vm_series(
+    ctx: &Context,
+    report: &mut LessonReport,
+    req: &VmRequest,
+    runs: usize,
+) -> VmSeries {
+    let mut out = VmSeries::default();
+    match ctx.prepare_vm(req) {
+        Ok(p) => {
+            out.initramfs_bytes = Some(p.initramfs_bytes);
+            out.initramfs_cache = p.initramfs_cache;
+        }
+        Err(why) => {
+            ctx.say.failure(&format!("the VM half cannot run: {why}"));
+            out.series.failures.push(why);
+            return out;
+        }
+    }
+    for i in 0..runs {
+        if runs > 1 {
+            ctx.say.note(&format!("microVM run {}/{runs}", i + 1));
+        }
+        match ctx.vm_run(report, req) {
+            Ok(run) => {
+                match &run.failure {
+                    Some(why) => out.series.failures.push(why.clone()),
+                    None => {
+                        out.series.to_workload_ms.extend(run.to_workload_ms);
+                        out.series.total_ms.push(run.total_ms);
+                        out.series.output.get_or_insert_with(|| run.output.clone());
+                    }
+                }
+                out.series.exit_codes.push(run.exit_code);
+                out.last = Some(run);
+            }
+            Err(why) => {
+                out.series.failures.push(why);
+                out.series.exit_codes.push(None);
+                // a backend that cannot start a VM will not on the next try
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Output compared as text: the serial console turns "\n" into "\r\n".
+pub fn same_output(a: &str, b: &str) -> bool {
+    normalize(a) == normalize(b)
+}
+
+fn normalize(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}
+
+/// The kernel (and, in a VM, the memory) a side reports, from one probe run.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub kernel: Measured<KernelView>,
+    pub meminfo: Measured<MemInfo>,
+}
+
+const FULL_PROBE: &str =
+    "uname -r; cat /proc/sys/kernel/random/boot_id; cat /proc/version; cat /proc/meminfo";
+
+fn probe_from(output: &str) -> Probe {
+    Probe {
+        kernel: Measured::from_result(parse_probe(output)),
+        meminfo: Measured::from_result(parse_meminfo(output)),
+    }
+}
+
+fn failed_probe(why: String) -> Probe {
+    Probe {
+        kernel: Measured::Failed(why.clone()),
+        meminfo: Measured::Failed(why),
+    }
+}
+
+pub fn container_probe(ctx: &Context, report: &mut LessonReport, image: &str) -> Probe {
+    match ctx.container(report, image, &cmd_opts(sh(FULL_PROBE))) {
+        Ok(run) if run.exit_code == Some(0) => probe_from(&run.output),
+        Ok(run) => failed_probe(format!(
+            "the probe exited with {:?} (does the image have sh, uname and cat?): {}",
+            run.exit_code,
+            run.output.trim()
+        )),
+        Err(e) => failed_probe(e.to_string()),
+    }
+}
+
+pub fn vm_probe(
+    ctx: &Context,
+    report: &mut LessonReport,
+    image_ref: &str,
+    image: &Image,
+    memory_mib: u64,
+) -> Probe {
+    let req = ctx.vm_request(image_ref, image, &cmd_opts(sh(FULL_PROBE)), memory_mib);
+    match ctx.prepare_vm(&req).and_then(|_| ctx.vm_run(report, &req)) {
+        Ok(run) => match (&run.failure, run.exit_code) {
+            (Some(why), _) => failed_probe(why.clone()),
+            (None, Some(0)) => probe_from(&run.output),
+            (None, code) => failed_probe(format!(
+                "the probe exited with {code:?} (does the image have sh, uname and cat?)"
+            )),
+        },
+        Err(why) => failed_probe(why),
+    }
+}
+
+/// Container memory: what its cgroup charged at the peak, plus the
+/// supervisor process that owns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerMemory {
+    pub cgroup_peak: Measured<u64>,
+    pub supervisor_rss: Measured<u64>,
+    pub supervisor_pss: Measured<u64>,
+    pub total: Measured<u64>,
+}
+
+pub fn container_memory(end: Option<&DetachedEnd>) -> ContainerMemory {
+    let Some(end) = end else {
+        let f = || Measured::failed("no container run finished");
+        return ContainerMemory {
+            cgroup_peak: f(),
+            supervisor_rss: f(),
+            supervisor_pss: f(),
+            total: f(),
+        };
+    };
+    let peak = Measured::from_option(
+        end.state.memory_peak_bytes,
+        "the cgroup reported no peak (memory controller missing?)",
+    );
+    let sup = end.supervisor;
+    let rss = Measured::from_option(
+        sup.map(|m| m.rss),
+        "the container ended before its supervisor could be sampled: give a command that runs a little longer",
+    );
+    let pss = match sup {
+        Some(m) => Measured::from_option(m.pss, "no smaps_rollup for the supervisor"),
+        None => Measured::failed("the supervisor was not sampled"),
+    };
+    let total = match (peak.value(), rss.value()) {
+        (Some(p), Some(r)) => Measured::Value(p + r),
+        _ => Measured::failed("needs both the cgroup peak and the supervisor's RSS"),
+    };
+    ContainerMemory {
+        cgroup_peak: peak,
+        supervisor_rss: rss,
+        supervisor_pss: pss,
+        total,
+    }
+}
+
+fn vm_memory_failed(why: &str, configured: u64) -> VmMemory {
+    VmMemory {
+        configured_bytes: configured,
+        process_rss: Measured::failed(why),
+        guest_resident: Measured::failed(why),
+        vmm_overhead: Measured::failed(why),
+        method: String::new(),
+    }
+}
+
+fn bytes(m: &Measured<u64>) -> Cell {
+    m.as_ref().map(|b| format_bytes(*b)).into()
+}
+
+fn stats_cell(m: &Measured<Stats>) -> Cell {
+    m.as_ref().map(|s| s.describe()).into()
+}
+
+fn codes(series: &Series) -> String {
+    if series.exit_codes.is_empty() {
+        return "-".into();
+    }
+    series
+        .exit_codes
+        .iter()
+        .map(|c| c.map_or("none".to_string(), |c| c.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs the whole comparison and returns it as a report.
+pub fn run(ctx: &mut Context, spec: &CompareSpec) -> Result<LessonReport, LessonError> {
+    if spec.runs == 0 {
+        return Err(LessonError::BadInput("--runs 0: give at least 1".into()));
+    }
+    let title = if spec.cmd.is_empty() {
+        spec.image.clone()
+    } else {
+        format!("{} {}", spec.image, crate::shell::join(&spec.cmd))
+    };
+    let mut report = LessonReport::new("compare", &format!("compare: {title}"));
+    report.runs = spec.runs;
+    report.explanation = vec![
+        "The same image config (entrypoint, command, environment, working directory, user) \
+         runs once as a container, which is a group of host processes, and once as a microVM, \
+         which boots its own kernel. A short probe on each side first reads the kernel's \
+         release and boot_id (and, in the VM, /proc/meminfo); then the workload runs the \
+         given number of times on each side."
+            .into(),
+    ];
+    let image = ctx.image(&spec.image)?;
+    ctx.select_backend()?;
+    ctx.say.title(&report.title.clone());
+    match ctx.vm() {
+        Ok(b) => {
+            let note: BackendNote = b.note().clone();
+            let mut banner = format!(
+                "VM backend: {} ({}). {}.",
+                note.name, note.description, note.reason
+            );
+            if note.emulated {
+                banner.push_str(" VM timings are from software emulation and are not representative of a VM on hardware-assisted KVM.");
+            }
+            ctx.say.banner(&banner);
+            report.vm_backend = Some(note);
+        }
+        Err(why) => {
+            ctx.say
+                .failure(&format!("no VM backend works on this host: {why}"));
+            report.failures.push(format!("VM backend: {why}"));
+        }
+    }
+    for p in report.explanation.clone() {
+        ctx.say.paragraph(&p);
+    }
+    let host = host_view()
+        .map_err(|e| LessonError::BadInput(format!("cannot read the host's kernel: {e}")))?;
+    report.host_kernel = host.release.clone();
+    ctx.host_step(
+        &mut report,
+        PROBE_SCRIPT,
+        &format!("{}\n{}\n{}\n", host.release, host.boot_id, host.version),
+    );
+
+    ctx.say.heading("the kernel each side sees");
+    let c_probe = container_probe(ctx, &mut report, &spec.image);
+    let v_probe = vm_probe(ctx, &mut report, &spec.image, &image, spec.memory_mib);
+
+    let opts = cmd_opts(spec.cmd.clone());
+    ctx.say
+        .heading(&format!("the workload, {} run(s) on each side", spec.runs));
+    let containers = container_series(ctx, &mut report, &spec.image, &opts, spec.runs);
+    let req = ctx.vm_request(&spec.image, &image, &opts, spec.memory_mib);
+    let vms = vm_series(ctx, &mut report, &req, spec.runs);
+
+    let footprint = image_footprint(&ctx.store, &image);
+    let c_mem = container_memory(containers.last.as_ref());
+    let v_mem = match &vms.last {
+        Some(run) => run.memory.clone(),
+        None => vm_memory_failed(
+            vms.series
+                .failures
+                .first()
+                .map_or("no VM run finished", |s| s.as_str()),
+            spec.memory_mib << 20,
+        ),
+    };
+    let guest_used = v_probe.meminfo.as_ref().map(|m| m.used());
+    let outputs_match: Measured<bool> = match (&containers.series.output, &vms.series.output) {
+        (Some(a), Some(b)) => Measured::Value(same_output(a, b)),
+        _ => Measured::failed("one side produced no finished run"),
+    };
+
+    build_report(
+        &mut report,
+        &Sides {
+            host: &host,
+            c_probe: &c_probe,
+            v_probe: &v_probe,
+            containers: &containers,
+            vms: &vms,
+            footprint: &footprint,
+            c_mem: &c_mem,
+            v_mem: &v_mem,
+            guest_used: &guest_used,
+            outputs_match: &outputs_match,
+            emulated: ctx.emulated(),
+        },
+    );
+    ctx.say.summary(&report);
+    Ok(report)
+}
+
+struct Sides<'a> {
+    host: &'a KernelView,
+    c_probe: &'a Probe,
+    v_probe: &'a Probe,
+    containers: &'a ContainerSeries,
+    vms: &'a VmSeries,
+    footprint: &'a ImageFootprint,
+    c_mem: &'a ContainerMemory,
+    v_mem: &'a VmMemory,
+    guest_used: &'a Measured<u64>,
+    outputs_match: &'a Measured<bool>,
+    emulated: bool,
+}
+
+fn build_report(report: &mut LessonReport, s: &Sides) {
+    let host = s.host;
+    let kernel_cell = |m: &Measured<KernelView>| -> Cell {
+        m.as_ref()
+            .map(|k| {
+                if k.boot_id == host.boot_id {
+                    format!("{} (the host's kernel)", k.release)
+                } else {
+                    format!("{} (its own kernel)", k.release)
+                }
+            })
+            .into()
+    };
+    let boot_cell = |m: &Measured<KernelView>| -> Cell {
+        m.as_ref()
+            .map(|k| {
+                if k.boot_id == host.boot_id {
+                    "same as the host's".to_string()
+                } else {
+                    format!("{} (differs from the host's)", k.boot_id)
+                }
+            })
+            .into()
+    };
+    let c_start = s.containers.series.to_workload();
+    let v_start = s.vms.series.to_workload();
+    let c_total = s.containers.series.total();
+    let v_total = s.vms.series.total();
+    let writable = s.containers.last.as_ref().map(|e| e.footprint.writable);
+
+    let mut t = Table::new("side by side", &["", "container", "microVM"]);
+    t.row(vec![
+        "kernel (uname -r)".into(),
+        kernel_cell(&s.c_probe.kernel),
+        kernel_cell(&s.v_probe.kernel),
+    ]);
+    t.row(vec![
+        "boot_id".into(),
+        boot_cell(&s.c_probe.kernel),
+        boot_cell(&s.v_probe.kernel),
+    ]);
+    let emu = if s.emulated { " [emulated]" } else { "" };
+    t.row(vec![
+        "time to workload start".into(),
+        stats_cell(&c_start),
+        match stats_cell(&v_start) {
+            Cell::Text(x) => Cell::Text(format!("{x}{emu}")),
+            f => f,
+        },
+    ]);
+    t.row(vec![
+        "total time".into(),
+        stats_cell(&c_total),
+        match stats_cell(&v_total) {
+            Cell::Text(x) => Cell::Text(format!("{x}{emu}")),
+            f => f,
+        },
+    ]);
+    t.row(vec![
+        "memory reserved".into(),
+        "none (shares the host's RAM)".into(),
+        format!("{} guest RAM", format_bytes(s.v_mem.configured_bytes)).into(),
+    ]);
+    t.row(vec![
+        "memory used by the workload".into(),
+        s.c_mem
+            .cgroup_peak
+            .as_ref()
+            .map(|b| format!("{} cgroup peak", format_bytes(*b)))
+            .into(),
+        s.guest_used
+            .as_ref()
+            .map(|b| format!("{} used, as the guest reports it", format_bytes(*b)))
+            .into(),
+    ]);
+    t.row(vec![
+        "host process running it".into(),
+        s.c_mem
+            .supervisor_rss
+            .as_ref()
+            .map(|b| format!("{} supervisor RSS", format_bytes(*b)))
+            .into(),
+        s.v_mem
+            .process_rss
+            .as_ref()
+            .map(|b| format!("{} VMM RSS", format_bytes(*b)))
+            .into(),
+    ]);
+    t.row(vec![
+        "VMM overhead (RSS minus guest RAM)".into(),
+        "-".into(),
+        bytes(&s.v_mem.vmm_overhead),
+    ]);
+    t.row(vec![
+        "memory total on the host".into(),
+        s.c_mem
+            .total
+            .as_ref()
+            .map(|b| format!("{} (peak + supervisor)", format_bytes(*b)))
+            .into(),
+        s.v_mem
+            .process_rss
+            .as_ref()
+            .map(|b| format!("{} (VMM process, guest RAM included)", format_bytes(*b)))
+            .into(),
+    ]);
+    t.row(vec![
+        "disk".into(),
+        format!(
+            "{} image in the store (shared by every container) + {} written by this one",
+            format_bytes(s.footprint.total()),
+            writable.map_or("?".into(), format_bytes)
+        )
+        .into(),
+        match s.vms.initramfs_bytes {
+            Some(b) => format!("{} initramfs loaded into each VM's RAM", format_bytes(b)).into(),
+            None => Cell::Failed {
+                failed: "no initramfs was built".into(),
+            },
+        },
+    ]);
+    t.row(vec![
+        "exit codes".into(),
+        codes(&s.containers.series).into(),
+        codes(&s.vms.series).into(),
+    ]);
+    t.row(vec![
+        "output".into(),
+        s.outputs_match
+            .as_ref()
+            .map(|m| {
+                if *m {
+                    "same on both sides"
+                } else {
+                    "differs (see the steps above)"
+                }
+            })
+            .into(),
+        "".into(),
+    ]);
+    report.tables.push(t);
+
+    let note = s
+        .emulated
+        .then(|| "microVM bars: software emulation (TCG), not representative of KVM".to_string());
+    report.charts.push(Chart {
+        title: "time to workload start (median, whiskers: fastest–slowest)".into(),
+        unit: Unit::Milliseconds,
+        bars: vec![
+            Series::bar("container", Side::Container, &c_start),
+            Series::bar("microVM", Side::Vm, &v_start),
+        ],
+        note: note.clone(),
+    });
+    report.charts.push(Chart {
+        title: "total time (median, whiskers: fastest–slowest)".into(),
+        unit: Unit::Milliseconds,
+        bars: vec![
+            Series::bar("container", Side::Container, &c_total),
+            Series::bar("microVM", Side::Vm, &v_total),
+        ],
+        note,
+    });
+    let f = |m: &Measured<u64>| m.as_ref().map(|b| *b as f64);
+    report.charts.push(Chart {
+        title: "memory on the host".into(),
+        unit: Unit::Bytes,
+        bars: vec![
+            bar(
+                "container: cgroup peak + supervisor",
+                Side::Container,
+                f(&s.c_mem.total),
+                None,
+            ),
+            bar(
+                "microVM: VMM process RSS",
+                Side::Vm,
+                f(&s.v_mem.process_rss),
+                None,
+            ),
+            bar(
+                "microVM: guest RAM reserved",
+                Side::Vm,
+                Measured::Value(s.v_mem.configured_bytes as f64),
+                None,
+            ),
+        ],
+        note: Some(s.v_mem.method.clone()).filter(|m| !m.is_empty()),
+    });
+
+    for (what, m) in [
+        ("container kernel", &s.c_probe.kernel),
+        ("VM kernel", &s.v_probe.kernel),
+    ] {
+        report.check(what, m);
+    }
+    report.check("container time to workload start", &c_start);
+    report.check("VM time to workload start", &v_start);
+    report.check("container memory", &s.c_mem.total);
+    report.check("VM memory", &s.v_mem.process_rss);
+    report.check("guest memory", s.guest_used);
+
+    if let (Some(c), Some(v)) = (c_start.value(), v_start.value()) {
+        let finding = if c.median < v.median {
+            format!(
+                "The container reached its workload in {} (median), the microVM in {}: {:.0}× longer, because the VM first has to start a VMM and boot a kernel.",
+                crate::report::format_ms(c.median),
+                crate::report::format_ms(v.median),
+                v.median / c.median.max(0.001)
+            )
+        } else {
+            format!(
+                "On this run the container took {} to reach its workload and the microVM {}: the container was not faster here.",
+                crate::report::format_ms(c.median),
+                crate::report::format_ms(v.median)
+            )
+        };
+        report.findings.push(finding);
+    }
+    if s.emulated {
+        report.caveats.push("The VM ran under software emulation (TCG): its times are many times longer than on hardware-assisted KVM.".into());
+    }
+    report.caveats.push("Both sides reuse what is cached: the image's unpacked layers (container) and the initramfs built from them (VM) are made before the timed runs.".into());
+
+    let stats_json = |m: &Measured<Stats>| serde_json::to_value(m).unwrap_or_default();
+    let kernel_json = |m: &Measured<KernelView>| serde_json::to_value(m).unwrap_or_default();
+    report.fact(
+        "host",
+        json!({"release": host.release, "boot_id": host.boot_id}),
+    );
+    report.fact(
+        "container",
+        json!({
+            "kernel": kernel_json(&s.c_probe.kernel),
+            "same_boot_as_host": s.c_probe.kernel.value().map(|k| k.boot_id == host.boot_id),
+            "to_workload_ms": stats_json(&c_start),
+            "total_ms": stats_json(&c_total),
+            "memory": s.c_mem,
+            "disk": {"image_bytes": s.footprint.total(), "image_unpacked_bytes": s.footprint.unpacked(), "writable_bytes": writable},
+            "exit_codes": s.containers.series.exit_codes,
+            "output": s.containers.series.output,
+        }),
+    );
+    report.fact(
+        "vm",
+        json!({
+            "kernel": kernel_json(&s.v_probe.kernel),
+            "same_boot_as_host": s.v_probe.kernel.value().map(|k| k.boot_id == host.boot_id),
+            "to_workload_ms": stats_json(&v_start),
+            "total_ms": stats_json(&v_total),
+            "memory": s.v_mem,
+            "guest_meminfo": serde_json::to_value(&s.v_probe.meminfo).unwrap_or_default(),
+            "guest_used_bytes": serde_json::to_value(s.guest_used).unwrap_or_default(),
+            "disk": {"initramfs_bytes": s.vms.initramfs_bytes, "initramfs_cache": s.vms.initramfs_cache},
+            "exit_codes": s.vms.series.exit_codes,
+            "output": s.vms.series.output,
+            "phases": s.vms.last.as_ref().map(|r| r.phases.clone()),
+            "emulated": s.emulated,
+        }),
+    );
+    report.fact(
+        "outputs_match",
+        serde_json::to_value(s.outputs_match).unwrap_or_default(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_compare_across_line_endings() {
+        assert!(same_output("hello\nworld\n", "hello\r\nworld\r\n"));
+        assert!(!same_output("hello\n", "bye\n"));
+        assert!(same_output("a  \n", "a\n\n"));
+    }
+
+    #[test]
+    fn series_without_runs_fail_with_the_reason() {
+        let s = Series {
+            failures: vec!["the guest did not boot".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.total().failure(), Some("the guest did not boot"));
+        let ok = Series {
+            total_ms: vec![3.0, 1.0, 2.0],
+            ..Default::default()
+        };
+        assert_eq!(ok.total().value().unwrap().median, 2.0);
+    }
+}

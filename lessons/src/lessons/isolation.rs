@@ -1,0 +1,545 @@
+//! isolation: what a container and a VM each see from the inside, and what
+//! the host can still see of them from the outside.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::Lesson;
+use crate::backend::VmRun;
+use crate::context::{cmd_opts, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
+use crate::report::{Cell, LessonReport, Measured, Side, Step, Table};
+use crate::LessonError;
+
+pub struct Isolation;
+
+const SCRIPT: &str = "echo \"hostname: $(hostname)\"
+echo 'processes I can see:'
+ps -o pid,args
+echo \"network interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"
+echo \"root file system: $(awk '$2 == \"/\" { print $3 }' /proc/mounts | tail -n 1)\"
+echo \"user: $(id)\"
+echo ready
+sleep 3
+echo bye";
+
+impl Lesson for Isolation {
+    fn name(&self) -> &'static str {
+        "isolation"
+    }
+
+    fn title(&self) -> &'static str {
+        "what each isolates, and what the host can still see"
+    }
+
+    fn summary(&self) -> &'static str {
+        "processes, host name, network, root file system and user inside; host's view of each"
+    }
+
+    fn explanation(&self) -> &'static [&'static str] {
+        &[
+            "A container's isolation is made of namespaces: the host kernel shows the \
+             container's processes their own list of processes (PID namespace), their own \
+             host name (UTS), their own network interfaces (network), their own root file \
+             system (mount). The processes themselves are still host processes: the host \
+             can list them, signal them and read their memory, and without a user namespace \
+             the container's root is the host's root.",
+            "A VM's isolation is the hardware boundary: the guest kernel has its own \
+             processes, network stack and file systems that the host kernel knows nothing \
+             about. From the host, a VM is one process (the VMM); the programs inside it \
+             are invisible.",
+            "The same script runs both ways and reports what it sees; while it runs, the \
+             lesson looks from the host for the script's own process.",
+        ]
+    }
+
+    fn uses_vm(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
+        let image = ctx.image(BUSYBOX)?;
+        let tag = format!("isolation-{}", twinbox_engine::store::random_hex(4));
+        let opts = cmd_opts(vec!["sh".into(), "-c".into(), SCRIPT.into(), tag.clone()]);
+        let host = HostView::now();
+
+        // container: started detached, looked at from the host while it sleeps
+        let mut d = ctx.detached(report, BUSYBOX, &opts)?;
+        let mut out = io::stdout();
+        let c_ready = d.wait_for_output("ready", Duration::from_secs(30), &mut out);
+        let c_host_sees = if c_ready {
+            find_tagged(&tag)
+        } else {
+            Vec::new()
+        };
+        let c_pids = d.pids();
+        let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
+        let c_inside = Inside::parse(&end.output);
+        let c_listing = listing(&c_host_sees, "(none)");
+        ctx.host_step(
+            report,
+            &format!("ps -eo pid,user,args | grep {tag}   # while the container runs"),
+            &c_listing,
+        );
+
+        // VM: boots in a thread; the host looks once the script says ready
+        let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
+        let mut v_host_sees: Vec<HostProcess> = Vec::new();
+        let mut vmm: Vec<HostProcess> = Vec::new();
+        let v_run: Result<VmRun, String> = match ctx.prepare_vm(&req) {
+            Err(why) => Err(why),
+            Ok(_) => match ctx.vm() {
+                Err(why) => Err(why),
+                Ok(vm) => {
+                    let command = vm.command_line(&req);
+                    ctx.show(Side::Vm, &command);
+                    let seen = Arc::new(Mutex::new(Vec::new()));
+                    let result = std::thread::scope(|s| {
+                        let live = Watch { seen: seen.clone() };
+                        let handle = s.spawn(|| vm.run(&req, Box::new(live)));
+                        let deadline = Instant::now() + BOOT_TIMEOUT + Duration::from_secs(30);
+                        while !handle.is_finished() && Instant::now() < deadline {
+                            let text = String::from_utf8_lossy(
+                                &seen.lock().unwrap_or_else(|e| e.into_inner()),
+                            )
+                            .into_owned();
+                            if text.contains("ready") {
+                                v_host_sees = find_tagged(&tag);
+                                vmm = find_vmm();
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        handle
+                            .join()
+                            .map_err(|_| "the VM thread panicked".to_string())
+                    });
+                    match result {
+                        Ok(Ok(run)) => {
+                            report.steps.push(Step {
+                                side: Side::Vm,
+                                command,
+                                output: run.output.clone(),
+                                exit_code: run.exit_code,
+                                error: run.failure.clone(),
+                                duration_ms: Some(run.total_ms),
+                            });
+                            if let Some(why) = &run.failure {
+                                ctx.say.failure(&format!("failed: {why}"));
+                            }
+                            Ok(run)
+                        }
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        };
+        let v_inside: Measured<Inside> = match &v_run {
+            Ok(run) if run.failure.is_none() => Measured::Value(Inside::parse(&run.output)),
+            Ok(run) => Measured::failed(run.failure.clone().unwrap_or_default()),
+            Err(why) => Measured::failed(why.clone()),
+        };
+        report.check("VM's view", &v_inside);
+        if v_inside.value().is_some() {
+            ctx.host_step(
+                report,
+                &format!("ps -eo pid,user,args | grep {tag}   # while the VM runs"),
+                &listing(
+                    &v_host_sees,
+                    "(none: the host cannot see the VM's processes)",
+                ),
+            );
+            ctx.host_step(
+                report,
+                "ps -eo pid,user,args | grep -e qemu -e twinbox   # the VMM",
+                &listing(&vmm, "(none found)"),
+            );
+        }
+
+        let mut t = Table::new(
+            "the view from inside",
+            &["", "host", "container", "microVM"],
+        );
+        let v = |f: fn(&Inside) -> String| -> Cell { v_inside.as_ref().map(f).into() };
+        t.row(vec![
+            "host name".into(),
+            host.hostname.clone().into(),
+            c_inside.hostname.clone().into(),
+            v(|i| i.hostname.clone()),
+        ]);
+        t.row(vec![
+            "processes visible".into(),
+            host.processes.to_string().into(),
+            format!("{} (its own)", c_inside.processes.len()).into(),
+            v(|i| format!("{} (its own, kernel threads included)", i.processes.len())),
+        ]);
+        t.row(vec![
+            "PID 1".into(),
+            host.pid1.clone().into(),
+            c_inside.pid1().into(),
+            v(|i| i.pid1()),
+        ]);
+        t.row(vec![
+            "network interfaces".into(),
+            host.interfaces.clone().into(),
+            c_inside.interfaces.clone().into(),
+            v(|i| i.interfaces.clone()),
+        ]);
+        t.row(vec![
+            "root file system".into(),
+            host.rootfs.clone().into(),
+            c_inside.rootfs.clone().into(),
+            v(|i| i.rootfs.clone()),
+        ]);
+        t.row(vec![
+            "user".into(),
+            "-".into(),
+            c_inside.user.clone().into(),
+            v(|i| i.user.clone()),
+        ]);
+        report.tables.push(t);
+
+        let mut h = Table::new("the view from the host", &["", "container", "microVM"]);
+        h.row(vec![
+            "the script's process, seen from the host".into(),
+            if c_host_sees.is_empty() {
+                "not found".into()
+            } else {
+                c_host_sees
+                    .iter()
+                    .map(|p| format!("pid {} ({})", p.pid, p.user))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .into()
+            },
+            match &v_inside {
+                Measured::Value(_) if v_host_sees.is_empty() => {
+                    "not found: it lives in the guest kernel".into()
+                }
+                Measured::Value(_) => format!("found {} (unexpected)", v_host_sees.len()).into(),
+                Measured::Failed(w) => Cell::Failed { failed: w.clone() },
+            },
+        ]);
+        h.row(vec![
+            "what the host sees instead".into(),
+            format!("{} process(es) in the container's cgroup", c_pids.len()).into(),
+            if vmm.is_empty() {
+                "the VMM process".to_string().into()
+            } else {
+                vmm.iter()
+                    .map(|p| format!("pid {}: {}", p.pid, short(&p.args, 40)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    .into()
+            },
+        ]);
+        report.tables.push(h);
+
+        let sees_lesson = c_inside.processes.iter().any(|p| p.contains("twinbox"));
+        report.findings.push(format!(
+            "Inside the container `ps` listed {} process(es), its own, where the host has {}; its PID 1 was `{}`, not the host's. The host name was {:?} and the network had only {}: the PID, UTS and network namespaces at work.",
+            c_inside.processes.len(),
+            host.processes,
+            c_inside.pid1(),
+            c_inside.hostname,
+            if c_inside.interfaces.trim().is_empty() { "nothing".to_string() } else { c_inside.interfaces.trim().to_string() }
+        ));
+        if c_host_sees.is_empty() {
+            report.findings.push("Unexpected on this run: the host did not find the container's script among its processes.".into());
+        } else {
+            report.findings.push(format!(
+                "Yet the host saw the container's script as an ordinary process (host pid {}, user {}): a container is isolated by the host kernel, not from it. {}",
+                c_host_sees[0].pid,
+                c_host_sees[0].user,
+                if c_host_sees[0].user == "root" { "It runs as the host's root, because twinbox uses no user namespace." } else { "" }
+            ));
+        }
+        if let Some(i) = v_inside.value() {
+            report.findings.push(format!(
+                "The VM's `ps` listed {} processes, among them its own kernel's threads; its PID 1 was `{}`. {}",
+                i.processes.len(),
+                i.pid1(),
+                if v_host_sees.is_empty() {
+                    "The host found none of them: what runs in a VM is only visible to the guest kernel, and the host sees the VMM process."
+                } else {
+                    "Unexpected on this run: the host found a process with the script's tag."
+                }
+            ));
+        }
+        report.caveats.push("twinbox runs containers without a user namespace (as Docker does by default): root inside is root outside, held back by dropped capabilities, seccomp and the namespaces.".into());
+        report.fact(
+            "host",
+            json!({"hostname": host.hostname, "processes": host.processes, "pid1": host.pid1}),
+        );
+        report.fact(
+            "container",
+            json!({
+                "inside": c_inside,
+                "visible_processes": c_inside.processes.len(),
+                "sees_lesson_process": sees_lesson,
+                "host_sees_workload": !c_host_sees.is_empty(),
+                "host_view": c_host_sees,
+                "cgroup_pids": c_pids,
+            }),
+        );
+        report.fact(
+            "vm",
+            json!({
+                "inside": serde_json::to_value(&v_inside).unwrap_or_default(),
+                "visible_processes": v_inside.value().map(|i| i.processes.len()),
+                "host_sees_workload": v_inside.value().map(|_| !v_host_sees.is_empty()),
+                "vmm": vmm,
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// Passes the VM's output to the terminal and keeps it for the watcher.
+struct Watch {
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Write for Watch {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        let mut out = io::stdout();
+        let _ = out.write_all(buf).and_then(|()| out.flush());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the script reported.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Inside {
+    pub hostname: String,
+    /// `ps` lines: "PID ARGS".
+    pub processes: Vec<String>,
+    pub interfaces: String,
+    pub rootfs: String,
+    pub user: String,
+}
+
+impl Inside {
+    fn parse(output: &str) -> Inside {
+        let text = output.replace("\r\n", "\n");
+        let field = |key: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let mut processes = Vec::new();
+        let mut in_ps = false;
+        for l in text.lines() {
+            if l.starts_with("processes I can see:") {
+                in_ps = true;
+                continue;
+            }
+            if l.starts_with("network interfaces:") {
+                break;
+            }
+            if in_ps && !l.trim_start().starts_with("PID") && !l.trim().is_empty() {
+                processes.push(l.trim().to_string());
+            }
+        }
+        Inside {
+            hostname: field("hostname:"),
+            processes,
+            interfaces: field("network interfaces:"),
+            rootfs: field("root file system:"),
+            user: field("user:"),
+        }
+    }
+
+    fn pid1(&self) -> String {
+        self.processes
+            .iter()
+            .find_map(|p| {
+                let mut w = p.splitn(2, ' ');
+                (w.next()? == "1").then(|| {
+                    let args = w.next().unwrap_or("").trim();
+                    if args.starts_with("sh -c ") {
+                        "sh -c … (this script)".to_string()
+                    } else {
+                        short(args, 40)
+                    }
+                })
+            })
+            .unwrap_or_else(|| "(not listed)".into())
+    }
+}
+
+fn short(s: &str, n: usize) -> String {
+    let one_line = s.replace('\n', " ");
+    if one_line.chars().count() > n {
+        format!("{}…", one_line.chars().take(n).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// The host's own view, for the table.
+struct HostView {
+    hostname: String,
+    processes: usize,
+    pid1: String,
+    interfaces: String,
+    rootfs: String,
+}
+
+impl HostView {
+    fn now() -> HostView {
+        let interfaces = std::fs::read_dir("/sys/class/net")
+            .map(|rd| {
+                let mut v: Vec<String> = rd
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                v.sort();
+                v.join(" ")
+            })
+            .unwrap_or_default();
+        let rootfs = std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .lines()
+            .rfind(|l| l.split_whitespace().nth(1) == Some("/"))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .unwrap_or_default();
+        HostView {
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            processes: all_pids().len(),
+            pid1: short(&twinbox_engine::container::procinfo::cmdline(1), 40),
+            interfaces,
+            rootfs,
+        }
+    }
+}
+
+/// A process as the host lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostProcess {
+    pub pid: i32,
+    pub user: String,
+    pub args: String,
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn host_process(pid: i32) -> Option<HostProcess> {
+    let args = twinbox_engine::container::procinfo::cmdline(pid);
+    if args.is_empty() {
+        return None;
+    }
+    let (uid, _) = twinbox_engine::container::procinfo::owner_and_parent(pid)?;
+    Some(HostProcess {
+        pid,
+        user: if uid == 0 {
+            "root".into()
+        } else {
+            uid.to_string()
+        },
+        args,
+    })
+}
+
+/// Host processes whose command line carries `tag` (never this process).
+fn find_tagged(tag: &str) -> Vec<HostProcess> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|p| *p != me)
+        .filter_map(host_process)
+        .filter(|p| p.args.contains(tag))
+        .collect()
+}
+
+/// The processes running VMs for this lesson: QEMU children of this process,
+/// or this process itself when twinbox's own VMM runs in it.
+fn find_vmm() -> Vec<HostProcess> {
+    let me = std::process::id() as i32;
+    let children: Vec<HostProcess> = all_pids()
+        .into_iter()
+        .filter(|p| {
+            twinbox_engine::container::procinfo::owner_and_parent(*p).map(|(_, pp)| pp) == Some(me)
+        })
+        .filter_map(host_process)
+        .filter(|p| p.args.contains("qemu-system"))
+        .collect();
+    if children.is_empty() {
+        host_process(me).into_iter().collect()
+    } else {
+        children
+    }
+}
+
+fn listing(procs: &[HostProcess], empty: &str) -> String {
+    if procs.is_empty() {
+        return format!("{empty}\n");
+    }
+    let mut s = String::from("  PID USER     ARGS\n");
+    for p in procs {
+        s.push_str(&format!(
+            "{:>5} {:<8} {}\n",
+            p.pid,
+            p.user,
+            short(&p.args, 100)
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_script_output() {
+        let out = "hostname: abc\r\nprocesses I can see:\r\nPID   COMMAND\r\n    1 sh -c echo x\r\n    7 ps -o pid,args\r\nnetwork interfaces: lo \r\nroot file system: overlay\r\nuser: uid=0(root) gid=0(root)\r\nready\r\n";
+        let i = Inside::parse(out);
+        assert_eq!(i.hostname, "abc");
+        assert_eq!(i.processes.len(), 2);
+        assert_eq!(i.pid1(), "sh -c … (this script)");
+        assert_eq!(i.interfaces, "lo");
+        assert_eq!(i.rootfs, "overlay");
+        assert!(i.user.starts_with("uid=0"));
+    }
+
+    #[test]
+    fn finds_tagged_processes_but_not_itself() {
+        let tag = format!("tag-{}", std::process::id());
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5; true", &tag])
+            .spawn()
+            .expect("start sh");
+        std::thread::sleep(Duration::from_millis(100));
+        let found = find_tagged(&tag);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].pid, child.id() as i32);
+    }
+}

@@ -1,0 +1,306 @@
+//! limits: cgroups cap what a container may use (memory, processes, CPU
+//! time) on a shared kernel; a VM's limits are its virtual hardware.
+
+use serde_json::json;
+use twinbox_engine::container::RunOptions;
+
+use super::Lesson;
+use crate::container::ContainerRun;
+use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
+use crate::render::terminal::bar;
+use crate::report::{
+    format_bytes, format_ms, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
+};
+use crate::LessonError;
+
+pub struct Limits;
+
+const MEMORY_LIMIT: u64 = 16 << 20;
+const PIDS_LIMIT: i64 = 8;
+const CPUS: f64 = 0.5;
+
+/// Shows what the inside believes it has, then asks for 64 MiB.
+const MEMORY_HOG: &str =
+    "echo \"$(grep MemTotal /proc/meminfo), CPUs: $(grep -c ^processor /proc/cpuinfo)\"
+echo 'allocating 64 MiB...'
+head -c 64m /dev/zero | tail > /dev/null
+code=$?
+echo \"the allocating process ended with exit code $code\"
+exit $code";
+
+/// Starts 15 sleepers from a child shell (which dies when a fork is refused),
+/// then counts the processes with a shell builtin (no fork needed).
+const FORKER: &str = "sh -c 'for i in $(seq 1 15); do sleep 2 & done' 2>&1
+echo \"the loop's shell ended with exit code $?\"
+set -- /proc/[0-9]*
+echo \"processes running now: $#\"";
+
+/// A fixed amount of pure shell work: its time shows the CPU share it got.
+const BUSY: &str = "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; echo \"counted to $i\"";
+
+impl Lesson for Limits {
+    fn name(&self) -> &'static str {
+        "limits"
+    }
+
+    fn title(&self) -> &'static str {
+        "cgroups limit a container; a VM is limited by its hardware"
+    }
+
+    fn summary(&self) -> &'static str {
+        "memory limit and OOM kill, pids limit, CPU quota; a VM's fixed RAM and vCPUs"
+    }
+
+    fn explanation(&self) -> &'static [&'static str] {
+        &[
+            "Containers share one kernel and one machine, so the kernel needs a way to stop \
+             one container from taking everything: control groups (cgroups). A memory \
+             limit makes the kernel's OOM killer end a process of the container that goes \
+             over it; a pids limit makes fork() fail; a CPU quota lets the container run \
+             only part of each 100 ms period. None of this changes what the container sees \
+             in /proc: it still reports the host's RAM and CPUs.",
+            "A VM's limits are its virtual hardware: the RAM and vCPUs it was given. Its own \
+             kernel sees exactly that, and when a program in it wants more memory, the \
+             guest's OOM killer deals with it, inside the guest, without the host noticing.",
+        ]
+    }
+
+    fn uses_vm(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
+        let image = ctx.image(BUSYBOX)?;
+
+        ctx.say
+            .heading("memory: a 16 MiB limit, and a program that wants 64 MiB");
+        let mem_opts = RunOptions {
+            memory_bytes: Some(MEMORY_LIMIT),
+            ..cmd_opts(sh(MEMORY_HOG))
+        };
+        let mem = ctx.container(report, BUSYBOX, &mem_opts);
+        let oom: Measured<bool> = match &mem {
+            Ok(run) => Measured::Value(run.oom_killed),
+            Err(e) => Measured::failed(e.to_string()),
+        };
+        report.check("memory limit", &oom);
+
+        ctx.say
+            .heading("processes: a limit of 8, and a loop that starts 15");
+        let pids_opts = RunOptions {
+            pids_limit: Some(PIDS_LIMIT),
+            ..cmd_opts(sh(FORKER))
+        };
+        let pids = ctx.container(report, BUSYBOX, &pids_opts);
+        let refused: Measured<bool> = match &pids {
+            Ok(run) => Measured::Value(
+                run.output.contains("can't fork")
+                    || run.output.contains("Resource temporarily unavailable"),
+            ),
+            Err(e) => Measured::failed(e.to_string()),
+        };
+        let running: Option<u32> = pids.as_ref().ok().and_then(|r| {
+            r.output
+                .lines()
+                .find_map(|l| l.strip_prefix("processes running now: "))
+                .and_then(|n| n.trim().parse().ok())
+        });
+        report.check("pids limit", &refused);
+
+        ctx.say
+            .heading("CPU: the same work without a limit, then with --cpus 0.5");
+        let free = ctx.container(report, BUSYBOX, &cmd_opts(sh(BUSY)));
+        let cpu_opts = RunOptions {
+            cpus: Some(CPUS),
+            ..cmd_opts(sh(BUSY))
+        };
+        let capped = ctx.container(report, BUSYBOX, &cpu_opts);
+        let secs = |r: &Result<ContainerRun, LessonError>| -> Measured<f64> {
+            match r {
+                Ok(run) if run.exit_code == Some(0) => {
+                    Measured::from_option(run.total_ms, "no exit time recorded")
+                }
+                Ok(run) => Measured::failed(format!("exited with {:?}", run.exit_code)),
+                Err(e) => Measured::failed(e.to_string()),
+            }
+        };
+        let (free_ms, capped_ms) = (secs(&free), secs(&capped));
+        report.check("CPU run without limit", &free_ms);
+        report.check("CPU run with --cpus 0.5", &capped_ms);
+
+        ctx.say.heading(&format!(
+            "the VM: {VM_MEMORY_MIB} MiB of RAM and 1 vCPU, and a program that wants 400 MiB"
+        ));
+        let vm_script = MEMORY_HOG
+            .replace("64m", "400m")
+            .replace("64 MiB", "400 MiB");
+        let req = ctx.vm_request(BUSYBOX, &image, &cmd_opts(sh(&vm_script)), VM_MEMORY_MIB);
+        let vm = ctx.prepare_vm(&req).and_then(|_| ctx.vm_run(report, &req));
+        let vm_code: Measured<i32> = match &vm {
+            Ok(run) => match (&run.failure, run.exit_code) {
+                (Some(why), _) => Measured::failed(why.clone()),
+                (None, Some(c)) => Measured::Value(c),
+                (None, None) => Measured::failed("no exit code"),
+            },
+            Err(why) => Measured::failed(why.clone()),
+        };
+        report.check("VM memory", &vm_code);
+        let seen = |out: &str| -> String {
+            out.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        let c_seen = mem.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
+        let v_seen = vm.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
+
+        let mut t = Table::new("limits and what happened", &["", "container", "microVM"]);
+        t.row(vec![
+            "what the inside sees".into(),
+            c_seen.clone().into(),
+            match &vm_code {
+                Measured::Failed(w) => Cell::Failed { failed: w.clone() },
+                _ => v_seen.clone().into(),
+            },
+        ]);
+        t.row(vec![
+            "memory limit".into(),
+            format!("{} (cgroup)", format_bytes(MEMORY_LIMIT)).into(),
+            format!("{VM_MEMORY_MIB} MiB (its RAM)").into(),
+        ]);
+        t.row(vec![
+            "asking for more".into(),
+            match &mem {
+                Ok(run) => format!(
+                    "exit code {}, {}",
+                    run.exit_code.map_or("none".into(), |c| c.to_string()),
+                    if run.oom_killed {
+                        "OOM kill recorded by the cgroup"
+                    } else {
+                        "no OOM kill recorded"
+                    }
+                )
+                .into(),
+                Err(e) => Cell::Failed {
+                    failed: e.to_string(),
+                },
+            },
+            vm_code
+                .as_ref()
+                .map(|c| format!("exit code {c} (the guest's own OOM killer)"))
+                .into(),
+        ]);
+        t.row(vec![
+            "process limit".into(),
+            match &pids {
+                Ok(_) => format!(
+                    "{PIDS_LIMIT}: {}; {} processes were running",
+                    if refused.value() == Some(&true) {
+                        "fork refused"
+                    } else {
+                        "fork never refused"
+                    },
+                    running.map_or("?".into(), |n| n.to_string())
+                )
+                .into(),
+                Err(e) => Cell::Failed {
+                    failed: e.to_string(),
+                },
+            },
+            "none besides the guest kernel's own".into(),
+        ]);
+        t.row(vec![
+            "CPU".into(),
+            match (free_ms.value(), capped_ms.value()) {
+                (Some(f), Some(c)) => format!(
+                    "same work: {} free, {} with --cpus {CPUS}",
+                    format_ms(*f),
+                    format_ms(*c)
+                )
+                .into(),
+                _ => Cell::Failed {
+                    failed: free_ms
+                        .failure()
+                        .or(capped_ms.failure())
+                        .unwrap_or("")
+                        .to_string(),
+                },
+            },
+            "1 vCPU: all the guest has".into(),
+        ]);
+        report.tables.push(t);
+        report.charts.push(Chart {
+            title: "the same CPU work in a container (total time)".into(),
+            unit: Unit::Milliseconds,
+            bars: vec![
+                bar("no limit", Side::Container, free_ms.clone(), None),
+                bar(
+                    &format!("--cpus {CPUS}"),
+                    Side::Container,
+                    capped_ms.clone(),
+                    None,
+                ),
+            ],
+            note: Some("the quota allows 50 ms of CPU time in every 100 ms period".into()),
+        });
+
+        match &mem {
+            Ok(run) if run.oom_killed => report.findings.push(format!(
+                "Inside the container, /proc/meminfo said `{c_seen}`, the host's memory, yet when the workload asked for 64 MiB the kernel's OOM killer ended it at the {} limit (exit code {}; the cgroup counted an OOM kill). The limit is enforced, just not shown.",
+                format_bytes(MEMORY_LIMIT),
+                run.exit_code.map_or("none".into(), |c| c.to_string())
+            )),
+            Ok(_) => report.findings.push("Unexpected on this run: the memory hog was not OOM-killed under the 16 MiB limit.".into()),
+            Err(_) => {}
+        }
+        if refused.value() == Some(&true) {
+            report.findings.push(format!(
+                "With --pids-limit {PIDS_LIMIT}, fork() failed once the container had {PIDS_LIMIT} processes (\"can't fork\"); {} were running afterwards. A fork bomb in a container stops there.",
+                running.map_or("an unknown number".into(), |n| n.to_string())
+            ));
+        }
+        if let (Some(f), Some(c)) = (free_ms.value(), capped_ms.value()) {
+            if c > f {
+                report.findings.push(format!(
+                    "The same counting loop took {} without a limit and {} with --cpus {CPUS} ({:.1} times as long): the quota throttles the container without it seeing fewer CPUs.",
+                    format_ms(*f),
+                    format_ms(*c),
+                    c / f
+                ));
+            } else {
+                report.findings.push(format!(
+                    "On this run the CPU quota did not slow the loop down ({} free, {} capped); the machine may have been too busy for the difference to show.",
+                    format_ms(*f),
+                    format_ms(*c)
+                ));
+            }
+        }
+        if let Some(code) = vm_code.value() {
+            report.findings.push(format!(
+                "The VM's kernel reported `{v_seen}`: the RAM it was given. Asking for 400 MiB ended with exit code {code}{}; the host only saw the VMM process, whose size is bounded by the VM's RAM.",
+                if *code == 137 { ", an OOM kill by the guest's own kernel" } else { "" }
+            ));
+        }
+        report.caveats.push("The CPU comparison is two single runs on a shared machine; rerun with a quieter machine for a cleaner ratio.".into());
+        report.fact(
+            "container",
+            json!({
+                "memory_limit_bytes": MEMORY_LIMIT,
+                "oom_killed": oom,
+                "memory_exit_code": mem.as_ref().ok().and_then(|r| r.exit_code),
+                "memtotal_seen": c_seen,
+                "pids_limit": PIDS_LIMIT,
+                "fork_refused": refused,
+                "processes_running": running,
+                "cpu_free_ms": free_ms,
+                "cpu_capped_ms": capped_ms,
+                "cpus": CPUS,
+            }),
+        );
+        report.fact(
+            "vm",
+            json!({"memory_mib": VM_MEMORY_MIB, "exit_code": vm_code, "memtotal_seen": v_seen}),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! The lessons, one file each, and the driver every lesson runs through:
+//! title, the VM backend note, the explanation, the lesson's own steps, then
+//! the summary (tables, charts, findings, caveats).
+
+mod disk;
+mod distro;
+mod ephemeral;
+mod images;
+mod isolation;
+mod kernel;
+mod limits;
+mod memory;
+mod registry;
+mod scale;
+mod startup;
+
+use crate::context::Context;
+use crate::report::LessonReport;
+use crate::LessonError;
+
+pub trait Lesson: Sync {
+    fn name(&self) -> &'static str;
+    fn title(&self) -> &'static str;
+    /// One line for `twinbox lesson list`.
+    fn summary(&self) -> &'static str;
+    /// The opening explanation, in plain words, one paragraph each.
+    fn explanation(&self) -> &'static [&'static str];
+    /// Whether the lesson boots VMs (and so needs a VM backend).
+    fn uses_vm(&self) -> bool;
+    /// `--runs` when not given.
+    fn default_runs(&self) -> usize {
+        1
+    }
+    fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError>;
+}
+
+pub static LESSONS: &[&dyn Lesson] = &[
+    &kernel::Kernel,
+    &startup::Startup,
+    &memory::Memory,
+    &disk::Disk,
+    &isolation::Isolation,
+    &limits::Limits,
+    &images::Images,
+    &ephemeral::Ephemeral,
+    &scale::Scale,
+    &distro::Distro,
+    &registry::Registry,
+];
+
+/// What `twinbox lesson tour` runs, in order.
+pub const TOUR: &[&str] = &["kernel", "startup", "memory", "disk", "isolation"];
+
+pub fn find(name: &str) -> Result<&'static dyn Lesson, LessonError> {
+    LESSONS
+        .iter()
+        .copied()
+        .find(|l| l.name() == name)
+        .ok_or_else(|| LessonError::UnknownLesson(name.to_string()))
+}
+
+/// Runs one lesson from its title to its summary.
+pub fn run(lesson: &dyn Lesson, ctx: &mut Context) -> Result<LessonReport, LessonError> {
+    let mut report = LessonReport::new(lesson.name(), lesson.title());
+    report.runs = ctx.runs(lesson.default_runs());
+    report.host_kernel = crate::measure::kernel::host_view()
+        .map(|v| v.release)
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    report.explanation = lesson.explanation().iter().map(|p| p.to_string()).collect();
+    ctx.say
+        .title(&format!("lesson {}: {}", lesson.name(), lesson.title()));
+    if lesson.uses_vm() {
+        ctx.select_backend()?;
+        match ctx.vm() {
+            Ok(b) => {
+                let note = b.note().clone();
+                let mut banner = format!(
+                    "VM backend: {} ({}). {}.",
+                    note.name, note.description, note.reason
+                );
+                if note.emulated {
+                    banner.push_str(
+                        " VM timings below are from software emulation and are not representative of a VM on hardware-assisted KVM.",
+                    );
+                }
+                ctx.say.banner(&banner);
+                report.vm_backend = Some(note);
+            }
+            Err(why) => {
+                ctx.say.failure(&format!("no VM backend works on this host: {why}; the VM half of this lesson will show as failed"));
+                report.failures.push(format!("VM backend: {why}"));
+            }
+        }
+    }
+    for p in lesson.explanation() {
+        ctx.say.paragraph("");
+        ctx.say.paragraph(p);
+    }
+    lesson.run(ctx, &mut report)?;
+    if report.vm_backend.as_ref().is_some_and(|b| b.emulated) {
+        report.caveats.push(
+            "The VM ran under QEMU's software CPU emulation (TCG), because this host's KVM cannot boot a stock kernel. Every VM time here is many times slower than on a machine with VT-x/AMD-V; compare the container and VM numbers for their direction, not their exact ratio."
+                .into(),
+        );
+    }
+    ctx.say.summary(&report);
+    Ok(report)
+}

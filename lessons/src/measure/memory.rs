@@ -1,0 +1,111 @@
+//! Memory as each side reports it: a process's resident set (the container's
+//! supervisor, the VMM), and `/proc/meminfo` as a guest sees it.
+
+use serde::Serialize;
+use twinbox_engine::container::procinfo;
+
+/// The shell line a lesson runs inside a VM to hear what the guest uses.
+pub const MEMINFO_SCRIPT: &str = "cat /proc/meminfo";
+
+/// The lines of `/proc/meminfo` the lessons quote, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemInfo {
+    pub total: u64,
+    pub available: u64,
+    pub free: u64,
+}
+
+impl MemInfo {
+    /// What `free` calls used, near enough: total minus what is available
+    /// to new programs without swapping.
+    pub fn used(&self) -> u64 {
+        self.total.saturating_sub(self.available)
+    }
+}
+
+/// Finds `MemTotal`, `MemFree` and `MemAvailable` in text that contains a
+/// copy of `/proc/meminfo` (other lines around it are ignored).
+pub fn parse_meminfo(text: &str) -> Result<MemInfo, String> {
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(':'))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kib| kib * 1024)
+    };
+    let total = field("MemTotal").ok_or("no MemTotal line in the guest's /proc/meminfo output")?;
+    let free = field("MemFree").ok_or("no MemFree line in the guest's /proc/meminfo output")?;
+    let available = field("MemAvailable").unwrap_or(free);
+    Ok(MemInfo {
+        total,
+        available,
+        free,
+    })
+}
+
+/// One look at a process's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProcessMemory {
+    pub rss: u64,
+    /// Shared pages divided among the processes that map them.
+    pub pss: Option<u64>,
+    /// Pages only this process holds.
+    pub private: Option<u64>,
+    /// The most the process ever had resident (VmHWM).
+    pub peak_rss: Option<u64>,
+}
+
+/// Reads `/proc/PID`; `None` once the process is gone.
+pub fn process_memory(pid: i32) -> Option<ProcessMemory> {
+    Some(ProcessMemory {
+        rss: procinfo::rss_bytes(pid)?,
+        pss: procinfo::pss_bytes(pid),
+        private: procinfo::private_bytes(pid),
+        peak_rss: status_kib(pid, "VmHWM:").map(|k| k * 1024),
+    })
+}
+
+fn status_kib(pid: i32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The host's own `/proc/meminfo`.
+pub fn host_meminfo() -> Result<MemInfo, String> {
+    let text =
+        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    parse_meminfo(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_inside_other_output() {
+        let text = "hello\nMemTotal:         246012 kB\nMemFree:          200000 kB\nMemAvailable:     210000 kB\nBuffers: 0 kB\n";
+        let m = parse_meminfo(text).unwrap();
+        assert_eq!(m.total, 246012 * 1024);
+        assert_eq!(m.used(), (246012 - 210000) * 1024);
+        assert!(parse_meminfo("nothing").is_err());
+        // a MemTotalX line must not be taken for MemTotal
+        assert!(parse_meminfo("MemTotalX: 5 kB\nMemFree: 1 kB").is_err());
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let m = process_memory(std::process::id() as i32).unwrap();
+        assert!(m.rss > 0);
+        assert!(m.peak_rss.unwrap() >= m.rss);
+        assert!(host_meminfo().unwrap().total > 0);
+    }
+}

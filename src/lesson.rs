@@ -1,0 +1,217 @@
+//! Lesson verbs: `lesson list`, `lesson NAME`, `lesson tour`, and `compare`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use twinbox_engine::store::Store;
+use twinbox_lessons::backend::BackendChoice;
+use twinbox_lessons::render::{html, json};
+use twinbox_lessons::{compare, lessons, Context, LessonReport, Settings, LESSONS, TOUR};
+
+use crate::container::require_root;
+use crate::format::print_table;
+
+#[derive(Args, Debug)]
+pub struct LessonArgs {
+    /// A lesson's name, `list` to see them all, or `tour` for the main five
+    name: String,
+    /// How many times to repeat timed measurements (each lesson has a default)
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Print the results as JSON on stdout (the narration goes to stderr)
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report with charts to this file
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Which VM runs the VM half: twinbox (own KVM VMM), qemu, or auto
+    #[arg(long = "vm-backend", default_value = "auto")]
+    vm_backend: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// How many timed runs on each side
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Guest RAM of the VM: MiB (256) or with a unit (256m, 1g)
+    #[arg(short = 'm', long, default_value = "256")]
+    memory: String,
+    /// Print the results as JSON on stdout (the narration goes to stderr)
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report with charts to this file
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Which VM runs the VM half: twinbox (own KVM VMM), qemu, or auto
+    #[arg(long = "vm-backend", default_value = "auto")]
+    vm_backend: String,
+    /// Image to run both ways
+    image: String,
+    /// Command and arguments (replace the image's Cmd)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn settings(runs: Option<usize>, backend: &str) -> Result<Settings> {
+    let backend: BackendChoice = backend.parse().map_err(anyhow::Error::msg)?;
+    if runs == Some(0) {
+        bail!("--runs 0: give at least 1");
+    }
+    Ok(Settings {
+        runs,
+        backend,
+        supervisor_exe: std::env::current_exe()
+            .context("cannot find the twinbox binary to start supervisors")?,
+    })
+}
+
+/// Refuses a report path whose directory does not exist before anything runs.
+fn check_report_path(path: &Option<PathBuf>) -> Result<()> {
+    if let Some(p) = path {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            bail!(
+                "--report {}: directory {} does not exist",
+                p.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
+    if args.name == "list" {
+        return list();
+    }
+    let names: Vec<&str> = if args.name == "tour" {
+        TOUR.to_vec()
+    } else {
+        vec![lessons::find(&args.name)?.name()]
+    };
+    let settings = settings(args.runs, &args.vm_backend)?;
+    check_report_path(&args.report)?;
+    require_root("lesson")?;
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let json_out = args
+        .json
+        .then(json::StdoutForJson::redirect)
+        .transpose()
+        .context("cannot set up --json output")?;
+    let mut ctx = Context::new(store, settings);
+    if args.name == "tour" {
+        ctx.say.title("twinbox lesson tour");
+        ctx.say.paragraph(&format!(
+            "Five short lessons, each running the same workload as a container and as a microVM on this machine: {}. Timed measurements repeat {} times (change with --runs); on a machine without hardware virtualization the VMs run under software emulation and the tour takes a few minutes.",
+            TOUR.join(", "),
+            args.runs.map_or("3".to_string(), |r| r.to_string())
+        ));
+    }
+    let mut reports: Vec<LessonReport> = Vec::new();
+    for name in names {
+        let lesson = lessons::find(name)?;
+        reports.push(lessons::run(lesson, &mut ctx)?);
+    }
+    finish(&reports, args.report.as_deref(), json_out)
+}
+
+/// Writes the HTML report and the JSON, and turns failed measurements into
+/// exit code 1 (the results are still all shown).
+fn finish(
+    reports: &[LessonReport],
+    report_path: Option<&Path>,
+    json_out: Option<json::StdoutForJson>,
+) -> Result<i32> {
+    if let Some(path) = report_path {
+        let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+        let page = html::page(reports, &generated);
+        write_atomic(path, page.as_bytes())
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    if let Some(out) = json_out {
+        out.finish(&json::to_json(reports))
+            .context("cannot write the JSON to stdout")?;
+    }
+    let failed = reports.iter().any(|r| !r.failures.is_empty());
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn list() -> Result<i32> {
+    let rows: Vec<Vec<String>> = LESSONS
+        .iter()
+        .map(|l| {
+            vec![
+                l.name().to_string(),
+                if l.uses_vm() {
+                    "container + microVM"
+                } else {
+                    "container"
+                }
+                .to_string(),
+                l.summary().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["LESSON", "RUNS", "SHOWS"], &rows);
+    println!(
+        "\nrun one with `twinbox lesson NAME`, or `twinbox lesson tour` for {}",
+        TOUR.join(", ")
+    );
+    Ok(0)
+}
+
+/// Guest memory in MiB: a plain number is MiB, as for `vm run --memory`.
+fn parse_memory_mib(text: &str) -> Result<u64> {
+    let mib = match text.parse::<u64>() {
+        Ok(mib) => mib,
+        Err(_) => {
+            twinbox_engine::cgroups::parse_memory_size(text).map_err(anyhow::Error::msg)? >> 20
+        }
+    };
+    if mib < 64 {
+        bail!("--memory {text}: give the VM at least 64 MiB (a stock kernel needs it to boot)");
+    }
+    Ok(mib)
+}
+
+pub fn compare(root: &Path, args: CompareArgs) -> Result<i32> {
+    let settings = settings(Some(args.runs), &args.vm_backend)?;
+    let memory_mib = parse_memory_mib(&args.memory)?;
+    check_report_path(&args.report)?;
+    require_root("compare")?;
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let json_out = args
+        .json
+        .then(json::StdoutForJson::redirect)
+        .transpose()
+        .context("cannot set up --json output")?;
+    let mut ctx = Context::new(store, settings);
+    let spec = compare::CompareSpec {
+        image: args.image.clone(),
+        cmd: args.command.clone(),
+        runs: args.runs,
+        memory_mib,
+    };
+    let report = compare::run(&mut ctx, &spec)?;
+    finish(&[report], args.report.as_deref(), json_out)
+}

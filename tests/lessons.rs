@@ -1,0 +1,606 @@
+//! The lessons and `compare`, run through the real binary with `--runs 1
+//! --json`, checked for the facts each lesson teaches. The VM half boots the
+//! host's stock kernel (under QEMU's software emulation on PVM hosts), so VM
+//! boots are few: the tour runs once and its JSON serves several tests.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{lab, Lab, Run};
+use serde_json::Value;
+
+/// `twinbox lesson ARGS... --json`, with the parsed JSON.
+fn lesson(lab: &Lab, args: &[&str]) -> (Run, Value) {
+    let r = lab.tb(args);
+    let json = serde_json::from_str(&r.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not JSON ({e}), exit {}\nstdout: {}\nstderr: {}",
+            r.code,
+            r.stdout,
+            tail(&r.stderr)
+        )
+    });
+    (r, json)
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn host_file(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+/// A measured value: `{"value": x}`; panics with the reason when it failed.
+fn value<'a>(v: &'a Value, what: &str) -> &'a Value {
+    match v.get("value") {
+        Some(x) => x,
+        None => panic!("{what} was not measured: {v}"),
+    }
+}
+
+fn no_failures(report: &Value) {
+    let failures = report["failures"].as_array().unwrap();
+    assert!(failures.is_empty(), "{}: {failures:?}", report["lesson"]);
+}
+
+struct Tour {
+    lab: Lab,
+    run: Run,
+    reports: Vec<Value>,
+}
+
+/// The tour, once for the whole file: five lessons, one JSON array, one report.
+fn tour() -> Option<&'static Tour> {
+    static TOUR: OnceLock<Option<Tour>> = OnceLock::new();
+    TOUR.get_or_init(|| {
+        let lab = lab()?;
+        let report = lab.root().join("tour.html");
+        let (run, json) = lesson(
+            &lab,
+            &[
+                "lesson",
+                "tour",
+                "--runs",
+                "1",
+                "--json",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
+        let reports = json.as_array().expect("the tour gives an array").clone();
+        remove_at_exit(lab.root());
+        Some(Tour { lab, run, reports })
+    })
+    .as_ref()
+}
+
+/// A static is never dropped: remove the tour's private store when the test
+/// binary exits.
+fn remove_at_exit(dir: &Path) {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    extern "C" fn cleanup() {
+        if let Some(d) = DIR.get() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    if DIR.set(dir.to_path_buf()).is_ok() {
+        // SAFETY: registers a plain function with no arguments to run at exit.
+        unsafe { nix::libc::atexit(cleanup) };
+    }
+}
+
+fn tour_lesson(name: &str) -> Option<&'static Value> {
+    let t = tour()?;
+    Some(
+        t.reports
+            .iter()
+            .find(|r| r["lesson"] == name)
+            .unwrap_or_else(|| panic!("the tour has no {name} lesson")),
+    )
+}
+
+#[test]
+fn tour_runs_the_five_lessons_and_says_which_vm_ran() {
+    let Some(t) = tour() else { return };
+    assert_eq!(t.run.code, 0, "{}", tail(&t.run.stderr));
+    let names: Vec<&str> = t
+        .reports
+        .iter()
+        .map(|r| r["lesson"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kernel", "startup", "memory", "disk", "isolation"]);
+    for r in &t.reports {
+        no_failures(r);
+        assert!(!r["explanation"].as_array().unwrap().is_empty());
+        assert!(
+            !r["findings"].as_array().unwrap().is_empty(),
+            "{}",
+            r["lesson"]
+        );
+        let backend = &r["vm_backend"];
+        assert!(
+            backend["name"] == "twinbox" || backend["name"] == "qemu",
+            "{backend}"
+        );
+        assert!(!backend["reason"].as_str().unwrap().is_empty());
+        // every command shown is one a student can type
+        for step in r["steps"].as_array().unwrap() {
+            let cmd = step["command"].as_str().unwrap();
+            if step["side"] == "container" {
+                assert!(cmd.contains("twinbox run"), "{cmd}");
+            }
+        }
+    }
+    // the narration went to stderr, the choice of backend at the top
+    assert!(
+        t.run.stderr.contains("VM backend:"),
+        "{}",
+        tail(&t.run.stderr)
+    );
+    let emulated = t.reports[0]["vm_backend"]["emulated"].as_bool().unwrap();
+    if emulated {
+        assert!(t.run.stderr.contains("software emulation"));
+    }
+}
+
+#[test]
+fn kernel_lesson_container_shares_the_host_kernel_and_the_vm_does_not() {
+    let Some(k) = tour_lesson("kernel") else {
+        return;
+    };
+    let f = &k["facts"];
+    let release = host_file("/proc/sys/kernel/osrelease");
+    let boot_id = host_file("/proc/sys/kernel/random/boot_id");
+    assert_eq!(f["host"]["boot_id"], boot_id.as_str());
+    assert_eq!(f["container"]["release"], release.as_str(), "{f}");
+    assert_eq!(f["container"]["boot_id"], boot_id.as_str(), "{f}");
+    assert_eq!(f["container_same_boot"], true);
+    let vm_boot = f["vm"]["boot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("VM kernel not measured: {}", f["vm"]));
+    assert_eq!(vm_boot.len(), 36);
+    assert_ne!(vm_boot, boot_id);
+    assert_eq!(f["vm_same_boot"], false);
+}
+
+#[test]
+fn startup_lesson_times_both_sides() {
+    let Some(s) = tour_lesson("startup") else {
+        return;
+    };
+    let f = &s["facts"];
+    for side in ["container", "vm"] {
+        for what in ["to_workload_ms", "total_ms"] {
+            let stats = value(&f[side][what], &format!("{side} {what}"));
+            let median = stats["median"].as_f64().unwrap();
+            assert!(median > 0.0, "{side} {what}: {stats}");
+            assert_eq!(stats["runs"].as_array().unwrap().len(), 1);
+            assert!(
+                median
+                    <= value(&f[side]["total_ms"], "total")["median"]
+                        .as_f64()
+                        .unwrap()
+            );
+        }
+    }
+    // the finding quotes the measured medians, whichever side was faster
+    let c = value(&f["container"]["to_workload_ms"], "c")["median"]
+        .as_f64()
+        .unwrap();
+    let v = value(&f["vm"]["to_workload_ms"], "v")["median"]
+        .as_f64()
+        .unwrap();
+    let finding = s["findings"][0].as_str().unwrap();
+    if c < v {
+        assert!(finding.contains("started after"), "{finding}");
+    } else {
+        assert!(finding.contains("did not start faster"), "{finding}");
+    }
+    assert_eq!(s["charts"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn memory_lesson_measures_cgroup_supervisor_vmm_and_guest() {
+    let Some(m) = tour_lesson("memory") else {
+        return;
+    };
+    let f = &m["facts"];
+    let peak = value(&f["container"]["cgroup_peak_bytes"], "cgroup peak")
+        .as_u64()
+        .unwrap();
+    let sup = value(&f["container"]["supervisor_rss_bytes"], "supervisor RSS")
+        .as_u64()
+        .unwrap();
+    let total = value(&f["container"]["total_bytes"], "container total")
+        .as_u64()
+        .unwrap();
+    assert!(peak > 0 && sup > 0);
+    assert_eq!(total, peak + sup);
+    // inside the container /proc/meminfo is the host's
+    let host_total = f["host_memtotal_bytes"].as_u64().unwrap();
+    assert_eq!(
+        f["container"]["memtotal_seen_bytes"].as_u64(),
+        Some(host_total)
+    );
+    let configured = f["vm"]["configured_bytes"].as_u64().unwrap();
+    assert_eq!(configured, 256 << 20);
+    let rss = value(&f["vm"]["process_rss_bytes"], "VMM RSS")
+        .as_u64()
+        .unwrap();
+    let guest = value(&f["vm"]["guest_resident_bytes"], "guest RAM")
+        .as_u64()
+        .unwrap();
+    let overhead = value(&f["vm"]["vmm_overhead_bytes"], "VMM overhead")
+        .as_u64()
+        .unwrap();
+    assert_eq!(rss, guest + overhead);
+    assert!(guest > 0 && guest <= configured + (8 << 20));
+    let used = value(&f["vm"]["guest_used_bytes"], "guest used")
+        .as_u64()
+        .unwrap();
+    let seen = f["vm"]["memtotal_seen_bytes"].as_u64().unwrap();
+    assert!(used > 0 && used < seen && seen <= configured);
+}
+
+#[test]
+fn disk_lesson_counts_the_shared_layer_once() {
+    let Some(d) = tour_lesson("disk") else { return };
+    let c = &d["facts"]["containers"];
+    let n = c["count"].as_u64().unwrap();
+    assert!(n >= 2);
+    assert_eq!(c["share_image_layers"], true);
+    let image = c["image_bytes"].as_u64().unwrap();
+    let unpacked = c["image_unpacked_bytes"].as_u64().unwrap();
+    assert_eq!(c["layer_bytes_counted"].as_u64().unwrap(), unpacked);
+    let writable: u64 = c["writable_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_u64().unwrap())
+        .sum();
+    assert!(writable > 0, "each container wrote a file");
+    let records = c["record_bytes"].as_u64().unwrap();
+    let total = c["store_total_bytes"].as_u64().unwrap();
+    assert_eq!(total, image + writable + records, "the image counted once");
+    assert_eq!(
+        c["if_each_copied_bytes"].as_u64().unwrap(),
+        n * image + writable + records
+    );
+    let v = &d["facts"]["vms"];
+    let rootfs = value(&v["rootfs_bytes_in_guest"], "VM root fs")
+        .as_u64()
+        .unwrap();
+    assert!(rootfs > 0);
+    assert_eq!(
+        value(&v["total_bytes"], "VMs total").as_u64().unwrap(),
+        n * rootfs
+    );
+    assert!(value(&v["initramfs_bytes"], "initramfs").as_u64().unwrap() > 0);
+}
+
+#[test]
+fn isolation_lesson_container_pid_namespace_hides_the_host() {
+    let Some(i) = tour_lesson("isolation") else {
+        return;
+    };
+    let f = &i["facts"];
+    let host_procs = f["host"]["processes"].as_u64().unwrap();
+    let visible = f["container"]["visible_processes"].as_u64().unwrap();
+    assert!(
+        visible >= 1 && visible < host_procs && visible <= 5,
+        "{visible} of {host_procs}"
+    );
+    assert_eq!(f["container"]["sees_lesson_process"], false);
+    assert_eq!(f["container"]["host_sees_workload"], true, "{f}");
+    assert_ne!(f["container"]["inside"]["hostname"], f["host"]["hostname"]);
+    assert_eq!(f["container"]["inside"]["interfaces"], "lo");
+    assert_eq!(f["vm"]["host_sees_workload"], false, "{f}");
+    assert!(!f["vm"]["vmm"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn html_report_opens_in_chromium_with_charts_and_values() {
+    let Some(t) = tour() else { return };
+    let report = t.lab.root().join("tour.html");
+    assert!(report.is_file(), "no report at {}", report.display());
+    let html = std::fs::read_to_string(&report).unwrap();
+    for external in ["<script", "<link", "src=\"http", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the report must be self-contained: {external}"
+        );
+    }
+    let Some(dom) = chromium_dom(&report, t.lab.root()) else {
+        return;
+    };
+    assert!(dom.contains("<svg"), "no SVG in the DOM");
+    let charts = dom.matches("class=\"chart\"").count();
+    let expected: usize = t
+        .reports
+        .iter()
+        .map(|r| r["charts"].as_array().unwrap().len())
+        .sum();
+    assert!(expected >= 3);
+    assert_eq!(charts, expected, "one SVG chart per chart in the JSON");
+    // measured values in the DOM: boot ids, and every bar's number
+    let kernel = &t.reports[0]["facts"];
+    for id in [&kernel["host"]["boot_id"], &kernel["vm"]["boot_id"]] {
+        assert!(dom.contains(id.as_str().unwrap()), "{id} not in the DOM");
+    }
+    let bars: Vec<f64> = dom
+        .split("data-value=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
+        .collect();
+    let startup = &t.reports[1]["facts"];
+    for side in ["container", "vm"] {
+        let median = value(&startup[side]["to_workload_ms"], side)["median"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            bars.iter().any(|b| (b - median).abs() < 1e-9),
+            "{side} median {median} not among the chart bars {bars:?}"
+        );
+    }
+    assert!(dom.contains("What this shows"));
+}
+
+/// The DOM as headless Chromium builds it; None (and says why) without Chromium.
+fn chromium_dom(page: &Path, scratch: &Path) -> Option<String> {
+    let Some(browser) = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }) else {
+        panic!("chromium is missing: run scripts/install-deps.sh (package chromium)");
+    };
+    let profile = scratch.join("chromium-profile");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn limits_lesson_oom_kills_the_memory_hog() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(&lab, &["lesson", "limits", "--runs", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let c = &j["facts"]["container"];
+    assert_eq!(value(&c["oom_killed"], "OOM kill"), true, "{c}");
+    assert_eq!(c["memory_exit_code"], 137);
+    assert_eq!(value(&c["fork_refused"], "pids limit"), true);
+    assert!(c["processes_running"].as_u64().unwrap() < 8);
+    let free = value(&c["cpu_free_ms"], "cpu").as_f64().unwrap();
+    let capped = value(&c["cpu_capped_ms"], "cpu capped").as_f64().unwrap();
+    assert!(free > 0.0 && capped > 0.0);
+    // the container sees the host's RAM; the VM its own
+    let host_kib: u64 = host_file("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(c["memtotal_seen"]
+        .as_str()
+        .unwrap()
+        .contains(&host_kib.to_string()));
+    let vm = &j["facts"]["vm"];
+    assert_eq!(value(&vm["exit_code"], "VM exit"), 137, "{vm}");
+    assert!(!vm["memtotal_seen"]
+        .as_str()
+        .unwrap()
+        .contains(&host_kib.to_string()));
+}
+
+#[test]
+fn container_only_lessons_show_layers_ephemeral_files_and_registries() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(&lab, &["lesson", "images", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let c = &j["facts"]["containers"];
+    assert_eq!(c["a_wrote_to_own_layer"], true);
+    assert_eq!(c["b_saw_file"], false);
+    assert_eq!(c["image_has_file"], false);
+    assert_eq!(c["same_layers"], true);
+    assert!(j["vm_backend"].is_null());
+
+    let (r, j) = lesson(&lab, &["lesson", "ephemeral", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    let f = &j["facts"]["files"];
+    assert_eq!(f["container_file_survived"], false);
+    assert_eq!(f["volume_file_survived"], true);
+    assert_eq!(f["host_file_present"], true);
+
+    let (r, j) = lesson(&lab, &["lesson", "registry", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    assert_eq!(j["facts"]["same_image"], true);
+    assert_eq!(j["facts"]["run_exit_code"], 0);
+    assert!(j["facts"]["pull"]["downloaded"].as_u64().unwrap() >= 1);
+    // nothing left behind: no containers, and the pushed name is gone again
+    assert_eq!(lab.container_count(), 0);
+    let images = lab.tb(&["images"]);
+    assert!(
+        !images.stdout.contains("lessons/busybox"),
+        "{}",
+        images.stdout
+    );
+}
+
+#[test]
+fn distro_lesson_needs_debian_then_shows_one_kernel() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["lesson", "distro", "--json"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("twinbox image bootstrap debian"),
+        "{}",
+        tail(&r.stderr)
+    );
+    let b = lab.tb(&["image", "bootstrap", "debian"]);
+    assert_eq!(b.code, 0, "debian bootstrap: {}", tail(&b.stderr));
+    let (r, j) = lesson(&lab, &["lesson", "distro", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    let f = &j["facts"];
+    assert_eq!(f["same_kernel"], true);
+    let release = host_file("/proc/sys/kernel/osrelease");
+    assert_eq!(value(&f["debian"], "debian")["kernel"], release.as_str());
+    assert_eq!(value(&f["busybox"], "busybox")["kernel"], release.as_str());
+    assert!(value(&f["debian"], "debian")["os"]
+        .as_str()
+        .unwrap()
+        .contains("Debian"));
+    assert!(!value(&f["busybox"], "busybox")["os"]
+        .as_str()
+        .unwrap()
+        .contains("Debian"));
+}
+
+#[test]
+fn scale_lesson_runs_many_containers_and_several_vms() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(&lab, &["lesson", "scale", "--runs", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let c = &j["facts"]["containers"];
+    assert_eq!(c["measured"], c["count"]);
+    let per_c = value(&c["per_instance_bytes"], "container")
+        .as_u64()
+        .unwrap();
+    let v = &j["facts"]["vms"];
+    assert_eq!(v["finished"], v["count"]);
+    let per_v = value(&v["per_instance_bytes"], "vm").as_u64().unwrap();
+    assert!(per_c > 0 && per_v > 0);
+    assert_eq!(lab.container_count(), 0);
+}
+
+#[test]
+fn compare_runs_one_workload_both_ways() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(
+        &lab,
+        &[
+            "compare",
+            "--runs",
+            "1",
+            "--json",
+            "busybox",
+            "sh",
+            "-c",
+            "echo same; sleep 0.3",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let f = &j["facts"];
+    assert_eq!(f["container"]["same_boot_as_host"], true);
+    assert_eq!(f["vm"]["same_boot_as_host"], false);
+    assert_eq!(value(&f["outputs_match"], "outputs"), true);
+    assert_eq!(f["container"]["exit_codes"], serde_json::json!([0]));
+    assert_eq!(f["vm"]["exit_codes"], serde_json::json!([0]));
+    assert!(
+        value(&f["container"]["memory"]["total"], "container memory")
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        value(&f["vm"]["memory"]["process_rss"], "VMM RSS")
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        value(&f["vm"]["guest_used_bytes"], "guest used")
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(f["vm"]["disk"]["initramfs_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["lesson", "nosuch"]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("no lesson named \"nosuch\""),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("twinbox lesson list"));
+    let r = lab.tb(&["lesson", "kernel", "--vm-backend", "firecracker"]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("use twinbox, qemu or auto"),
+        "{}",
+        r.stderr
+    );
+    let r = lab.tb(&["lesson", "kernel", "--runs", "0"]);
+    assert_eq!(r.code, 125);
+    let r = lab.tb(&["lesson", "kernel", "--report", "/nonexistent/dir/r.html"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("/nonexistent/dir"), "{}", r.stderr);
+    let r = lab.tb(&["compare", "nosuchimage", "true"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("nosuchimage"), "{}", r.stderr);
+    // an explicit backend that cannot work here fails at once, saying what to use
+    let pvm = Path::new("/sys/module/kvm_pvm").exists() || !Path::new("/dev/kvm").exists();
+    if pvm {
+        let r = lab.tb(&["lesson", "kernel", "--vm-backend", "twinbox"]);
+        assert_eq!(r.code, 125, "{}", tail(&r.stderr));
+        assert!(
+            r.stderr.contains("--vm-backend qemu or auto"),
+            "{}",
+            r.stderr
+        );
+    }
+    let list = lab.tb(&["lesson", "list"]);
+    assert_eq!(list.code, 0);
+    for name in [
+        "kernel",
+        "startup",
+        "memory",
+        "disk",
+        "isolation",
+        "limits",
+        "images",
+        "ephemeral",
+        "scale",
+        "distro",
+        "registry",
+    ] {
+        assert!(list.stdout.contains(name), "{name} not listed");
+    }
+}
