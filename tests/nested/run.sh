@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# The nested test environment: boots the distribution kernel in QEMU software
+# emulation with an emulated AMD CPU that has SVM, so the emulated machine gets a
+# real KVM (kvm-amd) on which stock kernels boot, and runs tests/nested/guest-tests.sh
+# there as PID 1. The guest prints one line per test to the console:
+#
+#     @@nested@@ <name> ok|fail|skip <details>
+#
+# and `@@nested@@ done` at the end. tests/nested.rs runs this script and asserts
+# on those lines; scripts/nested-shell.sh boots the same machine interactively.
+#
+# Usage: tests/nested/run.sh [--shell] [--keep]
+#   --shell   start a shell in the guest instead of the tests (interactive)
+#   --keep    keep the work directory (initramfs, console log) and print its path
+# Environment:
+#   TWINBOX_BIN              twinbox binary (default: target/debug/twinbox)
+#   TWINBOX_INIT             guest init (default: twinbox-init beside TWINBOX_BIN, else
+#                            target/{release,debug}/twinbox-init, if scripts/build-init.sh ran)
+#   TWINBOX_NESTED_KERNEL    outer and guest kernel (default: newest /boot/vmlinuz-*)
+#   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 600)
+#   TWINBOX_NESTED_LOG       also copy the console log to this file
+#   TWINBOX_NESTED_WORKDIR   where the work directory is made (default /var/tmp)
+# Exit codes: 0 every test ok or skipped, 1 a test failed, 2 cannot set up
+# (missing QEMU, kernel, ...), 3 the guest did not finish in time or crashed.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+here="$repo/tests/nested"
+
+shell=0
+keep=0
+for arg in "$@"; do
+    case "$arg" in
+        --shell) shell=1 ;;
+        --keep) keep=1 ;;
+        *) echo "nested: unknown argument $arg: use --shell or --keep" >&2; exit 2 ;;
+    esac
+done
+
+die() {
+    echo "nested: $*" >&2
+    exit 2
+}
+
+# --- what the environment needs from the host --------------------------------
+
+qemu=$(command -v qemu-system-x86_64 || true)
+[ -n "$qemu" ] || die "qemu-system-x86_64 not found: apt-get install qemu-system-x86 (scripts/install-deps.sh does)"
+command -v cpio >/dev/null || die "cpio not found: apt-get install cpio (scripts/install-deps.sh does)"
+
+busybox=""
+for b in /bin/busybox /usr/bin/busybox; do
+    # ldd fails on a static executable
+    if [ -f "$b" ] && ! ldd "$b" >/dev/null 2>&1; then
+        busybox=$b
+        break
+    fi
+done
+[ -n "$busybox" ] || die "no static busybox: apt-get install busybox-static"
+
+kernel=${TWINBOX_NESTED_KERNEL:-}
+if [ -z "$kernel" ]; then
+    kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
+fi
+[ -n "$kernel" ] && [ -r "$kernel" ] ||
+    die "no readable kernel in /boot (vmlinuz-*): apt-get install linux-image-amd64 (scripts/install-deps.sh does), as root"
+version=${kernel##*/vmlinuz-}
+moddir=/lib/modules/$version
+[ -f "$moddir/modules.dep" ] ||
+    die "no $moddir/modules.dep for $kernel: install the linux-image package that matches it"
+
+twinbox=${TWINBOX_BIN:-$repo/target/debug/twinbox}
+[ -x "$twinbox" ] || die "no twinbox binary at $twinbox: run cargo build (or set TWINBOX_BIN)"
+
+init=${TWINBOX_INIT:-}
+if [ -z "$init" ]; then
+    # `twinbox vm run` looks next to its own binary first; so does this.
+    for c in "$(dirname "$twinbox")/twinbox-init" "$repo/target/release/twinbox-init" \
+        "$repo/target/debug/twinbox-init"; do
+        [ -x "$c" ] && init=$c && break
+    done
+fi
+
+timeout_s=${TWINBOX_NESTED_TIMEOUT:-600}
+[[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] ||
+    die "TWINBOX_NESTED_TIMEOUT=$timeout_s is not a number of seconds: use e.g. 600"
+
+# Modules loaded in the guest, in this order with their dependencies first:
+# KVM for AMD-V, and overlay for the container engine's root filesystems.
+outer_modules=(irqbypass kvm ccp kvm-amd overlay)
+# Modules the inner VMs may need from the guest kernel's /lib/modules (virtio
+# devices on the MMIO transport, ext4 for disk images).
+inner_modules=(virtio_mmio virtio_blk virtio_net virtio_console ext4)
+
+mkdir -p "${TWINBOX_NESTED_WORKDIR:-/var/tmp}"
+work=$(mktemp -d "${TWINBOX_NESTED_WORKDIR:-/var/tmp}/twinbox-nested.XXXXXX")
+cleanup() {
+    if [ "$keep" = 1 ]; then
+        echo "nested: work directory kept at $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+root=$work/root
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,proc,sys,dev,tmp,run,etc,root,boot}
+mkdir -p "$root"/var/lib/twinbox "$root"/etc/nested
+chmod 1777 "$root/tmp"
+
+# --- busybox and its applets ---------------------------------------------------
+cp "$busybox" "$root/bin/busybox"
+"$busybox" --list-full | while read -r applet; do
+    [ "$applet" = bin/busybox ] && continue
+    [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done
+
+# --- twinbox (dynamically linked: its libraries and the loader come along) ----
+# Debug info is most of a debug binary's size and only slows the emulated boot.
+objcopy --strip-debug "$twinbox" "$root/usr/local/bin/twinbox"
+ldd "$twinbox" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+done
+# --- QEMU, the peer the VMM is compared with on the same nested KVM ------------
+# Only the x86 firmware it needs for -M microvm/q35 with -kernel comes along.
+qemu_in_guest=/usr/bin/qemu-system-x86_64
+cp "$qemu" "$root$qemu_in_guest"
+ldd "$qemu" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+done
+mkdir -p "$root/usr/share/qemu" "$root/usr/share/seabios"
+for f in qboot.rom bios-microvm.bin linuxboot.bin linuxboot_dma.bin kvmvapic.bin multiboot.bin \
+    multiboot_dma.bin pvh.bin; do
+    [ -e "/usr/share/qemu/$f" ] && cp -L "/usr/share/qemu/$f" "$root/usr/share/qemu/$f"
+done
+cp -L /usr/share/seabios/bios-256k.bin "$root/usr/share/seabios/" 2>/dev/null || true
+ln -sf ../seabios/bios-256k.bin "$root/usr/share/qemu/bios-256k.bin"
+
+if [ -n "$init" ]; then
+    cp "$init" "$root/usr/local/bin/twinbox-init"
+    echo "nested: guest init $init" >&2
+else
+    echo "nested: no twinbox-init built (scripts/build-init.sh): 'vm run' in the guest cannot find it" >&2
+fi
+
+# --- the guest kernel and the modules both levels load -------------------------
+cp "$kernel" "$root/boot/vmlinuz-$version"
+# The same kernel as an ELF vmlinux (kept out of /boot so it is not the default):
+# `vm run --kernel` boots it through its PVH entry. Distribution bzImages carry
+# it xz-compressed after the setup code.
+extract_vmlinux() {
+    local hex offset
+    hex=$(od -A d -t x1 -v -w1 "$kernel" | awk '
+        { b[NR % 6] = $2; off[NR % 6] = $1 }
+        NR >= 6 {
+            s = b[(NR - 5) % 6] b[(NR - 4) % 6] b[(NR - 3) % 6] b[(NR - 2) % 6] b[(NR - 1) % 6] b[NR % 6]
+            if (s == "fd377a585a00") { print off[(NR - 5) % 6] + 0; exit }
+        }')
+    [ -n "$hex" ] || return 1
+    offset=$hex
+    tail -c +$((offset + 1)) "$kernel" | xz -dc 2>/dev/null >"$1" || true
+    [ "$(head -c 4 "$1" | od -A n -t x1 | tr -d ' ')" = 7f454c46 ]
+}
+mkdir -p "$root/opt"
+if command -v xz >/dev/null && extract_vmlinux "$root/opt/vmlinux-$version"; then
+    echo "nested: ELF vmlinux extracted for the PVH test ($(du -h "$root/opt/vmlinux-$version" | cut -f1))" >&2
+else
+    rm -f "$root/opt/vmlinux-$version"
+    echo "nested: could not extract an ELF vmlinux from $kernel (xz missing, or not xz-compressed): the PVH test will fail" >&2
+fi
+mkdir -p "$root$moddir"
+cp "$moddir"/modules.* "$root$moddir/"
+# modules.dep: "kernel/x/a.ko: kernel/y/b.ko kernel/z/c.ko", dependencies of a
+# dependency listed too; the ones listed last must load first (modprobe's order).
+module_path() {
+    local name=${1//-/_}
+    awk -F: -v want="$name" '{
+        base = $1; sub(/.*\//, "", base); sub(/\.ko(\.[a-z]+)?$/, "", base); gsub(/-/, "_", base)
+        if (base == want) { print $1; exit }
+    }' "$moddir/modules.dep"
+}
+load_order() {
+    local path deps dep
+    for name in "$@"; do
+        path=$(module_path "$name")
+        [ -n "$path" ] || die "module $name is not in $moddir/modules.dep"
+        deps=$(awk -F: -v p="$path" '$1 == p { print $2 }' "$moddir/modules.dep")
+        for dep in $(echo "$deps" | tr ' ' '\n' | tac); do echo "$dep"; done
+        echo "$path"
+    done | awk 'NF && !seen[$0]++'
+}
+load_order "${outer_modules[@]}" >"$root/etc/nested/modules"
+{
+    cat "$root/etc/nested/modules"
+    load_order "${inner_modules[@]}"
+} | while read -r m; do
+    mkdir -p "$root$moddir/$(dirname "$m")"
+    cp "$moddir/$m" "$root$moddir/$m"
+done
+
+# --- the rest of the guest's files ---------------------------------------------
+cp "$here/guest-tests.sh" "$root/init"
+chmod 755 "$root/init"
+echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+echo "root:x:0:" >"$root/etc/group"
+echo nested >"$root/etc/hostname"
+if [ "$shell" = 1 ]; then
+    touch "$root/etc/nested/shell"
+fi
+
+cpio_file=$work/initramfs.cpio
+# Uncompressed: decompressing in software emulation costs more than reading.
+(cd "$root" && find . -print | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$cpio_file"
+size_mib=$(($(stat -c %s "$cpio_file") / 1048576))
+echo "nested: kernel $version, initramfs ${size_mib} MiB, timeout ${timeout_s}s" >&2
+
+# --- boot ------------------------------------------------------------------------
+qemu_args=(
+    -accel tcg -cpu EPYC,+svm -m 2048 -smp 2
+    -no-reboot -kernel "$kernel" -initrd "$cpio_file"
+    -append "console=ttyS0 panic=-1 reboot=k quiet"
+)
+if [ "$shell" = 1 ]; then
+    "$qemu" "${qemu_args[@]}" -nographic
+    exit 0
+fi
+
+log=$work/console.log
+start=$(date +%s)
+set +e
+# QEMU is stopped with SIGTERM at the deadline, SIGKILL 10 s later. Its notes
+# that TCG lacks some EPYC features (rdseed, ...) are expected and dropped.
+timeout -k 10 "$timeout_s" "$qemu" "${qemu_args[@]}" \
+    -display none -monitor none -serial stdio </dev/null \
+    2> >(grep -v "TCG doesn't support requested feature" >&2) | tee "$log" | tr -d '\r'
+status=${PIPESTATUS[0]}
+set -e
+elapsed=$(($(date +%s) - start))
+[ -z "${TWINBOX_NESTED_LOG:-}" ] || cp "$log" "$TWINBOX_NESTED_LOG"
+
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    echo "nested: the emulated machine did not finish within ${timeout_s}s (TWINBOX_NESTED_TIMEOUT) and was killed" >&2
+    exit 3
+fi
+if ! tr -d '\r' <"$log" | grep -q '^@@nested@@ done'; then
+    echo "nested: the emulated machine stopped (qemu exit $status, ${elapsed}s) before the tests finished: see the console output above" >&2
+    exit 3
+fi
+echo "nested: finished in ${elapsed}s" >&2
+if tr -d '\r' <"$log" | grep -q '^@@nested@@ [^ ]* fail'; then
+    exit 1
+fi
+exit 0
