@@ -63,6 +63,9 @@ pub struct VmRunArgs {
     /// Guest kernel (bzImage or ELF vmlinux); default: the newest in /boot
     #[arg(long)]
     kernel: Option<PathBuf>,
+    /// Words added to the guest kernel's command line (e.g. "loglevel=7")
+    #[arg(long = "kernel-args", default_value = "")]
+    kernel_args: String,
     /// Seconds the guest may take to reach its init
     #[arg(long = "boot-timeout", default_value_t = 60)]
     boot_timeout: u64,
@@ -190,6 +193,7 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
             image: &args.image,
             image_id: image.manifest_digest.to_string(),
             kernel: &kernel,
+            kernel_args: args.kernel_args.clone(),
             memory_mib,
             vcpus: args.cpus,
             command: args.command.clone(),
@@ -270,7 +274,11 @@ fn run_with_qemu(root: &Path, args: &VmRunArgs, memory_mib: u64) -> Result<i32> 
         cpus: args.cpus as u32,
         // QEMU's limit covers the whole run; the workload may take its time.
         timeout: Duration::from_secs(args.boot_timeout + 24 * 3600),
-        extra_cmdline: Vec::new(),
+        extra_cmdline: args
+            .kernel_args
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
     };
     let mut stdout = std::io::stdout();
     let outcome = qemu.run(&kernel, &initrd.bytes, &options, Some(&mut stdout))?;
@@ -287,7 +295,7 @@ fn run_with_qemu(root: &Path, args: &VmRunArgs, memory_mib: u64) -> Result<i32> 
             if outcome.emulated { ", emulated" } else { "" }
         );
         for (label, value) in [
-            ("start to workload", t.to_workload_start),
+            ("VMM start to workload", t.to_workload_start),
             ("workload", t.workload),
             ("total", Some(t.total)),
         ] {
@@ -351,6 +359,7 @@ fn print_timings(t: &Timings, run: &VmRun) {
         ("kernel boot to init", t.boot_to_init_ms),
         ("init to workload", t.init_to_workload_ms),
         ("start to workload", t.to_workload_ms),
+        ("VMM start to workload", t.vmm_to_workload_ms),
         ("workload", t.workload_ms),
         ("total", Some(t.total_ms)),
     ] {

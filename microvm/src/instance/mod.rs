@@ -103,6 +103,7 @@ pub struct NewVm<'a> {
     pub image: &'a str,
     pub image_id: String,
     pub kernel: &'a GuestKernel,
+    pub kernel_args: String,
     pub memory_mib: u64,
     pub vcpus: u8,
     pub command: Vec<String>,
@@ -133,6 +134,7 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
         image_id: new.image_id,
         kernel: new.kernel.path.clone(),
         kernel_version: new.kernel.version.clone(),
+        kernel_args: new.kernel_args,
         memory_mib: new.memory_mib,
         vcpus: new.vcpus,
         command: new.command,
@@ -190,7 +192,7 @@ pub fn boot(
     let payload = Payload::Linux {
         kernel: kernel.path.clone(),
         initrd: Some(initrd),
-        cmdline_extra: String::new(),
+        cmdline_extra: record.kernel_args.clone(),
         // An ELF vmlinux with the PVH note enters through it (bzImages have none).
         prefer_pvh: true,
     };

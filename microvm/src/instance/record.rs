@@ -19,6 +19,9 @@ pub struct VmRecord {
     pub image_id: String,
     pub kernel: PathBuf,
     pub kernel_version: String,
+    /// Words added to the kernel command line (`--kernel-args`).
+    #[serde(default)]
+    pub kernel_args: String,
     pub memory_mib: u64,
     pub vcpus: u8,
     pub command: Vec<String>,

@@ -105,6 +105,8 @@ pub enum VmEnd {
 #[derive(Debug, Clone, Copy)]
 pub struct Timeline {
     pub started: Instant,
+    /// When the VMM itself began (after the caller's own preparation).
+    pub vmm_entered: Instant,
     pub first_run: Option<Instant>,
     pub events: BootEvents,
     pub ended: Instant,
@@ -115,9 +117,13 @@ pub struct Timeline {
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Timings {
     pub vmm_setup_ms: Option<f64>,
-    /// From the VMM's start to the workload's start: what a user waits for.
+    /// From the caller's start to the workload's start: what a user waits for.
     #[serde(default)]
     pub to_workload_ms: Option<f64>,
+    /// From the VMM's own start (initramfs already built) to the workload's
+    /// start: comparable with another VMM's process start to workload start.
+    #[serde(default)]
+    pub vmm_to_workload_ms: Option<f64>,
     pub boot_to_init_ms: Option<f64>,
     pub init_to_workload_ms: Option<f64>,
     pub workload_ms: Option<f64>,
@@ -134,6 +140,7 @@ impl Timeline {
         Timings {
             vmm_setup_ms: ms(Some(self.started), self.first_run),
             to_workload_ms: ms(Some(self.started), e.workload_started),
+            vmm_to_workload_ms: ms(Some(self.vmm_entered), e.workload_started),
             boot_to_init_ms: ms(self.first_run, e.init_started),
             init_to_workload_ms: ms(e.init_started, e.workload_started),
             workload_ms: ms(e.workload_started, e.workload_exited),
@@ -162,6 +169,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     started: Instant,
 ) -> Result<Outcome, VmmError> {
+    let vmm_entered = Instant::now();
     if config.vcpus == 0 || config.vcpus > mptable::MAX_CPUS {
         return Err(VmmError::Config(format!(
             "--cpus {}: choose 1 to {}",
@@ -243,6 +251,7 @@ pub fn run(
         memory,
         timeline: Timeline {
             started,
+            vmm_entered,
             first_run: first_run.get().copied(),
             events,
             ended: Instant::now(),
