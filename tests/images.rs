@@ -690,7 +690,10 @@ fn archives_interoperate_with_skopeo() {
         )
     };
     let original = fingerprint("busybox");
-    assert!(original.0.as_array().is_some_and(|l| l.len() == 1), "{original:?}");
+    assert!(
+        original.0.as_array().is_some_and(|l| l.len() == 1),
+        "{original:?}"
+    );
     for name in ["course/from-skopeo:docker", "course/from-skopeo:oci"] {
         assert_eq!(fingerprint(name), original, "{name}");
     }

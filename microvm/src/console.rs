@@ -132,8 +132,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("console.log");
         let live = Shared::default();
-        let (mut console, state) =
-            WorkloadConsole::new(Some(File::create(&log_path).unwrap()), Box::new(live.clone()));
+        let (mut console, state) = WorkloadConsole::new(
+            Some(File::create(&log_path).unwrap()),
+            Box::new(live.clone()),
+        );
         let raw = b"[    0.1] Linux version 6.1\n@@twinbox@@ started 123\nhello\nwor\
 ld\n@@twinbox@@ exit 3\n[    2.0] reboot: Restarting system\n";
         // Byte by byte, as the UART delivers it.

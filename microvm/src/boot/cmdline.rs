@@ -65,7 +65,8 @@ mod tests {
         let cmdline = build("").unwrap();
         let len = write(&mem, &cmdline).unwrap() as usize;
         let mut buf = vec![0u8; len];
-        mem.read_slice(&mut buf, GuestAddress(CMDLINE_ADDR)).unwrap();
+        mem.read_slice(&mut buf, GuestAddress(CMDLINE_ADDR))
+            .unwrap();
         assert_eq!(buf[len - 1], 0);
         assert_eq!(&buf[..len - 1], BASE.as_bytes());
     }

@@ -129,7 +129,12 @@ pub fn load_initrd(mem: &GuestMemoryMmap, addr: u64, initrd: &[u8]) -> Result<()
 
 /// How the vCPU enters this kernel: PVH when it has the note and `prefer_pvh`,
 /// the 64-bit protocol otherwise.
-pub fn entry_mode(kernel: &LoadedKernel, prefer_pvh: bool, zero_page: u64, start_info: u64) -> EntryMode {
+pub fn entry_mode(
+    kernel: &LoadedKernel,
+    prefer_pvh: bool,
+    zero_page: u64,
+    start_info: u64,
+) -> EntryMode {
     match kernel.pvh_entry {
         Some(entry) if prefer_pvh => EntryMode::Pvh { entry, start_info },
         _ => EntryMode::Linux64 {

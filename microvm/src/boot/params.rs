@@ -115,7 +115,9 @@ mod tests {
         let map = e820_map(4 << 30);
         let ram: u64 = map.iter().filter(|e| e.2 == E820_RAM).map(|e| e.1).sum();
         assert_eq!(ram, (4 << 30) - 0x10_0000 + 0x9fc00);
-        assert!(map.iter().all(|e| e.0 >= MMIO_GAP_START + (1 << 30) || e.0 + e.1 <= MMIO_GAP_START));
+        assert!(map
+            .iter()
+            .all(|e| e.0 >= MMIO_GAP_START + (1 << 30) || e.0 + e.1 <= MMIO_GAP_START));
     }
 
     #[test]
@@ -127,7 +129,10 @@ mod tests {
         assert_eq!({ hdr.type_of_loader }, 0xff);
         assert_eq!({ hdr.cmd_line_ptr }, CMDLINE_ADDR as u32);
         assert_eq!({ hdr.cmdline_size }, 42);
-        assert_eq!(({ hdr.ramdisk_image }, { hdr.ramdisk_size }), (0x0f00_0000, 12345));
+        assert_eq!(
+            ({ hdr.ramdisk_image }, { hdr.ramdisk_size }),
+            (0x0f00_0000, 12345)
+        );
         assert_eq!(params.e820_entries, 3);
         let last = params.e820_table[2];
         assert_eq!(({ last.addr }, { last.r#type }), (0x10_0000, E820_RAM));

@@ -165,8 +165,8 @@ fn emit<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CString;
     use crate::guest::cpio::read_entries;
+    use std::ffi::CString;
     use std::os::unix::fs::symlink;
 
     fn mknod_whiteout(path: &Path) -> bool {

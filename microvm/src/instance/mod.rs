@@ -120,8 +120,9 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
     })?;
     let _lock = store.lock()?;
     let name = match new.name {
-        Some(name) => names::validate_name(name)
-            .map_err(|_| InstanceError::BadName(name.to_string()))?,
+        Some(name) => {
+            names::validate_name(name).map_err(|_| InstanceError::BadName(name.to_string()))?
+        }
         None => names::random_name(),
     };
     if list(store)?.iter().any(|vm| vm.name == name) {

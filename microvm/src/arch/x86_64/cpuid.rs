@@ -110,7 +110,10 @@ mod tests {
         let mut entries = [entry(0xb, 0), entry(0xb, 1), entry(0xb, 2)];
         filter(&mut entries, 2, 3);
         assert!(entries.iter().all(|e| e.edx == 2));
-        assert_eq!((entries[0].ebx, entries[0].ecx >> 8), (1, LEVEL_TYPE_THREAD));
+        assert_eq!(
+            (entries[0].ebx, entries[0].ecx >> 8),
+            (1, LEVEL_TYPE_THREAD)
+        );
         assert_eq!(
             (entries[1].eax, entries[1].ebx, entries[1].ecx >> 8),
             (2, 3, LEVEL_TYPE_CORE)

@@ -42,7 +42,16 @@ pub fn build(cpus: u8) -> Result<(u64, Vec<u8>), String> {
     entries.extend([ENTRY_IOAPIC, ioapic_id, IOAPIC_VERSION, 1]);
     entries.extend(IOAPIC_ADDR.to_le_bytes());
     for pin in 0..IOAPIC_PINS {
-        entries.extend([ENTRY_IO_INTERRUPT, INT_TYPE_INT, 0, 0, 0, pin, ioapic_id, pin]);
+        entries.extend([
+            ENTRY_IO_INTERRUPT,
+            INT_TYPE_INT,
+            0,
+            0,
+            0,
+            pin,
+            ioapic_id,
+            pin,
+        ]);
     }
     // ExtINT on LINT0 and NMI on LINT1 of every local APIC (id 0xff).
     entries.extend([ENTRY_LOCAL_INTERRUPT, INT_TYPE_EXTINT, 0, 0, 0, 0, 0xff, 0]);
@@ -74,7 +83,10 @@ pub fn build(cpus: u8) -> Result<(u64, Vec<u8>), String> {
     let mut bytes = floating;
     bytes.extend(table);
     if bytes.len() > 1024 {
-        return Err(format!("MP table of {} bytes overflows the EBDA", bytes.len()));
+        return Err(format!(
+            "MP table of {} bytes overflows the EBDA",
+            bytes.len()
+        ));
     }
     Ok((EBDA_START, bytes))
 }

@@ -3,7 +3,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use super::layout::{PD_ADDR, PDPT_ADDR, PML4_ADDR};
+use super::layout::{PDPT_ADDR, PD_ADDR, PML4_ADDR};
 
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
