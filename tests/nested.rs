@@ -6,7 +6,7 @@
 //! `@@nested@@ <name> ok|fail|skip <details>`; the tests here assert on those lines.
 //!
 //! The machine boots once per test binary; every test below waits for that run.
-//! Time bound: `TWINBOX_NESTED_TIMEOUT` seconds for the QEMU run (default 600).
+//! Time bound: `TWINBOX_NESTED_TIMEOUT` seconds for the QEMU run (default 1200).
 //! `TWINBOX_NESTED=skip` skips these tests on purpose (say so when you use it).
 
 mod common;
@@ -26,7 +26,7 @@ use common::{bin, is_root};
 const VM_RUN_MAY_BE_MISSING: bool = false;
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nested/run.sh");
-const DEFAULT_TIMEOUT_S: u64 = 600;
+const DEFAULT_TIMEOUT_S: u64 = 1200;
 /// Building the initramfs before QEMU starts, on top of the QEMU time bound.
 const SETUP_ALLOWANCE: Duration = Duration::from_secs(120);
 const MARK: &str = "@@nested@@ ";
@@ -313,5 +313,14 @@ fn detached_vm_is_listed_followed_and_stopped_gracefully() {
 fn vm_start_compared_with_qemu_microvm() {
     if let Some(details) = vm_test("vm-vs-qemu") {
         println!("nested boot to workload: {details}");
+    }
+}
+
+/// Issue 5: the lessons with twinbox's own VMM as the VM half run here, where
+/// it can boot the distribution kernel.
+#[test]
+fn lesson_tour_runs_on_twinbox_own_vmm() {
+    if let Some(details) = vm_test("lesson-tour-twinbox") {
+        println!("nested lesson tour: {details}");
     }
 }

@@ -17,7 +17,7 @@
 #   TWINBOX_INIT             guest init (default: twinbox-init beside TWINBOX_BIN, else
 #                            target/{release,debug}/twinbox-init, if scripts/build-init.sh ran)
 #   TWINBOX_NESTED_KERNEL    outer and guest kernel (default: newest /boot/vmlinuz-*)
-#   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 600)
+#   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 1200)
 #   TWINBOX_NESTED_LOG       also copy the console log to this file
 #   TWINBOX_NESTED_WORKDIR   where the work directory is made (default /var/tmp)
 # Exit codes: 0 every test ok or skipped, 1 a test failed, 2 cannot set up
@@ -81,7 +81,7 @@ if [ -z "$init" ]; then
     done
 fi
 
-timeout_s=${TWINBOX_NESTED_TIMEOUT:-600}
+timeout_s=${TWINBOX_NESTED_TIMEOUT:-1200}
 [[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] ||
     die "TWINBOX_NESTED_TIMEOUT=$timeout_s is not a number of seconds: use e.g. 600"
 
