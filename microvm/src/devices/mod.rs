@@ -1,10 +1,11 @@
 //! The few devices a microVM needs, each a small struct behind the port-I/O
-//! bus: the 16550 console, the i8042 (whose reset ends the VM), and the boot
-//! timer the guest init writes to.
+//! bus: the 16550 console, the i8042 (whose reset ends the VM), the CMOS
+//! clock, and the boot timer the guest init writes to.
 
 pub mod boot_timer;
 pub mod bus;
 pub mod i8042;
+pub mod rtc;
 pub mod serial;
 
 use vm_superio::Trigger;

@@ -22,6 +22,7 @@ use crate::boot::{self, params, pvh, BootError};
 use crate::devices::boot_timer::{self, BootEvents, BootTimer};
 use crate::devices::bus::PioBus;
 use crate::devices::i8042::{self, I8042};
+use crate::devices::rtc::{self, Rtc};
 use crate::devices::serial::{self, SerialConsole};
 use crate::devices::EventFdTrigger;
 use crate::vstate::vcpu::{Vcpu, VcpuStop};
@@ -355,6 +356,11 @@ fn build_bus(
         Arc::new(Mutex::new(I8042::new(reset))),
     );
     bus.insert(boot_timer::BASE_PORT, boot_timer::PORT_COUNT, timer.clone());
+    bus.insert(
+        rtc::RTC_PORT,
+        rtc::PORT_COUNT,
+        Arc::new(Mutex::new(Rtc::default())),
+    );
     Ok(bus)
 }
 

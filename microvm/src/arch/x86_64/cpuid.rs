@@ -55,6 +55,13 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], cpu_index: u8, cpu_count: u8) {
                     }
                 }
             }
+            0xd if entry.index == 0 => {
+                // EBX is the XSAVE area size for the features enabled in XCR0.
+                // Linux enables every feature in EAX at once and checks EBX
+                // against its own sum ("XSAVE consistency problem"), so start
+                // with the size for all of them (ECX), as QEMU does.
+                entry.ebx = entry.ecx;
+            }
             0x8000_0008 => {
                 // AMD: ECX 7:0 = cores - 1, 15:12 = APIC id size.
                 entry.ecx = (entry.ecx & !0xf0ff) | (core_bits << 12) | (count - 1);
@@ -127,6 +134,20 @@ mod tests {
         filter(&mut entries, 1, 2);
         assert_eq!(entries[0].ecx & 0xff, 1);
         assert_eq!(entries[1].eax, 1);
+    }
+
+    #[test]
+    fn xsave_size_covers_every_supported_feature() {
+        let mut entries = [kvm_cpuid_entry2 {
+            function: 0xd,
+            index: 0,
+            eax: 7,
+            ebx: 0x240,
+            ecx: 0x340,
+            ..Default::default()
+        }];
+        filter(&mut entries, 0, 1);
+        assert_eq!(entries[0].ebx, 0x340);
     }
 
     #[test]
