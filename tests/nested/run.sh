@@ -216,8 +216,11 @@ size_mib=$(($(stat -c %s "$cpio_file") / 1048576))
 echo "nested: kernel $version, initramfs ${size_mib} MiB, timeout ${timeout_s}s" >&2
 
 # --- boot ------------------------------------------------------------------------
+# One emulated CPU: with two, a run on a loaded 2-core host once ended in soft
+# lockups of both CPUs (nested SVM under multi-threaded TCG); inner VMs still
+# get their --cpus as threads.
 qemu_args=(
-    -accel tcg -cpu EPYC,+svm -m 2048 -smp 2
+    -accel tcg -cpu EPYC,+svm -m 2048 -smp 1
     -no-reboot -kernel "$kernel" -initrd "$cpio_file"
     -append "console=ttyS0 panic=-1 reboot=k quiet"
 )
