@@ -144,44 +144,66 @@ pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
     }
     let tar = busybox_rootfs_tar(&busybox)?;
     let layer = commit_layer(store, &tar, None)?;
+    let built_by = format!(
+        "twinbox image bootstrap busybox (from {})",
+        busybox.display()
+    );
+    let config = single_layer_config(
+        &layer.diff_id.to_string(),
+        "sh",
+        Default::default(),
+        &built_by,
+        None,
+    );
+    write_image(store, &reference, &config, vec![layer])
+}
+
+/// The config of a base image made of one layer: PATH, a shell as Cmd, the
+/// labels given, and two history entries (the layer's origin, then the Cmd).
+pub(crate) fn single_layer_config(
+    diff_id: &str,
+    shell: &str,
+    labels: std::collections::HashMap<String, String>,
+    created_by: &str,
+    comment: Option<&str>,
+) -> oci_spec::image::ImageConfiguration {
     let created = now_rfc3339();
-    let config = ImageConfigurationBuilder::default()
+    let mut origin = HistoryBuilder::default();
+    origin = origin
+        .created(created.clone())
+        .created_by(created_by.to_string());
+    if let Some(comment) = comment {
+        origin = origin.comment(comment.to_string());
+    }
+    let mut config = ConfigBuilder::default()
+        .env(vec![DEFAULT_PATH_ENV.to_string()])
+        .cmd(vec![shell.to_string()]);
+    if !labels.is_empty() {
+        config = config.labels(labels);
+    }
+    ImageConfigurationBuilder::default()
         .created(created.clone())
         .architecture(Arch::Amd64)
         .os(Os::Linux)
-        .config(
-            ConfigBuilder::default()
-                .env(vec![DEFAULT_PATH_ENV.to_string()])
-                .cmd(vec!["sh".to_string()])
-                .build()
-                .expect("static config"),
-        )
+        .config(config.build().expect("static config"))
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![layer.diff_id.to_string()])
+                .diff_ids(vec![diff_id.to_string()])
                 .build()
                 .expect("static rootfs"),
         )
         .history(vec![
-            HistoryBuilder::default()
-                .created(created.clone())
-                .created_by(format!(
-                    "twinbox image bootstrap busybox (from {})",
-                    busybox.display()
-                ))
-                .build()
-                .expect("static history"),
+            origin.build().expect("static history"),
             HistoryBuilder::default()
                 .created(created)
-                .created_by("CMD [\"sh\"]")
+                .created_by(format!("CMD [\"{shell}\"]"))
                 .empty_layer(true)
                 .build()
                 .expect("static history"),
         ])
         .build()
-        .expect("static image config");
-    write_image(store, &reference, &config, vec![layer])
+        .expect("static image config")
 }
 
 #[cfg(test)]

@@ -10,14 +10,10 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
-};
-
-use super::bootstrap::DEFAULT_PATH_ENV;
+use super::bootstrap::single_layer_config;
 use super::gc::{self, Candidates};
 use super::ingest::ingest_tar;
-use super::layer::{now_rfc3339, write_image};
+use super::layer::write_image;
 use super::{Image, ImageError, Reference, Result};
 use crate::store::Store;
 
@@ -233,42 +229,13 @@ pub fn bootstrap_debian(
     if !opts.packages.is_empty() {
         labels.insert("io.twinbox.debian.packages".into(), opts.packages.join(","));
     }
-    let created = now_rfc3339();
-    let config = ImageConfigurationBuilder::default()
-        .created(created.clone())
-        .architecture(Arch::Amd64)
-        .os(Os::Linux)
-        .config(
-            ConfigBuilder::default()
-                .env(vec![DEFAULT_PATH_ENV.to_string()])
-                .cmd(vec!["bash".to_string()])
-                .labels(labels)
-                .build()
-                .expect("static config"),
-        )
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![layer.diff_id.to_string()])
-                .build()
-                .expect("static rootfs"),
-        )
-        .history(vec![
-            HistoryBuilder::default()
-                .created(created.clone())
-                .created_by(format!("mmdebstrap {}", args.join(" ")))
-                .comment("twinbox image bootstrap debian")
-                .build()
-                .expect("static history"),
-            HistoryBuilder::default()
-                .created(created)
-                .created_by("CMD [\"bash\"]")
-                .empty_layer(true)
-                .build()
-                .expect("static history"),
-        ])
-        .build()
-        .expect("static image config");
+    let config = single_layer_config(
+        &layer.diff_id.to_string(),
+        "bash",
+        labels,
+        &format!("mmdebstrap {}", args.join(" ")),
+        Some("twinbox image bootstrap debian"),
+    );
     write_image(store, &reference, &config, vec![layer])
 }
 
