@@ -251,11 +251,12 @@ else
     t=$(now)
     elf=/opt/vmlinux-$version
     if [ -f "$elf" ]; then
-        run 180 twinbox vm run --cpus 2 --kernel "$elf" busybox sh -c 'uname -r; grep -c ^processor /proc/cpuinfo'
+        run 180 twinbox vm run --name elf --cpus 2 --kernel "$elf" busybox sh -c 'uname -r; grep -c ^processor /proc/cpuinfo'
         if [ "$code" = 0 ] && echo "$out" | grep -qx "$version" && echo "$out" | grep -qx 2; then
             result vm-elf-pvh ok "ELF vmlinux via PVH: $version, 2 cpus ($(since "$t"))"
         else
-            result vm-elf-pvh fail "exit $code: $out"
+            console=$(twinbox vm logs --console elf 2>&1 | tail -n 15 | tr '\n' '|')
+            result vm-elf-pvh fail "exit $code: $out; console: $console"
         fi
     else
         result vm-elf-pvh fail "no $elf: the harness could not extract it"
