@@ -17,9 +17,9 @@ use twinbox_engine::container::{
     self as engine, lifecycle, procinfo, Container, RunOptions, Status,
 };
 use twinbox_engine::network::NetworkMode;
-use twinbox_engine::store::Store;
 
 use crate::format::{human_duration, print_table, since};
+use crate::open_store;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -146,10 +146,6 @@ pub fn require_root(verb: &str) -> Result<()> {
         bail!("`twinbox {verb}` needs root (namespaces, mounts and cgroups): run it with sudo");
     }
     Ok(())
-}
-
-fn open_store(root: &Path) -> Result<Store> {
-    Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
 }
 
 fn self_exe() -> Result<PathBuf> {

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::open_store;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use twinbox_engine::store::Store;
 use twinbox_lessons::backend::BackendChoice;
 use twinbox_lessons::render::{html, json};
 use twinbox_lessons::{compare, lessons, Context, LessonReport, Settings, LESSONS, TOUR};
@@ -97,13 +97,8 @@ pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
     let settings = settings(args.runs, &args.vm_backend)?;
     check_report_path(&args.report)?;
     require_root("lesson")?;
-    let store = Store::open(root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let json_out = args
-        .json
-        .then(json::StdoutForJson::redirect)
-        .transpose()
-        .context("cannot set up --json output")?;
+    let store = open_store(root)?;
+    let json_out = json_output(args.json)?;
     let mut ctx = Context::new(store, settings);
     if args.name == "tour" {
         ctx.say.title("twinbox lesson tour");
@@ -181,16 +176,18 @@ fn list() -> Result<i32> {
 
 /// Guest memory in MiB: a plain number is MiB, as for `vm run --memory`.
 fn parse_memory_mib(text: &str) -> Result<u64> {
-    let mib = match text.parse::<u64>() {
-        Ok(mib) => mib,
-        Err(_) => {
-            twinbox_engine::cgroups::parse_memory_size(text).map_err(anyhow::Error::msg)? >> 20
-        }
-    };
+    let mib = crate::vm::guest_memory_mib(text)?;
     if mib < 64 {
         bail!("--memory {text}: give the VM at least 64 MiB (a stock kernel needs it to boot)");
     }
     Ok(mib)
+}
+
+/// With `--json`, stdout carries only the JSON record (narration goes to stderr).
+fn json_output(json: bool) -> Result<Option<json::StdoutForJson>> {
+    json.then(json::StdoutForJson::redirect)
+        .transpose()
+        .context("cannot set up --json output")
 }
 
 pub fn compare(root: &Path, args: CompareArgs) -> Result<i32> {
@@ -198,13 +195,8 @@ pub fn compare(root: &Path, args: CompareArgs) -> Result<i32> {
     let memory_mib = parse_memory_mib(&args.memory)?;
     check_report_path(&args.report)?;
     require_root("compare")?;
-    let store = Store::open(root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let json_out = args
-        .json
-        .then(json::StdoutForJson::redirect)
-        .transpose()
-        .context("cannot set up --json output")?;
+    let store = open_store(root)?;
+    let json_out = json_output(args.json)?;
     let mut ctx = Context::new(store, settings);
     let spec = compare::CompareSpec {
         image: args.image.clone(),

@@ -144,6 +144,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The store at `root`, with the path in the error when it cannot be opened.
+pub(crate) fn open_store(root: &std::path::Path) -> anyhow::Result<twinbox_engine::store::Store> {
+    use anyhow::Context;
+    twinbox_engine::store::Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let root = cli.root;
     match cli.command {

@@ -21,6 +21,7 @@ use twinbox_microvm::vmm::{Timings, VmConfig, VmEnd};
 
 use crate::container::{require_root, WorkloadArgs};
 use crate::format::{human_duration, human_size, print_table, since};
+use crate::open_store;
 
 #[derive(Subcommand)]
 pub enum VmCommand {
@@ -147,16 +148,17 @@ fn stop_flag_on_signals() -> Arc<AtomicBool> {
     flag
 }
 
-fn open_store(root: &Path) -> Result<Store> {
-    Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
+/// Guest memory in MiB: a plain number is MiB (as Firecracker's mem_size_mib),
+/// otherwise a size with a unit (256m, 1g).
+pub(crate) fn guest_memory_mib(text: &str) -> Result<u64> {
+    match text.parse::<u64>() {
+        Ok(mib) => Ok(mib),
+        Err(_) => Ok(parse_memory_size(text).map_err(anyhow::Error::msg)? >> 20),
+    }
 }
 
-/// Guest memory in MiB: a plain number is MiB (as Firecracker's mem_size_mib).
 fn parse_memory_mib(text: &str) -> Result<u64> {
-    let mib = match text.parse::<u64>() {
-        Ok(mib) => mib,
-        Err(_) => parse_memory_size(text).map_err(anyhow::Error::msg)? >> 20,
-    };
+    let mib = guest_memory_mib(text)?;
     if mib < 16 {
         bail!("--memory {text}: a VM needs at least 16 MiB");
     }
