@@ -15,7 +15,8 @@ use serde::Serialize;
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::Image;
 use twinbox_engine::store::Store;
-use twinbox_microvm::host::{self, KvmKind};
+use twinbox_microvm::guest::{build_initrd, GuestSpec, Initrd};
+use twinbox_microvm::host::{self, GuestKernel, KvmKind};
 use twinbox_microvm::instance;
 
 use crate::report::{BackendNote, Measured};
@@ -162,6 +163,26 @@ pub fn select(choice: BackendChoice) -> Result<Box<dyn VmBackend>, LessonError> 
 
 /// Where the guest helper caches the image part of the initramfs (one file
 /// per image, shared by every VM of that image).
+/// The guest's initramfs for this request: the image's config and the run
+/// options, as `twinbox run` combines them, on the backend's kernel.
+fn guest_initrd(req: &VmRequest, kernel: &GuestKernel) -> Result<Initrd, LessonError> {
+    let spec = GuestSpec::from_image(req.image, &req.options);
+    build_initrd(req.store, req.image, &spec, kernel).map_err(|e| LessonError::Guest(e.to_string()))
+}
+
+/// What either backend boots for `req`, and how long building it took.
+fn prepare_guest(req: &VmRequest, kernel: &GuestKernel) -> Result<Prepared, LessonError> {
+    let t0 = std::time::Instant::now();
+    let initrd = guest_initrd(req, kernel)?;
+    Ok(Prepared {
+        kernel: kernel.path.clone(),
+        kernel_release: kernel.version.clone(),
+        initramfs_bytes: initrd.total_len,
+        initramfs_cache: Some(image_part_cache(req)),
+        build_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
 pub fn image_part_cache(req: &VmRequest) -> PathBuf {
     req.store
         .root()

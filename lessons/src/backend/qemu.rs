@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use twinbox_microvm::guest::{build_initrd, GuestSpec};
 use twinbox_microvm::host::{GuestKernel, KvmKind};
 use twinbox_microvm::instance;
 use twinbox_microvm::qemu::{Accel, Machine, QemuError, QemuOptions, QemuRunner};
@@ -73,17 +72,7 @@ impl VmBackend for Qemu {
     }
 
     fn prepare(&self, req: &VmRequest) -> Result<Prepared, LessonError> {
-        let t0 = Instant::now();
-        let spec = GuestSpec::from_image(req.image, &req.options);
-        let initrd = build_initrd(req.store, req.image, &spec, &self.kernel)
-            .map_err(|e| LessonError::Guest(e.to_string()))?;
-        Ok(Prepared {
-            kernel: self.kernel.path.clone(),
-            kernel_release: self.kernel.version.clone(),
-            initramfs_bytes: initrd.total_len,
-            initramfs_cache: Some(super::image_part_cache(req)),
-            build_ms: t0.elapsed().as_secs_f64() * 1e3,
-        })
+        super::prepare_guest(req, &self.kernel)
     }
 
     fn command_line(&self, req: &VmRequest) -> String {
@@ -97,9 +86,7 @@ impl VmBackend for Qemu {
 
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
         let started = Instant::now();
-        let spec = GuestSpec::from_image(req.image, &req.options);
-        let initrd = build_initrd(req.store, req.image, &spec, &self.kernel)
-            .map_err(|e| LessonError::Guest(e.to_string()))?;
+        let initrd = super::guest_initrd(req, &self.kernel)?;
         let tag = twinbox_engine::store::random_hex(8);
         let opts = self.options(req, &tag);
         let sampler = Sampler::start(format!("twinbox.run={tag}"), req.memory_mib << 20);
