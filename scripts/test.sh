@@ -8,4 +8,5 @@ cargo build --workspace --all-targets
 ./scripts/build-init.sh
 # The integration tests start containers with real cgroups and namespaces;
 # two at a time keeps a 2-core machine responsive.
-cargo test --workspace -- --test-threads=2
+# --no-fail-fast: every test binary runs and every failure is reported.
+cargo test --workspace --no-fail-fast -- --test-threads=2
