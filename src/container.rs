@@ -347,13 +347,15 @@ pub fn logs(root: &Path, args: LogsArgs) -> Result<i32> {
             } else {
                 String::new()
             };
-            let _ = if l.stream == "stderr" {
-                write!(err, "{prefix}{}", l.log)
-            } else {
-                write!(out, "{prefix}{}", l.log)
-            };
+            if l.stream == "stderr" {
+                let _ = write!(err, "{prefix}{}", l.log);
+            } else if let Err(e) = write!(out, "{prefix}{}", l.log) {
+                crate::output::quit_on_write_error(&e);
+            }
         }
-        let _ = out.flush();
+        if let Err(e) = out.flush() {
+            crate::output::quit_on_write_error(&e);
+        }
     };
     let lines = read_log(&c.log_path());
     let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));

@@ -3,11 +3,23 @@
 //! This binary is a thin command line: every verb calls one library function in
 //! twinbox-engine, twinbox-microvm or twinbox-lessons.
 
+// `println!`/`print!` in this crate go through `output`: a closed stdout ends
+// the program quietly instead of panicking. Defined before the modules so they
+// all see these instead of std's.
+macro_rules! println {
+    () => { $crate::output::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::print(format_args!($($arg)*)) };
+}
+
 mod container;
 mod doctor;
 mod format;
 mod image;
 mod lesson;
+mod output;
 mod registry;
 mod runtime;
 mod vm;
@@ -117,6 +129,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    output::quiet_broken_pipe_panics();
     // Docker's convention: a command line twinbox cannot parse exits 125.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -137,6 +150,7 @@ fn main() -> ExitCode {
         .init();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("twinbox: {}", format::error_chain(&e));
             ExitCode::from(format::exit_code_of(&e))
