@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
+use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{parse_env_arg, parse_env_file, parse_volume};
 use twinbox_engine::container::supervisor::{
@@ -533,6 +534,63 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Run in the background
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// User to run as: NAME, UID or UID:GID
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Give the command every capability and no seccomp filter
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `docker exec`: one more process inside a running container.
+pub fn exec(root: &Path, args: ExecArgs) -> Result<i32> {
+    require_root("exec")?;
+    let mut env = Vec::new();
+    for f in &args.env_file {
+        env.extend(parse_env_file(f)?);
+    }
+    for e in &args.env {
+        env.extend(parse_env_arg(e)?);
+    }
+    let store = open_store(root)?;
+    let c = Container::find(&store, &args.container)?;
+    let opts = ExecOptions {
+        cmd: args.command,
+        env,
+        workdir: args.workdir,
+        user: args.user,
+        interactive: args.interactive,
+        tty: args.tty,
+        detach: args.detach,
+        privileged: args.privileged,
+    };
+    Ok(engine::exec::exec(&c, &opts)?)
 }
 
 #[derive(Args, Debug)]

@@ -68,6 +68,8 @@ enum Command {
     Wait(container::NamesArgs),
     /// Show low-level details of containers as JSON
     Inspect(container::NamesArgs),
+    /// Run a command in a running container
+    Exec(container::ExecArgs),
     /// Show the processes running in a container
     Top(container::TopArgs),
     /// Show resource usage of running containers (memory, CPU time, processes)
@@ -178,6 +180,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Rm(args) => container::rm(&root, args),
         Command::Wait(args) => container::wait(&root, args),
         Command::Inspect(args) => container::inspect(&root, args),
+        Command::Exec(args) => container::exec(&root, args),
         Command::Top(args) => container::top(&root, args),
         Command::Stats(args) => container::stats(&root, args),
         Command::Images(args) => image::images(&root, args),

@@ -2,14 +2,17 @@
 //! an OCI spec made from the image and the `run` options, and a supervisor that
 //! owns the running process, its logs and its exit.
 
+pub mod exec;
 pub mod lifecycle;
 pub mod logs;
 pub mod names;
 pub mod options;
 pub mod procinfo;
 pub mod record;
+pub mod signals;
 pub mod spec;
 pub mod supervisor;
+pub mod terminal;
 pub mod user;
 
 use std::path::PathBuf;

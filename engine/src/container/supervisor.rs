@@ -6,14 +6,14 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use oci_spec::runtime::Spec;
 
 use super::logs::LogWriter;
 use super::record::{Container, State, Status};
-use super::{procinfo, ContainerError, Result};
+use super::terminal::{self, Pty, RawMode};
+use super::{procinfo, signals, ContainerError, Result};
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
 
@@ -25,33 +25,6 @@ pub enum Attach {
     Detached(File),
 }
 
-/// The container pid that forwarded signals go to (0: none yet).
-static CONTAINER_PID: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = CONTAINER_PID.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
-    }
-}
-
-/// Like `docker run --sig-proxy`: terminal signals go to the container instead
-/// of killing the supervisor (which would leave the exit unrecorded).
-fn proxy_signals() {
-    for sig in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ] {
-        // SAFETY: installing a handler that only calls async-signal-safe kill().
-        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
-    }
-}
-
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::Supervisor(format!("pipe: {e}")))
@@ -60,29 +33,35 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// Runs the container to completion. Returns its exit code (128+N for signal N).
 pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     let spec: Spec = read_json(&container.spec_path())?;
-    let tty = container.options.tty && matches!(attach, Attach::Terminal);
-    let echo = matches!(attach, Attach::Terminal) && !tty;
+    let attached = matches!(attach, Attach::Terminal);
     let devnull = File::open("/dev/null").map_err(|e| ContainerError::io("/dev/null", e))?;
 
-    // Output: pipes we read, except an attached -t session which uses the terminal.
+    // Output: pipes we read, or with -t a fresh pseudo-terminal whose master we keep.
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let stdin_fd: RawFd = match (&attach, container.options.interactive) {
-        (Attach::Terminal, true) => 0,
+    let pty = if container.options.tty {
+        Some(Pty::open(std::path::Path::new("/dev/ptmx"))?)
+    } else {
+        None
+    };
+    let stdin_fd: RawFd = match (attached, container.options.interactive) {
+        (true, true) => 0,
         _ => devnull.as_raw_fd(),
     };
-    let stdio = if tty {
-        Stdio {
-            stdin: stdin_fd,
-            stdout: 1,
-            stderr: 2,
+    let stdio = match &pty {
+        Some(p) => {
+            let slave = p.slave.as_raw_fd();
+            Stdio {
+                stdin: slave,
+                stdout: slave,
+                stderr: slave,
+            }
         }
-    } else {
-        Stdio {
+        None => Stdio {
             stdin: stdin_fd,
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
-        }
+        },
     };
     let launch = Launch::new(spec, stdio)
         .rootfs(RootfsSource::Overlay {
@@ -108,9 +87,9 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     drop(out_w);
     drop(err_w);
     drop(devnull);
+    let pty_master = pty.map(|p| p.master);
     let pid = spawned.pid.as_raw();
-    CONTAINER_PID.store(pid, Ordering::Relaxed);
-    proxy_signals();
+    signals::forward_to(pid);
 
     let mut state = State::created();
     state.status = Status::Running;
@@ -127,11 +106,20 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
 
     let mut log = LogWriter::open(&container.log_path())
         .map_err(|e| ContainerError::io(container.log_path(), e))?;
-    relay(out_r, err_r, &mut log, echo);
+    match &pty_master {
+        Some(master) => {
+            drop((out_r, err_r));
+            let input = attached && container.options.interactive;
+            let raw = input.then(RawMode::enter);
+            terminal::relay(master, input, attached, false, Some(&mut log));
+            drop(raw);
+        }
+        None => relay(out_r, err_r, &mut log, attached),
+    }
     let _ = log.flush_all();
 
     let code = wait_exit(spawned.pid);
-    CONTAINER_PID.store(0, Ordering::Relaxed);
+    signals::stop_forwarding();
     if let Some(cg) = &spawned.cgroup {
         if let Ok(usage) = cg.usage() {
             state.oom_killed = usage.oom_kills.unwrap_or(0) > 0;
@@ -236,7 +224,8 @@ fn relay(out: OwnedFd, err: OwnedFd, log: &mut LogWriter, echo: bool) {
     }
 }
 
-fn wait_exit(pid: nix::unistd::Pid) -> i32 {
+/// Waits for `pid`; its exit code, or 128+N when signal N killed it.
+pub(super) fn wait_exit(pid: nix::unistd::Pid) -> i32 {
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return code,

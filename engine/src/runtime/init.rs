@@ -9,10 +9,10 @@ use std::path::Path;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{chdir, sethostname, Gid, Uid};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, User};
 
 use super::security::{self, seccomp::CompiledFilter};
-use super::{exec, mounts, namespaces::NamespacePlan, sync::Channel, Launch, RootfsSource};
+use super::{exec, mounts, namespaces::NamespacePlan, sync::Channel, Launch, RootfsSource, Stdio};
 use crate::cgroups::Cgroup;
 
 pub struct InitContext<'a> {
@@ -126,7 +126,46 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 
     // 4. Standard streams, working directory, and what to exec (resolved now,
     //    while we may still read every directory as root).
-    let stdio = ctx.launch.stdio;
+    set_stdio(ctx.launch.stdio)?;
+    if process.terminal().unwrap_or(false) {
+        take_controlling_terminal()?;
+    }
+    chdir(process.cwd())
+        .map_err(|e| InitError::setup(&format!("chdir to {}", process.cwd().display()), e))?;
+    let argv = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let program = exec::resolve(&argv, &env)?;
+
+    // 5. Privileges.
+    drop_privileges(process, ctx.filter)?;
+
+    // 6. Become the workload.
+    Err(exec::execve(&program, &argv, &env))
+}
+
+/// Switches user (keeping capabilities across setuid), sets the process's
+/// capabilities, forbids gaining privileges, and installs the syscall filter
+/// last (it also filters our own calls). `exec` runs the same steps, so an
+/// exec'd process is exactly as confined as the container's own.
+pub(super) fn drop_privileges(process: &Process, filter: Option<&CompiledFilter>) -> Step {
+    security::capabilities::prepare_user_switch()
+        .map_err(|e| InitError::setup("keep capabilities", e))?;
+    switch_user(process.user())?;
+    if let Some(caps) = process.capabilities() {
+        security::capabilities::apply(caps).map_err(|e| InitError::setup("capabilities", e))?;
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
+    }
+    close_other_fds();
+    if let Some(filter) = filter {
+        security::seccomp::install(filter).map_err(|e| InitError::setup("seccomp", e))?;
+    }
+    Ok(())
+}
+
+/// Makes the given descriptors our 0, 1 and 2.
+pub(super) fn set_stdio(stdio: Stdio) -> Step {
     for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         // SAFETY: dup2 on descriptors the caller handed us; 0..2 are ours to replace.
         if fd != target && unsafe { libc::dup2(fd, target) } < 0 {
@@ -136,34 +175,29 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             ));
         }
     }
-    chdir(process.cwd())
-        .map_err(|e| InitError::setup(&format!("chdir to {}", process.cwd().display()), e))?;
-    let argv = process.args().clone().unwrap_or_default();
-    let env = process.env().clone().unwrap_or_default();
-    let program = exec::resolve(&argv, &env)?;
-
-    // 5. Privileges: switch user (keeping capabilities across setuid), set the
-    //    spec's capabilities, forbid gaining privileges, and install the syscall
-    //    filter last (it also filters our own calls).
-    security::capabilities::prepare_user_switch()
-        .map_err(|e| InitError::setup("keep capabilities", e))?;
-    switch_user(spec)?;
-    if let Some(caps) = process.capabilities() {
-        security::capabilities::apply(caps).map_err(|e| InitError::setup("capabilities", e))?;
-    }
-    if process.no_new_privileges().unwrap_or(false) {
-        security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
-    }
-    close_other_fds();
-    if let Some(filter) = ctx.filter {
-        security::seccomp::install(filter).map_err(|e| InitError::setup("seccomp", e))?;
-    }
-
-    // 6. Become the workload.
-    Err(exec::execve(&program, &argv, &env))
+    Ok(())
 }
 
-fn join_namespace(typ: LinuxNamespaceType, path: &Path) -> Step {
+/// A terminal session: a new session whose controlling terminal is our stdin,
+/// so ctrl-c on the terminal reaches us and our children. Nothing to do when
+/// stdin is not a terminal.
+pub(super) fn take_controlling_terminal() -> Step {
+    // SAFETY: isatty on fd 0.
+    if unsafe { libc::isatty(0) } != 1 {
+        return Ok(());
+    }
+    nix::unistd::setsid().map_err(|e| InitError::setup("setsid", e))?;
+    // SAFETY: TIOCSCTTY on fd 0 with an integer argument.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(InitError::setup(
+            "set the controlling terminal",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn join_namespace(typ: LinuxNamespaceType, path: &Path) -> Step {
     let file = std::fs::File::open(path)
         .map_err(|e| InitError::setup(&format!("open namespace {}", path.display()), e))?;
     let flag = match typ {
@@ -213,8 +247,7 @@ fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>) -> Step {
     Ok(())
 }
 
-fn switch_user(spec: &Spec) -> Step {
-    let user = spec.process().as_ref().expect("checked").user();
+fn switch_user(user: &User) -> Step {
     let gids: Vec<Gid> = user
         .additional_gids()
         .clone()

@@ -7,6 +7,7 @@
 //! capabilities, no_new_privs, seccomp, exec.
 
 pub mod devices;
+pub mod enter;
 pub mod exec;
 pub mod init;
 pub mod mounts;

@@ -151,6 +151,19 @@ pub fn capability_from_name(name: &str) -> Result<Capability, SecurityError> {
         .ok_or_else(|| SecurityError::UnknownCapability(name.to_string()))
 }
 
+/// Every capability twinbox knows, in every set but ambient: `--privileged`.
+/// (Ones newer than the running kernel are skipped when applied.)
+pub fn all_capabilities() -> LinuxCapabilities {
+    let all: Capabilities = TABLE.iter().map(|(cap, _)| *cap).collect();
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(all.clone()));
+    caps.set_effective(Some(all.clone()));
+    caps.set_permitted(Some(all.clone()));
+    caps.set_inheritable(Some(all));
+    caps.set_ambient(None);
+    caps
+}
+
 /// Docker's default capability set as an OCI `process.capabilities`: bounding,
 /// effective and permitted hold the 14 defaults; inheritable and ambient are empty
 /// (as current Docker/containerd do, so that `execve` of a non-root program does

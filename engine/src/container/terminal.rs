@@ -1,0 +1,272 @@
+//! Pseudo-terminals for `-t`: the container's process gets the slave side of a
+//! fresh pty as its stdin, stdout, stderr and controlling terminal; twinbox keeps
+//! the master and copies between it and the user's own terminal, which it puts
+//! in raw mode for the session (restored on every way out). The user's terminal
+//! itself is never handed to the container.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sys::termios::{self, SetArg, Termios};
+use oci_spec::runtime::{LinuxSeccomp, Process};
+
+use super::logs::LogWriter;
+use super::supervisor::wait_exit;
+use super::{signals, ContainerError, Result};
+use crate::cgroups::Cgroup;
+use crate::runtime::enter::{enter, Enter};
+use crate::runtime::Stdio;
+
+/// Both ends of a pseudo-terminal.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+impl Pty {
+    /// A new pty from the devpts instance whose multiplexer is `ptmx`
+    /// (`/dev/ptmx` for the host's, `/proc/PID/root/dev/pts/ptmx` for a
+    /// running container's, so the process sees its terminal in its /dev/pts).
+    pub fn open(ptmx: &Path) -> Result<Pty> {
+        let master: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(ptmx)
+            .map_err(|e| ContainerError::io(ptmx, e))?
+            .into();
+        let fd = master.as_raw_fd();
+        let unlock: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK with a pointer to a live int; fd is our master.
+        if unsafe { libc::ioctl(fd, libc::TIOCSPTLCK, &unlock) } < 0 {
+            return Err(ContainerError::io(ptmx, std::io::Error::last_os_error()));
+        }
+        // SAFETY: TIOCGPTPEER opens the slave of our master without a path lookup.
+        let slave = unsafe {
+            libc::ioctl(
+                fd,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        if slave < 0 {
+            return Err(ContainerError::io(ptmx, std::io::Error::last_os_error()));
+        }
+        // SAFETY: slave is a fresh descriptor we own.
+        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+        Ok(Pty { master, slave })
+    }
+}
+
+/// The user's terminal in raw mode until dropped (then exactly as it was).
+pub struct RawMode {
+    saved: Option<Termios>,
+}
+
+impl RawMode {
+    /// Raw mode on our stdin when it is a terminal; nothing otherwise.
+    pub fn enter() -> RawMode {
+        let stdin = std::io::stdin();
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode { saved: None };
+        };
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSADRAIN, &raw);
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, saved);
+        }
+    }
+}
+
+/// Copies our terminal's window size (from stdin, else stdout) to `master`.
+fn copy_window_size(master: RawFd) {
+    let mut ws: libc::winsize = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    for fd in [0, 1] {
+        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a pointer to a live winsize.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            // SAFETY: as above, on our master.
+            unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+            return;
+        }
+    }
+}
+
+/// The write end of the self-pipe that wakes the relay on SIGWINCH (-1: none).
+static WINCH_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    let fd = WINCH_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte.
+        unsafe { libc::write(fd, b"w".as_ptr().cast(), 1) };
+    }
+}
+
+/// How a relay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Every process holding the terminal has closed it.
+    Closed,
+    /// The user typed the detach keys (ctrl-p ctrl-q).
+    Detached,
+}
+
+const CTRL_P: u8 = 0x10;
+const CTRL_Q: u8 = 0x11;
+
+/// Copies between the user's stdio and `master` until the terminal closes.
+/// `input`: forward our stdin (`-i`). `echo`: copy the output to our stdout.
+/// `detach_keys`: ctrl-p ctrl-q ends the relay without touching the process.
+/// `log`: a copy of the output.
+pub fn relay(
+    master: &OwnedFd,
+    input: bool,
+    echo: bool,
+    detach_keys: bool,
+    mut log: Option<&mut LogWriter>,
+) -> RelayEnd {
+    let (winch_r, winch_w) =
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(_) => return RelayEnd::Closed,
+        };
+    WINCH_PIPE.store(winch_w.as_raw_fd(), Ordering::Relaxed);
+    // SAFETY: the handler only writes to the self-pipe.
+    unsafe { libc::signal(libc::SIGWINCH, on_winch as *const () as libc::sighandler_t) };
+    copy_window_size(master.as_raw_fd());
+
+    let mut master_file = File::from(master.try_clone().expect("dup pty master"));
+    let mut winch = File::from(winch_r);
+    let mut stdin_open = input;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending_ctrl_p = false;
+    let end = loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: winch.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds is a valid pollfd array for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break RelayEnd::Closed;
+        }
+        if fds[2].revents != 0 {
+            let _ = winch.read(&mut buf);
+            copy_window_size(master.as_raw_fd());
+        }
+        if fds[0].revents != 0 {
+            // EIO once the last slave descriptor is closed
+            match master_file.read(&mut buf) {
+                Ok(0) | Err(_) => break RelayEnd::Closed,
+                Ok(k) => {
+                    if echo {
+                        let mut out = std::io::stdout();
+                        let _ = out.write_all(&buf[..k]).and_then(|_| out.flush());
+                    }
+                    if let Some(log) = log.as_deref_mut() {
+                        let _ = log.feed(0, &buf[..k]);
+                    }
+                }
+            }
+        }
+        if fds[1].revents != 0 {
+            match std::io::stdin().lock().read(&mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(k) => {
+                    let mut data = &buf[..k];
+                    if detach_keys {
+                        if pending_ctrl_p && data.first() == Some(&CTRL_Q) {
+                            break RelayEnd::Detached;
+                        }
+                        if pending_ctrl_p {
+                            let _ = master_file.write_all(&[CTRL_P]);
+                        }
+                        pending_ctrl_p = false;
+                        if data.windows(2).any(|w| w == [CTRL_P, CTRL_Q]) {
+                            break RelayEnd::Detached;
+                        }
+                        if data.last() == Some(&CTRL_P) {
+                            pending_ctrl_p = true;
+                            data = &data[..data.len() - 1];
+                        }
+                    }
+                    let _ = master_file.write_all(data);
+                }
+            }
+        }
+    };
+    WINCH_PIPE.store(-1, Ordering::Relaxed);
+    // SAFETY: back to the default disposition; the self-pipe closes below.
+    unsafe { libc::signal(libc::SIGWINCH, libc::SIG_DFL) };
+    drop(winch_w);
+    end
+}
+
+/// `exec -t`: the process gets a terminal from the container's own devpts.
+pub fn exec_with_terminal(
+    pid: i32,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    cgroup: Option<&Cgroup>,
+    interactive: bool,
+) -> Result<i32> {
+    let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
+    let pty = Pty::open(Path::new(&ptmx))?;
+    let slave = pty.slave.as_raw_fd();
+    let child = enter(&Enter {
+        target: nix::unistd::Pid::from_raw(pid),
+        process,
+        seccomp,
+        cgroup,
+        stdio: Stdio {
+            stdin: slave,
+            stdout: slave,
+            stderr: slave,
+        },
+        die_with_parent: true,
+    })?;
+    drop(pty.slave);
+    signals::forward_to(child.as_raw());
+    let raw = if interactive {
+        Some(RawMode::enter())
+    } else {
+        None
+    };
+    relay(&pty.master, interactive, true, false, None);
+    drop(raw);
+    let code = wait_exit(child);
+    signals::stop_forwarding();
+    Ok(code)
+}

@@ -1,0 +1,242 @@
+//! `exec` and terminals: an exec'd process is confined exactly like the
+//! container's own (checked from inside against the host's view of the init),
+//! and `-t` sessions work through a real pseudo-terminal.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn init_pid(lab: &Lab, name: &str) -> i64 {
+    lab.inspect(name)["State"]["Pid"].as_i64().unwrap()
+}
+
+const NAMESPACES: [&str; 6] = ["mnt", "pid", "net", "uts", "ipc", "cgroup"];
+
+#[test]
+fn exec_joins_the_container_and_its_confinement() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["run", "-d", "--name", "ex-a", "busybox", "sleep", "1000"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pid = init_pid(&lab, "ex-a");
+
+    // namespaces and confinement, read from inside by the exec'd process
+    let script = "for n in mnt pid net uts ipc cgroup; do readlink /proc/self/ns/$n; done; \
+                  grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; \
+                  cat /proc/kcore | wc -c; echo pid=$$";
+    let r = lab.tb(&["exec", "ex-a", "sh", "-c", script]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut expected = String::new();
+    for n in NAMESPACES {
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+        expected.push_str(&format!("{}\n", link.display()));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for key in ["CapBnd:", "CapEff:", "NoNewPrivs:", "Seccomp:"] {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        assert!(r.stdout.contains(line), "{line:?} missing in {}", r.stdout);
+    }
+    assert!(
+        r.stdout.starts_with(&expected),
+        "namespaces differ:\n{}\nexpected:\n{expected}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("Seccomp:\t2"), "{}", r.stdout);
+    assert!(r.stdout.contains("NoNewPrivs:\t1"), "{}", r.stdout);
+    // /proc/kcore is masked (an empty /dev/null bind), and the pid is the container's
+    assert!(r.stdout.contains("\n0\n"), "{}", r.stdout);
+    let inner_pid: u32 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(inner_pid > 1 && inner_pid < 100, "{}", r.stdout);
+
+    // exit code, user, working directory, environment
+    let r = lab.tb(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "GREETING=hi",
+        "ex-a",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $GREETING; grep ^CapEff: /proc/self/status; exit 7",
+    ]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert_eq!(
+        r.stdout, "65534\n/tmp\nhi\nCapEff:\t0000000000000000\n",
+        "{}",
+        r.stderr
+    );
+    let r = lab.tb(&["exec", "ex-a", "no-such-program"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found"),
+        "{}",
+        r.stderr
+    );
+
+    // a detached exec keeps running after `exec -d` returns, and top lists it
+    let r = lab.tb(&["exec", "-d", "ex-a", "sleep", "4321"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["top", "ex-a"]);
+    assert!(r.stdout.contains("sleep 4321"), "{}", r.stdout);
+    assert!(r.stdout.contains("sleep 1000"), "{}", r.stdout);
+
+    // -i hands stdin over
+    let mut child = lab
+        .cmd(&["exec", "-i", "ex-a", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"via stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "via stdin\n");
+
+    let r = lab.tb(&["stop", "-t", "1", "ex-a"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["exec", "ex-a", "true"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(r.stderr.trim(), "twinbox: container ex-a is not running");
+}
+
+/// A terminal for twinbox: the test holds the master, twinbox gets the slave as
+/// its stdin, stdout and stderr.
+struct Terminal {
+    master: std::fs::File,
+    slave: OwnedFd,
+    seen: Vec<u8>,
+}
+
+impl Terminal {
+    fn new() -> Terminal {
+        let ws = nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+        Terminal {
+            master: pty.master.into(),
+            slave: pty.slave,
+            seen: Vec::new(),
+        }
+    }
+
+    fn spawn(&self, lab: &Lab, args: &[&str]) -> std::process::Child {
+        let fd = |f: &OwnedFd| std::process::Stdio::from(f.try_clone().unwrap());
+        lab.cmd(args)
+            .stdin(fd(&self.slave))
+            .stdout(fd(&self.slave))
+            .stderr(fd(&self.slave))
+            .spawn()
+            .unwrap()
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+    }
+
+    /// Reads until `text` shows up (after what earlier calls consumed).
+    fn expect(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(pos) = find(&self.seen, text.as_bytes()) {
+                self.seen.drain(..pos + text.len());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?}; got {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            let mut pfd = [nix::poll::PollFd::new(
+                self.master.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut pfd, 200u16).unwrap_or(0) > 0 {
+                match self.master.read(&mut buf) {
+                    Ok(n) if n > 0 => self.seen.extend_from_slice(&buf[..n]),
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Drives an interactive busybox shell: echo, window size, a terminal name,
+/// ctrl-c reaching the foreground process, the exit status, and the user's
+/// terminal mode restored afterwards.
+fn shell_session(lab: &Lab, args: &[&str]) {
+    let mut term = Terminal::new();
+    let before = nix::sys::termios::tcgetattr(term.slave.as_fd()).unwrap();
+    let mut child = term.spawn(lab, args);
+    term.expect("# ");
+    term.send(b"stty size; echo ab''cd\r");
+    term.expect("stty size; echo ab''cd"); // echoed as typed
+    term.expect("33 101");
+    term.expect("abcd");
+    term.send(b"sleep 600\r");
+    term.expect("sleep 600");
+    std::thread::sleep(Duration::from_millis(300));
+    term.send(b"\x03");
+    term.send(b"echo after-$?\r");
+    term.expect("after-130");
+    term.send(b"exit 3\r");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{args:?}");
+    let after = nix::sys::termios::tcgetattr(term.slave.as_fd()).unwrap();
+    assert_eq!(
+        (before.local_flags, before.input_flags, before.output_flags),
+        (after.local_flags, after.input_flags, after.output_flags),
+        "terminal mode not restored after {args:?}"
+    );
+}
+
+#[test]
+fn interactive_terminals_for_run_and_exec() {
+    let Some(lab) = lab() else { return };
+    shell_session(&lab, &["run", "-it", "--rm", "busybox", "sh"]);
+
+    let r = lab.tb(&["run", "-d", "--name", "ex-t", "busybox", "sleep", "1000"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    shell_session(&lab, &["exec", "-it", "ex-t", "sh"]);
+    // exec's terminal comes from the container's own devpts
+    let r = lab.tb(&["exec", "-t", "ex-t", "tty"]);
+    assert_eq!(r.stdout.trim(), "/dev/pts/0", "{}", r.stderr);
+
+    // the output of a -t container is in its log, with the terminal's line ends
+    let r = lab.tb(&[
+        "run",
+        "-t",
+        "--name",
+        "ex-log",
+        "busybox",
+        "echo",
+        "from a tty",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["logs", "ex-log"]);
+    assert_eq!(r.stdout, "from a tty\r\n");
+}
