@@ -11,7 +11,9 @@ use twinbox_engine::image::{
     bootstrap, debian, export, import, inspect, load, remove, save, Image, Reference,
 };
 use twinbox_engine::store::usage::{self, Summary};
-use twinbox_engine::store::Store;
+use twinbox_engine::system;
+
+use crate::open_store;
 
 use crate::format::{human_duration, human_size, print_table, since};
 
@@ -26,7 +28,7 @@ pub struct ImagesArgs {
 }
 
 pub fn images(root: &Path, args: ImagesArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let list = Image::list(&store)?;
     // images kept without a name (a `load` of an untagged archive)
     let mut unnamed = Vec::new();
@@ -117,7 +119,7 @@ fn parse_cmd_change(change: &str) -> Result<Vec<String>> {
 }
 
 pub fn import(root: &Path, args: ImportArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let mut cmd = None;
     for c in &args.change {
         cmd = Some(parse_cmd_change(c)?);
@@ -173,7 +175,7 @@ pub struct TagArgs {
 }
 
 pub fn tag(root: &Path, args: TagArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     remove::tag(&store, &args.source, &args.target)?;
     Ok(0)
 }
@@ -189,7 +191,7 @@ pub struct RmiArgs {
 }
 
 pub fn rmi(root: &Path, args: RmiArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let mut code = 0;
     for name in &args.images {
         match remove::remove(&store, name, args.force) {
@@ -226,7 +228,7 @@ pub struct HistoryArgs {
 }
 
 pub fn history(root: &Path, args: HistoryArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let img = Image::resolve(&store, &args.image)?;
     let rows = inspect::history(&store, &img);
     let size = |b: u64| {
@@ -284,7 +286,7 @@ pub fn history(root: &Path, args: HistoryArgs) -> Result<i32> {
 }
 
 fn inspect_images(root: &Path, names: &[String]) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let mut out = Vec::new();
     let mut code = 0;
     for n in names {
@@ -301,7 +303,7 @@ fn inspect_images(root: &Path, names: &[String]) -> Result<i32> {
 }
 
 fn prune(root: &Path) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let report = gc::collect(&store, &Candidates::All)?;
     for b in &report.blobs {
         println!("deleted blob: {b}");
@@ -337,7 +339,7 @@ fn stdout_for_archive() -> Result<std::io::Stdout> {
 }
 
 pub fn save(root: &Path, args: SaveArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let items = save::resolve_items(&store, &args.images)?;
     match &args.output {
         Some(path) => save::save_to_file(&store, &items, path)?,
@@ -361,7 +363,7 @@ pub struct LoadArgs {
 
 pub fn load(root: &Path, args: LoadArgs) -> Result<i32> {
     use std::io::IsTerminal;
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let mut progress = |layer: &twinbox_engine::store::Digest, bytes: u64| {
         if tty {
@@ -407,7 +409,7 @@ pub struct ExportArgs {
 }
 
 pub fn export(root: &Path, args: ExportArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     match &args.output {
         Some(path) => {
             let dir = path
@@ -456,11 +458,49 @@ pub enum SystemCommand {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Verify the store: blobs, images, layers, containers, leftovers
+    Check {
+        /// Fix what can be fixed without losing an image or a volume
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 pub fn system(root: &Path, cmd: SystemCommand) -> Result<i32> {
-    let SystemCommand::Df { verbose, format } = cmd;
-    let store = Store::open(root)?;
+    match cmd {
+        SystemCommand::Df { verbose, format } => system_df(root, verbose, &format),
+        SystemCommand::Check { repair } => system_check(root, repair),
+    }
+}
+
+/// One line per problem, fsck-like: exit 1 while anything is left unrepaired.
+fn system_check(root: &Path, repair: bool) -> Result<i32> {
+    // opened without the usual recovery, so the check reports what it would fix
+    let store = twinbox_engine::store::Store::open(root)?;
+    let report = system::check(&store, repair)?;
+    for p in &report.problems {
+        println!("{p}");
+    }
+    let left = report.unrepaired();
+    eprintln!(
+        "checked {} blobs, {} images, {} layers, {} containers: {}",
+        report.blobs,
+        report.images,
+        report.layers,
+        report.containers,
+        match (report.problems.len(), left) {
+            (0, _) => "no problems".to_string(),
+            (n, 0) => format!("{n} problems, all repaired"),
+            (n, l) if repair => format!("{n} problems, {l} left that need you (see above)"),
+            (n, _) =>
+                format!("{n} problems: `twinbox system check --repair` fixes what it safely can"),
+        }
+    );
+    Ok(if left == 0 { 0 } else { 1 })
+}
+
+fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
+    let store = open_store(root)?;
     let du = usage::disk_usage(&store)?;
     let summary_row = |kind: &str, s: Summary| {
         let pct = (s.reclaimable * 100)
@@ -662,7 +702,7 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
             packages,
             mirror,
         } => {
-            let store = Store::open(root)?;
+            let store = open_store(root)?;
             let (base, suite) = match kind.split_once(':') {
                 Some((b, s)) => (b, Some(s)),
                 None => (kind.as_str(), None),

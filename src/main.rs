@@ -163,7 +163,7 @@ fn main() -> ExitCode {
 /// The store at `root`, with the path in the error when it cannot be opened.
 pub(crate) fn open_store(root: &std::path::Path) -> anyhow::Result<twinbox_engine::store::Store> {
     use anyhow::Context;
-    twinbox_engine::store::Store::open(root)
+    twinbox_engine::system::open_store(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))
 }
 

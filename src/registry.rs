@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::open_store;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -12,7 +13,6 @@ use twinbox_engine::image::Reference;
 use twinbox_engine::registry::pull::{pull as pull_image, PullOptions};
 use twinbox_engine::registry::push::{push as push_image, PushOptions};
 use twinbox_engine::registry::{AuthFile, Client, ConnectOptions, Credentials, Platform, Progress};
-use twinbox_engine::store::Store;
 
 use crate::format::human_size;
 
@@ -164,7 +164,7 @@ fn connect_options(root: &Path, registry: &str, insecure: bool) -> Result<Connec
 }
 
 pub fn pull(root: &Path, args: PullArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let reference = Reference::parse(&args.reference)?;
     let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
     let options = PullOptions {
@@ -195,7 +195,7 @@ pub fn pull(root: &Path, args: PullArgs) -> Result<i32> {
 }
 
 pub fn push(root: &Path, args: PushArgs) -> Result<i32> {
-    let store = Store::open(root)?;
+    let store = open_store(root)?;
     let reference = Reference::parse(&args.reference)?;
     let options = PushOptions {
         connect: connect_options(root, &reference.registry, args.insecure)?,

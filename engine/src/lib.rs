@@ -7,6 +7,7 @@
 //! - [`container`]: the container record, create/start/stop, the supervisor and logs
 //! - [`runtime`]: an OCI runtime spec turned into an isolated process
 //! - [`cgroups`]: resource limits and usage, v1 and v2 behind one interface
+//! - [`system`]: store-wide care: recovery after crashes, `system check`
 
 pub mod cgroups;
 pub mod container;
@@ -15,3 +16,4 @@ pub mod network;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod system;

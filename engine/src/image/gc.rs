@@ -218,37 +218,38 @@ fn list_digests(dir: &Path) -> Result<Vec<Digest>> {
     Ok(out)
 }
 
-/// Removes tmp/ entries whose owner process is gone (their names end in
-/// `-<pid>-<hex>`); entries of live processes and lease files stay.
-fn clean_temp(store: &Store) -> usize {
+/// tmp/ entries whose owner process is gone (their names end in
+/// `-<pid>-<hex>`); entries of live processes and lease files are not listed.
+pub(crate) fn stale_temp_entries(store: &Store) -> Vec<std::path::PathBuf> {
     let tmp = store.root().join("tmp");
     let Ok(rd) = fs::read_dir(&tmp) else {
-        return 0;
+        return Vec::new();
     };
-    let mut removed = 0;
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("lease-") {
-            continue; // `leased()` handles those under the lock
-        }
-        let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
-        let stale = match owner {
-            Some(pid) => !process_exists(pid),
-            None => false,
-        };
-        if stale {
-            let p = entry.path();
-            let gone = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            if gone.is_ok() {
-                removed += 1;
+    rd.flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("lease-") {
+                return false; // `leased()` handles those under the lock
             }
-        }
-    }
-    removed
+            let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+            owner.is_some_and(|pid| !process_exists(pid))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes tmp/ entries whose owner process is gone; returns how many.
+pub(crate) fn clean_temp(store: &Store) -> usize {
+    stale_temp_entries(store)
+        .into_iter()
+        .filter(|p| {
+            if p.is_dir() {
+                fs::remove_dir_all(p).is_ok()
+            } else {
+                fs::remove_file(p).is_ok()
+            }
+        })
+        .count()
 }
 
 fn process_exists(pid: i32) -> bool {

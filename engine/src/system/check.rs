@@ -1,0 +1,628 @@
+//! `twinbox system check [--repair]`: verifies everything the store holds and
+//! reports each problem in one line, like fsck.
+//!
+//! What is checked, in order: every blob's digest; every image's manifest,
+//! config and layer blobs (present, sizes as the descriptors say) and its
+//! unpacked layers; every container record against live processes, cgroups and
+//! mounts; leftovers (scratch of dead processes, unused blobs and layers, empty
+//! cgroups nobody owns). `--repair` fixes what can be fixed without losing a
+//! committed image or a volume: a missing unpacked layer is unpacked again from
+//! its blob; a corrupt blob, a dangling name, a dead container's cgroup, a stale
+//! mount and scratch are removed; and it says what it did.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+
+use super::recover::{owner_is_dead, release_cgroup};
+use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
+use crate::container::{Container, State, Status};
+use crate::image::gc::{self, Candidates};
+use crate::image::ingest::{self, LayerSource};
+use crate::image::manifest::{Descriptor, Manifest};
+use crate::store::atomic::read_json;
+use crate::store::{Digest, Store, StoreError};
+
+/// One thing found wrong, and what `--repair` did about it.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The thing, e.g. `blob sha256:0123…` or `container web`.
+    pub subject: String,
+    /// What is wrong with it, and what a user can do when repair cannot.
+    pub detail: String,
+    /// Set when `--repair` fixed it: what was done.
+    pub repaired: Option<String>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.subject, self.detail)?;
+        if let Some(r) = &self.repaired {
+            write!(f, " (repaired: {r})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything one check saw.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub blobs: usize,
+    pub images: usize,
+    pub layers: usize,
+    pub containers: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    /// Problems `--repair` did not (or could not) fix.
+    pub fn unrepaired(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.repaired.is_none())
+            .count()
+    }
+
+    fn found(&mut self, subject: impl Into<String>, detail: impl Into<String>) -> &mut Problem {
+        self.problems.push(Problem {
+            subject: subject.into(),
+            detail: detail.into(),
+            repaired: None,
+        });
+        self.problems.last_mut().expect("just pushed")
+    }
+}
+
+/// An empty cgroup under twinbox/ that no container of this store names is only
+/// called an orphan after this long: another store on the same host may be
+/// creating a container with it right now.
+const ORPHAN_CGROUP_AGE: Duration = Duration::from_secs(60);
+
+/// Checks the store; with `repair`, fixes what can be fixed safely.
+pub fn check(store: &Store, repair: bool) -> Result<CheckReport, StoreError> {
+    let mut report = CheckReport::default();
+    let corrupt = check_blobs(store, repair, &mut report)?;
+    check_images(store, repair, &corrupt, &mut report)?;
+    check_containers(store, repair, &mut report)?;
+    check_leftovers(store, repair, &mut report)?;
+    Ok(report)
+}
+
+fn short(d: &str) -> &str {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d);
+    &hex[..hex.len().min(12)]
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Every blob's content against its name. Returns the corrupt ones (hex).
+fn check_blobs(
+    store: &Store,
+    repair: bool,
+    report: &mut CheckReport,
+) -> Result<HashSet<String>, StoreError> {
+    let dir = store.root().join("blobs/sha256");
+    let rd = fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let mut corrupt = HashSet::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        report.blobs += 1;
+        if Digest::parse(&format!("sha256:{name}")).is_err() {
+            let p = report.found(
+                format!("blobs/sha256/{name}"),
+                "not a blob (its name is not a sha256 digest)",
+            );
+            if repair && fs::remove_file(&path).is_ok() {
+                p.repaired = Some("removed".into());
+            }
+            continue;
+        }
+        let actual = match hash_file(&path) {
+            Ok(h) => h,
+            Err(e) => {
+                report.found(
+                    format!("blob sha256:{}", short(&name)),
+                    format!("unreadable: {e}"),
+                );
+                continue;
+            }
+        };
+        if actual != name {
+            corrupt.insert(name.clone());
+            let p = report.found(
+                format!("blob sha256:{}", short(&name)),
+                format!(
+                    "corrupt: its content hashes to sha256:{}; pull or load the image again",
+                    short(&actual)
+                ),
+            );
+            // a corrupt blob can never be right again; removing it lets a pull
+            // or load put the real one back
+            if repair && fs::remove_file(&path).is_ok() {
+                p.repaired = Some("removed the corrupt blob".into());
+            }
+        }
+    }
+    Ok(corrupt)
+}
+
+/// Size of a blob file, None when it is missing.
+fn blob_len(store: &Store, digest: &Digest) -> Option<u64> {
+    fs::metadata(store.blob_path(digest)).ok().map(|m| m.len())
+}
+
+/// Checks one descriptor's blob: present, not corrupt, the size it claims.
+fn check_descriptor(
+    store: &Store,
+    image: &str,
+    what: &str,
+    desc: &Descriptor,
+    corrupt: &HashSet<String>,
+    report: &mut CheckReport,
+) -> Option<Digest> {
+    let Ok(digest) = Digest::parse(&desc.digest) else {
+        report.found(
+            format!("image {image}"),
+            format!("{what} has an invalid digest {:?}", desc.digest),
+        );
+        return None;
+    };
+    if corrupt.contains(digest.hex()) {
+        return None; // reported with the blobs
+    }
+    match blob_len(store, &digest) {
+        None => {
+            report.found(
+                format!("image {image}"),
+                format!(
+                    "{what} blob sha256:{} is missing; pull or load the image again",
+                    short(digest.hex())
+                ),
+            );
+            None
+        }
+        Some(len) if len != desc.size => {
+            report.found(
+                format!("image {image}"),
+                format!(
+                    "{what} blob sha256:{} has {len} bytes, its descriptor says {}",
+                    short(digest.hex()),
+                    desc.size
+                ),
+            );
+            None
+        }
+        Some(_) => Some(digest),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DiffIds {
+    rootfs: RootfsIds,
+}
+
+#[derive(serde::Deserialize)]
+struct RootfsIds {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// Every name in index.json: its manifest, config, layer blobs and unpacked layers.
+fn check_images(
+    store: &Store,
+    repair: bool,
+    corrupt: &HashSet<String>,
+    report: &mut CheckReport,
+) -> Result<(), StoreError> {
+    let index = match store.read_index() {
+        Ok(i) => i,
+        Err(e) => {
+            report.found("index.json", format!("unreadable: {e}"));
+            return Ok(());
+        }
+    };
+    let mut seen = HashSet::new();
+    let mut dangling = Vec::new();
+    for entry in &index.manifests {
+        let name = entry.full_name().unwrap_or(&entry.digest).to_string();
+        report.images += 1;
+        let desc = Descriptor {
+            media_type: entry.media_type.clone(),
+            digest: entry.digest.clone(),
+            size: entry.size,
+        };
+        let Some(manifest_digest) =
+            check_descriptor(store, &name, "manifest", &desc, corrupt, report)
+        else {
+            if blob_len(
+                store,
+                &Digest::parse(&entry.digest).unwrap_or_else(|_| Digest::of(b"")),
+            )
+            .is_none()
+            {
+                dangling.push(name);
+            }
+            continue;
+        };
+        if !seen.insert(manifest_digest.hex().to_string()) {
+            continue; // another name of an image already checked
+        }
+        let manifest: Manifest = match store.read_json_blob(&manifest_digest) {
+            Ok(m) => m,
+            Err(e) => {
+                report.found(format!("image {name}"), format!("manifest unreadable: {e}"));
+                continue;
+            }
+        };
+        let config = check_descriptor(store, &name, "config", &manifest.config, corrupt, report);
+        let mut blobs = Vec::new();
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            blobs.push(check_descriptor(
+                store,
+                &name,
+                &format!("layer {}", i + 1),
+                layer,
+                corrupt,
+                report,
+            ));
+        }
+        let Some(config) = config else { continue };
+        let diff_ids = match store.read_json_blob::<DiffIds>(&config) {
+            Ok(c) => c.rootfs.diff_ids,
+            Err(e) => {
+                report.found(format!("image {name}"), format!("config unreadable: {e}"));
+                continue;
+            }
+        };
+        if diff_ids.len() != manifest.layers.len() {
+            report.found(
+                format!("image {name}"),
+                format!(
+                    "{} diff ids for {} layers",
+                    diff_ids.len(),
+                    manifest.layers.len()
+                ),
+            );
+            continue;
+        }
+        check_unpacked_layers(store, repair, &name, &manifest, &diff_ids, &blobs, report);
+    }
+    if repair && !dangling.is_empty() {
+        let _lock = store.lock()?;
+        for name in dangling {
+            if store.remove_ref(&name).ok().flatten().is_some() {
+                if let Some(p) = report
+                    .problems
+                    .iter_mut()
+                    .rev()
+                    .find(|p| p.subject == format!("image {name}") && p.repaired.is_none())
+                {
+                    p.repaired = Some("removed the name: its manifest is gone".into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each layer of an image unpacked under layers/<chain-id>; a missing one is
+/// unpacked again from its blob when repairing.
+fn check_unpacked_layers(
+    store: &Store,
+    repair: bool,
+    image: &str,
+    manifest: &Manifest,
+    diff_ids: &[String],
+    blobs: &[Option<Digest>],
+    report: &mut CheckReport,
+) {
+    let mut chain: Option<Digest> = None;
+    for (i, (diff, blob)) in diff_ids.iter().zip(blobs).enumerate() {
+        let Ok(diff_id) = Digest::parse(diff) else {
+            report.found(
+                format!("image {image}"),
+                format!("invalid diff id {diff:?}"),
+            );
+            return;
+        };
+        let chain_id = Digest::chain(chain.as_ref(), &diff_id);
+        report.layers += 1;
+        if !store.layer_dir(&chain_id).is_dir() {
+            let p = report.found(
+                format!("image {image}"),
+                format!(
+                    "unpacked layer {} ({}) is missing",
+                    i + 1,
+                    short(chain_id.hex())
+                ),
+            );
+            if repair {
+                if let Some(blob) = blob {
+                    let src = LayerSource {
+                        media_type: &manifest.layers[i].media_type,
+                        digest: blob,
+                        size: Some(manifest.layers[i].size),
+                        diff_id: &diff_id,
+                    };
+                    match ingest::ingest_stored_blob(store, chain.as_ref(), &src, &mut |_| {}) {
+                        Ok(_) => p.repaired = Some("unpacked again from its blob".into()),
+                        Err(e) => p
+                            .detail
+                            .push_str(&format!("; unpacking it again failed: {e}")),
+                    }
+                } else {
+                    p.detail
+                        .push_str("; its blob is gone too: pull or load the image again");
+                }
+            }
+        }
+        chain = Some(chain_id);
+    }
+}
+
+/// Every container record: complete, its layers present, its state true.
+fn check_containers(
+    store: &Store,
+    repair: bool,
+    report: &mut CheckReport,
+) -> Result<(), StoreError> {
+    let dir = store.containers_dir();
+    let rd = fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    for path in entries {
+        let id = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        report.containers += 1;
+        if !path.join("container.json").is_file() {
+            // create writes container.json last, under the store lock: without it
+            // and with the lock held, this is a create that died halfway
+            let p = report.found(
+                format!("containers/{id}"),
+                "unfinished create (no container.json)",
+            );
+            if repair {
+                let _lock = store.lock()?;
+                if !path.join("container.json").is_file() && fs::remove_dir_all(&path).is_ok() {
+                    p.repaired = Some("removed".into());
+                }
+            }
+            continue;
+        }
+        let container = match Container::load(store, &id) {
+            Ok(c) => c,
+            Err(e) => {
+                report.found(
+                    format!("containers/{id}"),
+                    format!("unreadable record: {e}"),
+                );
+                continue;
+            }
+        };
+        let subject = format!("container {}", container.name);
+        for lower in &container.lower_dirs {
+            if !lower.is_dir() {
+                report.found(
+                    subject.clone(),
+                    format!(
+                        "its image layer {} is missing; remove the container (`twinbox rm {}`)",
+                        lower.display(),
+                        container.name
+                    ),
+                );
+            }
+        }
+        let state: State = read_json(&container.state_path()).unwrap_or_else(|_| State::created());
+        if owner_is_dead(&state) {
+            let p = report.found(
+                subject.clone(),
+                "recorded as running, but its supervisor is gone",
+            );
+            if repair {
+                let r = super::recover(store);
+                if r.removed.contains(&container.name) {
+                    p.repaired = Some("removed (it was started with --rm)".into());
+                } else if r.marked_exited.contains(&container.name) {
+                    p.repaired = Some("recorded as exited, its cgroup removed".into());
+                }
+            }
+            continue;
+        }
+        if state.status != Status::Running {
+            let cg = Cgroup::new(Path::new(DEFAULT_FS_ROOT), &container.cgroup_path());
+            if cg.as_ref().is_ok_and(|cg| cg.exists()) {
+                let p = report.found(
+                    subject.clone(),
+                    "not running, but its cgroup is still there",
+                );
+                if repair {
+                    release_cgroup(&container);
+                    if !cg.as_ref().is_ok_and(|cg| cg.exists()) {
+                        p.repaired = Some("cgroup removed".into());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scratch of dead processes, stale mounts, unused blobs and layers, and empty
+/// cgroups no container of this store owns.
+fn check_leftovers(
+    store: &Store,
+    repair: bool,
+    report: &mut CheckReport,
+) -> Result<(), StoreError> {
+    for path in gc::stale_temp_entries(store) {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let p = report.found(format!("tmp/{name}"), "scratch left by a process that died");
+        if repair {
+            let gone = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            if gone.is_ok() {
+                p.repaired = Some("removed".into());
+            }
+        }
+    }
+    check_mounts(store, repair, report);
+    let keep = gc::reachable(store)
+        .map_err(|e| StoreError::io(store.root(), std::io::Error::other(e.to_string())))?;
+    let mut unused = 0;
+    for (dir, kept) in [("blobs/sha256", &keep.blobs), ("layers", &keep.layers)] {
+        let path = store.root().join(dir);
+        for entry in fs::read_dir(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !kept.contains(&name) && entry.path().exists() {
+                unused += 1;
+                report.found(
+                    format!("{dir}/{}", short(&name)),
+                    "not used by any image, container or build",
+                );
+            }
+        }
+    }
+    if repair && unused > 0 {
+        let gc = gc::collect(store, &Candidates::All)
+            .map_err(|e| StoreError::io(store.root(), std::io::Error::other(e.to_string())))?;
+        let removed: HashSet<String> = gc
+            .blobs
+            .iter()
+            .map(|d| format!("blobs/sha256/{}", short(d.hex())))
+            .chain(
+                gc.layers
+                    .iter()
+                    .map(|d| format!("layers/{}", short(d.hex()))),
+            )
+            .collect();
+        for p in report
+            .problems
+            .iter_mut()
+            .filter(|p| removed.contains(&p.subject))
+        {
+            p.repaired = Some("removed (garbage-collected)".into());
+        }
+    }
+    check_cgroups(store, repair, report);
+    Ok(())
+}
+
+/// Mounts below the store whose container is not running (a crash between mount
+/// and unmount). Containers mount in their own namespace, so there should be none.
+fn check_mounts(store: &Store, repair: bool, report: &mut CheckReport) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let root = fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    let running: HashSet<PathBuf> = Container::list(store)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.state().is_ok_and(|s| s.status == Status::Running))
+        .map(|c| c.dir)
+        .collect();
+    // deepest first, so nested mounts come off before their parents
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&root) && p != &root)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        if running.iter().any(|d| point.starts_with(d)) {
+            continue;
+        }
+        let p = report.found(
+            format!("mount {}", point.display()),
+            "left mounted by a process that died",
+        );
+        if repair && nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+            p.repaired = Some("unmounted".into());
+        }
+    }
+}
+
+/// Empty cgroups under twinbox/ that no container of this store names.
+fn check_cgroups(store: &Store, repair: bool, report: &mut CheckReport) {
+    let Ok(parent) = Cgroup::new(Path::new(DEFAULT_FS_ROOT), Path::new("twinbox")) else {
+        return;
+    };
+    let Ok(rd) = fs::read_dir(parent.path()) else {
+        return;
+    };
+    let ids: HashSet<String> = fs::read_dir(store.containers_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let now = SystemTime::now();
+    let mut by_age: HashMap<String, Duration> = HashMap::new();
+    for entry in rd.flatten() {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ids.contains(&name) {
+            continue;
+        }
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        by_age.insert(name, age);
+    }
+    for (name, age) in by_age {
+        if age < ORPHAN_CGROUP_AGE {
+            continue;
+        }
+        let Ok(cg) = Cgroup::new(
+            Path::new(DEFAULT_FS_ROOT),
+            &Path::new("twinbox").join(&name),
+        ) else {
+            continue;
+        };
+        if !cg.pids().map(|p| p.is_empty()).unwrap_or(false) {
+            continue; // processes live in it: another store's container, not ours to touch
+        }
+        let p = report.found(
+            format!("cgroup twinbox/{name}"),
+            "empty and owned by no container",
+        );
+        if repair && cg.destroy().is_ok() {
+            p.repaired = Some("removed".into());
+        }
+    }
+}

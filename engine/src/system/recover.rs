@@ -1,0 +1,116 @@
+//! Recovery: what a SIGKILLed twinbox leaves, finished by the next command.
+//!
+//! A container's state says `running` together with its supervisor's pid and
+//! start time. When that supervisor is gone (killed, crashed, the machine
+//! rebooted), the container's own processes died with it (parent-death signal),
+//! but its record, cgroup and scratch stay. The next command that opens the store
+//! finds it here: a `--rm` container is removed as `--rm` promised, any other one
+//! is recorded as exited, and its cgroup goes either way.
+//!
+//! The scan reads one small `state.json` per container and takes the store lock
+//! only when something is stale, so a healthy store pays a directory listing.
+
+use std::fs;
+use std::path::Path;
+
+use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
+use crate::container::procinfo;
+use crate::container::{Container, State, Status};
+use crate::store::atomic::read_json;
+use crate::store::Store;
+
+/// What one recovery pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// `--rm` containers whose owner died, removed.
+    pub removed: Vec<String>,
+    /// Containers whose owner died, now recorded as exited (exit code unknown).
+    pub marked_exited: Vec<String>,
+    /// Scratch entries in tmp/ whose owner process is gone.
+    pub temp_entries: usize,
+}
+
+impl Recovered {
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.marked_exited.is_empty() && self.temp_entries == 0
+    }
+}
+
+/// True when a record says running but the supervisor that owned it is gone.
+pub(crate) fn owner_is_dead(state: &State) -> bool {
+    if state.status != Status::Running {
+        return false;
+    }
+    match (state.supervisor_pid, state.supervisor_start_ticks) {
+        (Some(pid), Some(ticks)) => procinfo::start_ticks(pid) != Some(ticks),
+        _ => true,
+    }
+}
+
+/// Ids of containers whose recorded owner is dead, read without the lock.
+fn stale_ids(store: &Store) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(store.containers_dir()) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let state: State = read_json(&e.path().join("state.json")).ok()?;
+            owner_is_dead(&state).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Finishes what dead twinbox processes left. Never fails: recovery is best
+/// effort and must not stop the command the user asked for.
+pub fn recover(store: &Store) -> Recovered {
+    let mut done = Recovered {
+        temp_entries: crate::image::gc::clean_temp(store),
+        ..Recovered::default()
+    };
+    let stale = stale_ids(store);
+    if stale.is_empty() {
+        return done;
+    }
+    let Ok(_lock) = store.lock() else {
+        return done;
+    };
+    for id in stale {
+        // re-read under the lock: another command may have recovered it already
+        let Ok(container) = Container::load(store, &id) else {
+            continue;
+        };
+        let Ok(state) = read_json::<State>(&container.state_path()) else {
+            continue;
+        };
+        if !owner_is_dead(&state) {
+            continue;
+        }
+        release_cgroup(&container);
+        if container.options.auto_remove {
+            if fs::remove_dir_all(&container.dir).is_ok() {
+                done.removed.push(container.name.clone());
+            }
+        } else {
+            let mut exited = state;
+            exited.status = Status::Exited;
+            exited.pid = None;
+            exited.exit_code = None;
+            exited.error = Some("the supervisor died; the exit code is unknown".into());
+            if container.write_state(&exited).is_ok() {
+                done.marked_exited.push(container.name.clone());
+            }
+        }
+    }
+    done
+}
+
+/// Kills whatever is left in the container's cgroup and removes it.
+pub(crate) fn release_cgroup(container: &Container) {
+    let Ok(cg) = Cgroup::new(Path::new(DEFAULT_FS_ROOT), &container.cgroup_path()) else {
+        return;
+    };
+    if cg.exists() {
+        let _ = cg.kill_all(libc::SIGKILL);
+        let _ = cg.destroy();
+    }
+}
