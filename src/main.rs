@@ -14,6 +14,7 @@ macro_rules! print {
     ($($arg:tt)*) => { $crate::output::print(format_args!($($arg)*)) };
 }
 
+mod build;
 mod container;
 mod doctor;
 mod format;
@@ -74,6 +75,8 @@ enum Command {
     Top(container::TopArgs),
     /// Show resource usage of running containers (memory, CPU time, processes)
     Stats(container::StatsArgs),
+    /// Build an image from a Dockerfile, like `docker build`
+    Build(build::BuildArgs),
     /// List images
     Images(image::ImagesArgs),
     /// Import a root filesystem tar as an image, like `docker import`
@@ -183,6 +186,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(args) => container::exec(&root, args),
         Command::Top(args) => container::top(&root, args),
         Command::Stats(args) => container::stats(&root, args),
+        Command::Build(args) => build::build(&root, args),
         Command::Images(args) => image::images(&root, args),
         Command::Import(args) => image::import(&root, args),
         Command::Tag(args) => image::tag(&root, args),

@@ -9,6 +9,7 @@
 //! - [`cgroups`]: resource limits and usage, v1 and v2 behind one interface
 //! - [`system`]: store-wide care: recovery after crashes, `system check`
 
+pub mod build;
 pub mod cgroups;
 pub mod container;
 pub mod image;

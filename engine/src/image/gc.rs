@@ -204,6 +204,10 @@ fn collect_with(store: &Store, candidates: &Candidates, skip_own_lease: bool) ->
     if matches!(candidates, Candidates::All) {
         report.temp_entries = clean_temp(store);
     }
+    if !report.blobs.is_empty() {
+        // build cache records that pointed at what went are dropped with it
+        crate::build::cache::forget_missing(store);
+    }
     Ok(report)
 }
 

@@ -1,0 +1,1595 @@
+//! The builder: stages in dependency order (only those the target needs), each
+//! step applied to the stage's state (config JSON, layers, ARGs in scope), layer
+//! steps looked up in the cache before they run, the target's state written as
+//! an ordinary image.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufWriter, Seek};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+
+use super::cache::{self, KeyBuilder, Record, StoredLayer};
+use super::copy::{self, Matched, Origin, Ownership};
+use super::dockerfile::{
+    self, CommandForm, CopySource, CopySpec, Dockerfile, Flag, Instr, Stage, Step,
+};
+use super::expand;
+use super::ignore::Ignore;
+use super::merged::MergedView;
+use super::progress::Progress;
+use super::run::{self, RunRequest};
+use super::tree;
+use super::{default_network, BuildError, BuildOptions, BuildResult, Result};
+use crate::image::ingest::ingest_tar;
+use crate::image::layer::{commit_image, now_rfc3339, ImageBlobs};
+use crate::image::manifest::{Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::image::{Image, ImageError, LayerInfo, Reference};
+use crate::network::NetworkMode;
+use crate::store::{Digest, Store};
+
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// A stage's state between steps.
+#[derive(Debug, Clone)]
+struct State {
+    /// The image config being built (`config`, `history`, ...); rootfs is filled at the end.
+    image: Value,
+    layers: Vec<LayerInfo>,
+    /// ARGs in scope with a value, in declaration order.
+    args: Vec<(String, String)>,
+    /// The time of the last layer step (or the base image): history and the
+    /// image's `created`, so an unchanged rebuild makes the same image id.
+    created: String,
+    /// CMD was set in this stage (ENTRYPOINT then keeps it).
+    cmd_set: bool,
+}
+
+impl State {
+    fn scratch() -> State {
+        State {
+            image: json!({"architecture": "amd64", "os": "linux", "config": {}, "history": []}),
+            layers: Vec::new(),
+            args: Vec::new(),
+            created: now_rfc3339(),
+            cmd_set: false,
+        }
+    }
+
+    fn config(&mut self) -> &mut Map<String, Value> {
+        if !self.image.get("config").is_some_and(Value::is_object) {
+            self.image["config"] = json!({});
+        }
+        self.image["config"].as_object_mut().expect("object")
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.image.get("config").and_then(|c| c.get(key))
+    }
+
+    fn strings(&self, key: &str) -> Option<Vec<String>> {
+        self.get(key)?.as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+    }
+
+    fn env(&self) -> Vec<String> {
+        self.strings("Env").unwrap_or_default()
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) {
+        let mut env = self.env();
+        let kv = format!("{key}={value}");
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(slot) => *slot = kv,
+            None => env.push(kv),
+        }
+        self.config().insert("Env".into(), json!(env));
+    }
+
+    fn workdir(&self) -> String {
+        self.get("WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/")
+            .to_string()
+    }
+
+    fn user(&self) -> String {
+        self.get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.strings("Shell")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// What `$VAR` sees: ARGs, then ENV (ENV wins over an ARG of the same name).
+    fn lookup(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        v.extend(self.env());
+        v
+    }
+
+    fn parent_chain(&self) -> Option<Digest> {
+        self.layers.last().map(|l| l.chain_id.clone())
+    }
+
+    fn lowers(&self, store: &Store) -> Vec<PathBuf> {
+        self.layers
+            .iter()
+            .rev()
+            .map(|l| store.layer_dir(&l.chain_id))
+            .collect()
+    }
+
+    fn view(&self, store: &Store) -> MergedView {
+        MergedView::new(self.lowers(store))
+    }
+
+    fn history(&mut self, created_by: String, layer: bool) {
+        let mut h = json!({
+            "created": self.created,
+            "created_by": created_by,
+            "comment": HISTORY_COMMENT,
+        });
+        if !layer {
+            h["empty_layer"] = json!(true);
+        }
+        if !self.image.get("history").is_some_and(Value::is_array) {
+            self.image["history"] = json!([]);
+        }
+        self.image["history"].as_array_mut().expect("array").push(h);
+    }
+}
+
+/// Go's `%q` of a string slice, as Docker writes CMD and ENTRYPOINT in history.
+fn go_quoted(list: &[String]) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap_or_default())
+        .collect();
+    format!("[{}]", items.join(" "))
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    file: &'a Dockerfile,
+    progress: &'a mut dyn Progress,
+    ignore: Ignore,
+    /// Global ARGs (before FROM) with their values.
+    meta_args: Vec<(String, String)>,
+    results: HashMap<usize, State>,
+    used_args: HashSet<String>,
+    next_id: usize,
+    steps: usize,
+    cached: usize,
+}
+
+impl Builder<'_> {
+    fn fail(&self, line: usize, text: &str, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.opts.dockerfile_name.clone(),
+            line,
+            instruction: short(text),
+            message: message.into(),
+        }
+    }
+
+    fn expand(&self, state: &State, step: &Step, s: &str) -> Result<String> {
+        expand::word(s, &state.lookup(), self.file.escape)
+            .map_err(|e| self.fail(step.line, &step.text, e.to_string()))
+    }
+
+    fn stage_index(&self, name: &str) -> Option<usize> {
+        if let Ok(n) = name.parse::<usize>() {
+            return (n < self.file.stages.len()).then_some(n);
+        }
+        self.file.stages.iter().position(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
+
+    fn expand_meta(&self, s: &str) -> String {
+        let env: Vec<String> = self
+            .meta_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        expand::word(s, &env, self.file.escape).unwrap_or_else(|_| s.to_string())
+    }
+
+    /// Stages `index` needs first: its FROM stage and every `--from` stage.
+    fn deps(&self, index: usize) -> Vec<usize> {
+        let stage = &self.file.stages[index];
+        let mut out = Vec::new();
+        let base = self.expand_meta(&stage.base);
+        if let Some(i) = self.stage_index(&base).filter(|i| *i < index) {
+            out.push(i);
+        }
+        for step in &stage.steps {
+            let flags: &[Flag] = match &step.instr {
+                Instr::Copy(c) => &c.flags,
+                Instr::Run { flags, .. } => flags,
+                _ => continue,
+            };
+            for f in flags {
+                let from = match (f.name.as_str(), &f.value) {
+                    ("from", Some(v)) => Some(v.clone()),
+                    ("mount", Some(v)) => v
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix("from=").map(String::from)),
+                    _ => None,
+                };
+                if let Some(i) = from.and_then(|v| self.stage_index(&self.expand_meta(&v))) {
+                    if i < index {
+                        out.push(i);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn build_stage(&mut self, index: usize) -> Result<()> {
+        if self.results.contains_key(&index) {
+            return Ok(());
+        }
+        for dep in self.deps(index) {
+            self.build_stage(dep)?;
+        }
+        let stage = &self.file.stages[index];
+        let multi = self.file.stages.len() > 1;
+        let name = match &stage.name {
+            Some(n) => format!("{n} "),
+            None if multi => format!("stage-{index} "),
+            None => String::new(),
+        };
+        let total = 1 + stage
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.instr,
+                    Instr::Run { .. } | Instr::Copy(_) | Instr::Add(_) | Instr::Workdir(_)
+                )
+            })
+            .count();
+        let mut state = self.from(stage, &name, total)?;
+        let triggers = state
+            .get("OnBuild")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        state.config().remove("OnBuild");
+        let mut n = 1;
+        for trigger in triggers {
+            let parsed = dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|p| {
+                self.fail(
+                    stage.line,
+                    &stage.text,
+                    format!("ONBUILD trigger {trigger:?}: {}", p[0].message),
+                )
+            })?;
+            for mut step in parsed.stages[0].steps.clone() {
+                step.line = stage.line;
+                step.text = format!("ONBUILD {}", step.text);
+                self.step(&mut state, &step, &name, &mut n, total)?;
+            }
+        }
+        for step in &stage.steps {
+            self.step(&mut state, step, &name, &mut n, total)?;
+        }
+        self.results.insert(index, state);
+        Ok(())
+    }
+
+    fn from(&mut self, stage: &Stage, name: &str, total: usize) -> Result<State> {
+        let base = self.expand_meta(&stage.base);
+        if let Some(p) = &stage.platform {
+            let p = self.expand_meta(p);
+            if p != "linux/amd64" && p != "linux/x86_64" && !p.contains("BUILDPLATFORM") {
+                return Err(self.fail(
+                    stage.line,
+                    &stage.text,
+                    format!("platform {p} is not available: twinbox builds linux/amd64 images"),
+                ));
+            }
+        }
+        let id = self.begin(&format!("[{name}1/{total}] FROM {base}"));
+        let started = Instant::now();
+        let state = if base.eq_ignore_ascii_case("scratch") {
+            State::scratch()
+        } else if let Some(i) = self
+            .stage_index(&base)
+            .filter(|i| self.results.contains_key(i))
+        {
+            let mut s = self.results[&i].clone();
+            s.args.clear();
+            s.cmd_set = false;
+            s
+        } else {
+            let image = self.base_image(stage, &base)?;
+            let raw: Value = self
+                .store
+                .read_json_blob(&image.id)
+                .map_err(ImageError::from)?;
+            let created = raw
+                .get("created")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(now_rfc3339);
+            let mut image_json = json!({
+                "architecture": raw.get("architecture").cloned().unwrap_or(json!("amd64")),
+                "os": raw.get("os").cloned().unwrap_or(json!("linux")),
+                "config": raw.get("config").cloned().unwrap_or(json!({})),
+                "history": raw.get("history").cloned().unwrap_or(json!([])),
+            });
+            if image_json["config"].is_null() {
+                image_json["config"] = json!({});
+            }
+            let lease: Vec<&Digest> = image
+                .layers
+                .iter()
+                .flat_map(|l| [&l.blob, &l.chain_id])
+                .collect();
+            {
+                let _lock = self.store.lock()?;
+                self.store.lease(&lease)?;
+            }
+            State {
+                image: image_json,
+                layers: image.layers.clone(),
+                args: Vec::new(),
+                created,
+                cmd_set: false,
+            }
+        };
+        self.progress.step_done(id, started.elapsed());
+        Ok(state)
+    }
+
+    fn base_image(&mut self, stage: &Stage, base: &str) -> Result<Image> {
+        if self.opts.pull {
+            let options = crate::registry::pull::PullOptions::default();
+            crate::registry::pull::pull(
+                self.store,
+                base,
+                &options,
+                &crate::registry::progress::NoProgress,
+            )
+            .map_err(|e| self.fail(stage.line, &stage.text, format!("pulling {base}: {e}")))?;
+        }
+        match Image::resolve(self.store, base) {
+            Ok(i) => Ok(i),
+            Err(ImageError::NotFound(_)) => Err(BuildError::BaseImage {
+                file: self.opts.dockerfile_name.clone(),
+                line: stage.line,
+                name: base.to_string(),
+            }),
+            Err(e) => Err(self.fail(stage.line, &stage.text, e.to_string())),
+        }
+    }
+
+    fn begin(&mut self, label: &str) -> usize {
+        self.next_id += 1;
+        self.progress.step_started(self.next_id, label);
+        self.next_id
+    }
+
+    fn step(
+        &mut self,
+        state: &mut State,
+        step: &Step,
+        name: &str,
+        n: &mut usize,
+        total: usize,
+    ) -> Result<()> {
+        let layered = matches!(
+            step.instr,
+            Instr::Run { .. } | Instr::Copy(_) | Instr::Add(_) | Instr::Workdir(_)
+        );
+        if !layered {
+            return self.metadata(state, step);
+        }
+        *n += 1;
+        self.steps += 1;
+        let id = self.begin(&format!("[{name}{n}/{total}] {}", short(&step.text)));
+        let started = Instant::now();
+        let result = match &step.instr {
+            Instr::Run { flags, command } => self.run(state, step, flags, command, id, started),
+            Instr::Copy(spec) => self.copy(state, step, spec, false),
+            Instr::Add(spec) => self.copy(state, step, spec, true),
+            Instr::Workdir(path) => self.workdir(state, step, path),
+            _ => unreachable!("layered steps only"),
+        };
+        match result {
+            Ok(true) => {
+                self.cached += 1;
+                self.progress.step_cached(id);
+                Ok(())
+            }
+            Ok(false) => {
+                self.progress.step_done(id, started.elapsed());
+                Ok(())
+            }
+            Err(e) => {
+                self.progress
+                    .step_failed(id, started.elapsed(), &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Looks a step up in the cache; on a hit applies it to the state, marks
+    /// the step's history entry and returns true.
+    fn cached(&mut self, state: &mut State, key: &Digest) -> bool {
+        if self.opts.no_cache {
+            return false;
+        }
+        let parent = state.parent_chain();
+        let Some((record, layer)) = cache::lookup(self.store, key, parent.as_ref()) else {
+            return false;
+        };
+        state.created = record.created;
+        let made = layer.is_some();
+        if let Some(l) = layer {
+            state.layers.push(l);
+        }
+        Self::last_history_layer(state, made);
+        fix_history_created(state);
+        true
+    }
+
+    /// Turns a changed tree into the step's layer (none when nothing changed)
+    /// and records it in the cache.
+    fn commit_tree(
+        &mut self,
+        state: &mut State,
+        key: &Digest,
+        root: &Path,
+        skip: &HashSet<PathBuf>,
+    ) -> Result<bool> {
+        let tmp = self.store.temp_dir("build-layer")?;
+        let result = (|| -> Result<bool> {
+            let tar_path = tmp.join("layer.tar");
+            let file = File::create(&tar_path).map_err(|e| BuildError::io(&tar_path, e))?;
+            let entries = tree::write_tar(root, skip, BufWriter::new(file))
+                .map_err(|e| BuildError::io(root, e))?;
+            state.created = now_rfc3339();
+            let layer = if entries == 0 {
+                None
+            } else {
+                let mut f = File::open(&tar_path).map_err(|e| BuildError::io(&tar_path, e))?;
+                f.rewind().map_err(|e| BuildError::io(&tar_path, e))?;
+                let parent = state.parent_chain();
+                let l = ingest_tar(
+                    self.store,
+                    parent.as_ref(),
+                    std::io::BufReader::new(f),
+                    &mut |_| {},
+                )?
+                .layer;
+                Some(l)
+            };
+            cache::save(
+                self.store,
+                key,
+                &Record {
+                    layer: layer.as_ref().map(StoredLayer::from_info),
+                    created: state.created.clone(),
+                },
+            );
+            let made = layer.is_some();
+            if let Some(l) = layer {
+                state.layers.push(l);
+            }
+            Ok(made)
+        })();
+        let _ = fs::remove_dir_all(&tmp);
+        result
+    }
+
+    fn last_history_layer(state: &mut State, layer: bool) {
+        if let Some(h) = state.image["history"]
+            .as_array_mut()
+            .and_then(|a| a.last_mut())
+        {
+            if layer {
+                h.as_object_mut().map(|o| o.remove("empty_layer"));
+            } else {
+                h["empty_layer"] = json!(true);
+            }
+        }
+    }
+
+    /// The build args a RUN sees as env: every ARG in scope that ENV does not set.
+    fn run_env_args(state: &State) -> Vec<String> {
+        let env = state.env();
+        state
+            .args
+            .iter()
+            .filter(|(k, _)| !env.iter().any(|e| e.split('=').next() == Some(k)))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    }
+
+    fn run(
+        &mut self,
+        state: &mut State,
+        step: &Step,
+        flags: &[Flag],
+        command: &CommandForm,
+        id: usize,
+        started: Instant,
+    ) -> Result<bool> {
+        let argv = match command {
+            CommandForm::Exec(v) => v.clone(),
+            CommandForm::Shell(s) => {
+                let mut v = state.shell();
+                v.push(s.clone());
+                v
+            }
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(self.fail(step.line, &step.text, "RUN needs a command"));
+        }
+        let mut network = self.opts.network.unwrap_or_else(default_network);
+        let mut mounts = Vec::new();
+        for f in flags {
+            let value = self.expand(state, step, f.value.as_deref().unwrap_or(""))?;
+            match f.name.as_str() {
+                "network" => {
+                    network = match value.as_str() {
+                        "default" => self.opts.network.unwrap_or_else(default_network),
+                        v => v
+                            .parse::<NetworkMode>()
+                            .map_err(|e| self.fail(step.line, &step.text, e))?,
+                    }
+                }
+                "mount" => mounts.push(
+                    super::mounts::parse(&value)
+                        .map_err(|e| self.fail(step.line, &step.text, e))?,
+                ),
+                "security" if value == "sandbox" => {}
+                other => {
+                    return Err(self.fail(
+                        step.line,
+                        &step.text,
+                        format!("--{other}={value} is not supported"),
+                    ))
+                }
+            }
+        }
+        let build_args = Self::run_env_args(state);
+        for (k, _) in &state.args {
+            self.used_args.insert(k.clone());
+        }
+        let mut key = KeyBuilder::new("run", state.parent_chain().as_ref());
+        key.list(&argv)
+            .list(&state.env())
+            .list(&build_args)
+            .field(&state.user())
+            .field(&state.workdir())
+            .field(&network.to_string());
+        let mut prepared = Vec::new();
+        for m in &mounts {
+            key.field(&m.key_text());
+            prepared.push(self.prepare_mount(state, step, m, key.hasher())?);
+        }
+        let key = key.finish();
+        let history = {
+            let mut parts = Vec::new();
+            if !state.args.is_empty() {
+                parts.push(format!("|{}", state.args.len()));
+                for (k, v) in &state.args {
+                    parts.push(format!("{k}={v}"));
+                }
+            }
+            parts.extend(argv.iter().cloned());
+            format!("RUN {} # buildkit", parts.join(" "))
+        };
+        state.history(history, true);
+        if self.cached(state, &key) {
+            return Ok(true);
+        }
+        let config: oci_spec::image::Config =
+            serde_json::from_value(state.image["config"].clone()).unwrap_or_default();
+        let mut binds = Vec::new();
+        let mut tmpfs = Vec::new();
+        for p in &prepared {
+            match p {
+                super::mounts::Prepared::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => binds.push((source.clone(), target.clone(), *read_only)),
+                super::mounts::Prepared::Tmpfs { target } => tmpfs.push(target.clone()),
+            }
+        }
+        let req = RunRequest {
+            lowers: state.lowers(self.store),
+            argv: argv.clone(),
+            config: &config,
+            build_args,
+            user: state.user(),
+            workdir: state.workdir(),
+            network,
+            binds,
+            tmpfs,
+        };
+        let progress = &mut *self.progress;
+        let outcome = run::run(self.store, &req, &mut |line| {
+            progress.step_output(id, started.elapsed(), line)
+        })
+        .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
+        for p in prepared {
+            p.cleanup();
+        }
+        if outcome.exit_code != 0 {
+            return Err(BuildError::RunFailed {
+                file: self.opts.dockerfile_name.clone(),
+                line: step.line,
+                instruction: short(&step.text),
+                code: outcome.exit_code,
+                tail: outcome.tail.clone(),
+            });
+        }
+        let made = self.commit_tree(state, &key, &outcome.upper(), &HashSet::new())?;
+        Self::last_history_layer(state, made);
+        fix_history_created(state);
+        Ok(false)
+    }
+
+    fn prepare_mount(
+        &mut self,
+        state: &State,
+        step: &Step,
+        m: &super::mounts::Mount,
+        key: &mut Sha256,
+    ) -> Result<super::mounts::Prepared> {
+        use super::mounts::{Kind, Prepared};
+        let target = if m.target.starts_with('/') {
+            m.target.clone()
+        } else {
+            format!("{}/{}", state.workdir().trim_end_matches('/'), m.target)
+        };
+        match &m.kind {
+            Kind::Tmpfs => Ok(Prepared::Tmpfs { target }),
+            Kind::Cache { id } => {
+                let id = id.clone().unwrap_or_else(|| target.clone());
+                let dir = self
+                    .store
+                    .root()
+                    .join("cache/build-mounts")
+                    .join(Digest::of(id.as_bytes()).hex());
+                fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                Ok(Prepared::Bind {
+                    source: dir,
+                    target,
+                    read_only: false,
+                })
+            }
+            Kind::Secret { id, required } => {
+                let Some((_, src)) = self.opts.secrets.iter().find(|(sid, _)| sid == id) else {
+                    if *required {
+                        return Err(self.fail(
+                            step.line,
+                            &step.text,
+                            format!(
+                                "secret {id:?} is required: pass it with --secret id={id},src=FILE"
+                            ),
+                        ));
+                    }
+                    return Ok(Prepared::Tmpfs { target });
+                };
+                let target = if m.target.is_empty() {
+                    format!("/run/secrets/{id}")
+                } else {
+                    target
+                };
+                Ok(Prepared::Bind {
+                    source: src.clone(),
+                    target,
+                    read_only: true,
+                })
+            }
+            Kind::Bind { source, from, rw } => {
+                let tmp = self.store.temp_dir("build-bind")?;
+                let (origin_state, origin) = match from {
+                    Some(f) => {
+                        let v = self.source_view(state, step, f)?;
+                        (Some(v), None)
+                    }
+                    None => (None, Some(())),
+                };
+                let view_holder;
+                let origin = match (&origin_state, origin) {
+                    (Some(v), _) => {
+                        view_holder = v.clone();
+                        Origin::Image(&view_holder)
+                    }
+                    _ => Origin::Context {
+                        root: self.opts.context.as_deref(),
+                        ignore: &self.ignore,
+                    },
+                };
+                let src = source.clone().unwrap_or_else(|| "/".into());
+                let matched = origin
+                    .sources(&src)
+                    .map_err(|e| self.fail(step.line, &step.text, e))?;
+                let dest = tmp.join("src");
+                let own = Ownership::default();
+                for m in &matched {
+                    copy::hash_entry(key, Path::new(""), &m.real)
+                        .map_err(|e| BuildError::io(&m.real, e))?;
+                    copy::stage_entry(&m.real, &dest, &own)
+                        .map_err(|e| BuildError::io(&m.real, e))?;
+                    if m.real.is_dir() {
+                        for (rel, real) in origin.walk(m) {
+                            copy::hash_entry(key, &rel, &real)
+                                .map_err(|e| BuildError::io(&real, e))?;
+                            copy::stage_entry(&real, &dest.join(&rel), &own)
+                                .map_err(|e| BuildError::io(&real, e))?;
+                        }
+                    }
+                }
+                Ok(Prepared::Bind {
+                    source: dest,
+                    target,
+                    read_only: !rw,
+                })
+            }
+        }
+    }
+
+    /// The tree `--from` names: an earlier stage, or an image in the store.
+    fn source_view(&mut self, state: &State, step: &Step, from: &str) -> Result<MergedView> {
+        let from = self.expand(state, step, from)?;
+        if let Some(i) = self.stage_index(&from) {
+            return match self.results.get(&i) {
+                Some(s) => Ok(s.view(self.store)),
+                None => Err(self.fail(step.line, &step.text, format!("stage {from:?} comes later in the Dockerfile: --from can only name an earlier stage"))),
+            };
+        }
+        match Image::resolve(self.store, &from) {
+            Ok(image) => Ok(MergedView::new(image.lower_dirs(self.store))),
+            Err(_) => Err(self.fail(
+                step.line,
+                &step.text,
+                format!(
+                    "--from={from}: no stage or image of that name (stages: {})",
+                    self.stage_names()
+                ),
+            )),
+        }
+    }
+
+    fn stage_names(&self) -> String {
+        let names: Vec<String> = self
+            .file
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.name.clone().unwrap_or_else(|| i.to_string()))
+            .collect();
+        names.join(", ")
+    }
+
+    fn copy(&mut self, state: &mut State, step: &Step, spec: &CopySpec, add: bool) -> Result<bool> {
+        let mut from = None;
+        let mut chown = None;
+        let mut chmod = None;
+        let mut checksum = None;
+        for f in &spec.flags {
+            let v = self.expand(state, step, f.value.as_deref().unwrap_or(""))?;
+            match f.name.as_str() {
+                "from" => from = Some(v),
+                "chown" => chown = Some(v),
+                "chmod" => {
+                    chmod = Some(
+                        u32::from_str_radix(&v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| {
+                                self.fail(
+                                    step.line,
+                                    &step.text,
+                                    format!("--chmod={v}: give an octal mode like 0755"),
+                                )
+                            })?,
+                    )
+                }
+                "checksum" => checksum = Some(v),
+                "link" | "keep-git-dir" => {}
+                other => {
+                    return Err(self.fail(
+                        step.line,
+                        &step.text,
+                        format!("--{other} is not supported"),
+                    ))
+                }
+            }
+        }
+        let dest_raw = self.expand(state, step, &spec.dest)?;
+        let dest_is_dir = dest_raw.ends_with('/');
+        let dest_abs = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{}", state.workdir().trim_end_matches('/'), dest_raw)
+        };
+        let image_view = state.view(self.store);
+        let dest_rel = image_view.resolve(Path::new(dest_abs.trim_start_matches('/')));
+        let lowers = state.lowers(self.store);
+        let owner = match &chown {
+            Some(c) => {
+                let u = crate::container::user::resolve(c, &lowers)
+                    .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
+                Some((u.uid, u.gid))
+            }
+            None => None,
+        };
+        let view_from = match &from {
+            Some(f) => Some(self.source_view(state, step, f)?),
+            None => None,
+        };
+        let opts = self.opts;
+        let ignore = self.ignore.clone();
+        let origin = match &view_from {
+            Some(v) => Origin::Image(v),
+            None => Origin::Context {
+                root: opts.context.as_deref(),
+                ignore: &ignore,
+            },
+        };
+        let own = Ownership {
+            chown: owner,
+            reset_to_root: view_from.is_none(),
+            chmod,
+        };
+
+        // sources: paths (with globs), URLs (ADD), heredocs
+        let tmp = self.store.temp_dir("build-copy")?;
+        let result = (|| -> Result<bool> {
+            let mut items: Vec<(Matched, bool)> = Vec::new(); // (source, from a URL/heredoc)
+            let mut srcs_text = Vec::new();
+            for (n, src) in spec.sources.iter().enumerate() {
+                match src {
+                    CopySource::Heredoc { body, expand: ex } => {
+                        let body = if *ex {
+                            self.expand(state, step, body)?
+                        } else {
+                            body.clone()
+                        };
+                        let name = heredoc_name(&step.text, n);
+                        let p = tmp.join("heredoc").join(&name);
+                        fs::create_dir_all(p.parent().expect("parent"))
+                            .map_err(|e| BuildError::io(&p, e))?;
+                        fs::write(&p, body).map_err(|e| BuildError::io(&p, e))?;
+                        set_mode(&p, 0o644)?;
+                        srcs_text.push(format!("<<{name}"));
+                        items.push((
+                            Matched {
+                                rel: PathBuf::from(&name),
+                                real: p,
+                            },
+                            true,
+                        ));
+                    }
+                    CopySource::Path(raw) => {
+                        let s = self.expand(state, step, raw)?;
+                        srcs_text.push(s.clone());
+                        if add && (s.starts_with("http://") || s.starts_with("https://")) {
+                            let p =
+                                super::fetch::download(&s, &tmp.join("url"), checksum.as_deref())
+                                    .map_err(|e| self.fail(step.line, &step.text, e))?;
+                            let rel = PathBuf::from(p.file_name().unwrap_or_default());
+                            items.push((Matched { rel, real: p }, true));
+                            continue;
+                        }
+                        for m in origin
+                            .sources(&s)
+                            .map_err(|e| self.fail(step.line, &step.text, e))?
+                        {
+                            items.push((m, false));
+                        }
+                    }
+                }
+            }
+            if items.len() > 1 && !dest_is_dir && !image_view.is_dir(&dest_rel) {
+                return Err(self.fail(step.line, &step.text, format!("with more than one source file the destination must be a directory and end with a /: {dest_raw}")));
+            }
+            // the key: every source's identity, the destination and the flags
+            let mut key = KeyBuilder::new(
+                if add { "add" } else { "copy" },
+                state.parent_chain().as_ref(),
+            );
+            key.field(&dest_abs).field(&format!(
+                "{owner:?}/{chmod:?}/{}",
+                from.as_deref().unwrap_or("")
+            ));
+            for (m, _) in &items {
+                key.field(&m.rel.display().to_string());
+                copy::hash_entry(key.hasher(), Path::new(""), &m.real)
+                    .map_err(|e| BuildError::io(&m.real, e))?;
+                if m.real.symlink_metadata().is_ok_and(|md| md.is_dir()) {
+                    for (rel, real) in origin.walk(m) {
+                        copy::hash_entry(key.hasher(), &rel, &real)
+                            .map_err(|e| BuildError::io(&real, e))?;
+                    }
+                }
+            }
+            let key = key.finish();
+            let verb = if add { "ADD" } else { "COPY" };
+            let mut history = format!("{verb} ");
+            if let Some(f) = &from {
+                history.push_str(&format!("--from={f} "));
+            }
+            history.push_str(&format!("{} {dest_raw} # buildkit", srcs_text.join(" ")));
+            state.history(history, true);
+            if self.cached(state, &key) {
+                return Ok(true);
+            }
+            let staging = tmp.join("stage");
+            fs::create_dir_all(&staging).map_err(|e| BuildError::io(&staging, e))?;
+            let mut existing: HashSet<PathBuf> = HashSet::new();
+            let into_dir = dest_is_dir || items.len() > 1 || image_view.is_dir(&dest_rel);
+            for (m, _) in &items {
+                let md = m
+                    .real
+                    .symlink_metadata()
+                    .map_err(|e| BuildError::io(&m.real, e))?;
+                if md.is_dir() {
+                    copy::stage_parents(&staging, &dest_rel, &image_view, &own, &mut existing)
+                        .map_err(|e| BuildError::io(&staging, e))?;
+                    for (rel, real) in origin.walk(m) {
+                        copy::stage_entry(&real, &staging.join(&dest_rel).join(&rel), &own)
+                            .map_err(|e| BuildError::io(&real, e))?;
+                    }
+                    continue;
+                }
+                let target = if into_dir {
+                    dest_rel.join(m.rel.file_name().unwrap_or_default())
+                } else {
+                    dest_rel.clone()
+                };
+                if let Some(parent) = target.parent() {
+                    copy::stage_parents(&staging, parent, &image_view, &own, &mut existing)
+                        .map_err(|e| BuildError::io(&staging, e))?;
+                }
+                if add
+                    && !items.iter().any(|(i, url)| *url && i.real == m.real)
+                    && md.is_file()
+                    && copy::is_archive(&m.real)
+                {
+                    // a local archive is unpacked into the destination directory
+                    let dir_rel = dest_rel.clone();
+                    copy::stage_parents(&staging, &dir_rel, &image_view, &own, &mut existing)
+                        .map_err(|e| BuildError::io(&staging, e))?;
+                    let reader = crate::image::layer::open_tar_file(&m.real)?;
+                    crate::store::unpack::unpack_layer(reader, &staging.join(&dir_rel)).map_err(
+                        |e| {
+                            self.fail(
+                                step.line,
+                                &step.text,
+                                format!("unpacking {}: {e}", m.rel.display()),
+                            )
+                        },
+                    )?;
+                    continue;
+                }
+                copy::stage_entry(&m.real, &staging.join(&target), &own)
+                    .map_err(|e| BuildError::io(&m.real, e))?;
+            }
+            let made = self.commit_tree(state, &key, &staging, &existing)?;
+            Self::last_history_layer(state, made);
+            fix_history_created(state);
+            Ok(false)
+        })();
+        let _ = fs::remove_dir_all(&tmp);
+        result
+    }
+
+    fn workdir(&mut self, state: &mut State, step: &Step, raw: &str) -> Result<bool> {
+        let path = self.expand(state, step, raw)?;
+        let joined = if path.starts_with('/') {
+            path
+        } else {
+            format!("{}/{}", state.workdir().trim_end_matches('/'), path)
+        };
+        let clean = clean_abs(&joined);
+        state.config().insert("WorkingDir".into(), json!(clean));
+        state.history(format!("WORKDIR {clean}"), false);
+        let view = state.view(self.store);
+        let rel = view.resolve(Path::new(clean.trim_start_matches('/')));
+        if clean == "/" || view.is_dir(&rel) {
+            return Ok(true);
+        }
+        let user = state.user();
+        let mut key = KeyBuilder::new("workdir", state.parent_chain().as_ref());
+        key.field(&clean).field(&user);
+        let key = key.finish();
+        if self.cached(state, &key) {
+            return Ok(true);
+        }
+        let owner = if user.is_empty() {
+            None
+        } else {
+            crate::container::user::resolve(&user, &state.lowers(self.store))
+                .ok()
+                .map(|u| (u.uid, u.gid))
+        };
+        let tmp = self.store.temp_dir("build-workdir")?;
+        let result = (|| {
+            let staging = tmp.join("stage");
+            fs::create_dir_all(&staging).map_err(|e| BuildError::io(&staging, e))?;
+            let mut existing = HashSet::new();
+            let own = Ownership {
+                chown: owner,
+                reset_to_root: true,
+                chmod: None,
+            };
+            copy::stage_parents(&staging, &rel, &view, &own, &mut existing)
+                .map_err(|e| BuildError::io(&staging, e))?;
+            self.commit_tree(state, &key, &staging, &existing)
+        })();
+        let _ = fs::remove_dir_all(&tmp);
+        let made = result?;
+        Self::last_history_layer(state, made);
+        fix_history_created(state);
+        Ok(false)
+    }
+
+    fn metadata(&mut self, state: &mut State, step: &Step) -> Result<()> {
+        let esc = self.file.escape;
+        match &step.instr {
+            Instr::Env(pairs) => {
+                let mut parts = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.expand(state, step, k)?;
+                    let v = self.expand(state, step, v)?;
+                    parts.push(format!("{k}={v}"));
+                    state.set_env(&k, &v);
+                }
+                state.history(format!("ENV {}", parts.join(" ")), false);
+            }
+            Instr::Label(pairs) => {
+                let mut parts = Vec::new();
+                let mut labels = state
+                    .get("Labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                for (k, v) in pairs {
+                    let k = self.expand(state, step, k)?;
+                    let v = self.expand(state, step, v)?;
+                    parts.push(format!("{k}={v}"));
+                    labels.insert(k, json!(v));
+                }
+                state
+                    .config()
+                    .insert("Labels".into(), Value::Object(labels));
+                state.history(format!("LABEL {}", parts.join(" ")), false);
+            }
+            Instr::Maintainer(m) => {
+                state.image["author"] = json!(m);
+                state.history(format!("MAINTAINER {m}"), false);
+            }
+            Instr::Arg(list) => {
+                let mut parts = Vec::new();
+                for (name, default) in list {
+                    let default = match default {
+                        Some(d) => Some(self.expand(state, step, d)?),
+                        None => None,
+                    };
+                    parts.push(match &default {
+                        Some(d) => format!("{name}={d}"),
+                        None => name.clone(),
+                    });
+                    let value = self
+                        .opts
+                        .build_args
+                        .get(name)
+                        .cloned()
+                        .or(default)
+                        .or_else(|| {
+                            self.meta_args
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.clone())
+                        });
+                    self.used_args.insert(name.clone());
+                    state.args.retain(|(k, _)| k != name);
+                    if let Some(v) = value {
+                        state.args.push((name.clone(), v));
+                    }
+                }
+                state.history(format!("ARG {}", parts.join(" ")), false);
+            }
+            Instr::Expose(text) => {
+                let mut ports = state
+                    .get("ExposedPorts")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let words = expand::words(text, &state.lookup(), esc)
+                    .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
+                let mut added = BTreeMap::new();
+                for w in words {
+                    let port =
+                        normalize_port(&w).map_err(|e| self.fail(step.line, &step.text, e))?;
+                    ports.insert(port.clone(), json!({}));
+                    added.insert(port, ());
+                }
+                state
+                    .config()
+                    .insert("ExposedPorts".into(), Value::Object(ports));
+                let shown: Vec<String> = added.keys().map(|p| format!("{p}:{{}}")).collect();
+                state.history(format!("EXPOSE map[{}]", shown.join(" ")), false);
+            }
+            Instr::User(u) => {
+                let u = self.expand(state, step, u)?;
+                state.config().insert("User".into(), json!(u));
+                state.history(format!("USER {u}"), false);
+            }
+            Instr::Volume { json: list, text } => {
+                let vols = match list {
+                    Some(l) => l
+                        .iter()
+                        .map(|v| self.expand(state, step, v))
+                        .collect::<Result<Vec<_>>>()?,
+                    None => expand::words(text, &state.lookup(), esc)
+                        .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?,
+                };
+                if vols.iter().any(|v| v.trim().is_empty()) {
+                    return Err(self.fail(step.line, &step.text, "VOLUME paths cannot be empty"));
+                }
+                let mut map = state
+                    .get("Volumes")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                for v in &vols {
+                    map.insert(v.clone(), json!({}));
+                }
+                state.config().insert("Volumes".into(), Value::Object(map));
+                state.history(format!("VOLUME [{}]", vols.join(" ")), false);
+            }
+            Instr::Stopsignal(s) => {
+                let s = self.expand(state, step, s)?;
+                state.config().insert("StopSignal".into(), json!(s));
+                state.history(format!("STOPSIGNAL {s}"), false);
+            }
+            Instr::Cmd(form) => {
+                let cmd = self.command(state, form);
+                state.config().insert("Cmd".into(), json!(cmd));
+                state.cmd_set = true;
+                state.history(format!("CMD {}", go_quoted(&cmd)), false);
+            }
+            Instr::Entrypoint(form) => {
+                let ep = self.command(state, form);
+                state.config().insert("Entrypoint".into(), json!(ep));
+                if !state.cmd_set {
+                    // Docker: a new ENTRYPOINT drops the CMD inherited from the base
+                    state.config().insert("Cmd".into(), Value::Null);
+                }
+                state.history(format!("ENTRYPOINT {}", go_quoted(&ep)), false);
+            }
+            Instr::Shell(list) => {
+                if list.is_empty() {
+                    return Err(self.fail(
+                        step.line,
+                        &step.text,
+                        "SHELL needs a JSON array, like [\"/bin/bash\", \"-c\"]",
+                    ));
+                }
+                state.config().insert("Shell".into(), json!(list));
+                state.history(format!("SHELL [{}]", list.join(" ")), false);
+            }
+            Instr::Healthcheck { flags, test } => {
+                let mut hc = Map::new();
+                match test {
+                    None => {
+                        hc.insert("Test".into(), json!(["NONE"]));
+                    }
+                    Some(CommandForm::Exec(v)) => {
+                        let mut t = vec!["CMD".to_string()];
+                        t.extend(v.iter().cloned());
+                        hc.insert("Test".into(), json!(t));
+                    }
+                    Some(CommandForm::Shell(s)) => {
+                        hc.insert("Test".into(), json!(["CMD-SHELL", s]));
+                    }
+                }
+                for f in flags {
+                    let v = f.value.clone().unwrap_or_default();
+                    let (key, value) = match f.name.as_str() {
+                        "retries" => (
+                            "Retries",
+                            json!(v.parse::<u64>().map_err(|_| self.fail(
+                                step.line,
+                                &step.text,
+                                format!("--retries={v}: give a number")
+                            ))?),
+                        ),
+                        "interval" => (
+                            "Interval",
+                            json!(parse_duration(&v)
+                                .map_err(|e| self.fail(step.line, &step.text, e))?),
+                        ),
+                        "timeout" => (
+                            "Timeout",
+                            json!(parse_duration(&v)
+                                .map_err(|e| self.fail(step.line, &step.text, e))?),
+                        ),
+                        "start-period" => (
+                            "StartPeriod",
+                            json!(parse_duration(&v)
+                                .map_err(|e| self.fail(step.line, &step.text, e))?),
+                        ),
+                        "start-interval" => (
+                            "StartInterval",
+                            json!(parse_duration(&v)
+                                .map_err(|e| self.fail(step.line, &step.text, e))?),
+                        ),
+                        _ => continue,
+                    };
+                    hc.insert(key.into(), value);
+                }
+                let test_shown = hc.get("Test").cloned().unwrap_or_default();
+                state
+                    .config()
+                    .insert("Healthcheck".into(), Value::Object(hc));
+                state.history(format!("HEALTHCHECK {test_shown}"), false);
+            }
+            Instr::Onbuild(trigger) => {
+                let mut list = state.strings("OnBuild").unwrap_or_default();
+                list.push(trigger.clone());
+                state.config().insert("OnBuild".into(), json!(list));
+                state.history(format!("ONBUILD {trigger}"), false);
+            }
+            Instr::Run { .. } | Instr::Copy(_) | Instr::Add(_) | Instr::Workdir(_) => {
+                unreachable!("layer steps are not metadata")
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&self, state: &State, form: &CommandForm) -> Vec<String> {
+        match form {
+            CommandForm::Exec(v) => v.clone(),
+            CommandForm::Shell(s) => {
+                let mut v = state.shell();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn write_image(&mut self, mut state: State) -> Result<Image> {
+        if !self.opts.labels.is_empty() {
+            let mut labels = state
+                .get("Labels")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            for (k, v) in &self.opts.labels {
+                labels.insert(k.clone(), json!(v));
+            }
+            state
+                .config()
+                .insert("Labels".into(), Value::Object(labels));
+        }
+        let mut image = state.image.clone();
+        image["created"] = json!(state.created);
+        image["rootfs"] = json!({
+            "type": "layers",
+            "diff_ids": state.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
+        });
+        let config_bytes =
+            serde_json::to_vec(&image).map_err(|e| BuildError::Internal(e.to_string()))?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+            config: Descriptor {
+                media_type: MEDIA_TYPE_CONFIG.to_string(),
+                digest: Digest::of(&config_bytes).to_string(),
+                size: config_bytes.len() as u64,
+            },
+            layers: state
+                .layers
+                .iter()
+                .map(|l| Descriptor {
+                    media_type: l.media_type.clone(),
+                    digest: l.blob.to_string(),
+                    size: l.blob_size,
+                })
+                .collect(),
+        };
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| BuildError::Internal(e.to_string()))?;
+        let names: Vec<Reference> = self
+            .opts
+            .tags
+            .iter()
+            .map(|t| Reference::parse(t))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(commit_image(
+            self.store,
+            &names,
+            &ImageBlobs {
+                manifest: &manifest_bytes,
+                manifest_media_type: MEDIA_TYPE_MANIFEST,
+                config: &config_bytes,
+            },
+        )?)
+    }
+}
+
+/// The history entry just added takes the step's time (known after the cache lookup).
+fn fix_history_created(state: &mut State) {
+    let created = state.created.clone();
+    if let Some(h) = state.image["history"]
+        .as_array_mut()
+        .and_then(|a| a.last_mut())
+    {
+        h["created"] = json!(created);
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(|e| BuildError::io(p, e))
+}
+
+/// The file name a `COPY <<NAME` heredoc gets: its delimiter.
+fn heredoc_name(text: &str, n: usize) -> String {
+    text.split_whitespace()
+        .filter_map(|w| w.strip_prefix("<<"))
+        .map(|w| {
+            w.trim_start_matches('-')
+                .trim_matches(['"', '\''])
+                .to_string()
+        })
+        .nth(n)
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| format!("heredoc-{n}"))
+}
+
+fn clean_abs(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// `80`, `80/udp`, `8000-8002/tcp` → Docker's keys.
+fn normalize_port(w: &str) -> std::result::Result<String, String> {
+    let (port, proto) = w.split_once('/').unwrap_or((w, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
+        return Err(format!("EXPOSE {w}: the protocol must be tcp, udp or sctp"));
+    }
+    let ok = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
+    let valid = match port.split_once('-') {
+        Some((a, b)) => ok(a) && ok(b),
+        None => ok(port),
+    };
+    if !valid {
+        return Err(format!("EXPOSE {w}: give a port number (1-65535)"));
+    }
+    Ok(format!("{port}/{proto}"))
+}
+
+/// Go durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`), in nanoseconds.
+fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+    let bad = || format!("{s:?} is not a duration: use e.g. 30s, 1m or 500ms");
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let scale = match unit.as_str() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += v * scale;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(bad());
+    }
+    Ok(total as u64)
+}
+
+/// The first line of an instruction, shortened for progress and errors.
+fn short(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
+    if first.chars().count() > 120 {
+        let cut: String = first.chars().take(117).collect();
+        format!("{cut}...")
+    } else {
+        first.to_string()
+    }
+}
+
+/// Builds the target stage of `file` and writes the image.
+pub fn run_build(
+    store: &Store,
+    opts: &BuildOptions,
+    file: &Dockerfile,
+    progress: &mut dyn Progress,
+) -> Result<BuildResult> {
+    let ignore = match &opts.context {
+        Some(ctx) => Ignore::for_build(ctx, opts.dockerfile_path.as_deref())
+            .map_err(|e| BuildError::io(ctx.join(".dockerignore"), e))?,
+        None => Ignore::default(),
+    };
+    // tags are checked before any work
+    for t in &opts.tags {
+        Reference::parse(t)?;
+    }
+    let mut meta_args = Vec::new();
+    for step in &file.global_args {
+        if let Instr::Arg(list) = &step.instr {
+            for (name, default) in list {
+                let env: Vec<String> = meta_args
+                    .iter()
+                    .map(|(k, v): &(String, String)| format!("{k}={v}"))
+                    .collect();
+                let default = default
+                    .as_ref()
+                    .map(|d| expand::word(d, &env, file.escape).unwrap_or_else(|_| d.clone()));
+                if let Some(v) = opts.build_args.get(name).cloned().or(default) {
+                    meta_args.retain(|(k, _)| k != name);
+                    meta_args.push((name.clone(), v));
+                }
+            }
+        }
+    }
+    let mut b = Builder {
+        store,
+        opts,
+        file,
+        progress,
+        ignore,
+        meta_args,
+        results: HashMap::new(),
+        used_args: file
+            .global_args
+            .iter()
+            .flat_map(|s| match &s.instr {
+                Instr::Arg(l) => l.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        next_id: 0,
+        steps: 0,
+        cached: 0,
+    };
+    let target = match &opts.target {
+        Some(t) => b
+            .stage_index(t)
+            .filter(|_| t.parse::<usize>().is_err())
+            .ok_or_else(|| {
+                BuildError::BadOption(format!(
+                    "target stage {t:?} is not in the Dockerfile (stages: {})",
+                    b.stage_names()
+                ))
+            })?,
+        None => file.stages.len() - 1,
+    };
+    b.build_stage(target)?;
+    let state = b.results.remove(&target).expect("built");
+    let unused: Vec<&String> = opts
+        .build_args
+        .keys()
+        .filter(|k| !b.used_args.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+        .collect();
+    if !unused.is_empty() {
+        let list: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        b.progress.note(&format!(
+            "warning: build args not used by any ARG: {}",
+            list.join(", ")
+        ));
+    }
+    let id = b.begin("exporting to image");
+    let started = Instant::now();
+    let image = b.write_image(state)?;
+    b.progress.step_output(
+        id,
+        started.elapsed(),
+        &format!("writing image {}", image.id),
+    );
+    for n in &image.names {
+        b.progress
+            .step_output(id, started.elapsed(), &format!("naming to {n}"));
+    }
+    b.progress.step_done(id, started.elapsed());
+    Ok(BuildResult {
+        id: image.id.clone(),
+        image,
+        steps: b.steps,
+        cached: b.cached,
+    })
+}
+
+/// Proxy variables every build accepts without an ARG.
+const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_helpers() {
+        assert_eq!(clean_abs("/app/../srv/./x/"), "/srv/x");
+        assert_eq!(normalize_port("5000").unwrap(), "5000/tcp");
+        assert_eq!(normalize_port("53/UDP").unwrap(), "53/udp");
+        assert!(normalize_port("http").is_err());
+        assert!(normalize_port("80/icmp").is_err());
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("500ms").unwrap(), 500_000_000);
+        assert!(parse_duration("10").is_err());
+        assert_eq!(
+            go_quoted(&["flask".into(), "run".into()]),
+            r#"["flask" "run"]"#
+        );
+        assert_eq!(heredoc_name("COPY <<EOF <<'two' /d/", 1), "two");
+    }
+}

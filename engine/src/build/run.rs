@@ -1,0 +1,328 @@
+//! RUN: the command runs in a real container made by the engine's runtime
+//! (namespaces, overlayfs over the stage's layers, seccomp, default caps), its
+//! output streamed as it comes; what it changed in the overlay's upper dir,
+//! deletions included, becomes the step's layer.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use oci_spec::image::Config as ImageConfig;
+
+use super::merged::{is_opaque, MergedView};
+use crate::container::options::RunOptions;
+use crate::container::spec::{self, SpecInput};
+use crate::container::user;
+use crate::network::NetworkMode;
+use crate::runtime::{self, Launch, RootfsSource, Stdio};
+use crate::store::Store;
+
+/// How many output lines a failed RUN shows.
+pub const TAIL_LINES: usize = 10;
+
+/// What one RUN needs.
+pub struct RunRequest<'a> {
+    /// The stage's layers, topmost first.
+    pub lowers: Vec<PathBuf>,
+    pub argv: Vec<String>,
+    /// The stage's config: Env and WorkingDir come from it.
+    pub config: &'a ImageConfig,
+    /// Build args in scope that ENV does not already set.
+    pub build_args: Vec<String>,
+    pub user: String,
+    pub workdir: String,
+    pub network: NetworkMode,
+    /// Extra bind mounts (RUN --mount): host source, container target, read-only.
+    pub binds: Vec<(PathBuf, String, bool)>,
+    /// tmpfs mounts (RUN --mount=type=tmpfs).
+    pub tmpfs: Vec<String>,
+}
+
+/// A finished RUN. Its temp dir goes away when this is dropped.
+pub struct RunOutcome {
+    pub exit_code: i32,
+    pub tail: Vec<String>,
+    dir: PathBuf,
+}
+
+impl RunOutcome {
+    /// The overlay upper dir: what the command changed.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+}
+
+impl Drop for RunOutcome {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Container(#[from] crate::container::ContainerError),
+    #[error("{0}")]
+    Runtime(#[from] crate::runtime::RuntimeError),
+}
+
+fn io(what: &str, e: std::io::Error) -> RunError {
+    RunError::Setup(format!("{what}: {e}"))
+}
+
+/// Runs the command; `on_line` gets each line of output as it comes.
+pub fn run(
+    store: &Store,
+    req: &RunRequest,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<RunOutcome, RunError> {
+    let dir = store
+        .temp_dir("build-run")
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let mut outcome = RunOutcome {
+        exit_code: -1,
+        tail: Vec::new(),
+        dir: dir.clone(),
+    };
+    let (code, tail) = execute(&dir, req, on_line)?;
+    outcome.exit_code = code;
+    outcome.tail = tail;
+    Ok(outcome)
+}
+
+fn execute(
+    dir: &Path,
+    req: &RunRequest,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(i32, Vec<String>), RunError> {
+    let (upper, work, rootfs, empty) = (
+        dir.join("upper"),
+        dir.join("work"),
+        dir.join("rootfs"),
+        dir.join("empty"),
+    );
+    for d in [&upper, &work, &rootfs, &empty] {
+        fs::create_dir_all(d).map_err(|e| io("build temp dir", e))?;
+    }
+    let hostname = "buildkitsandbox";
+    let resolv = match req.network {
+        NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        _ => String::new(),
+    };
+    for (name, text) in [
+        ("hostname", format!("{hostname}\n")),
+        (
+            "hosts",
+            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        ),
+        ("resolv.conf", resolv),
+    ] {
+        fs::write(dir.join(name), text).map_err(|e| io(name, e))?;
+    }
+    let mut lowers = req.lowers.clone();
+    if lowers.is_empty() {
+        lowers.push(empty.clone()); // FROM scratch: overlayfs still wants a lower dir
+    }
+    let resolved = user::resolve(&req.user, &lowers)?;
+    let opts = RunOptions {
+        env: req.build_args.clone(),
+        workdir: Some(req.workdir.clone()),
+        network: req.network,
+        volumes: req
+            .binds
+            .iter()
+            .map(|(src, dst, ro)| crate::container::options::Volume {
+                source: src.clone(),
+                destination: PathBuf::from(dst),
+                read_only: *ro,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let id = format!("build-{}", crate::store::random_hex(8));
+    let cgroup = PathBuf::from("twinbox").join(&id);
+    let mut spec = spec::build(&SpecInput {
+        id: &id,
+        args: req.argv.clone(),
+        hostname,
+        image: Some(req.config),
+        opts: &opts,
+        user: &resolved,
+        rootfs: &rootfs,
+        container_dir: dir,
+        cgroup_path: &cgroup,
+    })?;
+    if !req.tmpfs.is_empty() {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for t in &req.tmpfs {
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(t)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(vec!["nosuid".to_string(), "nodev".to_string()])
+                    .build()
+                    .map_err(|e| RunError::Setup(e.to_string()))?,
+            );
+        }
+        spec.set_mounts(Some(mounts));
+    }
+    let mount_points: Vec<String> = spec
+        .mounts()
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .map(|m| m.destination().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let (out_r, out_w) = pipe()?;
+    let devnull = File::open("/dev/null").map_err(|e| io("/dev/null", e))?;
+    let launch = Launch::new(
+        spec,
+        Stdio {
+            stdin: devnull.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: out_w.as_raw_fd(),
+        },
+    )
+    .rootfs(RootfsSource::Overlay {
+        lower: lowers.clone(),
+        upper: upper.clone(),
+        work,
+    })
+    .die_with_parent(true);
+    let spawned = runtime::spawn(&launch)?;
+    drop(out_w);
+    drop(devnull);
+    let tail = relay(out_r, on_line);
+    let code = wait_exit(spawned.pid);
+    if let Some(cg) = &spawned.cgroup {
+        let _ = cg.kill_all(libc::SIGKILL);
+        let _ = cg.destroy();
+    }
+    if code == 0 {
+        drop_mount_stubs(&upper, &MergedView::new(req.lowers.clone()), &mount_points);
+    }
+    Ok((code, tail))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RunError::Setup(format!("pipe: {e}")))
+}
+
+/// Passes output on line by line; keeps the last lines for an error message.
+fn relay(out: OwnedFd, on_line: &mut dyn FnMut(&str)) -> Vec<String> {
+    let mut f = File::from(out);
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut emit = |bytes: &[u8], tail: &mut VecDeque<String>| {
+        let line = String::from_utf8_lossy(bytes)
+            .trim_end_matches('\r')
+            .to_string();
+        on_line(&line);
+        tail.push_back(line);
+        if tail.len() > TAIL_LINES {
+            tail.pop_front();
+        }
+    };
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    emit(&line[..line.len() - 1], &mut tail);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending, &mut tail);
+    }
+    tail.into()
+}
+
+fn wait_exit(pid: nix::unistd::Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// The runtime creates empty files and directories to mount on (/etc/hosts,
+/// /proc, ... when the image lacks them): they are not the command's work, so
+/// they leave the upper dir, and so do directories only copied up to hold them.
+fn drop_mount_stubs(upper: &Path, image: &MergedView, mount_points: &[String]) {
+    let mut parents: HashSet<PathBuf> = HashSet::new();
+    for m in mount_points {
+        let rel = PathBuf::from(m.trim_start_matches('/'));
+        let p = upper.join(&rel);
+        let Ok(md) = p.symlink_metadata() else {
+            continue;
+        };
+        if image.lookup(&rel).is_none() {
+            let empty = if md.is_dir() {
+                fs::read_dir(&p)
+                    .map(|mut r| r.next().is_none())
+                    .unwrap_or(false)
+            } else {
+                md.len() == 0
+            };
+            if empty {
+                let _ = if md.is_dir() {
+                    fs::remove_dir(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+            }
+        }
+        let mut parent = rel.parent();
+        while let Some(pp) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            parents.insert(pp.to_path_buf());
+            parent = pp.parent();
+        }
+    }
+    // deepest first, so a parent sees its children's removal
+    let mut parents: Vec<PathBuf> = parents.into_iter().collect();
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for rel in parents {
+        let p = upper.join(&rel);
+        let Ok(md) = p.symlink_metadata() else {
+            continue;
+        };
+        let Some(lower) = image.metadata(&rel) else {
+            continue;
+        };
+        let empty = fs::read_dir(&p)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(false);
+        if md.is_dir()
+            && lower.is_dir()
+            && empty
+            && !is_opaque(&p)
+            && md.mode() == lower.mode()
+            && md.uid() == lower.uid()
+            && md.gid() == lower.gid()
+        {
+            let _ = fs::remove_dir(&p);
+        }
+    }
+}
