@@ -431,8 +431,13 @@ impl Builder<'_> {
                 Ok(())
             }
             Err(e) => {
-                self.progress
-                    .step_failed(id, started.elapsed(), &e.to_string());
+                let message = match &e {
+                    BuildError::RunFailed { code, .. } => {
+                        format!("process did not complete successfully: exit code: {code}")
+                    }
+                    other => other.to_string(),
+                };
+                self.progress.step_failed(id, started.elapsed(), &message);
                 Err(e)
             }
         }
@@ -666,7 +671,12 @@ impl Builder<'_> {
         key: &mut Sha256,
     ) -> Result<super::mounts::Prepared> {
         use super::mounts::{Kind, Prepared};
-        let target = if m.target.starts_with('/') {
+        let target = if m.target.is_empty() {
+            match &m.kind {
+                Kind::Secret { id, .. } => format!("/run/secrets/{id}"),
+                _ => "/".into(),
+            }
+        } else if m.target.starts_with('/') {
             m.target.clone()
         } else {
             format!("{}/{}", state.workdir().trim_end_matches('/'), m.target)
@@ -699,11 +709,6 @@ impl Builder<'_> {
                         ));
                     }
                     return Ok(Prepared::Tmpfs { target });
-                };
-                let target = if m.target.is_empty() {
-                    format!("/run/secrets/{id}")
-                } else {
-                    target
                 };
                 Ok(Prepared::Bind {
                     source: src.clone(),
@@ -842,7 +847,8 @@ impl Builder<'_> {
             Some(c) => {
                 let u = crate::container::user::resolve(c, &lowers)
                     .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
-                Some((u.uid, u.gid))
+                // Docker: a user without a group gets its uid as the gid too
+                Some((u.uid, if c.contains(':') { u.gid } else { u.uid }))
             }
             None => None,
         };

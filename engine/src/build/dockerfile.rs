@@ -269,7 +269,21 @@ impl Converter<'_> {
         use pd::Instruction as I;
         let span = keyword_span(i);
         let line = line_of(self.text, span.start);
-        let text = self.source(span.start, end);
+        let has_heredoc = match i {
+            I::Run(r) => !r.here_docs.is_empty(),
+            I::Copy(c) => c.src.iter().any(|s| matches!(s, pd::Source::HereDoc(_))),
+            I::Add(c) => c.src.iter().any(|s| matches!(s, pd::Source::HereDoc(_))),
+            _ => false,
+        };
+        let text = if has_heredoc {
+            // the instruction line itself, without the heredoc bodies
+            let first_end = self.text[span.start..end]
+                .find('\n')
+                .map_or(end, |n| span.start + n);
+            self.source(span.start, first_end)
+        } else {
+            self.source(span.start, end)
+        };
         let instr = match i {
             I::Run(r) => {
                 let f = flags(&r.options);

@@ -145,7 +145,12 @@ fn execute(
             .collect(),
         ..Default::default()
     };
-    let id = format!("build-{}", crate::store::random_hex(8));
+    // the builder's pid in the name tells a live build's cgroup from a leftover
+    let id = format!(
+        "build-{}-{}",
+        std::process::id(),
+        crate::store::random_hex(6)
+    );
     let cgroup = PathBuf::from("twinbox").join(&id);
     let mut spec = spec::build(&SpecInput {
         id: &id,

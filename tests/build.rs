@@ -1,0 +1,632 @@
+//! `twinbox build` end to end (root, real runtime): the course's Flask-style
+//! Dockerfile on the offline busybox base, then run; multi-stage with --target
+//! and COPY --from; the cache (unchanged rebuild, one edited file, rmi/prune);
+//! a failing RUN leaves nothing behind; context escapes and broken files are
+//! refused with file:line; RUN mounts and secrets; ONBUILD; ADD archives.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{lab, Lab, Run};
+use serde_json::Value;
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+}
+
+fn context(lab: &Lab, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = lab.root().join("ctx").join(name);
+    fs::create_dir_all(&dir).unwrap();
+    write(&dir, files);
+    dir
+}
+
+fn build(lab: &Lab, args: &[&str]) -> Run {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    lab.tb(&all)
+}
+
+fn image_config(lab: &Lab, name: &str) -> Value {
+    let r = lab.tb(&["image", "inspect", name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    v[0].clone()
+}
+
+/// The raw image config blob of `name` (what `save`/`push` carry).
+fn raw_config(lab: &Lab, name: &str) -> Value {
+    let id = image_config(lab, name)["Id"].as_str().unwrap().to_string();
+    let hex = id.trim_start_matches("sha256:");
+    serde_json::from_slice(&fs::read(lab.root().join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+/// Build leftovers: temp dirs, overlay mounts of the store, build cgroups.
+fn leftovers(lab: &Lab) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(lab.root().join("tmp")).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with("lease-") {
+            out.push(format!("tmp/{n}"));
+        }
+    }
+    let root = lab.root().display().to_string();
+    for line in fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        if line.contains(&root) {
+            out.push(format!("mount: {line}"));
+        }
+    }
+    for hier in ["memory", "pids", "cpu,cpuacct", "unified"] {
+        if let Ok(rd) = fs::read_dir(format!("/sys/fs/cgroup/{hier}/twinbox")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                // build-<pid>-<hex>: a leftover when its builder is gone (other
+                // tests' builds may be running meanwhile)
+                let owner = n
+                    .strip_prefix("build-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<i32>().ok());
+                if let Some(pid) = owner {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        out.push(format!("cgroup {hier}/{n}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+const FLASK_STYLE: &str = r#"# the course's example, on an offline base
+FROM busybox
+LABEL course="containers vs VMs"
+EXPOSE 5000
+ENV FLASK_APP=app.py \
+    GREETING="hello from the image"
+WORKDIR /app
+# a dependency step before the code, so editing code keeps it cached
+COPY requirements.txt .
+RUN echo "installing $(cat requirements.txt)" && mkdir -p /opt/deps && cp requirements.txt /opt/deps/installed
+COPY . .
+RUN rm -f scratch.tmp && echo "$GREETING" > /app/greeting.txt
+CMD ["sh", "-c", "cat /app/greeting.txt; cat /app/app.py; ls /app"]
+"#;
+
+fn flask_context(lab: &Lab) -> std::path::PathBuf {
+    context(
+        lab,
+        "flask",
+        &[
+            ("Dockerfile", FLASK_STYLE),
+            ("requirements.txt", "flask\n"),
+            ("app.py", "print('v1')\n"),
+            ("scratch.tmp", "deleted by RUN\n"),
+            ("notes/secret.key", "never in the image\n"),
+            (".dockerignore", "notes/*.key\n*.log\n"),
+            ("debug.log", "ignored\n"),
+        ],
+    )
+}
+
+#[test]
+fn flask_style_dockerfile_builds_runs_and_looks_like_docker() {
+    let Some(lab) = lab() else { return };
+    let ctx = flask_context(&lab);
+    let iid = lab.root().join("iid");
+    let r = build(
+        &lab,
+        &[
+            "-t",
+            "course/app:v1",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("[2/6] WORKDIR /app"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("installing flask"),
+        "RUN output is streamed: {}",
+        r.stderr
+    );
+
+    let run = lab.tb(&["run", "--rm", "course/app:v1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "hello from the image");
+    assert_eq!(lines[1], "print('v1')");
+    let listed: Vec<&str> = lines[2..].to_vec();
+    assert!(
+        listed.contains(&"app.py") && listed.contains(&"notes"),
+        "{listed:?}"
+    );
+    for gone in ["scratch.tmp", "debug.log"] {
+        assert!(
+            !listed.contains(&gone),
+            "{gone} must not be in /app: {listed:?}"
+        );
+    }
+    let key = lab.tb(&["run", "--rm", "course/app:v1", "ls", "/app/notes"]);
+    assert_eq!(
+        key.stdout.trim(),
+        "",
+        ".dockerignore'd files never reach a step"
+    );
+
+    // config and history as Docker writes them
+    let raw = raw_config(&lab, "course/app:v1");
+    let cfg = &raw["config"];
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["ExposedPorts"], serde_json::json!({"5000/tcp": {}}));
+    assert_eq!(cfg["Labels"]["course"], "containers vs VMs");
+    assert_eq!(
+        cfg["Cmd"],
+        serde_json::json!([
+            "sh",
+            "-c",
+            "cat /app/greeting.txt; cat /app/app.py; ls /app"
+        ])
+    );
+    let env: Vec<&str> = cfg["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"GREETING=hello from the image"), "{env:?}");
+    let history = raw["history"].as_array().unwrap();
+    let by: Vec<&str> = history
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert!(by.contains(&"EXPOSE map[5000/tcp:{}]"), "{by:?}");
+    assert!(by.contains(&"WORKDIR /app"), "{by:?}");
+    assert!(by.contains(&"COPY . . # buildkit"), "{by:?}");
+    assert!(
+        by.contains(&r#"CMD ["sh" "-c" "cat /app/greeting.txt; cat /app/app.py; ls /app"]"#),
+        "{by:?}"
+    );
+    let empty = history.iter().filter(|h| h["empty_layer"] == true).count();
+    let layers = raw["rootfs"]["diff_ids"].as_array().unwrap().len();
+    assert_eq!(history.len() - empty, layers, "one history entry per layer");
+    let metadata_only = history
+        .iter()
+        .filter(|h| {
+            let by = h["created_by"].as_str().unwrap();
+            by.starts_with("LABEL")
+                || by.starts_with("EXPOSE")
+                || by.starts_with("ENV")
+                || by.starts_with("CMD")
+        })
+        .all(|h| h["empty_layer"] == true);
+    assert!(metadata_only, "metadata steps add no layer: {history:?}");
+    let id = fs::read_to_string(&iid).unwrap();
+    assert_eq!(
+        id,
+        image_config(&lab, "course/app:v1")["Id"].as_str().unwrap()
+    );
+
+    // an ordinary image: history, save work on it
+    let h = lab.tb(&["history", "course/app:v1"]);
+    assert!(h.stdout.contains("WORKDIR /app"), "{}", h.stdout);
+    let saved = lab.root().join("app.tar");
+    let s = lab.tb(&["save", "-o", saved.to_str().unwrap(), "course/app:v1"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
+}
+
+#[test]
+fn cache_hits_on_unchanged_rebuild_and_reruns_only_after_an_edit() {
+    let Some(lab) = lab() else { return };
+    let ctx = flask_context(&lab);
+    let c = ctx.to_str().unwrap();
+    let first = build(&lab, &["-t", "app:1", c]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let id1 = image_config(&lab, "app:1")["Id"].clone();
+
+    // same inputs, new mtimes: every step cached, the same image id
+    let now = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(ctx.join("app.py"))
+        .unwrap()
+        .set_modified(now)
+        .unwrap();
+    let again = build(&lab, &["-t", "app:2", c]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        again.stderr.matches(" CACHED").count(),
+        5,
+        "{}",
+        again.stderr
+    );
+    assert!(
+        !again.stderr.contains("installing flask"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(image_config(&lab, "app:2")["Id"], id1);
+
+    // one edited file: its COPY and what follows run again, nothing before it
+    write(&ctx, &[("app.py", "print('v2')\n")]);
+    let edited = build(&lab, &["-t", "app:3", c]);
+    assert_eq!(edited.code, 0, "{}", edited.stderr);
+    let step = |label: &str| {
+        let line = edited
+            .stderr
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("{label}: {}", edited.stderr));
+        line.split_whitespace().next().unwrap().to_string()
+    };
+    let cached = |label: &str| edited.stderr.contains(&format!("{} CACHED", step(label)));
+    assert!(cached("WORKDIR /app"));
+    assert!(cached("COPY requirements.txt"));
+    assert!(cached("RUN echo \"installing"));
+    assert!(!cached("COPY . ."));
+    assert!(!cached("RUN rm -f scratch.tmp"));
+    let run = lab.tb(&["run", "--rm", "app:3", "cat", "/app/app.py"]);
+    assert_eq!(run.stdout, "print('v2')\n");
+
+    // --no-cache runs everything
+    let fresh = build(&lab, &["--no-cache", "-t", "app:4", c]);
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    assert!(!fresh.stderr.contains("CACHED"), "{}", fresh.stderr);
+    assert!(fresh.stderr.contains("installing flask"));
+
+    // the cache follows the store: after rmi + prune of everything it pointed at,
+    // the steps run again instead of naming layers that are gone
+    for t in ["app:1", "app:2", "app:3", "app:4"] {
+        assert_eq!(lab.tb(&["rmi", t]).code, 0);
+    }
+    assert_eq!(lab.tb(&["image", "prune"]).code, 0);
+    let rebuilt = build(&lab, &["-t", "app:5", c]);
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    assert!(
+        rebuilt.stderr.contains("installing flask"),
+        "{}",
+        rebuilt.stderr
+    );
+    let run = lab.tb(&["run", "--rm", "app:5", "cat", "/opt/deps/installed"]);
+    assert_eq!(run.stdout, "flask\n");
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    let Some(lab) = lab() else { return };
+    let ctx = context(
+        &lab,
+        "multi",
+        &[(
+            "Dockerfile",
+            r#"ARG BASE=busybox
+FROM ${BASE} AS build
+WORKDIR /src
+RUN mkdir -p /out && echo artifact > /out/app.bin && chmod 0750 /out/app.bin
+FROM busybox AS never
+RUN echo this stage is not needed && exit 9
+FROM $BASE AS final
+COPY --from=build /out/app.bin /usr/local/bin/
+COPY --from=build --chown=1234 /out /data
+COPY --from=0 /src /src-copy
+ENTRYPOINT ["cat"]
+CMD ["/usr/local/bin/app.bin"]
+"#,
+        )],
+    );
+    let c = ctx.to_str().unwrap();
+    let r = build(&lab, &["-t", "multi:final", c]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("not needed"),
+        "the unused stage ran: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("[build 3/3] RUN mkdir"), "{}", r.stderr);
+    let run = lab.tb(&["run", "--rm", "multi:final"]);
+    assert_eq!(run.stdout, "artifact\n", "{}", run.stderr);
+    let ls = lab.tb(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "",
+        "multi:final",
+        "ls",
+        "-ln",
+        "/data/app.bin",
+        "/usr/local/bin/app.bin",
+    ]);
+    let lines: Vec<&str> = ls.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("-rwxr-x---") && lines[0].contains(" 1234 "),
+        "{}",
+        ls.stdout
+    );
+    assert!(lines[1].contains(" 0 "), "{}", ls.stdout);
+    let cfg = raw_config(&lab, "multi:final");
+    assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["cat"]));
+
+    let t = build(&lab, &["--target", "build", "-t", "multi:build", c]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let cfg = raw_config(&lab, "multi:build");
+    assert_eq!(cfg["config"]["WorkingDir"], "/src");
+    assert!(
+        t.stderr.contains("CACHED"),
+        "the build stage comes from the cache: {}",
+        t.stderr
+    );
+
+    let bad = build(&lab, &["--target", "nope", c]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("nope") && bad.stderr.contains("build, never, final"),
+        "{}",
+        bad.stderr
+    );
+
+    // ENTRYPOINT after an inherited CMD drops it (Docker's rule)
+    let ep = context(
+        &lab,
+        "ep",
+        &[("Dockerfile", "FROM busybox\nENTRYPOINT [\"echo\"]\n")],
+    );
+    assert_eq!(build(&lab, &["-t", "ep", ep.to_str().unwrap()]).code, 0);
+    assert!(raw_config(&lab, "ep")["config"]["Cmd"].is_null());
+}
+
+#[test]
+fn a_failing_run_reports_file_line_and_output_and_leaves_nothing() {
+    let Some(lab) = lab() else { return };
+    let ctx = context(
+        &lab,
+        "fail",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo fine > /fine\n\nRUN echo compiling; \\\n    echo 'error: missing semicolon' >&2; exit 3\nRUN echo never\n",
+        )],
+    );
+    let before = lab.tb(&["images", "-q"]).stdout;
+    let r = build(&lab, &["-t", "broken:1", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("twinbox:"))
+        .last()
+        .unwrap();
+    assert!(
+        last.contains("Dockerfile:4") && last.contains("exit") && last.contains('3'),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("  error: missing semicolon"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("never"), "{}", r.stderr);
+    assert_eq!(lab.tb(&["images", "-q"]).stdout, before, "nothing tagged");
+    assert_eq!(lab.container_count(), 0);
+    assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
+}
+
+#[test]
+fn bad_input_is_refused_with_one_clear_line() {
+    let Some(lab) = lab() else { return };
+    let outside = lab.root().join("ctx/outside.txt");
+    fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    fs::write(&outside, "not yours").unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "dotdot",
+            "FROM busybox\nCOPY ../outside.txt /x\n",
+            "outside the build context",
+        ),
+        (
+            "symlink",
+            "FROM busybox\nCOPY link /x\n",
+            "outside the build context",
+        ),
+        ("missing", "FROM busybox\nCOPY nothere /x\n", "not found"),
+        (
+            "stage",
+            "FROM busybox\nCOPY --from=nosuch /a /b\n",
+            "nosuch",
+        ),
+        (
+            "base",
+            "FROM not-in-store:1.0\nRUN true\n",
+            "twinbox image bootstrap",
+        ),
+        (
+            "unknown",
+            "FROM busybox\nRUN true\nFROB x\n",
+            "Dockerfile:3",
+        ),
+        (
+            "chmod",
+            "FROM busybox\nCOPY --chmod=rwx Dockerfile /x\n",
+            "--chmod",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let ctx = context(&lab, name, &[("Dockerfile", text)]);
+        if *name == "symlink" {
+            std::os::unix::fs::symlink("/etc/shadow", ctx.join("link")).unwrap();
+        }
+        let r = build(&lab, &["-t", "refused", ctx.to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{name}: {}", r.stderr);
+        let err: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("twinbox:"))
+            .collect();
+        assert_eq!(err.len(), 1, "{name}: {}", r.stderr);
+        assert!(err[0].contains(want), "{name}: {}", err[0]);
+        assert!(
+            err[0].contains("Dockerfile:"),
+            "{name}: names the line: {}",
+            err[0]
+        );
+    }
+    assert!(
+        lab.tb(&["image", "inspect", "refused"]).code != 0,
+        "nothing tagged"
+    );
+    assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
+}
+
+#[test]
+fn check_reports_problems_with_line_numbers() {
+    let Some(lab) = lab() else { return };
+    let broken = context(
+        &lab,
+        "check-broken",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS Base\nENV A=1 B\nCMD echo hi\nCOPY --frm=x a b\n",
+        )],
+    );
+    let r = build(&lab, &["--check", broken.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for want in [
+        "Dockerfile:1: warning StageNameCasing",
+        "Dockerfile:2: error",
+        "Dockerfile:3: warning JSONArgsRecommended",
+        "Dockerfile:4: error: unknown flag --frm",
+    ] {
+        assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
+    }
+    let syntax = context(
+        &lab,
+        "check-syntax",
+        &[("Dockerfile", "FROM busybox\n\nNOPE x\n")],
+    );
+    let r = build(&lab, &["--check", syntax.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("Dockerfile:3"), "{}", r.stderr);
+    let good = context(&lab, "check-good", &[("Dockerfile", FLASK_STYLE)]);
+    let r = build(&lab, &["--check", good.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("no warnings"), "{}", r.stdout);
+    assert!(
+        lab.tb(&["images", "-q"]).stdout.lines().count() == 1,
+        "--check builds nothing"
+    );
+}
+
+#[test]
+fn stdin_dockerfile_quiet_mode_mounts_secrets_and_onbuild() {
+    let Some(lab) = lab() else { return };
+    // a Dockerfile on stdin, no context, -q prints the id only
+    let mut child = lab
+        .cmd(&["build", "-q", "-t", "piped", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"FROM busybox\nRUN echo from-stdin > /hello\nONBUILD RUN echo triggered > /onbuild\n",
+        )
+        .unwrap();
+    let out: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.trim().starts_with("sha256:") && out.stdout.lines().count() == 1,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lab.tb(&["run", "--rm", "piped", "cat", "/hello"]).stdout,
+        "from-stdin\n"
+    );
+
+    let secret = lab.root().join("token");
+    fs::write(&secret, "s3cret-value").unwrap();
+    let ctx = context(
+        &lab,
+        "mounts",
+        &[
+            (
+                "Dockerfile",
+                "FROM piped\nRUN --mount=type=cache,target=/cache,id=demo echo run >> /cache/log && wc -l < /cache/log > /cache-count\nRUN --mount=type=secret,id=token cat /run/secrets/token | wc -c > /secret-len\nRUN --mount=type=bind,source=data,target=/mnt cat /mnt/file > /from-bind\nRUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-seen\nCOPY <<EOF /etc/greeting\nhi there\nEOF\nADD files.tar /unpacked/\n",
+            ),
+            ("data/file", "bound\n"),
+        ],
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    tar.append_data(&mut h, "inner/x.txt", &b"xyz"[..]).unwrap();
+    fs::write(ctx.join("files.tar"), tar.into_inner().unwrap()).unwrap();
+    let c = ctx.to_str().unwrap();
+    let secret_arg = format!("id=token,src={}", secret.display());
+    let r = build(
+        &lab,
+        &["--no-cache", "--secret", &secret_arg, "-t", "mounts:1", c],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let cat = |img: &str, path: &str| lab.tb(&["run", "--rm", img, "cat", path]).stdout;
+    assert_eq!(
+        cat("mounts:1", "/onbuild"),
+        "triggered\n",
+        "ONBUILD ran in the child"
+    );
+    assert_eq!(cat("mounts:1", "/cache-count"), "1\n");
+    assert_eq!(cat("mounts:1", "/secret-len"), "12\n");
+    assert_eq!(cat("mounts:1", "/from-bind"), "bound\n");
+    assert_eq!(cat("mounts:1", "/tmpfs-seen"), "x\n");
+    assert_eq!(cat("mounts:1", "/etc/greeting"), "hi there\n");
+    assert_eq!(cat("mounts:1", "/unpacked/inner/x.txt"), "xyz");
+    let ls = lab.tb(&[
+        "run",
+        "--rm",
+        "mounts:1",
+        "sh",
+        "-c",
+        "ls /cache /scratch /run/secrets /mnt 2>&1; echo end",
+    ]);
+    assert!(
+        !ls.stdout.contains("log") && !ls.stdout.contains("token"),
+        "mounts are not in the image: {}",
+        ls.stdout
+    );
+    let raw = raw_config(&lab, "mounts:1");
+    assert!(raw["config"]["OnBuild"].is_null(), "triggers are consumed");
+    assert!(
+        !raw.to_string().contains("s3cret"),
+        "the secret is not in the config or history"
+    );
+    // the cache mount persists across builds
+    let r = build(
+        &lab,
+        &["--no-cache", "--secret", &secret_arg, "-t", "mounts:2", c],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(cat("mounts:2", "/cache-count"), "2\n");
+    // a required secret that is missing is an error
+    let r = build(&lab, &["--no-cache", "-t", "mounts:3", c]);
+    assert!(
+        r.code == 0,
+        "an optional secret may be absent: {}",
+        r.stderr
+    );
+}
