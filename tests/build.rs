@@ -400,8 +400,7 @@ fn a_failing_run_reports_file_line_and_output_and_leaves_nothing() {
     let last = r
         .stderr
         .lines()
-        .filter(|l| l.starts_with("twinbox:"))
-        .last()
+        .rfind(|l| l.starts_with("twinbox:"))
         .unwrap();
     assert!(
         last.contains("Dockerfile:4") && last.contains("exit") && last.contains('3'),
@@ -628,5 +627,371 @@ fn stdin_dockerfile_quiet_mode_mounts_secrets_and_onbuild() {
         r.code == 0,
         "an optional secret may be absent: {}",
         r.stderr
+    );
+}
+
+// ---------- differential: the same Dockerfiles through Docker's BuildKit ----------
+
+/// A private dockerd (Debian's docker.io) on its own socket, data and exec
+/// roots, with no iptables and no bridge; stopped and removed on drop.
+struct Dockerd {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Dockerd {
+    fn start(dir: &Path) -> Option<Dockerd> {
+        if !Path::new("/usr/sbin/dockerd").exists() || !Path::new("/usr/bin/docker").exists() {
+            eprintln!("skipping the differential test: Debian's docker.io is not installed");
+            return None;
+        }
+        fs::create_dir_all(dir).unwrap();
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = std::process::Command::new("/usr/sbin/dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg(format!("--data-root={}", dir.join("data").display()))
+            .arg(format!("--exec-root={}", dir.join("exec").display()))
+            .arg(format!("--pidfile={}", dir.join("pid").display()))
+            .arg(format!("-H=unix://{}", dir.join("sock").display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dockerd {
+            dir: dir.to_path_buf(),
+            child,
+        };
+        for _ in 0..300 {
+            if d.docker(&["info"]).code == 0 {
+                return Some(d);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "dockerd did not come up: {}",
+            fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    fn docker(&self, args: &[&str]) -> Run {
+        std::process::Command::new("/usr/bin/docker")
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.join("sock").display()),
+            )
+            .env("DOCKER_BUILDKIT", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to the dockerd this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One file of a flattened image: kind, mode, owner, and content digest or link target.
+type Tree = std::collections::BTreeMap<String, (char, u32, u64, u64, String)>;
+
+/// Applies the layers of a `save` archive (Docker manifest.json) in order,
+/// whiteouts included, into one tree.
+fn flatten(archive: &Path) -> Tree {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut files = std::collections::HashMap::new();
+    let mut a = tar::Archive::new(fs::File::open(archive).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        files.insert(name, data);
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let mut tree = Tree::new();
+    for layer in manifest[0]["Layers"].as_array().unwrap() {
+        let raw = &files[layer.as_str().unwrap()];
+        let plain = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        } else {
+            raw.clone()
+        };
+        let mut added = Vec::new();
+        let mut t = tar::Archive::new(&plain[..]);
+        for e in t.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let path = path
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            let (dir, base) = path
+                .rsplit_once('/')
+                .map(|(d, b)| (format!("{d}/"), b.to_string()))
+                .unwrap_or((String::new(), path.clone()));
+            if base == ".wh..wh..opq" {
+                tree.retain(|k, _| !k.starts_with(&dir) || added.contains(k));
+                continue;
+            }
+            if let Some(gone) = base.strip_prefix(".wh.") {
+                let gone = format!("{dir}{gone}");
+                tree.retain(|k, _| k != &gone && !k.starts_with(&format!("{gone}/")));
+                continue;
+            }
+            let h = e.header().clone();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                _ => 'f',
+            };
+            let detail = match kind {
+                'l' | 'h' => e.link_name().unwrap().unwrap().display().to_string(),
+                'f' => {
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data).unwrap();
+                    sha2::Sha256::digest(&data)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                }
+                _ => String::new(),
+            };
+            let entry = (
+                kind,
+                h.mode().unwrap() & 0o7777,
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                detail,
+            );
+            if kind != 'd' {
+                tree.retain(|k, _| !k.starts_with(&format!("{path}/")));
+            }
+            added.push(path.clone());
+            tree.insert(path, entry);
+        }
+    }
+    // a hard link is the file it names
+    let snapshot = tree.clone();
+    for v in tree.values_mut() {
+        if v.0 == 'h' {
+            if let Some(target) = snapshot.get(v.4.trim_start_matches("./")) {
+                *v = target.clone();
+            }
+        }
+    }
+    tree
+}
+
+const CONFIG_FIELDS: &[&str] = &[
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "ExposedPorts",
+    "Labels",
+    "Volumes",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
+
+fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.is_empty() => Value::Null,
+        Value::Array(a) if a.is_empty() => Value::Null,
+        Value::String(s) if s.is_empty() => Value::Null,
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_same_dockerfiles_give_what_docker_buildkit_gives() {
+    let Some(lab) = lab() else { return };
+    let Some(dockerd) = Dockerd::start(&lab.root().join("dockerd")) else {
+        return;
+    };
+    let base = lab.root().join("busybox.tar");
+    assert_eq!(
+        lab.tb(&["save", "-o", base.to_str().unwrap(), "busybox"])
+            .code,
+        0
+    );
+    let loaded = dockerd.docker(&["load", "-i", base.to_str().unwrap()]);
+    assert_eq!(loaded.code, 0, "{}", loaded.stderr);
+
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data, mode) in [
+        ("pkg/bin/tool", &b"#!/bin/sh\necho tool\n"[..], 0o755),
+        ("pkg/README", &b"readme\n"[..], 0o640),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_mtime(1_700_000_000);
+        tar.append_data(&mut h, name, data).unwrap();
+    }
+    let tar_bytes = tar.into_inner().unwrap();
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "flask",
+            vec![
+                ("Dockerfile", FLASK_STYLE),
+                ("requirements.txt", "flask\n"),
+                ("app.py", "print('v1')\n"),
+                ("scratch.tmp", "deleted by RUN\n"),
+                ("notes/secret.key", "never in the image\n"),
+                ("notes/keep.txt", "kept\n"),
+                (".dockerignore", "notes/*.key\n*.log\n"),
+                ("debug.log", "ignored\n"),
+            ],
+        ),
+        (
+            "stages",
+            vec![
+                (
+                    "Dockerfile",
+                    r#"FROM busybox AS build
+ARG VERSION=1.2
+WORKDIR src
+RUN mkdir -p /out/lib && echo "v$VERSION" > /out/version && ln -s version /out/current && chmod 0700 /out/lib
+FROM busybox
+ENV PATH=/opt/tools/bin:$PATH HOME=/home/app
+RUN echo 'app:x:1234:1234::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1234:' >> /etc/group && rm /bin/vi && mkdir -p /opt/tools /home/app
+COPY --from=build /out /opt/tools/
+COPY --from=build --chown=1234:1234 /out/version /home/app/
+ADD pkg.tar /opt/
+COPY files/ /srv/files/
+USER app
+WORKDIR /home/app
+VOLUME ["/data", "/cache"]
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --timeout=3s --retries=2 CMD wget -q -O- http://localhost:5000/ || exit 1
+SHELL ["/bin/sh", "-ec"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hello"]
+ONBUILD RUN echo child
+"#,
+                ),
+                ("files/a.txt", "a\n"),
+                ("files/sub/b.txt", "b\n"),
+            ],
+        ),
+    ];
+    let mut differences = Vec::new();
+    for (name, files) in &cases {
+        let ctx = context(&lab, &format!("diff-{name}"), files);
+        fs::write(ctx.join("pkg.tar"), &tar_bytes).unwrap();
+        let tag = format!("diff/{name}:1");
+        let ours = build(
+            &lab,
+            &["--network", "none", "-t", &tag, ctx.to_str().unwrap()],
+        );
+        assert_eq!(ours.code, 0, "{name}: {}", ours.stderr);
+        let theirs = dockerd.docker(&[
+            "build",
+            "--network",
+            "none",
+            "-t",
+            &tag,
+            ctx.to_str().unwrap(),
+        ]);
+        assert_eq!(theirs.code, 0, "{name}: docker: {}", theirs.stderr);
+
+        let our_cfg = raw_config(&lab, &tag)["config"].clone();
+        let inspect = dockerd.docker(&["image", "inspect", &tag]);
+        let their_cfg =
+            serde_json::from_str::<Value>(&inspect.stdout).unwrap()[0]["Config"].clone();
+        for field in CONFIG_FIELDS {
+            let (a, b) = (normalized(&our_cfg[field]), normalized(&their_cfg[field]));
+            if a != b {
+                differences.push(format!("{name}: config {field}: twinbox {a} docker {b}"));
+            }
+        }
+        let (ours_tar, theirs_tar) = (
+            lab.root().join(format!("{name}-ours.tar")),
+            lab.root().join(format!("{name}-docker.tar")),
+        );
+        assert_eq!(
+            lab.tb(&["save", "-o", ours_tar.to_str().unwrap(), &tag])
+                .code,
+            0
+        );
+        let saved = dockerd.docker(&["save", "-o", theirs_tar.to_str().unwrap(), &tag]);
+        assert_eq!(saved.code, 0, "{}", saved.stderr);
+        let (a, b) = (flatten(&ours_tar), flatten(&theirs_tar));
+        // the comparison sees real trees: a few known entries, whiteouts applied
+        let expect: &[(&str, char, u64)] = match *name {
+            "flask" => &[
+                ("app/app.py", 'f', 0),
+                ("app/greeting.txt", 'f', 0),
+                ("opt/deps/installed", 'f', 0),
+            ],
+            _ => &[
+                ("home/app/version", 'f', 1234),
+                ("opt/pkg/bin/tool", 'f', 1000),
+                ("opt/tools/current", 'l', 0),
+                ("srv/files/sub/b.txt", 'f', 0),
+            ],
+        };
+        for (path, kind, uid) in expect {
+            let e = a.get(*path).unwrap_or_else(|| {
+                panic!(
+                    "{name}: /{path} missing: {:?}",
+                    a.keys().collect::<Vec<_>>()
+                )
+            });
+            assert_eq!((e.0, e.2), (*kind, *uid), "{name}: /{path}");
+        }
+        assert!(!a.contains_key("app/scratch.tmp") && a.contains_key("bin/sh"));
+        assert_eq!(
+            a.contains_key("bin/vi"),
+            *name == "flask",
+            "RUN rm is a whiteout"
+        );
+        assert!(name != &"stages" || !normalized(&our_cfg["Healthcheck"]).is_null());
+        for (path, entry) in &a {
+            match b.get(path) {
+                None => differences.push(format!("{name}: only twinbox has /{path} {entry:?}")),
+                Some(other) if other != entry => differences.push(format!(
+                    "{name}: /{path}: twinbox {entry:?} docker {other:?}"
+                )),
+                _ => {}
+            }
+        }
+        for (path, entry) in &b {
+            if !a.contains_key(path) {
+                differences.push(format!("{name}: only docker has /{path} {entry:?}"));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
     );
 }
