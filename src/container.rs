@@ -56,7 +56,7 @@ pub struct RunArgs {
     /// Give the container the terminal
     #[arg(short = 't', long)]
     tty: bool,
-    /// Bind mount a host directory: /host/path:/container/path[:ro]
+    /// Mount a volume: NAME:/path[:ro] (named volume), /host/path:/path[:ro] (bind), /path (anonymous)
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
     /// Image to run
@@ -444,6 +444,9 @@ pub struct RmArgs {
     /// Kill a running container before removing it
     #[arg(short = 'f', long)]
     force: bool,
+    /// Remove the container's anonymous volumes too
+    #[arg(short = 'v', long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -451,7 +454,11 @@ pub struct RmArgs {
 pub fn rm(root: &Path, args: RmArgs) -> Result<i32> {
     let store = open_store(root)?;
     for key in &args.containers {
-        lifecycle::remove(&Container::find(&store, key)?, args.force)?;
+        let c = Container::find(&store, key)?;
+        lifecycle::remove(&c, args.force)?;
+        if args.volumes {
+            engine::volumes::remove_anonymous(&c);
+        }
         println!("{key}");
     }
     Ok(0)
@@ -518,8 +525,15 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
                 "NetworkMode": o.network.to_string(),
                 "ReadonlyRootfs": o.read_only,
                 "AutoRemove": o.auto_remove,
-                "Binds": o.volumes.iter().map(|v| format!("{}:{}{}", v.source.display(), v.destination.display(), if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+                "Binds": o.volumes.iter().map(|v| format!("{}:{}{}", v.name.clone().unwrap_or_else(|| v.source.display().to_string()), v.destination.display(), if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             },
+            "Mounts": o.volumes.iter().map(|v| json!({
+                "Type": if v.is_bind() { "bind" } else { "volume" },
+                "Name": v.name,
+                "Source": v.source,
+                "Destination": v.destination,
+                "RW": !v.read_only,
+            })).collect::<Vec<_>>(),
             "LogPath": c.log_path(),
             "Twinbox": {
                 "SupervisorPid": supervisor,

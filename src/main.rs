@@ -24,6 +24,7 @@ mod output;
 mod registry;
 mod runtime;
 mod vm;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +105,9 @@ enum Command {
     Login(registry::LoginArgs),
     /// Forget a registry's credentials
     Logout(registry::LogoutArgs),
+    /// Manage volumes: create, ls, inspect, rm, prune
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Manage images
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -200,6 +204,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Push(args) => registry::push(&root, args),
         Command::Login(args) => registry::login(&root, args),
         Command::Logout(args) => registry::logout(&root, args),
+        Command::Volume(cmd) => volume::dispatch(&root, cmd),
         Command::Image(cmd) => image::image(&root, cmd),
         Command::Lesson(args) => lesson::lesson(&root, args),
         Command::Compare(args) => lesson::compare(&root, args),

@@ -64,6 +64,16 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         .unwrap_or_default();
     let resolved = user::resolve(&user_spec, &lower_dirs)?;
 
+    let image_volumes: Vec<String> = image_config
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
+    let (mounts, new_volumes) =
+        super::volumes::resolve(store, &opts.volumes, &image_volumes, &lower_dirs)?;
+    let opts = &RunOptions {
+        volumes: mounts,
+        ..opts.clone()
+    };
     let container = Container {
         id: id.clone(),
         name,
@@ -99,6 +109,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     })();
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&container.dir);
+        super::volumes::forget(store, &new_volumes);
         return Err(e);
     }
     Ok(container)

@@ -14,6 +14,7 @@ pub mod spec;
 pub mod supervisor;
 pub mod terminal;
 pub mod user;
+pub mod volumes;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,8 @@ pub enum ContainerError {
     Image(#[from] crate::image::ImageError),
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Volume(#[from] crate::volume::VolumeError),
     #[error("{0}")]
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]

@@ -34,25 +34,38 @@ pub struct RunOptions {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Volume {
+    /// The host directory; empty until a named or anonymous volume is resolved.
     pub source: PathBuf,
     pub destination: PathBuf,
     pub read_only: bool,
+    /// The volume's name (None for a bind mount of a host path, and for an
+    /// anonymous volume not made yet).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
-/// `-v /host/dir:/in/container[:ro|rw]`.
+impl Volume {
+    /// A bind mount of a host path (not a volume in the store).
+    pub fn is_bind(&self) -> bool {
+        self.name.is_none() && !self.source.as_os_str().is_empty()
+    }
+}
+
+/// `-v /host/dir:/in/container[:ro|rw]`, `-v NAME:/in/container[:ro|rw]` (a
+/// named volume, created on first use) or `-v /in/container` (anonymous).
 pub fn parse_volume(s: &str) -> Result<Volume> {
     let parts: Vec<&str> = s.split(':').collect();
     let bad = |why: &str| ContainerError::BadOption(format!("volume {s:?}: {why}"));
     let (src, dst, mode) = match parts.as_slice() {
+        [dst] => ("", *dst, "rw"),
         [src, dst] => (*src, *dst, "rw"),
         [src, dst, mode] => (*src, *dst, *mode),
-        _ => return Err(bad("use /host/path:/container/path[:ro]")),
+        _ => {
+            return Err(bad(
+                "use NAME:/container/path[:ro] or /host/path:/container/path[:ro]",
+            ))
+        }
     };
-    if !src.starts_with('/') {
-        return Err(bad(
-            "named volumes are not available yet: give an absolute host path",
-        ));
-    }
     if !dst.starts_with('/') {
         return Err(bad("the container path must be absolute"));
     }
@@ -61,13 +74,34 @@ pub fn parse_volume(s: &str) -> Result<Volume> {
         "rw" => false,
         other => return Err(bad(&format!("unknown mode {other:?}: use ro or rw"))),
     };
+    let destination = PathBuf::from(dst);
+    if src.is_empty() {
+        return Ok(Volume {
+            source: PathBuf::new(),
+            destination,
+            read_only,
+            name: None,
+        });
+    }
+    if !src.starts_with('/') {
+        crate::volume::validate_name(src).map_err(|_| {
+            bad("a volume name uses letters, digits, '_', '.' and '-'; a host path starts with /")
+        })?;
+        return Ok(Volume {
+            source: PathBuf::new(),
+            destination,
+            read_only,
+            name: Some(src.to_string()),
+        });
+    }
     if !Path::new(src).exists() {
         return Err(bad("the host path does not exist"));
     }
     Ok(Volume {
         source: PathBuf::from(src),
-        destination: PathBuf::from(dst),
+        destination,
         read_only,
+        name: None,
     })
 }
 
@@ -155,7 +189,11 @@ mod tests {
         let v = parse_volume("/tmp:/data:ro").unwrap();
         assert!(v.read_only);
         assert_eq!(v.destination, PathBuf::from("/data"));
-        assert!(parse_volume("named:/data").is_err());
+        let named = parse_volume("named:/data").unwrap();
+        assert_eq!(named.name.as_deref(), Some("named"));
+        assert!(!named.is_bind());
+        assert!(parse_volume("/data").unwrap().name.is_none());
+        assert!(parse_volume("bad name:/data").is_err());
         assert!(parse_volume("/tmp:rel").is_err());
         assert!(parse_volume("/tmp:/x:rx").is_err());
         assert!(parse_volume("/does/not/exist:/x").is_err());

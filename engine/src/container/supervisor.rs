@@ -135,6 +135,7 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     container.write_state(&state)?;
     if container.options.auto_remove {
         let _ = std::fs::remove_dir_all(&container.dir);
+        super::volumes::remove_anonymous(container);
     }
     Ok(code)
 }

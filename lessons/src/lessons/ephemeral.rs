@@ -67,6 +67,7 @@ fn run_with_volume(
         source: dir.to_path_buf(),
         destination: "/data".into(),
         read_only: false,
+        name: None,
     };
     ctx.host_step(report, &format!("mkdir {}", dir.display()), "");
     let first = RunOptions {
