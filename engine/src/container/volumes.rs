@@ -38,12 +38,7 @@ pub fn resolve(
                 created.push(v.name.clone());
             }
             if new || volume::is_empty_dir(&v.mountpoint) {
-                volume::copy_up(
-                    lowers,
-                    &m.destination,
-                    &store.root().join("tmp"),
-                    &v.mountpoint,
-                )?;
+                volume::copy_up(store, lowers, &m.destination, &v.mountpoint)?;
             }
             m.source = v.mountpoint;
             m.name = Some(v.name);

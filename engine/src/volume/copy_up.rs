@@ -12,13 +12,14 @@ use std::path::{Component, Path};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::{Result, VolumeError};
+use crate::store::Store;
 
 /// Copies `dest` (a path inside the image) from the image's layers (topmost
 /// first) into `data`. Nothing happens when the image has no directory there.
 pub fn copy_up(
+    store: &Store,
     lowers: &[std::path::PathBuf],
     dest: &Path,
-    scratch: &Path,
     data: &Path,
 ) -> Result<()> {
     let present: Vec<_> = lowers.iter().filter(|l| l.is_dir()).collect();
@@ -27,8 +28,10 @@ pub fn copy_up(
         // overlayfs wants two lower layers when it has no upper one
         [single] => copy_from(single, dest, data),
         _ => {
-            let merged = scratch.join(format!("copy-up-{}", crate::store::random_hex(8)));
-            fs::create_dir_all(&merged).map_err(|e| VolumeError::io(&merged, e))?;
+            // named like every scratch entry (owner pid inside), so a crash here is
+            // cleaned by the next command; the mount is read-only, so that
+            // cleaning can never delete layer files through it
+            let merged = store.temp_dir("copy-up")?;
             let lowerdir = present
                 .iter()
                 .map(|p| p.display().to_string())
