@@ -141,6 +141,7 @@ fn execute(
                 source: src.clone(),
                 destination: PathBuf::from(dst),
                 read_only: *ro,
+                name: None,
             })
             .collect(),
         ..Default::default()
