@@ -995,3 +995,71 @@ ONBUILD RUN echo child
         differences.join("\n")
     );
 }
+
+/// Serves `body` to every request on a loopback port until the test ends.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_from_a_url_checks_its_checksum_and_platform_args_exist() {
+    let Some(lab) = lab() else { return };
+    let port = serve(b"downloaded content\n");
+    // sha256 of "downloaded content\n"
+    use sha2::Digest as _;
+    let sum: String = sha2::Sha256::digest(b"downloaded content\n")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let good = format!(
+        "FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/files/data.txt /dl/\nRUN echo $TARGETARCH > /arch\n"
+    );
+    let ctx = context(&lab, "url-good", &[("Dockerfile", &good)]);
+    let r = build(&lab, &["-t", "url:1", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = lab.tb(&[
+        "run",
+        "--rm",
+        "url:1",
+        "sh",
+        "-c",
+        "cat /dl/data.txt /arch; stat -c %a /dl/data.txt",
+    ]);
+    assert_eq!(
+        out.stdout, "downloaded content\namd64\n600\n",
+        "{}",
+        out.stderr
+    );
+    let bad = format!(
+        "FROM busybox\nADD --checksum=sha256:{} http://127.0.0.1:{port}/x /x\n",
+        "0".repeat(64)
+    );
+    let ctx = context(&lab, "url-bad", &[("Dockerfile", &bad)]);
+    let r = build(&lab, &["-t", "url:2", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("checksum mismatch") && r.stderr.contains("Dockerfile:2"),
+        "{}",
+        r.stderr
+    );
+    assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
+}

@@ -305,7 +305,7 @@ impl Builder<'_> {
         let base = self.expand_meta(&stage.base);
         if let Some(p) = &stage.platform {
             let p = self.expand_meta(p);
-            if p != "linux/amd64" && p != "linux/x86_64" && !p.contains("BUILDPLATFORM") {
+            if p != "linux/amd64" && p != "linux/x86_64" {
                 return Err(self.fail(
                     stage.line,
                     &stage.text,
@@ -1479,7 +1479,11 @@ pub fn run_build(
     for t in &opts.tags {
         Reference::parse(t)?;
     }
-    let mut meta_args = Vec::new();
+    // BuildKit's automatic platform ARGs: usable in FROM, and in a stage after `ARG NAME`
+    let mut meta_args: Vec<(String, String)> = PLATFORM_ARGS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for step in &file.global_args {
         if let Instr::Arg(list) = &step.instr {
             for (name, default) in list {
@@ -1563,6 +1567,17 @@ pub fn run_build(
         cached: b.cached,
     })
 }
+
+const PLATFORM_ARGS: &[(&str, &str)] = &[
+    ("BUILDPLATFORM", "linux/amd64"),
+    ("BUILDOS", "linux"),
+    ("BUILDARCH", "amd64"),
+    ("BUILDVARIANT", ""),
+    ("TARGETPLATFORM", "linux/amd64"),
+    ("TARGETOS", "linux"),
+    ("TARGETARCH", "amd64"),
+    ("TARGETVARIANT", ""),
+];
 
 /// Proxy variables every build accepts without an ARG.
 const PREDEFINED_ARGS: &[&str] = &[
