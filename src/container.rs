@@ -11,6 +11,7 @@ use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
 use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{parse_env_arg, parse_env_file, parse_volume};
+use twinbox_engine::container::restart::RestartPolicy;
 use twinbox_engine::container::supervisor::{
     supervise as supervise_attached, supervisor_main, Attach,
 };
@@ -59,6 +60,9 @@ pub struct RunArgs {
     /// Mount a volume: NAME:/path[:ro] (named volume), /host/path:/path[:ro] (bind), /path (anonymous)
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped
+    #[arg(long, default_value = "no")]
+    restart: String,
     /// Image to run
     image: String,
     /// Command and arguments (replace the image's Cmd)
@@ -120,6 +124,10 @@ impl RunArgs {
         if let Some(c) = self.cpus {
             cpus_to_quota(c)?;
         }
+        let restart: RestartPolicy = self.restart.parse()?;
+        if self.rm && restart != RestartPolicy::No {
+            bail!("conflicting options: --restart and --rm: a container removed at exit cannot restart");
+        }
         let network: NetworkMode = self.network.parse().map_err(anyhow::Error::msg)?;
         let volumes = self
             .volumes
@@ -136,6 +144,7 @@ impl RunArgs {
             interactive: self.interactive,
             tty: self.tty,
             auto_remove: self.rm,
+            restart,
             volumes,
             ..base
         })
@@ -401,6 +410,19 @@ pub fn stop(root: &Path, args: StopArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `docker restart`: stop (if running), then start again.
+pub fn restart(root: &Path, args: StopArgs) -> Result<i32> {
+    require_root("restart")?;
+    let store = open_store(root)?;
+    for key in &args.containers {
+        let c = Container::find(&store, key)?;
+        lifecycle::stop(&c, Duration::from_secs(args.time))?;
+        lifecycle::start_detached(&store, &c, &self_exe()?)?;
+        println!("{key}");
+    }
+    Ok(0)
+}
+
 #[derive(Args, Debug)]
 pub struct KillArgs {
     /// Signal to send: a name (KILL, SIGTERM) or number
@@ -525,6 +547,10 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
                 "NetworkMode": o.network.to_string(),
                 "ReadonlyRootfs": o.read_only,
                 "AutoRemove": o.auto_remove,
+                "RestartPolicy": {
+                    "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
+                    "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },
+                },
                 "Binds": o.volumes.iter().map(|v| format!("{}:{}{}", v.name.clone().unwrap_or_else(|| v.source.display().to_string()), v.destination.display(), if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             },
             "Mounts": o.volumes.iter().map(|v| json!({
@@ -534,6 +560,7 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
                 "Destination": v.destination,
                 "RW": !v.read_only,
             })).collect::<Vec<_>>(),
+            "RestartCount": s.restart_count,
             "LogPath": c.log_path(),
             "Twinbox": {
                 "SupervisorPid": supervisor,

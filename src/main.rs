@@ -62,6 +62,8 @@ enum Command {
     Logs(container::LogsArgs),
     /// Stop running containers (SIGTERM, then SIGKILL after a grace period)
     Stop(container::StopArgs),
+    /// Restart containers (stop, then start)
+    Restart(container::StopArgs),
     /// Send a signal to running containers
     Kill(container::KillArgs),
     /// Remove containers
@@ -183,6 +185,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps(args) => container::ps(&root, args),
         Command::Logs(args) => container::logs(&root, args),
         Command::Stop(args) => container::stop(&root, args),
+        Command::Restart(args) => container::restart(&root, args),
         Command::Kill(args) => container::kill(&root, args),
         Command::Rm(args) => container::rm(&root, args),
         Command::Wait(args) => container::wait(&root, args),

@@ -218,6 +218,8 @@ pub fn cgroup_of(c: &Container) -> Option<Cgroup> {
 
 /// SIGTERM (or the given signal), then SIGKILL after `timeout`, like `docker stop`.
 pub fn stop(container: &Container, timeout: Duration) -> Result<()> {
+    // first, so a restart policy waiting to restart sees it too
+    super::restart::mark_stopped_by_user(container)?;
     let state = container.state()?;
     let Some(pid) = state.pid.filter(|_| state.status == Status::Running) else {
         return Ok(());
@@ -248,6 +250,10 @@ pub fn kill(container: &Container, signal: i32) -> Result<()> {
     let state = container.state()?;
     match state.pid.filter(|_| state.status == Status::Running) {
         Some(pid) => {
+            // the signals `stop` sends end restart policies; others (HUP, USR1) do not
+            if signal == libc::SIGKILL || signal == libc::SIGTERM {
+                super::restart::mark_stopped_by_user(container)?;
+            }
             // SAFETY: plain kill(2) on the recorded pid of a running container.
             if unsafe { libc::kill(pid, signal) } != 0 {
                 return Err(ContainerError::io(

@@ -9,6 +9,7 @@ pub mod names;
 pub mod options;
 pub mod procinfo;
 pub mod record;
+pub mod restart;
 pub mod signals;
 pub mod spec;
 pub mod supervisor;

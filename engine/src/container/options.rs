@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub volumes: Vec<Volume>,
     /// Replaces the image's Cmd when not empty.
     pub cmd: Vec<String>,
+    #[serde(default)]
+    pub restart: super::restart::RestartPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

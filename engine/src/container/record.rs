@@ -46,6 +46,9 @@ pub struct State {
     pub oom_killed: bool,
     pub memory_peak_bytes: Option<u64>,
     pub error: Option<String>,
+    /// Restarts by the restart policy since the last user start.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 impl State {
@@ -61,6 +64,7 @@ impl State {
             oom_killed: false,
             memory_peak_bytes: None,
             error: None,
+            restart_count: 0,
         }
     }
 }

@@ -12,6 +12,7 @@ use oci_spec::runtime::Spec;
 
 use super::logs::LogWriter;
 use super::record::{Container, State, Status};
+use super::restart::{self, RestartPolicy};
 use super::terminal::{self, Pty, RawMode};
 use super::{procinfo, signals, ContainerError, Result};
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
@@ -30,10 +31,52 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| ContainerError::Supervisor(format!("pipe: {e}")))
 }
 
-/// Runs the container to completion. Returns its exit code (128+N for signal N).
+/// Runs the container to completion, restarting it as its restart policy says.
+/// Returns the last exit code (128+N for signal N).
 pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     let spec: Spec = read_json(&container.spec_path())?;
     let attached = matches!(attach, Attach::Terminal);
+    let mut report = match attach {
+        Attach::Detached(f) => Some(f),
+        Attach::Terminal => None,
+    };
+    restart::clear_stopped_by_user(container);
+    let policy = container.options.restart;
+    let mut restarts = 0;
+    let me = std::process::id() as i32;
+    let code = loop {
+        let (code, stopped) = run_once(container, &spec, attached, &mut report, restarts)?;
+        if stopped || !policy.wants_restart(code, restarts) {
+            break code;
+        }
+        std::thread::sleep(RestartPolicy::delay(restarts));
+        // stopped, removed or started by someone else meanwhile: not ours to restart
+        let still_ours = container
+            .state()
+            .is_ok_and(|s| s.status == Status::Exited && s.supervisor_pid == Some(me));
+        if !still_ours || restart::stopped_by_user(container) {
+            break code;
+        }
+        restarts += 1;
+    };
+    if container.options.auto_remove {
+        let _ = std::fs::remove_dir_all(&container.dir);
+        super::volumes::remove_anonymous(container);
+    }
+    Ok(code)
+}
+
+/// One run of the container: create the process, relay its output, wait for
+/// it, record the exit. `report` (detached) hears "ok PID" or the error once.
+/// Returns the exit code and whether the user stopped it (read before the exit
+/// is recorded, so a `start` that follows the `stop` cannot be mistaken).
+fn run_once(
+    container: &Container,
+    spec: &Spec,
+    attached: bool,
+    report: &mut Option<File>,
+    restarts: u32,
+) -> Result<(i32, bool)> {
     let devnull = File::open("/dev/null").map_err(|e| ContainerError::io("/dev/null", e))?;
 
     // Output: pipes we read, or with -t a fresh pseudo-terminal whose master we keep.
@@ -63,7 +106,7 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
             stderr: err_w.as_raw_fd(),
         },
     };
-    let launch = Launch::new(spec, stdio)
+    let launch = Launch::new(spec.clone(), stdio)
         .rootfs(RootfsSource::Overlay {
             lower: container.lower_dirs.clone(),
             upper: container.upper(),
@@ -77,8 +120,9 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
         Err(e) => {
             let mut state = State::created();
             state.error = Some(e.to_string());
+            state.restart_count = restarts;
             let _ = container.write_state(&state);
-            if let Attach::Detached(mut f) = attach {
+            if let Some(mut f) = report.take() {
                 let _ = writeln!(f, "err {} {}", e.exit_code(), e);
             }
             return Err(e.into());
@@ -87,6 +131,7 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     drop(out_w);
     drop(err_w);
     drop(devnull);
+    drop(launch);
     let pty_master = pty.map(|p| p.master);
     let pid = spawned.pid.as_raw();
     signals::forward_to(pid);
@@ -97,10 +142,11 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     state.supervisor_pid = Some(me);
     state.supervisor_start_ticks = procinfo::start_ticks(me);
     state.started_at = Some(now());
+    state.restart_count = restarts;
     container.write_state(&state)?;
-    if let Attach::Detached(mut f) = attach {
+    if let Some(mut f) = report.take() {
         let _ = writeln!(f, "ok {pid}");
-        drop(launch);
+        drop(f);
         release_startup_code();
     }
 
@@ -120,6 +166,7 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
 
     let code = wait_exit(spawned.pid);
     signals::stop_forwarding();
+    let stopped = restart::stopped_by_user(container);
     if let Some(cg) = &spawned.cgroup {
         if let Ok(usage) = cg.usage() {
             state.oom_killed = usage.oom_kills.unwrap_or(0) > 0;
@@ -133,11 +180,7 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
     state.exit_code = Some(code);
     state.finished_at = Some(now());
     container.write_state(&state)?;
-    if container.options.auto_remove {
-        let _ = std::fs::remove_dir_all(&container.dir);
-        super::volumes::remove_anonymous(container);
-    }
-    Ok(code)
+    Ok((code, stopped))
 }
 
 /// A detached supervisor lives as long as its container, but most of the code it
