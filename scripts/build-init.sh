@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds twinbox-init, the guest's PID 1, as a static executable and puts it
-# next to the twinbox binaries (target/debug and target/release), where
-# `twinbox vm run` and the QEMU runner look for it.
+# Builds twinbox-init, the guest's PID 1, as a static executable by hand and
+# puts it next to the twinbox binaries. Not needed for a normal build: the
+# microvm crate's build.rs embeds the same init in twinbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu

@@ -7,8 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 cargo build --release --quiet
-# The static PID 1 every microVM boots (beside target/release/twinbox).
-./scripts/build-init.sh
 tb=./target/release/twinbox
 export TWINBOX_ROOT=${TWINBOX_ROOT:-/var/lib/twinbox}
 report=${TWINBOX_REPORT:-/tmp/twinbox-tour.html}

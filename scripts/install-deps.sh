@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Installs what twinbox and its tests need on Debian 12, as root. Idempotent.
 set -euo pipefail
+# Sourced by demo.sh and test.sh. Namespaces, cgroups and KVM need root: a user
+# with sudo is asked for it once and the calling script goes on as root, with the
+# user's own Rust toolchain (PATH, HOME, RUSTUP_HOME, CARGO_HOME kept).
 if [ "$(id -u)" != 0 ]; then
-    echo "install-deps: run as root (sudo $0)" >&2
+    if command -v sudo >/dev/null 2>&1; then
+        echo "install-deps: root is needed (namespaces, cgroups, KVM): asking sudo" >&2
+        exec sudo --preserve-env=PATH,HOME,RUSTUP_HOME,CARGO_HOME,CARGO_TARGET_DIR,TWINBOX_ROOT \
+            TWINBOX_CALLER="$(id -u):$(id -g)" bash "$0" "$@"
+    fi
+    echo "install-deps: run as root: $0 needs namespaces, cgroups and KVM" >&2
     exit 1
+fi
+# Started through sudo by a user: what the build writes stays theirs.
+if [ -n "${TWINBOX_CALLER:-}" ]; then
+    trap 'chown -R "$TWINBOX_CALLER" "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true' EXIT
 fi
 packages=(busybox-static runc util-linux iproute2 tar gcc libc6-dev pkg-config qemu-system-x86 linux-image-amd64 cpio docker-registry skopeo umoci apache2-utils mmdebstrap chromium xz-utils docker.io)
 missing=()

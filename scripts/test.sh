@@ -4,8 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 cargo build --workspace --all-targets
-# The static guest init every microVM boots (beside target/debug/twinbox).
-./scripts/build-init.sh
 # The integration tests start containers with real cgroups and namespaces;
 # two at a time keeps a 2-core machine responsive.
 # --no-fail-fast: every test binary runs and every failure is reported.

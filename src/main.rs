@@ -29,7 +29,7 @@ mod volume;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -128,6 +128,13 @@ enum Command {
     /// Run workloads in microVMs (twinbox's own KVM VMM)
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// Print a shell completion script: `source <(twinbox completion bash)`
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `twinbox man | man -l -`
+    Man,
     #[command(name = "__vmm", hide = true)]
     Vmm {
         id: String,
@@ -225,5 +232,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             boot_timeout,
         } => vm::vmm_main(&root, &id, memory_mib, vcpus, boot_timeout),
         Command::Supervise { id } => container::supervise(&root, &id),
+        Command::Completion { shell } => {
+            // into a buffer first: the generator panics on a closed pipe
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "twinbox", &mut text);
+            print!("{}", String::from_utf8_lossy(&text));
+            Ok(0)
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut text)?;
+            print!("{}", String::from_utf8_lossy(&text));
+            Ok(0)
+        }
     }
 }

@@ -14,7 +14,7 @@
 #   --keep    keep the work directory (initramfs, console log) and print its path
 # Environment:
 #   TWINBOX_BIN              twinbox binary (default: target/debug/twinbox)
-#   TWINBOX_INIT             guest init (default: twinbox-init beside TWINBOX_BIN, else
+#   TWINBOX_INIT             guest init (default: the one twinbox embeds; a twinbox-init beside TWINBOX_BIN, else
 #                            target/{release,debug}/twinbox-init, if scripts/build-init.sh ran)
 #   TWINBOX_NESTED_KERNEL    outer and guest kernel (default: newest /boot/vmlinuz-*)
 #   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 1200)
@@ -141,7 +141,7 @@ if [ -n "$init" ]; then
     cp "$init" "$root/usr/local/bin/twinbox-init"
     echo "nested: guest init $init" >&2
 else
-    echo "nested: no twinbox-init built (scripts/build-init.sh): 'vm run' in the guest cannot find it" >&2
+    echo "nested: guest init: the one embedded in $twinbox" >&2
 fi
 
 # --- the guest kernel and the modules both levels load -------------------------

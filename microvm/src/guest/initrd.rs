@@ -319,8 +319,13 @@ fn cached(
     Ok((bytes, false))
 }
 
-/// The twinbox-init binary: `$TWINBOX_INIT`, else `twinbox-init` next to the
-/// running executable (or next to its `deps` directory, for cargo's test
+/// The static init the build embedded (microvm/build.rs); empty when the build
+/// could not make one.
+static EMBEDDED_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/twinbox-init"));
+
+/// The twinbox-init binary: `$TWINBOX_INIT`, else the one embedded at build
+/// time (written once to a file named by its digest), else `twinbox-init` next
+/// to the running executable (or next to its `deps` directory, for cargo's test
 /// binaries), else [`INSTALLED_INIT`]. It must be statically linked.
 pub fn init_binary() -> Result<PathBuf, GuestError> {
     if let Some(path) = std::env::var_os(INIT_ENV) {
@@ -331,6 +336,9 @@ pub fn init_binary() -> Result<PathBuf, GuestError> {
             });
         }
         return check_static(path);
+    }
+    if !EMBEDDED_INIT.is_empty() {
+        return embedded_init_file();
     }
     let mut candidates = Vec::new();
     if let Some(dir) = std::env::current_exe()
@@ -355,6 +363,36 @@ pub fn init_binary() -> Result<PathBuf, GuestError> {
                 .join(", "),
         }),
     }
+}
+
+/// The embedded init as a file: `<tmp>/twinbox-init-<digest>`, written with a
+/// temp file and a rename, and used only when its content is the embedded one
+/// (a file of that name made by anybody else is replaced, never trusted).
+fn embedded_init_file() -> Result<PathBuf, GuestError> {
+    let digest = hex::encode(Sha256::digest(EMBEDDED_INIT));
+    let path = std::env::temp_dir().join(format!("twinbox-init-{}", &digest[..16]));
+    let current = fs::read(&path).is_ok_and(|d| d == EMBEDDED_INIT);
+    if !current {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .open(&tmp)
+                .map_err(|e| GuestError::io(&tmp, e))?;
+            f.write_all(EMBEDDED_INIT)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| GuestError::io(&tmp, e))?;
+        }
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            GuestError::io(&path, e)
+        })?;
+    }
+    check_static(path)
 }
 
 /// Refuses a dynamically linked ELF file (one with a PT_INTERP program header).
@@ -398,6 +436,22 @@ mod tests {
     use crate::guest::cpio::read_entries;
     use crate::host::KernelFormat;
     use flate2::read::MultiGzDecoder;
+
+    #[test]
+    fn the_build_embeds_a_static_init() {
+        assert!(
+            !EMBEDDED_INIT.is_empty(),
+            "microvm/build.rs did not build twinbox-init (see its cargo warning)"
+        );
+        assert!(
+            !has_interpreter(&EMBEDDED_INIT[..4096]).unwrap(),
+            "the embedded init is dynamically linked"
+        );
+        let path = embedded_init_file().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), EMBEDDED_INIT);
+        // a second call reuses the file
+        assert_eq!(embedded_init_file().unwrap(), path);
+    }
     use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
     use twinbox_engine::store::Digest;
 

@@ -19,9 +19,9 @@ pub enum GuestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no twinbox-init binary (looked at {looked}): build it with scripts/build-init.sh, or set TWINBOX_INIT to its path")]
+    #[error("no twinbox-init binary (looked at {looked}): this build embedded none (see the cargo warning: install libc6-dev and rebuild), or set TWINBOX_INIT to its path")]
     NoInit { looked: String },
-    #[error("{0}: twinbox-init must be a static executable (it runs alone in the guest): build it with scripts/build-init.sh")]
+    #[error("{0}: twinbox-init must be a static executable (it runs alone in the guest): rebuild twinbox, which embeds one, or build it with crt-static")]
     InitNotStatic(PathBuf),
     #[error("kernel module {name:?} is not in {dep_file}: check the name (modinfo NAME), or leave it out")]
     ModuleNotFound { name: String, dep_file: PathBuf },
