@@ -496,6 +496,17 @@ fn system_check(root: &Path, repair: bool) -> Result<i32> {
                 format!("{n} problems: `twinbox system check --repair` fixes what it safely can"),
         }
     );
+    if report.reclaimable > 0 {
+        eprintln!(
+            "{} unused blobs and layers: {}",
+            report.reclaimable,
+            if repair {
+                format!("{} removed", report.reclaimed)
+            } else {
+                "reclaim them with `twinbox image prune`".to_string()
+            }
+        );
+    }
     Ok(if left == 0 { 0 } else { 1 })
 }
 

@@ -5,7 +5,7 @@
 //! config and layer blobs (present, sizes as the descriptors say) and its
 //! unpacked layers; every container record against live processes, cgroups and
 //! mounts; leftovers (scratch of dead processes, unused blobs and layers, empty
-//! cgroups nobody owns). `--repair` fixes what can be fixed without losing a
+//! cgroups nobody owns), and counts what `image prune` would reclaim. `--repair` fixes what can be fixed without losing a
 //! committed image or a volume: a missing unpacked layer is unpacked again from
 //! its blob; a corrupt blob, a dangling name, a dead container's cgroup, a stale
 //! mount and scratch are removed; and it says what it did.
@@ -56,6 +56,10 @@ pub struct CheckReport {
     pub layers: usize,
     pub containers: usize,
     pub problems: Vec<Problem>,
+    /// Blobs and layers nothing uses: not damage, reclaimable by `image prune`.
+    pub reclaimable: usize,
+    /// How many of those `--repair` removed.
+    pub reclaimed: usize,
 }
 
 impl CheckReport {
@@ -492,9 +496,10 @@ fn check_leftovers(
         }
     }
     check_mounts(store, repair, report);
+    // blobs and layers nothing uses (an abandoned build stage, a pull that died
+    // before its image was committed) are not damage: `image prune` reclaims them
     let keep = gc::reachable(store)
         .map_err(|e| StoreError::io(store.root(), std::io::Error::other(e.to_string())))?;
-    let mut unused = 0;
     for (dir, kept) in [("blobs/sha256", &keep.blobs), ("layers", &keep.layers)] {
         let path = store.root().join(dir);
         for entry in fs::read_dir(&path)
@@ -502,35 +507,15 @@ fn check_leftovers(
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !kept.contains(&name) && entry.path().exists() {
-                unused += 1;
-                report.found(
-                    format!("{dir}/{}", short(&name)),
-                    "not used by any image, container or build",
-                );
+            if !kept.contains(&name) {
+                report.reclaimable += 1;
             }
         }
     }
-    if repair && unused > 0 {
+    if repair && report.reclaimable > 0 {
         let gc = gc::collect(store, &Candidates::All)
             .map_err(|e| StoreError::io(store.root(), std::io::Error::other(e.to_string())))?;
-        let removed: HashSet<String> = gc
-            .blobs
-            .iter()
-            .map(|d| format!("blobs/sha256/{}", short(d.hex())))
-            .chain(
-                gc.layers
-                    .iter()
-                    .map(|d| format!("layers/{}", short(d.hex()))),
-            )
-            .collect();
-        for p in report
-            .problems
-            .iter_mut()
-            .filter(|p| removed.contains(&p.subject))
-        {
-            p.repaired = Some("removed (garbage-collected)".into());
-        }
+        report.reclaimed = gc.blobs.len() + gc.layers.len();
     }
     check_cgroups(store, repair, report);
     Ok(())
