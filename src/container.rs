@@ -635,6 +635,27 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<i32> {
 }
 
 #[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Keep owners (uid/gid) as they are in the source
+    #[arg(short = 'a', long)]
+    archive: bool,
+    /// CONTAINER:PATH or a host path
+    src: String,
+    /// CONTAINER:PATH or a host path
+    dst: String,
+}
+
+/// `docker cp`: files between a container (running or not) and the host.
+pub fn cp(root: &Path, args: CpArgs) -> Result<i32> {
+    require_root("cp")?;
+    let store = open_store(root)?;
+    let src = engine::copy::Location::parse(&args.src);
+    let dst = engine::copy::Location::parse(&args.dst);
+    engine::copy::copy(&store, &src, &dst, args.archive)?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
 pub struct TopArgs {
     container: String,
 }

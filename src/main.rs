@@ -72,6 +72,8 @@ enum Command {
     Wait(container::NamesArgs),
     /// Show low-level details of containers as JSON
     Inspect(container::NamesArgs),
+    /// Copy files between a container and the host
+    Cp(container::CpArgs),
     /// Run a command in a running container
     Exec(container::ExecArgs),
     /// Show the processes running in a container
@@ -197,6 +199,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Rm(args) => container::rm(&root, args),
         Command::Wait(args) => container::wait(&root, args),
         Command::Inspect(args) => container::inspect(&root, args),
+        Command::Cp(args) => container::cp(&root, args),
         Command::Exec(args) => container::exec(&root, args),
         Command::Top(args) => container::top(&root, args),
         Command::Stats(args) => container::stats(&root, args),
