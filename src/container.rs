@@ -244,8 +244,13 @@ fn status_text(c: &Container) -> String {
         Ok(s) => match s.status {
             Status::Created => "Created".into(),
             Status::Running => format!(
-                "Up {}",
-                human_duration(since(s.started_at.as_deref().unwrap_or("")))
+                "Up {}{}",
+                human_duration(since(s.started_at.as_deref().unwrap_or(""))),
+                if engine::pause::is_paused(c) {
+                    " (Paused)"
+                } else {
+                    ""
+                }
             ),
             Status::Exited => {
                 let code = s.exit_code.map_or("unknown".to_string(), |c| c.to_string());
@@ -424,6 +429,63 @@ pub fn restart(root: &Path, args: StopArgs) -> Result<i32> {
 }
 
 #[derive(Args, Debug)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+pub fn rename(root: &Path, args: RenameArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let c = Container::find(&store, &args.container)?;
+    engine::names::rename(&store, &c, &args.new_name)?;
+    Ok(0)
+}
+
+/// `pause` (freeze) or `unpause` (thaw) containers.
+pub fn pause(root: &Path, args: NamesArgs, freeze: bool) -> Result<i32> {
+    require_root(if freeze { "pause" } else { "unpause" })?;
+    let store = open_store(root)?;
+    for key in &args.containers {
+        let c = Container::find(&store, key)?;
+        if freeze {
+            engine::pause::pause(&c)?;
+        } else {
+            engine::pause::unpause(&c)?;
+        }
+        println!("{key}");
+    }
+    Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Remove every container that is not running
+    Prune {
+        /// Do not ask for confirmation (accepted for Docker compatibility)
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+pub fn container_command(root: &Path, cmd: ContainerCommand) -> Result<i32> {
+    match cmd {
+        ContainerCommand::Prune { force: _ } => {
+            let store = open_store(root)?;
+            let removed = engine::prune::prune(&store)?;
+            if !removed.is_empty() {
+                println!("Deleted Containers:");
+                for id in &removed {
+                    println!("{id}");
+                }
+                println!();
+            }
+            println!("Total removed containers: {}", removed.len());
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct KillArgs {
     /// Signal to send: a name (KILL, SIGTERM) or number
     #[arg(short = 's', long = "signal", default_value = "KILL")]
@@ -521,6 +583,7 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
             "State": {
                 "Status": s.status.to_string(),
                 "Running": s.status == Status::Running,
+                "Paused": engine::pause::is_paused(&c),
                 "Pid": s.pid.unwrap_or(0),
                 "ExitCode": s.exit_code,
                 "OOMKilled": s.oom_killed,

@@ -64,6 +64,15 @@ enum Command {
     Stop(container::StopArgs),
     /// Restart containers (stop, then start)
     Restart(container::StopArgs),
+    /// Give a container a new name
+    Rename(container::RenameArgs),
+    /// Freeze every process of containers (cgroup freezer)
+    Pause(container::NamesArgs),
+    /// Thaw paused containers
+    Unpause(container::NamesArgs),
+    /// Manage containers: prune
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
     /// Send a signal to running containers
     Kill(container::KillArgs),
     /// Remove containers
@@ -195,6 +204,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => container::logs(&root, args),
         Command::Stop(args) => container::stop(&root, args),
         Command::Restart(args) => container::restart(&root, args),
+        Command::Rename(args) => container::rename(&root, args),
+        Command::Pause(args) => container::pause(&root, args, true),
+        Command::Unpause(args) => container::pause(&root, args, false),
+        Command::Container(cmd) => container::container_command(&root, cmd),
         Command::Kill(args) => container::kill(&root, args),
         Command::Rm(args) => container::rm(&root, args),
         Command::Wait(args) => container::wait(&root, args),

@@ -386,6 +386,25 @@ impl Cgroup {
         }
     }
 
+    /// Freeze (`pause`) or thaw (`unpause`) every process in the cgroup: the
+    /// v1 freezer controller, or cgroup.freeze on v2. Returns once the kernel
+    /// reports the new state.
+    pub fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        self.refuse_root()?;
+        match &self.backend {
+            Backend::V1(b) => b.set_frozen(frozen),
+            Backend::V2(b) => b.set_frozen(frozen),
+        }
+    }
+
+    /// Whether the cgroup is frozen now.
+    pub fn is_frozen(&self) -> bool {
+        match &self.backend {
+            Backend::V1(b) => b.is_frozen(),
+            Backend::V2(b) => b.is_frozen(),
+        }
+    }
+
     /// Remove the cgroup (and any child cgroups) in every hierarchy. Busy
     /// directories are retried for about a second, as dying processes leave
     /// slowly; directories that do not exist are fine.

@@ -264,6 +264,35 @@ impl V1 {
         Ok(pids.into_iter().collect())
     }
 
+    fn freezer_dir(&self) -> Result<PathBuf, CgroupError> {
+        let hs = self.hierarchies()?;
+        self.dir_of(&hs, "freezer")
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| CgroupError::NotCreated {
+                path: self.main_dir(),
+            })
+    }
+
+    pub(super) fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let dir = self.freezer_dir()?;
+        if frozen {
+            if freeze(&dir) {
+                return Ok(());
+            }
+            return Err(CgroupError::Read {
+                path: dir.join("freezer.state"),
+                source: std::io::Error::other("the processes did not freeze in time"),
+            });
+        }
+        write_value(&dir.join("freezer.state"), "THAWED")
+    }
+
+    pub(super) fn is_frozen(&self) -> bool {
+        self.freezer_dir()
+            .and_then(|d| read_string(&d.join("freezer.state")))
+            .is_ok_and(|s| s == "FROZEN")
+    }
+
     pub(super) fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
         let hs = self.hierarchies()?;
         let dirs = self.existing_dirs(&hs);

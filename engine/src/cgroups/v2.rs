@@ -138,6 +138,31 @@ impl V2 {
         Ok(pids.into_iter().collect())
     }
 
+    pub(super) fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let dir = self.existing_dir()?;
+        write_value(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        // cgroup.events says "frozen 1" once every task has stopped
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let events = read_string(&dir.join("cgroup.events")).unwrap_or_default();
+            if events.lines().any(|l| l.trim() == want) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CgroupError::Read {
+                    path: dir.join("cgroup.events"),
+                    source: std::io::Error::other("the processes did not change state in time"),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    pub(super) fn is_frozen(&self) -> bool {
+        read_string(&self.dir().join("cgroup.freeze")).is_ok_and(|s| s == "1")
+    }
+
     pub(super) fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
         let dir = self.dir();
         if !dir.is_dir() {

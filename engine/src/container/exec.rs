@@ -39,6 +39,9 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
         Some(pid) => pid,
         None => return Err(ContainerError::NotRunning(container.name.clone())),
     };
+    if super::pause::is_paused(container) {
+        return Err(ContainerError::Paused(container.name.clone()));
+    }
     if opts.cmd.is_empty() {
         return Err(ContainerError::BadOption(
             "exec needs a command: twinbox exec CONTAINER CMD [ARG...]".into(),

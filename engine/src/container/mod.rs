@@ -8,7 +8,9 @@ pub mod lifecycle;
 pub mod logs;
 pub mod names;
 pub mod options;
+pub mod pause;
 pub mod procinfo;
+pub mod prune;
 pub mod record;
 pub mod restart;
 pub mod signals;
@@ -40,6 +42,10 @@ pub enum ContainerError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is paused: unpause it first")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
     #[error("{0}")]

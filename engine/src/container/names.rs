@@ -49,6 +49,24 @@ pub fn random_name() -> String {
     )
 }
 
+/// `rename`: a new unique name for a container (its id and hostname stay).
+pub fn rename(store: &crate::store::Store, container: &super::Container, new: &str) -> Result<()> {
+    let new = validate_name(new)?;
+    let _lock = store.lock()?;
+    if let Some(other) = super::Container::list(store)?
+        .into_iter()
+        .find(|c| c.name == new)
+    {
+        return Err(ContainerError::NameInUse {
+            name: new,
+            id: other.id,
+        });
+    }
+    let mut renamed = container.clone();
+    renamed.name = new;
+    renamed.save()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,88 @@
+//! pause/unpause (the freezer), rename, container prune.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn pause_freezes_rename_renames_prune_prunes() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "vb-p",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = lab.inspect("vb-p")["Id"].as_str().unwrap().to_string();
+    let counter = lab.containers_dir().join(&id).join("upper/tmp/n");
+    let read = || std::fs::read_to_string(&counter).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while read().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counter never written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let r = lab.tb(&["pause", "vb-p"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(lab.inspect("vb-p")["State"]["Paused"], true);
+    assert!(lab.tb(&["ps"]).stdout.contains("(Paused)"));
+    let frozen = read();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(read(), frozen, "the counter moved while paused");
+    let r = lab.tb(&["exec", "vb-p", "true"]);
+    assert_eq!(
+        r.stderr.trim(),
+        "twinbox: container vb-p is paused: unpause it first"
+    );
+    let r = lab.tb(&["pause", "vb-p"]);
+    assert!(r.stderr.contains("is paused"), "{}", r.stderr);
+
+    let r = lab.tb(&["unpause", "vb-p"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while read() == frozen {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the counter never moved after unpause"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = lab.tb(&["unpause", "vb-p"]);
+    assert!(r.stderr.contains("is not paused"), "{}", r.stderr);
+
+    // rename: the new name finds it, the old one does not, names stay unique
+    assert_eq!(
+        lab.tb(&["run", "--name", "vb-done", "busybox", "true"])
+            .code,
+        0
+    );
+    let r = lab.tb(&["rename", "vb-p", "vb-done"]);
+    assert!(r.stderr.contains("already in use"), "{}", r.stderr);
+    assert_eq!(lab.tb(&["rename", "vb-p", "vb-q"]).code, 0);
+    assert_eq!(lab.inspect("vb-q")["Id"], id.as_str());
+    assert!(lab
+        .tb(&["inspect", "vb-p"])
+        .stderr
+        .contains("no such container"));
+
+    // prune: the exited one goes, the running one stays
+    let r = lab.tb(&["container", "prune", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Total removed containers: 1"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lab.container_count(), 1);
+    assert_eq!(lab.tb(&["rm", "-f", "vb-q"]).code, 0);
+}
