@@ -314,12 +314,16 @@ fn drop_mount_stubs(upper: &Path, image: &MergedView, mount_points: &[String]) {
         let Ok(md) = p.symlink_metadata() else {
             continue;
         };
-        let Some(lower) = image.metadata(&rel) else {
-            continue;
-        };
         let empty = fs::read_dir(&p)
             .map(|mut r| r.next().is_none())
             .unwrap_or(false);
+        let Some(lower) = image.metadata(&rel) else {
+            // made only to reach a mount point (/run/secrets for a secret)
+            if md.is_dir() && empty {
+                let _ = fs::remove_dir(&p);
+            }
+            continue;
+        };
         if md.is_dir()
             && lower.is_dir()
             && empty
