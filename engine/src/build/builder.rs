@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::cache::{self, KeyBuilder, Record, StoredLayer};
-use super::copy::{self, Matched, Origin, Ownership};
+use super::copy::{self, LayerPlan, Matched, Origin, Ownership};
 use super::dockerfile::{
     self, CommandForm, CopySource, CopySpec, Dockerfile, Flag, Instr, Stage, Step,
 };
@@ -472,12 +472,22 @@ impl Builder<'_> {
         root: &Path,
         skip: &HashSet<PathBuf>,
     ) -> Result<bool> {
+        self.commit_layer(state, key, |out| tree::write_tar(root, skip, out))
+    }
+
+    /// Writes a layer tar with `write` (none when it has no entries), adds it
+    /// to the state and records it in the cache.
+    fn commit_layer(
+        &mut self,
+        state: &mut State,
+        key: &Digest,
+        write: impl FnOnce(BufWriter<File>) -> std::io::Result<u64>,
+    ) -> Result<bool> {
         let tmp = self.store.temp_dir("build-layer")?;
         let result = (|| -> Result<bool> {
             let tar_path = tmp.join("layer.tar");
             let file = File::create(&tar_path).map_err(|e| BuildError::io(&tar_path, e))?;
-            let entries = tree::write_tar(root, skip, BufWriter::new(file))
-                .map_err(|e| BuildError::io(root, e))?;
+            let entries = write(BufWriter::new(file)).map_err(|e| BuildError::io(&tar_path, e))?;
             state.created = now_rfc3339();
             let layer = if entries == 0 {
                 None
@@ -953,21 +963,17 @@ impl Builder<'_> {
             if self.cached(state, &key) {
                 return Ok(true);
             }
-            let staging = tmp.join("stage");
-            fs::create_dir_all(&staging).map_err(|e| BuildError::io(&staging, e))?;
-            let mut existing: HashSet<PathBuf> = HashSet::new();
+            let mut plan = LayerPlan::default();
             let into_dir = dest_is_dir || items.len() > 1 || image_view.is_dir(&dest_rel);
-            for (m, _) in &items {
+            for (n, (m, _)) in items.iter().enumerate() {
                 let md = m
                     .real
                     .symlink_metadata()
                     .map_err(|e| BuildError::io(&m.real, e))?;
                 if md.is_dir() {
-                    copy::stage_parents(&staging, &dest_rel, &image_view, &own, &mut existing)
-                        .map_err(|e| BuildError::io(&staging, e))?;
+                    plan.parents(&dest_rel, &image_view, &own);
                     for (rel, real) in origin.walk(m) {
-                        copy::stage_entry(&real, &staging.join(&dest_rel).join(&rel), &own)
-                            .map_err(|e| BuildError::io(&real, e))?;
+                        plan.copy(dest_rel.join(&rel), real, own);
                     }
                     continue;
                 }
@@ -977,34 +983,45 @@ impl Builder<'_> {
                     dest_rel.clone()
                 };
                 if let Some(parent) = target.parent() {
-                    copy::stage_parents(&staging, parent, &image_view, &own, &mut existing)
-                        .map_err(|e| BuildError::io(&staging, e))?;
+                    plan.parents(parent, &image_view, &own);
                 }
                 if add
                     && !items.iter().any(|(i, url)| *url && i.real == m.real)
                     && md.is_file()
                     && copy::is_archive(&m.real)
                 {
-                    // a local archive is unpacked into the destination directory
-                    let dir_rel = dest_rel.clone();
-                    copy::stage_parents(&staging, &dir_rel, &image_view, &own, &mut existing)
-                        .map_err(|e| BuildError::io(&staging, e))?;
+                    // a local archive is unpacked (by the store's safe unpacker)
+                    // into the destination directory, its owners kept
+                    plan.parents(&dest_rel, &image_view, &own);
+                    let dir = tmp.join(format!("archive-{n}"));
+                    fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
                     let reader = crate::image::layer::open_tar_file(&m.real)?;
-                    crate::store::unpack::unpack_layer(reader, &staging.join(&dir_rel)).map_err(
-                        |e| {
-                            self.fail(
-                                step.line,
-                                &step.text,
-                                format!("unpacking {}: {e}", m.rel.display()),
-                            )
-                        },
-                    )?;
+                    crate::store::unpack::unpack_layer(reader, &dir).map_err(|e| {
+                        self.fail(
+                            step.line,
+                            &step.text,
+                            format!("unpacking {}: {e}", m.rel.display()),
+                        )
+                    })?;
+                    let archive = MergedView::new(vec![dir.clone()]);
+                    let unpacked = Origin::Image(&archive);
+                    let root = Matched {
+                        rel: PathBuf::new(),
+                        real: dir.clone(),
+                    };
+                    let kept = Ownership {
+                        chown: None,
+                        reset_to_root: false,
+                        chmod: None,
+                    };
+                    for (rel, real) in unpacked.walk(&root) {
+                        plan.copy(dest_rel.join(&rel), real, kept);
+                    }
                     continue;
                 }
-                copy::stage_entry(&m.real, &staging.join(&target), &own)
-                    .map_err(|e| BuildError::io(&m.real, e))?;
+                plan.copy(target, m.real.clone(), own);
             }
-            let made = self.commit_tree(state, &key, &staging, &existing)?;
+            let made = self.commit_layer(state, &key, |out| plan.write_tar(out))?;
             Self::last_history_layer(state, made);
             fix_history_created(state);
             Ok(false)

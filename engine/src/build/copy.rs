@@ -575,3 +575,122 @@ mod tests {
         assert!(!is_archive(&p));
     }
 }
+
+/// One entry of a COPY/ADD layer, before it is written.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    /// A directory COPY has to create (it is not in the image).
+    Dir { uid: u32, gid: u32 },
+    /// An entry read from the source, with the ownership rules applied.
+    Copy { real: PathBuf, own: Ownership },
+}
+
+/// The entries of a COPY/ADD layer by path in the image: written straight
+/// from the sources into the tar, parents before children (no staging copy).
+#[derive(Debug, Default)]
+pub struct LayerPlan {
+    entries: std::collections::BTreeMap<PathBuf, Planned>,
+}
+
+impl LayerPlan {
+    /// Plans the directories of `rel` that the image lacks (root-owned 0755,
+    /// or the `--chown` owner, as BuildKit makes them).
+    pub fn parents(&mut self, rel: &Path, image: &MergedView, own: &Ownership) {
+        let mut at = PathBuf::new();
+        for c in rel.components() {
+            at.push(c);
+            if self.entries.contains_key(&at) || image.is_dir(&at) {
+                continue;
+            }
+            let (uid, gid) = own.chown.unwrap_or((0, 0));
+            self.entries.insert(at.clone(), Planned::Dir { uid, gid });
+        }
+    }
+
+    pub fn copy(&mut self, dest: PathBuf, real: PathBuf, own: Ownership) {
+        if !real.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            // a file replaces whatever an earlier source put there, children included
+            self.entries
+                .retain(|k, _| !k.starts_with(&dest) || k == &dest);
+        }
+        self.entries.insert(dest, Planned::Copy { real, own });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the planned entries as a layer tar; returns how many.
+    pub fn write_tar(&self, out: impl io::Write) -> io::Result<u64> {
+        let mut b = tar::Builder::new(out);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for (path, entry) in &self.entries {
+            match entry {
+                Planned::Dir { uid, gid } => {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_uid(*uid as u64);
+                    h.set_gid(*gid as u64);
+                    h.set_mtime(now);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, io::empty())?;
+                }
+                Planned::Copy { real, own } => append_copy(&mut b, path, real, own)?,
+            }
+        }
+        b.into_inner()?.flush()?;
+        Ok(self.entries.len() as u64)
+    }
+}
+
+fn append_copy<W: io::Write>(
+    b: &mut tar::Builder<W>,
+    path: &Path,
+    real: &Path,
+    own: &Ownership,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let md = real.symlink_metadata()?;
+    let ft = md.file_type();
+    let (uid, gid) = own.owner(&md);
+    let mut h = tar::Header::new_gnu();
+    h.set_uid(uid as u64);
+    h.set_gid(gid as u64);
+    h.set_mtime(md.mtime().max(0) as u64);
+    let mode = if ft.is_symlink() {
+        0o777
+    } else {
+        own.chmod.unwrap_or(md.mode() & 0o7777)
+    };
+    h.set_mode(mode);
+    h.set_size(0);
+    if ft.is_dir() {
+        h.set_entry_type(tar::EntryType::Directory);
+        b.append_data(&mut h, path, io::empty())
+    } else if ft.is_symlink() {
+        h.set_entry_type(tar::EntryType::Symlink);
+        b.append_link(&mut h, path, fs::read_link(real)?)
+    } else if ft.is_file() {
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(md.len());
+        b.append_data(&mut h, path, File::open(real)?)
+    } else {
+        let kind = if ft.is_char_device() {
+            tar::EntryType::Char
+        } else if ft.is_block_device() {
+            tar::EntryType::Block
+        } else if ft.is_fifo() {
+            tar::EntryType::Fifo
+        } else {
+            return Ok(()); // sockets have no tar form
+        };
+        h.set_entry_type(kind);
+        h.set_device_major(libc::major(md.rdev()))?;
+        h.set_device_minor(libc::minor(md.rdev()))?;
+        b.append_data(&mut h, path, io::empty())
+    }
+}
