@@ -656,6 +656,19 @@ fn lint(file: &Dockerfile) -> Vec<Problem> {
     };
     let mut names: Vec<String> = Vec::new();
     for stage in &file.stages {
+        let words: Vec<&str> = stage.text.split_whitespace().collect();
+        if let (Some(from), Some(as_kw)) = (words.first(), words.iter().rev().nth(1)) {
+            if as_kw.eq_ignore_ascii_case("as") && stage.name.is_some() {
+                let upper = |w: &str| w.chars().all(|c| !c.is_ascii_lowercase());
+                if upper(from) != upper(as_kw) {
+                    out.push(warn(
+                        stage.line,
+                        "FromAsCasing",
+                        format!("'{as_kw}' and '{from}' keywords' casing do not match"),
+                    ));
+                }
+            }
+        }
         if let Some(name) = &stage.name {
             let lower = name.to_ascii_lowercase();
             if names.contains(&lower) {
@@ -868,7 +881,7 @@ mod tests {
 
     #[test]
     fn warnings_do_not_stop_a_build() {
-        let text = "FROM a AS Build\nCMD echo hi\nCMD [\"x\"]\nMAINTAINER me\n";
+        let text = "FROM a AS Build\nCMD echo hi\nCMD [\"x\"]\nMAINTAINER me\nFROM b as c\n";
         let (file, problems) = parse_with_problems(text);
         assert!(file.is_some());
         let rules: Vec<_> = problems.iter().filter_map(|p| p.rule).collect();
@@ -878,7 +891,8 @@ mod tests {
                 "StageNameCasing",
                 "JSONArgsRecommended",
                 "MultipleInstructionsDisallowed",
-                "MaintainerDeprecated"
+                "MaintainerDeprecated",
+                "FromAsCasing"
             ]
         );
         assert!(parse(text).is_ok());
