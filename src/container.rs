@@ -10,7 +10,9 @@ use serde_json::json;
 use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
 use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
-use twinbox_engine::container::options::{parse_env_arg, parse_env_file, parse_volume};
+use twinbox_engine::container::options::{
+    parse_env_arg, parse_env_file, parse_mount, parse_tmpfs, parse_volume, MountRequest,
+};
 use twinbox_engine::container::restart::RestartPolicy;
 use twinbox_engine::container::supervisor::{
     supervise as supervise_attached, supervisor_main, Attach,
@@ -60,6 +62,18 @@ pub struct RunArgs {
     /// Mount a volume: NAME:/path[:ro] (named volume), /host/path:/path[:ro] (bind), /path (anonymous)
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,source=...,target=...[,readonly]
+    #[arg(long = "mount")]
+    mounts: Vec<String>,
+    /// Mount a tmpfs: /path[:size=64m,mode=1777]
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the volumes of another container: NAME[:ro|rw]
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+    /// Size of /dev/shm, e.g. 128m (default 64m)
+    #[arg(long = "shm-size")]
+    shm_size: Option<String>,
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     restart: String,
@@ -129,11 +143,27 @@ impl RunArgs {
             bail!("conflicting options: --restart and --rm: a container removed at exit cannot restart");
         }
         let network: NetworkMode = self.network.parse().map_err(anyhow::Error::msg)?;
-        let volumes = self
+        let mut volumes = self
             .volumes
             .iter()
             .map(|v| parse_volume(v))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut tmpfs = self
+            .tmpfs
+            .iter()
+            .map(|t| parse_tmpfs(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        for m in &self.mounts {
+            match parse_mount(m)? {
+                MountRequest::Volume(v) => volumes.push(v),
+                MountRequest::Tmpfs(t) => tmpfs.push(t),
+            }
+        }
+        let shm_size = self
+            .shm_size
+            .as_deref()
+            .map(parse_memory_size)
+            .transpose()?;
         Ok(RunOptions {
             name: self.name.clone(),
             network,
@@ -145,6 +175,9 @@ impl RunArgs {
             tty: self.tty,
             auto_remove: self.rm,
             restart,
+            tmpfs,
+            volumes_from: self.volumes_from.clone(),
+            shm_size,
             volumes,
             ..base
         })

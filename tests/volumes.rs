@@ -146,3 +146,115 @@ fn anonymous_volumes_go_with_rm_v_and_rm_flag() {
     lab.tb(&["volume", "prune", "-f", "--all"]);
     assert!(volume_names(&lab).is_empty());
 }
+
+#[test]
+fn mount_tmpfs_shm_size_and_volumes_from() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/run:size=1m",
+        "--mount",
+        "type=tmpfs,target=/t2,tmpfs-size=2m",
+        "--shm-size",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E ' (/run|/t2|/dev/shm) ' /proc/mounts",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (path, size) in [
+        ("/run", "size=1024k"),
+        ("/t2", "size=2048k"),
+        ("/dev/shm", "size=8192k"),
+    ] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(path))
+            .unwrap_or("");
+        assert!(
+            line.starts_with("tmpfs ") || line.starts_with("shm "),
+            "{path}: {}",
+            r.stdout
+        );
+        assert!(
+            line.contains(size) && line.contains("noexec"),
+            "{path}: {line}"
+        );
+    }
+    // Docker's default /dev/shm is 64 MiB
+    let r = lab.sh("grep ' /dev/shm ' /proc/mounts");
+    assert!(r.stdout.contains("size=65536k"), "{}", r.stdout);
+
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let bind = format!("type=bind,source={},target=/hostdir", host.path().display());
+    let r = lab.tb(&[
+        "run",
+        "--name",
+        "vf-src",
+        "--mount",
+        "type=volume,source=shared,target=/shared",
+        "--mount",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /shared/x; echo b > /hostdir/b",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("b")).unwrap(),
+        "b\n"
+    );
+    let r = lab.tb(&[
+        "run",
+        "--name",
+        "vf-user",
+        "--volumes-from",
+        "vf-src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /shared/x /hostdir/b; echo y > /shared/y",
+    ]);
+    assert_eq!(r.stdout, "hi\nb\n");
+    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    // both containers use the volume now
+    assert_eq!(lab.tb(&["rm", "vf-src"]).code, 0);
+    let r = lab.tb(&["volume", "rm", "shared"]);
+    assert!(
+        r.stderr.contains("in use by container vf-user"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.tb(&["rm", "vf-user"]).code, 0);
+    assert_eq!(lab.tb(&["volume", "rm", "shared"]).code, 0);
+
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=nfs,target=/x",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("unknown type"), "{}", r.stderr);
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "nobody-here",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        r.stderr.contains("no such container: nobody-here"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.container_count(), 0);
+}

@@ -68,8 +68,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         .as_ref()
         .and_then(|c| c.volumes().clone())
         .unwrap_or_default();
-    let (mounts, new_volumes) =
-        super::volumes::resolve(store, &opts.volumes, &image_volumes, &lower_dirs)?;
+    let (mounts, new_volumes) = super::volumes::resolve(store, opts, &image_volumes, &lower_dirs)?;
     let opts = &RunOptions {
         volumes: mounts,
         ..opts.clone()

@@ -32,6 +32,110 @@ pub struct RunOptions {
     pub cmd: Vec<String>,
     #[serde(default)]
     pub restart: super::restart::RestartPolicy,
+    /// `--tmpfs` and `--mount type=tmpfs`.
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+    /// Size of /dev/shm in bytes (Docker's default: 64 MiB).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+}
+
+/// A tmpfs mounted in the container (`--tmpfs /run:size=64m`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub destination: PathBuf,
+    /// Mount options, Docker's defaults (noexec, nosuid, nodev) first.
+    pub options: Vec<String>,
+}
+
+/// `--tmpfs PATH[:OPTIONS]`, options as mount(8) takes them (size=64m,mode=1777).
+pub fn parse_tmpfs(s: &str) -> Result<Tmpfs> {
+    let (dst, opts) = s.split_once(':').unwrap_or((s, ""));
+    if !dst.starts_with('/') {
+        return Err(ContainerError::BadOption(format!(
+            "tmpfs {s:?}: the container path must be absolute"
+        )));
+    }
+    let mut options: Vec<String> = ["noexec", "nosuid", "nodev"].map(String::from).to_vec();
+    options.extend(opts.split(',').filter(|o| !o.is_empty()).map(String::from));
+    Ok(Tmpfs {
+        destination: PathBuf::from(dst),
+        options,
+    })
+}
+
+/// What one `--mount` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountRequest {
+    Volume(Volume),
+    Tmpfs(Tmpfs),
+}
+
+/// `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly]
+/// [,tmpfs-size=BYTES][,tmpfs-mode=OCTAL]`, Docker's keys and aliases.
+pub fn parse_mount(s: &str) -> Result<MountRequest> {
+    let bad = |why: String| ContainerError::BadOption(format!("mount {s:?}: {why}"));
+    let (mut typ, mut source, mut target) = ("volume".to_string(), None, None);
+    let mut read_only = false;
+    let mut tmpfs_opts = Vec::new();
+    for field in s.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => typ = v.to_string(),
+            "source" | "src" => source = Some(v.to_string()),
+            "target" | "destination" | "dst" => target = Some(v.to_string()),
+            "readonly" | "ro" => read_only = !matches!(v, "false" | "0"),
+            "tmpfs-size" => tmpfs_opts.push(format!("size={v}")),
+            "tmpfs-mode" => tmpfs_opts.push(format!("mode={v}")),
+            _ => return Err(bad(format!("unknown key {k:?}"))),
+        }
+    }
+    let target = target.ok_or_else(|| bad("target=/path is required".into()))?;
+    if !target.starts_with('/') {
+        return Err(bad("the target must be an absolute path".into()));
+    }
+    match typ.as_str() {
+        "tmpfs" => {
+            if source.is_some() {
+                return Err(bad("a tmpfs takes no source".into()));
+            }
+            let mut t = parse_tmpfs(&target)?;
+            if read_only {
+                t.options.push("ro".into());
+            }
+            t.options.extend(tmpfs_opts);
+            Ok(MountRequest::Tmpfs(t))
+        }
+        "bind" | "volume" => {
+            let mode = if read_only { ":ro" } else { "" };
+            let spec = match (typ.as_str(), source) {
+                ("bind", Some(src)) if src.starts_with('/') => format!("{src}:{target}{mode}"),
+                ("bind", _) => {
+                    return Err(bad("a bind mount needs source=/absolute/host/path".into()))
+                }
+                (_, Some(src)) if !src.starts_with('/') => format!("{src}:{target}{mode}"),
+                (_, Some(_)) => {
+                    return Err(bad("a volume source is a volume name, not a path".into()))
+                }
+                (_, None) => format!("{target}{mode}"),
+            };
+            let v = if mode.is_empty() || !spec.starts_with('/') || typ == "bind" {
+                parse_volume(&spec)?
+            } else {
+                // anonymous and read-only: parse_volume reads "/t:ro" as a bind
+                let mut v = parse_volume(&target)?;
+                v.read_only = true;
+                v
+            };
+            Ok(MountRequest::Volume(v))
+        }
+        other => Err(bad(format!(
+            "unknown type {other:?}: use bind, volume or tmpfs"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +288,39 @@ mod tests {
             &["A=2".into(), "B=3".into()],
         );
         assert_eq!(merged, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn mounts_and_tmpfs() {
+        let t = parse_tmpfs("/run:size=64m,mode=1777").unwrap();
+        assert_eq!(
+            t.options,
+            vec!["noexec", "nosuid", "nodev", "size=64m", "mode=1777"]
+        );
+        assert!(parse_tmpfs("run").is_err());
+        match parse_mount("type=volume,source=data,target=/data,readonly").unwrap() {
+            MountRequest::Volume(v) => {
+                assert_eq!(v.name.as_deref(), Some("data"));
+                assert!(v.read_only);
+            }
+            m => panic!("{m:?}"),
+        }
+        match parse_mount("type=bind,src=/tmp,dst=/x").unwrap() {
+            MountRequest::Volume(v) => assert!(v.is_bind() && !v.read_only),
+            m => panic!("{m:?}"),
+        }
+        match parse_mount("type=volume,target=/anon,ro").unwrap() {
+            MountRequest::Volume(v) => assert!(v.name.is_none() && !v.is_bind() && v.read_only),
+            m => panic!("{m:?}"),
+        }
+        match parse_mount("type=tmpfs,target=/t,tmpfs-size=1m").unwrap() {
+            MountRequest::Tmpfs(t) => assert!(t.options.contains(&"size=1m".to_string())),
+            m => panic!("{m:?}"),
+        }
+        assert!(parse_mount("type=bind,source=rel,target=/x").is_err());
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+        assert!(parse_mount("type=volume,source=x").is_err());
+        assert!(parse_mount("type=volume,source=x,target=/x,color=red").is_err());
     }
 
     #[test]

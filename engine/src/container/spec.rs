@@ -117,7 +117,13 @@ pub fn default_mounts(container_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                "mode=1777",
+                &format!("size={}k", opts.shm_size.unwrap_or(64 << 20).div_ceil(1024)),
+            ],
         ),
     ];
     for file in ["hostname", "hosts", "resolv.conf"] {
@@ -138,6 +144,15 @@ pub fn default_mounts(container_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
             &v.destination.display().to_string(),
             "bind",
             &v.source.display().to_string(),
+            &o,
+        ));
+    }
+    for t in &opts.tmpfs {
+        let o: Vec<&str> = t.options.iter().map(String::as_str).collect();
+        mounts.push(mount(
+            &t.destination.display().to_string(),
+            "tmpfs",
+            "tmpfs",
             &o,
         ));
     }

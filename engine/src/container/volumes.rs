@@ -1,10 +1,11 @@
 //! A new container's volumes: `-v NAME:/path` and `-v /path` become volumes in
 //! the store (created on first use, filled from the image when new), and each
 //! path the image declares with VOLUME that no `-v` covers gets an anonymous one.
+//! `--volumes-from` adds another container's mounts.
 
 use std::path::{Path, PathBuf};
 
-use super::options::Volume;
+use super::options::{RunOptions, Volume};
 use super::Result;
 use crate::store::Store;
 use crate::volume;
@@ -14,11 +15,29 @@ use crate::volume;
 /// caller removes again if the container cannot be made.
 pub fn resolve(
     store: &Store,
-    requested: &[Volume],
+    opts: &RunOptions,
     image_volumes: &[String],
     lowers: &[PathBuf],
 ) -> Result<(Vec<Volume>, Vec<String>)> {
-    let mut mounts: Vec<Volume> = requested.to_vec();
+    let mut mounts: Vec<Volume> = opts.volumes.clone();
+    // --volumes-from: the other container's mounts, as they are (or all ro/rw)
+    for spec in &opts.volumes_from {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m == "ro")),
+            _ => (spec.as_str(), None),
+        };
+        let other = super::Container::find(store, name)?;
+        for v in &other.options.volumes {
+            if mounts.iter().any(|m| m.destination == v.destination) {
+                continue;
+            }
+            let mut v = v.clone();
+            if let Some(ro) = mode {
+                v.read_only = ro;
+            }
+            mounts.push(v);
+        }
+    }
     for path in image_volumes {
         let covered = mounts.iter().any(|m| m.destination == Path::new(path));
         if !covered && path.starts_with('/') {
