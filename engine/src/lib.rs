@@ -12,6 +12,7 @@
 pub mod build;
 pub mod cgroups;
 pub mod container;
+pub mod fault;
 pub mod image;
 pub mod network;
 pub mod registry;

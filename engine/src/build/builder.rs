@@ -512,6 +512,7 @@ impl Builder<'_> {
                     created: state.created.clone(),
                 },
             );
+            crate::fault::point("build.step-committed");
             let made = layer.is_some();
             if let Some(l) = layer {
                 state.layers.push(l);

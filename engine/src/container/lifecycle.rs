@@ -103,6 +103,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         })?;
         write_json_atomic(&container.spec_path(), &spec)?;
         container.write_state(&State::created())?;
+        crate::fault::point("create.before-record");
         // written last: a directory without it is not a container yet
         container.save()
     })();
@@ -291,5 +292,6 @@ pub fn remove(container: &Container, force: bool) -> Result<()> {
     if let Some(cg) = cgroup_of(container) {
         let _ = cg.destroy();
     }
-    fs::remove_dir_all(&container.dir).map_err(|e| ContainerError::io(&container.dir, e))
+    crate::fault::point("rm.cgroup-released");
+    container.discard()
 }

@@ -112,6 +112,32 @@ impl Container {
         PathBuf::from("twinbox").join(&self.id)
     }
 
+    /// Removes the container's directory in one step as far as anyone can see:
+    /// it is renamed into the store's tmp/ under a name carrying our pid (so
+    /// a crash mid-delete leaves scratch that recovery reclaims, never half a
+    /// record) and deleted there.
+    pub fn discard(&self) -> Result<()> {
+        let tmp = self
+            .dir
+            .parent()
+            .and_then(|containers| containers.parent())
+            .map(|root| root.join("tmp"))
+            .ok_or_else(|| {
+                ContainerError::io(&self.dir, std::io::Error::other("not in a store"))
+            })?;
+        let grave = tmp.join(format!(
+            "rm-{}-{}",
+            std::process::id(),
+            crate::store::random_hex(8)
+        ));
+        match std::fs::rename(&self.dir, &grave) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ContainerError::io(&self.dir, e)),
+        }
+        std::fs::remove_dir_all(&grave).map_err(|e| ContainerError::io(&grave, e))
+    }
+
     pub fn save(&self) -> Result<()> {
         Ok(write_json_atomic(&self.dir.join("container.json"), self)?)
     }

@@ -60,7 +60,7 @@ pub fn supervise(container: &Container, attach: Attach) -> Result<i32> {
         restarts += 1;
     };
     if container.options.auto_remove {
-        let _ = std::fs::remove_dir_all(&container.dir);
+        let _ = container.discard();
         super::volumes::remove_anonymous(container);
     }
     Ok(code)
@@ -144,6 +144,7 @@ fn run_once(
     state.started_at = Some(now());
     state.restart_count = restarts;
     container.write_state(&state)?;
+    crate::fault::point("run.started");
     if let Some(mut f) = report.take() {
         let _ = writeln!(f, "ok {pid}");
         drop(f);

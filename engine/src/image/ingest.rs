@@ -339,6 +339,7 @@ fn commit(
     chain_id: &Digest,
     staging: Option<&Path>,
 ) -> Result<()> {
+    crate::fault::point("ingest.staged");
     if let Some(dir) = staging {
         // The rename below publishes the layer: its files must be on disk first.
         sync_filesystem(dir)?;
@@ -348,6 +349,7 @@ fn commit(
     if let Some(tmp) = blob_tmp {
         store.install_blob(tmp, blob)?;
     }
+    crate::fault::point("ingest.blob-installed");
     if let Some(dir) = staging {
         let dest = store.layer_dir(chain_id);
         if !dest.exists() {

@@ -138,6 +138,7 @@ pub fn commit_image(store: &Store, names: &[Reference], blobs: &ImageBlobs) -> R
     }
     store.put_blob(blobs.config)?;
     store.put_blob(blobs.manifest)?;
+    crate::fault::point("image.before-ref");
     let full: Vec<(String, String)> = names
         .iter()
         .map(|r| {

@@ -87,6 +87,7 @@ pub fn remove(store: &Store, input: &str, force: bool) -> Result<RemoveReport> {
             report.untagged.push(familiar(name));
         }
     }
+    crate::fault::point("rmi.untagged");
     if !last_name {
         return Ok(report);
     }

@@ -1,5 +1,7 @@
 //! Recovery: what a SIGKILLed twinbox leaves, finished by the next command.
 //!
+//! A container directory without its record is a create that died halfway
+//! (create writes the record last, holding the store lock): it is removed.
 //! A container's state says `running` together with its supervisor's pid and
 //! start time. When that supervisor is gone (killed, crashed, the machine
 //! rebooted), the container's own processes died with it (parent-death signal),
@@ -11,7 +13,7 @@
 //! only when something is stale, so a healthy store pays a directory listing.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::procinfo;
@@ -28,11 +30,16 @@ pub struct Recovered {
     pub marked_exited: Vec<String>,
     /// Scratch entries in tmp/ whose owner process is gone.
     pub temp_entries: usize,
+    /// Container directories a create left without a record.
+    pub unfinished_creates: usize,
 }
 
 impl Recovered {
     pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.marked_exited.is_empty() && self.temp_entries == 0
+        self.removed.is_empty()
+            && self.marked_exited.is_empty()
+            && self.temp_entries == 0
+            && self.unfinished_creates == 0
     }
 }
 
@@ -47,17 +54,22 @@ pub(crate) fn owner_is_dead(state: &State) -> bool {
     }
 }
 
-/// Ids of containers whose recorded owner is dead, read without the lock.
-fn stale_ids(store: &Store) -> Vec<String> {
+/// Container directories needing recovery, read without the lock: those whose
+/// recorded owner is dead, and those without a record (a create that died).
+fn stale_dirs(store: &Store) -> (Vec<String>, Vec<PathBuf>) {
     let Ok(rd) = fs::read_dir(store.containers_dir()) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    rd.flatten()
-        .filter_map(|e| {
-            let state: State = read_json(&e.path().join("state.json")).ok()?;
-            owner_is_dead(&state).then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
+    let (mut dead_owner, mut unfinished) = (Vec::new(), Vec::new());
+    for e in rd.flatten() {
+        let dir = e.path();
+        if !dir.join("container.json").exists() {
+            unfinished.push(dir);
+        } else if read_json::<State>(&dir.join("state.json")).is_ok_and(|s| owner_is_dead(&s)) {
+            dead_owner.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    (dead_owner, unfinished)
 }
 
 /// Finishes what dead twinbox processes left. Never fails: recovery is best
@@ -67,13 +79,27 @@ pub fn recover(store: &Store) -> Recovered {
         temp_entries: crate::image::gc::clean_temp(store),
         ..Recovered::default()
     };
-    let stale = stale_ids(store);
-    if stale.is_empty() {
+    let (stale, unfinished) = stale_dirs(store);
+    if stale.is_empty() && unfinished.is_empty() {
         return done;
     }
     let Ok(_lock) = store.lock() else {
         return done;
     };
+    // create holds the store lock until it writes container.json last: under
+    // the lock, a directory still without it was left by a create that died
+    for dir in unfinished {
+        if dir.is_dir() && !dir.join("container.json").exists() {
+            let grave = store.root().join("tmp").join(format!(
+                "rm-{}-{}",
+                std::process::id(),
+                crate::store::random_hex(8)
+            ));
+            if fs::rename(&dir, &grave).is_ok() && fs::remove_dir_all(&grave).is_ok() {
+                done.unfinished_creates += 1;
+            }
+        }
+    }
     for id in stale {
         // re-read under the lock: another command may have recovered it already
         let Ok(container) = Container::load(store, &id) else {
@@ -87,7 +113,8 @@ pub fn recover(store: &Store) -> Recovered {
         }
         release_cgroup(&container);
         if container.options.auto_remove {
-            if fs::remove_dir_all(&container.dir).is_ok() {
+            if container.discard().is_ok() {
+                crate::container::volumes::remove_anonymous(&container);
                 done.removed.push(container.name.clone());
             }
         } else {

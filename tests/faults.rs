@@ -1,0 +1,215 @@
+//! Fault injection: twinbox is SIGKILLed at every crash point it names
+//! (`TWINBOX_FAULT`, engine/src/fault.rs) and at random moments, during import,
+//! run, rm, rmi and build. After each kill, the next command must find a store
+//! that `system check` calls clean, and a normal workload (and the interrupted
+//! operation, done again) must work. Needs root.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{lab, Lab};
+use twinbox_engine::fault::POINTS;
+
+fn rootfs_tar(lab: &Lab) -> String {
+    let path = lab.root().join("rootfs.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let data = b"injected\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, "fault.txt", &data[..]).unwrap();
+    b.finish().unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs twinbox with the crash point armed; true when it died by SIGKILL.
+fn run_until_killed(lab: &Lab, point: &str, args: &[&str], stdin: Option<&str>) -> bool {
+    let mut cmd = lab.cmd(args);
+    cmd.env("TWINBOX_FAULT", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait().unwrap().signal() == Some(libc::SIGKILL)
+}
+
+/// After a crash: any command recovers; then the store checks clean and works.
+fn assert_recovers(lab: &Lab, after: &str) {
+    let ps = lab.tb(&["ps", "-a"]);
+    assert_eq!(ps.code, 0, "after {after}: {}", ps.stderr);
+    let check = lab.tb(&["system", "check"]);
+    assert_eq!(
+        check.code, 0,
+        "after {after}, system check found:\n{}{}",
+        check.stdout, check.stderr
+    );
+    let run = lab.sh("echo still-working");
+    assert_eq!(run.code, 0, "after {after}: {}", run.stderr);
+    assert_eq!(run.stdout.trim(), "still-working");
+}
+
+const DOCKERFILE: &str = "FROM busybox\nRUN echo built > /built.txt\nRUN echo again > /again.txt\n";
+
+#[test]
+fn a_kill_at_every_crash_point_leaves_a_clean_working_store() {
+    let Some(lab) = lab() else { return };
+    let tar = rootfs_tar(&lab);
+    let mut covered = BTreeSet::new();
+    for &(point, _) in POINTS {
+        match point {
+            "ingest.staged" | "ingest.blob-installed" | "image.before-ref" => {
+                assert!(
+                    run_until_killed(&lab, point, &["import", &tar, "faulty:v1"], None),
+                    "{point}"
+                );
+                assert_recovers(&lab, point);
+                let again = lab.tb(&["import", &tar, "faulty:v1"]);
+                assert_eq!(
+                    again.code, 0,
+                    "import again after {point}: {}",
+                    again.stderr
+                );
+                assert_eq!(lab.tb(&["rmi", "faulty:v1"]).code, 0);
+            }
+            "create.before-record" | "run.started" => {
+                assert!(
+                    run_until_killed(
+                        &lab,
+                        point,
+                        &["run", "--rm", "busybox", "sleep", "30"],
+                        None
+                    ),
+                    "{point}"
+                );
+                assert_recovers(&lab, point);
+                let ps = lab.tb(&["ps", "-aq"]);
+                assert!(
+                    ps.stdout.trim().is_empty(),
+                    "after {point}, left: {}",
+                    ps.stdout
+                );
+            }
+            "rm.cgroup-released" => {
+                let r = lab.tb(&["run", "-d", "--name", "victim", "busybox", "sleep", "30"]);
+                assert_eq!(r.code, 0, "{}", r.stderr);
+                assert!(
+                    run_until_killed(&lab, point, &["rm", "-f", "victim"], None),
+                    "{point}"
+                );
+                assert_recovers(&lab, point);
+                // the rm did not finish: doing it again does
+                let again = lab.tb(&["rm", "-f", "victim"]);
+                assert_eq!(again.code, 0, "rm again after {point}: {}", again.stderr);
+            }
+            "rmi.untagged" => {
+                assert_eq!(lab.tb(&["import", &tar, "doomed:v1"]).code, 0);
+                assert!(
+                    run_until_killed(&lab, point, &["rmi", "doomed:v1"], None),
+                    "{point}"
+                );
+                assert_recovers(&lab, point);
+                assert_ne!(
+                    lab.tb(&["image", "inspect", "doomed:v1"]).code,
+                    0,
+                    "the name is gone"
+                );
+            }
+            "build.step-committed" => {
+                assert!(
+                    run_until_killed(
+                        &lab,
+                        point,
+                        &["build", "-t", "built:v1", "-"],
+                        Some(DOCKERFILE)
+                    ),
+                    "{point}"
+                );
+                assert_recovers(&lab, point);
+                let mut build = lab.cmd(&["build", "-t", "built:v1", "-"]);
+                build
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = build.spawn().unwrap();
+                {
+                    use std::io::Write;
+                    child
+                        .stdin
+                        .take()
+                        .unwrap()
+                        .write_all(DOCKERFILE.as_bytes())
+                        .unwrap();
+                }
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "build again: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let r = lab.tb(&["run", "--rm", "built:v1", "cat", "/built.txt", "/again.txt"]);
+                assert_eq!(r.stdout, "built\nagain\n", "{}", r.stderr);
+            }
+            other => panic!("crash point {other} has no scenario in this test: add one"),
+        }
+        covered.insert(point);
+    }
+    eprintln!(
+        "crash points covered: {}",
+        covered.iter().copied().collect::<Vec<_>>().join(", ")
+    );
+    assert_eq!(covered.len(), POINTS.len());
+}
+
+#[test]
+fn kills_at_random_moments_leave_a_clean_working_store() {
+    let Some(lab) = lab() else { return };
+    let tar = rootfs_tar(&lab);
+    // deterministic "random" delays spread over each operation's whole length
+    let delays_ms = [0u64, 3, 7, 15, 25, 40, 70, 110];
+    for (i, delay) in delays_ms.iter().enumerate() {
+        let name = format!("rand{i}:v1");
+        let scenarios: [&[&str]; 3] = [
+            &["import", &tar, &name],
+            &[
+                "run",
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                "echo x > /tmp/x; sleep 1",
+            ],
+            &["run", "-d", "busybox", "true"],
+        ];
+        for args in scenarios {
+            let mut child = lab
+                .cmd(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(*delay));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_recovers(&lab, &format!("random kills after {delay} ms"));
+    }
+}
