@@ -102,7 +102,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
             cgroup_path: &container.cgroup_path(),
         })?;
         write_json_atomic(&container.spec_path(), &spec)?;
-        container.write_state(&State::created())?;
+        container.write_state(&created_state(opts))?;
         crate::fault::point("create.before-record");
         // written last: a directory without it is not a container yet
         container.save()
@@ -113,6 +113,19 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         return Err(e);
     }
     Ok(container)
+}
+
+/// The first state of a container. A `--rm` container is owned by the process
+/// creating it until a supervisor takes over: if that process dies first, the
+/// next command's recovery removes the container as `--rm` promised.
+fn created_state(opts: &RunOptions) -> State {
+    let mut state = State::created();
+    if opts.auto_remove {
+        let me = std::process::id() as i32;
+        state.supervisor_pid = Some(me);
+        state.supervisor_start_ticks = super::procinfo::start_ticks(me);
+    }
+    state
 }
 
 fn write_etc_files(c: &Container) -> Result<()> {

@@ -12,16 +12,27 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", super::random_hex(4)));
+    // the pid in the name tells a crash's leftover from a write under way
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        super::random_hex(4)
+    ));
+    write_via(&tmp, path, data)
+}
+
+/// Writes `data` to `tmp`, then renames it to `path` (same filesystem).
+pub fn write_via(tmp: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = File::create(tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        fs::rename(tmp, path)?;
         sync_dir(dir)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
     result.map_err(|e| StoreError::io(path, e))
 }

@@ -102,7 +102,14 @@ impl Store {
         let digest = Digest::of(data);
         let path = self.blob_path(&digest);
         if !path.exists() {
-            atomic::write_atomic(&path, data)?;
+            // staged in tmp/ under our pid: a crash leaves scratch that recovery
+            // reclaims, never a stray file among the blobs
+            let tmp = self.root().join("tmp").join(format!(
+                "blob-{}-{}",
+                std::process::id(),
+                super::random_hex(8)
+            ));
+            atomic::write_via(&tmp, &path, data)?;
         }
         Ok(digest)
     }

@@ -127,6 +127,19 @@ fn check_blobs(
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
+        if let Some(owner) = atomic_write_owner(&name) {
+            if process_alive(owner) {
+                continue; // a write under way
+            }
+            let p = report.found(
+                format!("blobs/sha256/{name}"),
+                "half-written file of a process that died",
+            );
+            if repair && fs::remove_file(&path).is_ok() {
+                p.repaired = Some("removed".into());
+            }
+            continue;
+        }
         report.blobs += 1;
         if Digest::parse(&format!("sha256:{name}")).is_err() {
             let p = report.found(
@@ -165,6 +178,17 @@ fn check_blobs(
         }
     }
     Ok(corrupt)
+}
+
+/// The writer's pid of a temp file `write_atomic` names `.NAME.tmp-PID-HEX`.
+fn atomic_write_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp-")?;
+    tail.split('-').next()?.parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Size of a blob file, None when it is missing.
@@ -451,9 +475,15 @@ fn check_containers(
             }
             continue;
         }
+        // a created container may be starting right now (its cgroup comes
+        // first): only an exited one's cgroup, or live processes, are wrong
         if state.status != Status::Running {
             let cg = Cgroup::new(Path::new(DEFAULT_FS_ROOT), &container.cgroup_path());
-            if cg.as_ref().is_ok_and(|cg| cg.exists()) {
+            let busy = |cg: &Cgroup| cg.pids().is_ok_and(|p| !p.is_empty());
+            let wrong = cg
+                .as_ref()
+                .is_ok_and(|cg| cg.exists() && (state.status == Status::Exited || busy(cg)));
+            if wrong {
                 let p = report.found(
                     subject.clone(),
                     "not running, but its cgroup is still there",

@@ -43,9 +43,15 @@ impl Recovered {
     }
 }
 
-/// True when a record says running but the supervisor that owned it is gone.
+/// True when a record says running but the supervisor that owned it is gone,
+/// or says created with an owner (a `--rm` container being started) that is gone.
 pub(crate) fn owner_is_dead(state: &State) -> bool {
-    if state.status != Status::Running {
+    let owned = match state.status {
+        Status::Running => true,
+        Status::Created => state.supervisor_pid.is_some(),
+        _ => false,
+    };
+    if !owned {
         return false;
     }
     match (state.supervisor_pid, state.supervisor_start_ticks) {
