@@ -74,6 +74,18 @@ pub struct RunArgs {
     /// Size of /dev/shm, e.g. 128m (default 64m)
     #[arg(long = "shm-size")]
     shm_size: Option<String>,
+    /// Add a capability (e.g. NET_ADMIN, or ALL)
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL)
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, no masked paths
+    #[arg(long)]
+    privileged: bool,
+    /// Security options: seccomp=unconfined, no-new-privileges
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     restart: String,
@@ -159,6 +171,17 @@ impl RunArgs {
                 MountRequest::Tmpfs(t) => tmpfs.push(t),
             }
         }
+        let mut seccomp_unconfined = false;
+        for o in &self.security_opt {
+            match o.as_str() {
+                "seccomp=unconfined" | "seccomp:unconfined" => seccomp_unconfined = true,
+                // twinbox always sets no_new_privs, as this asks
+                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
+                other => bail!(
+                    "unsupported --security-opt {other:?}: use seccomp=unconfined or no-new-privileges"
+                ),
+            }
+        }
         let shm_size = self
             .shm_size
             .as_deref()
@@ -178,6 +201,10 @@ impl RunArgs {
             tmpfs,
             volumes_from: self.volumes_from.clone(),
             shm_size,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            seccomp_unconfined,
             volumes,
             ..base
         })

@@ -86,3 +86,125 @@ fn pause_freezes_rename_renames_prune_prunes() {
     assert_eq!(lab.container_count(), 1);
     assert_eq!(lab.tb(&["rm", "-f", "vb-q"]).code, 0);
 }
+
+fn status_line(out: &str, key: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn capabilities_privileged_and_seccomp_options() {
+    let Some(lab) = lab() else { return };
+    let probe = "grep -E '^(CapEff|Seccomp):' /proc/self/status";
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "net_raw",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(
+        status_line(&r.stdout, "CapEff:"),
+        "CapEff:\t0000000000002000",
+        "{}",
+        r.stderr
+    );
+    assert_eq!(status_line(&r.stdout, "Seccomp:"), "Seccomp:\t2");
+    let default = lab.sh(probe);
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    let eff = |s: &str| {
+        u64::from_str_radix(
+            status_line(s, "CapEff:").trim_start_matches("CapEff:\t"),
+            16,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        eff(&r.stdout),
+        eff(&default.stdout) | 1 << 12,
+        "{}",
+        r.stderr
+    );
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(eff(&r.stdout), eff(&default.stdout) & !1, "{}", r.stderr);
+
+    // privileged: every capability we hold, no filter, no masked paths
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("{probe}; grep -c kcore /proc/mounts"),
+    ]);
+    assert_eq!(
+        status_line(&r.stdout, "CapEff:"),
+        status_line(&ours, "CapBnd:").replace("CapBnd", "CapEff")
+    );
+    assert_eq!(status_line(&r.stdout, "Seccomp:"), "Seccomp:\t0");
+    assert!(
+        r.stdout.ends_with("0\n"),
+        "masked paths stayed: {}",
+        r.stdout
+    );
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(status_line(&r.stdout, "Seccomp:"), "Seccomp:\t0");
+
+    let r = lab.tb(&["run", "--rm", "--cap-add", "FLY", "busybox", "true"]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("unknown capability \"FLY\""),
+        "{}",
+        r.stderr
+    );
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "apparmor=x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        r.stderr.contains("unsupported --security-opt"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.container_count(), 0);
+}

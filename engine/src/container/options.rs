@@ -41,6 +41,17 @@ pub struct RunOptions {
     /// Size of /dev/shm in bytes (Docker's default: 64 MiB).
     #[serde(default)]
     pub shm_size: Option<u64>,
+    /// `--cap-add`, `--cap-drop`: capability names (or ALL).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--privileged`: every capability, no seccomp filter, no masked paths.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--security-opt seccomp=unconfined`.
+    #[serde(default)]
+    pub seccomp_unconfined: bool,
 }
 
 /// A tmpfs mounted in the container (`--tmpfs /run:size=64m`).

@@ -185,7 +185,14 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
             "working directory {cwd:?} must be an absolute path"
         )));
     }
-    let mut caps = capabilities::default_capabilities();
+    let mut caps = if opts.privileged {
+        capabilities::all_capabilities()
+    } else {
+        capabilities::default_capabilities()
+    };
+    capabilities::adjust(&mut caps, &opts.cap_add, &opts.cap_drop)
+        .map_err(|e| ContainerError::BadOption(e.to_string()))?;
+    let bounding = caps.bounding().clone().unwrap_or_default();
     if input.user.uid != 0 {
         // Docker: a non-root user keeps the bounding set but holds no capabilities.
         caps.set_effective(Some(Default::default()));
@@ -252,7 +259,7 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
     if let Some(p) = opts.pids_limit {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids"));
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(Path::new("/").join(input.cgroup_path))
         .resources(resources.build().expect("resources"))
@@ -268,9 +275,18 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         )
-        .seccomp(security::docker_default_profile())
+        .seccomp(security::seccomp::docker_profile_for_capabilities(
+            &bounding,
+        ))
         .build()
         .expect("linux");
+    if opts.privileged || opts.seccomp_unconfined {
+        linux.set_seccomp(None);
+    }
+    if opts.privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    }
 
     let mut annotations = HashMap::new();
     annotations.insert("org.twinbox.container.id".to_string(), input.id.to_string());

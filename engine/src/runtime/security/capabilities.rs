@@ -151,17 +151,50 @@ pub fn capability_from_name(name: &str) -> Result<Capability, SecurityError> {
         .ok_or_else(|| SecurityError::UnknownCapability(name.to_string()))
 }
 
-/// Every capability twinbox knows, in every set but ambient: `--privileged`.
-/// (Ones newer than the running kernel are skipped when applied.)
+/// Every capability we hold ourselves (a capability missing from our own
+/// bounding set, like CAP_SYS_RESOURCE on some hosts, cannot be given), in the
+/// bounding, effective and permitted sets: `--privileged`.
 pub fn all_capabilities() -> LinuxCapabilities {
-    let all: Capabilities = TABLE.iter().map(|(cap, _)| *cap).collect();
+    let all: Capabilities = TABLE
+        .iter()
+        .map(|(cap, _)| *cap)
+        .filter(|cap| in_bounding_set(capability_number(*cap)))
+        .collect();
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(Some(all.clone()));
     caps.set_effective(Some(all.clone()));
-    caps.set_permitted(Some(all.clone()));
-    caps.set_inheritable(Some(all));
+    caps.set_permitted(Some(all));
+    caps.set_inheritable(None);
     caps.set_ambient(None);
     caps
+}
+
+/// `--cap-add`/`--cap-drop` on a capability set, as Docker does: `ALL` in
+/// drop empties the set first, names in drop go, names in add come (`ALL` in
+/// add gives every capability). Bounding, effective and permitted change together.
+pub fn adjust(
+    caps: &mut LinuxCapabilities,
+    add: &[String],
+    drop: &[String],
+) -> Result<(), SecurityError> {
+    let is_all = |n: &String| n.eq_ignore_ascii_case("ALL");
+    let mut set: Capabilities = caps.bounding().clone().unwrap_or_default();
+    if drop.iter().any(is_all) {
+        set.clear();
+    }
+    for name in drop.iter().filter(|n| !is_all(n)) {
+        set.remove(&capability_from_name(name)?);
+    }
+    if add.iter().any(is_all) {
+        set.extend(all_capabilities().bounding().clone().unwrap_or_default());
+    }
+    for name in add.iter().filter(|n| !is_all(n)) {
+        set.insert(capability_from_name(name)?);
+    }
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    Ok(())
 }
 
 /// Docker's default capability set as an OCI `process.capabilities`: bounding,
