@@ -1,0 +1,208 @@
+//! Many twinbox commands at once: no error but a clear "in use", no corruption,
+//! and nothing left behind. Needs root. The counts below are host-wide, so this
+//! file keeps its scenarios in one test that runs them one after another.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{lab, Lab};
+
+/// What a leak would grow: mounts, twinbox cgroups, processes, network links
+/// and netfilter rules on this host.
+#[derive(Debug, PartialEq, Eq)]
+struct Counts {
+    mounts: usize,
+    cgroups: usize,
+    processes: usize,
+    links: usize,
+    rules: usize,
+}
+
+fn count_lines(program: &str, args: &[&str]) -> usize {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+fn counts(lab: &Lab) -> Counts {
+    let cgroup_parent = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup/twinbox"
+    } else {
+        "/sys/fs/cgroup/memory/twinbox"
+    };
+    let root = lab.root().to_string_lossy().into_owned();
+    Counts {
+        mounts: std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
+        cgroups: std::fs::read_dir(cgroup_parent)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        // twinbox processes of this store (supervisors carry --root STORE)
+        processes: std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&root))
+            })
+            .count(),
+        links: count_lines("ip", &["-o", "link"]),
+        rules: count_lines("iptables-save", &[]),
+    }
+}
+
+fn spawn_quiet(lab: &Lab, args: &[&str]) -> Child {
+    lab.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_all(children: Vec<Child>) -> Vec<(i32, String)> {
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn assert_check_clean(lab: &Lab, after: &str) {
+    let check = lab.tb(&["system", "check"]);
+    assert_eq!(
+        check.code, 0,
+        "after {after}: {}{}",
+        check.stdout, check.stderr
+    );
+}
+
+/// Waits until the host-wide counts return to `before` (exiting processes and
+/// cgroups go asynchronously), then compares.
+fn assert_counts_return(lab: &Lab, before: &Counts, after: &str) {
+    let start = Instant::now();
+    loop {
+        let now = counts(lab);
+        if &now == before {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            panic!("after {after}: counts before {before:?}, now {now:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn many_commands_at_once_leave_no_error_no_corruption_no_leak() {
+    let Some(lab) = lab() else { return };
+    // warm up once so first-use work (cgroup parents, caches) is not a "leak"
+    assert_eq!(lab.tb(&["run", "--rm", "busybox", "true"]).code, 0);
+    let before = counts(&lab);
+
+    // 1. thirty `run --rm` at once
+    let runs: Vec<Child> = (0..30)
+        .map(|i| {
+            spawn_quiet(
+                &lab,
+                &["run", "--rm", "busybox", "sh", "-c", &format!("echo {i}")],
+            )
+        })
+        .collect();
+    for (code, err) in wait_all(runs) {
+        assert_eq!(code, 0, "a concurrent run failed: {err}");
+    }
+    assert!(
+        lab.tb(&["ps", "-aq"]).stdout.trim().is_empty(),
+        "no record left"
+    );
+    assert_check_clean(&lab, "30 concurrent runs");
+    assert_counts_return(&lab, &before, "30 concurrent runs");
+
+    // 2. parallel loads of the same archive
+    let archive = lab.root().join("bb.tar");
+    assert_eq!(
+        lab.tb(&["save", "-o", archive.to_str().unwrap(), "busybox"])
+            .code,
+        0
+    );
+    assert_eq!(lab.tb(&["tag", "busybox", "keep:v1"]).code, 0);
+    assert_eq!(lab.tb(&["rmi", "busybox"]).code, 0);
+    let loads: Vec<Child> = (0..4)
+        .map(|_| spawn_quiet(&lab, &["load", "-i", archive.to_str().unwrap()]))
+        .collect();
+    for (code, err) in wait_all(loads) {
+        assert_eq!(code, 0, "a parallel load failed: {err}");
+    }
+    assert_check_clean(&lab, "parallel loads");
+    assert_eq!(lab.sh("echo ok").stdout.trim(), "ok");
+
+    // 3. rmi while containers of that image start: each side either succeeds or
+    //    says clearly what is in the way; the store stays whole
+    let tar = lab.root().join("rootfs.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+        let sh = std::fs::read("/bin/busybox").unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(sh.len() as u64);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, "bin/sh", &sh[..]).unwrap();
+        b.finish().unwrap();
+    }
+    for round in 0..3 {
+        assert_eq!(
+            lab.tb(&["import", tar.to_str().unwrap(), "racy:v1"]).code,
+            0
+        );
+        let starter = spawn_quiet(&lab, &["run", "--rm", "racy:v1", "/bin/sh", "-c", "exit 0"]);
+        std::thread::sleep(Duration::from_millis(round * 5));
+        let remover = spawn_quiet(&lab, &["rmi", "racy:v1"]);
+        let results = wait_all(vec![starter, remover]);
+        for (code, err) in &results {
+            let clear = *code == 0
+                || err.contains("used by container")
+                || err.contains("no such image")
+                || err.contains("not found")
+                || err.contains("in use");
+            assert!(clear, "round {round}: unclear failure (code {code}): {err}");
+        }
+        let _ = lab.tb(&["rmi", "-f", "racy:v1"]);
+        assert_check_clean(&lab, &format!("rmi race round {round}"));
+    }
+
+    // 4. start/remove cycles, then the counts must be what they were
+    assert_eq!(lab.tb(&["tag", "keep:v1", "busybox"]).code, 0);
+    for i in 0..50 {
+        let r = lab.tb(&["run", "--rm", "busybox", "true"]);
+        assert_eq!(r.code, 0, "cycle {i}: {}", r.stderr);
+    }
+    for i in 0..10 {
+        let r = lab.tb(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("cycle{i}"),
+            "busybox",
+            "sleep",
+            "30",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(lab.tb(&["rm", "-f", &format!("cycle{i}")]).code, 0);
+    }
+    assert_check_clean(&lab, "start/remove cycles");
+    assert_counts_return(&lab, &before, "60 start/remove cycles");
+}
