@@ -38,9 +38,15 @@ pub struct RunArgs {
     name: Option<String>,
     #[command(flatten)]
     workload: WorkloadArgs,
-    /// Network: none (own namespace with lo only) or host
-    #[arg(long, default_value = "none")]
+    /// Network: bridge (default), NAME, none (lo only), host or container:NAME
+    #[arg(long, default_value = "bridge")]
     network: String,
+    /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every EXPOSEd port on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Memory limit, e.g. 64m or 1g
     #[arg(short = 'm', long)]
     memory: Option<String>,
@@ -187,9 +193,15 @@ impl RunArgs {
             .as_deref()
             .map(parse_memory_size)
             .transpose()?;
+        let mut ports = vec![];
+        for p in &self.publish {
+            ports.extend(twinbox_engine::network::ports::parse(p)?);
+        }
         Ok(RunOptions {
             name: self.name.clone(),
             network,
+            ports,
+            publish_all: self.publish_all,
             memory_bytes,
             cpus: self.cpus,
             pids_limit: self.pids_limit.filter(|p| *p > 0),
@@ -375,6 +387,7 @@ pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
                         cmd,
                         format!("{} ago", human_duration(since(&c.created))),
                         status_text(c),
+                        ports_text(c),
                         c.name.clone(),
                     ]
                 })
@@ -386,12 +399,46 @@ pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
                     "COMMAND",
                     "CREATED",
                     "STATUS",
+                    "PORTS",
                     "NAMES",
                 ],
                 &rows,
             );
         }
         other => bail!("unknown format {other:?}: use table or json"),
+    }
+    Ok(0)
+}
+
+/// `docker ps`'s PORTS: the mappings of a running container.
+fn ports_text(c: &Container) -> String {
+    let running = c
+        .state()
+        .map(|s| s.status == Status::Running)
+        .unwrap_or(false);
+    if !running {
+        return String::new();
+    }
+    let ports: Vec<String> = c.options.ports.iter().map(|p| p.to_string()).collect();
+    ports.join(", ")
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    /// Container name or id
+    container: String,
+}
+
+/// `twinbox port CONTAINER`: `80/tcp -> 0.0.0.0:8080` per mapping.
+pub fn port(root: &Path, args: PortArgs) -> Result<i32> {
+    let store = open_store(root)?;
+    let c = Container::find(&store, &args.container)?;
+    for p in &c.options.ports {
+        let ip = p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string());
+        println!(
+            "{}/{} -> {ip}:{}",
+            p.container_port, p.protocol, p.host_port
+        );
     }
     Ok(0)
 }

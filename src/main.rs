@@ -58,6 +58,8 @@ enum Command {
     Start(container::StartArgs),
     /// List containers
     Ps(container::PsArgs),
+    /// List a container's published ports
+    Port(container::PortArgs),
     /// Show a container's output
     Logs(container::LogsArgs),
     /// Stop running containers (SIGTERM, then SIGKILL after a grace period)
@@ -201,6 +203,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Create(args) => container::create(&root, args),
         Command::Start(args) => container::start(&root, args),
         Command::Ps(args) => container::ps(&root, args),
+        Command::Port(args) => container::port(&root, args),
         Command::Logs(args) => container::logs(&root, args),
         Command::Stop(args) => container::stop(&root, args),
         Command::Restart(args) => container::restart(&root, args),

@@ -70,7 +70,15 @@ fn hostname_is_its_own() {
 #[test]
 fn network_none_has_only_loopback_and_host_shares() {
     let Some(lab) = lab() else { return };
-    let r = lab.sh("ls /sys/class/net");
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
     assert_eq!(r.stdout.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
     let r = lab.tb(&[
         "run",

@@ -114,8 +114,8 @@ fn bad_input_is_refused_with_one_line() {
             "invalid container name",
         ),
         (
-            &["run", "--rm", "--network", "bridge", "busybox", "true"],
-            "network",
+            &["run", "--rm", "--network", "nosuchnet", "busybox", "true"],
+            "network \"nosuchnet\" not found",
         ),
         (&["logs", "nosuch"], "no such container"),
         (&["stop", "nosuch"], "no such container"),

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::names::{new_id, random_name, validate_name};
+use super::network;
 use super::options::RunOptions;
 use super::record::{Container, State, Status};
 use super::spec::{self, SpecInput};
@@ -63,6 +64,19 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         .or_else(|| image_config.as_ref().and_then(|c| c.user().clone()))
         .unwrap_or_default();
     let resolved = user::resolve(&user_spec, &lower_dirs)?;
+    // network checks come before anything is written
+    let mut opts = opts.clone();
+    if opts.publish_all {
+        opts.ports
+            .extend(network::exposed_ports(image_config.as_ref())?);
+    }
+    let netns = network::prepare(
+        store.root(),
+        &store.containers_dir().join(&id),
+        &opts,
+        &existing,
+    )?;
+    let opts = &opts;
 
     let image_volumes: Vec<String> = image_config
         .as_ref()
@@ -100,6 +114,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
             rootfs: &container.rootfs(),
             container_dir: &container.dir,
             cgroup_path: &container.cgroup_path(),
+            netns: netns.as_deref(),
         })?;
         write_json_atomic(&container.spec_path(), &spec)?;
         container.write_state(&created_state(opts))?;
@@ -144,6 +159,7 @@ fn write_etc_files(c: &Container) -> Result<()> {
     let resolv = match c.options.network {
         NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         NetworkMode::None => String::new(),
+        _ => crate::network::resolv_conf(),
     };
     put("resolv.conf", resolv)
 }
@@ -302,6 +318,7 @@ pub fn remove(container: &Container, force: bool) -> Result<()> {
         }
         stop(container, Duration::ZERO)?;
     }
+    network::release(container)?;
     if let Some(cg) = cgroup_of(container) {
         let _ = cg.destroy();
     }

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod lifecycle;
 pub mod logs;
 pub mod names;
+pub mod network;
 pub mod options;
 pub mod pause;
 pub mod procinfo;
@@ -58,6 +59,8 @@ pub enum ContainerError {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]
     Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("{0}")]
+    Network(#[from] crate::network::NetworkError),
     #[error("supervisor: {0}")]
     Supervisor(String),
     #[error("{path}: {source}")]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{ContainerError, Result};
-use crate::network::NetworkMode;
+use crate::network::{NetworkMode, PortMapping};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunOptions {
@@ -19,6 +19,12 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     pub entrypoint: Option<String>,
     pub network: NetworkMode,
+    /// `-p` mappings, parsed (host ports already chosen).
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// `-P`: publish every EXPOSEd port on a free host port.
+    #[serde(default)]
+    pub publish_all: bool,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,

@@ -166,6 +166,8 @@ impl Container {
                 _ => false,
             };
             if !alive {
+                // the supervisor could not run CNI DEL: the first command to notice does
+                let _ = crate::network::detach(&self.dir);
                 state.status = Status::Exited;
                 state.exit_code = None;
                 state.pid = None;

@@ -169,6 +169,8 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     pub container_dir: &'a Path,
     pub cgroup_path: &'a Path,
+    /// The network namespace file to join (CNI networks, container:NAME).
+    pub netns: Option<&'a Path>,
 }
 
 pub fn build(input: &SpecInput) -> Result<Spec> {
@@ -226,7 +228,7 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
     if opts.network == NetworkMode::None {
         namespaces.push(LinuxNamespaceType::Network);
     }
-    let namespaces: Vec<_> = namespaces
+    let mut namespaces: Vec<_> = namespaces
         .into_iter()
         .map(|t| {
             LinuxNamespaceBuilder::default()
@@ -235,6 +237,16 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
                 .expect("namespace")
         })
         .collect();
+    // CNI networks and container:NAME join a namespace pinned on a file
+    if let Some(path) = input.netns {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.to_path_buf())
+                .build()
+                .expect("namespace"),
+        );
+    }
 
     let mut resources = LinuxResourcesBuilder::default();
     if let Some(m) = opts.memory_bytes {
@@ -389,6 +401,7 @@ mod tests {
             rootfs: Path::new("/r"),
             container_dir: Path::new("/c"),
             cgroup_path: Path::new("twinbox/abc"),
+            netns: None,
         })
         .unwrap();
         let linux = spec.linux().as_ref().unwrap();
@@ -436,6 +449,7 @@ mod tests {
             rootfs: Path::new("/r"),
             container_dir: Path::new("/c"),
             cgroup_path: Path::new("t/a"),
+            netns: None,
         })
         .unwrap();
         assert!(!namespaces_of(&spec).contains(&LinuxNamespaceType::Network));

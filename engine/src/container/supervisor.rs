@@ -115,9 +115,19 @@ fn run_once(
         .die_with_parent(true);
 
     let me = std::process::id() as i32;
-    let spawned = match runtime::spawn(&launch) {
+    let spawned = match super::network::setup(container)
+        .map_err(|e| match e {
+            super::ContainerError::Runtime(r) => r,
+            other => runtime::RuntimeError::Init {
+                exit_code: 125,
+                message: other.to_string(),
+            },
+        })
+        .and_then(|_| runtime::spawn(&launch))
+    {
         Ok(s) => s,
         Err(e) => {
+            let _ = super::network::release(container);
             let mut state = State::created();
             state.error = Some(e.to_string());
             state.restart_count = restarts;
@@ -176,6 +186,7 @@ fn run_once(
         let _ = cg.kill_all(libc::SIGKILL);
         let _ = cg.destroy();
     }
+    let _ = super::network::release(container);
     state.status = Status::Exited;
     state.pid = None;
     state.exit_code = Some(code);

@@ -1,0 +1,214 @@
+//! Container networking on CNI with real interfaces, addresses and netfilter rules
+//! (root only). Traffic stays between this host and the containers a test made;
+//! host ports are unique to each test.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{host, lab, Lab};
+
+/// The host's first global IPv4 address (not loopback, not our bridges).
+fn host_address() -> Option<String> {
+    let out = host("ip", &["-4", "-o", "addr", "show", "scope", "global"]);
+    out.lines()
+        .filter(|l| !l.contains("twinbox"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .next()
+                .map(String::from)
+        })
+}
+
+/// GET `http://ADDR/` with a plain TCP client; the body, or "" after 10 s of tries.
+fn fetch(url: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = (|| -> std::io::Result<String> {
+            let sa: std::net::SocketAddr = addr.parse().expect("ip:port");
+            let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut resp = String::new();
+            s.read_to_string(&mut resp)?;
+            Ok(resp
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default())
+        })();
+        match got {
+            Ok(body) if !body.is_empty() => return body,
+            _ if Instant::now() > deadline => return String::new(),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The leak test counts host-wide things: the tests of this file take turns.
+static HOST_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    HOST_WIDE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn serve(lab: &Lab, name: &str, publish: &str) {
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        publish,
+        "busybox",
+        "sh",
+        "-c",
+        &format!("echo hello-{name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn published_port_answers_on_loopback_any_and_host_address() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    serve(&lab, "web", "18181:80");
+    let want = "hello-web\n";
+    assert_eq!(fetch("http://127.0.0.1:18181/"), want);
+    assert_eq!(fetch("http://0.0.0.0:18181/"), want);
+    if let Some(ip) = host_address() {
+        assert_eq!(fetch(&format!("http://{ip}:18181/")), want);
+        // and from another container, through the host's address
+        let r = lab.sh(&format!("timeout 5 wget -qO- http://{ip}:18181/"));
+        assert_eq!(r.stdout, want, "{}", r.stderr);
+    }
+    let r = lab.tb(&["port", "web"]);
+    assert_eq!(r.stdout.trim(), "80/tcp -> 0.0.0.0:18181");
+    let r = lab.tb(&["ps"]);
+    assert!(r.stdout.contains("0.0.0.0:18181->80/tcp"), "{}", r.stdout);
+
+    // the same port again: one line, nothing created
+    let before = lab.container_count();
+    let r = lab.tb(&["run", "-d", "-p", "18181:80", "busybox", "true"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("18181"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert_eq!(lab.container_count(), before);
+}
+
+#[test]
+fn bridge_gives_eth0_route_hosts_and_resolv_conf() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run", "--rm", "--hostname", "box1", "busybox", "sh", "-c",
+        "ip -4 -o addr show eth0; ip route; grep box1 /etc/hosts; grep -c nameserver /etc/resolv.conf",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ip = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(r.stdout.contains("default via"), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("{ip}\tbox1")), "{}", r.stdout);
+    let mtu = host("ip", &["-o", "link", "show", "twinbox0"]);
+    assert!(mtu.contains("twinbox0"));
+}
+
+#[test]
+fn none_has_only_lo_and_container_mode_shares() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let r = lab.sh_net("none", "ls /sys/class/net");
+    assert_eq!(r.stdout.trim(), "lo", "{}", r.stderr);
+    let r = lab.tb(&["run", "-d", "--name", "owner", "busybox", "sleep", "30"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.sh_net("container:owner", "ip -4 -o addr show eth0");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("inet 10."), "{}", r.stdout);
+}
+
+#[test]
+fn unknown_network_is_one_line_and_creates_nothing() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("nosuchnet"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert_eq!(lab.container_count(), 0);
+}
+
+/// What a leak would grow: links, netfilter rules, address leases.
+fn footprint() -> (usize, usize, usize) {
+    let links = host("ip", &["-o", "link"]).lines().count();
+    let rules = host("nft", &["list", "ruleset"]).lines().count();
+    let leases = std::fs::read_dir("/run/twinbox/ipam/bridge")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (links, rules, leases)
+}
+
+#[test]
+fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    // the first container creates the bridge and portmap's shared chains
+    let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = footprint();
+    for _ in 0..20 {
+        let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "true"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(
+        footprint(),
+        before,
+        "links, nft lines, leases after 20 cycles"
+    );
+
+    serve(&lab, "victim", "18184:80");
+    assert_eq!(fetch("http://127.0.0.1:18184/"), "hello-victim\n");
+    let sup = lab.inspect("victim")["Twinbox"]["SupervisorPid"]
+        .as_i64()
+        .expect("supervisor pid");
+    // SAFETY: a pid this test's container recorded
+    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    // the next command (any that reads the state) finishes the DEL
+    let r = lab.tb(&["ps", "-a"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(footprint(), before, "after kill -9 of a supervisor and ps");
+    let r = lab.tb(&["rm", "-f", "victim"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+trait NetRun {
+    fn sh_net(&self, network: &str, script: &str) -> common::Run;
+}
+
+impl NetRun for Lab {
+    fn sh_net(&self, network: &str, script: &str) -> common::Run {
+        self.tb(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+    }
+}
