@@ -189,9 +189,9 @@ fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
     // the next command (any that reads the state) finishes the DEL
     let r = lab.tb(&["ps", "-a"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(footprint(), before, "after kill -9 of a supervisor and ps");
     let r = lab.tb(&["rm", "-f", "victim"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(footprint(), before, "after kill -9 of a supervisor and rm");
 }
 
 trait NetRun {

@@ -567,14 +567,14 @@ impl Builder<'_> {
         if argv.is_empty() || argv[0].is_empty() {
             return Err(self.fail(step.line, &step.text, "RUN needs a command"));
         }
-        let mut network = self.opts.network.unwrap_or_else(default_network);
+        let mut network = self.opts.network.clone().unwrap_or_else(default_network);
         let mut mounts = Vec::new();
         for f in flags {
             let value = self.expand(state, step, f.value.as_deref().unwrap_or(""))?;
             match f.name.as_str() {
                 "network" => {
                     network = match value.as_str() {
-                        "default" => self.opts.network.unwrap_or_else(default_network),
+                        "default" => self.opts.network.clone().unwrap_or_else(default_network),
                         v => v
                             .parse::<NetworkMode>()
                             .map_err(|e| self.fail(step.line, &step.text, e))?,

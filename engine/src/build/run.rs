@@ -133,7 +133,7 @@ fn execute(
     let opts = RunOptions {
         env: req.build_args.clone(),
         workdir: Some(req.workdir.clone()),
-        network: req.network,
+        network: req.network.clone(),
         volumes: req
             .binds
             .iter()
@@ -153,6 +153,16 @@ fn execute(
         crate::store::random_hex(6)
     );
     let cgroup = PathBuf::from("twinbox").join(&id);
+    // attaching RUN steps to a CNI network (network::attach on `dir`) is not wired yet
+    if opts.network.cni_network().is_some()
+        || matches!(opts.network, crate::network::NetworkMode::Container(_))
+    {
+        return Err(crate::container::ContainerError::BadOption(format!(
+            "RUN --network={} is not available yet: use host or none",
+            opts.network
+        ))
+        .into());
+    }
     let mut spec = spec::build(&SpecInput {
         id: &id,
         args: req.argv.clone(),
@@ -163,6 +173,7 @@ fn execute(
         rootfs: &rootfs,
         container_dir: dir,
         cgroup_path: &cgroup,
+        netns: None,
     })?;
     if !req.tmpfs.is_empty() {
         let mut mounts = spec.mounts().clone().unwrap_or_default();
