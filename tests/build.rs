@@ -1145,3 +1145,55 @@ fn course_flask_app_on_debian_serves_its_page() {
         "{page}"
     );
 }
+
+#[test]
+fn run_steps_are_on_the_default_bridge_unless_told_otherwise() {
+    let Some(lab) = lab() else { return };
+    let ctx = context(
+        &lab,
+        "nets",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN ls /sys/class/net > /nets && ip route > /routes || true\n",
+        )],
+    );
+    let r = build(&lab, &["-t", "nets:bridge", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let nets = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "nets:bridge",
+        "cat",
+        "/nets",
+    ]);
+    assert!(
+        nets.stdout.contains("eth0"),
+        "a RUN step on the bridge has eth0: {}",
+        nets.stdout
+    );
+    let r = build(
+        &lab,
+        &[
+            "--network",
+            "none",
+            "-t",
+            "nets:none",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let nets = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "nets:none",
+        "cat",
+        "/nets",
+    ]);
+    assert_eq!(nets.stdout.trim(), "lo", "--network none gives only lo");
+    // the steps' network state went with them: no namespace, no lease left
+    assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
+}

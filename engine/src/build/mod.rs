@@ -34,9 +34,9 @@ use crate::network::NetworkMode;
 use crate::store::{Digest, Store, StoreError};
 
 /// The network RUN steps get when neither `--network` nor `RUN --network` says.
-/// One place, so it can become the default bridge once twinbox has one.
+/// The default bridge, as in Docker: steps reach what the host reaches, via NAT.
 pub fn default_network() -> NetworkMode {
-    NetworkMode::Host
+    NetworkMode::Cni(crate::network::DEFAULT_NETWORK.to_string())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -90,13 +90,14 @@ pub fn run(
         tail: Vec::new(),
         dir: dir.clone(),
     };
-    let (code, tail) = execute(&dir, req, on_line)?;
+    let (code, tail) = execute(store.root(), &dir, req, on_line)?;
     outcome.exit_code = code;
     outcome.tail = tail;
     Ok(outcome)
 }
 
 fn execute(
+    store_root: &Path,
     dir: &Path,
     req: &RunRequest,
     on_line: &mut dyn FnMut(&str),
@@ -113,7 +114,8 @@ fn execute(
     let hostname = "buildkitsandbox";
     let resolv = match req.network {
         NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        _ => String::new(),
+        NetworkMode::None => String::new(),
+        _ => crate::network::resolv_conf(),
     };
     for (name, text) in [
         ("hostname", format!("{hostname}\n")),
@@ -153,82 +155,95 @@ fn execute(
         crate::store::random_hex(6)
     );
     let cgroup = PathBuf::from("twinbox").join(&id);
-    // attaching RUN steps to a CNI network (network::attach on `dir`) is not wired yet
-    if opts.network.cni_network().is_some()
-        || matches!(opts.network, crate::network::NetworkMode::Container(_))
-    {
+    if matches!(opts.network, NetworkMode::Container(_)) {
         return Err(crate::container::ContainerError::BadOption(format!(
-            "RUN --network={} is not available yet: use host or none",
+            "RUN --network={} is not supported: use bridge, a network name, host or none",
             opts.network
         ))
         .into());
     }
-    let mut spec = spec::build(&SpecInput {
-        id: &id,
-        args: req.argv.clone(),
-        hostname,
-        image: Some(req.config),
-        opts: &opts,
-        user: &resolved,
-        rootfs: &rootfs,
-        container_dir: dir,
-        cgroup_path: &cgroup,
-        netns: None,
-    })?;
-    if !req.tmpfs.is_empty() {
-        let mut mounts = spec.mounts().clone().unwrap_or_default();
-        for t in &req.tmpfs {
-            mounts.push(
-                oci_spec::runtime::MountBuilder::default()
-                    .destination(t)
-                    .typ("tmpfs")
-                    .source("tmpfs")
-                    .options(vec!["nosuid".to_string(), "nodev".to_string()])
-                    .build()
-                    .map_err(|e| RunError::Setup(e.to_string()))?,
-            );
+    // a CNI network (the default bridge, as in Docker's builds): the step's own
+    // namespace joins it for the step's life and leaves it however the step ends
+    let netns = match opts.network.cni_network() {
+        Some(name) => {
+            crate::network::attach(store_root, dir, &id, name, &[])
+                .map_err(|e| RunError::Setup(format!("RUN network {name}: {e}")))?;
+            Some(crate::network::netns_path(dir))
         }
-        spec.set_mounts(Some(mounts));
-    }
-    let mount_points: Vec<String> = spec
-        .mounts()
-        .as_ref()
-        .map(|m| {
-            m.iter()
-                .map(|m| m.destination().display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+        None => None,
+    };
+    let result = (|| {
+        let mut spec = spec::build(&SpecInput {
+            id: &id,
+            args: req.argv.clone(),
+            hostname,
+            image: Some(req.config),
+            opts: &opts,
+            user: &resolved,
+            rootfs: &rootfs,
+            container_dir: dir,
+            cgroup_path: &cgroup,
+            netns: netns.as_deref(),
+        })?;
+        if !req.tmpfs.is_empty() {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            for t in &req.tmpfs {
+                mounts.push(
+                    oci_spec::runtime::MountBuilder::default()
+                        .destination(t)
+                        .typ("tmpfs")
+                        .source("tmpfs")
+                        .options(vec!["nosuid".to_string(), "nodev".to_string()])
+                        .build()
+                        .map_err(|e| RunError::Setup(e.to_string()))?,
+                );
+            }
+            spec.set_mounts(Some(mounts));
+        }
+        let mount_points: Vec<String> = spec
+            .mounts()
+            .as_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m.destination().display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
 
-    let (out_r, out_w) = pipe()?;
-    let devnull = File::open("/dev/null").map_err(|e| io("/dev/null", e))?;
-    let launch = Launch::new(
-        spec,
-        Stdio {
-            stdin: devnull.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: out_w.as_raw_fd(),
-        },
-    )
-    .rootfs(RootfsSource::Overlay {
-        lower: lowers.clone(),
-        upper: upper.clone(),
-        work,
-    })
-    .die_with_parent(true);
-    let spawned = runtime::spawn(&launch)?;
-    drop(out_w);
-    drop(devnull);
-    let tail = relay(out_r, on_line);
-    let code = wait_exit(spawned.pid);
-    if let Some(cg) = &spawned.cgroup {
-        let _ = cg.kill_all(libc::SIGKILL);
-        let _ = cg.destroy();
+        let (out_r, out_w) = pipe()?;
+        let devnull = File::open("/dev/null").map_err(|e| io("/dev/null", e))?;
+        let launch = Launch::new(
+            spec,
+            Stdio {
+                stdin: devnull.as_raw_fd(),
+                stdout: out_w.as_raw_fd(),
+                stderr: out_w.as_raw_fd(),
+            },
+        )
+        .rootfs(RootfsSource::Overlay {
+            lower: lowers.clone(),
+            upper: upper.clone(),
+            work,
+        })
+        .die_with_parent(true);
+        let spawned = runtime::spawn(&launch)?;
+        drop(out_w);
+        drop(devnull);
+        let tail = relay(out_r, on_line);
+        let code = wait_exit(spawned.pid);
+        if let Some(cg) = &spawned.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.destroy();
+        }
+        if code == 0 {
+            drop_mount_stubs(&upper, &MergedView::new(req.lowers.clone()), &mount_points);
+        }
+        Ok((code, tail))
+    })();
+    if netns.is_some() {
+        let _ = crate::network::detach(dir);
     }
-    if code == 0 {
-        drop_mount_stubs(&upper, &MergedView::new(req.lowers.clone()), &mount_points);
-    }
-    Ok((code, tail))
+    result
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
