@@ -132,7 +132,7 @@ container_id() { twinbox inspect "$1" | sed -n 's/^ *"Id": *"\([0-9a-f]*\)".*/\1
 
 # The limit flags land in the v2 files, and the cgroup goes with the container.
 t=$(now)
-run 60 twinbox run -d --name limits -m 16m --pids-limit 10 --cpus 0.5 busybox sleep 60
+run 60 twinbox run --network none -d --name limits -m 16m --pids-limit 10 --cpus 0.5 busybox sleep 60
 id=$(container_id limits)
 if [ "$code" != 0 ] || [ -z "$id" ]; then
     result cgroup-limit-files fail "run -d exit $code: $out"
@@ -157,7 +157,7 @@ fi
 
 # A memory hog is OOM-killed at the limit and inspect says so.
 t=$(now)
-run 120 twinbox run --name hog -m 16m busybox sh -c 'head -c 200m /dev/zero | tail > /dev/null'
+run 120 twinbox run --network none --name hog -m 16m busybox sh -c 'head -c 200m /dev/zero | tail > /dev/null'
 hog_code=$code
 hog_out=$out
 id=$(container_id hog)
@@ -174,10 +174,10 @@ fi
 
 # A fork loop is stopped by the pids limit; the same loop works without it.
 t=$(now)
-run 120 twinbox run --rm --pids-limit 10 busybox sh -c 'for i in $(seq 1 40); do sleep 3 & done; wait'
+run 120 twinbox run --network none --rm --pids-limit 10 busybox sh -c 'for i in $(seq 1 40); do sleep 3 & done; wait'
 limited_code=$code
 limited_out=$out
-run 120 twinbox run --rm busybox sh -c 'for i in $(seq 1 40); do sleep 1 & done; wait'
+run 120 twinbox run --network none --rm busybox sh -c 'for i in $(seq 1 40); do sleep 1 & done; wait'
 if [ "$limited_code" != 0 ] && echo "$limited_out" | grep -q "can't fork" && [ "$code" = 0 ]; then
     result cgroup-pids-limit ok "limited: exit $limited_code, fork refused; unlimited: exit 0 ($(since "$t"))"
 else

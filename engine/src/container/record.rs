@@ -117,6 +117,9 @@ impl Container {
     /// a crash mid-delete leaves scratch that recovery reclaims, never half a
     /// record) and deleted there.
     pub fn discard(&self) -> Result<()> {
+        // its network first (CNI DEL, the pinned namespace unmounted): a mount
+        // point would keep the directory from going; idempotent when done
+        let _ = crate::network::detach(&self.dir);
         let tmp = self
             .dir
             .parent()

@@ -96,6 +96,7 @@ pub fn recover(store: &Store) -> Recovered {
     // the lock, a directory still without it was left by a create that died
     for dir in unfinished {
         if dir.is_dir() && !dir.join("container.json").exists() {
+            let _ = crate::network::detach(&dir);
             let grave = store.root().join("tmp").join(format!(
                 "rm-{}-{}",
                 std::process::id(),
@@ -118,6 +119,8 @@ pub fn recover(store: &Store) -> Recovered {
             continue;
         }
         release_cgroup(&container);
+        // the supervisor could not run CNI DEL: give back the address and ports
+        let _ = crate::network::detach(&container.dir);
         if container.options.auto_remove {
             if container.discard().is_ok() {
                 crate::container::volumes::remove_anonymous(&container);
