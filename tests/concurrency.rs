@@ -150,19 +150,12 @@ fn many_commands_at_once_leave_no_error_no_corruption_no_leak() {
     // 3. rmi while containers of that image start: each side either succeeds or
     //    says clearly what is in the way; the store stays whole
     let tar = lab.root().join("rootfs.tar");
-    {
-        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
-        let sh = std::fs::read("/bin/busybox").unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_size(sh.len() as u64);
-        h.set_mode(0o755);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, "bin/sh", &sh[..]).unwrap();
-        b.finish().unwrap();
-    }
+    common::tar_with_file(
+        &tar,
+        "bin/sh",
+        &std::fs::read("/bin/busybox").unwrap(),
+        0o755,
+    );
     for round in 0..3 {
         assert_eq!(
             lab.tb(&["import", tar.to_str().unwrap(), "racy:v1"]).code,

@@ -16,17 +16,7 @@ use twinbox_engine::fault::POINTS;
 
 fn rootfs_tar(lab: &Lab) -> String {
     let path = lab.root().join("rootfs.tar");
-    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    let data = b"injected\n";
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_cksum();
-    b.append_data(&mut h, "fault.txt", &data[..]).unwrap();
-    b.finish().unwrap();
+    common::tar_with_file(&path, "fault.txt", b"injected\n", 0o644);
     path.to_string_lossy().into_owned()
 }
 

@@ -130,19 +130,7 @@ fn system_check_reports_and_repairs_a_damaged_store() {
     let root = lab.root();
     // a second image whose layer blob we corrupt; busybox's unpacked layer we delete
     let tar = root.join("extra.tar");
-    {
-        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
-        let data = b"hello\n";
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, "hello.txt", &data[..]).unwrap();
-        b.finish().unwrap();
-    }
+    common::tar_with_file(&tar, "hello.txt", b"hello\n", 0o644);
     let r = lab.tb(&["import", tar.to_str().unwrap(), "extra:v1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // follow index.json to each image's manifest

@@ -105,3 +105,18 @@ pub fn host(cmd: &str, args: &[&str]) -> String {
     let o = Command::new(cmd).args(args).output().expect(cmd);
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// Writes a tar archive at `path` holding one root-owned file `name` with
+/// `data` and `mode` (a rootfs for `import`, or a layer).
+pub fn tar_with_file(path: &Path, name: &str, data: &[u8], mode: u32) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, name, data).unwrap();
+    b.finish().unwrap();
+}

@@ -120,19 +120,14 @@ impl Container {
         // its network first (CNI DEL, the pinned namespace unmounted): a mount
         // point would keep the directory from going; idempotent when done
         let _ = crate::network::detach(&self.dir);
-        let tmp = self
+        let root = self
             .dir
             .parent()
             .and_then(|containers| containers.parent())
-            .map(|root| root.join("tmp"))
             .ok_or_else(|| {
                 ContainerError::io(&self.dir, std::io::Error::other("not in a store"))
             })?;
-        let grave = tmp.join(format!(
-            "rm-{}-{}",
-            std::process::id(),
-            crate::store::random_hex(8)
-        ));
+        let grave = crate::store::grave_path(root);
         match std::fs::rename(&self.dir, &grave) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

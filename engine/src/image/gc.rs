@@ -256,7 +256,7 @@ pub(crate) fn clean_temp(store: &Store) -> usize {
         .count()
 }
 
-fn process_exists(pid: i32) -> bool {
+pub(crate) fn process_exists(pid: i32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)

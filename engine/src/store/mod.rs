@@ -127,6 +127,14 @@ impl Store {
     }
 }
 
+/// Where a directory of the store goes to be deleted: `<root>/tmp/rm-<pid>-<hex>`.
+/// A rename there makes it vanish in one step; a crash mid-delete leaves scratch
+/// named by a dead pid, which recovery reclaims.
+pub fn grave_path(root: &Path) -> PathBuf {
+    root.join("tmp")
+        .join(format!("rm-{}-{}", std::process::id(), random_hex(8)))
+}
+
 /// Random lowercase hex, `bytes` bytes long, from the kernel's CSPRNG.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -128,7 +128,7 @@ fn check_blobs(
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         if let Some(owner) = atomic_write_owner(&name) {
-            if process_alive(owner) {
+            if gc::process_exists(owner) {
                 continue; // a write under way
             }
             let p = report.found(
@@ -185,10 +185,6 @@ fn atomic_write_owner(name: &str) -> Option<i32> {
     let rest = name.strip_prefix('.')?;
     let (_, tail) = rest.rsplit_once(".tmp-")?;
     tail.split('-').next()?.parse().ok()
-}
-
-fn process_alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Size of a blob file, None when it is missing.

@@ -97,11 +97,7 @@ pub fn recover(store: &Store) -> Recovered {
     for dir in unfinished {
         if dir.is_dir() && !dir.join("container.json").exists() {
             let _ = crate::network::detach(&dir);
-            let grave = store.root().join("tmp").join(format!(
-                "rm-{}-{}",
-                std::process::id(),
-                crate::store::random_hex(8)
-            ));
+            let grave = crate::store::grave_path(store.root());
             if fs::rename(&dir, &grave).is_ok() && fs::remove_dir_all(&grave).is_ok() {
                 done.unfinished_creates += 1;
             }
