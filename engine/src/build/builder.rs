@@ -1430,7 +1430,7 @@ fn normalize_port(w: &str) -> std::result::Result<String, String> {
 }
 
 /// Go durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`), in nanoseconds.
-fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     let bad = || format!("{s:?} is not a duration: use e.g. 30s, 1m or 500ms");
     let mut total = 0f64;
     let mut num = String::new();

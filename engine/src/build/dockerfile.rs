@@ -558,7 +558,10 @@ fn heredoc_markers_first(text: &str) -> String {
 fn move_markers(line: &str) -> Option<String> {
     let indent = line.len() - line.trim_start().len();
     let body = &line[indent..];
-    if body.len() < 4 || !body[..4].eq_ignore_ascii_case("RUN ") {
+    if !body
+        .get(..4)
+        .is_some_and(|k| k.eq_ignore_ascii_case("RUN "))
+    {
         return None;
     }
     let mut pos = 4;

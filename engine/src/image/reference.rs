@@ -123,7 +123,8 @@ impl Reference {
     pub fn familiar(&self) -> String {
         let repo = self.familiar_repository();
         match (&self.tag, &self.digest) {
-            (Some(t), _) => format!("{repo}:{t}"),
+            (Some(t), Some(d)) => format!("{repo}:{t}@{d}"),
+            (Some(t), None) => format!("{repo}:{t}"),
             (None, Some(d)) => format!("{repo}@{d}"),
             (None, None) => repo,
         }

@@ -1,0 +1,493 @@
+//! Fuzz targets that run on stable, inside `cargo test`: every parser that reads what a
+//! user or a remote party wrote gets generated and mutated input. Each target asserts
+//! that the parser never panics and that what it accepts is consistent (round trips,
+//! exact arithmetic, nothing written outside the layer). The case count is bounded
+//! (`PROPTEST_CASES`, default below) so CI time stays fixed; a failing input is kept in
+//! `fuzz.proptest-regressions` beside this file and replayed first on every run, and
+//! the bugs found are pinned as plain regression tests at the end.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use twinbox_engine::build::builder::parse_duration;
+use twinbox_engine::build::dockerfile;
+use twinbox_engine::cgroups::parse_memory_size;
+use twinbox_engine::image::ingest::{ingest_layer, LayerSource};
+use twinbox_engine::image::Reference;
+use twinbox_engine::store::blobs::Digest;
+use twinbox_engine::store::unpack::unpack_layer;
+use twinbox_engine::store::Store;
+
+fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        // Shrinking a tar stream can take long; a kept failure is small enough.
+        max_shrink_iters: 256,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------- image references
+
+fn reference_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        // Mostly the characters references are made of, so the parser goes deep.
+        "[a-zA-Z0-9._:/@-]{0,64}",
+        // Shapes that look right, with a digest sometimes.
+        (
+            "([a-z0-9]{1,8}(\\.[a-z]{2,3})?(:[0-9]{1,5})?/)?[a-z0-9._-]{1,12}(/[a-z0-9_-]{1,8}){0,2}",
+            proptest::option::of("[a-zA-Z0-9_.-]{1,20}"),
+            proptest::option::of("[0-9a-fA-F]{62,66}"),
+        )
+            .prop_map(|(name, tag, hex)| {
+                let mut s = name;
+                if let Some(t) = tag {
+                    s = format!("{s}:{t}");
+                }
+                if let Some(h) = hex {
+                    s = format!("{s}@sha256:{h}");
+                }
+                s
+            }),
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    /// Whatever the parser accepts prints back to a reference that parses to itself.
+    #[test]
+    fn image_reference_round_trips(text in reference_text()) {
+        if let Ok(r) = Reference::parse(&text) {
+            let full = r.full();
+            let again = Reference::parse(&full)
+                .map_err(|e| TestCaseError::fail(format!("{full:?} from {text:?}: {e}")))?;
+            prop_assert_eq!(&again, &r);
+            prop_assert_eq!(again.full(), full);
+            // The short form people type means the same image.
+            let familiar = Reference::parse(&r.familiar())
+                .map_err(|e| TestCaseError::fail(format!("familiar of {text:?}: {e}")))?;
+            prop_assert_eq!(familiar.full(), r.full());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- sizes and durations
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn memory_size_never_panics(text in prop_oneof!["[0-9.kmgtbKMGTB -]{0,24}", any::<String>()]) {
+        let _ = parse_memory_size(&text);
+    }
+
+    /// `N<unit>` is exactly N times the unit, and too big for 64 bits is an error.
+    #[test]
+    fn memory_size_is_exact(n in any::<u64>(), unit in 0usize..5, upper in any::<bool>(), b in any::<bool>()) {
+        let (suffix, shift) = [("", 0u32), ("k", 10), ("m", 20), ("g", 30), ("t", 40)][unit];
+        let mut s = format!("{n}{suffix}");
+        if b && !suffix.is_empty() {
+            s.push('b');
+        }
+        if upper {
+            s = s.to_ascii_uppercase();
+        }
+        let expected = n.checked_mul(1u64 << shift);
+        match (parse_memory_size(&s), expected) {
+            (Ok(v), Some(e)) => prop_assert_eq!(v, e),
+            (Err(_), None) => {}
+            (got, e) => prop_assert!(false, "{s:?}: got {got:?}, expected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn duration_never_panics(text in prop_oneof!["[0-9.hmsnuµ]{0,24}", any::<String>()]) {
+        let _ = parse_duration(&text);
+    }
+
+    /// `XhYmZs` is exactly that many nanoseconds.
+    #[test]
+    fn duration_is_exact(h in 0u64..1000, m in 0u64..1000, s in 0u64..1000, ms in 0u64..1000) {
+        let text = format!("{h}h{m}m{s}s{ms}ms");
+        let expected = ((h * 3600 + m * 60 + s) * 1000 + ms) * 1_000_000;
+        prop_assert_eq!(parse_duration(&text), Ok(expected));
+    }
+}
+
+// ---------------------------------------------------------------- Dockerfiles
+
+fn dockerfile_text() -> impl Strategy<Value = String> {
+    let keyword = prop::sample::select(vec![
+        "FROM",
+        "RUN",
+        "CMD",
+        "ENTRYPOINT",
+        "ENV",
+        "ARG",
+        "LABEL",
+        "EXPOSE",
+        "WORKDIR",
+        "USER",
+        "VOLUME",
+        "COPY",
+        "ADD",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+        "MAINTAINER",
+        "from",
+        "Run",
+        "BOGUS",
+        "#",
+        "# syntax=docker/dockerfile:1",
+        "# escape=`",
+        "# escape=\\",
+        "",
+    ]);
+    let piece = prop::sample::select(vec![
+        "busybox",
+        "scratch",
+        "AS",
+        "base",
+        "--from=base",
+        "--from=0",
+        "--chown=1:1",
+        "--chmod=755",
+        "--mount=type=cache,target=/c",
+        "--mount=type=secret,id=s",
+        "--network=none",
+        "--platform=linux/amd64",
+        "--link",
+        "--parents",
+        "--exclude=*.x",
+        "[",
+        "]",
+        "\"",
+        "\"a\",",
+        "'",
+        "$A",
+        "${A}",
+        "${A:-b}",
+        "${A:+c}",
+        "${A",
+        "${}",
+        "\\",
+        "\\\n",
+        "`",
+        "`\n",
+        "<<EOF",
+        "<<-EOF",
+        "\nEOF",
+        "\nhello\n",
+        "=",
+        "A=1",
+        "B=\"x y\"",
+        "*",
+        "?",
+        "../x",
+        "/abs",
+        "5000/tcp",
+        "70000",
+        "--interval=5s",
+        "NONE",
+        "\t",
+        "  ",
+        "é",
+        "\u{0}",
+    ]);
+    let line = (keyword, prop::collection::vec(piece, 0..6), any::<bool>()).prop_map(
+        |(k, pieces, tight)| {
+            let sep = if tight { "" } else { " " };
+            format!("{k} {}", pieces.join(sep))
+        },
+    );
+    prop_oneof![
+        8 => prop::collection::vec(line, 0..12).prop_map(|l| l.join("\n")),
+        1 => any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(3000))]
+
+    /// Any text gives a Dockerfile or a list of problems with line numbers inside
+    /// the file, never a panic.
+    #[test]
+    fn dockerfile_parser_never_panics(text in dockerfile_text()) {
+        let lines = text.lines().count().max(1);
+        let (_, problems) = dockerfile::parse_with_problems(&text);
+        for p in &problems {
+            prop_assert!(p.line <= lines + 1, "problem on line {} of {lines}: {p:?}", p.line);
+        }
+        let _ = dockerfile::parse(&text);
+    }
+}
+
+// ---------------------------------------------------------------- layer tar streams
+
+/// One tar entry as a hostile or broken archive could carry it.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    kind: u8,
+    link: String,
+    data: Vec<u8>,
+    pax_path: Option<String>,
+}
+
+/// Names made only of harmless pieces: even a broken unpacker following an absolute
+/// name or a chain of `..` could only touch paths called `twfz-*`, checked afterwards.
+fn path_text() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "twfz-a",
+        "twfz-b",
+        "twfz-c",
+        "..",
+        ".",
+        "",
+        ".wh.twfz-a",
+        ".wh..wh..opq",
+        ".wh.",
+        "twfz-long-name-twfz-long-name-twfz-long-name-twfz-long-name-twfz-long",
+    ]);
+    (
+        any::<bool>(),
+        prop::collection::vec(piece, 1..5),
+        any::<bool>(),
+    )
+        .prop_map(|(absolute, pieces, slash)| {
+            let mut s = pieces.join("/");
+            if absolute {
+                s.insert(0, '/');
+            }
+            if slash {
+                s.push('/');
+            }
+            s
+        })
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let kind = prop::sample::select(vec![
+        b'0', b'0', b'5', b'2', b'1', b'3', b'6', b'7', b'x', b'L', b'Z',
+    ]);
+    (
+        path_text(),
+        kind,
+        path_text(),
+        prop::collection::vec(any::<u8>(), 0..64),
+        proptest::option::weighted(0.1, path_text()),
+    )
+        .prop_map(|(name, kind, link, data, pax_path)| Entry {
+            name,
+            kind,
+            link,
+            data,
+            pax_path,
+        })
+}
+
+fn header(name: &str, kind: u8, link: &str, size: usize) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    let put = |h: &mut [u8; 512], at: usize, max: usize, bytes: &[u8]| {
+        let n = bytes.len().min(max);
+        h[at..at + n].copy_from_slice(&bytes[..n]);
+    };
+    put(&mut h, 0, 100, name.as_bytes());
+    put(&mut h, 100, 8, b"0000755\0");
+    put(&mut h, 108, 8, b"0000000\0");
+    put(&mut h, 116, 8, b"0000000\0");
+    put(&mut h, 124, 12, format!("{size:011o}\0").as_bytes());
+    put(&mut h, 136, 12, b"00000000000\0");
+    h[156] = kind;
+    put(&mut h, 157, 100, link.as_bytes());
+    put(&mut h, 257, 8, b"ustar\x0000");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    put(&mut h, 148, 8, format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+fn push_entry(out: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+    out.extend_from_slice(&header(name, kind, link, data.len()));
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        if let Some(p) = &e.pax_path {
+            let record = format!(" path={p}\n");
+            let record = format!(
+                "{}{record}",
+                record.len() + 2 + usize::from(record.len() + 2 >= 100)
+            );
+            push_entry(&mut out, "PaxHeaders/x", b'x', "", record.as_bytes());
+        }
+        let data: &[u8] = if matches!(e.kind, b'0' | b'7') {
+            &e.data
+        } else {
+            &[]
+        };
+        push_entry(&mut out, &e.name, e.kind, &e.link, data);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// A tar stream, sometimes cut short or with a byte changed.
+fn tar_stream() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(entry(), 0..8),
+        proptest::option::weighted(0.2, any::<prop::sample::Index>()),
+        proptest::option::weighted(0.2, (any::<prop::sample::Index>(), any::<u8>())),
+    )
+        .prop_map(|(entries, cut, flip)| {
+            let mut bytes = tar_bytes(&entries);
+            if let Some((at, b)) = flip {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            if let Some(at) = cut {
+                bytes.truncate(at.index(bytes.len() + 1));
+            }
+            bytes
+        })
+}
+
+/// Every path under `dir`, relative, skipping `skip`.
+fn listing(dir: &Path, skip: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p == skip {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p.clone());
+            }
+            out.insert(p.strip_prefix(dir).unwrap_or(&p).to_path_buf());
+        }
+    }
+    out
+}
+
+/// Nothing named `twfz-*` appeared at the places a broken unpacker would write to.
+fn no_escape(outside: &Path) -> Result<(), TestCaseError> {
+    for dir in [Path::new("/"), Path::new("/tmp"), outside] {
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                prop_assert!(
+                    !name.to_string_lossy().starts_with("twfz-"),
+                    "{} was written outside the layer",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A directory deep enough that no generated chain of `..` climbs out of the temp dir.
+fn deep_dst(root: &Path) -> PathBuf {
+    let mut dst = root.to_path_buf();
+    for i in 0..48 {
+        dst.push(format!("d{i}"));
+    }
+    fs::create_dir_all(&dst).expect("create the layer dir");
+    dst
+}
+
+proptest! {
+    #![proptest_config(config(600))]
+
+    /// The unpacker either writes a layer inside its directory or refuses, never a
+    /// panic and never a byte outside.
+    #[test]
+    fn unpacker_stays_inside_the_layer(bytes in tar_stream()) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).expect("outside dir");
+        fs::write(outside.join("sentinel"), b"keep").expect("sentinel");
+        let dst = deep_dst(&tmp.path().join("layer"));
+        let before = listing(tmp.path(), &dst);
+        let _ = unpack_layer(bytes.as_slice(), &dst);
+        prop_assert_eq!(listing(tmp.path(), &dst), before);
+        prop_assert_eq!(fs::read(outside.join("sentinel")).ok(), Some(b"keep".to_vec()));
+        no_escape(&outside)?;
+    }
+
+    /// The whole ingest path (decompression by media type, digest and diff id checks,
+    /// commit into the store) on gzip and plain streams, right or wrong: a refused
+    /// layer leaves the store's blobs and layers as they were.
+    #[test]
+    fn ingest_refuses_cleanly(
+        bytes in tar_stream(),
+        gzip in any::<bool>(),
+        honest in any::<bool>(),
+        garbage in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(tmp.path().join("store")).expect("store");
+        let diff_id = Digest::of(&bytes);
+        let (media_type, blob) = if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&bytes).expect("gzip");
+            let mut blob = gz.finish().expect("gzip");
+            if !honest {
+                blob.extend_from_slice(&garbage);
+            }
+            ("application/vnd.oci.image.layer.v1.tar+gzip", blob)
+        } else {
+            ("application/vnd.oci.image.layer.v1.tar", bytes.clone())
+        };
+        let digest = if honest { Digest::of(&blob) } else { Digest::of(&garbage) };
+        let kept = |s: &Store| (listing(&s.root().join("blobs"), Path::new("")), listing(&s.root().join("layers"), Path::new("")));
+        let before = kept(&store);
+        let src = LayerSource { media_type, digest: &digest, size: Some(blob.len() as u64), diff_id: &diff_id };
+        let result = ingest_layer(&store, None, &src, blob.as_slice(), &mut |_| {});
+        if result.is_err() {
+            prop_assert_eq!(kept(&store), before);
+        }
+        no_escape(&tmp.path().join("outside"))?;
+    }
+}
+
+// ---------------------------------------------------------------- what the fuzzing found
+
+/// A reference with both a tag and a digest lost its digest in the short form, so
+/// `images` and error messages named a different image than the one pinned.
+#[test]
+fn familiar_form_keeps_tag_and_digest() {
+    let text = format!("busybox:1.36@sha256:{}", "ab".repeat(32));
+    let r = Reference::parse(&text).expect("parse");
+    assert_eq!(r.familiar(), text);
+}
+
+/// A multi-byte character in the first four bytes of a Dockerfile line made the
+/// heredoc rewrite slice inside it and panic.
+#[test]
+fn dockerfile_line_starting_with_multibyte_text_is_a_problem_not_a_panic() {
+    let (_, problems) = dockerfile::parse_with_problems("¡ა\n");
+    assert!(
+        !problems.is_empty(),
+        "an unknown instruction must be reported"
+    );
+    let (_, problems) = dockerfile::parse_with_problems("FROM busybox\nRUᅊ echo\n");
+    assert!(problems.iter().any(|p| p.line == 2), "{problems:?}");
+}
