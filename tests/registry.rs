@@ -692,3 +692,54 @@ fn plain_http_needs_insecure_for_other_names() {
     ok(&fresh.tb(&["pull", "--insecure", &name]), "pull --insecure");
     ok(&fresh.tb(&["run", "--rm", &name, "true"]), "run");
 }
+
+/// Four pulls of one image into one store at once: each succeeds, the layers are
+/// stored once, and the store checks clean and runs the image.
+#[test]
+fn parallel_pulls_of_the_same_image_share_one_copy() {
+    let Some(lab) = lab() else { return };
+    let reg = Registry::start();
+    push_busybox(&lab, &reg, "par/busybox:v1");
+    let Some(fresh) = empty_lab() else { return };
+    let target = format!("{}/par/busybox:v1", reg.host());
+    let pulls: Vec<_> = (0..4)
+        .map(|_| {
+            fresh
+                .cmd(&["pull", &target])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pulls {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a parallel pull failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let check = fresh.tb(&["system", "check"]);
+    ok(&check, "system check after parallel pulls");
+    let layers: Vec<String> = tree(&fresh.root().join("layers"))
+        .into_iter()
+        .filter(|p| !p.contains('/'))
+        .collect();
+    assert_eq!(
+        layers.len(),
+        1,
+        "one busybox layer, stored once: {layers:?}"
+    );
+    let r = fresh.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &target,
+        "echo",
+        "pulled",
+    ]);
+    ok(&r, "run after parallel pulls");
+    assert_eq!(r.stdout.trim(), "pulled");
+}
