@@ -5,6 +5,11 @@
 //! (`PROPTEST_CASES`, default below) so CI time stays fixed; a failing input is kept in
 //! `fuzz.proptest-regressions` beside this file and replayed first on every run, and
 //! the bugs found are pinned as plain regression tests at the end.
+//!
+//! Targets: image references, memory sizes, durations, Dockerfiles, layer tar
+//! streams (unpacker and the whole ingest path), and image documents (index,
+//! manifest, config, Docker's manifest.json: the JSON a registry or an archive
+//! hands us) through `load`. The virtqueue parser has its own in the microvm crate.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,10 +20,12 @@ use twinbox_engine::build::builder::parse_duration;
 use twinbox_engine::build::dockerfile;
 use twinbox_engine::cgroups::parse_memory_size;
 use twinbox_engine::image::ingest::{ingest_layer, LayerSource};
+use twinbox_engine::image::load::load_reader;
 use twinbox_engine::image::Reference;
 use twinbox_engine::store::blobs::Digest;
 use twinbox_engine::store::unpack::unpack_layer;
 use twinbox_engine::store::Store;
+use twinbox_engine::system::check;
 
 fn config(cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -463,6 +470,258 @@ proptest! {
         let result = ingest_layer(&store, None, &src, blob.as_slice(), &mut |_| {});
         if result.is_err() {
             prop_assert_eq!(kept(&store), before);
+        }
+        no_escape(&tmp.path().join("outside"))?;
+    }
+}
+
+// ---------------------------------------------------------------- image documents
+
+/// A document in an archive: right, wrong in one field, or replaced by junk.
+#[derive(Debug, Clone, Copy)]
+enum Doc {
+    Honest,
+    WrongDigest,
+    WrongSize,
+    Malformed,
+    Junk,
+}
+
+fn doc() -> impl Strategy<Value = Doc> {
+    prop_oneof![
+        6 => Just(Doc::Honest),
+        1 => Just(Doc::WrongDigest),
+        1 => Just(Doc::WrongSize),
+        1 => Just(Doc::Malformed),
+        1 => Just(Doc::Junk),
+    ]
+}
+
+/// JSON values of any shape, for documents replaced by junk.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[a-z:0-9./+]{0,16}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "schemaVersion",
+                    "mediaType",
+                    "manifests",
+                    "config",
+                    "layers",
+                    "digest",
+                    "size",
+                    "rootfs",
+                    "diff_ids",
+                    "platform",
+                    "annotations",
+                    "Config",
+                    "Layers",
+                    "RepoTags",
+                ])
+                .prop_map(String::from),
+                inner,
+                0..5,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[derive(Debug, Clone)]
+struct ImageArchive {
+    layers: Vec<(Vec<u8>, bool, Doc)>,
+    config: Doc,
+    manifest: Doc,
+    diff_ids: Doc,
+    manifest_type: &'static str,
+    name: String,
+    docker: bool,
+    junk: serde_json::Value,
+}
+
+fn image_archive() -> impl Strategy<Value = ImageArchive> {
+    let layer = (prop::collection::vec(entry(), 0..3), any::<bool>(), doc())
+        .prop_map(|(entries, gzip, doc)| (tar_bytes(&entries), gzip, doc));
+    (
+        prop::collection::vec(layer, 0..3),
+        (doc(), doc(), doc()),
+        prop::sample::select(vec![
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "text/plain",
+        ]),
+        reference_text(),
+        any::<bool>(),
+        json_value(),
+    )
+        .prop_map(
+            |(layers, (config, manifest, diff_ids), manifest_type, name, docker, junk)| {
+                ImageArchive {
+                    layers,
+                    config,
+                    manifest,
+                    diff_ids,
+                    manifest_type,
+                    name,
+                    docker,
+                    junk,
+                }
+            },
+        )
+}
+
+fn sha(data: &[u8]) -> String {
+    Digest::of(data).to_string()
+}
+
+/// The document as `doc` says: the honest JSON, one field made wrong, or junk.
+fn render(doc: Doc, honest: serde_json::Value, junk: &serde_json::Value) -> Vec<u8> {
+    let mut v = honest;
+    match doc {
+        Doc::Honest => {}
+        Doc::WrongDigest => {
+            let at = if v.pointer("/config/digest").is_some() {
+                "/config/digest"
+            } else {
+                "/rootfs/diff_ids/0"
+            };
+            if let Some(d) = v.pointer_mut(at) {
+                *d = serde_json::json!(format!("sha256:{}", "0".repeat(64)));
+            }
+        }
+        Doc::WrongSize => {
+            if let Some(n) = v.pointer_mut("/config/size") {
+                *n = serde_json::json!(u64::MAX);
+            }
+        }
+        Doc::Malformed => return b"{\"schemaVersion\": 2, \"config\": ".to_vec(),
+        Doc::Junk => v = junk.clone(),
+    }
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn archive_bytes(a: &ImageArchive) -> Vec<u8> {
+    use serde_json::json;
+    use std::io::Write;
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    let (mut descs, mut diff_ids) = (Vec::new(), Vec::new());
+    for (tar, gzip, doc) in &a.layers {
+        diff_ids.push(sha(tar));
+        let (blob, media_type) = if *gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(tar).expect("gzip");
+            (
+                gz.finish().expect("gzip"),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+        } else {
+            (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
+        };
+        let digest = match doc {
+            Doc::WrongDigest => format!("sha256:{}", "1".repeat(64)),
+            Doc::Malformed => "sha256:not-hex".into(),
+            _ => sha(&blob),
+        };
+        let size = match doc {
+            Doc::WrongSize => blob.len() as u64 + 7,
+            _ => blob.len() as u64,
+        };
+        descs.push(json!({"mediaType": media_type, "digest": digest, "size": size}));
+        blobs.push(blob);
+    }
+    let config = render(
+        a.diff_ids,
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+               "rootfs": {"type": "layers", "diff_ids": diff_ids}}),
+        &a.junk,
+    );
+    let config = if matches!(a.config, Doc::Junk) {
+        render(Doc::Junk, json!({}), &a.junk)
+    } else {
+        config
+    };
+    let manifest = render(
+        a.manifest,
+        json!({"schemaVersion": 2, "mediaType": a.manifest_type,
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                          "digest": sha(&config), "size": config.len()},
+               "layers": descs}),
+        &a.junk,
+    );
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": a.manifest_type, "digest": sha(&manifest), "size": manifest.len(),
+        "platform": {"os": "linux", "architecture": "amd64"},
+        "annotations": {"org.opencontainers.image.ref.name": a.name}}]});
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            "index.json".into(),
+            serde_json::to_vec(&index).expect("json"),
+        ),
+    ];
+    if a.docker {
+        let layers: Vec<String> = blobs
+            .iter()
+            .map(|b| format!("blobs/sha256/{}", Digest::of(b).hex()))
+            .collect();
+        let doc = json!([{"Config": format!("blobs/sha256/{}", Digest::of(&config).hex()),
+                          "RepoTags": [a.name], "Layers": layers}]);
+        files.push((
+            "manifest.json".into(),
+            serde_json::to_vec(&doc).expect("json"),
+        ));
+    }
+    blobs.push(config);
+    blobs.push(manifest);
+    for b in blobs {
+        files.push((format!("blobs/sha256/{}", Digest::of(&b).hex()), b));
+    }
+    let mut out = Vec::new();
+    for (name, data) in files {
+        push_entry(&mut out, &name, b'0', "", &data);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// `load` of an archive whose documents are right, subtly wrong or junk: a
+    /// refusal leaves the store as it was, an accepted image checks clean.
+    #[test]
+    fn load_refuses_bad_documents_cleanly(a in image_archive()) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(tmp.path().join("store")).expect("store");
+        let kept = |s: &Store| {
+            (
+                listing(&s.root().join("blobs"), Path::new("")),
+                listing(&s.root().join("layers"), Path::new("")),
+                fs::read(s.root().join("index.json")).ok(),
+            )
+        };
+        let before = kept(&store);
+        let bytes = archive_bytes(&a);
+        match load_reader(&store, bytes.as_slice(), &mut |_, _| {}) {
+            Err(_) => prop_assert_eq!(kept(&store), before),
+            Ok(_) => {
+                let report = check(&store, false).expect("check");
+                prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+            }
         }
         no_escape(&tmp.path().join("outside"))?;
     }
