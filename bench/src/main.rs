@@ -21,10 +21,11 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{json, Value};
+use twinbox_bench::stats::{last_line, timed, Stats};
 
 /// Where `cargo build --release` puts the twinbox binary.
 const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
@@ -387,70 +388,6 @@ fn check(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// Wall time from spawn to exit of one successful run; output is discarded.
-fn timed(cmd: &mut Command, what: &str) -> Result<Duration> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    let elapsed = start.elapsed();
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            last_line(&out.stderr)
-        ));
-    }
-    Ok(elapsed)
-}
-
-fn last_line(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no error output")
-        .trim()
-        .to_string()
-}
-
-/// Median and spread of one series, in milliseconds.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    p10: f64,
-    p90: f64,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        Stats {
-            median: percentile(&ms, 0.5),
-            p10: percentile(&ms, 0.1),
-            p90: percentile(&ms, 0.9),
-        }
-    }
-
-    fn to_json(self) -> Value {
-        json!({ "median_ms": round3(self.median), "p10_ms": round3(self.p10), "p90_ms": round3(self.p90) })
-    }
-}
-
-/// Linear interpolation between closest ranks, on sorted data.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
@@ -704,30 +641,4 @@ impl Report {
 fn write_json(path: &Path, value: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("json of a parsed value");
     fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_interpolate_between_ranks() {
-        let v: Vec<f64> = (1..=11).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 6.0);
-        assert_eq!(percentile(&v, 0.1), 2.0);
-        assert_eq!(percentile(&v, 0.9), 10.0);
-        assert_eq!(percentile(&[1.0, 2.0], 0.5), 1.5);
-        assert!(percentile(&[], 0.5).is_nan());
-    }
-
-    #[test]
-    fn stats_sort_their_samples() {
-        let s = Stats::of(&[
-            Duration::from_millis(30),
-            Duration::from_millis(10),
-            Duration::from_millis(20),
-        ]);
-        assert_eq!(s.median, 20.0);
-        assert!(s.p10 < s.median && s.median < s.p90);
-    }
 }

@@ -35,28 +35,48 @@ impl Stats {
         }
     }
 
+    /// Milliseconds rounded to microseconds, for `--json` reports.
+    pub fn to_json(self) -> serde_json::Value {
+        let r = |v: f64| (v * 1000.0).round() / 1000.0;
+        serde_json::json!({ "median_ms": r(self.median), "p10_ms": r(self.p10), "p90_ms": r(self.p90) })
+    }
+
     /// This series' median over the peer's, as "0.47x".
     pub fn ratio_to(&self, peer: &Stats) -> String {
         format!("{:.2}x", self.median / peer.median)
     }
 }
 
-/// Runs the command to its end with no stdin and returns how long it took; a
-/// failing command is an error quoting its stderr.
-pub fn timed(mut cmd: Command) -> Result<Duration, String> {
+/// Wall time from spawn to exit of one successful run, no stdin, output
+/// discarded; a failing run is an error with `what` and its last stderr line.
+pub fn timed(cmd: &mut Command, what: &str) -> Result<Duration, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let out = cmd
-        .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     let took = start.elapsed();
     if !out.status.success() {
         return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "{what} failed ({}): {}",
+            out.status,
+            last_line(&out.stderr)
         ));
     }
     Ok(took)
+}
+
+/// The last non-empty line of a program's output, for one-line errors.
+pub fn last_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no error output")
+        .trim()
+        .to_string()
 }
 
 /// Times a closure.

@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use clap::Parser;
 use twinbox_bench::stats::{timed, timed_fn, Stats};
@@ -54,10 +55,10 @@ fn main() {
     }
 }
 
-fn twinbox(bin: &Path, root: &Path, args: &[&str]) -> Command {
+fn twinbox(bin: &Path, root: &Path, args: &[&str]) -> Result<Duration, String> {
     let mut cmd = Command::new(bin);
     cmd.env("TWINBOX_ROOT", root).args(args);
-    cmd
+    timed(&mut cmd, &format!("twinbox {}", args.join(" ")))
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -80,7 +81,7 @@ fn run(args: &Args) -> Result<(), String> {
         .tempdir_in(&args.tmp)
         .map_err(|e| format!("scratch dir in {}: {e}", args.tmp.display()))?;
     let root = dir.path().join("store");
-    let tb = |a: &[&str]| timed(twinbox(&bin, &root, a));
+    let tb = |a: &[&str]| twinbox(&bin, &root, a);
 
     eprintln!(
         "preparing a store with {} exited containers ...",
