@@ -3,21 +3,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use twinbox_engine::cgroups::parse_memory_size;
 use twinbox_engine::image::Image;
-use twinbox_engine::store::Store;
-use twinbox_microvm::guest::{build_initrd, GuestSpec};
-use twinbox_microvm::host::{self, can_boot_stock_kernel, kvm_kind, GuestKernel};
-use twinbox_microvm::instance::{self, NewVm, VmRecord, VmRun, VmState};
-use twinbox_microvm::qemu::{Accel, QemuOptions, QemuRunner};
-use twinbox_microvm::vmm::{Timings, VmConfig, VmEnd};
+use twinbox_microvm::host::{self, can_boot_stock_kernel, kvm_kind};
+use twinbox_microvm::instance::{self, Ending, Finished, Mode, RunRequest, Started, VmRecord};
+use twinbox_microvm::qemu::{Accel, QemuOutcome};
+use twinbox_microvm::vmm::Timings;
 
 use crate::container::{require_root, WorkloadArgs};
 use crate::format::{human_duration, human_size, print_table, since};
@@ -128,26 +123,6 @@ pub struct VmLogsArgs {
     name: String,
 }
 
-/// Set by SIGINT/SIGTERM: the VM in this process stops.
-static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    if let Some(flag) = STOP.get() {
-        flag.store(true, Ordering::Release);
-    }
-}
-
-fn stop_flag_on_signals() -> Arc<AtomicBool> {
-    let flag = STOP
-        .get_or_init(|| Arc::new(AtomicBool::new(false)))
-        .clone();
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
-    }
-    flag
-}
-
 /// Guest memory in MiB: a plain number is MiB (as Firecracker's mem_size_mib),
 /// otherwise a size with a unit (256m, 1g).
 pub(crate) fn guest_memory_mib(text: &str) -> Result<u64> {
@@ -178,179 +153,88 @@ pub fn dispatch(root: &Path, command: VmCommand) -> Result<i32> {
 }
 
 fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
-    let started = Instant::now();
     require_root("vm run")?;
     let memory_mib = parse_memory_mib(&args.memory)?;
-    if args.backend == Backend::Qemu {
-        return run_with_qemu(root, &args, memory_mib);
-    }
-    instance::check_host(args.kernel.is_some())?;
-    let kernel = instance::choose_kernel(args.kernel.as_deref())?;
     let store = open_store(root)?;
     let image = Image::resolve(&store, &args.image)?;
-    let mut record = instance::create(
-        &store,
-        NewVm {
-            name: args.name.as_deref(),
-            image: &args.image,
-            image_id: image.manifest_digest.to_string(),
-            kernel: &kernel,
-            kernel_args: args.kernel_args.clone(),
-            memory_mib,
-            vcpus: args.cpus,
-            command: args.command.clone(),
-            auto_remove: args.rm,
-        },
-    )?;
-    let spec = guest_spec(&args, &image, &record.name)?;
-    let initrd = match build_initrd(&store, &image, &spec, &kernel) {
-        Ok(initrd) => initrd,
-        Err(e) => {
-            instance::remove(&store, &record, true)?;
-            return Err(e).context("cannot build the guest's initramfs");
-        }
-    };
-    let config = VmConfig {
+    let req = RunRequest {
+        store: &store,
+        name: args.name.clone(),
+        image_ref: args.image.clone(),
+        image: &image,
+        options: args.workload.options(&args.command)?,
+        kernel: args.kernel.clone(),
+        kernel_args: args.kernel_args.clone(),
         memory_mib,
         vcpus: args.cpus,
-        boot_timeout: Some(Duration::from_secs(args.boot_timeout)),
-        ..VmConfig::default()
+        boot_timeout: Duration::from_secs(args.boot_timeout),
+        run_timeout: None,
+        auto_remove: args.rm,
     };
-    if args.detach {
-        let dir = instance::vms_dir(&store).join(&record.id);
-        std::fs::write(dir.join("initrd.img"), &initrd.bytes)
-            .context("cannot save the guest's initramfs")?;
-        start_detached(root, &store, &record, &config)?;
-        println!("{}", record.id);
-        return Ok(0);
-    }
-    let stop = stop_flag_on_signals();
-    let result = instance::boot(
-        &store,
-        &mut record,
-        &kernel,
-        initrd.bytes,
-        &config,
-        Box::new(std::io::stdout()),
-        stop,
-        started,
-    )?;
-    if args.timings {
-        print_timings(&result.outcome.timeline.timings(), &result);
-    }
-    exit_code_of_run(&record, &result, args.boot_timeout)
-}
-
-/// The image config and the run options, as `twinbox run` combines them;
-/// the host name defaults to the VM's name.
-fn guest_spec(args: &VmRunArgs, image: &Image, name: &str) -> Result<GuestSpec> {
-    let mut options = args.workload.options(&args.command)?;
-    options.hostname.get_or_insert_with(|| name.to_string());
-    Ok(GuestSpec::from_image(image, &options))
-}
-
-/// `vm run --backend qemu`: the same guest under QEMU, in the foreground, with
-/// no VM record (QEMU owns the VM's life).
-fn run_with_qemu(root: &Path, args: &VmRunArgs, memory_mib: u64) -> Result<i32> {
-    if args.detach {
-        bail!("--backend qemu runs in the foreground only: drop -d, or use --backend twinbox");
-    }
-    let kernel = instance::choose_kernel(args.kernel.as_deref())?;
-    let store = open_store(root)?;
-    let image = Image::resolve(&store, &args.image)?;
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(twinbox_engine::container::names::random_name);
-    let spec = guest_spec(args, &image, &name)?;
-    let initrd = build_initrd(&store, &image, &spec, &kernel)
-        .context("cannot build the guest's initramfs")?;
-    let qemu = QemuRunner::find()?;
-    if qemu.accel == Accel::Tcg {
-        eprintln!(
-            "twinbox: QEMU emulates the CPU here (no KVM that boots a stock kernel): slow, and its timings are not those of a VM on KVM"
-        );
-    }
-    let options = QemuOptions {
-        memory_mib: memory_mib as u32,
-        cpus: args.cpus as u32,
-        // QEMU's limit covers the whole run; the workload may take its time.
-        timeout: Duration::from_secs(args.boot_timeout + 24 * 3600),
-        extra_cmdline: args
-            .kernel_args
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
-    };
-    let mut stdout = std::io::stdout();
-    let outcome = qemu.run(&kernel, &initrd.bytes, &options, Some(&mut stdout))?;
-    if args.timings {
-        let ms = |d: Option<Duration>| {
-            d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
-                .unwrap_or_else(|| "-".into())
-        };
-        let t = outcome.timings;
-        eprintln!(
-            "QEMU ({:?}, {:?}{})",
-            outcome.machine,
-            outcome.accel,
-            if outcome.emulated { ", emulated" } else { "" }
-        );
-        for (label, value) in [
-            ("VMM start to workload", t.to_workload_start),
-            ("workload", t.workload),
-            ("total", Some(t.total)),
-        ] {
-            eprintln!("{label:<22} {}", ms(value));
+    if args.backend == Backend::Qemu {
+        if args.detach {
+            bail!("--backend qemu runs in the foreground only: drop -d, or use --backend twinbox");
         }
+        let outcome = instance::qemu::run(req, &mut std::io::stdout(), |qemu| {
+            if qemu.accel == Accel::Tcg {
+                eprintln!(
+                    "twinbox: QEMU emulates the CPU here (no KVM that boots a stock kernel): slow, and its timings are not those of a VM on KVM"
+                );
+            }
+        })?;
+        if args.timings {
+            print_qemu_timings(&outcome);
+        }
+        return Ok(outcome.exit_code as i32);
     }
-    Ok(outcome.exit_code as i32)
-}
-
-/// The workload's exit code, or an error saying how the VM failed.
-fn exit_code_of_run(record: &VmRecord, run: &VmRun, boot_timeout: u64) -> Result<i32> {
-    if let Some(code) = run.exit_code {
-        return Ok(code as i32);
-    }
-    let tail = last_lines(&run.boot_tail, 8);
-    let on_pvm = kvm_kind() == host::KvmKind::Pvm;
-    let hint = if on_pvm {
-        "; this host's KVM is PVM: only a PVM-enabled guest kernel boots here (stock kernels need a host with VT-x/AMD-V)".to_string()
+    let mode = if args.detach {
+        let vmm_exe = std::env::current_exe().context("cannot find the twinbox binary")?;
+        Mode::Detached { vmm_exe }
     } else {
-        String::new()
+        Mode::Foreground {
+            live: Box::new(std::io::stdout()),
+            stop: instance::stop_on_signals(),
+        }
     };
-    match &run.outcome.end {
-        VmEnd::Stopped => Ok(137),
-        VmEnd::BootTimeout => bail!(
-            "VM {} did not reach its init within {boot_timeout} s (--boot-timeout){hint}; last console output:\n{tail}",
-            record.name
-        ),
-        VmEnd::TripleFault => bail!(
-            "VM {}'s kernel crashed (triple fault) before the workload ended{hint}; last console output:\n{tail}",
-            record.name
-        ),
-        VmEnd::Failed(why) => bail!(
-            "VM {}: {why}{hint}; last console output:\n{tail}",
-            record.name
-        ),
-        VmEnd::Reset => bail!(
-            "VM {} reset without reporting an exit code (the guest init did not run?); last console output:\n{tail}",
-            record.name
-        ),
+    let finished = match instance::run(req, mode)? {
+        Started::Detached(record) => {
+            println!("{}", record.id);
+            return Ok(0);
+        }
+        Started::Finished(finished) => finished,
+    };
+    if args.timings {
+        print_timings(&finished.outcome.timeline.timings(), &finished);
+    }
+    match finished.ending() {
+        Ending::Exited(code) => Ok(code as i32),
+        Ending::Stopped => Ok(137),
+        _ => bail!("{}", finished.explain(8).unwrap_or_default()),
     }
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(n)..].join("\n");
-    if tail.trim().is_empty() {
-        "(nothing)".into()
-    } else {
-        tail
+fn print_qemu_timings(outcome: &QemuOutcome) {
+    let ms = |d: Option<Duration>| {
+        d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+            .unwrap_or_else(|| "-".into())
+    };
+    let t = outcome.timings;
+    eprintln!(
+        "QEMU ({:?}, {:?}{})",
+        outcome.machine,
+        outcome.accel,
+        if outcome.emulated { ", emulated" } else { "" }
+    );
+    for (label, value) in [
+        ("VMM start to workload", t.to_workload_start),
+        ("workload", t.workload),
+        ("total", Some(t.total)),
+    ] {
+        eprintln!("{label:<22} {}", ms(value));
     }
 }
 
-fn print_timings(t: &Timings, run: &VmRun) {
+fn print_timings(t: &Timings, run: &Finished) {
     let ms = |v: Option<f64>| {
         v.map(|v| format!("{v:.1} ms"))
             .unwrap_or_else(|| "-".into())
@@ -378,60 +262,6 @@ fn print_timings(t: &Timings, run: &VmRun) {
     }
 }
 
-/// Starts `twinbox __vmm ID` in its own session and waits until it runs.
-fn start_detached(root: &Path, store: &Store, record: &VmRecord, config: &VmConfig) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the twinbox binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(root)
-        .arg("__vmm")
-        .arg(&record.id)
-        .arg(config.memory_mib.to_string())
-        .arg(config.vcpus.to_string())
-        .arg(
-            config
-                .boot_timeout
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-                .to_string(),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches only the child.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start the VMM process")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let current = VmRecord::load(&instance::vms_dir(store), &record.id)?;
-        match current.state {
-            VmState::Running { .. } => return Ok(()),
-            VmState::Exited { end, .. } => {
-                bail!("VM {} ended while starting: {end:?}", record.name)
-            }
-            VmState::Created => {}
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the VMM process for {} exited early ({status})",
-                record.name
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the VMM process for {} did not start within 10 s",
-                record.name
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The detached VMM: boots the VM recorded under `id` and records its end.
 pub fn vmm_main(
     root: &Path,
@@ -440,32 +270,14 @@ pub fn vmm_main(
     vcpus: u8,
     boot_timeout: u64,
 ) -> Result<i32> {
-    let started = Instant::now();
     let store = open_store(root)?;
-    let dir = instance::vms_dir(&store);
-    let mut record = VmRecord::load(&dir, id)?;
-    let kernel: GuestKernel = instance::choose_kernel(Some(&record.kernel))?;
-    let initrd_path = dir.join(id).join("initrd.img");
-    let initrd = std::fs::read(&initrd_path)
-        .with_context(|| format!("cannot read {}", initrd_path.display()))?;
-    let config = VmConfig {
+    Ok(instance::vmm_main(
+        &store,
+        id,
         memory_mib,
         vcpus,
-        boot_timeout: (boot_timeout > 0).then(|| Duration::from_secs(boot_timeout)),
-        ..VmConfig::default()
-    };
-    let stop = stop_flag_on_signals();
-    let run = instance::boot(
-        &store,
-        &mut record,
-        &kernel,
-        initrd,
-        &config,
-        Box::new(std::io::sink()),
-        stop,
-        started,
-    )?;
-    Ok(run.exit_code.map(i32::from).unwrap_or(125))
+        boot_timeout,
+    )?)
 }
 
 fn ps(root: &Path, args: VmPsArgs) -> Result<i32> {

@@ -3,14 +3,12 @@
 //! Firecracker's method and its phases by the boot-timer device.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use twinbox_microvm::console::WorkloadConsole;
 use twinbox_microvm::host::GuestKernel;
-use twinbox_microvm::instance;
-use twinbox_microvm::vmm::{self, Payload, VmConfig, VmEnd};
+use twinbox_microvm::instance::ending::last_lines;
+use twinbox_microvm::instance::{self, Mode, RunRequest, Started};
 
 use super::{Phase, Prepared, VmBackend, VmMemory, VmRequest, VmRun};
 use crate::report::{BackendNote, Measured};
@@ -75,76 +73,49 @@ impl VmBackend for OwnVmm {
     }
 
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
-        let started = Instant::now();
-        let initrd = super::guest_initrd(req, &self.kernel)?;
-        let initrd_ms = started.elapsed().as_secs_f64() * 1e3;
         let kept = Arc::new(Mutex::new(Vec::new()));
         let tee = Tee {
             live,
             kept: kept.clone(),
         };
-        let (console, console_state) = WorkloadConsole::new(None, Box::new(tee));
-        let config = VmConfig {
+        let request = RunRequest {
+            store: req.store,
+            name: None,
+            image_ref: req.image_ref.to_string(),
+            image: req.image,
+            options: req.options.clone(),
+            kernel: None,
+            kernel_args: String::new(),
             memory_mib: req.memory_mib,
             vcpus: req.vcpus,
-            boot_timeout: Some(req.boot_timeout),
-            ..VmConfig::default()
+            boot_timeout: req.boot_timeout,
+            run_timeout: Some(req.run_timeout),
+            auto_remove: true,
         };
-        // the boot timeout covers reaching the init; this covers the workload
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
-        let limit = req.boot_timeout + req.run_timeout;
-        let watchdog = {
-            let (stop, done) = (stop.clone(), done.clone());
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + limit;
-                while !done.load(Ordering::Acquire) {
-                    if Instant::now() >= deadline {
-                        stop.store(true, Ordering::Release);
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
+        let mode = Mode::Foreground {
+            live: Box::new(tee),
+            stop: Arc::new(AtomicBool::new(false)),
         };
-        let payload = Payload::Linux {
-            kernel: self.kernel.path.clone(),
-            initrd: Some(initrd.bytes),
-            cmdline_extra: String::new(),
-            prefer_pvh: false,
+        let run = match instance::run(request, mode) {
+            Ok(Started::Finished(run)) => run,
+            Ok(Started::Detached(_)) => {
+                return Err(LessonError::Backend("the VM was detached".into()))
+            }
+            Err(e) => return Err(LessonError::Backend(e.to_string())),
         };
-        let result = vmm::run(&config, payload, Box::new(console), stop, started);
-        done.store(true, Ordering::Release);
-        let _ = watchdog.join();
-        let outcome = result.map_err(|e| LessonError::Backend(e.to_string()))?;
-        let state = console_state.lock().unwrap_or_else(|e| e.into_inner());
-        let exit_code = outcome.exit_code.or(state.exit_code).map(i32::from);
-        let failure = match (&exit_code, &outcome.end) {
-            (Some(_), _) => None,
-            (None, VmEnd::BootTimeout) => Some(format!(
-                "the guest did not reach its init within {} s",
-                req.boot_timeout.as_secs()
-            )),
-            (None, VmEnd::Stopped) => Some(format!(
-                "stopped after {} s without an exit code",
-                limit.as_secs()
-            )),
-            (None, VmEnd::TripleFault) => Some("the guest kernel crashed (triple fault)".into()),
-            (None, VmEnd::Failed(why)) => Some(format!("KVM: {why}")),
-            (None, VmEnd::Reset) => Some("the guest reset without reporting an exit code".into()),
-        };
-        let failure = failure.map(|f| {
-            let tail = String::from_utf8_lossy(&state.boot_tail).trim().to_string();
+        let exit_code = run.exit_code.map(i32::from);
+        let failure = run.ending().failure().map(|f| {
+            let tail = last_lines(run.boot_tail.trim(), 3);
             if tail.is_empty() {
                 f
             } else {
-                let last: Vec<&str> = tail.lines().rev().take(3).collect();
                 format!(
                     "{f}; last console lines: {}",
-                    last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    tail.lines().collect::<Vec<_>>().join(" | ")
                 )
             }
         });
+        let (outcome, started, initrd_ms) = (&run.outcome, run.started, run.initrd_ms);
         let t = outcome.timeline.timings();
         let to_workload_ms = outcome
             .timeline
@@ -205,7 +176,7 @@ impl VmBackend for OwnVmm {
                 },
             ],
             memory,
-            kernel: self.kernel.version.clone(),
+            kernel: run.kernel.version.clone(),
             emulated: false,
         })
     }

@@ -1,25 +1,25 @@
-//! VMs as users manage them: a record per VM in the store (`vms/<id>/`), its
-//! console log, and the verbs `vm run/ps/stop/rm` build on: check the host,
-//! pick a kernel, boot, record how it ended.
+//! VMs as users manage them, symmetric with containers: a request in, a
+//! running or finished VM out ([`run`]), the record per VM in the store
+//! (`vms/<id>/`) with its console log, and the verbs `vm ps/stop/rm` on it.
 
+pub mod ending;
+pub mod qemu;
 pub mod record;
+pub mod run;
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use twinbox_engine::container::names;
-use twinbox_engine::container::procinfo;
 use twinbox_engine::image::layer::now_rfc3339;
 use twinbox_engine::store::{Store, StoreError};
 
-use crate::console::WorkloadConsole;
 use crate::host::{self, GuestKernel, KvmKind};
-use crate::vmm::{self, Outcome, Payload, VmConfig, VmEnd, VmmError};
+use crate::vmm::{self, VmEnd, VmmError};
+pub use ending::Ending;
 pub use record::{VmRecord, VmState};
+pub use run::{run, stop_on_signals, vmm_main, Finished, Mode, RunRequest, Started};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -49,6 +49,12 @@ pub enum InstanceError {
     },
     #[error(transparent)]
     Vmm(#[from] VmmError),
+    #[error("cannot build the guest's initramfs")]
+    Guest(#[from] crate::guest::GuestError),
+    #[error(transparent)]
+    Qemu(#[from] crate::qemu::QemuError),
+    #[error("{0}")]
+    Detached(String),
 }
 
 type Result<T> = std::result::Result<T, InstanceError>;
@@ -151,82 +157,6 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
     })?;
     record.save(&dir)?;
     Ok(record)
-}
-
-/// How a boot went, for the caller to report.
-pub struct VmRun {
-    pub outcome: Outcome,
-    /// The workload's exit code, from the boot-timer port or the console marker.
-    pub exit_code: Option<u8>,
-    /// The console's last lines before the workload started (for failed boots).
-    pub boot_tail: String,
-}
-
-/// Boots `record`'s VM in this process and waits for its end. The console log
-/// goes to the VM's directory; the workload's output to `live`.
-#[allow(clippy::too_many_arguments)]
-pub fn boot(
-    store: &Store,
-    record: &mut VmRecord,
-    kernel: &GuestKernel,
-    initrd: Vec<u8>,
-    config: &VmConfig,
-    live: Box<dyn Write + Send>,
-    stop: Arc<AtomicBool>,
-    started: Instant,
-) -> Result<VmRun> {
-    let dir = vms_dir(store);
-    let log_path = record.console_log(&dir);
-    let log = File::create(&log_path).map_err(|source| InstanceError::Io {
-        what: "creating",
-        path: log_path.clone(),
-        source,
-    })?;
-    let (console, console_state) = WorkloadConsole::new(Some(log), live);
-    let pid = std::process::id() as i32;
-    record.state = VmState::Running {
-        pid,
-        start_ticks: procinfo::start_ticks(pid).unwrap_or(0),
-        started: now_rfc3339(),
-    };
-    record.save(&dir)?;
-    let payload = Payload::Linux {
-        kernel: kernel.path.clone(),
-        initrd: Some(initrd),
-        cmdline_extra: record.kernel_args.clone(),
-        // An ELF vmlinux with the PVH note enters through it (bzImages have none).
-        prefer_pvh: true,
-    };
-    let result = vmm::run(config, payload, Box::new(console), stop, started);
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            finish(store, record, None, VmEnd::Failed(e.to_string()), None)?;
-            return Err(e.into());
-        }
-    };
-    let console_state = console_state.lock().unwrap_or_else(|e| e.into_inner());
-    let exit_code = outcome.exit_code.or(console_state.exit_code);
-    let boot_tail = String::from_utf8_lossy(&console_state.boot_tail).into_owned();
-    let timings = outcome.timeline.timings();
-    let code = exit_code.map(i32::from);
-    record.state = VmState::Exited {
-        exit_code: code,
-        end: outcome.end.clone(),
-        finished: now_rfc3339(),
-        timings,
-        memory: outcome.memory,
-    };
-    if record.auto_remove {
-        remove_dir(store, &record.id)?;
-    } else {
-        record.save(&dir)?;
-    }
-    Ok(VmRun {
-        outcome,
-        exit_code,
-        boot_tail,
-    })
 }
 
 /// Records an end that came without an outcome (the VMM failed to start).

@@ -1,0 +1,412 @@
+//! A VM's whole life, from a request to its end: check the host, choose the
+//! kernel, write the record, build the initramfs (undoing the record when that
+//! fails), then either boot here and wait (with an optional run timeout), or
+//! hand the VM to a detached VMM process and return once it runs.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use twinbox_engine::container::{procinfo, RunOptions};
+use twinbox_engine::image::layer::now_rfc3339;
+use twinbox_engine::image::Image;
+use twinbox_engine::store::Store;
+
+use super::ending::Ending;
+use super::{check_host, choose_kernel, create, finish, remove, remove_dir, vms_dir};
+use super::{InstanceError, NewVm, Result, VmRecord, VmState};
+use crate::console::WorkloadConsole;
+use crate::guest::{build_initrd, GuestSpec};
+use crate::host::GuestKernel;
+use crate::vmm::{self, Outcome, Payload, VmConfig};
+
+/// One VM to run: the image config and the options a container would get,
+/// plus the VM's own hardware and limits.
+pub struct RunRequest<'a> {
+    pub store: &'a Store,
+    pub name: Option<String>,
+    /// The image as the user named it, and the image itself.
+    pub image_ref: String,
+    pub image: &'a Image,
+    /// Workload options as `twinbox run` takes them (argv, env, workdir, user,
+    /// hostname); the host name defaults to the VM's name.
+    pub options: RunOptions,
+    /// The guest kernel; `None` takes the newest in /boot.
+    pub kernel: Option<PathBuf>,
+    /// Words added to the guest kernel's command line.
+    pub kernel_args: String,
+    pub memory_mib: u64,
+    pub vcpus: u8,
+    /// How long the guest may take to reach its init.
+    pub boot_timeout: Duration,
+    /// How long the workload may run once the guest is up; `None` waits for it.
+    pub run_timeout: Option<Duration>,
+    /// Remove the VM's record when it ends.
+    pub auto_remove: bool,
+}
+
+/// Where the VM runs.
+pub enum Mode {
+    /// In this process; the workload's output goes to `live`, and setting
+    /// `stop` ends the VM early.
+    Foreground {
+        live: Box<dyn Write + Send>,
+        stop: Arc<AtomicBool>,
+    },
+    /// In a detached VMM process, `vmm_exe --root ROOT __vmm ID MEM VCPUS
+    /// BOOT_TIMEOUT` (which calls [`vmm_main`]).
+    Detached { vmm_exe: PathBuf },
+}
+
+/// What became of a request.
+pub enum Started {
+    /// The VM ran here and ended.
+    Finished(Box<Finished>),
+    /// The VM runs in its own VMM process.
+    Detached(Box<VmRecord>),
+}
+
+/// A VM that ran in this process, and how it ended.
+pub struct Finished {
+    pub record: VmRecord,
+    pub kernel: GuestKernel,
+    pub outcome: Outcome,
+    /// The workload's exit code, from the boot-timer port or the console marker.
+    pub exit_code: Option<u8>,
+    /// The console's last lines before the workload started (for failed boots).
+    pub boot_tail: String,
+    /// When the request came in; the timeline's zero.
+    pub started: Instant,
+    /// How long building the initramfs took.
+    pub initrd_ms: f64,
+    pub boot_timeout: Duration,
+    /// The limit the watchdog stopped the VM at, if it did.
+    pub timed_out_after: Option<Duration>,
+}
+
+impl Finished {
+    /// How the VM ended, in the terms a user reads.
+    pub fn ending(&self) -> Ending {
+        Ending::of(self)
+    }
+}
+
+/// Runs `req` to its end (foreground) or until its VMM process runs
+/// (detached). Nothing is left behind when it fails before the VM starts.
+pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
+    let started = Instant::now();
+    check_host(req.kernel.is_some())?;
+    let kernel = choose_kernel(req.kernel.as_deref())?;
+    let mut record = create(
+        req.store,
+        NewVm {
+            name: req.name.as_deref(),
+            image: &req.image_ref,
+            image_id: req.image.manifest_digest.to_string(),
+            kernel: &kernel,
+            kernel_args: req.kernel_args.clone(),
+            memory_mib: req.memory_mib,
+            vcpus: req.vcpus,
+            command: req.options.cmd.clone(),
+            auto_remove: req.auto_remove,
+        },
+    )?;
+    let mut options = req.options.clone();
+    options
+        .hostname
+        .get_or_insert_with(|| record.name.to_string());
+    let spec = GuestSpec::from_image(req.image, &options);
+    let initrd = match build_initrd(req.store, req.image, &spec, &kernel) {
+        Ok(initrd) => initrd,
+        Err(e) => {
+            remove(req.store, &record, true)?;
+            return Err(InstanceError::Guest(e));
+        }
+    };
+    let initrd_ms = started.elapsed().as_secs_f64() * 1e3;
+    let config = VmConfig {
+        memory_mib: req.memory_mib,
+        vcpus: req.vcpus,
+        boot_timeout: Some(req.boot_timeout),
+        ..VmConfig::default()
+    };
+    match mode {
+        Mode::Detached { vmm_exe } => {
+            let path = VmRecord::dir(&vms_dir(req.store), &record.id).join(INITRD_FILE);
+            let saved = fs::write(&path, &initrd.bytes)
+                .map_err(|source| InstanceError::Io {
+                    what: "writing",
+                    path,
+                    source,
+                })
+                .and_then(|()| start_detached(req.store, &record, &config, &vmm_exe));
+            if let Err(e) = saved {
+                remove(req.store, &record, true)?;
+                return Err(e);
+            }
+            Ok(Started::Detached(Box::new(record)))
+        }
+        Mode::Foreground { live, stop } => {
+            let limit = req.run_timeout.map(|run| req.boot_timeout + run);
+            let watchdog = limit.map(|limit| Watchdog::start(limit, stop.clone()));
+            let result = boot(
+                req.store,
+                &mut record,
+                &kernel,
+                initrd.bytes,
+                &config,
+                live,
+                stop,
+                started,
+            );
+            let timed_out_after = watchdog.and_then(Watchdog::finish);
+            let (outcome, exit_code, boot_tail) = result?;
+            Ok(Started::Finished(Box::new(Finished {
+                record,
+                kernel,
+                outcome,
+                exit_code,
+                boot_tail,
+                started,
+                initrd_ms,
+                boot_timeout: req.boot_timeout,
+                timed_out_after,
+            })))
+        }
+    }
+}
+
+/// The initramfs a detached VMM boots, saved beside the record.
+const INITRD_FILE: &str = "initrd.img";
+
+/// Sets `stop` once `limit` has passed, unless finished first.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+    limit: Duration,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watchdog {
+    fn start(limit: Duration, stop: Arc<AtomicBool>) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let fired = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (done, fired) = (done.clone(), fired.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + limit;
+                while !done.load(Ordering::Acquire) {
+                    if Instant::now() >= deadline {
+                        fired.store(true, Ordering::Release);
+                        stop.store(true, Ordering::Release);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Watchdog {
+            done,
+            fired,
+            limit,
+            thread,
+        }
+    }
+
+    /// Stops the watchdog; the limit when it had fired.
+    fn finish(self) -> Option<Duration> {
+        self.done.store(true, Ordering::Release);
+        let _ = self.thread.join();
+        self.fired.load(Ordering::Acquire).then_some(self.limit)
+    }
+}
+
+/// Boots `record`'s VM in this process and waits for its end. The console log
+/// goes to the VM's directory; the workload's output to `live`. Returns the
+/// outcome, the workload's exit code and the console's boot tail.
+#[allow(clippy::too_many_arguments)]
+fn boot(
+    store: &Store,
+    record: &mut VmRecord,
+    kernel: &GuestKernel,
+    initrd: Vec<u8>,
+    config: &VmConfig,
+    live: Box<dyn Write + Send>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+) -> Result<(Outcome, Option<u8>, String)> {
+    let dir = vms_dir(store);
+    let log_path = record.console_log(&dir);
+    let log = File::create(&log_path).map_err(|source| InstanceError::Io {
+        what: "creating",
+        path: log_path.clone(),
+        source,
+    })?;
+    let (console, console_state) = WorkloadConsole::new(Some(log), live);
+    let pid = std::process::id() as i32;
+    record.state = VmState::Running {
+        pid,
+        start_ticks: procinfo::start_ticks(pid).unwrap_or(0),
+        started: now_rfc3339(),
+    };
+    record.save(&dir)?;
+    let payload = Payload::Linux {
+        kernel: kernel.path.clone(),
+        initrd: Some(initrd),
+        cmdline_extra: record.kernel_args.clone(),
+        // An ELF vmlinux with the PVH note enters through it (bzImages have none).
+        prefer_pvh: true,
+    };
+    let outcome = match vmm::run(config, payload, Box::new(console), stop, started) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            finish(store, record, None, vmm::VmEnd::Failed(e.to_string()), None)?;
+            return Err(e.into());
+        }
+    };
+    let console_state = console_state.lock().unwrap_or_else(|e| e.into_inner());
+    let exit_code = outcome.exit_code.or(console_state.exit_code);
+    let boot_tail = String::from_utf8_lossy(&console_state.boot_tail).into_owned();
+    record.state = VmState::Exited {
+        exit_code: exit_code.map(i32::from),
+        end: outcome.end.clone(),
+        finished: now_rfc3339(),
+        timings: outcome.timeline.timings(),
+        memory: outcome.memory,
+    };
+    if record.auto_remove {
+        remove_dir(store, &record.id)?;
+    } else {
+        record.save(&dir)?;
+    }
+    Ok((outcome, exit_code, boot_tail))
+}
+
+/// Starts the detached VMM in its own session and waits until it runs.
+fn start_detached(
+    store: &Store,
+    record: &VmRecord,
+    config: &VmConfig,
+    vmm_exe: &Path,
+) -> Result<()> {
+    let failed = InstanceError::Detached;
+    let mut cmd = Command::new(vmm_exe);
+    cmd.arg("--root")
+        .arg(store.root())
+        .arg("__vmm")
+        .arg(&record.id)
+        .arg(config.memory_mib.to_string())
+        .arg(config.vcpus.to_string())
+        .arg(
+            config
+                .boot_timeout
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+                .to_string(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the VMM process: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = VmRecord::load(&vms_dir(store), &record.id)?;
+        match current.state {
+            VmState::Running { .. } => return Ok(()),
+            VmState::Exited { end, .. } => {
+                return Err(failed(format!(
+                    "VM {} ended while starting: {end:?}",
+                    record.name
+                )))
+            }
+            VmState::Created => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(format!(
+                "the VMM process for {} exited early ({status})",
+                record.name
+            )));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(failed(format!(
+                "the VMM process for {} did not start within 10 s",
+                record.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The detached VMM process: boots the VM recorded under `id` and records
+/// its end. Returns the workload's exit code (125 when there is none).
+pub fn vmm_main(
+    store: &Store,
+    id: &str,
+    memory_mib: u64,
+    vcpus: u8,
+    boot_timeout_secs: u64,
+) -> Result<i32> {
+    let started = Instant::now();
+    let dir = vms_dir(store);
+    let mut record = VmRecord::load(&dir, id)?;
+    let kernel = choose_kernel(Some(&record.kernel))?;
+    let initrd_path = VmRecord::dir(&dir, id).join(INITRD_FILE);
+    let initrd = fs::read(&initrd_path).map_err(|source| InstanceError::Io {
+        what: "reading",
+        path: initrd_path,
+        source,
+    })?;
+    let config = VmConfig {
+        memory_mib,
+        vcpus,
+        boot_timeout: (boot_timeout_secs > 0).then(|| Duration::from_secs(boot_timeout_secs)),
+        ..VmConfig::default()
+    };
+    let (_, exit_code, _) = boot(
+        store,
+        &mut record,
+        &kernel,
+        initrd,
+        &config,
+        Box::new(std::io::sink()),
+        stop_on_signals(),
+        started,
+    )?;
+    Ok(exit_code.map(i32::from).unwrap_or(125))
+}
+
+/// Set by SIGINT/SIGTERM: the VM in this process stops.
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    if let Some(flag) = STOP.get() {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+/// A stop flag that SIGINT and SIGTERM set: how `vm stop` and Ctrl-C end a
+/// VM running in this process.
+pub fn stop_on_signals() -> Arc<AtomicBool> {
+    let flag = STOP
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+    flag
+}
