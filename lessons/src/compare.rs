@@ -1,23 +1,23 @@
 //! `twinbox compare IMAGE [CMD...]`: the same workload as a container and as a
 //! microVM, side by side: the kernel each sees, time to the workload's start
 //! and to its end over N runs, memory, disk, exit codes, and whether the
-//! outputs match. The series helpers here are also what the lessons time with.
+//! outputs match. It runs in three acts, as the lessons do: measure (with
+//! `measure::series`), tables and charts (with `charts`), then the findings.
 
-use serde::Serialize;
 use serde_json::json;
-use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::Image;
 
-use crate::backend::{VmMemory, VmRequest, VmRun};
-use crate::context::{cmd_opts, sh, Context, DetachedEnd, RUN_TIMEOUT};
+use crate::backend::VmMemory;
+use crate::charts;
+use crate::context::{cmd_opts, sh, Context};
 use crate::measure::disk::{image_footprint, ImageFootprint};
 use crate::measure::kernel::{host_view, parse_probe, KernelView, PROBE_SCRIPT};
-use crate::measure::memory::{parse_meminfo, MemInfo};
-use crate::measure::time::Stats;
-use crate::render::terminal::bar;
-use crate::report::{
-    format_bytes, BackendNote, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
+use crate::measure::memory::{container_memory, parse_meminfo, ContainerMemory, MemInfo};
+use crate::measure::series::{
+    container_series, same_output, vm_series, ContainerSeries, Series, VmSeries,
 };
+use crate::measure::time::Stats;
+use crate::report::{format_bytes, BackendNote, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
 pub struct CompareSpec {
@@ -26,201 +26,6 @@ pub struct CompareSpec {
     pub cmd: Vec<String>,
     pub runs: usize,
     pub memory_mib: u64,
-}
-
-/// N runs of one workload on one side.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Series {
-    pub to_workload_ms: Vec<f64>,
-    pub total_ms: Vec<f64>,
-    pub exit_codes: Vec<Option<i32>>,
-    /// Why a run failed (a VM that did not boot, a timeout).
-    pub failures: Vec<String>,
-    /// The first run's output.
-    pub output: Option<String>,
-}
-
-impl Series {
-    pub fn to_workload(&self) -> Measured<Stats> {
-        self.stats(&self.to_workload_ms)
-    }
-
-    pub fn total(&self) -> Measured<Stats> {
-        self.stats(&self.total_ms)
-    }
-
-    fn stats(&self, v: &[f64]) -> Measured<Stats> {
-        match Stats::of(v) {
-            Some(s) => Measured::Value(s),
-            None => Measured::failed(
-                self.failures
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "no run finished".into()),
-            ),
-        }
-    }
-
-    /// A chart bar for one of this series' stats.
-    pub fn bar(label: &str, side: Side, m: &Measured<Stats>) -> crate::report::Bar {
-        match m {
-            Measured::Value(s) => bar(label, side, Measured::Value(s.median), Some((s.min, s.max))),
-            Measured::Failed(why) => bar(label, side, Measured::failed(why.clone()), None),
-        }
-    }
-}
-
-/// The container side of a comparison, detached (`run -d`) so its small
-/// supervisor process can be measured from outside.
-#[derive(Debug, Clone, Default)]
-pub struct ContainerSeries {
-    pub series: Series,
-    /// The last run's end, for memory and disk.
-    pub last: Option<DetachedEnd>,
-}
-
-pub fn container_series(
-    ctx: &Context,
-    report: &mut LessonReport,
-    image: &str,
-    opts: &RunOptions,
-    runs: usize,
-) -> ContainerSeries {
-    let mut out = ContainerSeries::default();
-    for i in 0..runs {
-        if runs > 1 {
-            ctx.say.note(&format!("container run {}/{runs}", i + 1));
-        }
-        let end = ctx
-            .detached(report, image, opts)
-            .and_then(|d| ctx.finish_detached(report, d, RUN_TIMEOUT));
-        match end {
-            Ok(end) => {
-                if end.timed_out {
-                    out.series
-                        .failures
-                        .push(format!("stopped after {} s", RUN_TIMEOUT.as_secs()));
-                } else {
-                    out.series.to_workload_ms.extend(end.to_workload_ms);
-                    out.series.total_ms.extend(end.total_ms);
-                }
-                out.series.exit_codes.push(end.exit_code);
-                out.series.output.get_or_insert_with(|| end.output.clone());
-                out.last = Some(end);
-            }
-            Err(e) => {
-                ctx.say.failure(&format!("failed: {e}"));
-                out.series.failures.push(e.to_string());
-                out.series.exit_codes.push(None);
-            }
-        }
-    }
-    out
-}
-
-/// The same in the foreground (`run --rm`), as a student would time it.
-pub fn foreground_series(
-    ctx: &Context,
-    report: &mut LessonReport,
-    image: &str,
-    opts: &RunOptions,
-    runs: usize,
-) -> Series {
-    let mut out = Series::default();
-    for i in 0..runs {
-        if runs > 1 {
-            ctx.say.note(&format!("container run {}/{runs}", i + 1));
-        }
-        match ctx.container(report, image, opts) {
-            Ok(run) if run.timed_out => {
-                out.failures
-                    .push(format!("stopped after {} s", RUN_TIMEOUT.as_secs()));
-                out.exit_codes.push(run.exit_code);
-            }
-            Ok(run) => {
-                out.to_workload_ms.extend(run.to_workload_ms);
-                out.total_ms.extend(run.total_ms);
-                out.exit_codes.push(run.exit_code);
-                out.output.get_or_insert(run.output);
-            }
-            Err(e) => {
-                ctx.say.failure(&format!("failed: {e}"));
-                out.failures.push(e.to_string());
-                out.exit_codes.push(None);
-            }
-        }
-    }
-    out
-}
-
-/// The VM side: N boots of the same workload.
-#[derive(Debug, Clone, Default)]
-pub struct VmSeries {
-    pub series: Series,
-    pub last: Option<VmRun>,
-    pub initramfs_bytes: Option<u64>,
-    pub initramfs_cache: Option<std::path::PathBuf>,
-}
-
-pub fn vm_series(
-    ctx: &Context,
-    report: &mut LessonReport,
-    req: &VmRequest,
-    runs: usize,
-) -> VmSeries {
-    let mut out = VmSeries::default();
-    match ctx.prepare_vm(req) {
-        Ok(p) => {
-            out.initramfs_bytes = Some(p.initramfs_bytes);
-            out.initramfs_cache = p.initramfs_cache;
-        }
-        Err(why) => {
-            ctx.say.failure(&format!("the VM half cannot run: {why}"));
-            out.series.failures.push(why);
-            return out;
-        }
-    }
-    for i in 0..runs {
-        if runs > 1 {
-            ctx.say.note(&format!("microVM run {}/{runs}", i + 1));
-        }
-        match ctx.vm_run(report, req) {
-            Ok(run) => {
-                match &run.failure {
-                    Some(why) => out.series.failures.push(why.clone()),
-                    None => {
-                        out.series.to_workload_ms.extend(run.to_workload_ms);
-                        out.series.total_ms.push(run.total_ms);
-                        out.series.output.get_or_insert_with(|| run.output.clone());
-                    }
-                }
-                out.series.exit_codes.push(run.exit_code);
-                out.last = Some(run);
-            }
-            Err(why) => {
-                out.series.failures.push(why);
-                out.series.exit_codes.push(None);
-                // a backend that cannot start a VM will not on the next try
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// Output compared as text: the serial console turns "\n" into "\r\n".
-pub fn same_output(a: &str, b: &str) -> bool {
-    normalize(a) == normalize(b)
-}
-
-fn normalize(s: &str) -> String {
-    s.replace("\r\n", "\n")
-        .lines()
-        .map(str::trim_end)
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim_end()
-        .to_string()
 }
 
 /// The kernel (and, in a VM, the memory) a side reports, from one probe run.
@@ -276,51 +81,6 @@ pub fn vm_probe(
             )),
         },
         Err(why) => failed_probe(why),
-    }
-}
-
-/// Container memory: what its cgroup charged at the peak, plus the
-/// supervisor process that owns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerMemory {
-    pub cgroup_peak: Measured<u64>,
-    pub supervisor_rss: Measured<u64>,
-    pub supervisor_pss: Measured<u64>,
-    pub total: Measured<u64>,
-}
-
-pub fn container_memory(end: Option<&DetachedEnd>) -> ContainerMemory {
-    let Some(end) = end else {
-        let f = || Measured::failed("no container run finished");
-        return ContainerMemory {
-            cgroup_peak: f(),
-            supervisor_rss: f(),
-            supervisor_pss: f(),
-            total: f(),
-        };
-    };
-    let peak = Measured::from_option(
-        end.state.memory_peak_bytes,
-        "the cgroup reported no peak (memory controller missing?)",
-    );
-    let sup = end.supervisor;
-    let rss = Measured::from_option(
-        sup.map(|m| m.rss),
-        "the container ended before its supervisor could be sampled: give a command that runs a little longer",
-    );
-    let pss = match sup {
-        Some(m) => Measured::from_option(m.pss, "no smaps_rollup for the supervisor"),
-        None => Measured::failed("the supervisor was not sampled"),
-    };
-    let total = match (peak.value(), rss.value()) {
-        (Some(p), Some(r)) => Measured::Value(p + r),
-        _ => Measured::failed("needs both the cgroup peak and the supervisor's RSS"),
-    };
-    ContainerMemory {
-        cgroup_peak: peak,
-        supervisor_rss: rss,
-        supervisor_pss: pss,
-        total,
     }
 }
 
@@ -613,53 +373,15 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
     ]);
     report.tables.push(t);
 
-    let note = s
-        .emulated
-        .then(|| "microVM bars: software emulation (TCG), not representative of KVM".to_string());
-    report.charts.push(Chart {
-        title: "time to workload start (median, whiskers: fastest–slowest)".into(),
-        unit: Unit::Milliseconds,
-        bars: vec![
-            Series::bar("container", Side::Container, &c_start),
-            Series::bar("microVM", Side::Vm, &v_start),
-        ],
-        note: note.clone(),
-    });
-    report.charts.push(Chart {
-        title: "total time (median, whiskers: fastest–slowest)".into(),
-        unit: Unit::Milliseconds,
-        bars: vec![
-            Series::bar("container", Side::Container, &c_total),
-            Series::bar("microVM", Side::Vm, &v_total),
-        ],
-        note,
-    });
-    let f = |m: &Measured<u64>| m.as_ref().map(|b| *b as f64);
-    report.charts.push(Chart {
-        title: "memory on the host".into(),
-        unit: Unit::Bytes,
-        bars: vec![
-            bar(
-                "container: cgroup peak + supervisor",
-                Side::Container,
-                f(&s.c_mem.total),
-                None,
-            ),
-            bar(
-                "microVM: VMM process RSS",
-                Side::Vm,
-                f(&s.v_mem.process_rss),
-                None,
-            ),
-            bar(
-                "microVM: guest RAM reserved",
-                Side::Vm,
-                Measured::Value(s.v_mem.configured_bytes as f64),
-                None,
-            ),
-        ],
-        note: Some(s.v_mem.method.clone()).filter(|m| !m.is_empty()),
-    });
+    report.charts.extend(charts::start_and_end(
+        &c_start, &v_start, &c_total, &v_total, s.emulated,
+    ));
+    report.charts.push(charts::host_memory(
+        &s.c_mem.total,
+        &s.v_mem.process_rss,
+        s.v_mem.configured_bytes,
+        Some(s.v_mem.method.clone()).filter(|m| !m.is_empty()),
+    ));
 
     for (what, m) in [
         ("container kernel", &s.c_probe.kernel),
@@ -735,30 +457,4 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
         "outputs_match",
         serde_json::to_value(s.outputs_match).unwrap_or_default(),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outputs_compare_across_line_endings() {
-        assert!(same_output("hello\nworld\n", "hello\r\nworld\r\n"));
-        assert!(!same_output("hello\n", "bye\n"));
-        assert!(same_output("a  \n", "a\n\n"));
-    }
-
-    #[test]
-    fn series_without_runs_fail_with_the_reason() {
-        let s = Series {
-            failures: vec!["the guest did not boot".into()],
-            ..Default::default()
-        };
-        assert_eq!(s.total().failure(), Some("the guest did not boot"));
-        let ok = Series {
-            total_ms: vec![3.0, 1.0, 2.0],
-            ..Default::default()
-        };
-        assert_eq!(ok.total().value().unwrap().median, 2.0);
-    }
 }

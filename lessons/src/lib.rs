@@ -8,11 +8,14 @@
 //! - [`compare`]: the side-by-side harness behind `twinbox compare`
 //! - [`backend`]: the VM half (twinbox's own VMM, or QEMU), chosen with a reason
 //! - [`container`]: the container half, through the engine library
-//! - [`measure`]: clocks, kernels, memory, disk
+//! - [`measure`]: clocks, kernels, memory, disk, and the harness that runs a
+//!   workload N times on one side
+//! - [`charts`]: every chart a lesson draws, built in one place
 //! - [`report`] and [`render`]: the record a lesson produces, and the terminal,
 //!   JSON and HTML views of it
 
 pub mod backend;
+pub mod charts;
 pub mod compare;
 pub mod container;
 pub mod context;

@@ -5,10 +5,10 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
 use super::Lesson;
+use crate::charts::bar;
 use crate::container::Detached;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
 use crate::measure::disk::{container_footprint, file_bytes, image_footprint, ContainerFootprint};
-use crate::render::terminal::bar;
 use crate::report::{format_bytes, Cell, Chart, LessonReport, Measured, Side, Table, Unit};
 use crate::LessonError;
 

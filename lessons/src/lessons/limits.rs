@@ -5,9 +5,9 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
 use super::Lesson;
+use crate::charts::bar;
 use crate::container::ContainerRun;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
-use crate::render::terminal::bar;
 use crate::report::{
     format_bytes, format_ms, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
 };

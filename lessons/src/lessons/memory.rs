@@ -6,11 +6,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Lesson;
-use crate::compare::{container_memory, ContainerMemory};
+use crate::backend::VmRun;
+use crate::charts;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
-use crate::measure::memory::{host_meminfo, parse_meminfo, MemInfo};
-use crate::render::terminal::bar;
-use crate::report::{format_bytes, Cell, Chart, LessonReport, Measured, Side, Table, Unit};
+use crate::measure::memory::{
+    container_memory, host_meminfo, median_measured, parse_meminfo, ContainerMemory, MemInfo,
+};
+use crate::report::{format_bytes, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
 pub struct Memory;
@@ -53,294 +55,330 @@ impl Lesson for Memory {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let runs = report.runs;
-        let opts = cmd_opts(sh(WORKLOAD));
-        let host = host_meminfo().map_err(LessonError::BadInput)?;
-
-        let mut c_mems: Vec<ContainerMemory> = Vec::new();
-        let mut c_current: Option<u64> = None;
-        let mut c_seen: Measured<MemInfo> = Measured::failed("the container did not run");
-        for i in 0..runs {
-            if runs > 1 {
-                ctx.say.note(&format!("container run {}/{runs}", i + 1));
-            }
-            let mut d = match ctx.detached(report, BUSYBOX, &opts) {
-                Ok(d) => d,
-                Err(e) => {
-                    ctx.say.failure(&format!("failed: {e}"));
-                    c_mems.push(container_memory(None));
-                    continue;
-                }
-            };
-            // measure while it sleeps: the cgroup's current usage
-            let mut out = std::io::stdout();
-            if d.wait_for_output("ready", Duration::from_secs(30), &mut out) {
-                c_current = d.cgroup_usage().and_then(|u| u.memory_bytes);
-            }
-            let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
-            c_seen = Measured::from_result(parse_meminfo(&end.output));
-            c_mems.push(container_memory(Some(&end)));
-        }
-
-        let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-        let mut v_runs = Vec::new();
-        match ctx.prepare_vm(&req) {
-            Ok(_) => {
-                for i in 0..runs {
-                    if runs > 1 {
-                        ctx.say.note(&format!("microVM run {}/{runs}", i + 1));
-                    }
-                    match ctx.vm_run(report, &req) {
-                        Ok(run) => v_runs.push(Ok(run)),
-                        Err(why) => {
-                            v_runs.push(Err(why));
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(why) => v_runs.push(Err(why)),
-        }
-
-        // medians over the runs (one run: its values)
-        let median = |v: Vec<u64>| -> Option<u64> {
-            let mut v = v;
-            v.sort_unstable();
-            v.get(v.len().saturating_sub(1) / 2).copied()
-        };
-        let pick = |f: &dyn Fn(&ContainerMemory) -> &Measured<u64>| -> Measured<u64> {
-            let vals: Vec<u64> = c_mems
-                .iter()
-                .filter_map(|m| f(m).value().copied())
-                .collect();
-            match median(vals) {
-                Some(v) => Measured::Value(v),
-                None => c_mems
-                    .iter()
-                    .find_map(|m| f(m).failure().map(Measured::failed))
-                    .unwrap_or_else(|| Measured::failed("no container run")),
-            }
-        };
-        let c_peak = pick(&|m| &m.cgroup_peak);
-        let c_sup = pick(&|m| &m.supervisor_rss);
-        let c_pss = pick(&|m| &m.supervisor_pss);
-        let c_total = pick(&|m| &m.total);
-
-        let vm_fail = v_runs
-            .iter()
-            .find_map(|r| match r {
-                Err(why) => Some(why.clone()),
-                Ok(run) => run.failure.clone(),
-            })
-            .unwrap_or_else(|| "no VM run finished".into());
-        let ok_runs: Vec<&crate::backend::VmRun> = v_runs
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter(|r| r.failure.is_none())
-            .collect();
-        let vpick = |f: &dyn Fn(&crate::backend::VmRun) -> &Measured<u64>| -> Measured<u64> {
-            let vals: Vec<u64> = ok_runs
-                .iter()
-                .filter_map(|r| f(r).value().copied())
-                .collect();
-            match median(vals) {
-                Some(v) => Measured::Value(v),
-                None => ok_runs
-                    .iter()
-                    .find_map(|r| f(r).failure().map(Measured::failed))
-                    .unwrap_or_else(|| Measured::failed(vm_fail.clone())),
-            }
-        };
-        let v_rss = vpick(&|r| &r.memory.process_rss);
-        let v_guest = vpick(&|r| &r.memory.guest_resident);
-        let v_over = vpick(&|r| &r.memory.vmm_overhead);
-        let v_method = ok_runs
-            .first()
-            .map(|r| r.memory.method.clone())
-            .unwrap_or_default();
-        let v_seen: Measured<MemInfo> = match ok_runs.last() {
-            Some(r) => Measured::from_result(parse_meminfo(&r.output)),
-            None => Measured::failed(vm_fail.clone()),
-        };
-        let v_used = v_seen.as_ref().map(|m| m.used());
-        let configured = VM_MEMORY_MIB << 20;
-        for (what, m) in [
-            ("container cgroup peak", &c_peak),
-            ("container supervisor RSS", &c_sup),
-            ("VMM process RSS", &v_rss),
-            ("guest-reported use", &v_used),
-        ] {
-            report.check(what, m);
-        }
-
-        let b = |m: &Measured<u64>| -> Cell { m.as_ref().map(|v| format_bytes(*v)).into() };
-        let mut t = Table::new(
-            "memory, as each side and the host see it",
-            &["", "container", "microVM"],
-        );
-        t.row(vec![
-            "RAM the inside sees (MemTotal)".into(),
-            c_seen
-                .as_ref()
-                .map(|m| {
-                    format!(
-                        "{} (the host's: {})",
-                        format_bytes(m.total),
-                        format_bytes(host.total)
-                    )
-                })
-                .into(),
-            v_seen
-                .as_ref()
-                .map(|m| format!("{} (its own RAM)", format_bytes(m.total)))
-                .into(),
-        ]);
-        t.row(vec![
-            "reserved up front".into(),
-            "nothing".into(),
-            format!("{} guest RAM", format_bytes(configured)).into(),
-        ]);
-        t.row(vec![
-            "used by the workload".into(),
-            c_peak
-                .as_ref()
-                .map(|v| format!("{} cgroup peak", format_bytes(*v)))
-                .into(),
-            v_used
-                .as_ref()
-                .map(|v| {
-                    format!(
-                        "{} (guest kernel + workload, MemTotal − MemAvailable)",
-                        format_bytes(*v)
-                    )
-                })
-                .into(),
-        ]);
-        t.row(vec![
-            "process on the host that runs it".into(),
-            c_sup
-                .as_ref()
-                .map(|v| format!("supervisor: {} RSS", format_bytes(*v)))
-                .into(),
-            v_rss
-                .as_ref()
-                .map(|v| format!("VMM: {} RSS", format_bytes(*v)))
-                .into(),
-        ]);
-        t.row(vec!["  of which guest RAM".into(), "-".into(), b(&v_guest)]);
-        t.row(vec![
-            "  of which the process itself".into(),
-            c_pss
-                .as_ref()
-                .map(|v| {
-                    format!(
-                        "{} PSS (shared pages split among sharers)",
-                        format_bytes(*v)
-                    )
-                })
-                .into(),
-            v_over
-                .as_ref()
-                .map(|v| format!("{} VMM overhead (RSS − guest RAM)", format_bytes(*v)))
-                .into(),
-        ]);
-        t.row(vec![
-            "total on the host".into(),
-            c_total
-                .as_ref()
-                .map(|v| format!("{} (cgroup peak + supervisor RSS)", format_bytes(*v)))
-                .into(),
-            v_rss
-                .as_ref()
-                .map(|v| format!("{} (VMM RSS, guest RAM included)", format_bytes(*v)))
-                .into(),
-        ]);
-        report.tables.push(t);
-        let f = |m: &Measured<u64>| m.as_ref().map(|v| *v as f64);
-        report.charts.push(Chart {
-            title: "memory on the host".into(),
-            unit: Unit::Bytes,
-            bars: vec![
-                bar(
-                    "container (peak + supervisor)",
-                    Side::Container,
-                    f(&c_total),
-                    None,
-                ),
-                bar("microVM (VMM process RSS)", Side::Vm, f(&v_rss), None),
-                bar(
-                    "microVM (RAM reserved)",
-                    Side::Vm,
-                    Measured::Value(configured as f64),
-                    None,
-                ),
-            ],
-            note: Some(format!(
-                "container: cgroup peak ({}) plus the supervisor's RSS; microVM: {}",
-                c_peak
-                    .as_ref()
-                    .map(|v| format_bytes(*v))
-                    .value()
-                    .cloned()
-                    .unwrap_or_else(|| "failed".into()),
-                if v_method.is_empty() {
-                    "not measured".to_string()
-                } else {
-                    v_method.clone()
-                }
-            )),
-        });
-
-        if let (Some(c), Some(v)) = (c_total.value(), v_rss.value()) {
-            if c < v {
-                report.findings.push(format!(
-                    "Running `{WORKLOAD}` cost {} on the host as a container (its cgroup peaked at {} and its supervisor had {} resident) and {} as a microVM, whose VMM process held {} of guest RAM and {} of its own. The VM also reserved {} that no other program can count on, while its guest reported {} in use.",
-                    format_bytes(*c),
-                    c_peak.value().map_or("?".into(), |v| format_bytes(*v)),
-                    c_sup.value().map_or("?".into(), |v| format_bytes(*v)),
-                    format_bytes(*v),
-                    v_guest.value().map_or("?".into(), |v| format_bytes(*v)),
-                    v_over.value().map_or("?".into(), |v| format_bytes(*v)),
-                    format_bytes(configured),
-                    v_used.value().map_or("an amount that was not measured".into(), |v| format_bytes(*v)),
-                ));
-            } else {
-                report.findings.push(format!(
-                    "On this run the container did not use less: {} on the host as a container against {} as a microVM. That contradicts the usual expectation; look at the table for which part grew.",
-                    format_bytes(*c),
-                    format_bytes(*v)
-                ));
-            }
-        }
-        if let Some(seen) = c_seen.value() {
-            report.findings.push(format!(
-                "Inside the container, /proc/meminfo reports {} of RAM: that is the host's memory. A container has no RAM of its own to report; a memory limit (see the limits lesson) is enforced by its cgroup without changing this number. Inside the VM, MemTotal is {}: the RAM it was given, minus what its kernel keeps for itself.",
-                format_bytes(seen.total),
-                v_seen.value().map_or("not measured".into(), |m| format_bytes(m.total))
-            ));
-        }
-        report.caveats.push(
-            "RSS counts pages shared with other processes (the twinbox binary's code, libc) in full; PSS divides them among the processes that share them, so many supervisors cost less than many times one RSS."
-                .into(),
-        );
-        report.caveats.push(
-            "The VM's guest RAM only becomes resident as the guest touches it; a long-running guest tends to touch (and keep) much more of it, as its kernel uses free RAM as page cache."
-                .into(),
-        );
-        report.fact(
-            "container",
-            json!({"cgroup_peak_bytes": c_peak, "cgroup_current_bytes": c_current,
-                   "supervisor_rss_bytes": c_sup, "supervisor_pss_bytes": c_pss, "total_bytes": c_total,
-                   "memtotal_seen_bytes": c_seen.value().map(|m| m.total), "runs": c_mems}),
-        );
-        report.fact(
-            "vm",
-            json!({"configured_bytes": configured, "process_rss_bytes": v_rss, "guest_resident_bytes": v_guest,
-                   "vmm_overhead_bytes": v_over, "guest_used_bytes": v_used,
-                   "memtotal_seen_bytes": v_seen.value().map(|m| m.total), "method": v_method}),
-        );
-        report.fact("host_memtotal_bytes", host.total);
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// What the lesson measured (medians over the runs; one run: its values).
+struct Measurements {
+    host: MemInfo,
+    c_mems: Vec<ContainerMemory>,
+    c_current: Option<u64>,
+    c_seen: Measured<MemInfo>,
+    c_peak: Measured<u64>,
+    c_sup: Measured<u64>,
+    c_pss: Measured<u64>,
+    c_total: Measured<u64>,
+    v_rss: Measured<u64>,
+    v_guest: Measured<u64>,
+    v_over: Measured<u64>,
+    v_method: String,
+    v_seen: Measured<MemInfo>,
+    v_used: Measured<u64>,
+    configured: u64,
+}
+
+/// Act one: the workload N times each way, sampled from the host while it sleeps.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let runs = report.runs;
+    let opts = cmd_opts(sh(WORKLOAD));
+    let host = host_meminfo().map_err(LessonError::BadInput)?;
+
+    let mut c_mems: Vec<ContainerMemory> = Vec::new();
+    let mut c_current: Option<u64> = None;
+    let mut c_seen: Measured<MemInfo> = Measured::failed("the container did not run");
+    for i in 0..runs {
+        if runs > 1 {
+            ctx.say.note(&format!("container run {}/{runs}", i + 1));
+        }
+        let mut d = match ctx.detached(report, BUSYBOX, &opts) {
+            Ok(d) => d,
+            Err(e) => {
+                ctx.say.failure(&format!("failed: {e}"));
+                c_mems.push(container_memory(None));
+                continue;
+            }
+        };
+        // measure while it sleeps: the cgroup's current usage
+        let mut out = std::io::stdout();
+        if d.wait_for_output("ready", Duration::from_secs(30), &mut out) {
+            c_current = d.cgroup_usage().and_then(|u| u.memory_bytes);
+        }
+        let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
+        c_seen = Measured::from_result(parse_meminfo(&end.output));
+        c_mems.push(container_memory(Some(&end)));
+    }
+
+    let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
+    let mut v_runs = Vec::new();
+    match ctx.prepare_vm(&req) {
+        Ok(_) => {
+            for i in 0..runs {
+                if runs > 1 {
+                    ctx.say.note(&format!("microVM run {}/{runs}", i + 1));
+                }
+                match ctx.vm_run(report, &req) {
+                    Ok(run) => v_runs.push(Ok(run)),
+                    Err(why) => {
+                        v_runs.push(Err(why));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(why) => v_runs.push(Err(why)),
+    }
+
+    let c_peak = median_measured(c_mems.iter().map(|m| &m.cgroup_peak), "no container run");
+    let c_sup = median_measured(c_mems.iter().map(|m| &m.supervisor_rss), "no container run");
+    let c_pss = median_measured(c_mems.iter().map(|m| &m.supervisor_pss), "no container run");
+    let c_total = median_measured(c_mems.iter().map(|m| &m.total), "no container run");
+
+    let vm_fail = v_runs
+        .iter()
+        .find_map(|r| match r {
+            Err(why) => Some(why.clone()),
+            Ok(run) => run.failure.clone(),
+        })
+        .unwrap_or_else(|| "no VM run finished".into());
+    let ok_runs: Vec<&VmRun> = v_runs
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|r| r.failure.is_none())
+        .collect();
+    let v_rss = median_measured(ok_runs.iter().map(|r| &r.memory.process_rss), &vm_fail);
+    let v_guest = median_measured(ok_runs.iter().map(|r| &r.memory.guest_resident), &vm_fail);
+    let v_over = median_measured(ok_runs.iter().map(|r| &r.memory.vmm_overhead), &vm_fail);
+    let v_method = ok_runs
+        .first()
+        .map(|r| r.memory.method.clone())
+        .unwrap_or_default();
+    let v_seen: Measured<MemInfo> = match ok_runs.last() {
+        Some(r) => Measured::from_result(parse_meminfo(&r.output)),
+        None => Measured::failed(vm_fail.clone()),
+    };
+    let v_used = v_seen.as_ref().map(|m| m.used());
+    for (what, m) in [
+        ("container cgroup peak", &c_peak),
+        ("container supervisor RSS", &c_sup),
+        ("VMM process RSS", &v_rss),
+        ("guest-reported use", &v_used),
+    ] {
+        report.check(what, m);
+    }
+    Ok(Measurements {
+        host,
+        c_mems,
+        c_current,
+        c_seen,
+        c_peak,
+        c_sup,
+        c_pss,
+        c_total,
+        v_rss,
+        v_guest,
+        v_over,
+        v_method,
+        v_seen,
+        v_used,
+        configured: VM_MEMORY_MIB << 20,
+    })
+}
+
+/// Act two: the table of what each side and the host see, and the chart.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        host,
+        c_seen,
+        c_peak,
+        c_sup,
+        c_pss,
+        c_total,
+        v_rss,
+        v_guest,
+        v_over,
+        v_method,
+        v_seen,
+        v_used,
+        configured,
+        ..
+    } = m;
+    let configured = *configured;
+    let b = |m: &Measured<u64>| -> Cell { m.as_ref().map(|v| format_bytes(*v)).into() };
+    let mut t = Table::new(
+        "memory, as each side and the host see it",
+        &["", "container", "microVM"],
+    );
+    t.row(vec![
+        "RAM the inside sees (MemTotal)".into(),
+        c_seen
+            .as_ref()
+            .map(|m| {
+                format!(
+                    "{} (the host's: {})",
+                    format_bytes(m.total),
+                    format_bytes(host.total)
+                )
+            })
+            .into(),
+        v_seen
+            .as_ref()
+            .map(|m| format!("{} (its own RAM)", format_bytes(m.total)))
+            .into(),
+    ]);
+    t.row(vec![
+        "reserved up front".into(),
+        "nothing".into(),
+        format!("{} guest RAM", format_bytes(configured)).into(),
+    ]);
+    t.row(vec![
+        "used by the workload".into(),
+        c_peak
+            .as_ref()
+            .map(|v| format!("{} cgroup peak", format_bytes(*v)))
+            .into(),
+        v_used
+            .as_ref()
+            .map(|v| {
+                format!(
+                    "{} (guest kernel + workload, MemTotal − MemAvailable)",
+                    format_bytes(*v)
+                )
+            })
+            .into(),
+    ]);
+    t.row(vec![
+        "process on the host that runs it".into(),
+        c_sup
+            .as_ref()
+            .map(|v| format!("supervisor: {} RSS", format_bytes(*v)))
+            .into(),
+        v_rss
+            .as_ref()
+            .map(|v| format!("VMM: {} RSS", format_bytes(*v)))
+            .into(),
+    ]);
+    t.row(vec!["  of which guest RAM".into(), "-".into(), b(v_guest)]);
+    t.row(vec![
+        "  of which the process itself".into(),
+        c_pss
+            .as_ref()
+            .map(|v| {
+                format!(
+                    "{} PSS (shared pages split among sharers)",
+                    format_bytes(*v)
+                )
+            })
+            .into(),
+        v_over
+            .as_ref()
+            .map(|v| format!("{} VMM overhead (RSS − guest RAM)", format_bytes(*v)))
+            .into(),
+    ]);
+    t.row(vec![
+        "total on the host".into(),
+        c_total
+            .as_ref()
+            .map(|v| format!("{} (cgroup peak + supervisor RSS)", format_bytes(*v)))
+            .into(),
+        v_rss
+            .as_ref()
+            .map(|v| format!("{} (VMM RSS, guest RAM included)", format_bytes(*v)))
+            .into(),
+    ]);
+    report.tables.push(t);
+    report.charts.push(charts::host_memory(
+        c_total,
+        v_rss,
+        configured,
+        Some(format!(
+            "container: cgroup peak ({}) plus the supervisor's RSS; microVM: {}",
+            c_peak
+                .as_ref()
+                .map(|v| format_bytes(*v))
+                .value()
+                .cloned()
+                .unwrap_or_else(|| "failed".into()),
+            if v_method.is_empty() {
+                "not measured".to_string()
+            } else {
+                v_method.clone()
+            }
+        )),
+    ));
+}
+
+/// Act three: what this shows, quoting the numbers; caveats; facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        host,
+        c_mems,
+        c_current,
+        c_seen,
+        c_peak,
+        c_sup,
+        c_pss,
+        c_total,
+        v_rss,
+        v_guest,
+        v_over,
+        v_method,
+        v_seen,
+        v_used,
+        configured,
+    } = m;
+    let configured = *configured;
+    if let (Some(c), Some(v)) = (c_total.value(), v_rss.value()) {
+        if c < v {
+            report.findings.push(format!(
+                "Running `{WORKLOAD}` cost {} on the host as a container (its cgroup peaked at {} and its supervisor had {} resident) and {} as a microVM, whose VMM process held {} of guest RAM and {} of its own. The VM also reserved {} that no other program can count on, while its guest reported {} in use.",
+                format_bytes(*c),
+                c_peak.value().map_or("?".into(), |v| format_bytes(*v)),
+                c_sup.value().map_or("?".into(), |v| format_bytes(*v)),
+                format_bytes(*v),
+                v_guest.value().map_or("?".into(), |v| format_bytes(*v)),
+                v_over.value().map_or("?".into(), |v| format_bytes(*v)),
+                format_bytes(configured),
+                v_used.value().map_or("an amount that was not measured".into(), |v| format_bytes(*v)),
+            ));
+        } else {
+            report.findings.push(format!(
+                "On this run the container did not use less: {} on the host as a container against {} as a microVM. That contradicts the usual expectation; look at the table for which part grew.",
+                format_bytes(*c),
+                format_bytes(*v)
+            ));
+        }
+    }
+    if let Some(seen) = c_seen.value() {
+        report.findings.push(format!(
+            "Inside the container, /proc/meminfo reports {} of RAM: that is the host's memory. A container has no RAM of its own to report; a memory limit (see the limits lesson) is enforced by its cgroup without changing this number. Inside the VM, MemTotal is {}: the RAM it was given, minus what its kernel keeps for itself.",
+            format_bytes(seen.total),
+            v_seen.value().map_or("not measured".into(), |m| format_bytes(m.total))
+        ));
+    }
+    report.caveats.push(
+        "RSS counts pages shared with other processes (the twinbox binary's code, libc) in full; PSS divides them among the processes that share them, so many supervisors cost less than many times one RSS."
+            .into(),
+    );
+    report.caveats.push(
+        "The VM's guest RAM only becomes resident as the guest touches it; a long-running guest tends to touch (and keep) much more of it, as its kernel uses free RAM as page cache."
+            .into(),
+    );
+    report.fact(
+        "container",
+        json!({"cgroup_peak_bytes": c_peak, "cgroup_current_bytes": c_current,
+               "supervisor_rss_bytes": c_sup, "supervisor_pss_bytes": c_pss, "total_bytes": c_total,
+               "memtotal_seen_bytes": c_seen.value().map(|m| m.total), "runs": c_mems}),
+    );
+    report.fact(
+        "vm",
+        json!({"configured_bytes": configured, "process_rss_bytes": v_rss, "guest_resident_bytes": v_guest,
+               "vmm_overhead_bytes": v_over, "guest_used_bytes": v_used,
+               "memtotal_seen_bytes": v_seen.value().map(|m| m.total), "method": v_method}),
+    );
+    report.fact("host_memtotal_bytes", host.total);
 }

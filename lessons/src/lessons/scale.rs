@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::Lesson;
 use crate::backend::VmRun;
+use crate::charts::bar;
 use crate::container::Detached;
 use crate::context::{cmd_opts, sh, Context, BOOT_TIMEOUT, BUSYBOX, VM_MEMORY_MIB};
 use crate::measure::memory::host_meminfo;
-use crate::render::terminal::bar;
 use crate::report::{
     format_bytes, format_ms, Cell, Chart, LessonReport, Measured, Side, Step, Table, Unit,
 };

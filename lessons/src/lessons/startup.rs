@@ -4,10 +4,11 @@
 use serde_json::json;
 
 use super::Lesson;
-use crate::compare::{foreground_series, vm_series, Series};
+use crate::charts;
 use crate::context::{cmd_opts, Context, BUSYBOX, VM_MEMORY_MIB};
+use crate::measure::series::{foreground_series, vm_series, Series, VmSeries};
 use crate::measure::time::Stats;
-use crate::report::{format_ms, Cell, Chart, LessonReport, Measured, Side, Table, Unit};
+use crate::report::{format_ms, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
 pub struct Startup;
@@ -49,130 +50,143 @@ impl Lesson for Startup {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let runs = report.runs;
-        let opts = cmd_opts(WORKLOAD.iter().map(|s| s.to_string()).collect());
-        ctx.say.heading(&format!("{runs} container run(s)"));
-        let containers = foreground_series(ctx, report, BUSYBOX, &opts, runs);
-        ctx.say.heading(&format!("{runs} microVM run(s)"));
-        let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-        let vms = vm_series(ctx, report, &req, runs);
-
-        let c_start = containers.to_workload();
-        let v_start = vms.series.to_workload();
-        let c_total = containers.total();
-        let v_total = vms.series.total();
-        for (what, m) in [
-            ("container time to workload start", &c_start),
-            ("VM time to workload start", &v_start),
-            ("container total time", &c_total),
-            ("VM total time", &v_total),
-        ] {
-            report.check(what, m);
-        }
-
-        let emulated = ctx.emulated();
-        let mut t = Table::new(
-            "each run (milliseconds from the start of the command)",
-            &[
-                "run",
-                "container: workload starts",
-                "container: all done",
-                "microVM: workload starts",
-                "microVM: all done",
-            ],
-        );
-        let cell = |v: &[f64], i: usize, s: &Series| -> Cell {
-            match v.get(i) {
-                Some(ms) => format_ms(*ms).into(),
-                None => Cell::Failed {
-                    failed: s
-                        .failures
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| "not measured".into()),
-                },
-            }
-        };
-        for i in 0..runs {
-            t.row(vec![
-                format!("{}", i + 1).into(),
-                cell(&containers.to_workload_ms, i, &containers),
-                cell(&containers.total_ms, i, &containers),
-                cell(&vms.series.to_workload_ms, i, &vms.series),
-                cell(&vms.series.total_ms, i, &vms.series),
-            ]);
-        }
-        report.tables.push(t);
-        if let Some(last) = &vms.last {
-            let mut phases = Table::new(
-                "where the microVM's time went (last run)",
-                &["phase", "time"],
-            );
-            for p in &last.phases {
-                phases.row(vec![
-                    p.name.clone().into(),
-                    p.ms.map(format_ms).map(Cell::from).unwrap_or(Cell::Failed {
-                        failed: "not reached".into(),
-                    }),
-                ]);
-            }
-            report.tables.push(phases);
-        }
-        let note = emulated.then(|| {
-            "microVM: software emulation (TCG), many times slower than hardware-assisted KVM"
-                .to_string()
-        });
-        report.charts.push(Chart {
-            title: "time until the workload starts (median; whiskers: fastest to slowest)".into(),
-            unit: Unit::Milliseconds,
-            bars: vec![
-                Series::bar("container", Side::Container, &c_start),
-                Series::bar("microVM", Side::Vm, &v_start),
-            ],
-            note: note.clone(),
-        });
-        report.charts.push(Chart {
-            title: "time until everything has ended (median; whiskers: fastest to slowest)".into(),
-            unit: Unit::Milliseconds,
-            bars: vec![
-                Series::bar("container", Side::Container, &c_total),
-                Series::bar("microVM", Side::Vm, &v_total),
-            ],
-            note,
-        });
-
-        findings(report, &c_start, &v_start, &c_total, &v_total, emulated);
-        report.caveats.push(format!(
-            "{runs} run(s) per side on a shared machine: other work on it moves the numbers; the spread shows how much."
-        ));
-        report.caveats.push(
-            "Both sides start warm: the image's layers are unpacked and the guest's initramfs is built (and cached) before the first timed run. The container's time includes starting its supervisor process; the VM's includes writing the initramfs for the VMM."
-                .into(),
-        );
-        let s = |m: &Measured<Stats>| serde_json::to_value(m).unwrap_or_default();
-        report.fact(
-            "container",
-            json!({"to_workload_ms": s(&c_start), "total_ms": s(&c_total), "exit_codes": containers.exit_codes}),
-        );
-        report.fact(
-            "vm",
-            json!({
-                "to_workload_ms": s(&v_start), "total_ms": s(&v_total),
-                "exit_codes": vms.series.exit_codes,
-                "phases": vms.last.as_ref().map(|r| r.phases.clone()),
-                "emulated": emulated,
-            }),
-        );
-        report.fact(
-            "container_started_first",
-            match (c_start.value(), v_start.value()) {
-                (Some(c), Some(v)) => Some(c.median < v.median),
-                _ => None,
-            },
-        );
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// What the lesson measured: N foreground container runs and N VM boots.
+struct Measurements {
+    containers: Series,
+    vms: VmSeries,
+    c_start: Measured<Stats>,
+    v_start: Measured<Stats>,
+    c_total: Measured<Stats>,
+    v_total: Measured<Stats>,
+    emulated: bool,
+}
+
+/// Act one: run the workload both ways.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let runs = report.runs;
+    let opts = cmd_opts(WORKLOAD.iter().map(|s| s.to_string()).collect());
+    ctx.say.heading(&format!("{runs} container run(s)"));
+    let containers = foreground_series(ctx, report, BUSYBOX, &opts, runs);
+    ctx.say.heading(&format!("{runs} microVM run(s)"));
+    let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
+    let vms = vm_series(ctx, report, &req, runs);
+    let m = Measurements {
+        c_start: containers.to_workload(),
+        v_start: vms.series.to_workload(),
+        c_total: containers.total(),
+        v_total: vms.series.total(),
+        containers,
+        vms,
+        emulated: ctx.emulated(),
+    };
+    for (what, v) in [
+        ("container time to workload start", &m.c_start),
+        ("VM time to workload start", &m.v_start),
+        ("container total time", &m.c_total),
+        ("VM total time", &m.v_total),
+    ] {
+        report.check(what, v);
+    }
+    Ok(m)
+}
+
+/// Act two: each run in a table, where the VM's time went, two charts.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let mut t = Table::new(
+        "each run (milliseconds from the start of the command)",
+        &[
+            "run",
+            "container: workload starts",
+            "container: all done",
+            "microVM: workload starts",
+            "microVM: all done",
+        ],
+    );
+    let cell = |v: &[f64], i: usize, s: &Series| -> Cell {
+        match v.get(i) {
+            Some(ms) => format_ms(*ms).into(),
+            None => Cell::Failed {
+                failed: s
+                    .failures
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "not measured".into()),
+            },
+        }
+    };
+    let (c, v) = (&m.containers, &m.vms.series);
+    for i in 0..report.runs {
+        t.row(vec![
+            format!("{}", i + 1).into(),
+            cell(&c.to_workload_ms, i, c),
+            cell(&c.total_ms, i, c),
+            cell(&v.to_workload_ms, i, v),
+            cell(&v.total_ms, i, v),
+        ]);
+    }
+    report.tables.push(t);
+    if let Some(last) = &m.vms.last {
+        let mut phases = Table::new(
+            "where the microVM's time went (last run)",
+            &["phase", "time"],
+        );
+        for p in &last.phases {
+            phases.row(vec![
+                p.name.clone().into(),
+                p.ms.map(format_ms).map(Cell::from).unwrap_or(Cell::Failed {
+                    failed: "not reached".into(),
+                }),
+            ]);
+        }
+        report.tables.push(phases);
+    }
+    report.charts.extend(charts::start_and_end(
+        &m.c_start, &m.v_start, &m.c_total, &m.v_total, m.emulated,
+    ));
+}
+
+/// Act three: what the numbers show, the caveats, and the facts for machines.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    findings(
+        report, &m.c_start, &m.v_start, &m.c_total, &m.v_total, m.emulated,
+    );
+    let runs = report.runs;
+    report.caveats.push(format!(
+        "{runs} run(s) per side on a shared machine: other work on it moves the numbers; the spread shows how much."
+    ));
+    report.caveats.push(
+        "Both sides start warm: the image's layers are unpacked and the guest's initramfs is built (and cached) before the first timed run. The container's time includes starting its supervisor process; the VM's includes writing the initramfs for the VMM."
+            .into(),
+    );
+    let s = |v: &Measured<Stats>| serde_json::to_value(v).unwrap_or_default();
+    report.fact(
+        "container",
+        json!({"to_workload_ms": s(&m.c_start), "total_ms": s(&m.c_total), "exit_codes": m.containers.exit_codes}),
+    );
+    report.fact(
+        "vm",
+        json!({
+            "to_workload_ms": s(&m.v_start), "total_ms": s(&m.v_total),
+            "exit_codes": m.vms.series.exit_codes,
+            "phases": m.vms.last.as_ref().map(|r| r.phases.clone()),
+            "emulated": m.emulated,
+        }),
+    );
+    report.fact(
+        "container_started_first",
+        match (m.c_start.value(), m.v_start.value()) {
+            (Some(c), Some(v)) => Some(c.median < v.median),
+            _ => None,
+        },
+    );
 }
 
 fn findings(

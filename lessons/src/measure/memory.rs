@@ -1,8 +1,12 @@
 //! Memory as each side reports it: a process's resident set (the container's
-//! supervisor, the VMM), and `/proc/meminfo` as a guest sees it.
+//! supervisor, the VMM), `/proc/meminfo` as a guest sees it, and a container's
+//! memory on the host (its cgroup's peak plus its supervisor).
 
 use serde::Serialize;
 use twinbox_engine::container::procinfo;
+
+use crate::context::DetachedEnd;
+use crate::report::Measured;
 
 /// The shell line a lesson runs inside a VM to hear what the guest uses.
 pub const MEMINFO_SCRIPT: &str = "cat /proc/meminfo";
@@ -86,6 +90,74 @@ pub fn host_meminfo() -> Result<MemInfo, String> {
     parse_meminfo(&text)
 }
 
+/// Container memory: what its cgroup charged at the peak, plus the
+/// supervisor process that owns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerMemory {
+    pub cgroup_peak: Measured<u64>,
+    pub supervisor_rss: Measured<u64>,
+    pub supervisor_pss: Measured<u64>,
+    pub total: Measured<u64>,
+}
+
+pub fn container_memory(end: Option<&DetachedEnd>) -> ContainerMemory {
+    let Some(end) = end else {
+        let f = || Measured::failed("no container run finished");
+        return ContainerMemory {
+            cgroup_peak: f(),
+            supervisor_rss: f(),
+            supervisor_pss: f(),
+            total: f(),
+        };
+    };
+    let peak = Measured::from_option(
+        end.state.memory_peak_bytes,
+        "the cgroup reported no peak (memory controller missing?)",
+    );
+    let sup = end.supervisor;
+    let rss = Measured::from_option(
+        sup.map(|m| m.rss),
+        "the container ended before its supervisor could be sampled: give a command that runs a little longer",
+    );
+    let pss = match sup {
+        Some(m) => Measured::from_option(m.pss, "no smaps_rollup for the supervisor"),
+        None => Measured::failed("the supervisor was not sampled"),
+    };
+    let total = match (peak.value(), rss.value()) {
+        (Some(p), Some(r)) => Measured::Value(p + r),
+        _ => Measured::failed("needs both the cgroup peak and the supervisor's RSS"),
+    };
+    ContainerMemory {
+        cgroup_peak: peak,
+        supervisor_rss: rss,
+        supervisor_pss: pss,
+        total,
+    }
+}
+
+/// The median of the values that were measured; when none was, the first
+/// reason (or `none`). Several runs of a memory sample come down to one number.
+pub fn median_measured<'a>(
+    samples: impl IntoIterator<Item = &'a Measured<u64>>,
+    none: &str,
+) -> Measured<u64> {
+    let mut vals = Vec::new();
+    let mut why = None;
+    for s in samples {
+        match s {
+            Measured::Value(v) => vals.push(*v),
+            Measured::Failed(w) => {
+                why.get_or_insert_with(|| w.clone());
+            }
+        }
+    }
+    vals.sort_unstable();
+    match vals.get(vals.len().saturating_sub(1) / 2) {
+        Some(v) => Measured::Value(*v),
+        None => Measured::failed(why.unwrap_or_else(|| none.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +171,20 @@ mod tests {
         assert!(parse_meminfo("nothing").is_err());
         // a MemTotalX line must not be taken for MemTotal
         assert!(parse_meminfo("MemTotalX: 5 kB\nMemFree: 1 kB").is_err());
+    }
+
+    #[test]
+    fn median_of_what_was_measured() {
+        let m = [
+            Measured::Value(5),
+            Measured::failed("gone"),
+            Measured::Value(1),
+            Measured::Value(3),
+        ];
+        assert_eq!(median_measured(&m, "none"), Measured::Value(3));
+        let f: [Measured<u64>; 1] = [Measured::failed("gone")];
+        assert_eq!(median_measured(&f, "none"), Measured::failed("gone"));
+        assert_eq!(median_measured(&[], "none"), Measured::failed("none"));
     }
 
     #[test]

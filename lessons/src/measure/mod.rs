@@ -1,7 +1,9 @@
 //! Measuring instruments: clocks and spreads, what a kernel says about itself,
-//! memory of processes and guests, bytes on disk.
+//! memory of processes and guests, bytes on disk, and the harness that runs
+//! one workload N times on one side ([`series`]).
 
 pub mod disk;
 pub mod kernel;
 pub mod memory;
+pub mod series;
 pub mod time;

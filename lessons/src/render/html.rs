@@ -311,7 +311,7 @@ fn chart(h: &mut String, c: &Chart) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::terminal::bar;
+    use crate::charts::bar;
     use crate::report::Unit;
 
     #[test]

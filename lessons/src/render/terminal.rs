@@ -4,7 +4,7 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use crate::report::{Bar, Chart, LessonReport, Measured, Side, Table};
+use crate::report::{Chart, LessonReport, Measured, Side, Table};
 
 const WIDTH: usize = 78;
 const BAR_WIDTH: usize = 36;
@@ -247,19 +247,10 @@ fn bar_cells(v: f64, max: f64) -> String {
     s
 }
 
-/// Convenience for lessons: a bar from a measured value.
-pub fn bar(label: &str, side: Side, value: Measured<f64>, spread: Option<(f64, f64)>) -> Bar {
-    Bar {
-        label: label.to_string(),
-        value,
-        spread,
-        side,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::charts::bar;
     use crate::report::{Cell, Unit};
 
     #[test]
