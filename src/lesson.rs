@@ -7,14 +7,15 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use twinbox_lessons::backend::BackendChoice;
 use twinbox_lessons::render::{html, json};
-use twinbox_lessons::{compare, lessons, Context, LessonReport, Settings, LESSONS, TOUR};
+use twinbox_lessons::{compare, lessons, Context, LessonReport, Settings, COURSE, TOUR};
 
 use crate::container::require_root;
 use crate::format::print_table;
 
 #[derive(Args, Debug)]
 pub struct LessonArgs {
-    /// A lesson's name, `list` to see them all, or `tour` for the main five
+    /// A lesson's name, `list` to see them all, `tour` for the main five, or
+    /// `course` for every lesson in the course's order (one report)
     name: String,
     /// How many times to repeat timed measurements (each lesson has a default)
     #[arg(long)]
@@ -91,6 +92,8 @@ pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
     }
     let names: Vec<&str> = if args.name == "tour" {
         TOUR.to_vec()
+    } else if args.name == "course" {
+        twinbox_lessons::course().map(|l| l.name()).collect()
     } else {
         vec![lessons::find(&args.name)?.name()]
     };
@@ -106,6 +109,14 @@ pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
             "Five short lessons, each running the same workload as a container and as a microVM on this machine: {}. Timed measurements repeat {} times (change with --runs); on a machine without hardware virtualization the VMs run under software emulation and the tour takes a few minutes.",
             TOUR.join(", "),
             args.runs.map_or("3".to_string(), |r| r.to_string())
+        ));
+    }
+    if args.name == "course" {
+        ctx.say.title("twinbox course");
+        ctx.say.paragraph(&format!(
+            "Every lesson, in the course's order ({} lessons in {} parts), with one report at the end.",
+            names.len(),
+            COURSE.len()
         ));
     }
     let mut reports: Vec<LessonReport> = Vec::new();
@@ -151,24 +162,30 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn list() -> Result<i32> {
-    let rows: Vec<Vec<String>> = LESSONS
-        .iter()
-        .map(|l| {
-            vec![
-                l.name().to_string(),
-                if l.uses_vm() {
-                    "container + microVM"
-                } else {
-                    "container"
-                }
-                .to_string(),
-                l.summary().to_string(),
-            ]
-        })
-        .collect();
-    print_table(&["LESSON", "RUNS", "SHOWS"], &rows);
+    for (n, part) in COURSE.iter().enumerate() {
+        println!("{}. {}", n + 1, part.title);
+        let rows: Vec<Vec<String>> = part
+            .lessons
+            .iter()
+            .filter_map(|name| lessons::find(name).ok())
+            .map(|l| {
+                vec![
+                    format!("  {}", l.name()),
+                    if l.uses_vm() {
+                        "container + microVM"
+                    } else {
+                        "container"
+                    }
+                    .to_string(),
+                    l.summary().to_string(),
+                ]
+            })
+            .collect();
+        print_table(&["  LESSON", "RUNS", "SHOWS"], &rows);
+        println!();
+    }
     println!(
-        "\nrun one with `twinbox lesson NAME`, or `twinbox lesson tour` for {}",
+        "run one with `twinbox lesson NAME`, `twinbox lesson tour` for {}, or `twinbox lesson course` for all of them in this order",
         TOUR.join(", ")
     );
     Ok(0)

@@ -604,3 +604,56 @@ fn bad_input_is_one_clear_line() {
         assert!(list.stdout.contains(name), "{name} not listed");
     }
 }
+
+#[test]
+fn identity_lesson_handmade_container_is_in_the_kernel_but_not_in_ps() {
+    let Some(lab) = lab() else { return };
+    let report = lab.root().join("identity.html");
+    let (r, j) = lesson(
+        &lab,
+        &[
+            "lesson",
+            "identity",
+            "--runs",
+            "1",
+            "--json",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let f = &j["facts"];
+    let c = &f["container"];
+    assert_eq!(c["in_twinbox_ps"], true);
+    assert_eq!(c["in_kernel_pid_namespaces"], true);
+    assert_eq!(c["cgroup_names_id"], true);
+    let h = &f["handmade"];
+    assert_eq!(h["in_twinbox_ps"], false);
+    assert_eq!(h["in_kernel_pid_namespaces"], true);
+    let own = value(&h["kernel"], "hand-made")["own_namespaces"]
+        .as_array()
+        .unwrap();
+    for ns in ["mnt", "pid", "uts", "ipc", "net"] {
+        assert!(own.iter().any(|n| n == ns), "hand-made lacks {ns}: {own:?}");
+    }
+    // the host's namespaces are the host's: PID 1's pid namespace link
+    let host_pid_ns = std::fs::read_link("/proc/1/ns/pid").unwrap();
+    assert_eq!(
+        f["host_namespaces"]["pid"],
+        host_pid_ns.to_string_lossy().as_ref()
+    );
+    assert!(!j["findings"].as_array().unwrap().is_empty());
+    assert!(std::fs::read_to_string(&report)
+        .unwrap()
+        .contains("identity"));
+    // nothing left: no containers, the hand-made cgroup removed, its process gone
+    assert_eq!(lab.container_count(), 0);
+    let cg = h["cgroup"]["value"].as_str().unwrap();
+    assert!(!Path::new(cg).exists(), "{cg} left behind");
+    let pid = value(&h["kernel"], "hand-made")["pid"].as_i64().unwrap();
+    if let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
+        // the pid may have been reused since, but not by a process in that namespace
+        assert_eq!(ns, host_pid_ns, "the hand-made container still runs");
+    }
+}

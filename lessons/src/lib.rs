@@ -26,7 +26,7 @@ pub mod report;
 pub mod shell;
 
 pub use context::{Context, Settings};
-pub use lessons::{find, Lesson, LESSONS, TOUR};
+pub use lessons::{course, find, Lesson, COURSE, LESSONS, TOUR};
 pub use report::LessonReport;
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 mod disk;
 mod distro;
 mod ephemeral;
+mod identity;
 mod images;
 mod isolation;
 mod kernel;
@@ -12,6 +13,7 @@ mod limits;
 mod memory;
 mod registry;
 mod scale;
+mod shared_kernel;
 mod startup;
 
 use crate::context::Context;
@@ -46,7 +48,40 @@ pub static LESSONS: &[&dyn Lesson] = &[
     &scale::Scale,
     &distro::Distro,
     &registry::Registry,
+    &identity::Identity,
+    &shared_kernel::SharedKernel,
 ];
+
+/// A part of the course: a heading and its lessons, in the order taught.
+pub struct Part {
+    pub title: &'static str,
+    pub lessons: &'static [&'static str],
+}
+
+/// The course's order, part by part: `lesson list` groups by it and
+/// `lesson course` runs it from the first lesson to the last.
+pub const COURSE: &[Part] = &[
+    Part {
+        title: "what a container is",
+        lessons: &["kernel", "identity", "isolation", "shared-kernel"],
+    },
+    Part {
+        title: "what each costs",
+        lessons: &["startup", "memory", "disk", "scale", "limits"],
+    },
+    Part {
+        title: "images and their life",
+        lessons: &["images", "ephemeral", "registry", "distro"],
+    },
+];
+
+/// Every lesson in the course's order.
+pub fn course() -> impl Iterator<Item = &'static dyn Lesson> {
+    COURSE
+        .iter()
+        .flat_map(|p| p.lessons.iter())
+        .filter_map(|n| find(n).ok())
+}
 
 /// What `twinbox lesson tour` runs, in order.
 pub const TOUR: &[&str] = &["kernel", "startup", "memory", "disk", "isolation"];
@@ -105,4 +140,33 @@ pub fn run(lesson: &dyn Lesson, ctx: &mut Context) -> Result<LessonReport, Lesso
     }
     ctx.say.summary(&report);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lesson_is_in_the_course_once() {
+        let taught: Vec<&str> = COURSE
+            .iter()
+            .flat_map(|p| p.lessons.iter().copied())
+            .collect();
+        for l in LESSONS {
+            assert_eq!(
+                taught.iter().filter(|n| **n == l.name()).count(),
+                1,
+                "{} must be in exactly one part of the course",
+                l.name()
+            );
+        }
+        assert_eq!(
+            taught.len(),
+            LESSONS.len(),
+            "the course names a lesson that does not exist"
+        );
+        for t in TOUR {
+            assert!(find(t).is_ok());
+        }
+    }
 }

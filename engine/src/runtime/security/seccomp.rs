@@ -125,6 +125,12 @@ pub fn docker_profile_for_capabilities(bounding: &Capabilities) -> LinuxSeccomp 
     profile::profile_for_capabilities(bounding)
 }
 
+/// Every x86_64 system call this filter compiler knows, by name (the
+/// kernel's table): what a profile's allow-list is measured against.
+pub fn x86_64_syscall_names() -> impl Iterator<Item = &'static str> {
+    syscalls_x86_64::SYSCALLS.iter().map(|(name, _)| *name)
+}
+
 /// A comparison operator on one system call argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
