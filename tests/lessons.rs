@@ -637,8 +637,8 @@ fn identity_lesson_handmade_container_is_in_the_kernel_but_not_in_ps() {
     for ns in ["mnt", "pid", "uts", "ipc", "net"] {
         assert!(own.iter().any(|n| n == ns), "hand-made lacks {ns}: {own:?}");
     }
-    // the host's namespaces are the host's: PID 1's pid namespace link
-    let host_pid_ns = std::fs::read_link("/proc/1/ns/pid").unwrap();
+    // the host's namespaces are the test's own (twinbox runs beside it)
+    let host_pid_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
     assert_eq!(
         f["host_namespaces"]["pid"],
         host_pid_ns.to_string_lossy().as_ref()
@@ -656,4 +656,34 @@ fn identity_lesson_handmade_container_is_in_the_kernel_but_not_in_ps() {
         // the pid may have been reused since, but not by a process in that namespace
         assert_eq!(ns, host_pid_ns, "the hand-made container still runs");
     }
+}
+
+#[test]
+fn shared_kernel_lesson_one_container_moves_a_count_the_host_and_others_see() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(&lab, &["lesson", "shared-kernel", "--runs", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let k = &j["facts"]["kernel_wide"];
+    let started = j["facts"]["tasks_started"].as_i64().unwrap();
+    // the rise is noisy on a busy machine; the lesson itself calls half a rise
+    assert!(k["host_rise"].as_i64().unwrap() >= started / 2, "{k}");
+    assert!(
+        k["other_container_rise"].as_i64().unwrap() >= started / 2,
+        "{k}"
+    );
+    assert_eq!(k["vm_saw_host_tasks"], false, "{k}");
+    let rights = &j["facts"]["rights"];
+    let d = value(&rights["default"], "default rights");
+    let p = value(&rights["privileged"], "privileged rights");
+    assert_eq!(d["seccomp_mode"], 2);
+    assert_eq!(p["seccomp_mode"], 0);
+    assert!(d["capabilities"].as_u64().unwrap() < p["capabilities"].as_u64().unwrap());
+    assert_eq!(d["proc_sys_writable"], false);
+    assert_eq!(p["proc_sys_writable"], true);
+    assert_eq!(p["kernel_log_readable"], true);
+    let allowed = rights["syscalls_allowed_by_default"].as_u64().unwrap();
+    let known = rights["syscalls_known"].as_u64().unwrap();
+    assert!(allowed > 200 && allowed < known, "{allowed} of {known}");
+    assert_eq!(lab.container_count(), 0);
 }

@@ -73,7 +73,7 @@ struct KernelView {
     pid: i32,
     /// Namespace name → its kernel object, e.g. `pid:[4026532301]`.
     namespaces: BTreeMap<String, String>,
-    /// The namespaces that differ from the host's (PID 1's).
+    /// The namespaces that differ from the host's.
     own_namespaces: Vec<String>,
     /// `/proc/PID/cgroup`, one line per hierarchy.
     cgroups: Vec<String>,
@@ -97,10 +97,12 @@ struct Measurements {
 fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
     let image = ctx.image(BUSYBOX)?;
     let tag = format!("identity-{}", random_hex(4));
-    let host = namespaces_of(1);
+    // this program's own namespaces are the host's (PID 1's may be out of
+    // reach when the lesson itself runs inside a sandbox)
+    let host = namespaces_of(std::process::id() as i32);
     ctx.host_step(
         report,
-        "ls -l /proc/1/ns   # the host's own namespaces (PID 1 lives in them)",
+        "ls -l /proc/self/ns   # the host's namespaces, as a host shell sees them",
         &describe_ns(&host),
     );
 
@@ -188,7 +190,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         .collect();
     ctx.host_step(
         report,
-        "for p in /proc/[0-9]*; do [ \"$(readlink $p/ns/pid)\" != \"$(readlink /proc/1/ns/pid)\" ] && echo ${p#/proc/}; done   # every process in a PID namespace of its own",
+        "for p in /proc/[0-9]*; do [ \"$(readlink $p/ns/pid)\" != \"$(readlink /proc/self/ns/pid)\" ] && echo ${p#/proc/}; done   # every process in a PID namespace other than the host's",
         &kernel_list
             .iter()
             .map(|p| format!("{p}\n"))
@@ -245,12 +247,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
 fn present(m: &Measurements, report: &mut LessonReport) {
     let mut t = Table::new(
         "namespaces, as the kernel names them (/proc/PID/ns/*)",
-        &[
-            "namespace",
-            "host (PID 1)",
-            "twinbox container",
-            "hand-made",
-        ],
+        &["namespace", "host", "twinbox container", "hand-made"],
     );
     let ns = |v: &Measured<KernelView>, n: &str| -> Cell {
         match v {

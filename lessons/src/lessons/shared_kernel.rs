@@ -28,7 +28,9 @@ const LOOK: &str = "cat /proc/loadavg; cat /proc/uptime";
 
 /// What a container may ask of the kernel, read from inside it.
 const RIGHTS: &str = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status
-if [ -w /proc/sys/kernel ]; then echo 'proc-sys: writable'; else echo 'proc-sys: read-only'; fi
+o=$(awk '$2 == \"/proc/sys\" { o = $4 } END { print o }' /proc/mounts)
+[ -n \"$o\" ] || o=$(awk '$2 == \"/proc\" { o = $4 } END { print o }' /proc/mounts)
+case \"$o\" in ro*) echo 'proc-sys: read-only';; *) echo 'proc-sys: writable';; esac
 k=$(dmesg 2>&1); rc=$?
 if [ $rc -eq 0 ]; then echo \"kernel-log: readable, $(echo \"$k\" | wc -l) lines, last: $(echo \"$k\" | tail -n 1)\"; else echo \"kernel-log: refused: $(echo \"$k\" | head -n 1)\"; fi";
 
