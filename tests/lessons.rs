@@ -687,3 +687,48 @@ fn shared_kernel_lesson_one_container_moves_a_count_the_host_and_others_see() {
     assert!(allowed > 200 && allowed < known, "{allowed} of {known}");
     assert_eq!(lab.container_count(), 0);
 }
+
+#[test]
+fn dockerfile_lesson_builds_cached_and_edited_and_serves_the_page() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(&lab, &["lesson", "dockerfile", "--runs", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let f = &j["facts"];
+    let builds = f["builds"].as_array().unwrap();
+    assert_eq!(builds.len(), 3);
+    let cold = value(&builds[0], "cold build");
+    let ran_cold = cold["ran"].as_array().unwrap();
+    for step in ["RUN", "COPY app.sh"] {
+        assert!(
+            ran_cold.iter().any(|s| s.as_str().unwrap().contains(step)),
+            "the cold build must run {step}: {cold}"
+        );
+    }
+    let warm = value(&builds[1], "unchanged build");
+    assert_eq!(warm["cached"], warm["steps"], "{warm}");
+    assert!(warm["ran"].as_array().unwrap().is_empty(), "{warm}");
+    assert_eq!(f["unchanged_rebuild_reran_nothing"], true);
+    assert_eq!(f["edit_reran_only_the_last_steps"], true);
+    let edit = value(&builds[2], "edited build");
+    let ran = edit["ran"].as_array().unwrap();
+    assert!(
+        ran.iter()
+            .any(|s| s.as_str().unwrap().contains("COPY app.sh")),
+        "{edit}"
+    );
+    assert!(
+        !ran.iter().any(|s| s.as_str().unwrap().contains("RUN")),
+        "the RUN before the edited COPY must come from the cache: {edit}"
+    );
+    let served = value(&f["container"], "the served page");
+    let page = served["page"].as_str().unwrap();
+    assert!(page.contains("served by"), "{page}");
+    assert!(
+        page.contains("version 2"),
+        "the edited app must be served: {page}"
+    );
+    // the VM half says why it is missing instead of pretending
+    assert_eq!(f["vm"]["ran"], false);
+    assert_eq!(lab.container_count(), 0);
+}

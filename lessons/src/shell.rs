@@ -73,6 +73,16 @@ pub fn container_run(image: &str, opts: &RunOptions, detach: bool) -> String {
     if let Some(e) = &opts.entrypoint {
         w.extend(["--entrypoint".into(), e.clone()]);
     }
+    if opts.privileged {
+        w.push("--privileged".into());
+    }
+    for p in &opts.ports {
+        let host = match p.host_ip {
+            Some(ip) => format!("{ip}:{}", p.host_port),
+            None => p.host_port.to_string(),
+        };
+        w.extend(["-p".into(), format!("{host}:{}", p.container_port)]);
+    }
     w.push(image.into());
     w.extend(opts.cmd.iter().cloned());
     join(&w)

@@ -4,6 +4,7 @@
 
 mod disk;
 mod distro;
+mod dockerfile;
 mod ephemeral;
 mod identity;
 mod images;
@@ -50,6 +51,7 @@ pub static LESSONS: &[&dyn Lesson] = &[
     &registry::Registry,
     &identity::Identity,
     &shared_kernel::SharedKernel,
+    &dockerfile::DockerfileLesson,
 ];
 
 /// A part of the course: a heading and its lessons, in the order taught.
@@ -71,7 +73,7 @@ pub const COURSE: &[Part] = &[
     },
     Part {
         title: "images and their life",
-        lessons: &["images", "ephemeral", "registry", "distro"],
+        lessons: &["images", "dockerfile", "ephemeral", "registry", "distro"],
     },
 ];
 
