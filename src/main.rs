@@ -15,6 +15,7 @@ macro_rules! print {
 }
 
 mod build;
+mod commit;
 mod container;
 mod doctor;
 mod format;
@@ -68,6 +69,10 @@ enum Command {
     Restart(container::StopArgs),
     /// Give a container a new name
     Rename(container::RenameArgs),
+    /// Show what a container changed in its filesystem (A added, C changed, D deleted)
+    Diff(commit::DiffArgs),
+    /// Make a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// Freeze every process of containers (cgroup freezer)
     Pause(container::NamesArgs),
     /// Thaw paused containers
@@ -208,6 +213,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Stop(args) => container::stop(&root, args),
         Command::Restart(args) => container::restart(&root, args),
         Command::Rename(args) => container::rename(&root, args),
+        Command::Diff(args) => commit::diff(&root, args),
+        Command::Commit(args) => commit::commit(&root, args),
         Command::Pause(args) => container::pause(&root, args, true),
         Command::Unpause(args) => container::pause(&root, args, false),
         Command::Container(cmd) => container::container_command(&root, cmd),

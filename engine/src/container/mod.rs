@@ -2,7 +2,9 @@
 //! an OCI spec made from the image and the `run` options, and a supervisor that
 //! owns the running process, its logs and its exit.
 
+pub mod commit;
 pub mod copy;
+pub mod diff;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;

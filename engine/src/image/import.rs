@@ -17,16 +17,15 @@ pub fn import_rootfs(
     store: &Store,
     tar_path: &Path,
     name: &str,
-    cmd: Option<Vec<String>>,
+    changes: &[String],
 ) -> Result<Image> {
     let reference = Reference::parse(name)?;
+    // refuse a bad change before reading the archive
+    super::changes::apply_all(&mut serde_json::json!({}), changes)?;
     let tar = open_tar_file(tar_path)?;
     let layer = ingest_tar(store, None, tar, &mut |_| {})?.layer;
     let created = now_rfc3339();
-    let mut config = ConfigBuilder::default().env(vec![DEFAULT_PATH_ENV.to_string()]);
-    if let Some(cmd) = cmd {
-        config = config.cmd(cmd);
-    }
+    let config = ConfigBuilder::default().env(vec![DEFAULT_PATH_ENV.to_string()]);
     let config = ImageConfigurationBuilder::default()
         .created(created.clone())
         .architecture(Arch::Amd64)
@@ -47,5 +46,16 @@ pub fn import_rootfs(
             .expect("import history")])
         .build()
         .expect("import image config");
+    let config = if changes.is_empty() {
+        config
+    } else {
+        let bad = |e: serde_json::Error| super::ImageError::BadConfig {
+            digest: "(new)".into(),
+            message: e.to_string(),
+        };
+        let mut v = serde_json::to_value(&config).map_err(bad)?;
+        super::changes::apply_all(&mut v, changes)?;
+        serde_json::from_value(v).map_err(bad)?
+    };
     write_image(store, &reference, &config, vec![layer])
 }

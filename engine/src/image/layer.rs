@@ -42,6 +42,16 @@ pub fn write_image(
     config: &ImageConfiguration,
     layers: Vec<LayerInfo>,
 ) -> Result<Image> {
+    write_image_named(store, std::slice::from_ref(reference), config, layers)
+}
+
+/// [`write_image`] with any number of names; none keeps the image unnamed.
+pub fn write_image_named(
+    store: &Store,
+    names: &[Reference],
+    config: &ImageConfiguration,
+    layers: Vec<LayerInfo>,
+) -> Result<Image> {
     let config_bytes = serde_json::to_vec(config).map_err(|e| ImageError::BadConfig {
         digest: "(new)".into(),
         message: e.to_string(),
@@ -66,7 +76,7 @@ pub fn write_image(
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     commit_image(
         store,
-        std::slice::from_ref(reference),
+        names,
         &ImageBlobs {
             manifest: &manifest_bytes,
             manifest_media_type: MEDIA_TYPE_MANIFEST,

@@ -3,6 +3,7 @@
 //! it (save, export, rmi and garbage collection).
 
 pub mod bootstrap;
+pub mod changes;
 pub mod debian;
 pub mod export;
 pub mod gc;
@@ -44,6 +45,8 @@ pub enum ImageError {
     Layer { digest: String, message: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("--change {change:?}: {why}")]
+    BadChange { change: String, why: String },
     #[error("image archive: {0}")]
     Archive(String),
     #[error("{0}")]
