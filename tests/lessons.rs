@@ -732,3 +732,28 @@ fn dockerfile_lesson_builds_cached_and_edited_and_serves_the_page() {
     assert_eq!(f["vm"]["ran"], false);
     assert_eq!(lab.container_count(), 0);
 }
+
+#[test]
+fn network_lesson_sees_veth_bridge_nat_and_times_three_paths() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson(&lab, &["lesson", "network", "--runs", "5", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let f = &j["facts"];
+    let ip = value(&f["container_ip"], "container address")
+        .as_str()
+        .unwrap();
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    assert!(f["inside"].as_str().unwrap().contains(ip));
+    assert_eq!(f["veth_on_bridge"], true);
+    assert_eq!(f["nat_rule_for_container"], true);
+    let paths = f["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 3);
+    for p in paths {
+        let lat = value(&p["latency_ms"], "latency");
+        assert_eq!(lat["runs"].as_array().unwrap().len(), 5, "{p}");
+        assert!(value(&p["throughput"], "throughput").as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(f["vm"]["ran"], false);
+    assert_eq!(lab.container_count(), 0);
+}

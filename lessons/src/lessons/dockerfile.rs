@@ -3,8 +3,7 @@
 //! unchanged (all cached) and after an edit (only the last step reruns), run
 //! with `-d -p`, and its page fetched from the host.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
 use super::Lesson;
 use crate::context::{Context, BUSYBOX, RUN_TIMEOUT};
+use crate::measure::http;
 use crate::report::{format_bytes, format_ms, Cell, LessonReport, Measured, Side, Step, Table};
 use crate::LessonError;
 
@@ -239,7 +239,7 @@ fn ran_steps(lines: &[String]) -> Vec<String> {
 
 /// `run -d -p 127.0.0.1:PORT:8000`, then GET until it answers.
 fn serve(ctx: &Context, report: &mut LessonReport) -> Measured<Served> {
-    let host_port = match free_port() {
+    let host_port = match http::free_port() {
         Ok(p) => p,
         Err(e) => return Measured::failed(format!("no free port on 127.0.0.1: {e}")),
     };
@@ -259,7 +259,9 @@ fn serve(ctx: &Context, report: &mut LessonReport) -> Measured<Served> {
         Err(e) => return Measured::failed(format!("run -d -p: {e}")),
     };
     let url = format!("http://127.0.0.1:{host_port}{PATH}");
-    let answer = fetch_until(host_port, Duration::from_secs(30), || d.is_running());
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
+    let answer =
+        http::get_until(addr, PATH, Duration::from_secs(30), || d.is_running()).map(|a| a.text());
     let first_answer_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let cgroup_bytes = d.cgroup_usage().and_then(|u| u.memory_bytes);
     let supervisor_rss = d.supervisor_memory().map(|m| m.rss);
@@ -432,53 +434,6 @@ fn write_app(dir: &Path, app: &str) -> Result<(), LessonError> {
     };
     write("Dockerfile", DOCKERFILE, 0o644)?;
     write("app.sh", app, 0o755)
-}
-
-/// A port nobody listens on right now (the kernel picks it).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
-/// GET PATH on 127.0.0.1:PORT until a 200 answer (its body) or the timeout.
-fn fetch_until(port: u16, timeout: Duration, alive: impl Fn() -> bool) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer");
-    while Instant::now() < deadline {
-        match get(port) {
-            Ok((200, body)) => return Ok(body),
-            Ok((code, _)) => last = format!("HTTP {code}"),
-            Err(e) => last = e.to_string(),
-        }
-        if !alive() {
-            return Err(format!("the container exited ({last})"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!("no answer within {} s: {last}", timeout.as_secs()))
-}
-
-fn get(port: u16) -> std::io::Result<(u16, String)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("GET {PATH} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    // a CGI's own header lines may end in a bare "\n"
-    let (head, body) = ["\r\n\r\n", "\n\n", "\r\n\n"]
-        .iter()
-        .filter_map(|sep| text.find(sep).map(|i| (i, sep.len())))
-        .min()
-        .map_or((&text[..], ""), |(i, n)| (&text[..i], &text[i + n..]));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
-    Ok((code, body.to_string()))
 }
 
 /// A private directory for the build context, removed when dropped.

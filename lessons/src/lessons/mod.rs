@@ -12,6 +12,7 @@ mod isolation;
 mod kernel;
 mod limits;
 mod memory;
+mod network;
 mod registry;
 mod scale;
 mod shared_kernel;
@@ -52,6 +53,7 @@ pub static LESSONS: &[&dyn Lesson] = &[
     &identity::Identity,
     &shared_kernel::SharedKernel,
     &dockerfile::DockerfileLesson,
+    &network::Network,
 ];
 
 /// A part of the course: a heading and its lessons, in the order taught.
@@ -74,6 +76,10 @@ pub const COURSE: &[Part] = &[
     Part {
         title: "images and their life",
         lessons: &["images", "dockerfile", "ephemeral", "registry", "distro"],
+    },
+    Part {
+        title: "services",
+        lessons: &["network"],
     },
 ];
 

@@ -3,6 +3,7 @@
 //! one workload N times on one side ([`series`]).
 
 pub mod disk;
+pub mod http;
 pub mod kernel;
 pub mod memory;
 pub mod series;
