@@ -197,8 +197,14 @@ fn main() -> ExitCode {
 /// The store at `root`, with the path in the error when it cannot be opened.
 pub(crate) fn open_store(root: &std::path::Path) -> anyhow::Result<twinbox_engine::store::Store> {
     use anyhow::Context;
-    twinbox_engine::system::open_store(root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))
+    let store = twinbox_engine::system::open_store(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    // the VM half of recovery (the engine's knows containers, not VMs)
+    let vms = twinbox_microvm::instance::recover::recover(&store);
+    if !vms.is_empty() {
+        tracing::info!(?vms, "recovered VMs whose twinbox process died");
+    }
+    Ok(store)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {

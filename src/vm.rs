@@ -63,7 +63,11 @@ pub struct VmRunArgs {
     #[arg(long = "kernel-args", default_value = "")]
     kernel_args: String,
     /// Seconds the guest may take to reach its init
-    #[arg(long = "boot-timeout", default_value_t = 60)]
+    #[arg(
+        long = "boot-timeout",
+        env = "TWINBOX_BOOT_TIMEOUT",
+        default_value_t = 60
+    )]
     boot_timeout: u64,
     /// Print how long each phase took (to stderr)
     #[arg(long)]

@@ -45,6 +45,10 @@ pub const POINTS: &[(&str, &str)] = &[
         "build.step-committed",
         "build: a step's layer cached, the image not committed",
     ),
+    (
+        "vm.created",
+        "vm run: the VM's record written, its VMM not started",
+    ),
 ];
 
 /// Dies here (SIGKILL, no cleanup of any kind) when `TWINBOX_FAULT` names `point`.

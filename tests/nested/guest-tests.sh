@@ -8,6 +8,9 @@
 # then `@@nested@@ done`, and powers the machine off.
 export PATH=/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin
 export HOME=/root
+# inner guests boot under nested KVM inside TCG: on a loaded CI machine a stock
+# kernel can need more than the default 60 s to reach its init
+export TWINBOX_BOOT_TIMEOUT=300
 
 # Stage 1: the initramfs root (rootfs) cannot be pivot_root'ed away, and the
 # container runtime pivots into each container's root: copy everything to a

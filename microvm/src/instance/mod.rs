@@ -5,6 +5,7 @@
 pub mod ending;
 pub mod qemu;
 pub mod record;
+pub mod recover;
 pub mod run;
 
 use std::fs;
@@ -147,6 +148,7 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
         command: new.command,
         created: now_rfc3339(),
         auto_remove: new.auto_remove,
+        owner: Some(std::process::id() as i32),
         state: VmState::Created,
     };
     let vm_dir = VmRecord::dir(&dir, &record.id);
@@ -156,6 +158,7 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
         source,
     })?;
     record.save(&dir)?;
+    twinbox_engine::fault::point("vm.created");
     Ok(record)
 }
 

@@ -27,6 +27,10 @@ pub struct VmRecord {
     pub command: Vec<String>,
     pub created: String,
     pub auto_remove: bool,
+    /// The twinbox process that created the record: while the VM is Created and
+    /// this process is gone, nobody will start it (recovery finishes it).
+    #[serde(default)]
+    pub owner: Option<i32>,
     pub state: VmState,
 }
 
@@ -92,7 +96,10 @@ impl VmRecord {
                 (None, VmEnd::Stopped) => "Stopped".into(),
                 (None, VmEnd::BootTimeout) => "Failed (boot timeout)".into(),
                 (None, VmEnd::TripleFault) => "Failed (triple fault)".into(),
-                (None, VmEnd::Failed(_)) => "Failed (KVM error)".into(),
+                (None, VmEnd::Failed(why)) => {
+                    let short: String = why.chars().take(48).collect();
+                    format!("Failed ({short})")
+                }
                 (None, VmEnd::Reset) => "Exited (no exit code)".into(),
             },
         }
