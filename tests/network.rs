@@ -212,3 +212,31 @@ impl NetRun for Lab {
         ])
     }
 }
+
+#[test]
+fn doctor_reports_network_support() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["doctor"]);
+    for name in ["bridge", "veth", "netfilter", "ip_forward", "cni plugins"] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l[5..].starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line in {}", r.stdout));
+        // forwarding may still be off on a fresh host before any bridge exists
+        let allowed = if name == "ip_forward" {
+            &["ok", "warn"][..]
+        } else {
+            &["ok"][..]
+        };
+        assert!(allowed.iter().any(|s| line.starts_with(s)), "{line}");
+    }
+    let netfilter = r.stdout.lines().find(|l| l.contains("netfilter")).unwrap();
+    let backend = host("iptables", &["--version"]);
+    let expected = if backend.contains("nf_tables") {
+        "iptables-nft"
+    } else {
+        "iptables-legacy"
+    };
+    assert!(netfilter.contains(expected), "{netfilter} vs {backend}");
+}
