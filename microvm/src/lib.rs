@@ -7,10 +7,13 @@
 //! - [`vstate`]: the KVM VM and its vCPUs
 //! - [`arch`]: x86_64 memory layout, GDT, page tables, CPUID, MSRs, MP table
 //! - [`boot`]: kernel, command line, initramfs, zero page / PVH start info
-//! - [`devices`]: the port-I/O bus, serial console, i8042, boot timer
+//! - [`devices`]: the port-I/O and MMIO buses, serial console, i8042, boot
+//!   timer, virtio-mmio block device
+//! - [`acpi`]: the tables that describe the machine and its virtio devices
 //! - [`vmm`]: all of the above put together: boot a guest, wait for its end
 //! - [`qemu`]: the same guest booted by QEMU (fallback where KVM cannot, and peer)
 
+pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod console;

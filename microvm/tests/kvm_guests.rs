@@ -73,6 +73,7 @@ fn boot(name: &str, vcpus: u8, timeout: Duration) -> (Outcome, String) {
         vcpus,
         boot_timeout: Some(timeout),
         stop_grace: Duration::ZERO,
+        disks: Vec::new(),
     };
     let payload = raw(assemble(name));
     let stop = Arc::new(AtomicBool::new(false));
@@ -147,6 +148,7 @@ fn the_caller_can_stop_a_running_vm() {
         vcpus: 2,
         boot_timeout: None,
         stop_grace: Duration::ZERO,
+        disks: Vec::new(),
     };
     let payload = raw(assemble("spin"));
     let outcome = vmm::run(
@@ -168,6 +170,7 @@ fn a_stop_request_reaches_the_guest_which_ends_itself() {
         vcpus: 1,
         boot_timeout: Some(Duration::from_secs(60)),
         stop_grace: Duration::from_secs(30),
+        disks: Vec::new(),
     };
     let flag = stop.clone();
     let asker = std::thread::spawn(move || {
@@ -194,6 +197,7 @@ fn a_guest_that_ignores_the_stop_request_is_powered_off_after_the_grace() {
         vcpus: 1,
         boot_timeout: None,
         stop_grace: Duration::from_millis(300),
+        disks: Vec::new(),
     };
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(true));
@@ -220,6 +224,7 @@ fn nonsense_sizes_are_refused_with_advice() {
             vcpus,
             boot_timeout: None,
             stop_grace: Duration::ZERO,
+            disks: Vec::new(),
         };
         let payload = raw(vec![0xf4]);
         let stop = Arc::new(AtomicBool::new(false));

@@ -101,6 +101,7 @@ fn child(guest: &Path) -> Result<(), String> {
         vcpus: 1,
         boot_timeout: Some(Duration::from_secs(30)),
         stop_grace: Duration::ZERO,
+        disks: Vec::new(),
     };
     let payload = Payload::Raw {
         code,

@@ -13,6 +13,24 @@ pub const BASE: &str = "console=ttyS0 reboot=k panic=-1 pci=off \
      i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable \
      no_timer_check quiet loglevel=4 rdinit=/twinbox/init";
 
+/// `virtio_mmio.device=4K@0xd0000000:5 ...` for kernels that take their
+/// virtio-mmio devices from the command line (VIRTIO_MMIO_CMDLINE_DEVICES);
+/// others ignore it and read the ACPI tables.
+pub fn virtio_mmio_devices(devices: &[crate::acpi::MmioDeviceInfo]) -> String {
+    devices
+        .iter()
+        .map(|d| {
+            format!(
+                "virtio_mmio.device={}K@{:#x}:{}",
+                d.size >> 10,
+                d.base,
+                d.irq
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The command line: [`BASE`] and then `extra` (later keys win in Linux).
 pub fn build(extra: &str) -> Result<Cmdline, BootError> {
     let mut cmdline =

@@ -23,6 +23,7 @@ pub fn write_start_info(
     mem: &GuestMemoryMmap,
     mem_size: u64,
     initrd: Option<(u64, u64)>,
+    rsdp: u64,
 ) -> Result<u64, BootError> {
     let map = e820_map(mem_size);
     for (i, (addr, size, type_)) in map.iter().enumerate() {
@@ -40,6 +41,7 @@ pub fn write_start_info(
         cmdline_paddr: CMDLINE_ADDR,
         memmap_paddr: MEMMAP_ADDR,
         memmap_entries: map.len() as u32,
+        rsdp_paddr: rsdp,
         ..Default::default()
     };
     if let Some((addr, size)) = initrd {
@@ -63,7 +65,7 @@ mod tests {
     #[test]
     fn start_info_carries_magic_map_and_module() {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let addr = write_start_info(&mem, 256 << 20, Some((0x0f00_0000, 4096))).unwrap();
+        let addr = write_start_info(&mem, 256 << 20, Some((0x0f00_0000, 4096)), 0xe0000).unwrap();
         let info: hvm_start_info = mem.read_obj(GuestAddress(addr)).unwrap();
         assert_eq!(info.magic, XEN_HVM_START_MAGIC);
         assert_eq!(info.memmap_entries, 3);

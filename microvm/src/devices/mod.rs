@@ -1,12 +1,15 @@
 //! The few devices a microVM needs, each a small struct behind the port-I/O
 //! bus: the 16550 console, the i8042 (whose reset ends the VM), the CMOS
-//! clock, and the boot timer the guest init writes to.
+//! clock, and the boot timer the guest init writes to; and on the MMIO bus
+//! the virtio devices (disks).
 
 pub mod boot_timer;
 pub mod bus;
 pub mod i8042;
+pub mod mmio;
 pub mod rtc;
 pub mod serial;
+pub mod virtio;
 
 use vm_superio::Trigger;
 use vmm_sys_util::eventfd::EventFd;

@@ -16,14 +16,20 @@ use serde::Serialize;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::acpi::{self, MmioDeviceInfo};
 use crate::arch::x86_64::layout::{GDT_ADDR, IDT_ADDR, ZERO_PAGE_ADDR};
 use crate::arch::x86_64::{mptable, paging, regs};
 use crate::boot::{self, params, pvh, BootError};
 use crate::devices::boot_timer::{self, BootEvents, BootTimer};
 use crate::devices::bus::PioBus;
 use crate::devices::i8042::{self, I8042};
+use crate::devices::mmio::MmioBus;
 use crate::devices::rtc::{self, Rtc};
 use crate::devices::serial::{self, SerialConsole};
+use crate::devices::virtio::block::{Block, BlockError};
+use crate::devices::virtio::mmio::{MmioTransport, REG_QUEUE_NOTIFY};
+use crate::devices::virtio::worker::Worker;
+use crate::devices::virtio::{self, Interrupt};
 use crate::devices::EventFdTrigger;
 use crate::vstate::vcpu::{Vcpu, VcpuStop};
 use crate::vstate::vm::Vm;
@@ -61,6 +67,17 @@ pub struct VmConfig {
     /// After a stop request, how long the guest init gets to end the workload
     /// (it sends SIGTERM) before the VM is powered off.
     pub stop_grace: Duration,
+    /// virtio-blk disks, in order: the guest sees /dev/vda, /dev/vdb, ...
+    pub disks: Vec<DiskConfig>,
+}
+
+/// A disk backed by a file on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub read_only: bool,
+    /// What the guest reads as the disk's serial (up to 20 bytes).
+    pub id: String,
 }
 
 impl Default for VmConfig {
@@ -70,6 +87,7 @@ impl Default for VmConfig {
             vcpus: 1,
             boot_timeout: Some(Duration::from_secs(60)),
             stop_grace: Duration::from_secs(10),
+            disks: Vec::new(),
         }
     }
 }
@@ -84,6 +102,10 @@ pub enum VmmError {
     Config(String),
     #[error("starting vCPU thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Disk(#[from] BlockError),
+    #[error("starting a virtio I/O thread: {0}")]
+    Worker(std::io::Error),
 }
 
 /// How the VM ended.
@@ -184,10 +206,28 @@ pub fn run(
             config.memory_mib
         )));
     }
+    if config.disks.len() > virtio::MAX_DEVICES {
+        return Err(VmmError::Config(format!(
+            "{} disks: a VM takes at most {}",
+            config.disks.len(),
+            virtio::MAX_DEVICES
+        )));
+    }
     install_kick_handler();
     let mem_size = config.memory_mib << 20;
     let vm = Vm::new(mem_size)?;
-    let (mode, start_all) = load_payload(&vm, payload, config.vcpus)?;
+    let slots: Vec<MmioDeviceInfo> = (0..config.disks.len())
+        .map(|i| {
+            let (base, irq) = virtio::slot(i);
+            MmioDeviceInfo {
+                base,
+                size: virtio::MMIO_SIZE,
+                irq,
+            }
+        })
+        .collect();
+    let (mode, start_all) = load_payload(&vm, payload, config.vcpus, &slots)?;
+    let (mmio, workers) = attach_disks(&vm, &config.disks, &slots)?;
 
     let exit_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Io {
         what: "creating the exit eventfd",
@@ -209,8 +249,9 @@ pub fn run(
     let stops: Arc<Mutex<Vec<VcpuStop>>> = Arc::default();
     let mut threads = Vec::new();
     for mut vcpu in vcpus {
-        let (bus, vcpu_stop, first_run, stops) = (
+        let (bus, mmio, vcpu_stop, first_run, stops) = (
             bus.clone(),
+            mmio.clone(),
             vcpu_stop.clone(),
             first_run.clone(),
             stops.clone(),
@@ -223,7 +264,7 @@ pub fn run(
             .name(format!("vcpu{}", vcpu.index))
             .spawn(move || {
                 first_run.get_or_init(Instant::now);
-                let why = vcpu.run(&bus, &vcpu_stop);
+                let why = vcpu.run(&bus, &mmio, &vcpu_stop);
                 stops.lock().unwrap_or_else(|e| e.into_inner()).push(why);
                 let _ = exit.write(1);
             })
@@ -234,6 +275,9 @@ pub fn run(
     let mut end = wait_for_end(&exit_evt, &timer, &first_run, &stop, config);
     let memory = memory::measure(&vm.memory);
     stop_vcpus(&vcpu_stop, threads);
+    for worker in workers {
+        worker.stop();
+    }
     if end == VmEnd::Reset {
         // A vCPU may have ended for a worse reason than a reset.
         let stops = stops.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,7 +305,12 @@ pub fn run(
 }
 
 /// Puts the kernel (or raw code) and its boot structures into guest memory.
-fn load_payload(vm: &Vm, payload: Payload, vcpus: u8) -> Result<(regs::EntryMode, bool), VmmError> {
+fn load_payload(
+    vm: &Vm,
+    payload: Payload,
+    vcpus: u8,
+    devices: &[MmioDeviceInfo],
+) -> Result<(regs::EntryMode, bool), VmmError> {
     let mem = &vm.memory;
     let (mode, start_all) = match payload {
         Payload::Raw {
@@ -292,7 +341,15 @@ fn load_payload(vm: &Vm, payload: Payload, vcpus: u8) -> Result<(regs::EntryMode
             prefer_pvh,
         } => {
             let loaded = boot::load_kernel(mem, &kernel)?;
-            let cmdline = boot::cmdline::build(&cmdline_extra)?;
+            // ACPI describes the devices to stock kernels; kernels built with
+            // VIRTIO_MMIO_CMDLINE_DEVICES also take them from the command line.
+            let tables = acpi::build(vcpus, devices).map_err(VmmError::Config)?;
+            mem.write_slice(&tables, GuestAddress(acpi::RSDP_ADDR))
+                .map_err(KvmError::GuestWrite)?;
+            let mut extra = boot::cmdline::virtio_mmio_devices(devices);
+            extra.push(' ');
+            extra.push_str(&cmdline_extra);
+            let cmdline = boot::cmdline::build(&extra)?;
             let cmdline_len = boot::cmdline::write(mem, &cmdline)?;
             let initrd_at = match &initrd {
                 Some(bytes) => {
@@ -308,11 +365,12 @@ fn load_payload(vm: &Vm, payload: Payload, vcpus: u8) -> Result<(regs::EntryMode
                 }
                 None => None,
             };
-            let zero_page =
+            let mut zero_page =
                 params::zero_page(loaded.setup_header, cmdline_len, initrd_at, vm.mem_size)?;
+            zero_page.acpi_rsdp_addr = acpi::RSDP_ADDR;
             params::write(mem, &zero_page)?;
             let start_info = if loaded.pvh_entry.is_some() && prefer_pvh {
-                pvh::write_start_info(mem, vm.mem_size, initrd_at)?
+                pvh::write_start_info(mem, vm.mem_size, initrd_at, acpi::RSDP_ADDR)?
             } else {
                 0
             };
@@ -330,6 +388,40 @@ fn load_payload(vm: &Vm, payload: Payload, vcpus: u8) -> Result<(regs::EntryMode
     mem.write_slice(&table, GuestAddress(addr))
         .map_err(KvmError::GuestWrite)?;
     Ok((mode, start_all))
+}
+
+/// One virtio-blk device per disk on the MMIO bus, each with its interrupt
+/// as an irqfd, its queue notifications as ioeventfds and its I/O thread.
+fn attach_disks(
+    vm: &Vm,
+    disks: &[DiskConfig],
+    slots: &[MmioDeviceInfo],
+) -> Result<(MmioBus, Vec<Worker>), VmmError> {
+    let mut bus = MmioBus::default();
+    let mut workers = Vec::new();
+    for (index, (disk, slot)) in disks.iter().zip(slots).enumerate() {
+        let block = Block::open(&disk.path, disk.read_only, &disk.id)?;
+        let interrupt = Arc::new(Interrupt::new(vm.irq_line(slot.irq)?));
+        let transport = MmioTransport::new(Box::new(block), vm.memory.clone(), interrupt);
+        let mut notifiers = Vec::new();
+        for queue in 0..transport.queue_count() {
+            let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Io {
+                what: "creating a queue eventfd",
+                source,
+            })?;
+            let addr = kvm_ioctls::IoEventAddress::Mmio(slot.base + REG_QUEUE_NOTIFY);
+            vm.fd
+                .register_ioevent(&evt, &addr, queue as u32)
+                .map_err(crate::vstate::ioctl("registering a queue ioeventfd"))?;
+            notifiers.push(evt);
+        }
+        let transport = Arc::new(Mutex::new(transport));
+        bus.insert(slot.base, slot.size, transport.clone());
+        let worker = Worker::spawn(format!("virtio-blk{index}"), transport, notifiers)
+            .map_err(VmmError::Worker)?;
+        workers.push(worker);
+    }
+    Ok((bus, workers))
 }
 
 /// The serial console on IRQ 4, the i8042 whose reset fires `exit_evt`, and

@@ -13,6 +13,7 @@ use super::vm::Vm;
 use super::{ioctl, KvmError};
 use crate::arch::x86_64::{cpuid, msrs, regs};
 use crate::devices::bus::PioBus;
+use crate::devices::mmio::MmioBus;
 
 /// LAPIC register offsets of the two local interrupt pins.
 const APIC_LVT0: usize = 0x350;
@@ -105,9 +106,9 @@ impl Vcpu {
             .map_err(ioctl("writing the LAPIC"))
     }
 
-    /// Runs the guest until it ends or `stop` is set. Port I/O goes to `bus`;
-    /// memory-mapped I/O has no devices yet and reads as all ones.
-    pub fn run(&mut self, bus: &PioBus, stop: &AtomicBool) -> VcpuStop {
+    /// Runs the guest until it ends or `stop` is set. Port I/O goes to `bus`,
+    /// memory-mapped I/O to `mmio` (unclaimed addresses read as all ones).
+    pub fn run(&mut self, bus: &PioBus, mmio: &MmioBus, stop: &AtomicBool) -> VcpuStop {
         loop {
             if stop.load(Ordering::Acquire) {
                 return VcpuStop::Requested;
@@ -115,8 +116,8 @@ impl Vcpu {
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => bus.read(port, data),
                 Ok(VcpuExit::IoOut(port, data)) => bus.write(port, data),
-                Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
-                Ok(VcpuExit::MmioWrite(..)) => {}
+                Ok(VcpuExit::MmioRead(addr, data)) => mmio.read(addr, data),
+                Ok(VcpuExit::MmioWrite(addr, data)) => mmio.write(addr, data),
                 Ok(VcpuExit::Hlt) => return VcpuStop::GuestReset,
                 Ok(VcpuExit::Shutdown) => return VcpuStop::TripleFault,
                 Ok(VcpuExit::SystemEvent(kind, _))

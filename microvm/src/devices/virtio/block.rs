@@ -1,0 +1,523 @@
+//! virtio-blk backed by a file: read, write, flush, get-id, read-only disks.
+//! Requests are served on the device's I/O thread ([`super::worker`]).
+//!
+//! A request is a descriptor chain: a 16-byte header the device reads (type,
+//! sector), data buffers, and one status byte the device writes. Anything
+//! else (too short, wrong directions, out of range, past the disk's end, not
+//! whole sectors) ends with `IOERR`; a chain without a writable status byte
+//! is given back unused.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestMemoryMmap};
+
+use super::{VirtioDevice, F_EVENT_IDX, F_VERSION_1, TYPE_BLOCK};
+
+pub const SECTOR_SIZE: u64 = 512;
+const QUEUE_SIZE: u16 = 256;
+
+// Feature bits (virtio 1.2, 5.2.3).
+const F_SEG_MAX: u64 = 1 << 2;
+const F_RO: u64 = 1 << 5;
+const F_FLUSH: u64 = 1 << 9;
+
+// Request types and status values (5.2.6).
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+const T_GET_ID: u32 = 8;
+const S_OK: u8 = 0;
+const S_IOERR: u8 = 1;
+const S_UNSUPP: u8 = 2;
+
+const HEADER_LEN: u32 = 16;
+/// The serial number GET_ID returns: at most 20 bytes.
+pub const ID_LEN: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("disk {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("disk {0}: its size is not a whole number of 512-byte sectors")]
+    NotSectors(std::path::PathBuf),
+}
+
+pub struct Block {
+    file: File,
+    sectors: u64,
+    read_only: bool,
+    id: [u8; ID_LEN],
+    config: [u8; 24],
+    queue_sizes: [u16; 1],
+}
+
+impl Block {
+    /// Opens `path` as a disk; `id` (up to 20 bytes) is what GET_ID returns
+    /// (`/sys/block/vdX/serial` in the guest).
+    pub fn open(path: &Path, read_only: bool, id: &str) -> Result<Block, BlockError> {
+        let open = |source| BlockError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path)
+            .map_err(open)?;
+        let len = file.metadata().map_err(open)?.len();
+        if len % SECTOR_SIZE != 0 {
+            return Err(BlockError::NotSectors(path.to_path_buf()));
+        }
+        Ok(Block::new(file, len / SECTOR_SIZE, read_only, id))
+    }
+
+    fn new(file: File, sectors: u64, read_only: bool, id: &str) -> Block {
+        let mut config = [0u8; 24];
+        config[0..8].copy_from_slice(&sectors.to_le_bytes());
+        // seg_max: every descriptor but the header and the status.
+        config[12..16].copy_from_slice(&(QUEUE_SIZE as u32 - 2).to_le_bytes());
+        let mut id_bytes = [0u8; ID_LEN];
+        let n = id.len().min(ID_LEN);
+        id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+        Block {
+            file,
+            sectors,
+            read_only,
+            id: id_bytes,
+            config,
+            queue_sizes: [QUEUE_SIZE],
+        }
+    }
+
+    /// Serves one request; returns how many bytes it wrote into the
+    /// driver's buffers (the used length).
+    fn serve(&mut self, mem: &GuestMemoryMmap, descs: &[Descriptor]) -> u32 {
+        let [header, data @ .., status] = descs else {
+            return 0; // nowhere to put a status
+        };
+        if !status.is_write_only() || status.len() < 1 {
+            return 0;
+        }
+        let (code, written) = self.execute(mem, header, data);
+        match mem.write_obj(code, status.addr()) {
+            Ok(()) => written.saturating_add(1),
+            Err(_) => 0,
+        }
+    }
+
+    /// The request's status and the data bytes written to the driver.
+    fn execute(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        header: &Descriptor,
+        data: &[Descriptor],
+    ) -> (u8, u32) {
+        if header.is_write_only() || header.len() < HEADER_LEN {
+            return (S_IOERR, 0);
+        }
+        let Ok(raw) = mem.read_obj::<[u8; 16]>(header.addr()) else {
+            return (S_IOERR, 0);
+        };
+        let kind = u32::from_le_bytes(raw[0..4].try_into().expect("4 bytes"));
+        let sector = u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes"));
+        match kind {
+            T_IN => match self.transfer(mem, sector, data, true) {
+                Some(n) => (S_OK, n),
+                None => (S_IOERR, 0),
+            },
+            T_OUT if self.read_only => (S_IOERR, 0),
+            T_OUT => match self.transfer(mem, sector, data, false) {
+                Some(_) => (S_OK, 0),
+                None => (S_IOERR, 0),
+            },
+            T_FLUSH if self.read_only => (S_OK, 0),
+            T_FLUSH => match self.file.sync_data() {
+                Ok(()) => (S_OK, 0),
+                Err(_) => (S_IOERR, 0),
+            },
+            T_GET_ID => match data.first() {
+                Some(d) if d.is_write_only() => {
+                    let n = (d.len() as usize).min(ID_LEN);
+                    match mem.write_slice(&self.id[..n], d.addr()) {
+                        Ok(()) => (S_OK, n as u32),
+                        Err(_) => (S_IOERR, 0),
+                    }
+                }
+                _ => (S_IOERR, 0),
+            },
+            _ => (S_UNSUPP, 0),
+        }
+    }
+
+    /// Reads (`into_guest`) or writes whole sectors from `sector` through the
+    /// data buffers, which must all point the right way. `None` on any
+    /// violation or I/O error; the bytes moved otherwise.
+    fn transfer(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        sector: u64,
+        data: &[Descriptor],
+        into_guest: bool,
+    ) -> Option<u32> {
+        if data.is_empty() || data.iter().any(|d| d.is_write_only() != into_guest) {
+            return None;
+        }
+        let total = data
+            .iter()
+            .try_fold(0u64, |sum, d| sum.checked_add(d.len() as u64))?;
+        let end = sector.checked_mul(SECTOR_SIZE)?.checked_add(total)?;
+        if total % SECTOR_SIZE != 0 || end > self.sectors * SECTOR_SIZE {
+            return None;
+        }
+        self.file.seek(SeekFrom::Start(sector * SECTOR_SIZE)).ok()?;
+        for d in data {
+            let (addr, len) = (d.addr(), d.len() as usize);
+            let moved = if into_guest {
+                mem.read_exact_volatile_from(addr, &mut self.file, len)
+            } else {
+                mem.write_all_volatile_to(addr, &mut self.file, len)
+            };
+            moved.ok()?;
+        }
+        u32::try_from(total).ok()
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        TYPE_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+
+    fn features(&self) -> u64 {
+        let ro = if self.read_only { F_RO } else { 0 };
+        F_VERSION_1 | F_EVENT_IDX | F_SEG_MAX | F_FLUSH | ro
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        for (i, byte) in data.iter_mut().enumerate() {
+            *byte = usize::try_from(offset)
+                .ok()
+                .and_then(|o| o.checked_add(i))
+                .and_then(|at| self.config.get(at))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn process_queue(&mut self, mem: &GuestMemoryMmap, index: usize, queues: &mut [Queue]) -> bool {
+        let Some(queue) = queues.get_mut(index) else {
+            return false;
+        };
+        let mut used = false;
+        loop {
+            // With EVENT_IDX, re-check after re-enabling notifications so a
+            // request added meanwhile is not left waiting.
+            while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                let head = chain.head_index();
+                let descs: Vec<Descriptor> = chain.collect();
+                let len = self.serve(mem, &descs);
+                if queue.add_used(mem, head, len).is_err() {
+                    return used;
+                }
+                used = true;
+            }
+            match queue.enable_notification(mem) {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
+        used
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use vm_memory::GuestAddress;
+
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+    const NEXT: u16 = 1;
+    const WRITE: u16 = 2;
+    const INDIRECT: u16 = 4;
+
+    struct Rig {
+        mem: GuestMemoryMmap,
+        queues: Vec<Queue>,
+        disk: Block,
+        file: tempfile::NamedTempFile,
+        avail_idx: u16,
+    }
+
+    /// A 64 KiB disk whose sector n is filled with byte n, and a queue of 16.
+    fn rig(read_only: bool) -> Rig {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for n in 0..128u8 {
+            file.write_all(&[n; 512]).unwrap();
+        }
+        let disk = Block::open(file.path(), read_only, "twinbox-disk-0").unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut q = Queue::new(16).unwrap();
+        q.set_size(16);
+        q.set_desc_table_address(Some(DESC as u32), Some(0));
+        q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
+        q.set_used_ring_address(Some(USED as u32), Some(0));
+        q.set_ready(true);
+        assert!(q.is_valid(&mem));
+        Rig {
+            mem,
+            queues: vec![q],
+            disk,
+            file,
+            avail_idx: 0,
+        }
+    }
+
+    impl Rig {
+        fn desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
+            let at = GuestAddress(DESC + index as u64 * 16);
+            self.mem.write_obj(addr, at).unwrap();
+            self.mem.write_obj(len, GuestAddress(at.0 + 8)).unwrap();
+            self.mem.write_obj(flags, GuestAddress(at.0 + 12)).unwrap();
+            self.mem.write_obj(next, GuestAddress(at.0 + 14)).unwrap();
+        }
+
+        fn header(&self, addr: u64, kind: u32, sector: u64) {
+            self.mem.write_obj(kind, GuestAddress(addr)).unwrap();
+            self.mem.write_obj(0u32, GuestAddress(addr + 4)).unwrap();
+            self.mem.write_obj(sector, GuestAddress(addr + 8)).unwrap();
+        }
+
+        /// Offers the chain starting at `head`, lets the device serve it and
+        /// returns the used entry (id, len).
+        fn submit(&mut self, head: u16) -> (u32, u32) {
+            let slot = AVAIL + 4 + (self.avail_idx % 16) as u64 * 2;
+            self.mem.write_obj(head, GuestAddress(slot)).unwrap();
+            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.mem
+                .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
+                .unwrap();
+            assert!(self.disk.process_queue(&self.mem, 0, &mut self.queues));
+            let used_idx: u16 = self.mem.read_obj(GuestAddress(USED + 2)).unwrap();
+            assert_eq!(used_idx, self.avail_idx, "every request is given back");
+            let entry = USED + 4 + ((used_idx - 1) % 16) as u64 * 8;
+            (
+                self.mem.read_obj(GuestAddress(entry)).unwrap(),
+                self.mem.read_obj(GuestAddress(entry + 4)).unwrap(),
+            )
+        }
+
+        fn status(&self, addr: u64) -> u8 {
+            self.mem.read_obj(GuestAddress(addr)).unwrap()
+        }
+
+        /// header at 0x10000, data at 0x20000, status at 0x30000.
+        fn simple(&mut self, kind: u32, sector: u64, data_len: u32, data_flags: u16) -> (u32, u8) {
+            self.header(0x10000, kind, sector);
+            self.mem.write_obj(0xffu8, GuestAddress(0x30000)).unwrap();
+            self.desc(0, 0x10000, 16, NEXT, 1);
+            self.desc(1, 0x20000, data_len, NEXT | data_flags, 2);
+            self.desc(2, 0x30000, 1, WRITE, 0);
+            let (id, len) = self.submit(0);
+            assert_eq!(id, 0);
+            (len, self.status(0x30000))
+        }
+    }
+
+    #[test]
+    fn reads_sectors_into_the_guest() {
+        let mut r = rig(false);
+        let (len, status) = r.simple(T_IN, 3, 1024, WRITE);
+        assert_eq!((len, status), (1025, S_OK));
+        let mut got = [0u8; 1024];
+        r.mem.read_slice(&mut got, GuestAddress(0x20000)).unwrap();
+        assert!(got[..512].iter().all(|&b| b == 3));
+        assert!(got[512..].iter().all(|&b| b == 4));
+    }
+
+    #[test]
+    fn writes_and_flushes_to_the_file() {
+        let mut r = rig(false);
+        r.mem
+            .write_slice(&[0xab; 512], GuestAddress(0x20000))
+            .unwrap();
+        let (len, status) = r.simple(T_OUT, 10, 512, 0);
+        assert_eq!((len, status), (1, S_OK));
+        r.header(0x10000, T_FLUSH, 0);
+        r.desc(0, 0x10000, 16, NEXT, 2);
+        r.desc(2, 0x30000, 1, WRITE, 0);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_OK);
+        let mut content = Vec::new();
+        r.file.reopen().unwrap().read_to_end(&mut content).unwrap();
+        assert!(content[10 * 512..11 * 512].iter().all(|&b| b == 0xab));
+        assert!(content[11 * 512..12 * 512].iter().all(|&b| b == 11));
+    }
+
+    #[test]
+    fn get_id_and_config() {
+        let mut r = rig(false);
+        let (len, status) = r.simple(T_GET_ID, 0, 20, WRITE);
+        assert_eq!((len, status), (21, S_OK));
+        let mut id = [0u8; 20];
+        r.mem.read_slice(&mut id, GuestAddress(0x20000)).unwrap();
+        assert_eq!(&id[..14], b"twinbox-disk-0");
+        let mut capacity = [0u8; 8];
+        r.disk.read_config(0, &mut capacity);
+        assert_eq!(u64::from_le_bytes(capacity), 128);
+        let mut past = [1u8; 4];
+        r.disk.read_config(u64::MAX - 1, &mut past);
+        assert_eq!(past, [0; 4]);
+    }
+
+    #[test]
+    fn read_only_disks_refuse_writes() {
+        let mut r = rig(true);
+        assert_ne!(r.disk.features() & F_RO, 0);
+        let (len, status) = r.simple(T_OUT, 0, 512, 0);
+        assert_eq!((len, status), (1, S_IOERR));
+        let (_, status) = r.simple(T_IN, 0, 512, WRITE);
+        assert_eq!(status, S_OK);
+    }
+
+    #[test]
+    fn unknown_types_are_unsupported() {
+        let mut r = rig(false);
+        assert_eq!(r.simple(11, 0, 512, 0).1, S_UNSUPP);
+        assert_eq!(r.simple(0xdead, 0, 512, 0).1, S_UNSUPP);
+    }
+
+    // --- hostile queues ------------------------------------------------------
+
+    #[test]
+    fn wrong_directions_are_errors() {
+        let mut r = rig(false);
+        // A read whose data buffer the device may not write.
+        assert_eq!(r.simple(T_IN, 0, 512, 0), (1, S_IOERR));
+        // A write whose data buffer is device-writable.
+        assert_eq!(r.simple(T_OUT, 0, 512, WRITE), (1, S_IOERR));
+        // A writable header.
+        r.header(0x10000, T_IN, 0);
+        r.desc(0, 0x10000, 16, NEXT | WRITE, 1);
+        r.desc(1, 0x20000, 512, NEXT | WRITE, 2);
+        r.desc(2, 0x30000, 1, WRITE, 0);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_IOERR);
+        // A read-only status byte: nothing can be reported, the chain comes back unused.
+        r.desc(2, 0x30000, 1, 0, 0);
+        assert_eq!(r.submit(0), (0, 0));
+    }
+
+    #[test]
+    fn out_of_range_requests_are_errors() {
+        let mut r = rig(false);
+        // Past the end of the 128-sector disk, and sector numbers that overflow.
+        assert_eq!(r.simple(T_IN, 127, 1024, WRITE).1, S_IOERR);
+        assert_eq!(r.simple(T_IN, u64::MAX / 256, 512, WRITE).1, S_IOERR);
+        // Not whole sectors.
+        assert_eq!(r.simple(T_IN, 0, 100, WRITE).1, S_IOERR);
+        // A data buffer outside guest memory (1 MiB).
+        r.header(0x10000, T_IN, 0);
+        r.desc(0, 0x10000, 16, NEXT, 1);
+        r.desc(1, 0xffff_0000_0000, 512, NEXT | WRITE, 2);
+        r.desc(2, 0x30000, 1, WRITE, 0);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_IOERR);
+        // A buffer straddling the end of guest memory.
+        r.desc(1, (1 << 20) - 256, 512, NEXT | WRITE, 2);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_IOERR);
+        // A header outside guest memory, and one too short.
+        r.desc(0, 0xffff_ffff_0000, 16, NEXT, 1);
+        r.desc(1, 0x20000, 512, NEXT | WRITE, 2);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_IOERR);
+        r.desc(0, 0x10000, 8, NEXT, 1);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_IOERR);
+        // A status byte outside guest memory: given back unused.
+        r.desc(0, 0x10000, 16, NEXT, 1);
+        r.desc(2, 0xffff_ffff_0000, 1, WRITE, 0);
+        assert_eq!(r.submit(0), (0, 0));
+    }
+
+    #[test]
+    fn oversized_requests_are_errors() {
+        let mut r = rig(false);
+        // 4 GiB - 1 bytes claimed in one buffer (not whole sectors, past the
+        // disk, past guest memory: refused before any I/O).
+        assert_eq!(r.simple(T_IN, 0, u32::MAX, WRITE).1, S_IOERR);
+        // Two buffers whose lengths together exceed 4 GiB: the chain ends early.
+        r.header(0x10000, T_IN, 0);
+        r.desc(0, 0x10000, 16, NEXT, 1);
+        r.desc(1, 0x20000, u32::MAX - 511, NEXT | WRITE, 2);
+        r.desc(2, 0x20000, u32::MAX - 511, NEXT | WRITE, 3);
+        r.desc(3, 0x30000, 1, WRITE, 0);
+        r.mem.write_obj(0xffu8, GuestAddress(0x30000)).unwrap();
+        let (_, len) = r.submit(0);
+        assert!(len <= 1, "{len}");
+    }
+
+    #[test]
+    fn loops_and_bad_indices_end_the_request_not_the_vmm() {
+        let mut r = rig(false);
+        // A chain that points back at itself.
+        r.header(0x10000, T_IN, 0);
+        r.desc(0, 0x10000, 16, NEXT, 1);
+        r.desc(1, 0x20000, 512, NEXT | WRITE, 0);
+        let (id, _) = r.submit(0);
+        assert_eq!(id, 0);
+        // A next index past the table.
+        r.desc(1, 0x20000, 512, NEXT | WRITE, 999);
+        r.submit(0);
+        // A header-only chain: no status byte.
+        r.desc(0, 0x10000, 16, 0, 0);
+        assert_eq!(r.submit(0), (0, 0));
+        // An indirect table outside memory, and one that nests another.
+        r.desc(0, 0xffff_ffff_0000, 64, INDIRECT, 0);
+        assert_eq!(r.submit(0), (0, 0));
+        r.mem.write_obj(0x40000u64, GuestAddress(0x50000)).unwrap();
+        r.mem.write_obj(32u32, GuestAddress(0x50008)).unwrap();
+        r.mem.write_obj(INDIRECT, GuestAddress(0x5000c)).unwrap();
+        r.desc(0, 0x50000, 32, INDIRECT, 0);
+        assert_eq!(r.submit(0), (0, 0));
+        // The device still serves a good request afterwards.
+        assert_eq!(r.simple(T_IN, 1, 512, WRITE), (513, S_OK));
+    }
+
+    #[test]
+    fn an_available_index_running_ahead_is_not_followed() {
+        let mut r = rig(false);
+        // The driver claims 1000 new entries in a ring of 16.
+        r.mem.write_obj(1000u16, GuestAddress(AVAIL + 2)).unwrap();
+        r.disk.process_queue(&r.mem, 0, &mut r.queues);
+        let used: u16 = r.mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        assert!(used <= 16, "{used}");
+    }
+
+    #[test]
+    fn disks_that_are_not_whole_sectors_are_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), [0u8; 700]).unwrap();
+        let err = Block::open(file.path(), true, "x").err().unwrap();
+        assert!(err.to_string().contains("512-byte sectors"), "{err}");
+        let err = Block::open(Path::new("/nonexistent/disk.img"), true, "x")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/nonexistent/disk.img"), "{err}");
+    }
+}
