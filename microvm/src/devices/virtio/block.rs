@@ -223,8 +223,11 @@ impl VirtioDevice for Block {
         let mut used = false;
         loop {
             // With EVENT_IDX, re-check after re-enabling notifications so a
-            // request added meanwhile is not left waiting.
+            // request added meanwhile is not left waiting; a pass that finds
+            // nothing ends it (a hostile avail index must not spin us).
+            let mut served = false;
             while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                served = true;
                 let head = chain.head_index();
                 let descs: Vec<Descriptor> = chain.collect();
                 let len = self.serve(mem, &descs);
@@ -234,7 +237,7 @@ impl VirtioDevice for Block {
                 used = true;
             }
             match queue.enable_notification(mem) {
-                Ok(true) => continue,
+                Ok(true) if served => continue,
                 _ => break,
             }
         }
