@@ -517,6 +517,7 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
             "Layers": summary(du.layers_summary()),
             "Containers": summary(du.containers_summary()),
             "Volumes": summary(du.volumes_summary()),
+            "VmCache": summary(du.vm_cache_summary()),
             "ImageList": du.images.iter().map(|i| json!({
                 "ID": i.id.to_string(), "Names": i.names, "Size": i.size,
                 "SharedSize": i.shared, "UniqueSize": i.unique, "BlobSize": i.blob_bytes,
@@ -529,6 +530,8 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
                 "ID": c.id, "Name": c.name, "Image": c.image, "Running": c.running,
                 "Size": c.writable_bytes, "OtherSize": c.other_bytes})).collect::<Vec<_>>(),
             "VolumeList": du.volumes.iter().map(|v| json!({"Name": v.name, "Size": v.bytes}))
+                .collect::<Vec<_>>(),
+            "VmCacheList": du.vm_cache.iter().map(|c| json!({"Name": c.name, "Size": c.bytes}))
                 .collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -544,6 +547,7 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
             summary_row("Layers", du.layers_summary()),
             summary_row("Containers", du.containers_summary()),
             summary_row("Local Volumes", du.volumes_summary()),
+            summary_row("VM Disks/Initramfs", du.vm_cache_summary()),
         ],
     );
     if !verbose {

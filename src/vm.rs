@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use twinbox_engine::cgroups::parse_memory_size;
 use twinbox_engine::image::Image;
 use twinbox_microvm::host::{self, can_boot_stock_kernel, kvm_kind};
-use twinbox_microvm::instance::{self, Ending, Finished, Mode, RunRequest, Started, VmRecord};
+use twinbox_microvm::instance::{
+    self, Ending, Finished, Mode, Rootfs, RunRequest, Started, VmRecord,
+};
 use twinbox_microvm::qemu::{Accel, QemuOutcome};
 use twinbox_microvm::vmm::Timings;
 
@@ -72,6 +74,22 @@ pub struct VmRunArgs {
     /// Print how long each phase took (to stderr)
     #[arg(long)]
     timings: bool,
+    /// Attach a file as a virtio-blk disk (after the root's: /dev/vda, /dev/vdb,
+    /// ... in the guest); `:ro` makes it read-only. Repeatable
+    #[arg(long = "disk", value_name = "FILE[:ro]")]
+    disks: Vec<String>,
+    /// Where the guest's root file system comes from: the image as a disk
+    /// built once per image and shared read-only by every VM of it (with a
+    /// writable overlay of the VM's own), or the image inside the initramfs
+    #[arg(long, value_enum, default_value = "initramfs")]
+    rootfs: RootfsArg,
+    /// With --rootfs disk: the VM's writable layer on a sparse disk of this
+    /// size (e.g. 1g) instead of guest RAM
+    #[arg(long = "disk-size", value_name = "SIZE")]
+    disk_size: Option<String>,
+    /// Bind mounts are not available in VMs (no virtio-fs yet): refused
+    #[arg(short = 'v', long = "volume", hide = true)]
+    volumes: Vec<String>,
     /// Which VMM boots the guest: twinbox's own, or QEMU (KVM where it can
     /// boot a stock kernel, software emulation otherwise; foreground only)
     #[arg(long, value_enum, default_value = "twinbox")]
@@ -83,6 +101,12 @@ pub struct VmRunArgs {
     /// Command and arguments (replace the image's Cmd)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootfsArg {
+    Disk,
+    Initramfs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +183,11 @@ pub fn dispatch(root: &Path, command: VmCommand) -> Result<i32> {
 fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
     require_root("vm run")?;
     let memory_mib = parse_memory_mib(&args.memory)?;
+    if let Some(v) = args.volumes.first() {
+        bail!("-v {v}: a VM cannot mount host directories (no virtio-fs yet): copy the files into the image, or attach a disk image with --disk FILE");
+    }
+    let rootfs = rootfs_of(&args)?;
+    let disks = parse_disks(&args.disks)?;
     let store = open_store(root)?;
     let image = Image::resolve(&store, &args.image)?;
     let req = RunRequest {
@@ -174,6 +203,8 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         boot_timeout: Duration::from_secs(args.boot_timeout),
         run_timeout: None,
         auto_remove: args.rm,
+        rootfs,
+        disks,
     };
     if args.backend == Backend::Qemu {
         if args.detach {
@@ -208,6 +239,14 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         Started::Finished(finished) => finished,
     };
     if args.timings {
+        if let Some(disk) = &finished.image_disk {
+            let how = if disk.built {
+                format!("built in {:.1} ms", disk.build_ms)
+            } else {
+                "cached".into()
+            };
+            eprintln!("image disk             {} ({how})", human_size(disk.bytes));
+        }
         print_timings(&finished.outcome.timeline.timings(), &finished);
     }
     match finished.ending() {
@@ -215,6 +254,47 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         Ending::Stopped => Ok(137),
         _ => bail!("{}", finished.explain(8).unwrap_or_default()),
     }
+}
+
+/// `--rootfs` and `--disk-size` together.
+fn rootfs_of(args: &VmRunArgs) -> Result<Rootfs> {
+    let writable_bytes = args
+        .disk_size
+        .as_deref()
+        .map(|text| {
+            let bytes = parse_memory_size(text).map_err(anyhow::Error::msg)?;
+            if bytes < 16 << 20 {
+                bail!("--disk-size {text}: the writable disk needs at least 16m");
+            }
+            Ok(bytes.next_multiple_of(1 << 20))
+        })
+        .transpose()?;
+    match args.rootfs {
+        RootfsArg::Disk => Ok(Rootfs::Disk { writable_bytes }),
+        RootfsArg::Initramfs if writable_bytes.is_some() => {
+            bail!("--disk-size sizes the writable layer of --rootfs disk: add --rootfs disk")
+        }
+        RootfsArg::Initramfs => Ok(Rootfs::Initramfs),
+    }
+}
+
+/// `--disk FILE[:ro]` values: existing regular files, in order.
+fn parse_disks(values: &[String]) -> Result<Vec<(PathBuf, bool)>> {
+    values
+        .iter()
+        .map(|value| {
+            let (file, read_only) = match value.strip_suffix(":ro") {
+                Some(file) => (file, true),
+                None => (value.strip_suffix(":rw").unwrap_or(value), false),
+            };
+            let meta = std::fs::metadata(file)
+                .with_context(|| format!("--disk {value}: cannot use {file}"))?;
+            if !meta.is_file() {
+                bail!("--disk {value}: {file} is not a regular file: give a disk image file");
+            }
+            Ok((PathBuf::from(file), read_only))
+        })
+        .collect()
 }
 
 fn print_qemu_timings(outcome: &QemuOutcome) {

@@ -307,6 +307,16 @@ fn detached_vm_is_listed_followed_and_stopped_gracefully() {
     vm_test("vm-detached");
 }
 
+/// virtio-blk over virtio-mmio, described in the ACPI DSDT: a stock kernel
+/// finds both disks, `dd` reads the read-only one whole (same md5 as the host
+/// file), a write to it fails, a write to the other reaches the host file.
+#[test]
+fn vm_run_reads_and_writes_virtio_blk_disks() {
+    if let Some(details) = vm_test("vm-virtio-blk") {
+        assert!(details.contains("DSDT found"), "{details}");
+    }
+}
+
 /// The benchmark line: twinbox's VMM against QEMU microvm on the same nested
 /// KVM. Printed for the record (ratios, not pass/fail); only both runs must work.
 #[test]

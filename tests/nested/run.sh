@@ -9,8 +9,11 @@
 # and `@@nested@@ done` at the end. tests/nested.rs runs this script and asserts
 # on those lines; scripts/nested-shell.sh boots the same machine interactively.
 #
-# Usage: tests/nested/run.sh [--shell] [--keep]
+# Usage: tests/nested/run.sh [--shell | --script FILE] [--keep]
 #   --shell   start a shell in the guest instead of the tests (interactive)
+#   --script FILE  run the shell script FILE in the guest instead of the tests, as
+#             root with a fresh TWINBOX_ROOT (busybox bootstrapped); its output
+#             is printed and its exit status is this script's (scripts/nested.sh)
 #   --keep    keep the work directory (initramfs, console log) and print its path
 # Environment:
 #   TWINBOX_BIN              twinbox binary (default: target/debug/twinbox)
@@ -29,13 +32,24 @@ here="$repo/tests/nested"
 
 shell=0
 keep=0
-for arg in "$@"; do
-    case "$arg" in
+script=""
+while [ $# -gt 0 ]; do
+    case "$1" in
         --shell) shell=1 ;;
         --keep) keep=1 ;;
-        *) echo "nested: unknown argument $arg: use --shell or --keep" >&2; exit 2 ;;
+        --script)
+            [ $# -ge 2 ] || { echo "nested: --script needs a file" >&2; exit 2; }
+            script=$2
+            shift
+            ;;
+        *) echo "nested: unknown argument $1: use --shell, --script FILE or --keep" >&2; exit 2 ;;
     esac
+    shift
 done
+if [ -n "$script" ] && { [ ! -f "$script" ] || [ ! -r "$script" ]; }; then
+    echo "nested: script $script is not a readable file" >&2
+    exit 2
+fi
 
 die() {
     echo "nested: $*" >&2
@@ -90,7 +104,7 @@ timeout_s=${TWINBOX_NESTED_TIMEOUT:-1200}
 outer_modules=(irqbypass kvm ccp kvm-amd overlay)
 # Modules the inner VMs may need from the guest kernel's /lib/modules (virtio
 # devices on the MMIO transport, ext4 for disk images).
-inner_modules=(virtio_mmio virtio_blk virtio_net virtio_console ext4)
+inner_modules=(virtio_mmio virtio_blk virtio_net virtio_console crc32c_generic ext4 overlay)
 
 mkdir -p "${TWINBOX_NESTED_WORKDIR:-/var/tmp}"
 work=$(mktemp -d "${TWINBOX_NESTED_WORKDIR:-/var/tmp}/twinbox-nested.XXXXXX")
@@ -121,6 +135,17 @@ ldd "$twinbox" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
+# --- tools twinbox runs: mke2fs builds the images' VM disks ---------------------
+for tool in mke2fs; do
+    path=$(command -v "$tool" || true)
+    [ -n "$path" ] || die "$tool not found: apt-get install e2fsprogs (scripts/install-deps.sh does)"
+    cp -L "$path" "$root/usr/sbin/$tool"
+    ldd "$path" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+done
+[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
 # --- QEMU, the peer the VMM is compared with on the same nested KVM ------------
 # Only the x86 firmware it needs for -M microvm/q35 with -kernel comes along.
 qemu_in_guest=/usr/bin/qemu-system-x86_64
@@ -208,6 +233,9 @@ echo nested >"$root/etc/hostname"
 if [ "$shell" = 1 ]; then
     touch "$root/etc/nested/shell"
 fi
+if [ -n "$script" ]; then
+    cp "$script" "$root/etc/nested/script"
+fi
 
 cpio_file=$work/initramfs.cpio
 # Uncompressed: decompressing in software emulation costs more than reading.
@@ -251,6 +279,11 @@ if ! tr -d '\r' <"$log" | grep -q '^@@nested@@ done'; then
     exit 3
 fi
 echo "nested: finished in ${elapsed}s" >&2
+if [ -n "$script" ]; then
+    code=$(tr -d '\r' <"$log" | sed -n 's/^@@nested@@ script-exit \([0-9]*\)$/\1/p' | tail -n 1)
+    [ -n "$code" ] || { echo "nested: the script's exit status was not reported" >&2; exit 3; }
+    exit "$code"
+fi
 if tr -d '\r' <"$log" | grep -q '^@@nested@@ [^ ]* fail'; then
     exit 1
 fi

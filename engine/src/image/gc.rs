@@ -204,11 +204,39 @@ fn collect_with(store: &Store, candidates: &Candidates, skip_own_lease: bool) ->
     if matches!(candidates, Candidates::All) {
         report.temp_entries = clean_temp(store);
     }
+    report.bytes_freed += forget_vm_cache(store);
     if !report.blobs.is_empty() {
         // build cache records that pointed at what went are dropped with it
         crate::build::cache::forget_missing(store);
     }
     Ok(report)
+}
+
+/// Removes VM cache files (`cache/disks/<manifest-hex>.ext4`, ...) whose
+/// image manifest is no longer stored; returns the bytes freed. Files being
+/// built (dot-names) are left to their builder.
+fn forget_vm_cache(store: &Store) -> u64 {
+    let mut freed = 0;
+    for dir in crate::store::usage::VM_CACHE_DIRS {
+        let Ok(rd) = fs::read_dir(store.root().join("cache").join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.split('.').next().unwrap_or_default();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            if store.root().join("blobs/sha256").join(hex).exists() {
+                continue;
+            }
+            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(e.path()).is_ok() {
+                freed += bytes;
+            }
+        }
+    }
+    freed
 }
 
 /// Digests named by the entries of blobs/sha256 or layers/ (others are ignored).

@@ -60,6 +60,16 @@ pub struct ContainerUsage {
     pub other_bytes: u64,
 }
 
+/// A file derived from one image and kept for VMs (`cache/disks`: the
+/// image's root disk; `cache/initramfs`: its layers as an initramfs part).
+#[derive(Debug, Clone)]
+pub struct VmCacheUsage {
+    /// `disks/<manifest-hex>.ext4`, `initramfs/<manifest-hex>.cpio.gz`, ...
+    pub name: String,
+    /// Blocks allocated (the disks are sparse).
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct VolumeUsage {
     pub name: String,
@@ -81,6 +91,8 @@ pub struct DiskUsage {
     pub layers: Vec<LayerUsage>,
     pub containers: Vec<ContainerUsage>,
     pub volumes: Vec<VolumeUsage>,
+    /// VM disks and initramfs parts built from images (removed with them).
+    pub vm_cache: Vec<VmCacheUsage>,
     /// Blobs nothing in the index reaches (what `image prune` frees).
     pub dangling_blob_bytes: u64,
 }
@@ -146,6 +158,17 @@ impl DiskUsage {
             active: 0,
             bytes: self.volumes.iter().map(|v| v.bytes).sum(),
             reclaimable: self.volumes.iter().map(|v| v.bytes).sum(),
+        }
+    }
+
+    /// Every VM cache file is rebuilt on demand, so all of it is reclaimable.
+    pub fn vm_cache_summary(&self) -> Summary {
+        let bytes = self.vm_cache.iter().map(|c| c.bytes).sum();
+        Summary {
+            total: self.vm_cache.len(),
+            active: 0,
+            bytes,
+            reclaimable: bytes,
         }
     }
 
@@ -303,8 +326,35 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
         layers,
         containers: container_usage,
         volumes,
+        vm_cache: vm_cache(store),
         dangling_blob_bytes,
     })
+}
+
+/// Directories under `cache/` whose files are named by an image's manifest
+/// digest and derived from it: gone when the image is.
+pub const VM_CACHE_DIRS: &[&str] = &["disks", "initramfs"];
+
+fn vm_cache(store: &Store) -> Vec<VmCacheUsage> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for dir in VM_CACHE_DIRS {
+        let Ok(rd) = std::fs::read_dir(store.root().join("cache").join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if let Ok(md) = e.metadata() {
+                if md.is_file() {
+                    out.push(VmCacheUsage {
+                        name: format!("{dir}/{}", e.file_name().to_string_lossy()),
+                        bytes: md.blocks() * 512,
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn running(c: &Container) -> bool {

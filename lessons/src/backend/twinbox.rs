@@ -91,6 +91,8 @@ impl VmBackend for OwnVmm {
             boot_timeout: req.boot_timeout,
             run_timeout: Some(req.run_timeout),
             auto_remove: true,
+            rootfs: Default::default(),
+            disks: Vec::new(),
         };
         let mode = Mode::Foreground {
             live: Box::new(tee),

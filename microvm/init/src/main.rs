@@ -10,6 +10,7 @@ mod failure;
 mod modules;
 mod mounts;
 mod report;
+mod root;
 mod sys;
 mod users;
 mod workload;
@@ -43,6 +44,12 @@ fn run() -> Result<u8, Failure> {
     report::set_console_markers(config.console_markers);
     // 5. Drivers the stock kernel has as modules (virtio_mmio and friends).
     modules::load_all(&config.modules)?;
+    // 5b. The image's disk as the root, when it comes as a disk; /tmp and
+    // friends again on the new root.
+    if let Some(disk) = &config.root_disk {
+        root::switch_to(disk)?;
+        mounts::mount_basics()?;
+    }
     // 6. Identity and loopback networking.
     if !config.hostname.is_empty() {
         sys::set_hostname(&config.hostname)?;

@@ -58,6 +58,22 @@ pub struct GuestConfig {
     /// Print [`Marker`] lines on the console around the workload.
     #[serde(default)]
     pub console_markers: bool,
+    /// Boot the workload from the image's disk instead of the initramfs.
+    #[serde(default)]
+    pub root_disk: Option<RootDisk>,
+}
+
+/// The image as a read-only disk, with a writable overlay on top: the init
+/// mounts it and switches root before the workload starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootDisk {
+    /// The image's disk, e.g. `/dev/vda`.
+    pub device: String,
+    /// Its file system (`ext4`, `erofs`).
+    pub fstype: String,
+    /// The VM's own ext4 disk for the overlay's upper layer; none: a tmpfs.
+    #[serde(default)]
+    pub upper_device: Option<String>,
 }
 
 /// Every marker line starts with this.

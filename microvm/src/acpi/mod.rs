@@ -111,7 +111,11 @@ fn dsdt(devices: &[MmioDeviceInfo]) -> Result<Sdt, String> {
         let base =
             u32::try_from(d.base).map_err(|_| format!("MMIO base {:#x} above 4 GiB", d.base))?;
         let size = u32::try_from(d.size).map_err(|_| format!("MMIO size {:#x}", d.size))?;
-        let path = format!("_SB_.V{index:03}");
+        // ACPI names are four characters: V000..VFFF.
+        if index > 0xfff {
+            return Err(format!("{} virtio devices: at most 4096", devices.len()));
+        }
+        let path = format!("_SB_.V{index:03X}");
         let uid = index as u32;
         let window = aml::Memory32Fixed::new(true, base, size);
         // consumer, edge-triggered, active high, exclusive: an irqfd pulse.
@@ -292,13 +296,16 @@ mod tests {
 
     #[test]
     fn too_many_devices_do_not_overflow_the_bios_area() {
-        let many: Vec<MmioDeviceInfo> = (0..8000)
-            .map(|i| MmioDeviceInfo {
-                base: 0xd000_0000 + i * 0x1000,
-                size: 0x1000,
-                irq: 5,
-            })
-            .collect();
-        assert!(build(1, &many).is_err());
+        // 3000 devices have names but not room below 1 MiB; 5000 not even names.
+        for count in [3000, 5000] {
+            let many: Vec<MmioDeviceInfo> = (0..count)
+                .map(|i| MmioDeviceInfo {
+                    base: 0xd000_0000 + i * 0x1000,
+                    size: 0x1000,
+                    irq: 5,
+                })
+                .collect();
+            assert!(build(1, &many).is_err(), "{count}");
+        }
     }
 }

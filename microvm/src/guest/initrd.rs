@@ -54,6 +54,9 @@ pub struct GuestSpec {
     pub modules: Vec<String>,
     /// The init prints `@@twinbox@@` marker lines around the workload.
     pub console_markers: bool,
+    /// The image comes as a disk (see [`super::disk`]): the initramfs holds
+    /// only the init, the modules and the configuration.
+    pub root_disk: Option<twinbox_init::RootDisk>,
 }
 
 impl GuestSpec {
@@ -83,6 +86,7 @@ impl GuestSpec {
             hostname,
             modules: Vec::new(),
             console_markers: true,
+            root_disk: None,
         }
     }
 
@@ -111,6 +115,7 @@ impl GuestSpec {
             hostname: self.hostname.clone(),
             modules: module_paths,
             console_markers: self.console_markers,
+            root_disk: self.root_disk.clone(),
         }
     }
 }
@@ -165,10 +170,14 @@ pub fn build_initrd_with_init(
     let cache = store.root().join("cache/initramfs");
     fs::create_dir_all(&cache).map_err(|e| GuestError::io(&cache, e))?;
 
-    let image_path = cache.join(format!("{}.cpio.gz", image.manifest_digest.hex()));
-    let (image_part, image_part_cached) = cached(&image_path, || {
-        gzip_cpio(|cpio| rootfs::write_layers(&layers, cpio).map(drop))
-    })?;
+    let (image_part, image_part_cached) = if spec.root_disk.is_some() {
+        (Vec::new(), true)
+    } else {
+        let image_path = cache.join(format!("{}.cpio.gz", image.manifest_digest.hex()));
+        cached(&image_path, || {
+            gzip_cpio(|cpio| rootfs::write_layers(&layers, cpio).map(drop))
+        })?
+    };
 
     let init_bytes = fs::read(init).map_err(|e| GuestError::io(init, e))?;
     let module_files = resolve_modules(kernel, &spec.modules)?;

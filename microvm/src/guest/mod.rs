@@ -3,6 +3,7 @@
 //! per-run configuration (see [`initrd`]).
 
 pub mod cpio;
+pub mod disk;
 pub mod initrd;
 pub mod modules;
 pub mod rootfs;
@@ -10,6 +11,7 @@ pub mod rootfs;
 use std::path::{Path, PathBuf};
 
 pub use initrd::{build_initrd, init_binary, GuestSpec, Initrd};
+pub use twinbox_init::RootDisk;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -33,6 +35,8 @@ pub enum GuestError {
     NoModules { version: String, expected: PathBuf },
     #[error("{0}")]
     BadSpec(String),
+    #[error("{0}")]
+    Tool(String),
     #[error("{0}")]
     Container(#[from] twinbox_engine::container::ContainerError),
     #[error("{0}")]

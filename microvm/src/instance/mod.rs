@@ -20,7 +20,7 @@ use crate::host::{self, GuestKernel, KvmKind};
 use crate::vmm::{self, VmEnd, VmmError};
 pub use ending::Ending;
 pub use record::{VmRecord, VmState};
-pub use run::{run, stop_on_signals, vmm_main, Finished, Mode, RunRequest, Started};
+pub use run::{run, stop_on_signals, vmm_main, Finished, Mode, Rootfs, RunRequest, Started};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -56,6 +56,10 @@ pub enum InstanceError {
     Qemu(#[from] crate::qemu::QemuError),
     #[error("{0}")]
     Detached(String),
+    #[error("cannot make the VM's disks")]
+    Disk(#[source] crate::guest::GuestError),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 type Result<T> = std::result::Result<T, InstanceError>;

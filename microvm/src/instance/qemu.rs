@@ -17,6 +17,11 @@ pub fn run(
     live: &mut dyn Write,
     on_runner: impl FnOnce(&QemuRunner),
 ) -> Result<QemuOutcome> {
+    if req.rootfs != super::run::Rootfs::Initramfs || !req.disks.is_empty() {
+        return Err(InstanceError::Unsupported(
+            "disks (--disk, --rootfs disk) work with --backend twinbox only for now: drop them or the QEMU backend",
+        ));
+    }
     let kernel = choose_kernel(req.kernel.as_deref())?;
     let mut options = req.options.clone();
     let name = req

@@ -20,9 +20,10 @@ use super::ending::Ending;
 use super::{check_host, choose_kernel, create, finish, remove, remove_dir, vms_dir};
 use super::{InstanceError, NewVm, Result, VmRecord, VmState};
 use crate::console::WorkloadConsole;
+use crate::guest::disk::{self, ImageDisk};
 use crate::guest::{build_initrd, GuestSpec};
 use crate::host::GuestKernel;
-use crate::vmm::{self, Outcome, Payload, VmConfig};
+use crate::vmm::{self, DiskConfig, Outcome, Payload, VmConfig};
 
 /// One VM to run: the image config and the options a container would get,
 /// plus the VM's own hardware and limits.
@@ -47,6 +48,22 @@ pub struct RunRequest<'a> {
     pub run_timeout: Option<Duration>,
     /// Remove the VM's record when it ends.
     pub auto_remove: bool,
+    /// Where the guest's root file system comes from.
+    pub rootfs: Rootfs,
+    /// Files attached as virtio-blk disks after the root's: (path, read-only).
+    pub disks: Vec<(PathBuf, bool)>,
+}
+
+/// The guest's root file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rootfs {
+    /// The image's layers inside the initramfs (in guest RAM).
+    #[default]
+    Initramfs,
+    /// The image's disk (built once per image, shared read-only by every VM
+    /// of it) under an overlay whose writable layer is a tmpfs, or the VM's
+    /// own sparse disk of `writable_bytes`.
+    Disk { writable_bytes: Option<u64> },
 }
 
 /// Where the VM runs.
@@ -86,6 +103,8 @@ pub struct Finished {
     pub boot_timeout: Duration,
     /// The limit the watchdog stopped the VM at, if it did.
     pub timed_out_after: Option<Duration>,
+    /// The image's disk, with `Rootfs::Disk`.
+    pub image_disk: Option<ImageDisk>,
 }
 
 impl Finished {
@@ -119,7 +138,14 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
     options
         .hostname
         .get_or_insert_with(|| record.name.to_string());
-    let spec = GuestSpec::from_image(req.image, &options);
+    let mut spec = GuestSpec::from_image(req.image, &options);
+    let (image_disk, disks) = match vm_disks(&req, &record, &mut spec) {
+        Ok(disks) => disks,
+        Err(e) => {
+            remove(req.store, &record, true)?;
+            return Err(e);
+        }
+    };
     let initrd = match build_initrd(req.store, req.image, &spec, &kernel) {
         Ok(initrd) => initrd,
         Err(e) => {
@@ -132,6 +158,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         memory_mib: req.memory_mib,
         vcpus: req.vcpus,
         boot_timeout: Some(req.boot_timeout),
+        disks,
         ..VmConfig::default()
     };
     match mode {
@@ -143,6 +170,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
                     path,
                     source,
                 })
+                .and_then(|()| save_disks(req.store, &record, &config.disks))
                 .and_then(|()| start_detached(req.store, &record, &config, &vmm_exe));
             if let Err(e) = saved {
                 remove(req.store, &record, true)?;
@@ -175,6 +203,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
                 initrd_ms,
                 boot_timeout: req.boot_timeout,
                 timed_out_after,
+                image_disk,
             })))
         }
     }
@@ -182,6 +211,107 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
 
 /// The initramfs a detached VMM boots, saved beside the record.
 const INITRD_FILE: &str = "initrd.img";
+/// The disks a detached VMM attaches, saved beside the record.
+const DISKS_FILE: &str = "disks.json";
+/// A VM's own writable disk (`Rootfs::Disk` with a size), removed with it.
+const WRITABLE_DISK_FILE: &str = "rw.ext4";
+
+/// The VM's disks in guest order: with `Rootfs::Disk` the image's shared
+/// read-only disk (vda) and maybe the VM's writable one (vdb), then the
+/// request's files. Tells the guest init (in `spec`) what to load and mount.
+fn vm_disks(
+    req: &RunRequest,
+    record: &VmRecord,
+    spec: &mut GuestSpec,
+) -> Result<(Option<ImageDisk>, Vec<DiskConfig>)> {
+    let mut files: Vec<(PathBuf, bool)> = Vec::new();
+    let mut modules: Vec<String> = Vec::new();
+    let mut image_disk = None;
+    if let Rootfs::Disk { writable_bytes } = req.rootfs {
+        let disk = disk::root_disk(req.store, req.image).map_err(InstanceError::Disk)?;
+        files.push((disk.path.clone(), true));
+        image_disk = Some(disk);
+        let upper_device = match writable_bytes {
+            Some(size) => {
+                let path = VmRecord::dir(&vms_dir(req.store), &record.id).join(WRITABLE_DISK_FILE);
+                disk::scratch_disk(&path, size).map_err(InstanceError::Disk)?;
+                files.push((path, false));
+                Some("/dev/vdb".to_string())
+            }
+            None => None,
+        };
+        spec.root_disk = Some(crate::guest::RootDisk {
+            device: "/dev/vda".into(),
+            fstype: disk::FSTYPE.into(),
+            upper_device,
+        });
+        // ext4 asks the crypto API for crc32c at every mount.
+        modules.extend(["crc32c_generic", "ext4", "overlay"].map(String::from));
+    }
+    files.extend(req.disks.iter().cloned());
+    if !files.is_empty() {
+        // No udev in the guest: its init loads the transport and the drivers.
+        let mut all: Vec<String> = ["virtio_mmio", "virtio_blk"].map(String::from).to_vec();
+        all.extend(modules);
+        spec.modules = all;
+    }
+    let disks = files
+        .into_iter()
+        .enumerate()
+        .map(|(index, (path, read_only))| {
+            let letter = (b'a' + (index % 26) as u8) as char;
+            DiskConfig {
+                path,
+                read_only,
+                id: format!("twinbox-vd{letter}"),
+            }
+        })
+        .collect();
+    Ok((image_disk, disks))
+}
+
+fn save_disks(store: &Store, record: &VmRecord, disks: &[DiskConfig]) -> Result<()> {
+    let path = VmRecord::dir(&vms_dir(store), &record.id).join(DISKS_FILE);
+    let list: Vec<(String, bool, String)> = disks
+        .iter()
+        .map(|d| (d.path.display().to_string(), d.read_only, d.id.clone()))
+        .collect();
+    let json = serde_json::to_vec(&list).expect("strings and bools serialize");
+    fs::write(&path, json).map_err(|source| InstanceError::Io {
+        what: "writing",
+        path,
+        source,
+    })
+}
+
+fn load_disks(store: &Store, record: &VmRecord) -> Result<Vec<DiskConfig>> {
+    let path = VmRecord::dir(&vms_dir(store), &record.id).join(DISKS_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(InstanceError::Io {
+                what: "reading",
+                path,
+                source,
+            })
+        }
+    };
+    let list: Vec<(String, bool, String)> =
+        serde_json::from_slice(&bytes).map_err(|e| InstanceError::Io {
+            what: "parsing",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    Ok(list
+        .into_iter()
+        .map(|(path, read_only, id)| DiskConfig {
+            path: PathBuf::from(path),
+            read_only,
+            id,
+        })
+        .collect())
+}
 
 /// Sets `stop` once `limit` has passed, unless finished first.
 struct Watchdog {
@@ -374,6 +504,7 @@ pub fn vmm_main(
         memory_mib,
         vcpus,
         boot_timeout: (boot_timeout_secs > 0).then(|| Duration::from_secs(boot_timeout_secs)),
+        disks: load_disks(store, &record)?,
         ..VmConfig::default()
     };
     let (_, exit_code, _) = boot(

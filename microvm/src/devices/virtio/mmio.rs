@@ -198,19 +198,17 @@ impl MmioTransport {
         let setup = self.queue_setup_allowed();
         match offset {
             REG_DEVICE_FEATURES_SEL => self.device_features_sel = value,
-            REG_DRIVER_FEATURES => {
-                if self.status & STATUS_FEATURES_OK == 0 {
-                    match self.driver_features_sel {
-                        0 => {
-                            self.driver_features =
-                                (self.driver_features & !0xffff_ffff) | value as u64
-                        }
-                        1 => {
-                            self.driver_features =
-                                (self.driver_features & 0xffff_ffff) | ((value as u64) << 32)
-                        }
-                        _ => {}
+            // Features are fixed once the driver set FEATURES_OK.
+            REG_DRIVER_FEATURES if self.status & STATUS_FEATURES_OK == 0 => {
+                match self.driver_features_sel {
+                    0 => {
+                        self.driver_features = (self.driver_features & !0xffff_ffff) | value as u64
                     }
+                    1 => {
+                        self.driver_features =
+                            (self.driver_features & 0xffff_ffff) | ((value as u64) << 32)
+                    }
+                    _ => {}
                 }
             }
             REG_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
@@ -245,7 +243,7 @@ impl MmioDevice for MmioTransport {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= REG_CONFIG {
             self.device.read_config(offset - REG_CONFIG, data);
-        } else if data.len() == 4 && offset % 4 == 0 {
+        } else if data.len() == 4 && offset.is_multiple_of(4) {
             data.copy_from_slice(&self.read_u32(offset).to_le_bytes());
         } else {
             // The registers are 32 bits wide and accessed as such.
@@ -256,7 +254,7 @@ impl MmioDevice for MmioTransport {
     fn write(&mut self, offset: u64, data: &[u8]) {
         if offset >= REG_CONFIG {
             self.device.write_config(offset - REG_CONFIG, data);
-        } else if data.len() == 4 && offset % 4 == 0 {
+        } else if data.len() == 4 && offset.is_multiple_of(4) {
             let value = u32::from_le_bytes(data.try_into().expect("4 bytes"));
             self.write_u32(offset, value);
         }

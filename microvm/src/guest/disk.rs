@@ -1,0 +1,288 @@
+//! An image as a disk: its layers merged (overlayfs, read-only) and written
+//! into an ext4 file system with `mke2fs -d` (e2fsprogs), once per image
+//! digest, cached at `<store>/cache/disks/<digest-hex>.ext4`. Every VM of the
+//! image attaches that one file read-only, as every container of an image
+//! shares its layers; a VM's writes go to its own overlay layer in the guest.
+//!
+//! No journal (the disk is never written) and no metadata checksums (nothing
+//! to verify on a read-only disk built here).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use twinbox_engine::image::Image;
+use twinbox_engine::store::Store;
+
+use super::GuestError;
+
+/// Where the disks live inside the store.
+pub const CACHE_DIR: &str = "cache/disks";
+/// The file system the guest mounts.
+pub const FSTYPE: &str = "ext4";
+
+/// The image's disk, and whether this call built it.
+#[derive(Debug, Clone)]
+pub struct ImageDisk {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub built: bool,
+    /// How long building took (zero when it came from the cache).
+    pub build_ms: f64,
+}
+
+/// The cache file of `image`'s disk.
+pub fn disk_path(store: &Store, image: &Image) -> PathBuf {
+    store
+        .root()
+        .join(CACHE_DIR)
+        .join(format!("{}.{FSTYPE}", image.manifest_digest.hex()))
+}
+
+/// The disk of `image`, built on first use.
+pub fn root_disk(store: &Store, image: &Image) -> Result<ImageDisk, GuestError> {
+    let path = disk_path(store, image);
+    if let Ok(md) = fs::metadata(&path) {
+        return Ok(ImageDisk {
+            path,
+            bytes: md.len(),
+            built: false,
+            build_ms: 0.0,
+        });
+    }
+    let started = Instant::now();
+    let dir = path.parent().expect("a cache file has a parent");
+    fs::create_dir_all(dir).map_err(|e| GuestError::io(dir, e))?;
+    let layers = image.lower_dirs(store);
+    // Built beside its final name under this process's id, then renamed: a
+    // crash leaves a stray temp file, never a half-made disk under the name.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        image.manifest_digest.hex(),
+        std::process::id()
+    ));
+    let merged = dir.join(format!(
+        ".{}.{}.merged",
+        image.manifest_digest.hex(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let source = MergedLayers::mount(&layers, &merged)?;
+        let (bytes, entries) = tree_size(source.path())?;
+        make_ext4(source.path(), &tmp, bytes, entries)
+    })();
+    let _ = fs::remove_dir(&merged);
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &path).map_err(|e| GuestError::io(&path, e))?;
+    let bytes = fs::metadata(&path)
+        .map_err(|e| GuestError::io(&path, e))?
+        .len();
+    Ok(ImageDisk {
+        path,
+        bytes,
+        built: true,
+        build_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// A sparse, empty ext4 disk of `size` bytes for a VM's writable layer.
+pub fn scratch_disk(path: &Path, size: u64) -> Result<(), GuestError> {
+    let empty = path.with_extension("empty");
+    fs::create_dir_all(&empty).map_err(|e| GuestError::io(&empty, e))?;
+    let result = mke2fs(&empty, path, size, 1024);
+    let _ = fs::remove_dir(&empty);
+    result
+}
+
+/// Sizes the file system for the tree: its bytes in 4 KiB blocks, an inode
+/// per entry, and room for ext4's own structures.
+fn make_ext4(source: &Path, out: &Path, bytes: u64, entries: u64) -> Result<(), GuestError> {
+    let size = (bytes + entries * 4096) / 8 * 9 + (16 << 20);
+    mke2fs(source, out, size.next_multiple_of(1 << 20), entries + 1024)
+}
+
+fn mke2fs(source: &Path, out: &Path, size: u64, inodes: u64) -> Result<(), GuestError> {
+    let output = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-m", "0", "-L", "twinbox"])
+        .args(["-O", "^has_journal,^metadata_csum,^orphan_file"])
+        .args(["-E", "root_owner=0:0"])
+        .arg("-N")
+        .arg(inodes.to_string())
+        .arg("-d")
+        .arg(source)
+        .arg(out)
+        .arg(format!("{}k", size >> 10))
+        .output()
+        .map_err(|e| {
+            GuestError::Tool(format!(
+                "cannot run mke2fs ({e}): install e2fsprogs to run images from disks"
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(GuestError::Tool(format!(
+            "mke2fs failed building {}: {}",
+            out.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The image's layers as one tree: the layer itself when there is one,
+/// else a read-only overlay of them (which honours the whiteouts), unmounted
+/// when dropped.
+struct MergedLayers {
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl MergedLayers {
+    fn mount(layers: &[PathBuf], at: &Path) -> Result<MergedLayers, GuestError> {
+        match layers {
+            [] => Err(GuestError::BadSpec("the image has no layers".into())),
+            [only] => Ok(MergedLayers {
+                path: only.clone(),
+                mounted: false,
+            }),
+            _ => {
+                fs::create_dir_all(at).map_err(|e| GuestError::io(at, e))?;
+                let lower = layers
+                    .iter()
+                    .map(|l| l.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":");
+                mount_overlay(&format!("lowerdir={lower}"), at)?;
+                Ok(MergedLayers {
+                    path: at.to_path_buf(),
+                    mounted: true,
+                })
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for MergedLayers {
+    fn drop(&mut self) {
+        if self.mounted {
+            if let Ok(target) = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes()) {
+                // SAFETY: umount2 with a valid NUL-terminated path.
+                unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
+fn mount_overlay(options: &str, at: &Path) -> Result<(), GuestError> {
+    let c = |s: &[u8]| {
+        std::ffi::CString::new(s)
+            .map_err(|_| GuestError::BadSpec("a layer path has a NUL byte".into()))
+    };
+    let (source, target, fstype, data) = (
+        c(b"overlay")?,
+        c(at.as_os_str().as_encoded_bytes())?,
+        c(b"overlay")?,
+        c(options.as_bytes())?,
+    );
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_RDONLY,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(GuestError::io(at, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Bytes of regular files and the number of entries under `dir`.
+fn tree_size(dir: &Path) -> Result<(u64, u64), GuestError> {
+    let mut bytes = 0;
+    let mut entries = 1;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).map_err(|e| GuestError::io(&d, e))? {
+            let entry = entry.map_err(|e| GuestError::io(&d, e))?;
+            let md = entry
+                .metadata()
+                .map_err(|e| GuestError::io(entry.path(), e))?;
+            entries += 1;
+            if md.is_dir() {
+                stack.push(entry.path());
+            } else if md.is_file() {
+                bytes += md.size().next_multiple_of(4096);
+            }
+        }
+    }
+    Ok((bytes, entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_becomes_an_ext4_image_that_holds_it() {
+        if Command::new("mke2fs").arg("-V").output().is_err() {
+            eprintln!("skipping: no mke2fs (e2fsprogs)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("etc")).unwrap();
+        fs::write(src.join("etc/hostname"), "disk-test\n").unwrap();
+        fs::write(src.join("big"), vec![7u8; 300_000]).unwrap();
+        let (bytes, entries) = tree_size(&src).unwrap();
+        assert_eq!((bytes, entries), (4096 + 303_104, 4));
+        let out = dir.path().join("disk.ext4");
+        make_ext4(&src, &out, bytes, entries).unwrap();
+        let len = fs::metadata(&out).unwrap().len();
+        assert_eq!(len % 512, 0, "whole sectors");
+        // debugfs reads the file back out of the image.
+        let cat = Command::new("debugfs")
+            .args(["-R", "cat /etc/hostname"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&cat.stdout), "disk-test\n");
+        let features = Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&features.stdout);
+        assert!(!text.contains("has_journal"), "{text}");
+        assert!(!text.contains("metadata_csum"), "{text}");
+    }
+
+    #[test]
+    fn a_scratch_disk_is_sparse() {
+        if Command::new("mke2fs").arg("-V").output().is_err() {
+            eprintln!("skipping: no mke2fs (e2fsprogs)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rw.ext4");
+        scratch_disk(&out, 256 << 20).unwrap();
+        let md = fs::metadata(&out).unwrap();
+        assert_eq!(md.len(), 256 << 20);
+        assert!(
+            md.blocks() * 512 < 16 << 20,
+            "{} bytes used",
+            md.blocks() * 512
+        );
+    }
+}
