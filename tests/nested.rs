@@ -317,6 +317,15 @@ fn vm_run_reads_and_writes_virtio_blk_disks() {
     }
 }
 
+/// `--rootfs disk`: the image's ext4 disk is built once and shared; each
+/// VM's writes stay in its own overlay layer.
+#[test]
+fn vm_run_boots_from_the_image_disk_shared_by_vms() {
+    if let Some(details) = vm_test("vm-rootfs-disk") {
+        assert!(details.contains("does not see"), "{details}");
+    }
+}
+
 /// The benchmark line: twinbox's VMM against QEMU microvm on the same nested
 /// KVM. Printed for the record (ratios, not pass/fail); only both runs must work.
 #[test]

@@ -207,7 +207,7 @@ fi
 
 if ! help=$(twinbox vm run --help 2>&1); then
     why="this twinbox has no 'vm run': $(echo "$help" | head -n 1)"
-    for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-vs-qemu lesson-tour-twinbox; do
+    for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-rootfs-disk vm-vs-qemu lesson-tour-twinbox; do
         result "$name" skip "$why"
     done
 else
@@ -327,6 +327,24 @@ else
         result vm-virtio-blk fail "exit $code, want md5 $want, wrote [$written]: $out; console: $console"
     fi
     rm -f /tmp/vm-ro.img /tmp/vm-rw.img
+
+    # The image as a shared read-only disk: the first VM builds it and writes
+    # a file in its own layer, a second VM (its writable layer on a sparse
+    # disk) boots from the cached disk and does not see that file.
+    t=$(now)
+    run 240 twinbox vm run --rm --rootfs disk --timings busybox sh -c 'echo mine >/etc/vm1-file && cat /etc/vm1-file && grep " / " /proc/mounts'
+    first=$out
+    first_code=$code
+    run 240 twinbox vm run --rm --rootfs disk --disk-size 64m --timings busybox sh -c 'ls /etc/vm1-file 2>&1; echo hostname=$(hostname)'
+    disks=$(ls /var/lib/twinbox/cache/disks | wc -l)
+    if [ "$first_code" = 0 ] && [ "$code" = 0 ] && echo "$first" | grep -qx mine &&
+        echo "$first" | grep -q "^overlay / overlay .*lowerdir=/twinbox/lower" &&
+        echo "$first" | grep -q "^image disk .*(built in" && echo "$out" | grep -q "^image disk .*(cached)" &&
+        echo "$out" | grep -q "vm1-file: No such file" && [ "$disks" = 1 ]; then
+        result vm-rootfs-disk ok "$(echo "$first" | grep '^image disk' | tr -s ' '); second VM from the cache does not see the first's file ($(since "$t"))"
+    else
+        result vm-rootfs-disk fail "first: exit $first_code: $first; second: exit $code: $out; disks: $disks"
+    fi
 
     # The lesson tour with twinbox's own VMM as the VM half (on the CI host it
     # can only use QEMU): every lesson ran, none failed, and the facts hold.
