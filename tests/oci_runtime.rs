@@ -179,3 +179,26 @@ fn same_results_as_runc_on_the_same_bundle() {
         }
     }
 }
+
+#[test]
+fn refuses_a_rootfs_whose_proc_is_a_symlink() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(&lab, "proc-symlink", &["true"]);
+    let proc_dir = b.join("rootfs/proc");
+    let _ = std::fs::remove_dir_all(&proc_dir);
+    std::os::unix::fs::symlink("/etc", &proc_dir).unwrap();
+    let id = format!("tb-proc-symlink-{}", std::process::id());
+    let out = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_ne!(out.code, 0, "a symlinked /proc must be refused");
+    assert!(
+        out.stderr.contains("symlink"),
+        "error names the symlink: {}",
+        out.stderr
+    );
+    // the host's /etc never got a procfs on top of it through the link
+    assert!(!b.join("rootfs/etc/self").exists());
+}

@@ -132,8 +132,9 @@ pub fn mount_all(root: &Path, spec: &Spec, host_network: bool) -> Step {
 }
 
 fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> Step {
-    let dest = secure_join(root, m.destination());
     let typ = m.typ().clone().unwrap_or_default();
+    refuse_symlinked_kernel_fs(root, m.destination(), &typ)?;
+    let dest = secure_join(root, m.destination());
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let what = format!("mount {} on {}", typ, m.destination().display());
     let bind = opts.bind || typ == "bind";
@@ -223,6 +224,22 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
         .map_err(|e| InitError::setup(&what, e))?;
     }
     Ok(())
+}
+
+/// procfs or sysfs mounted through a symlink in the image lands wherever the
+/// link points (the CVE-2019-19921 family); runc refuses such a rootfs, so do we.
+fn refuse_symlinked_kernel_fs(root: &Path, dest: &Path, typ: &str) -> Step {
+    if typ != "proc" && typ != "sysfs" {
+        return Ok(());
+    }
+    let inside = root.join(dest.strip_prefix("/").unwrap_or(dest));
+    match fs::symlink_metadata(&inside) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(InitError::setup(
+            &format!("mount {typ} on {}", dest.display()),
+            "the rootfs has a symlink there; replace it with a directory",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn remount_bind(dest: &Path, flags: MsFlags, what: &str) -> Step {
