@@ -17,6 +17,7 @@ use twinbox_engine::container::restart::RestartPolicy;
 use twinbox_engine::container::supervisor::{
     supervise as supervise_attached, supervisor_main, Attach,
 };
+use twinbox_engine::container::terminal::DetachKeys;
 use twinbox_engine::container::{
     self as engine, lifecycle, procinfo, Container, RunOptions, Status,
 };
@@ -533,6 +534,28 @@ pub fn restart(root: &Path, args: StopArgs) -> Result<i32> {
         println!("{key}");
     }
     Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Key sequence that detaches (Docker's syntax, default ctrl-p,ctrl-q)
+    #[arg(long, value_name = "KEYS")]
+    detach_keys: Option<String>,
+    /// Do not forward your input
+    #[arg(long)]
+    no_stdin: bool,
+    container: String,
+}
+
+pub fn attach(root: &Path, args: AttachArgs) -> Result<i32> {
+    require_root("attach")?;
+    let keys = match &args.detach_keys {
+        Some(text) => DetachKeys::parse(text)?,
+        None => DetachKeys::default(),
+    };
+    let store = open_store(root)?;
+    let c = Container::find(&store, &args.container)?;
+    Ok(engine::attach::attach(&c, keys, args.no_stdin)?)
 }
 
 #[derive(Args, Debug)]

@@ -67,6 +67,8 @@ enum Command {
     Stop(container::StopArgs),
     /// Restart containers (stop, then start)
     Restart(container::StopArgs),
+    /// Join your terminal to a running -t container (detach with ctrl-p ctrl-q)
+    Attach(container::AttachArgs),
     /// Give a container a new name
     Rename(container::RenameArgs),
     /// Show what a container changed in its filesystem (A added, C changed, D deleted)
@@ -218,6 +220,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => container::logs(&root, args),
         Command::Stop(args) => container::stop(&root, args),
         Command::Restart(args) => container::restart(&root, args),
+        Command::Attach(args) => container::attach(&root, args),
         Command::Rename(args) => container::rename(&root, args),
         Command::Diff(args) => commit::diff(&root, args),
         Command::Commit(args) => commit::commit(&root, args),

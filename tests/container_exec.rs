@@ -240,3 +240,62 @@ fn interactive_terminals_for_run_and_exec() {
     let r = lab.tb(&["logs", "ex-log"]);
     assert_eq!(r.stdout, "from a tty\r\n");
 }
+
+/// `run -dit` then `attach`: the shell answers, ctrl-p ctrl-q detaches and
+/// leaves it running (its log has what was typed), custom `--detach-keys`
+/// work, and once the shell exits `attach` returns its exit code.
+#[test]
+fn attach_to_a_detached_terminal_and_detach() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&["run", "-dit", "--name", "ex-at", "busybox", "sh"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let mut term = Terminal::new();
+    let before = nix::sys::termios::tcgetattr(term.slave.as_fd()).unwrap();
+    let mut child = term.spawn(&lab, &["attach", "ex-at"]);
+    term.send(b"stty size; echo at''tached\r");
+    term.expect("33 101");
+    term.expect("attached");
+    term.send(b"\x10\x11");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let after = nix::sys::termios::tcgetattr(term.slave.as_fd()).unwrap();
+    assert_eq!(
+        before.local_flags, after.local_flags,
+        "terminal mode not restored"
+    );
+    let r = lab.tb(&["ps", "-q"]);
+    assert_eq!(r.stdout.lines().count(), 1, "detach stopped the container");
+    let r = lab.tb(&["logs", "ex-at"]);
+    assert!(r.stdout.contains("attached"), "{:?}", r.stdout);
+
+    // a second attach with other keys; ctrl-p alone passes through
+    let mut term = Terminal::new();
+    let mut child = term.spawn(&lab, &["attach", "--detach-keys", "ctrl-x,x", "ex-at"]);
+    term.send(b"echo second''time\r");
+    term.expect("secondtime");
+    term.send(b"\x18x");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    // the shell exits while attached: attach reports its code
+    let mut term = Terminal::new();
+    let mut child = term.spawn(&lab, &["attach", "ex-at"]);
+    term.send(b"echo bye''now; exit 7\r");
+    term.expect("byenow");
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+
+    let r = lab.tb(&["attach", "ex-at"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("cannot attach to a stopped container"),
+        "{}",
+        r.stderr
+    );
+    let r = lab.tb(&["attach", "--detach-keys", "ctrl-", "ex-at"]);
+    assert!(r.stderr.contains("invalid detach keys"), "{}", r.stderr);
+    let r = lab.tb(&["run", "-d", "--name", "ex-at2", "busybox", "sleep", "100"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["attach", "ex-at2"]);
+    assert!(r.stderr.contains("has no terminal"), "{}", r.stderr);
+    lab.tb(&["rm", "-f", "ex-at2"]);
+}

@@ -2,6 +2,7 @@
 //! an OCI spec made from the image and the `run` options, and a supervisor that
 //! owns the running process, its logs and its exit.
 
+pub mod attach;
 pub mod commit;
 pub mod copy;
 pub mod diff;

@@ -166,10 +166,19 @@ fn run_once(
     match &pty_master {
         Some(master) => {
             drop((out_r, err_r));
-            let input = attached && container.options.interactive;
-            let raw = input.then(RawMode::enter);
-            terminal::relay(master, input, attached, false, Some(&mut log));
-            drop(raw);
+            // detached: clients come and go through `attach`
+            match (!attached).then(|| super::attach::listen(container)) {
+                Some(Ok(listener)) => {
+                    super::attach::serve(master, &listener, &mut log);
+                    super::attach::unlisten(container);
+                }
+                _ => {
+                    let input = attached && container.options.interactive;
+                    let raw = input.then(RawMode::enter);
+                    terminal::relay(master, input, attached, None, Some(&mut log));
+                    drop(raw);
+                }
+            }
         }
         None => relay(out_r, err_r, &mut log, attached),
     }

@@ -90,7 +90,7 @@ impl Drop for RawMode {
 }
 
 /// Copies our terminal's window size (from stdin, else stdout) to `master`.
-fn copy_window_size(master: RawFd) {
+pub(super) fn copy_window_size(master: RawFd) {
     let mut ws: libc::winsize = libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -127,18 +127,124 @@ pub enum RelayEnd {
     Detached,
 }
 
-const CTRL_P: u8 = 0x10;
-const CTRL_Q: u8 = 0x11;
+/// The key sequence that detaches a client from a terminal without touching
+/// the process (Docker's `--detach-keys`, default ctrl-p,ctrl-q).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(Vec<u8>);
+
+impl Default for DetachKeys {
+    fn default() -> Self {
+        DetachKeys(vec![0x10, 0x11])
+    }
+}
+
+impl DetachKeys {
+    /// Docker's syntax: comma-separated keys, each one character or `ctrl-X`
+    /// with X one of a-z, @, [, \, ], ^, _.
+    pub fn parse(text: &str) -> Result<DetachKeys> {
+        let bad = || {
+            ContainerError::BadOption(format!(
+                "invalid detach keys {text:?}: use keys like ctrl-p,ctrl-q (ctrl- plus a-z, @, [, \\, ], ^ or _, or single characters)"
+            ))
+        };
+        let mut keys = Vec::new();
+        for key in text.split(',') {
+            let bytes = key.as_bytes();
+            if let Some(rest) = key.strip_prefix("ctrl-") {
+                let [c] = rest.as_bytes() else {
+                    return Err(bad());
+                };
+                let c = c.to_ascii_lowercase();
+                keys.push(match c {
+                    b'a'..=b'z' => c - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => return Err(bad()),
+                });
+            } else if bytes.len() == 1 {
+                keys.push(bytes[0]);
+            } else {
+                return Err(bad());
+            }
+        }
+        if keys.is_empty() {
+            return Err(bad());
+        }
+        Ok(DetachKeys(keys))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Finds the detach sequence in typed input, holding back a partial match
+/// across reads (and letting it through once the next byte breaks it).
+#[derive(Debug)]
+pub struct DetachMatcher {
+    keys: DetachKeys,
+    held: usize,
+}
+
+impl DetachMatcher {
+    pub fn new(keys: DetachKeys) -> DetachMatcher {
+        DetachMatcher { keys, held: 0 }
+    }
+
+    /// The bytes to forward from `data`, and whether the sequence completed.
+    pub fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let keys = self.keys.bytes();
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if b == keys[self.held] {
+                self.held += 1;
+                if self.held == keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&keys[..self.held]);
+            self.held = 0;
+            if b == keys[0] {
+                self.held = 1;
+                if keys.len() == 1 {
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
 
 /// Copies between the user's stdio and `master` until the terminal closes.
 /// `input`: forward our stdin (`-i`). `echo`: copy the output to our stdout.
-/// `detach_keys`: ctrl-p ctrl-q ends the relay without touching the process.
+/// `detach`: these keys end the relay without touching the process.
 /// `log`: a copy of the output.
 pub fn relay(
     master: &OwnedFd,
     input: bool,
     echo: bool,
-    detach_keys: bool,
+    detach: Option<DetachKeys>,
+    log: Option<&mut LogWriter>,
+) -> RelayEnd {
+    relay_stream(master, master.as_raw_fd(), input, echo, detach, log)
+}
+
+/// As `relay`, with the terminal's data on `stream` (the pty master itself, or
+/// a socket to the supervisor that holds it) and its window size set on
+/// `winsize_fd`.
+pub fn relay_stream(
+    stream: &OwnedFd,
+    winsize_fd: RawFd,
+    input: bool,
+    echo: bool,
+    detach: Option<DetachKeys>,
     mut log: Option<&mut LogWriter>,
 ) -> RelayEnd {
     let (winch_r, winch_w) =
@@ -149,17 +255,20 @@ pub fn relay(
     WINCH_PIPE.store(winch_w.as_raw_fd(), Ordering::Relaxed);
     // SAFETY: the handler only writes to the self-pipe.
     unsafe { libc::signal(libc::SIGWINCH, on_winch as *const () as libc::sighandler_t) };
-    copy_window_size(master.as_raw_fd());
+    copy_window_size(winsize_fd);
 
-    let mut master_file = File::from(master.try_clone().expect("dup pty master"));
+    let Ok(dup) = stream.try_clone() else {
+        return RelayEnd::Closed;
+    };
+    let mut master_file = File::from(dup);
     let mut winch = File::from(winch_r);
     let mut stdin_open = input;
     let mut buf = vec![0u8; 16 * 1024];
-    let mut pending_ctrl_p = false;
+    let mut matcher = detach.map(DetachMatcher::new);
     let end = loop {
         let mut fds = [
             libc::pollfd {
-                fd: master.as_raw_fd(),
+                fd: stream.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -184,7 +293,7 @@ pub fn relay(
         }
         if fds[2].revents != 0 {
             let _ = winch.read(&mut buf);
-            copy_window_size(master.as_raw_fd());
+            copy_window_size(winsize_fd);
         }
         if fds[0].revents != 0 {
             // EIO once the last slave descriptor is closed
@@ -204,26 +313,18 @@ pub fn relay(
         if fds[1].revents != 0 {
             match std::io::stdin().lock().read(&mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
-                Ok(k) => {
-                    let mut data = &buf[..k];
-                    if detach_keys {
-                        if pending_ctrl_p && data.first() == Some(&CTRL_Q) {
+                Ok(k) => match matcher.as_mut() {
+                    Some(m) => {
+                        let (data, detached) = m.feed(&buf[..k]);
+                        let _ = master_file.write_all(&data);
+                        if detached {
                             break RelayEnd::Detached;
-                        }
-                        if pending_ctrl_p {
-                            let _ = master_file.write_all(&[CTRL_P]);
-                        }
-                        pending_ctrl_p = false;
-                        if data.windows(2).any(|w| w == [CTRL_P, CTRL_Q]) {
-                            break RelayEnd::Detached;
-                        }
-                        if data.last() == Some(&CTRL_P) {
-                            pending_ctrl_p = true;
-                            data = &data[..data.len() - 1];
                         }
                     }
-                    let _ = master_file.write_all(data);
-                }
+                    None => {
+                        let _ = master_file.write_all(&buf[..k]);
+                    }
+                },
             }
         }
     };
@@ -264,7 +365,7 @@ pub fn exec_with_terminal(
     } else {
         None
     };
-    relay(&pty.master, interactive, true, false, None);
+    relay(&pty.master, interactive, true, None, None);
     drop(raw);
     let code = wait_exit(child);
     signals::stop_forwarding();
