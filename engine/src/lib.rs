@@ -15,6 +15,7 @@ pub mod container;
 pub mod fault;
 pub mod image;
 pub mod network;
+pub mod oci;
 pub mod registry;
 pub mod runtime;
 pub mod store;

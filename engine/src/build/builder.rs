@@ -26,9 +26,10 @@ use super::tree;
 use super::{default_network, BuildError, BuildOptions, BuildResult, Result};
 use crate::image::ingest::ingest_tar;
 use crate::image::layer::{commit_image, now_rfc3339, ImageBlobs};
-use crate::image::manifest::{Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::image::manifest::{Descriptor, Manifest};
 use crate::image::{Image, ImageError, LayerInfo, Reference};
 use crate::network::NetworkMode;
+use crate::oci::media;
 use crate::store::{Digest, Store};
 
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -1331,9 +1332,9 @@ impl Builder<'_> {
             serde_json::to_vec(&image).map_err(|e| BuildError::Internal(e.to_string()))?;
         let manifest = Manifest {
             schema_version: 2,
-            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+            media_type: Some(media::OCI_MANIFEST.to_string()),
             config: Descriptor {
-                media_type: MEDIA_TYPE_CONFIG.to_string(),
+                media_type: media::OCI_CONFIG.to_string(),
                 digest: Digest::of(&config_bytes).to_string(),
                 size: config_bytes.len() as u64,
             },
@@ -1360,7 +1361,7 @@ impl Builder<'_> {
             &names,
             &ImageBlobs {
                 manifest: &manifest_bytes,
-                manifest_media_type: MEDIA_TYPE_MANIFEST,
+                manifest_media_type: media::OCI_MANIFEST,
                 config: &config_bytes,
             },
         )?)

@@ -132,14 +132,16 @@ fn walk(store: &Store, digest: &Digest, r: &mut Reachable, depth: u32) {
     let Ok(cfg) = store.read_json_blob::<ConfigRootfs>(&config) else {
         return;
     };
-    let mut chain: Option<Digest> = None;
-    for diff in cfg.rootfs.map(|f| f.diff_ids).unwrap_or_default() {
-        let Ok(diff) = Digest::parse(&diff) else {
-            break;
-        };
-        let id = Digest::chain(chain.as_ref(), &diff);
+    // The layers under the first unreadable diff id still count as reachable.
+    let diff_ids: Vec<Digest> = cfg
+        .rootfs
+        .map(|f| f.diff_ids)
+        .unwrap_or_default()
+        .iter()
+        .map_while(|d| Digest::parse(d).ok())
+        .collect();
+    for id in crate::oci::chain_ids(&diff_ids) {
         r.layers.insert(id.hex().to_string());
-        chain = Some(id);
     }
 }
 

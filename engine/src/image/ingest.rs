@@ -18,15 +18,11 @@ use std::rc::Rc;
 use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 
-use super::manifest::MEDIA_TYPE_LAYER_GZIP;
 use super::{ImageError, LayerInfo, Result};
+use crate::oci::media;
 use crate::store::blobs::HashingWriter;
 use crate::store::unpack::{self, UnpackStats};
 use crate::store::{Digest, Store, StoreError};
-
-pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +37,17 @@ impl Compression {
     /// foreign (Docker) layers are read as their base type.
     pub fn of_media_type(media_type: &str) -> Result<Self> {
         match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Ok(Compression::None),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Compression::Gzip),
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Compression::Zstd),
+            media::OCI_LAYER_TAR
+            | media::OCI_LAYER_NONDIST_TAR
+            | media::DOCKER_LAYER_TAR
+            | media::DOCKER_FOREIGN_LAYER_TAR => Ok(Compression::None),
+            media::OCI_LAYER_GZIP
+            | media::OCI_LAYER_NONDIST_GZIP
+            | media::DOCKER_LAYER_GZIP
+            | media::DOCKER_FOREIGN_LAYER_GZIP => Ok(Compression::Gzip),
+            media::OCI_LAYER_ZSTD | media::OCI_LAYER_NONDIST_ZSTD | media::DOCKER_LAYER_ZSTD => {
+                Ok(Compression::Zstd)
+            }
             other => Err(ImageError::UnsupportedMediaType(other.to_string())),
         }
     }
@@ -70,9 +66,9 @@ impl Compression {
     /// The OCI media type of a layer stored with this compression.
     pub fn media_type(self) -> &'static str {
         match self {
-            Compression::None => MEDIA_TYPE_LAYER_TAR,
-            Compression::Gzip => MEDIA_TYPE_LAYER_GZIP,
-            Compression::Zstd => MEDIA_TYPE_LAYER_ZSTD,
+            Compression::None => media::OCI_LAYER_TAR,
+            Compression::Gzip => media::OCI_LAYER_GZIP,
+            Compression::Zstd => media::OCI_LAYER_ZSTD,
         }
     }
 }
@@ -230,7 +226,7 @@ pub fn ingest_tar(
             layer: LayerInfo {
                 blob,
                 blob_size,
-                media_type: MEDIA_TYPE_LAYER_GZIP.to_string(),
+                media_type: media::OCI_LAYER_GZIP.to_string(),
                 diff_id,
                 chain_id,
             },
@@ -578,7 +574,7 @@ mod tests {
     #[test]
     fn media_types() {
         assert_eq!(
-            Compression::of_media_type(MEDIA_TYPE_DOCKER_LAYER_GZIP).unwrap(),
+            Compression::of_media_type(media::DOCKER_LAYER_GZIP).unwrap(),
             Compression::Gzip
         );
         assert_eq!(
@@ -603,9 +599,9 @@ mod tests {
         let diff_id = Digest::of(&tar);
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
         for (media_type, blob) in [
-            (MEDIA_TYPE_LAYER_TAR, tar.clone()),
-            (MEDIA_TYPE_DOCKER_LAYER_GZIP, gzip(&tar)),
-            (MEDIA_TYPE_LAYER_ZSTD, zst),
+            (media::OCI_LAYER_TAR, tar.clone()),
+            (media::DOCKER_LAYER_GZIP, gzip(&tar)),
+            (media::OCI_LAYER_ZSTD, zst),
         ] {
             let digest = Digest::of(&blob);
             let src = LayerSource {
@@ -619,7 +615,7 @@ mod tests {
             assert_eq!(got.layer.chain_id, diff_id);
             assert!(store.has_blob(&digest));
             // the plain tar's blob already made the layer dir: later ones only add blobs
-            if media_type == MEDIA_TYPE_LAYER_TAR {
+            if media_type == media::OCI_LAYER_TAR {
                 assert_eq!(seen, blob.len() as u64);
                 assert!(got.unpacked.is_some());
             } else {
@@ -651,7 +647,7 @@ mod tests {
         ];
         for (d, size, diff, want) in cases {
             let src = LayerSource {
-                media_type: MEDIA_TYPE_LAYER_GZIP,
+                media_type: media::OCI_LAYER_GZIP,
                 digest: d,
                 size,
                 diff_id: diff,
@@ -664,7 +660,7 @@ mod tests {
         }
         // truncated gzip
         let src = LayerSource {
-            media_type: MEDIA_TYPE_LAYER_GZIP,
+            media_type: media::OCI_LAYER_GZIP,
             digest: &digest,
             size: None,
             diff_id: &diff_id,

@@ -8,8 +8,9 @@ use std::io::{BufRead, BufReader, Read};
 use oci_spec::image::ImageConfiguration;
 
 use super::ingest;
-use super::manifest::{Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use super::manifest::{Descriptor, Manifest};
 use super::{Image, ImageError, LayerInfo, Reference, Result};
+use crate::oci::media;
 use crate::store::{Digest, Store};
 
 /// Stores an uncompressed layer tar: compresses it into a blob and unpacks it on
@@ -58,9 +59,9 @@ pub fn write_image_named(
     })?;
     let manifest = Manifest {
         schema_version: 2,
-        media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+        media_type: Some(media::OCI_MANIFEST.to_string()),
         config: Descriptor {
-            media_type: MEDIA_TYPE_CONFIG.to_string(),
+            media_type: media::OCI_CONFIG.to_string(),
             digest: Digest::of(&config_bytes).to_string(),
             size: config_bytes.len() as u64,
         },
@@ -79,7 +80,7 @@ pub fn write_image_named(
         names,
         &ImageBlobs {
             manifest: &manifest_bytes,
-            manifest_media_type: MEDIA_TYPE_MANIFEST,
+            manifest_media_type: media::OCI_MANIFEST,
             config: &config_bytes,
         },
     )
@@ -130,17 +131,18 @@ pub fn commit_image(store: &Store, names: &[Reference], blobs: &ImageBlobs) -> R
             manifest.layers.len()
         )));
     }
-    let mut chain: Option<Digest> = None;
-    for (desc, diff) in manifest.layers.iter().zip(diff_ids) {
+    let diff_ids = diff_ids
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    for (desc, chain_id) in manifest.layers.iter().zip(crate::oci::chain_ids(&diff_ids)) {
         let blob = Digest::parse(&desc.digest)?;
-        let chain_id = Digest::chain(chain.as_ref(), &Digest::parse(diff)?);
         if !store.has_blob(&blob) || !store.layer_dir(&chain_id).is_dir() {
             return Err(ImageError::Layer {
                 digest: blob.to_string(),
                 message: "is not in the store yet: ingest every layer before the image".into(),
             });
         }
-        chain = Some(chain_id);
     }
     {
         let _lock = store.lock()?;

@@ -18,15 +18,14 @@ use serde::Deserialize;
 use super::gc::{self, Candidates};
 use super::ingest::{self, Compression, LayerSource};
 use super::layer::{commit_image, ImageBlobs};
-use super::manifest::{Descriptor, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use super::manifest::{Descriptor, Manifest};
 use super::{ImageError, Reference, Result};
+use crate::oci::media;
 use crate::store::refs::{ANNOTATION_FULL_NAME, ANNOTATION_REF_NAME};
 use crate::store::{Digest, Store, StoreError};
 
 /// Manifests and configs are small; anything bigger is not one.
 const MAX_JSON_BYTES: u64 = 32 << 20;
-const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// One image the load put in the store.
 #[derive(Debug, Clone)]
@@ -250,7 +249,7 @@ fn load_oci(
         pending.push(Pending {
             manifest: manifest_bytes,
             manifest_media_type: if media_type.is_empty() {
-                MEDIA_TYPE_MANIFEST.to_string()
+                media::OCI_MANIFEST.to_string()
             } else {
                 media_type
             },
@@ -319,9 +318,9 @@ fn load_docker(
         }
         let manifest = Manifest {
             schema_version: 2,
-            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+            media_type: Some(media::OCI_MANIFEST.to_string()),
             config: Descriptor {
-                media_type: MEDIA_TYPE_CONFIG.to_string(),
+                media_type: media::OCI_CONFIG.to_string(),
                 digest: config_digest.to_string(),
                 size: config.len() as u64,
             },
@@ -335,7 +334,7 @@ fn load_docker(
             .collect::<Result<Vec<_>>>()?;
         pending.push(Pending {
             manifest: serde_json::to_vec(&manifest).expect("manifest serialises"),
-            manifest_media_type: MEDIA_TYPE_MANIFEST.to_string(),
+            manifest_media_type: media::OCI_MANIFEST.to_string(),
             config,
             names,
             layers_added: counts.0,
@@ -441,7 +440,7 @@ fn pick_platform(
 ) -> Result<(Digest, String, Option<u64>)> {
     let digest = parse_digest(&desc.digest)?;
     let nested =
-        desc.media_type == MEDIA_TYPE_OCI_INDEX || desc.media_type == MEDIA_TYPE_DOCKER_LIST;
+        desc.media_type == media::OCI_INDEX || desc.media_type == media::DOCKER_MANIFEST_LIST;
     if !nested {
         return Ok((digest, desc.media_type.clone(), desc.size));
     }

@@ -144,19 +144,20 @@ impl Image {
                 ),
             });
         }
+        let diff_ids = diff_ids
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let chain_ids = crate::oci::chain_ids(&diff_ids);
         let mut layers = Vec::new();
-        let mut chain: Option<Digest> = None;
-        for (desc, diff) in manifest.layers.iter().zip(diff_ids) {
-            let diff_id = Digest::parse(diff)?;
-            let chain_id = Digest::chain(chain.as_ref(), &diff_id);
+        for ((desc, diff_id), chain_id) in manifest.layers.iter().zip(diff_ids).zip(chain_ids) {
             layers.push(LayerInfo {
                 blob: Digest::parse(&desc.digest)?,
                 blob_size: desc.size,
                 media_type: desc.media_type.clone(),
                 diff_id,
-                chain_id: chain_id.clone(),
+                chain_id,
             });
-            chain = Some(chain_id);
         }
         let names = store
             .read_index()?

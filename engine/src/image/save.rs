@@ -72,7 +72,7 @@ pub fn write_archive(store: &Store, items: &[SaveItem], out: impl Write) -> Resu
         let (media_type, size) = match index_entry {
             Some(e) => (e.media_type, e.size),
             None => (
-                super::manifest::MEDIA_TYPE_MANIFEST.to_string(),
+                crate::oci::media::OCI_MANIFEST.to_string(),
                 std::fs::metadata(store.blob_path(&img.manifest_digest))
                     .map(|m| m.len())
                     .unwrap_or(0),
@@ -141,7 +141,7 @@ pub fn write_archive(store: &Store, items: &[SaveItem], out: impl Write) -> Resu
     }
     let index = json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "mediaType": crate::oci::media::OCI_INDEX,
         "manifests": index_entries,
     });
     add_bytes(&mut tar, "index.json", &serde_json::to_vec(&index).unwrap()).map_err(io_err)?;

@@ -212,17 +212,20 @@ pub fn pull(
         parent: Option<Digest>,
     }
     let mut jobs = Vec::new();
-    let mut parent: Option<Digest> = None;
+    let diff_ids = diff_ids
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let chain_ids = crate::oci::chain_ids(&diff_ids);
     let mut already_present = 0;
-    for (desc, diff) in manifest.layers.iter().zip(diff_ids) {
+    for (i, (desc, diff_id)) in manifest.layers.iter().zip(diff_ids).enumerate() {
         let job = Job {
             media_type: desc.media_type.clone(),
             digest: Digest::parse(&desc.digest)?,
             size: desc.size,
-            diff_id: Digest::parse(diff)?,
-            parent: parent.clone(),
+            diff_id,
+            parent: i.checked_sub(1).map(|p| chain_ids[p].clone()),
         };
-        parent = Some(Digest::chain(parent.as_ref(), &job.diff_id));
         let src = LayerSource {
             media_type: &job.media_type,
             digest: &job.digest,
