@@ -43,17 +43,6 @@ fn run_until_killed(lab: &Lab, point: &str, args: &[&str], stdin: Option<&str>) 
     child.wait().unwrap().signal() == Some(libc::SIGKILL)
 }
 
-fn newest_kernel() -> Option<String> {
-    let mut kernels: Vec<String> = std::fs::read_dir("/boot")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().display().to_string())
-        .filter(|p| p.contains("/vmlinuz-"))
-        .collect();
-    kernels.sort();
-    kernels.pop()
-}
-
 /// After a crash: any command recovers; then the store checks clean and works.
 fn assert_recovers(lab: &Lab, after: &str) {
     let ps = lab.tb(&["ps", "-a"]);
@@ -173,7 +162,8 @@ fn a_kill_at_every_crash_point_leaves_a_clean_working_store() {
             "vm.created" => {
                 // killed right after the record is written, before any boot: an
                 // explicit kernel passes the host check on any KVM (PVM too)
-                let Some(kernel) = newest_kernel().filter(|_| Path::new("/dev/kvm").exists())
+                let Some(kernel) =
+                    common::newest_kernel().filter(|_| Path::new("/dev/kvm").exists())
                 else {
                     eprintln!("{point}: no /dev/kvm or no kernel in /boot, scenario skipped");
                     covered.insert(point);

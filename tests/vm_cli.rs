@@ -19,17 +19,6 @@ fn kvm_kind() -> String {
     v["kvm"]["kind"].as_str().unwrap_or("").to_string()
 }
 
-fn newest_kernel() -> Option<String> {
-    let mut kernels: Vec<String> = std::fs::read_dir("/boot")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().display().to_string())
-        .filter(|p| p.contains("/vmlinuz-"))
-        .collect();
-    kernels.sort();
-    kernels.pop()
-}
-
 fn vm_count(lab: &Lab) -> usize {
     let r = lab.tb(&["vm", "ps", "-a", "-q"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -44,7 +33,7 @@ fn kernels_are_listed_with_a_verdict_for_this_host() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let kind = v["kvm"]["kind"].as_str().unwrap();
     let kernels = v["kernels"].as_array().unwrap();
-    let installed = newest_kernel().expect("CI installs linux-image-amd64");
+    let installed = common::newest_kernel().expect("CI installs linux-image-amd64");
     assert!(
         kernels.iter().any(|k| k["path"] == installed.as_str()),
         "{installed} not listed: {kernels:?}"
@@ -90,7 +79,11 @@ fn vm_run_boots_or_says_why_this_host_cannot() {
             assert!(!r.stdout.trim().is_empty());
             assert_eq!(
                 r.stdout.trim(),
-                newest_kernel().unwrap().rsplit("vmlinuz-").next().unwrap()
+                common::newest_kernel()
+                    .unwrap()
+                    .rsplit("vmlinuz-")
+                    .next()
+                    .unwrap()
             );
             let _ = host;
         }
@@ -100,7 +93,7 @@ fn vm_run_boots_or_says_why_this_host_cannot() {
 #[test]
 fn bad_input_is_refused_with_one_line() {
     let Some(lab) = lab() else { return };
-    let kernel = newest_kernel().unwrap();
+    let kernel = common::newest_kernel().unwrap();
     for (args, needle) in [
         (
             vec!["vm", "run", "--memory", "4", "busybox", "true"],
@@ -146,7 +139,7 @@ fn a_kernel_that_cannot_boot_here_hits_the_boot_timeout() {
         eprintln!("skipping: this host's KVM can boot stock kernels (the nested tests cover it)");
         return;
     }
-    let kernel = newest_kernel().unwrap();
+    let kernel = common::newest_kernel().unwrap();
     let started = Instant::now();
     let r = lab.tb(&[
         "vm",
@@ -191,7 +184,7 @@ fn a_kernel_that_cannot_boot_here_hits_the_boot_timeout() {
 #[test]
 fn detached_vm_runs_stops_and_is_removed() {
     let Some(lab) = lab() else { return };
-    let kernel = newest_kernel().unwrap();
+    let kernel = common::newest_kernel().unwrap();
     let r = lab.tb(&[
         "vm",
         "run",
@@ -249,7 +242,7 @@ fn the_qemu_backend_runs_the_same_guest_anywhere() {
         "uname -r; echo from-the-guest >&2; exit 4",
     ]);
     assert_eq!(r.code, 4, "{}", r.stderr);
-    let guest_kernel = newest_kernel().unwrap();
+    let guest_kernel = common::newest_kernel().unwrap();
     // The guest's stdout and stderr share its serial console.
     let first = r.stdout.lines().next().unwrap_or_default();
     assert_eq!(first, guest_kernel.rsplit("vmlinuz-").next().unwrap());

@@ -120,3 +120,15 @@ pub fn tar_with_file(path: &Path, name: &str, data: &[u8], mode: u32) {
     b.append_data(&mut h, name, data).unwrap();
     b.finish().unwrap();
 }
+
+/// The newest kernel in /boot (`/boot/vmlinuz-*`), as the VM tests boot it.
+pub fn newest_kernel() -> Option<String> {
+    let mut kernels: Vec<String> = std::fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.contains("/vmlinuz-"))
+        .collect();
+    kernels.sort();
+    kernels.pop()
+}
