@@ -95,22 +95,8 @@ fn image_config(base: &Image, c: &Container, opts: &CommitOptions) -> Result<Val
     }
     let cfg = v["config"].as_object_mut().expect("object");
     let o = &c.options;
-    if !o.env.is_empty() {
-        let mut env: Vec<String> = cfg
-            .get("Env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for kv in &o.env {
-            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-            env.push(kv.clone());
-        }
-        cfg.insert("Env".into(), json!(env));
+    for kv in &o.env {
+        changes::set_env(cfg, kv);
     }
     if let Some(ep) = &o.entrypoint {
         cfg.insert("Entrypoint".into(), json!([ep]));

@@ -46,15 +46,7 @@ pub fn apply(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             .unwrap_or_default()
     };
     // quotes and $VARIABLES as a Dockerfile has them, against the image's ENV
-    let env: Vec<String> = config
-        .get("Env")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let env = env_of(config);
     let word = |w: &str| expand::word(w, &env, '\\').map_err(|e| bad(e.to_string()));
     let pairs = |pairs: &[(String, String)]| -> Result<Vec<(String, String)>> {
         pairs
@@ -70,12 +62,9 @@ pub fn apply(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             config.insert("Entrypoint".into(), command(form));
         }
         Instr::Env(given) => {
-            let mut env = env.clone();
             for (k, v) in pairs(given)? {
-                env.retain(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) != k.as_str());
-                env.push(format!("{k}={v}"));
+                set_env(config, &format!("{k}={v}"));
             }
-            config.insert("Env".into(), json!(env));
         }
         Instr::Expose(text) => {
             let mut ports = object(config, "ExposedPorts");
@@ -133,6 +122,29 @@ pub fn apply(config: &mut Map<String, Value>, change: &str) -> Result<()> {
         _ => return Err(bad(format!("only {ALLOWED} can be changed"))),
     }
     Ok(())
+}
+
+/// The config's `Env` list (`KEY=VALUE` strings).
+fn env_of(config: &Map<String, Value>) -> Vec<String> {
+    config
+        .get("Env")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets one `KEY=VALUE` in the config's `Env`, replacing the key's old value.
+pub(crate) fn set_env(config: &mut Map<String, Value>, kv: &str) {
+    let key_of = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let key = key_of(kv);
+    let mut env = env_of(config);
+    env.retain(|e| key_of(e) != key);
+    env.push(kv.to_string());
+    config.insert("Env".into(), json!(env));
 }
 
 /// Applies every change in order to the `config` object of an image config.
