@@ -18,10 +18,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use twinbox_bench::stats::{self, Stats};
 
 const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
 
@@ -134,41 +135,10 @@ impl Drop for Dockerd {
     }
 }
 
+/// One successful run's wall time (the shared timer, named by its command line).
 fn timed(mut cmd: Command) -> Result<Duration> {
-    let start = Instant::now();
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let took = start.elapsed();
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(took)
-}
-
-struct Stats {
-    median: f64,
-    p10: f64,
-    p90: f64,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        let pos = q * (v.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-    };
-    Stats {
-        median: at(0.5),
-        p10: at(0.1),
-        p90: at(0.9),
-    }
+    let what = format!("{cmd:?}");
+    stats::timed(&mut cmd, &what)
 }
 
 fn make_context(dir: &Path, files: usize) -> Result<()> {
@@ -302,7 +272,7 @@ fn run(args: &Args) -> Result<()> {
             c,
         ]))?);
     }
-    let s: Vec<Stats> = series.iter().map(|(_, v)| stats(v)).collect();
+    let s: Vec<Stats> = series.iter().map(|(_, v)| Stats::of(v)).collect();
     let cold_ratio = s[0].median / s[1].median;
     let cached_ratio = s[2].median / s[3].median;
     if args.json {
