@@ -18,9 +18,8 @@ use twinbox_engine::container::supervisor::{
     supervise as supervise_attached, supervisor_main, Attach,
 };
 use twinbox_engine::container::terminal::DetachKeys;
-use twinbox_engine::container::{
-    self as engine, lifecycle, procinfo, Container, RunOptions, Status,
-};
+use twinbox_engine::container::{self as engine, lifecycle, Container, RunOptions, Status};
+use twinbox_engine::host::procfs;
 use twinbox_engine::network::NetworkMode;
 
 use crate::format::{human_duration, print_table, since};
@@ -757,9 +756,9 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
             "LogPath": c.log_path(),
             "Twinbox": {
                 "SupervisorPid": supervisor,
-                "SupervisorRssBytes": supervisor.and_then(procinfo::rss_bytes),
-                "SupervisorPssBytes": supervisor.and_then(procinfo::pss_bytes),
-                "SupervisorPrivateBytes": supervisor.and_then(procinfo::private_bytes),
+                "SupervisorRssBytes": supervisor.and_then(procfs::rss_bytes),
+                "SupervisorPssBytes": supervisor.and_then(procfs::pss_bytes),
+                "SupervisorPrivateBytes": supervisor.and_then(procfs::private_bytes),
                 "MemoryPeakBytes": s.memory_peak_bytes,
                 "Cgroup": usage,
                 "LowerDirs": c.lower_dirs,
@@ -862,12 +861,12 @@ pub fn top(root: &Path, args: TopArgs) -> Result<i32> {
     let cg = lifecycle::cgroup_of(&c).context("the container's cgroup is gone")?;
     let mut rows = Vec::new();
     for pid in cg.pids()? {
-        let (uid, ppid) = procinfo::owner_and_parent(pid).unwrap_or((0, 0));
+        let (uid, ppid) = procfs::owner_and_parent(pid).unwrap_or((0, 0));
         rows.push(vec![
             uid.to_string(),
             pid.to_string(),
             ppid.to_string(),
-            procinfo::cmdline(pid),
+            procfs::cmdline(pid),
         ]);
     }
     print_table(&["UID", "PID", "PPID", "CMD"], &rows);

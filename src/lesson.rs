@@ -137,7 +137,7 @@ fn finish(
     if let Some(path) = report_path {
         let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
         let page = html::page(reports, &generated);
-        write_atomic(path, page.as_bytes())
+        twinbox_engine::store::atomic::write_atomic(path, page.as_bytes())
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
         eprintln!("report written to {}", path.display());
     }
@@ -147,18 +147,6 @@ fn finish(
     }
     let failed = reports.iter().any(|r| !r.failures.is_empty());
     Ok(if failed { 1 } else { 0 })
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 fn list() -> Result<i32> {

@@ -16,8 +16,9 @@ use twinbox_engine::container::{self as engine, lifecycle, Container, RunOptions
 use twinbox_engine::store::Store;
 
 use crate::measure::memory::{process_memory, ProcessMemory};
-use crate::measure::time::{ms_between, now_rfc3339};
+use crate::measure::time::ms_between;
 use crate::LessonError;
+use twinbox_engine::util::time::now_rfc3339;
 
 /// How one finished container run went.
 #[derive(Debug, Clone, Serialize)]

@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use twinbox_engine::host::Check;
 
 /// Where KVM lives.
 pub const KVM_DEVICE: &str = "/dev/kvm";
@@ -277,6 +278,83 @@ fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
             .collect()
     }
     numbers(a).cmp(&numbers(b)).then_with(|| a.cmp(b))
+}
+
+/// The microVM side of `twinbox doctor`: KVM, guest kernels, QEMU.
+pub fn checks() -> Vec<Check> {
+    let kvm = kvm_kind();
+    vec![check_kvm(&kvm), check_guest_kernels(&kvm), check_qemu()]
+}
+
+fn check_kvm(kind: &KvmKind) -> Check {
+    const NAME: &str = "kvm";
+    match kind {
+        KvmKind::VtX | KvmKind::AmdV => Check::ok(NAME, format!("/dev/kvm ({kind})")),
+        KvmKind::Unknown => Check::ok(
+            NAME,
+            "/dev/kvm (kind unknown: no kvm_intel, kvm_amd or kvm_pvm module)",
+        ),
+        KvmKind::Pvm => Check::warn(NAME, "/dev/kvm is PVM (kvm_pvm, no VT-x/AMD-V)", PVM_HINT),
+        KvmKind::Absent { reason } => Check::warn(
+            NAME,
+            reason.clone(),
+            "VM lessons fall back to QEMU (software emulation)",
+        ),
+    }
+}
+
+fn check_guest_kernels(kind: &KvmKind) -> Check {
+    const NAME: &str = "guest kernel";
+    let kernels = find_kernels();
+    if kernels.is_empty() {
+        let mut hint = "install linux-image-amd64 or pass --kernel".to_string();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            hint.push_str(" (as non-root, /boot/vmlinuz-* may be unreadable)");
+        }
+        return Check::warn(NAME, format!("none in {}", BOOT_DIR), hint);
+    }
+    let found: Vec<String> = kernels
+        .iter()
+        .map(|k| {
+            let modules = if k.modules_dir.is_some() {
+                ", modules"
+            } else {
+                ", no modules"
+            };
+            format!("{} ({}{modules})", k.path.display(), k.format)
+        })
+        .collect();
+    let detail = found.join(", ");
+    if let Err(why) = can_boot_stock_kernel(kind) {
+        return Check::warn(
+            NAME,
+            format!("{detail}; stock kernels will not boot here"),
+            why,
+        );
+    }
+    if kernels.iter().all(|k| k.modules_dir.is_none()) {
+        return Check::warn(
+            NAME,
+            detail,
+            format!(
+                "no {}/<version> for these kernels: stock kernels load their virtio drivers as modules; install the matching linux-image package",
+                MODULES_DIR
+            ),
+        );
+    }
+    Check::ok(NAME, detail)
+}
+
+fn check_qemu() -> Check {
+    match twinbox_engine::util::path::find_in_path("qemu-system-x86_64") {
+        Some(p) => Check::ok("qemu", p.display().to_string()),
+        None => Check::warn(
+            "qemu",
+            "qemu-system-x86_64 not on PATH",
+            "apt-get install qemu-system-x86 (the VM fallback and the peer VMM)",
+        ),
+    }
 }
 
 #[cfg(test)]

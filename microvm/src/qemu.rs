@@ -169,7 +169,8 @@ impl QemuRunner {
     /// TCG otherwise, and the machine type that boots reliably with that
     /// (see the module comment).
     pub fn find() -> Result<QemuRunner, QemuError> {
-        let binary = find_in_path(QEMU_BINARY).ok_or(QemuError::NotFound)?;
+        let binary =
+            twinbox_engine::util::path::find_in_path(QEMU_BINARY).ok_or(QemuError::NotFound)?;
         let accel = match host::can_boot_stock_kernel(&host::kvm_kind()) {
             Ok(()) => Accel::Kvm,
             Err(why) => {
@@ -451,9 +452,7 @@ impl<'w> ConsoleWatch<'w> {
 }
 
 fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-    let from = lines.len().saturating_sub(n);
-    let tail = lines[from..].join("\n");
+    let tail = twinbox_engine::util::text::last_lines(text, n);
     if tail.trim().is_empty() {
         "(none)".to_string()
     } else {
@@ -497,13 +496,6 @@ fn has_machine(binary: &Path, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 /// The initrd as a file for `-initrd`, removed when dropped.
 struct TempFile {
     path: PathBuf,
@@ -514,7 +506,7 @@ impl TempFile {
         let path = std::env::temp_dir().join(format!(
             "twinbox-qemu-{}-{}.initrd",
             std::process::id(),
-            twinbox_engine::store::random_hex(6)
+            twinbox_engine::util::id::random_hex(6)
         ));
         let io = |source| QemuError::Io {
             path: path.clone(),

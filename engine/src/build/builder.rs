@@ -25,12 +25,13 @@ use super::run::{self, RunRequest};
 use super::tree;
 use super::{default_network, BuildError, BuildOptions, BuildResult, Result};
 use crate::image::ingest::ingest_tar;
-use crate::image::layer::{commit_image, now_rfc3339, ImageBlobs};
+use crate::image::layer::{commit_image, ImageBlobs};
 use crate::image::manifest::{Descriptor, Manifest};
 use crate::image::{Image, ImageError, LayerInfo, Reference};
 use crate::network::NetworkMode;
 use crate::oci::media;
 use crate::store::{Digest, Store};
+use crate::util::time::now_rfc3339;
 
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];

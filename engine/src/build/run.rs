@@ -152,7 +152,7 @@ fn execute(
     let id = format!(
         "build-{}-{}",
         std::process::id(),
-        crate::store::random_hex(6)
+        crate::util::id::random_hex(6)
     );
     let cgroup = PathBuf::from("twinbox").join(&id);
     if matches!(opts.network, NetworkMode::Container(_)) {

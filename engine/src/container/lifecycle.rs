@@ -138,7 +138,7 @@ fn created_state(opts: &RunOptions) -> State {
     if opts.auto_remove {
         let me = std::process::id() as i32;
         state.supervisor_pid = Some(me);
-        state.supervisor_start_ticks = super::procinfo::start_ticks(me);
+        state.supervisor_start_ticks = crate::host::procfs::start_ticks(me);
     }
     state
 }

@@ -13,7 +13,6 @@ pub mod names;
 pub mod network;
 pub mod options;
 pub mod pause;
-pub mod procinfo;
 pub mod prune;
 pub mod record;
 pub mod restart;

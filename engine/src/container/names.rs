@@ -6,7 +6,7 @@ use super::{ContainerError, Result};
 
 /// A new 64-hex-digit container id.
 pub fn new_id() -> String {
-    crate::store::random_hex(32)
+    crate::util::id::random_hex(32)
 }
 
 /// Docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, optionally with a leading '/'.
@@ -36,7 +36,7 @@ const SCIENTISTS: &[&str] = &[
 
 /// A friendly random name like `keen_lovelace`.
 pub fn random_name() -> String {
-    let seed = u64::from_str_radix(&crate::store::random_hex(8), 16).unwrap_or_else(|_| {
+    let seed = u64::from_str_radix(&crate::util::id::random_hex(8), 16).unwrap_or_else(|_| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

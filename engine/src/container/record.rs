@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::options::RunOptions;
-use super::procinfo;
 use super::{ContainerError, Result};
+use crate::host::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
 use crate::store::Store;
 
@@ -160,7 +160,7 @@ impl Container {
         };
         if state.status == Status::Running {
             let alive = match (state.supervisor_pid, state.supervisor_start_ticks) {
-                (Some(pid), Some(ticks)) => procinfo::start_ticks(pid) == Some(ticks),
+                (Some(pid), Some(ticks)) => procfs::start_ticks(pid) == Some(ticks),
                 _ => false,
             };
             if !alive {

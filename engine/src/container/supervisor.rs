@@ -14,7 +14,8 @@ use super::logs::LogWriter;
 use super::record::{Container, State, Status};
 use super::restart::{self, RestartPolicy};
 use super::terminal::{self, Pty, RawMode};
-use super::{procinfo, signals, ContainerError, Result};
+use super::{signals, ContainerError, Result};
+use crate::host::procfs;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
 
@@ -150,7 +151,7 @@ fn run_once(
     state.status = Status::Running;
     state.pid = Some(pid);
     state.supervisor_pid = Some(me);
-    state.supervisor_start_ticks = procinfo::start_ticks(me);
+    state.supervisor_start_ticks = procfs::start_ticks(me);
     state.started_at = Some(now());
     state.restart_count = restarts;
     container.write_state(&state)?;

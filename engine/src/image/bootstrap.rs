@@ -8,9 +8,10 @@ use oci_spec::image::{
     Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
 };
 
-use super::layer::{commit_layer, now_rfc3339, write_image};
+use super::layer::{commit_layer, write_image};
 use super::{Image, ImageError, Reference, Result};
 use crate::store::Store;
+use crate::util::time::now_rfc3339;
 
 pub const DEFAULT_PATH_ENV: &str =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

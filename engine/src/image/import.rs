@@ -9,9 +9,10 @@ use oci_spec::image::{
 
 use super::bootstrap::DEFAULT_PATH_ENV;
 use super::ingest::ingest_tar;
-use super::layer::{now_rfc3339, open_tar_file, write_image};
+use super::layer::{open_tar_file, write_image};
 use super::{Image, Reference, Result};
 use crate::store::Store;
+use crate::util::time::now_rfc3339;
 
 pub fn import_rootfs(
     store: &Store,

@@ -171,8 +171,3 @@ pub fn commit_image(store: &Store, names: &[Reference], blobs: &ImageBlobs) -> R
     )?;
     Image::load(store, &manifest_digest)
 }
-
-/// Now, as image configs and history write it.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}

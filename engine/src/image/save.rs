@@ -174,7 +174,7 @@ pub fn save_to_file(store: &Store, items: &[SaveItem], path: &Path) -> Result<()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "archive".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", crate::store::random_hex(4)));
+    let tmp = dir.join(format!(".{name}.tmp-{}", crate::util::id::random_hex(4)));
     let io_err = |e| ImageError::Io {
         path: path.to_path_buf(),
         source: e,

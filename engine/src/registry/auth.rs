@@ -227,7 +227,7 @@ impl AuthFile {
     fn write(&self, json: &AuthJson) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| self.error(e.to_string()))?;
-        let tmp = dir.join(format!(".auth.json.tmp-{}", crate::store::random_hex(4)));
+        let tmp = dir.join(format!(".auth.json.tmp-{}", crate::util::id::random_hex(4)));
         let data = serde_json::to_vec_pretty(json).expect("auth json serialises");
         let result = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{spawn, Launch, Result, RuntimeError, Stdio};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
-use crate::container::procinfo;
+use crate::host::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
 
 pub const DEFAULT_STATE_ROOT: &str = "/run/twinbox-runtime";
@@ -113,7 +113,7 @@ impl OciRuntime {
                 pid: spawned.pid.as_raw(),
                 bundle,
                 annotations: spec.annotations().clone().unwrap_or_default(),
-                start_ticks: procinfo::start_ticks(spawned.pid.as_raw()),
+                start_ticks: procfs::start_ticks(spawned.pid.as_raw()),
             };
             write_json_atomic(&dir.join("state.json"), &state)
                 .map_err(|e| RuntimeError::Spec(e.to_string()))?;
@@ -156,8 +156,8 @@ impl OciRuntime {
         }
         let mut state: OciState =
             read_json(&path).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-        let alive = procinfo::start_ticks(state.pid).is_some()
-            && procinfo::start_ticks(state.pid) == state.start_ticks;
+        let alive = procfs::start_ticks(state.pid).is_some()
+            && procfs::start_ticks(state.pid) == state.start_ticks;
         state.status = if !alive {
             "stopped"
         } else if self.dir(id).join("exec.fifo").exists() {
@@ -196,7 +196,7 @@ impl OciRuntime {
                 nix::sys::signal::Signal::SIGKILL,
             );
             for _ in 0..200 {
-                if procinfo::start_ticks(state.pid).is_none() {
+                if procfs::start_ticks(state.pid).is_none() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));

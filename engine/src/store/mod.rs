@@ -12,6 +12,7 @@ pub mod refs;
 pub mod unpack;
 pub mod usage;
 
+use crate::util::id::random_hex;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -133,18 +134,4 @@ impl Store {
 pub fn grave_path(root: &Path) -> PathBuf {
     root.join("tmp")
         .join(format!("rm-{}-{}", std::process::id(), random_hex(8)))
-}
-
-/// Random lowercase hex, `bytes` bytes long, from the kernel's CSPRNG.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    let mut filled = 0;
-    while filled < bytes {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), bytes - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
-    hex::encode(buf)
 }

@@ -16,8 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
-use crate::container::procinfo;
 use crate::container::{Container, State, Status};
+use crate::host::procfs;
 use crate::store::atomic::read_json;
 use crate::store::Store;
 
@@ -55,7 +55,7 @@ pub(crate) fn owner_is_dead(state: &State) -> bool {
         return false;
     }
     match (state.supervisor_pid, state.supervisor_start_ticks) {
-        (Some(pid), Some(ticks)) => procinfo::start_ticks(pid) != Some(ticks),
+        (Some(pid), Some(ticks)) => procfs::start_ticks(pid) != Some(ticks),
         _ => true,
     }
 }

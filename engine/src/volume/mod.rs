@@ -93,7 +93,7 @@ pub fn create(store: &Store, name: Option<&str>) -> Result<(Volume, bool)> {
             validate_name(n)?;
             (n.to_string(), false)
         }
-        None => (crate::store::random_hex(32), true),
+        None => (crate::util::id::random_hex(32), true),
     };
     if let Ok(v) = find(store, &name) {
         return Ok((v, false));

@@ -87,7 +87,7 @@ impl VmBackend for Qemu {
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
         let started = Instant::now();
         let initrd = super::guest_initrd(req, &self.kernel)?;
-        let tag = twinbox_engine::store::random_hex(8);
+        let tag = twinbox_engine::util::id::random_hex(8);
         let opts = self.options(req, &tag);
         let sampler = Sampler::start(format!("twinbox.run={tag}"), req.memory_mib << 20);
         let mut live = live;
@@ -262,7 +262,7 @@ fn find_child(parent: i32, tag: &str) -> Option<i32> {
         if ppid != Some(parent) {
             continue;
         }
-        if twinbox_engine::container::procinfo::cmdline(pid).contains(tag) {
+        if twinbox_engine::host::procfs::cmdline(pid).contains(tag) {
             return Some(pid);
         }
     }

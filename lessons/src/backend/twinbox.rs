@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use twinbox_engine::util::text::last_lines;
 use twinbox_microvm::host::GuestKernel;
-use twinbox_microvm::instance::ending::last_lines;
 use twinbox_microvm::instance::{self, Mode, RunRequest, Started};
 
 use super::{Phase, Prepared, VmBackend, VmMemory, VmRequest, VmRun};

@@ -48,7 +48,7 @@ impl Lesson for Ephemeral {
         ctx.image(BUSYBOX)?;
         let dir = std::env::temp_dir().join(format!(
             "twinbox-lesson-volume-{}",
-            twinbox_engine::store::random_hex(4)
+            twinbox_engine::util::id::random_hex(4)
         ));
         std::fs::create_dir_all(&dir)
             .map_err(|e| LessonError::io(format!("creating {}", dir.display()), e))?;

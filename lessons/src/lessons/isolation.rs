@@ -62,7 +62,7 @@ impl Lesson for Isolation {
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
         let image = ctx.image(BUSYBOX)?;
-        let tag = format!("isolation-{}", twinbox_engine::store::random_hex(4));
+        let tag = format!("isolation-{}", twinbox_engine::util::id::random_hex(4));
         let opts = cmd_opts(vec!["sh".into(), "-c".into(), SCRIPT.into(), tag.clone()]);
         let host = HostView::now();
 
@@ -424,7 +424,7 @@ impl HostView {
                 .trim()
                 .to_string(),
             processes: all_pids().len(),
-            pid1: short(&twinbox_engine::container::procinfo::cmdline(1), 40),
+            pid1: short(&twinbox_engine::host::procfs::cmdline(1), 40),
             interfaces,
             rootfs,
         }
@@ -450,11 +450,11 @@ fn all_pids() -> Vec<i32> {
 }
 
 fn host_process(pid: i32) -> Option<HostProcess> {
-    let args = twinbox_engine::container::procinfo::cmdline(pid);
+    let args = twinbox_engine::host::procfs::cmdline(pid);
     if args.is_empty() {
         return None;
     }
-    let (uid, _) = twinbox_engine::container::procinfo::owner_and_parent(pid)?;
+    let (uid, _) = twinbox_engine::host::procfs::owner_and_parent(pid)?;
     Some(HostProcess {
         pid,
         user: if uid == 0 {
@@ -484,7 +484,7 @@ fn find_vmm() -> Vec<HostProcess> {
     let children: Vec<HostProcess> = all_pids()
         .into_iter()
         .filter(|p| {
-            twinbox_engine::container::procinfo::owner_and_parent(*p).map(|(_, pp)| pp) == Some(me)
+            twinbox_engine::host::procfs::owner_and_parent(*p).map(|(_, pp)| pp) == Some(me)
         })
         .filter_map(host_process)
         .filter(|p| p.args.contains("qemu-system"))

@@ -239,7 +239,7 @@ impl TempDir {
     fn new() -> Result<TempDir, LessonError> {
         let path = std::env::temp_dir().join(format!(
             "twinbox-lesson-registry-{}",
-            twinbox_engine::store::random_hex(4)
+            twinbox_engine::util::id::random_hex(4)
         ));
         std::fs::create_dir_all(&path)
             .map_err(|e| LessonError::io(format!("creating {}", path.display()), e))?;

@@ -3,7 +3,7 @@
 //! memory on the host (its cgroup's peak plus its supervisor).
 
 use serde::Serialize;
-use twinbox_engine::container::procinfo;
+use twinbox_engine::host::procfs;
 
 use crate::context::DetachedEnd;
 use crate::report::Measured;
@@ -65,9 +65,9 @@ pub struct ProcessMemory {
 /// Reads `/proc/PID`; `None` once the process is gone.
 pub fn process_memory(pid: i32) -> Option<ProcessMemory> {
     Some(ProcessMemory {
-        rss: procinfo::rss_bytes(pid)?,
-        pss: procinfo::pss_bytes(pid),
-        private: procinfo::private_bytes(pid),
+        rss: procfs::rss_bytes(pid)?,
+        pss: procfs::pss_bytes(pid),
+        private: procfs::private_bytes(pid),
         peak_rss: status_kib(pid, "VmHWM:").map(|k| k * 1024),
     })
 }

@@ -58,11 +58,6 @@ pub fn ms_between(from: &str, to: &str) -> Option<f64> {
     Some((b - a).num_microseconds()? as f64 / 1000.0)
 }
 
-/// The wall clock now, in the form the container records use.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
 /// How many times larger `a` is than `b`, as words: "4.2×".
 pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0 && a.is_finite()).then(|| a / b)

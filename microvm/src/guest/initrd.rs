@@ -21,7 +21,8 @@ use sha2::{Digest as _, Sha256};
 use twinbox_engine::container::options::RunOptions;
 use twinbox_engine::container::{spec, user};
 use twinbox_engine::image::Image;
-use twinbox_engine::store::{atomic, random_hex, Store};
+use twinbox_engine::store::{atomic, Store};
+use twinbox_engine::util::id::random_hex;
 use twinbox_init::{GuestConfig, CONFIG_PATH, INIT_PATH};
 
 use super::cpio::{CpioWriter, Kind, Meta};

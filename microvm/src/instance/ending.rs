@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::run::Finished;
 use crate::host::{self, KvmKind};
 use crate::vmm::VmEnd;
+use twinbox_engine::util::text::last_lines;
 
 /// The end of a VM's run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,22 +92,9 @@ impl Finished {
     }
 }
 
-/// The last `n` lines of `text`.
-pub fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn last_lines_keeps_the_tail() {
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
-        assert_eq!(last_lines("a", 5), "a");
-        assert_eq!(last_lines("", 3), "");
-    }
 
     #[test]
     fn failures_say_what_happened() {

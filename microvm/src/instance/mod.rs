@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use twinbox_engine::container::names;
-use twinbox_engine::image::layer::now_rfc3339;
 use twinbox_engine::store::{Store, StoreError};
+use twinbox_engine::util::time::now_rfc3339;
 
 use crate::host::{self, GuestKernel, KvmKind};
 use crate::vmm::{self, VmEnd, VmmError};

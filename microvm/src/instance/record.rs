@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use twinbox_engine::container::procinfo;
+use twinbox_engine::host::procfs;
 use twinbox_engine::store::atomic::{read_json, write_json_atomic};
 
 use super::InstanceError;
@@ -80,7 +80,7 @@ impl VmRecord {
         match &self.state {
             VmState::Running {
                 pid, start_ticks, ..
-            } => procinfo::start_ticks(*pid) == Some(*start_ticks),
+            } => procfs::start_ticks(*pid) == Some(*start_ticks),
             _ => false,
         }
     }

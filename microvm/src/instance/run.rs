@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use twinbox_engine::container::{procinfo, RunOptions};
-use twinbox_engine::image::layer::now_rfc3339;
+use twinbox_engine::container::RunOptions;
+use twinbox_engine::host::procfs;
 use twinbox_engine::image::Image;
 use twinbox_engine::store::Store;
+use twinbox_engine::util::time::now_rfc3339;
 
 use super::ending::Ending;
 use super::{check_host, choose_kernel, create, finish, remove, remove_dir, vms_dir};
@@ -380,7 +381,7 @@ fn boot(
     let pid = std::process::id() as i32;
     record.state = VmState::Running {
         pid,
-        start_ticks: procinfo::start_ticks(pid).unwrap_or(0),
+        start_ticks: procfs::start_ticks(pid).unwrap_or(0),
         started: now_rfc3339(),
     };
     record.save(&dir)?;

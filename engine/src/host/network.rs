@@ -1,0 +1,164 @@
+//! The container networking probes: kernel bridge and veth, the netfilter backend
+//! the NAT and port rules go through, IPv4 forwarding, and the CNI reference plugins.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::probes::MODULES_DIR;
+use super::Check;
+use crate::network::cni;
+
+/// The plugins twinbox's networks run.
+const REFERENCE_PLUGINS: [&str; 6] = [
+    "bridge",
+    "host-local",
+    "portmap",
+    "firewall",
+    "tuning",
+    "loopback",
+];
+
+/// Every network check, in the order doctor prints them.
+pub fn checks() -> Vec<Check> {
+    let release = super::kernel_release();
+    vec![
+        check_kernel_feature("bridge", "bridge", "CONFIG_BRIDGE", &release),
+        check_kernel_feature("veth", "veth", "CONFIG_VETH", &release),
+        check_netfilter(),
+        check_ip_forward(),
+        check_cni_plugins(),
+    ]
+}
+
+/// A kernel feature is there when its module is loaded, built in, installed as a
+/// module, or set in /proc/config.gz.
+fn check_kernel_feature(name: &'static str, module: &str, config: &str, release: &str) -> Check {
+    if Path::new("/sys/module").join(module).exists() {
+        return Check::ok(name, format!("module {module} loaded"));
+    }
+    let modules = Path::new(MODULES_DIR).join(release);
+    let builtin = fs::read_to_string(modules.join("modules.builtin")).unwrap_or_default();
+    let dep = fs::read_to_string(modules.join("modules.dep")).unwrap_or_default();
+    let file = format!("/{module}.ko");
+    if builtin.lines().any(|l| l.contains(&file)) {
+        return Check::ok(name, format!("{module} built into the kernel"));
+    }
+    if dep
+        .lines()
+        .any(|l| l.split(':').next().is_some_and(|m| m.contains(&file)))
+    {
+        return Check::ok(name, format!("module {module} (loads on first use)"));
+    }
+    if let Ok(out) = Command::new("zcat").arg("/proc/config.gz").output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        for value in ["y", "m"] {
+            if text.lines().any(|l| l == format!("{config}={value}")) {
+                return Check::ok(name, format!("{config}={value} in /proc/config.gz"));
+            }
+        }
+    }
+    Check::fail(
+        name,
+        format!("no {module} module and {config} not set"),
+        format!("networks need {config}: use a kernel with it or modprobe {module}"),
+    )
+}
+
+/// iptables' own version line names its backend ("nf_tables" or "legacy").
+fn check_netfilter() -> Check {
+    const NAME: &str = "netfilter";
+    let version = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let iptables = version("iptables");
+    let nft = version("nft");
+    let nft_part = nft.unwrap_or_else(|| "no nft".to_string());
+    match iptables {
+        Some(v) => {
+            let backend = if v.contains("nf_tables") {
+                "iptables-nft"
+            } else if v.contains("legacy") {
+                "iptables-legacy"
+            } else {
+                "iptables"
+            };
+            Check::ok(NAME, format!("{backend} ({v}); {nft_part}"))
+        }
+        None => Check::fail(
+            NAME,
+            format!("iptables not found; {nft_part}"),
+            "apt-get install iptables (the CNI bridge and portmap plugins write NAT rules with it)",
+        ),
+    }
+}
+
+fn check_ip_forward() -> Check {
+    const NAME: &str = "ip_forward";
+    match fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim().to_string()) {
+        Ok(v) if v == "1" => Check::ok(NAME, "net.ipv4.ip_forward = 1"),
+        Ok(v) => Check::warn(
+            NAME,
+            format!("net.ipv4.ip_forward = {v}"),
+            "containers reach only the host until it is 1: sysctl -w net.ipv4.ip_forward=1 (the bridge plugin with ipMasq sets it)",
+        ),
+        Err(e) => Check::warn(NAME, format!("cannot read it: {e}"), "check /proc/sys"),
+    }
+}
+
+/// The plugin directory, and the CNI versions its `bridge` plugin speaks (asked with
+/// CNI_COMMAND=VERSION as a runtime would).
+fn check_cni_plugins() -> Check {
+    const NAME: &str = "cni plugins";
+    const HINT: &str = "apt-get install containernetworking-plugins";
+    let Some(dir) = cni::plugin_dir() else {
+        return Check::fail(
+            NAME,
+            format!("no bridge plugin in {}", cni::PLUGIN_DIRS.join(", ")),
+            HINT,
+        );
+    };
+    let missing: Vec<&str> = REFERENCE_PLUGINS
+        .into_iter()
+        .filter(|p| !dir.join(p).exists())
+        .collect();
+    let versions = Command::new(dir.join("bridge"))
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| {
+            v["supportedVersions"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        });
+    let detail = format!(
+        "{} (CNI versions: {})",
+        dir.display(),
+        versions.as_deref().unwrap_or("unknown")
+    );
+    if !missing.is_empty() {
+        return Check::fail(
+            NAME,
+            format!("{detail}; missing {}", missing.join(" ")),
+            HINT,
+        );
+    }
+    match versions {
+        Some(_) => Check::ok(NAME, detail),
+        None => Check::warn(
+            NAME,
+            detail,
+            "the bridge plugin did not answer CNI_COMMAND=VERSION: reinstall containernetworking-plugins",
+        ),
+    }
+}
