@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 use twinbox_engine::container::Container;
-use twinbox_engine::store::random_hex;
+use twinbox_engine::util::id::random_hex;
 
 use super::Lesson;
 use crate::context::{sh, Context, BUSYBOX};
