@@ -444,7 +444,7 @@ struct TempDir {
 fn tempdir() -> Result<TempDir, LessonError> {
     let path = std::env::temp_dir().join(format!(
         "twinbox-lesson-app-{}",
-        twinbox_engine::store::random_hex(6)
+        twinbox_engine::util::id::random_hex(6)
     ));
     std::fs::create_dir(&path)
         .map_err(|e| LessonError::io(format!("mkdir {}", path.display()), e))?;
