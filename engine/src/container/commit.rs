@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::{pause, Container, ContainerError, Result};
 use crate::build::tree;
-use crate::image::layer::{now_rfc3339, write_image_named};
+use crate::image::layer::write_image_named;
 use crate::image::{changes, ingest, Image, ImageError, Reference};
 use crate::store::{Store, StoreError};
+use crate::util::time::now_rfc3339;
 
 #[derive(Debug, Clone, Default)]
 pub struct CommitOptions {
