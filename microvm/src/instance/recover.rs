@@ -4,7 +4,7 @@
 //! process that is gone (killed before it started the VMM) is finished the same
 //! way. Runs whenever the CLI opens the store; cheap when there is nothing to do.
 
-use twinbox_engine::container::procinfo;
+use twinbox_engine::host::procfs;
 use twinbox_engine::store::Store;
 
 use super::{finish, list, remove_dir, VmEnd, VmRecord, VmState};
@@ -43,7 +43,7 @@ fn abandoned(vm: &VmRecord) -> bool {
         VmState::Running { .. } => !vm.is_running(),
         VmState::Created => vm
             .owner
-            .is_some_and(|pid| procinfo::start_ticks(pid).is_none()),
+            .is_some_and(|pid| procfs::start_ticks(pid).is_none()),
         VmState::Exited { .. } => false,
     }
 }
