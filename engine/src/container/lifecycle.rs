@@ -92,7 +92,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         name,
         image: image_name.to_string(),
         image_id: image.id.to_string(),
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        created: crate::util::time::now_rfc3339(),
         args: args.clone(),
         hostname: hostname.clone(),
         options: opts.clone(),

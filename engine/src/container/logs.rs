@@ -64,7 +64,7 @@ impl LogWriter {
         let rec = LogLine {
             log: String::from_utf8_lossy(bytes).into_owned(),
             stream: if stream == 0 { "stdout" } else { "stderr" }.into(),
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            time: crate::util::time::now_rfc3339(),
         };
         let mut line = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
         line.push(b'\n');

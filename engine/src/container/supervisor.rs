@@ -18,6 +18,7 @@ use super::{signals, ContainerError, Result};
 use crate::host::procfs;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
+use crate::util::time::now_rfc3339;
 
 /// How the supervisor talks to whoever started it.
 pub enum Attach {
@@ -152,7 +153,7 @@ fn run_once(
     state.pid = Some(pid);
     state.supervisor_pid = Some(me);
     state.supervisor_start_ticks = procfs::start_ticks(me);
-    state.started_at = Some(now());
+    state.started_at = Some(now_rfc3339());
     state.restart_count = restarts;
     container.write_state(&state)?;
     crate::fault::point("run.started");
@@ -200,7 +201,7 @@ fn run_once(
     state.status = Status::Exited;
     state.pid = None;
     state.exit_code = Some(code);
-    state.finished_at = Some(now());
+    state.finished_at = Some(now_rfc3339());
     container.write_state(&state)?;
     Ok((code, stopped))
 }
@@ -239,10 +240,6 @@ fn release_startup_code() {
     }
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Copies both pipes into the log until the container closes them.
