@@ -18,7 +18,7 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 
 /// Resident set size in bytes (VmRSS).
 pub fn rss_bytes(pid: i32) -> Option<u64> {
-    status_field(pid, "VmRSS:").map(|kb| kb * 1024)
+    status_kib(pid, "VmRSS:").map(|kb| kb * 1024)
 }
 
 /// Proportional set size in bytes: shared pages (the binary's text, libc) are
@@ -49,7 +49,8 @@ fn smaps_rollup_bytes(pid: i32, fields: &[&str]) -> Option<u64> {
     Some(total * 1024)
 }
 
-fn status_field(pid: i32, field: &str) -> Option<u64> {
+/// A kB-valued field of `/proc/PID/status` (e.g. `VmHWM:`), in KiB.
+pub fn status_kib(pid: i32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -68,19 +68,8 @@ pub fn process_memory(pid: i32) -> Option<ProcessMemory> {
         rss: procfs::rss_bytes(pid)?,
         pss: procfs::pss_bytes(pid),
         private: procfs::private_bytes(pid),
-        peak_rss: status_kib(pid, "VmHWM:").map(|k| k * 1024),
+        peak_rss: procfs::status_kib(pid, "VmHWM:").map(|k| k * 1024),
     })
-}
-
-fn status_kib(pid: i32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// The host's own `/proc/meminfo`.
