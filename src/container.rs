@@ -41,6 +41,12 @@ pub struct RunArgs {
     /// Network: bridge (default), NAME, none (lo only), host or container:NAME
     #[arg(long, default_value = "bridge")]
     network: String,
+    /// Another name containers on the same user network reach this one by
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// A fixed IPv4 address on the user network
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
     /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -202,6 +208,8 @@ impl RunArgs {
             network,
             ports,
             publish_all: self.publish_all,
+            network_aliases: self.network_alias.clone(),
+            ip: self.ip,
             memory_bytes,
             cpus: self.cpus,
             pids_limit: self.pids_limit.filter(|p| *p > 0),
@@ -752,6 +760,7 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
                 "Destination": v.destination,
                 "RW": !v.read_only,
             })).collect::<Vec<_>>(),
+            "NetworkSettings": network_settings(&c),
             "RestartCount": s.restart_count,
             "LogPath": c.log_path(),
             "Twinbox": {
@@ -767,6 +776,28 @@ pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
+}
+
+/// Docker's `NetworkSettings`: the first address, then one entry per network.
+fn network_settings(c: &Container) -> serde_json::Value {
+    let attached = twinbox_engine::network::attached(&c.dir);
+    let mut networks = serde_json::Map::new();
+    for a in attached.iter().filter(|a| !a.result.is_null()) {
+        networks.insert(
+            a.network.clone(),
+            json!({
+                "IPAddress": a.ipv4().map(|ip| ip.to_string()).unwrap_or_default(),
+                "MacAddress": a.mac().unwrap_or(""),
+                "Aliases": a.names,
+                "Interface": a.ifname,
+            }),
+        );
+    }
+    json!({
+        "IPAddress": attached.iter().find_map(|a| a.ipv4()).map(|ip| ip.to_string()).unwrap_or_default(),
+        "Ports": c.options.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "Networks": networks,
+    })
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,7 @@ mod doctor;
 mod format;
 mod image;
 mod lesson;
+mod network;
 mod output;
 mod registry;
 mod runtime;
@@ -130,6 +131,9 @@ enum Command {
     /// Manage volumes: create, ls, inspect, rm, prune
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks: create, ls, inspect, rm, prune, connect, disconnect
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Manage images
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -250,6 +254,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Login(args) => registry::login(&root, args),
         Command::Logout(args) => registry::logout(&root, args),
         Command::Volume(cmd) => volume::dispatch(&root, cmd),
+        Command::Network(cmd) => network::dispatch(&root, cmd),
         Command::Image(cmd) => image::image(&root, cmd),
         Command::Lesson(args) => lesson::lesson(&root, args),
         Command::Compare(args) => lesson::compare(&root, args),

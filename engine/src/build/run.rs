@@ -166,7 +166,11 @@ fn execute(
     // namespace joins it for the step's life and leaves it however the step ends
     let netns = match opts.network.cni_network() {
         Some(name) => {
-            crate::network::attach(store_root, dir, &id, name, &[])
+            let req = crate::network::Request {
+                network: name.to_string(),
+                ..Default::default()
+            };
+            crate::network::attach(store_root, dir, &id, &[req])
                 .map_err(|e| RunError::Setup(format!("RUN network {name}: {e}")))?;
             Some(crate::network::netns_path(dir))
         }

@@ -1,7 +1,6 @@
 //! Where the container lifecycle meets networking: checks at create, CNI ADD
 //! before the container starts, DEL when it ends or is removed.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Config as ImageConfig;
@@ -10,6 +9,7 @@ use super::options::RunOptions;
 use super::record::Container;
 use super::{ContainerError, Result};
 use crate::network::{self as net, NetworkMode, PortMapping};
+use crate::store::Store;
 
 /// `-P`: every EXPOSEd port of the image on a free host port.
 pub fn exposed_ports(image: Option<&ImageConfig>) -> Result<Vec<PortMapping>> {
@@ -36,6 +36,32 @@ pub fn prepare(
             "-p needs a network with its own addresses; --network {} has none",
             opts.network
         )));
+    }
+    let user_network = opts
+        .network
+        .cni_network()
+        .is_some_and(|n| n != net::DEFAULT_NETWORK);
+    if !opts.network_aliases.is_empty() && !user_network {
+        return Err(ContainerError::BadOption(format!(
+            "--network-alias works on user networks only; --network {} resolves no names",
+            opts.network
+        )));
+    }
+    if let Some(ip) = opts.ip {
+        if !user_network {
+            return Err(ContainerError::BadOption(format!(
+                "--ip works on user networks only (make one with `twinbox network create --subnet`); --network {} assigns addresses itself",
+                opts.network
+            )));
+        }
+        let name = opts.network.cni_network().unwrap_or_default();
+        let n = net::config::find(store_root, name)?;
+        if !n.subnet.is_some_and(|s| s.contains(ip)) {
+            return Err(ContainerError::BadOption(format!(
+                "--ip {ip} is not in the subnet of network {name}{}",
+                n.subnet.map(|s| format!(" ({s})")).unwrap_or_default()
+            )));
+        }
     }
     match &opts.network {
         NetworkMode::None | NetworkMode::Host => Ok(None),
@@ -92,25 +118,234 @@ fn store_root_of(c: &Container) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// CNI ADD for a container on a CNI network (no-op otherwise), then its own
-/// address goes into its /etc/hosts.
-pub fn setup(c: &Container) -> Result<()> {
-    let Some(name) = c.options.network.cni_network() else {
-        return Ok(());
+/// The names peers resolve to a container on a network: its name, the aliases
+/// and its short id, as Docker's DNS answers them.
+fn names_of(c: &Container, aliases: &[String]) -> Vec<String> {
+    let mut names = vec![c.name.clone()];
+    names.extend(aliases.iter().cloned());
+    names.push(c.short_id().to_string());
+    names
+}
+
+/// The networks a container joins when it starts: its first one (with the
+/// published ports), then those it was connected to.
+fn requests(c: &Container) -> Vec<net::Request> {
+    let Some(first) = c.options.network.cni_network() else {
+        return vec![];
     };
-    let attached = net::attach(&store_root_of(c), &c.dir, &c.id, name, &c.options.ports)?;
-    if let Some(ip) = attached.ipv4() {
-        let hosts = c.dir.join("hosts");
-        let text = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{}\n",
-            c.hostname
-        );
-        fs::write(&hosts, text).map_err(|e| ContainerError::io(&hosts, e))?;
+    let mut out = vec![net::Request {
+        network: first.to_string(),
+        names: names_of(c, &c.options.network_aliases),
+        ip: c.options.ip,
+        ports: c.options.ports.clone(),
+    }];
+    for conn in &c.options.connected {
+        out.push(net::Request {
+            network: conn.network.clone(),
+            names: names_of(c, &conn.aliases),
+            ip: conn.ip,
+            ports: vec![],
+        });
     }
+    out
+}
+
+/// CNI ADD for a container on CNI networks (no-op otherwise); the hosts files
+/// of its peers and its own are brought up to date on the way.
+pub fn setup(c: &Container) -> Result<()> {
+    let reqs = requests(c);
+    if reqs.is_empty() {
+        return Ok(());
+    }
+    net::attach(&store_root_of(c), &c.dir, &c.id, &reqs)?;
     Ok(())
 }
 
 /// CNI DEL from the cache and the namespace file; safe to call twice.
 pub fn release(c: &Container) -> Result<()> {
     Ok(net::detach(&c.dir)?)
+}
+
+/// The containers that name network `name` (first or connected), whatever state.
+pub fn users(store: &Store, name: &str) -> Result<Vec<Container>> {
+    Ok(Container::list(store)?
+        .into_iter()
+        .filter(|c| {
+            c.options.network.cni_network() == Some(name)
+                || c.options.connected.iter().any(|n| n.network == name)
+        })
+        .collect())
+}
+
+/// `network create`.
+pub fn create_network(store: &Store, opts: &net::config::CreateOptions) -> Result<net::config::Network> {
+    Ok(net::config::create(store.root(), opts)?)
+}
+
+/// `network ls`: every CNI network of the store, then Docker's host and none.
+pub fn list_networks(store: &Store) -> Result<Vec<net::config::Network>> {
+    Ok(net::config::list(store.root())?)
+}
+
+/// `network rm`: refused while any container names the network.
+pub fn remove_network(store: &Store, key: &str) -> Result<String> {
+    let n = net::config::find(store.root(), key)?;
+    let _lock = store.lock()?;
+    let using = users(store, &n.name)?;
+    if !using.is_empty() {
+        return Err(net::NetworkError::InUse {
+            name: n.name.clone(),
+            containers: using.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+        }
+        .into());
+    }
+    net::config::remove(store.root(), &n)?;
+    Ok(n.name)
+}
+
+/// `network prune`: every network no container names, except the predefined.
+pub fn prune_networks(store: &Store) -> Result<Vec<String>> {
+    let _lock = store.lock()?;
+    let all = Container::list(store)?;
+    let mut removed = vec![];
+    for n in net::config::list(store.root())? {
+        if net::config::PREDEFINED.contains(&n.name.as_str()) {
+            continue;
+        }
+        let used = all.iter().any(|c| {
+            c.options.network.cni_network() == Some(n.name.as_str())
+                || c.options.connected.iter().any(|x| x.network == n.name)
+        });
+        if !used {
+            net::config::remove(store.root(), &n)?;
+            removed.push(n.name);
+        }
+    }
+    Ok(removed)
+}
+
+/// `network inspect`, shaped like Docker's.
+pub fn inspect_network(store: &Store, key: &str) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let n = net::config::find(store.root(), key)?;
+    let mut containers = serde_json::Map::new();
+    for c in Container::list(store)? {
+        for a in net::attached(&c.dir).iter().filter(|a| a.network == n.name && !a.result.is_null()) {
+            let prefix = n.subnet.map(|s| s.prefix).unwrap_or(32);
+            containers.insert(
+                c.id.clone(),
+                json!({
+                    "Name": c.name,
+                    "Interface": a.ifname,
+                    "MacAddress": a.mac().unwrap_or(""),
+                    "IPv4Address": a.ipv4().map(|ip| format!("{ip}/{prefix}")).unwrap_or_default(),
+                    "Aliases": a.names,
+                }),
+            );
+        }
+    }
+    let ipam_config: Vec<serde_json::Value> = n
+        .subnet
+        .iter()
+        .map(|s| {
+            let mut v = json!({"Subnet": s.to_string()});
+            if let Some(g) = n.gateway {
+                v["Gateway"] = json!(g.to_string());
+            }
+            v
+        })
+        .collect();
+    Ok(json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "host-local", "Config": ipam_config},
+        "Internal": n.internal,
+        "Attachable": true,
+        "Containers": containers,
+        "Options": n.conflist["twinbox"]["options"].clone(),
+        "Labels": n.labels,
+        "Bridge": n.bridge,
+        "ConfigFile": n.path,
+        "Users": users(store, &n.name)?.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+    }))
+}
+
+/// `network connect [--alias] [--ip] NET CONTAINER`: recorded so every later
+/// start joins it too, and joined at once when the container runs.
+pub fn connect(
+    store: &Store,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+    ip: Option<std::net::Ipv4Addr>,
+) -> Result<()> {
+    let n = net::config::find(store.root(), network)?;
+    let _lock = store.lock()?;
+    let mut c = Container::find(store, container)?;
+    if c.options.network.cni_network().is_none() {
+        return Err(ContainerError::BadOption(format!(
+            "container {} uses --network {}: only containers on a CNI network can join more",
+            c.name, c.options.network
+        )));
+    }
+    if c.options.network.cni_network() == Some(n.name.as_str())
+        || c.options.connected.iter().any(|x| x.network == n.name)
+    {
+        return Err(ContainerError::BadOption(format!(
+            "container {} is already on network {}",
+            c.name, n.name
+        )));
+    }
+    if !aliases.is_empty() && !n.resolves_names() {
+        return Err(ContainerError::BadOption(
+            "--alias works on user networks only (the default bridge resolves no names)".into(),
+        ));
+    }
+    let conn = super::options::Connection {
+        network: n.name.clone(),
+        aliases: aliases.to_vec(),
+        ip,
+    };
+    if let Ok(s) = c.state() {
+        if s.status == super::record::Status::Running {
+            net::connect(
+                &c.dir,
+                &net::Request {
+                    network: n.name.clone(),
+                    names: names_of(&c, aliases),
+                    ip,
+                    ports: vec![],
+                },
+            )?;
+        }
+    }
+    c.options.connected.push(conn);
+    c.save()
+}
+
+/// `network disconnect NET CONTAINER`: leaves a network it was connected to.
+pub fn disconnect(store: &Store, network: &str, container: &str) -> Result<()> {
+    let n = net::config::find(store.root(), network)?;
+    let _lock = store.lock()?;
+    let mut c = Container::find(store, container)?;
+    if c.options.network.cni_network() == Some(n.name.as_str()) {
+        return Err(ContainerError::BadOption(format!(
+            "network {} is the first network of container {}: it can leave only networks it was connected to later",
+            n.name, c.name
+        )));
+    }
+    let before = c.options.connected.len();
+    c.options.connected.retain(|x| x.network != n.name);
+    if c.options.connected.len() == before {
+        return Err(ContainerError::BadOption(format!(
+            "container {} is not connected to network {}",
+            c.name, n.name
+        )));
+    }
+    net::disconnect(&c.dir, &n.name)?;
+    c.save()
 }

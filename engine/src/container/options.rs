@@ -25,6 +25,15 @@ pub struct RunOptions {
     /// `-P`: publish every EXPOSEd port on a free host port.
     #[serde(default)]
     pub publish_all: bool,
+    /// `--network-alias`: more names peers on the (user) network resolve.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    /// `--ip`: a fixed address on the network instead of the next free one.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Networks joined with `network connect`, attached after the first one.
+    #[serde(default)]
+    pub connected: Vec<Connection>,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
@@ -58,6 +67,16 @@ pub struct RunOptions {
     /// `--security-opt seccomp=unconfined`.
     #[serde(default)]
     pub seccomp_unconfined: bool,
+}
+
+/// A network a container joined with `network connect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A tmpfs mounted in the container (`--tmpfs /run:size=64m`).

@@ -4,9 +4,13 @@
 //! persistent namespace (see `netns`) before the container starts and after it ends.
 
 pub mod cni;
+pub mod config;
+pub mod isolation;
 pub mod loopback;
+pub mod names;
 pub mod netns;
 pub mod ports;
+pub mod subnet;
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -36,6 +40,14 @@ pub enum NetworkError {
     Unknown(String),
     #[error("{0}")]
     BadPort(String),
+    #[error("{0}")]
+    BadOption(String),
+    #[error("network {0} already exists: choose another name or remove it with `twinbox network rm {0}`")]
+    Exists(String),
+    #[error("network {name} is in use by container {containers}: remove or disconnect them first")]
+    InUse { name: String, containers: String },
+    #[error("firewall: {0}")]
+    Firewall(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -112,7 +124,7 @@ pub fn networks_dir(store_root: &Path) -> PathBuf {
     store_root.join("networks")
 }
 
-fn conflist_path(store_root: &Path, name: &str) -> PathBuf {
+pub fn conflist_path(store_root: &Path, name: &str) -> PathBuf {
     networks_dir(store_root).join(format!("{name}.conflist"))
 }
 
@@ -222,7 +234,7 @@ fn free_subnet() -> Option<Ipv4Addr> {
 }
 
 /// What a container's attachment left behind, kept for DEL (`network.json` in
-/// the container's directory).
+/// the container's directory holds one per network it is on).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attached {
     pub network: String,
@@ -231,6 +243,10 @@ pub struct Attached {
     pub conflist: Value,
     pub runtime_config: Value,
     pub result: Value,
+    /// What peers on a user network resolve to this address: the container's
+    /// name, its aliases on this network and its short id.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 impl Attached {
@@ -240,6 +256,15 @@ impl Attached {
             .as_array()?
             .iter()
             .find_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+    }
+
+    /// The interface's MAC address, as the plugin reported it.
+    pub fn mac(&self) -> Option<&str> {
+        self.result["interfaces"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"].as_str() == Some(&self.ifname) && i["sandbox"].is_string())
+            .and_then(|i| i["mac"].as_str())
     }
 }
 
@@ -252,83 +277,238 @@ pub fn netns_path(container_dir: &Path) -> PathBuf {
     container_dir.join("netns")
 }
 
-/// Creates the container's namespace and attaches it to `network` (CNI ADD),
-/// caching the result for DEL. On failure nothing is left behind.
+/// One network to join: which, under what extra names, with which address.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub network: String,
+    /// Names peers resolve to this endpoint (container name, aliases, short id).
+    pub names: Vec<String>,
+    /// A fixed address (`--ip`) instead of the next free one.
+    pub ip: Option<Ipv4Addr>,
+    /// `-p` mappings (portmap); only the first network of a container gets them.
+    pub ports: Vec<PortMapping>,
+}
+
+/// CNI ADD of `req.network` for interface `ifname` in the namespace at `netns`.
+/// The building block of every attachment, containers' and VM taps' alike: it
+/// knows no container, only a namespace, an interface and an id for the plugins.
+/// `before_add` sees the attachment before the plugins run, so a caller can
+/// cache it and undo a crash halfway through with DEL.
+pub fn add(
+    store_root: &Path,
+    id: &str,
+    netns: &Path,
+    ifname: &str,
+    req: &Request,
+    before_add: impl FnOnce(&Attached) -> Result<()>,
+) -> Result<Attached> {
+    let conflist = load(store_root, &req.network)?;
+    let mut runtime_config =
+        json!({"portMappings": req.ports.iter().map(PortMapping::to_cni).collect::<Vec<_>>()});
+    if let Some(ip) = req.ip {
+        let net = config::find(store_root, &req.network)?;
+        match net.subnet {
+            Some(s) if s.contains(ip) => {
+                runtime_config["ips"] = json!([format!("{ip}/{}", s.prefix)]);
+            }
+            _ => {
+                return Err(NetworkError::BadOption(format!(
+                    "--ip {ip} is not in the subnet of network {}{}",
+                    req.network,
+                    net.subnet.map(|s| format!(" ({s})")).unwrap_or_default()
+                )))
+            }
+        }
+    }
+    let mut attached = Attached {
+        network: req.network.clone(),
+        netns: netns.to_path_buf(),
+        ifname: ifname.to_string(),
+        conflist,
+        runtime_config,
+        result: Value::Null,
+        names: req.names.clone(),
+    };
+    before_add(&attached)?;
+    let at = cni::Attachment {
+        container_id: id,
+        netns,
+        ifname,
+        runtime_config: &attached.runtime_config,
+    };
+    attached.result = cni::run_list(&attached.conflist, cni::Op::Add, &at, None)?;
+    if let Err(e) = secure(&attached) {
+        let _ = del(id, &attached);
+        return Err(e);
+    }
+    Ok(attached)
+}
+
+/// Isolation rules for the bridge networks twinbox knows (after ADD: the bridge
+/// plugin and the firewall plugin have made their chains by then).
+fn secure(a: &Attached) -> Result<()> {
+    let first = &a.conflist["plugins"][0];
+    if first["type"].as_str() != Some("bridge") {
+        return Ok(());
+    }
+    let dev = first["bridge"].as_str().unwrap_or("cni0");
+    let internal = a.conflist["twinbox"]["internal"].as_bool().unwrap_or(false);
+    isolation::ensure(dev, internal)
+}
+
+/// CNI DEL of one attachment, from its cached config and result.
+pub fn del(id: &str, a: &Attached) -> Result<()> {
+    let at = cni::Attachment {
+        container_id: id,
+        netns: &a.netns,
+        ifname: &a.ifname,
+        runtime_config: &a.runtime_config,
+    };
+    let prev = (!a.result.is_null()).then_some(&a.result);
+    cni::run_list(&a.conflist, cni::Op::Del, &at, prev).map(|_| ())
+}
+
+fn id_of(container_dir: &Path) -> String {
+    container_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Containers live in STORE/containers/ID (build steps elsewhere: no peers).
+fn store_of(container_dir: &Path) -> Option<&Path> {
+    let parent = container_dir.parent()?;
+    (parent.file_name()? == "containers").then_some(parent.parent()?)
+}
+
+/// Creates the container's namespace and attaches it to each requested network
+/// (eth0, eth1...), caching every result for DEL, then updates the hosts files
+/// of everyone on those networks. On failure nothing is left behind.
 pub fn attach(
     store_root: &Path,
     container_dir: &Path,
     container_id: &str,
-    network: &str,
-    ports: &[PortMapping],
-) -> Result<Attached> {
+    requests: &[Request],
+) -> Result<Vec<Attached>> {
     // leftovers of a crashed run go first
     detach(container_dir)?;
-    let conflist = load(store_root, network)?;
     let netns = netns_path(container_dir);
     netns::create(&netns)?;
-    let runtime_config =
-        json!({"portMappings": ports.iter().map(PortMapping::to_cni).collect::<Vec<_>>()});
-    let mut attached = Attached {
-        network: network.to_string(),
-        netns: netns.clone(),
-        ifname: "eth0".into(),
-        conflist,
-        runtime_config,
-        result: Value::Null,
-    };
-    // cached before ADD: a crash halfway through can still be undone by DEL
-    save(container_dir, &attached)?;
-    let at = cni::Attachment {
-        container_id,
-        netns: &netns,
-        ifname: "eth0",
-        runtime_config: &attached.runtime_config,
-    };
-    match cni::run_list(&attached.conflist, cni::Op::Add, &at, None) {
-        Ok(result) => {
-            attached.result = result;
-            save(container_dir, &attached)?;
-            Ok(attached)
-        }
-        Err(e) => {
-            let _ = detach(container_dir);
-            Err(e)
+    let mut done: Vec<Attached> = vec![];
+    for (i, req) in requests.iter().enumerate() {
+        let ifname = format!("eth{i}");
+        let cached = |a: &Attached| {
+            let mut all = done.clone();
+            all.push(a.clone());
+            // cached before ADD: a crash halfway through can still be undone by DEL
+            save(container_dir, &all)
+        };
+        match add(store_root, container_id, &netns, &ifname, req, cached) {
+            Ok(a) => {
+                done.push(a);
+                save(container_dir, &done)?;
+            }
+            Err(e) => {
+                let _ = detach(container_dir);
+                return Err(e);
+            }
         }
     }
+    if store_of(container_dir).is_some() {
+        for a in &done {
+            names::refresh(store_root, &a.network, None)?;
+        }
+    }
+    Ok(done)
 }
 
-fn save(container_dir: &Path, a: &Attached) -> Result<()> {
+/// Joins one more network on a running container's namespace (the next free
+/// ethN), as `network connect` does.
+pub fn connect(container_dir: &Path, req: &Request) -> Result<Attached> {
+    let store_root = store_of(container_dir).unwrap_or(Path::new("/"));
+    let mut all = attached(container_dir);
+    if all.iter().any(|a| a.network == req.network) {
+        return Err(NetworkError::BadOption(format!(
+            "the container is already on network {}",
+            req.network
+        )));
+    }
+    let netns = netns_path(container_dir);
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !all.iter().any(|a| &a.ifname == n))
+        .unwrap_or_default();
+    let before = all.clone();
+    let cached = |a: &Attached| {
+        let mut with = before.clone();
+        with.push(a.clone());
+        save(container_dir, &with)
+    };
+    let a = match add(store_root, &id_of(container_dir), &netns, &ifname, req, cached) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = save(container_dir, &before);
+            return Err(e);
+        }
+    };
+    all.push(a.clone());
+    save(container_dir, &all)?;
+    names::refresh(store_root, &a.network, None)?;
+    Ok(a)
+}
+
+/// Leaves one network (CNI DEL of that attachment only), as `network disconnect`.
+/// Not attached is fine.
+pub fn disconnect(container_dir: &Path, network: &str) -> Result<()> {
+    let all = attached(container_dir);
+    let Some(a) = all.iter().find(|a| a.network == network) else {
+        return Ok(());
+    };
+    let outcome = del(&id_of(container_dir), a);
+    let rest: Vec<Attached> = all.iter().filter(|x| x.network != network).cloned().collect();
+    save(container_dir, &rest)?;
+    if let Some(root) = store_of(container_dir) {
+        names::refresh(root, network, Some(container_dir))?;
+    }
+    outcome
+}
+
+fn save(container_dir: &Path, all: &[Attached]) -> Result<()> {
     let path = cache_path(container_dir);
-    crate::store::atomic::write_json_atomic(&path, a)
+    crate::store::atomic::write_json_atomic(&path, &all)
         .map_err(|e| NetworkError::Netns(e.to_string()))
 }
 
-/// The cached attachment of a container, if it has one.
-pub fn attached(container_dir: &Path) -> Option<Attached> {
-    let text = fs::read(cache_path(container_dir)).ok()?;
-    serde_json::from_slice(&text).ok()
+/// The cached attachments of a container (none when it has no network). Reads
+/// the one-object form older versions wrote, too.
+pub fn attached(container_dir: &Path) -> Vec<Attached> {
+    let Ok(text) = fs::read(cache_path(container_dir)) else {
+        return vec![];
+    };
+    serde_json::from_slice::<Vec<Attached>>(&text)
+        .or_else(|_| serde_json::from_slice::<Attached>(&text).map(|a| vec![a]))
+        .unwrap_or_default()
 }
 
-/// CNI DEL from the cache, then the namespace goes. Idempotent.
+/// CNI DEL of every attachment from the cache (last first), then the namespace
+/// goes and peers' hosts files forget the container. Idempotent.
 pub fn detach(container_dir: &Path) -> Result<()> {
     let netns = netns_path(container_dir);
     let mut outcome = Ok(());
-    if let Some(a) = attached(container_dir) {
-        let id = container_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let at = cni::Attachment {
-            container_id: &id,
-            netns: &a.netns,
-            ifname: &a.ifname,
-            runtime_config: &a.runtime_config,
-        };
-        let prev = (!a.result.is_null()).then_some(&a.result);
-        outcome = cni::run_list(&a.conflist, cni::Op::Del, &at, prev).map(|_| ());
+    let all = attached(container_dir);
+    let id = id_of(container_dir);
+    for a in all.iter().rev() {
+        if let Err(e) = del(&id, a) {
+            outcome = outcome.and(Err(e));
+        }
     }
     netns::remove(&netns);
     let _ = fs::remove_file(cache_path(container_dir));
+    if let Some(root) = store_of(container_dir) {
+        for a in all.iter().filter(|a| a.network != DEFAULT_NETWORK) {
+            let _ = names::refresh(root, &a.network, None);
+        }
+    }
     outcome
 }
 
