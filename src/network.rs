@@ -147,7 +147,17 @@ pub fn dispatch(root: &Path, cmd: NetworkCommand) -> Result<i32> {
                     String::new(),
                 ]);
             }
-            print_table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET", "INTERNAL"], &rows);
+            print_table(
+                &[
+                    "NETWORK ID",
+                    "NAME",
+                    "DRIVER",
+                    "SCOPE",
+                    "SUBNET",
+                    "INTERNAL",
+                ],
+                &rows,
+            );
         }
         NetworkCommand::Inspect { names } => {
             let mut out = Vec::new();

@@ -4,49 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::net::{fetch, host_address};
 use common::{host, lab, Lab};
-
-/// The host's first global IPv4 address (not loopback, not our bridges).
-fn host_address() -> Option<String> {
-    let out = host("ip", &["-4", "-o", "addr", "show", "scope", "global"]);
-    out.lines()
-        .filter(|l| !l.contains("twinbox"))
-        .find_map(|l| {
-            l.split_whitespace()
-                .nth(3)?
-                .split('/')
-                .next()
-                .map(String::from)
-        })
-}
-
-/// GET `http://ADDR/` with a plain TCP client; the body, or "" after 10 s of tries.
-fn fetch(url: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = (|| -> std::io::Result<String> {
-            let sa: std::net::SocketAddr = addr.parse().expect("ip:port");
-            let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut resp = String::new();
-            s.read_to_string(&mut resp)?;
-            Ok(resp
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .unwrap_or_default())
-        })();
-        match got {
-            Ok(body) if !body.is_empty() => return body,
-            _ if Instant::now() > deadline => return String::new(),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 /// The leak test counts host-wide things: the tests of this file take turns.
 static HOST_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());

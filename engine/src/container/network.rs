@@ -178,7 +178,10 @@ pub fn users(store: &Store, name: &str) -> Result<Vec<Container>> {
 }
 
 /// `network create`.
-pub fn create_network(store: &Store, opts: &net::config::CreateOptions) -> Result<net::config::Network> {
+pub fn create_network(
+    store: &Store,
+    opts: &net::config::CreateOptions,
+) -> Result<net::config::Network> {
     Ok(net::config::create(store.root(), opts)?)
 }
 
@@ -195,7 +198,11 @@ pub fn remove_network(store: &Store, key: &str) -> Result<String> {
     if !using.is_empty() {
         return Err(net::NetworkError::InUse {
             name: n.name.clone(),
-            containers: using.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+            containers: using
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         }
         .into());
     }
@@ -230,7 +237,10 @@ pub fn inspect_network(store: &Store, key: &str) -> Result<serde_json::Value> {
     let n = net::config::find(store.root(), key)?;
     let mut containers = serde_json::Map::new();
     for c in Container::list(store)? {
-        for a in net::attached(&c.dir).iter().filter(|a| a.network == n.name && !a.result.is_null()) {
+        for a in net::attached(&c.dir)
+            .iter()
+            .filter(|a| a.network == n.name && !a.result.is_null())
+        {
             let prefix = n.subnet.map(|s| s.prefix).unwrap_or(32);
             containers.insert(
                 c.id.clone(),

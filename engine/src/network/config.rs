@@ -64,8 +64,8 @@ impl Network {
             .or_else(|| first["ipam"]["gateway"].as_str())
             .and_then(|s| s.parse().ok());
         let driver = first["type"].as_str().unwrap_or("unknown").to_string();
-        let bridge = (driver == "bridge")
-            .then(|| first["bridge"].as_str().unwrap_or("cni0").to_string());
+        let bridge =
+            (driver == "bridge").then(|| first["bridge"].as_str().unwrap_or("cni0").to_string());
         let labels = meta["labels"]
             .as_object()
             .map(|m| {
@@ -245,9 +245,9 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
         "dataDir": format!("{}/{id}", super::IPAM_DIR),
     });
     let mtu = match opts.options.get("mtu") {
-        Some(m) => m.parse::<u32>().map_err(|_| {
-            NetworkError::BadOption(format!("-o mtu={m}: give a number of bytes"))
-        })?,
+        Some(m) => m
+            .parse::<u32>()
+            .map_err(|_| NetworkError::BadOption(format!("-o mtu={m}: give a number of bytes")))?,
         None => super::host_mtu(),
     };
     let first = match driver.as_str() {
@@ -288,7 +288,8 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
     };
     let mut plugins = vec![first];
     if driver == "bridge" {
-        plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}));
+        plugins
+            .push(json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}));
         plugins.push(json!({"type": "firewall"}));
     }
     let conflist = json!({
@@ -303,7 +304,9 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
             "options": opts.options,
         }
     });
-    if !subnet::reserve(&subnet, &path).map_err(|e| io_err(Path::new(subnet::RESERVATIONS_DIR), e))? {
+    if !subnet::reserve(&subnet, &path)
+        .map_err(|e| io_err(Path::new(subnet::RESERVATIONS_DIR), e))?
+    {
         return Err(NetworkError::BadOption(format!(
             "subnet {subnet} was just taken by another twinbox store: try again"
         )));
@@ -334,9 +337,12 @@ pub fn remove(store_root: &Path, network: &Network) -> Result<()> {
         )));
     }
     let _lock = super::names::NetworksLock::acquire(store_root)?;
+    if let Some(dev) = &network.bridge {
+        super::isolation::remove(dev)?;
+    }
+    // only what twinbox made: a dropped-in list's bridge and leases are the user's
     if network.meta_id().is_some() {
         if let Some(dev) = &network.bridge {
-            super::isolation::remove(dev)?;
             delete_link(dev);
         }
         let leases = Path::new(super::IPAM_DIR).join(&network.id);

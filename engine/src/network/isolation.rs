@@ -55,7 +55,11 @@ fn iptables(args: &[&str]) -> Result<std::process::Output> {
         .arg("-w")
         .args(args)
         .output()
-        .map_err(|e| NetworkError::Firewall(format!("cannot run iptables ({e}): install the iptables package")))
+        .map_err(|e| {
+            NetworkError::Firewall(format!(
+                "cannot run iptables ({e}): install the iptables package"
+            ))
+        })
 }
 
 fn run(args: &[&str]) -> Result<()> {
@@ -149,7 +153,11 @@ fn in_place(device: &str, internal: bool) -> Result<bool> {
     let out = Command::new("iptables-save")
         .args(["-t", "filter"])
         .output()
-        .map_err(|e| NetworkError::Firewall(format!("cannot run iptables-save ({e}): install the iptables package")))?;
+        .map_err(|e| {
+            NetworkError::Firewall(format!(
+                "cannot run iptables-save ({e}): install the iptables package"
+            ))
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     let mut wanted: Vec<String> = BRIDGE_PATTERNS

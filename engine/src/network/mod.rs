@@ -444,7 +444,14 @@ pub fn connect(container_dir: &Path, req: &Request) -> Result<Attached> {
         with.push(a.clone());
         save(container_dir, &with)
     };
-    let a = match add(store_root, &id_of(container_dir), &netns, &ifname, req, cached) {
+    let a = match add(
+        store_root,
+        &id_of(container_dir),
+        &netns,
+        &ifname,
+        req,
+        cached,
+    ) {
         Ok(a) => a,
         Err(e) => {
             let _ = save(container_dir, &before);
@@ -465,7 +472,11 @@ pub fn disconnect(container_dir: &Path, network: &str) -> Result<()> {
         return Ok(());
     };
     let outcome = del(&id_of(container_dir), a);
-    let rest: Vec<Attached> = all.iter().filter(|x| x.network != network).cloned().collect();
+    let rest: Vec<Attached> = all
+        .iter()
+        .filter(|x| x.network != network)
+        .cloned()
+        .collect();
     save(container_dir, &rest)?;
     if let Some(root) = store_of(container_dir) {
         names::refresh(root, network, Some(container_dir))?;

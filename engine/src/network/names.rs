@@ -71,7 +71,8 @@ fn render(dir: &Path, own: &[Attached], everyone: &[(PathBuf, Vec<Attached>)]) -
     let hostname = fs::read_to_string(dir.join("hostname"))
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(ip) = own.iter().find_map(Attached::ipv4) {
         let mut names = vec![hostname.clone()];
         for a in own.iter().filter(|a| a.network != DEFAULT_NETWORK) {
