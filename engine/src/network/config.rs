@@ -236,7 +236,7 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
             "gateway {gateway} is not a host address of subnet {subnet}"
         )));
     }
-    let id = crate::store::random_hex(32);
+    let id = crate::util::id::random_hex(32);
     let ipam = json!({
         "type": "host-local",
         "ranges": [[{"subnet": subnet.to_string(), "gateway": gateway.to_string()}]],
@@ -298,7 +298,7 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
         "plugins": plugins,
         "twinbox": {
             "id": id,
-            "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "created": crate::util::time::now_rfc3339(),
             "internal": opts.internal,
             "labels": opts.labels,
             "options": opts.options,
