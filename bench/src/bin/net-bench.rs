@@ -1,0 +1,362 @@
+//! net-bench: what twinbox's CNI networking costs, against the floors it is
+//! built on, in one run.
+//!
+//! - Start time: `run --rm busybox true` with `--network none` (the floor), on
+//!   the default bridge and on a user network; the added time is the difference.
+//!   Docker's is measured the same way when a dockerd answers at `$DOCKER_HOST`
+//!   (`--docker`), else it is reported as unavailable.
+//! - TCP from the host to a busybox httpd in a container: request latency
+//!   (connect, GET a small page, read to the end) and throughput (GET a 32 MiB
+//!   file), through `-p` on 127.0.0.1 and straight to the container's address
+//!   on the bridge, against the same server on the host's loopback
+//!   (`--network host`, the physical limit).
+//!
+//! Reported: medians, p10–p90 and ratios. Goals (issue 11, printed, not
+//! asserted): throughput through `-p` within 10% of loopback; added start
+//! time no more than the peer's.
+//!
+//! Run as root: `cargo build --release && cargo run --release -p twinbox-bench --bin net-bench`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use twinbox_bench::stats::{last_line, timed, Stats};
+use twinbox_bench::table::{ms, Table};
+
+const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "net-bench",
+    about = "start time and TCP latency/throughput of twinbox networks against their floors"
+)]
+struct Args {
+    /// Timed runs per start-time series
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Timed requests per latency series (throughput takes a fifth of these)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(5..))]
+    requests: u32,
+    /// Size of the throughput file in MiB
+    #[arg(long, default_value_t = 32)]
+    mib: u32,
+    /// First of three host ports to use
+    #[arg(long, default_value_t = 18470)]
+    port: u16,
+    /// Also measure Docker (a dockerd answering at $DOCKER_HOST, busybox pulled or loaded)
+    #[arg(long)]
+    docker: bool,
+    /// The twinbox binary (default: the workspace's target/release/twinbox)
+    #[arg(long)]
+    twinbox: Option<PathBuf>,
+    /// Scratch directory (removed afterwards)
+    #[arg(long, default_value = "/var/tmp")]
+    tmp: PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("net-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Twinbox {
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+impl Twinbox {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("TWINBOX_ROOT", &self.root).args(args);
+        c
+    }
+
+    fn timed(&self, args: &[&str]) -> Result<Duration, String> {
+        timed(&mut self.cmd(args), &format!("twinbox {}", args.join(" ")))
+    }
+
+    fn output(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .cmd(args)
+            .output()
+            .map_err(|e| format!("twinbox: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "twinbox {}: {}",
+                args.join(" "),
+                last_line(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// Removes the bench's containers and network however the run ends.
+struct Cleanup<'a>(&'a Twinbox, Vec<String>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            let _ = self.0.cmd(&["rm", "-f", name]).output();
+        }
+        let _ = self.0.cmd(&["network", "rm", "netbench"]).output();
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("run as root: containers need namespaces and the bridge".into());
+    }
+    let bin = args
+        .twinbox
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TWINBOX));
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo build --release` first or pass --twinbox",
+            bin.display()
+        ));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("net-bench")
+        .tempdir_in(&args.tmp)
+        .map_err(|e| format!("scratch dir in {}: {e}", args.tmp.display()))?;
+    let tb = Twinbox {
+        bin,
+        root: dir.path().join("store"),
+    };
+    tb.timed(&["image", "bootstrap", "busybox"])?;
+    tb.output(&["network", "create", "netbench"])?;
+    let _cleanup = Cleanup(&tb, vec!["nb-bridge".into(), "nb-host".into()]);
+
+    // start time, the series interleaved so load drifts hit them alike
+    let modes = ["none", "bridge", "netbench"];
+    let mut starts: Vec<Vec<Duration>> = vec![vec![]; modes.len()];
+    for m in modes {
+        tb.timed(&["run", "--rm", "--network", m, "busybox", "true"])?;
+    }
+    for i in 0..args.runs {
+        eprint!("\rstart round {}/{} ", i + 1, args.runs);
+        for (k, m) in modes.iter().enumerate() {
+            starts[k].push(tb.timed(&["run", "--rm", "--network", m, "busybox", "true"])?);
+        }
+    }
+    eprintln!();
+    let starts: Vec<Stats> = starts.iter().map(|s| Stats::of(s)).collect();
+    let docker = if args.docker {
+        docker_starts(args.runs)
+    } else {
+        Err("not asked (--docker)".into())
+    };
+
+    let spread = |s: &Stats| format!("{}–{}", ms(s.p10), ms(s.p90));
+    let mut t = Table::new(&[
+        "run --rm busybox true",
+        "median ms",
+        "p10–p90 ms",
+        "added over none",
+    ]);
+    for (m, s) in modes.iter().zip(&starts) {
+        t.row(vec![
+            format!("twinbox --network {m}"),
+            ms(s.median),
+            spread(s),
+            ms(s.median - starts[0].median),
+        ]);
+    }
+    match &docker {
+        Ok((none, bridge)) => {
+            for (m, s) in [("none", none), ("bridge", bridge)] {
+                t.row(vec![
+                    format!("docker --network {m}"),
+                    ms(s.median),
+                    spread(s),
+                    ms(s.median - none.median),
+                ]);
+            }
+        }
+        Err(why) => t.row(vec![
+            format!("docker: unavailable ({why})"),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]),
+    }
+    print!("{}", t.render());
+    let added = starts[1].median - starts[0].median;
+    println!(
+        "the bridge adds {} ms ({:.2}x of --network none){}",
+        ms(added),
+        starts[1].median / starts[0].median,
+        match &docker {
+            Ok((none, bridge)) => format!(
+                "; docker's adds {} ms: ratio {:.2}x (goal: at most 1.00x)",
+                ms(bridge.median - none.median),
+                added / (bridge.median - none.median)
+            ),
+            Err(_) => String::new(),
+        }
+    );
+
+    // the same busybox httpd twice: published from the bridge, and on host loopback
+    let (published, direct_port, loopback) = (args.port, 80u16, args.port + 1);
+    let serve = |name: &str, extra: &[&str], port: u16| -> Result<(), String> {
+        let script = format!(
+            "dd if=/dev/zero of=/tmp/big bs=1M count={} 2>/dev/null; echo ok > /tmp/small; exec httpd -f -p {port} -h /tmp",
+            args.mib
+        );
+        let mut a = vec!["run", "-d", "--name", name];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["busybox", "sh", "-c", &script]);
+        tb.output(&a).map(|_| ())
+    };
+    let publish = format!("127.0.0.1:{published}:80");
+    serve("nb-bridge", &["-p", &publish], 80)?;
+    serve("nb-host", &["--network", "host"], loopback)?;
+    let inspect = tb.output(&["inspect", "nb-bridge"])?;
+    let v: serde_json::Value = serde_json::from_str(&inspect).map_err(|e| e.to_string())?;
+    let ip = v[0]["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .ok_or("no address for nb-bridge")?
+        .to_string();
+    let targets = [
+        (
+            "host loopback (--network host)",
+            format!("127.0.0.1:{loopback}"),
+        ),
+        ("published -p 127.0.0.1", format!("127.0.0.1:{published}")),
+        ("bridge address, no -p", format!("{ip}:{direct_port}")),
+    ];
+    let mut t = Table::new(&[
+        "host → busybox httpd",
+        "GET small ms",
+        "p10–p90 ms",
+        "GET big MiB/s",
+        "vs loopback",
+    ]);
+    let mut base = None;
+    let mut published_ratio = f64::NAN;
+    for (k, (label, addr)) in targets.iter().enumerate() {
+        let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        wait_for(addr, "/small")?;
+        let mut lat = vec![];
+        for _ in 0..args.requests {
+            let (bytes, took) = get(addr, "/small")?;
+            if bytes == 0 {
+                return Err(format!("{label}: empty answer"));
+            }
+            lat.push(took);
+        }
+        let mut rates = vec![];
+        for _ in 0..(args.requests / 5).max(3) {
+            let (bytes, took) = get(addr, "/big")?;
+            if bytes < u64::from(args.mib) << 20 {
+                return Err(format!("{label}: short answer ({bytes} bytes)"));
+            }
+            rates.push(bytes as f64 / (1 << 20) as f64 / took.as_secs_f64());
+        }
+        rates.sort_by(|a, b| a.total_cmp(b));
+        let rate = rates[rates.len() / 2];
+        let base_rate = *base.get_or_insert(rate);
+        if k == 1 {
+            published_ratio = rate / base_rate;
+        }
+        let s = Stats::of(&lat);
+        t.row(vec![
+            label.to_string(),
+            ms(s.median),
+            spread(&s),
+            format!("{rate:.0}"),
+            format!("{:.2}x", rate / base_rate),
+        ]);
+    }
+    print!("{}", t.render());
+    println!(
+        "throughput through -p is {:.0}% of loopback (goal: within 10%: {})",
+        100.0 * published_ratio,
+        if published_ratio >= 0.9 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    Ok(())
+}
+
+/// Waits up to 10 s for the server to answer.
+fn wait_for(addr: SocketAddr, path: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match get(addr, path) {
+            Ok((n, _)) if n > 0 => return Ok(()),
+            _ if Instant::now() > deadline => {
+                return Err(format!("no answer from {addr} within 10 s"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One HTTP/1.0 GET on a fresh connection: body bytes and the time from
+/// connect to the last byte.
+fn get(addr: SocketAddr, path: &str) -> Result<(u64, Duration), String> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut header_end = None;
+    let mut head = Vec::new();
+    loop {
+        let n = s.read(&mut buf).map_err(|e| format!("{addr}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if header_end.is_none() {
+            head.extend_from_slice(&buf[..n]);
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                header_end = Some(i + 4);
+                total += (head.len() - i - 4) as u64;
+                head.clear();
+            }
+        } else {
+            total += n as u64;
+        }
+    }
+    Ok((total, start.elapsed()))
+}
+
+/// Docker's `run --rm busybox true` with `--network none` and on its bridge.
+fn docker_starts(runs: u32) -> Result<(Stats, Stats), String> {
+    let docker = Path::new("/usr/bin/docker");
+    let docker = if docker.exists() {
+        docker
+    } else {
+        Path::new("docker")
+    };
+    let d = |args: &[&str]| {
+        let mut c = Command::new(docker);
+        c.args(args);
+        timed(&mut c, &format!("docker {}", args.join(" ")))
+    };
+    d(&["run", "--rm", "--network", "none", "busybox", "true"])?;
+    d(&["run", "--rm", "busybox", "true"])?;
+    let (mut none, mut bridge) = (vec![], vec![]);
+    for _ in 0..runs {
+        none.push(d(&["run", "--rm", "--network", "none", "busybox", "true"])?);
+        bridge.push(d(&["run", "--rm", "busybox", "true"])?);
+    }
+    Ok((Stats::of(&none), Stats::of(&bridge)))
+}
