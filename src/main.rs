@@ -146,9 +146,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The OCI runtime, driven like runc on a bundle
-    #[command(subcommand)]
-    Runtime(runtime::RuntimeCommand),
+    /// The OCI runtime, driven like runc on a bundle (`twinbox runtime --help`)
+    Runtime {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run workloads in microVMs (twinbox's own KVM VMM)
     #[command(subcommand)]
     Vm(vm::VmCommand),
@@ -172,6 +174,22 @@ enum Command {
 
 fn main() -> ExitCode {
     output::quiet_broken_pipe_panics();
+    // runc's command line: as `twinbox-runc` (a link containerd can call) or
+    // `twinbox runtime`, where --root is the runtime's state directory
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    if runtime::RUNC_NAMES.contains(&name.as_str()) {
+        return ExitCode::from(runtime::main_with(args).clamp(0, 255) as u8);
+    }
+    let rest: Vec<_> = args.collect();
+    if rest.first().is_some_and(|a| a == "runtime") {
+        return ExitCode::from(runtime::main_with(rest.into_iter().skip(1)).clamp(0, 255) as u8);
+    }
     // Docker's convention: a command line twinbox cannot parse exits 125.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -259,11 +277,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Lesson(args) => lesson::lesson(&root, args),
         Command::Compare(args) => lesson::compare(&root, args),
         Command::Doctor { json } => doctor::run(json),
-        // runc's convention: any runtime failure exits 1
-        Command::Runtime(cmd) => runtime::dispatch(cmd).or_else(|e| {
-            eprintln!("twinbox: {}", format::error_chain(&e));
-            Ok(1)
-        }),
+        // reached only when `runtime` follows global flags: same command line
+        Command::Runtime { args } => Ok(runtime::main_with(args)),
         Command::Vm(command) => vm::dispatch(&root, command),
         Command::Vmm {
             id,

@@ -1,101 +1,303 @@
-//! `twinbox runtime ...`: the OCI runtime command line on bundles, like runc.
+//! `twinbox runtime ...` (or the binary called as `twinbox-runc`): the OCI
+//! runtime command line on bundles, with runc's verbs, flags and failure
+//! output, so containerd's shim and conformance suites can call it as runc.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::Subcommand;
-use twinbox_engine::runtime::oci::{OciRuntime, DEFAULT_STATE_ROOT};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use twinbox_engine::runtime::oci::{CreateOptions, ExecOptions, OciRuntime, DEFAULT_STATE_ROOT};
 
 use crate::container::{parse_signal, require_root};
+
+/// The names that make the binary behave as `twinbox runtime`.
+pub const RUNC_NAMES: [&str; 2] = ["twinbox-runc", "runc"];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "twinbox runtime",
+    version,
+    about = "The OCI runtime, driven like runc on a bundle"
+)]
+pub struct RuncCli {
+    /// Directory for the containers' state (runc's --root)
+    #[arg(long, global = true, default_value = DEFAULT_STATE_ROOT)]
+    root: PathBuf,
+    /// Also write errors to this file
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Format of --log: text or json
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Manage cgroups through systemd (not supported: there is no systemd here)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Log debug details to stderr
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility (checkpointing is not supported)
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    /// Accepted for runc compatibility
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    command: RuntimeCommand,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CreateFlags {
+    /// Bundle directory (holds config.json)
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the init's pid here
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the terminal's master side
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Enter the root with MS_MOVE + chroot instead of pivot_root
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted (twinbox never creates a session keyring)
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass this many descriptors after stderr to the process
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+}
+
+impl CreateFlags {
+    fn options(&self) -> CreateOptions {
+        CreateOptions {
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            no_pivot: self.no_pivot,
+            preserve_fds: self.preserve_fds,
+        }
+    }
+}
 
 #[derive(Subcommand, Debug)]
 pub enum RuntimeCommand {
     /// Create a container from a bundle; it waits for `start`
     Create {
-        #[arg(short = 'b', long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
-        state_root: PathBuf,
+        #[command(flatten)]
+        flags: CreateFlags,
         id: String,
     },
     /// Run the created container's process
-    Start {
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
-        state_root: PathBuf,
-        id: String,
-    },
+    Start { id: String },
     /// Print the OCI state JSON
-    State {
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
-        state_root: PathBuf,
-        id: String,
-    },
+    State { id: String },
     /// Send a signal (default TERM)
     Kill {
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
-        state_root: PathBuf,
+        /// Signal every process of the container
+        #[arg(short = 'a', long)]
+        all: bool,
         id: String,
         #[arg(default_value = "TERM")]
         signal: String,
     },
-    /// Remove a stopped container (or any, with --force)
+    /// Remove a stopped or created container (a running one with --force)
     Delete {
         #[arg(short = 'f', long)]
         force: bool,
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
-        state_root: PathBuf,
         id: String,
     },
     /// Create, start and wait: exit with the process's status
     Run {
-        #[arg(short = 'b', long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
-        state_root: PathBuf,
+        #[command(flatten)]
+        flags: CreateFlags,
+        /// Accepted: run always waits in the foreground
+        #[arg(short = 'd', long)]
+        detach: bool,
         id: String,
     },
+    /// Run another process in the container
+    Exec {
+        /// process.json giving args, env, cwd, user, terminal
+        #[arg(short = 'p', long)]
+        process: Option<PathBuf>,
+        /// Set an environment variable (K=V)
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// Working directory inside the container
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Give the process a terminal (needs --console-socket)
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Do not wait for the process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Freeze every process of the container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List the container's processes
+    Ps {
+        #[arg(short = 'f', long, default_value = "table")]
+        format: String,
+        id: String,
+    },
+    /// What this runtime supports, as runc's `features` JSON
+    Features,
 }
 
-pub fn dispatch(cmd: RuntimeCommand) -> Result<i32> {
-    require_root("runtime")?;
-    match cmd {
-        RuntimeCommand::Create {
-            bundle,
-            state_root,
-            id,
-        } => {
-            OciRuntime::new(state_root).create(&id, &bundle)?;
+/// Runs the runtime command line `args` (without the program name); returns
+/// the exit code. Failures are printed as runc prints them, so callers that
+/// look for `level=error` (or read `--log` as JSON) recognise them.
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match RuncCli::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("twinbox runtime")).chain(args),
+    ) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.debug {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_writer(std::io::stderr)
+            .without_time()
+            .try_init();
+    }
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = crate::format::error_chain(&e);
+            report_error(&cli, &msg);
+            1
+        }
+    }
+}
+
+fn report_error(cli: &RuncCli, msg: &str) {
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    eprintln!("time=\"{time}\" level=error msg={msg:?}");
+    if let Some(path) = &cli.log {
+        let line = match cli.log_format {
+            LogFormat::Json => {
+                serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+            }
+            LogFormat::Text => format!("time=\"{time}\" level=error msg={msg:?}"),
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn dispatch(cli: &RuncCli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup is not supported: this host has no systemd; use cgroupfs paths");
+    }
+    if !matches!(cli.command, RuntimeCommand::Features) {
+        require_root("runtime")?;
+    }
+    let rt = OciRuntime::new(&cli.root);
+    match &cli.command {
+        RuntimeCommand::Create { flags, id } => {
+            rt.create(id, &flags.bundle, &flags.options())?;
             Ok(0)
         }
-        RuntimeCommand::Start { state_root, id } => {
-            OciRuntime::new(state_root).start(&id)?;
+        RuntimeCommand::Start { id } => {
+            rt.start(id)?;
             Ok(0)
         }
-        RuntimeCommand::State { state_root, id } => {
-            let state = OciRuntime::new(state_root).state(&id)?;
+        RuntimeCommand::State { id } => {
+            let state = rt.state(id)?;
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(0)
         }
-        RuntimeCommand::Kill {
-            state_root,
-            id,
-            signal,
-        } => {
-            OciRuntime::new(state_root).kill(&id, parse_signal(&signal)?)?;
+        RuntimeCommand::Kill { all, id, signal } => {
+            rt.kill(id, parse_signal(signal)?, *all)?;
             Ok(0)
         }
-        RuntimeCommand::Delete {
-            force,
-            state_root,
-            id,
-        } => {
-            OciRuntime::new(state_root).delete(&id, force)?;
+        RuntimeCommand::Delete { force, id } => {
+            rt.delete(id, *force)?;
             Ok(0)
         }
-        RuntimeCommand::Run {
-            bundle,
-            state_root,
+        RuntimeCommand::Run { flags, id, .. } => Ok(rt.run(id, &flags.bundle, &flags.options())?),
+        RuntimeCommand::Exec {
+            process,
+            env,
+            cwd,
+            tty,
+            console_socket,
+            detach,
+            pid_file,
+            preserve_fds,
             id,
-        } => Ok(OciRuntime::new(state_root).run(&id, &bundle)?),
+            command,
+        } => Ok(rt.exec(
+            id,
+            &ExecOptions {
+                process: process.clone(),
+                args: command.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+                tty: *tty,
+                console_socket: console_socket.clone(),
+                detach: *detach,
+                pid_file: pid_file.clone(),
+                preserve_fds: *preserve_fds,
+            },
+        )?),
+        RuntimeCommand::Pause { id } => {
+            rt.pause(id, true)?;
+            Ok(0)
+        }
+        RuntimeCommand::Resume { id } => {
+            rt.pause(id, false)?;
+            Ok(0)
+        }
+        RuntimeCommand::Ps { format, id } => {
+            let pids = rt.pids(id)?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string(&pids)?),
+                "table" => {
+                    println!("PID");
+                    for p in pids {
+                        println!("{p}");
+                    }
+                }
+                other => bail!("unknown ps format {other:?}: use table or json"),
+            }
+            Ok(0)
+        }
+        RuntimeCommand::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&twinbox_engine::runtime::features::features())
+                    .context("features")?
+            );
+            Ok(0)
+        }
     }
 }

@@ -50,13 +50,10 @@ fn have_runc() -> bool {
 
 fn runtime(lab: &Lab, args: &[&str]) -> Run {
     let state = lab.root().join("runtime-state");
-    let mut full = vec!["runtime"];
     let state_arg = state.to_str().unwrap().to_string();
-    // --state-root goes after the subcommand
-    full.push(args[0]);
-    full.push("--state-root");
-    full.push(&state_arg);
-    full.extend_from_slice(&args[1..]);
+    // --root is runc's: the runtime's state directory
+    let mut full = vec!["runtime", "--root", &state_arg];
+    full.extend_from_slice(args);
     lab.tb(&full)
 }
 
@@ -86,9 +83,9 @@ fn create_start_state_kill_delete() {
     let status = lab
         .cmd(&[
             "runtime",
-            "create",
-            "--state-root",
+            "--root",
             lab.root().join("runtime-state").to_str().unwrap(),
+            "create",
             "-b",
             b.to_str().unwrap(),
             &id,
@@ -201,4 +198,296 @@ fn refuses_a_rootfs_whose_proc_is_a_symlink() {
     );
     // the host's /etc never got a procfs on top of it through the link
     assert!(!b.join("rootfs/etc/self").exists());
+}
+
+/// Edits a bundle's config.json.
+fn edit_spec(bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut spec);
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+}
+
+/// `runtime create`, with the init's stdio on a file (it keeps it until it exits).
+fn create(lab: &Lab, bundle: &Path, id: &str, extra: &[&str]) -> Run {
+    let log = lab.root().join(format!("create-{id}.log"));
+    let f = std::fs::File::create(&log).unwrap();
+    let state = lab.root().join("runtime-state");
+    let mut args = vec![
+        "runtime",
+        "--root",
+        state.to_str().unwrap(),
+        "create",
+        "-b",
+        bundle.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(id);
+    let status = lab
+        .cmd(&args)
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .status()
+        .unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: std::fs::read_to_string(&log).unwrap(),
+    }
+}
+
+fn status_of(lab: &Lab, id: &str) -> String {
+    let out = runtime(lab, &["state", id]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    v["status"].as_str().unwrap_or("gone").to_string()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..250 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn create_waits_for_start_even_without_a_pid_namespace() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(&lab, "no-pidns", &["sh", "-c", "touch /ran; sleep 30"]);
+    edit_spec(&b, |s| {
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        s["root"]["readonly"] = false.into();
+    });
+    let id = format!("tb-nopid-{}", std::process::id());
+    let out = create(&lab, &b, &id, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(status_of(&lab, &id), "created");
+    assert!(
+        !b.join("rootfs/ran").exists(),
+        "the process ran before start"
+    );
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    wait_until("the process to run", || b.join("rootfs/ran").exists());
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+    assert_eq!(status_of(&lab, &id), "gone");
+}
+
+#[test]
+fn kill_and_delete_fail_like_runc() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let unknown = runtime(&lab, &["delete", "tb-no-such-container"]);
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("level=error"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("does not exist"),
+        "{}",
+        unknown.stderr
+    );
+    assert_ne!(
+        runtime(&lab, &["kill", "tb-no-such-container", "KILL"]).code,
+        0
+    );
+    assert_ne!(runtime(&lab, &["kill", "", "KILL"]).code, 0);
+
+    // --log with --log-format json: containerd's shim reads the error from there
+    let log = lab.root().join("runtime.log");
+    let state = lab.root().join("runtime-state");
+    let out = lab.tb(&[
+        "runtime",
+        "--root",
+        state.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "kill",
+        "tb-no-such-container",
+    ]);
+    assert_eq!(out.code, 1);
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("does not exist"));
+
+    // a created container is deleted without --force; a stopped one refuses kill
+    let b = bundle(&lab, "semantics", &["sleep", "30"]);
+    let id = format!("tb-sem-{}", std::process::id());
+    assert_eq!(create(&lab, &b, &id, &[]).code, 0);
+    let pid: i64 = {
+        let v: serde_json::Value =
+            serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+        v["pid"].as_i64().unwrap()
+    };
+    assert_eq!(runtime(&lab, &["delete", &id]).code, 0);
+    wait_until("the created init to go", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    });
+    let id2 = format!("{id}-2");
+    assert_eq!(create(&lab, &b, &id2, &[]).code, 0);
+    assert_eq!(runtime(&lab, &["start", &id2]).code, 0);
+    assert_ne!(runtime(&lab, &["delete", &id2]).code, 0, "running");
+    assert_eq!(runtime(&lab, &["kill", &id2, "KILL"]).code, 0);
+    wait_until("stopped", || status_of(&lab, &id2) == "stopped");
+    let again = runtime(&lab, &["kill", &id2, "KILL"]);
+    assert_ne!(again.code, 0, "kill of a stopped container must fail");
+    assert_eq!(runtime(&lab, &["delete", &id2]).code, 0);
+}
+
+#[test]
+fn hooks_run_in_order_and_a_failing_prestart_fails_create() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let out = lab.root().join("hooks.log");
+    let state_copy = lab.root().join("hook-state.json");
+    let hook = |word: &str| {
+        serde_json::json!({"path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo {word} >> {}", out.display())]})
+    };
+    let b = bundle(&lab, "hooks", &["true"]);
+    edit_spec(&b, |s| {
+        s["root"]["readonly"] = false.into();
+        s["hooks"] = serde_json::json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime"), {"path": "/bin/sh",
+                "args": ["sh", "-c", format!("cat > {}", state_copy.display())]}],
+            "createContainer": [hook("createContainer")],
+            // runs inside the container: its path is the container's
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo in > /start-hook"]}],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+    });
+    let id = format!("tb-hooks-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let seen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_copy).unwrap()).unwrap();
+    assert_eq!(seen["id"], id.as_str(), "hooks get the state on stdin");
+    assert!(seen["pid"].as_i64().unwrap() > 0);
+    let started = runtime(&lab, &["start", &id]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    wait_until("stopped", || status_of(&lab, &id) == "stopped");
+    assert_eq!(runtime(&lab, &["delete", &id]).code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "prestart\ncreateRuntime\ncreateContainer\npoststart\npoststop\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("rootfs/start-hook")).unwrap(),
+        "in\n"
+    );
+
+    let b = bundle(&lab, "prestart-fails", &["true"]);
+    edit_spec(&b, |s| {
+        s["hooks"] = serde_json::json!({"prestart": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]});
+    });
+    let id = format!("tb-prefail-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_ne!(made.code, 0, "a failing prestart hook fails create");
+    assert!(made.stderr.contains("prestart"), "{}", made.stderr);
+    assert_eq!(status_of(&lab, &id), "gone", "nothing left behind");
+}
+
+#[test]
+fn exec_with_a_process_file_env_and_pid_files() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(&lab, "exec", &["sleep", "30"]);
+    let id = format!("tb-exec-{}", std::process::id());
+    let pid_file = lab.root().join("init.pid");
+    let made = create(&lab, &b, &id, &["--pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        state["pid"].to_string()
+    );
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+
+    let process = lab.root().join("process.json");
+    std::fs::write(
+        &process,
+        serde_json::json!({"args": ["sh", "-c", "echo $FOO $(pwd); exit 3"],
+            "env": ["FOO=bar", "PATH=/bin"], "cwd": "/etc", "user": {"uid": 0, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = runtime(&lab, &["exec", "--process", process.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.stdout, "bar /etc\n");
+
+    let out = runtime(&lab, &["exec", "-e", "X=1", &id, "sh", "-c", "echo $X"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "1\n");
+
+    let exec_pid = lab.root().join("exec.pid");
+    let out = runtime(
+        &lab,
+        &[
+            "exec",
+            "-d",
+            "--pid-file",
+            exec_pid.to_str().unwrap(),
+            &id,
+            "sleep",
+            "5",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pid: i32 = std::fs::read_to_string(&exec_pid).unwrap().parse().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+}
+
+#[test]
+fn rlimits_and_oom_score_adj_reach_the_process() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(
+        &lab,
+        "limits",
+        &[
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj",
+        ],
+    );
+    edit_spec(&b, |s| {
+        s["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]);
+        s["process"]["oomScoreAdj"] = 500.into();
+    });
+    let id = format!("tb-limits-{}", std::process::id());
+    let ours = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    assert_eq!(ours.stdout, "100\n200\n500\n");
+    let theirs = runc(&b, &format!("{id}-runc"));
+    assert_eq!(ours.stdout, theirs.stdout, "same as runc");
 }

@@ -87,6 +87,7 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
         cgroup: cgroup.as_ref(),
         stdio,
         die_with_parent: !opts.detach,
+        preserve_fds: 0,
     })?;
     if opts.detach {
         return Ok(0);

@@ -357,6 +357,7 @@ pub fn exec_with_terminal(
             stderr: slave,
         },
         die_with_parent: true,
+        preserve_fds: 0,
     })?;
     drop(pty.slave);
     signals::forward_to(child.as_raw());

@@ -33,6 +33,8 @@ pub struct Enter<'a> {
     pub stdio: Stdio,
     /// Killed when the caller dies (an attached `exec`), or left running (`-d`).
     pub die_with_parent: bool,
+    /// Descriptors after stderr passed on to the process (runc's --preserve-fds).
+    pub preserve_fds: u32,
 }
 
 /// Namespaces in the order they are joined: the cgroup namespace after the
@@ -144,6 +146,7 @@ fn join_and_exec(
     let argv = e.process.args().clone().unwrap_or_default();
     let env = e.process.env().clone().unwrap_or_default();
     let program = exec::resolve(&argv, &env)?;
-    init::drop_privileges(e.process, filter)?;
+    init::apply_process_limits(e.process)?;
+    init::drop_privileges(e.process, filter, e.preserve_fds)?;
     Err(exec::execve(&program, &argv, &env))
 }

@@ -97,7 +97,12 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             Some(p) => Some(open_path(p)?),
             None => None,
         };
-        mounts::pivot_into(ctx.root)?;
+        let hook_state = runtime_hooks(ctx)?;
+        if ctx.launch.no_pivot {
+            mounts::move_into(ctx.root)?;
+        } else {
+            mounts::pivot_into(ctx.root)?;
+        }
         mounts::apply_masks(spec)?;
         mounts::make_cwd(process.cwd())?;
         if spec
@@ -108,9 +113,16 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         {
             mounts::remount_root_readonly()?;
         }
-        run_until_start(ctx, exec_fifo)?;
+        run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
     } else {
-        run_until_start(ctx, None)?;
+        // no mount namespace of our own: the fifo is reachable where it is,
+        // and `create` must still wait for `start` (ns_itype)
+        let exec_fifo = match &ctx.launch.exec_fifo {
+            Some(p) => Some(open_path(p)?),
+            None => None,
+        };
+        let hook_state = runtime_hooks(ctx)?;
+        run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
     }
 
     // 3. Identity: hostname, network.
@@ -137,7 +149,8 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     let program = exec::resolve(&argv, &env)?;
 
     // 5. Privileges.
-    drop_privileges(process, ctx.filter)?;
+    apply_process_limits(process)?;
+    drop_privileges(process, ctx.filter, ctx.launch.preserve_fds)?;
 
     // 6. Become the workload.
     Err(exec::execve(&program, &argv, &env))
@@ -147,7 +160,11 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 /// capabilities, forbids gaining privileges, and installs the syscall filter
 /// last (it also filters our own calls). `exec` runs the same steps, so an
 /// exec'd process is exactly as confined as the container's own.
-pub(super) fn drop_privileges(process: &Process, filter: Option<&CompiledFilter>) -> Step {
+pub(super) fn drop_privileges(
+    process: &Process,
+    filter: Option<&CompiledFilter>,
+    preserve_fds: u32,
+) -> Step {
     security::capabilities::prepare_user_switch()
         .map_err(|e| InitError::setup("keep capabilities", e))?;
     switch_user(process.user())?;
@@ -157,7 +174,7 @@ pub(super) fn drop_privileges(process: &Process, filter: Option<&CompiledFilter>
     if process.no_new_privileges().unwrap_or(false) {
         security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
     }
-    close_other_fds();
+    close_other_fds(preserve_fds);
     if let Some(filter) = filter {
         security::seccomp::install(filter).map_err(|e| InitError::setup("seccomp", e))?;
     }
@@ -226,9 +243,34 @@ fn open_path(p: &Path) -> Step<RawFd> {
     Ok(fd)
 }
 
+/// The hooks of the OCI create: the parent runs prestart and createRuntime
+/// (in the runtime's namespaces), then we run createContainer here, in the
+/// container's mount namespace before pivot_root. Returns the state JSON the
+/// parent sent, for startContainer; `None` when there are no hooks.
+fn runtime_hooks(ctx: &InitContext) -> Step<Option<String>> {
+    let Some(hooks) = ctx
+        .launch
+        .spec
+        .hooks()
+        .as_ref()
+        .filter(|_| ctx.launch.run_hooks)
+    else {
+        return Ok(None);
+    };
+    let state = ctx.channel.request_hooks().ok_or_else(|| InitError {
+        exit_code: 125,
+        message: "a prestart or createRuntime hook failed".into(),
+    })?;
+    let create_container = hooks.create_container().clone().unwrap_or_default();
+    super::hooks::run_all("createContainer", &create_container, &state)
+        .map_err(|e| InitError::setup("hooks", e))?;
+    Ok(Some(state))
+}
+
 /// With an exec fifo (OCI create/start), tell the parent we are ready and block
-/// until `start` opens the fifo for reading.
-fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>) -> Step {
+/// until `start` opens the fifo for reading; then run the startContainer
+/// hooks. A failing hook leaves the fifo empty, which `start` reports.
+fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>, hook_state: Option<&str>) -> Step {
     let Some(fd) = fifo else {
         return Ok(());
     };
@@ -239,6 +281,11 @@ fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>) -> Step {
         .write(true)
         .open(&path)
         .map_err(|e| InitError::setup("wait for start", e))?;
+    if let (Some(state), Some(hooks)) = (hook_state, ctx.launch.spec.hooks().as_ref()) {
+        let start_container = hooks.start_container().clone().unwrap_or_default();
+        super::hooks::run_all("startContainer", &start_container, state)
+            .map_err(|e| InitError::setup("hooks", e))?;
+    }
     use std::io::Write;
     f.write_all(b"0")
         .map_err(|e| InitError::setup("wait for start", e))?;
@@ -275,15 +322,62 @@ fn switch_user(user: &User) -> Step {
     Ok(())
 }
 
-/// Nothing of the runtime's own may leak into the workload.
-fn close_other_fds() {
-    // SAFETY: close_range only marks descriptors >= 3 close-on-exec.
+/// Nothing of the runtime's own may leak into the workload, except the
+/// `preserve` descriptors after stderr the caller passed on purpose.
+fn close_other_fds(preserve: u32) {
+    // SAFETY: close_range only marks descriptors >= 3 + preserve close-on-exec.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            3u32.saturating_add(preserve),
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
+}
+
+/// process.oomScoreAdj, process.rlimits and linux.personality: per-process
+/// settings that exec keeps.
+pub(super) fn apply_process_limits(process: &Process) -> Step {
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| InitError::setup("oom_score_adj", e))?;
+    }
+    for r in process.rlimits().as_deref().unwrap_or_default() {
+        let limit = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        let resource = rlimit_number(r.typ());
+        // SAFETY: setrlimit with a valid resource number and a struct on our stack.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(InitError::setup(
+                &format!("rlimit {:?}", r.typ()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_number(t: oci_spec::runtime::PosixRlimitType) -> libc::__rlimit_resource_t {
+    use oci_spec::runtime::PosixRlimitType as T;
+    match t {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
 }

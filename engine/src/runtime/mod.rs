@@ -9,6 +9,8 @@
 pub mod devices;
 pub mod enter;
 pub mod exec;
+pub mod features;
+pub mod hooks;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
@@ -29,6 +31,11 @@ use crate::cgroups::{Cgroup, CgroupError, Resources};
 pub enum RuntimeError {
     #[error("invalid runtime spec: {0}")]
     Spec(String),
+    /// A container in the wrong state for the verb, or no such container.
+    #[error("{0}")]
+    State(String),
+    #[error("{0}")]
+    Hook(#[from] hooks::HookError),
     #[error("{0}")]
     Cgroup(#[from] CgroupError),
     #[error("{0}")]
@@ -92,6 +99,12 @@ pub struct Launch {
     pub exec_fifo: Option<PathBuf>,
     /// Kill the container when the spawning process dies (the supervisor's case).
     pub die_with_parent: bool,
+    /// Run the spec's OCI hooks (the OCI runtime CLI's case).
+    pub run_hooks: bool,
+    /// Enter the root with MS_MOVE + chroot instead of pivot_root (runc's --no-pivot).
+    pub no_pivot: bool,
+    /// Descriptors after stderr passed on to the workload (runc's --preserve-fds).
+    pub preserve_fds: u32,
 }
 
 impl Launch {
@@ -103,7 +116,14 @@ impl Launch {
             cgroup_fs_root: PathBuf::from(crate::cgroups::DEFAULT_FS_ROOT),
             exec_fifo: None,
             die_with_parent: false,
+            run_hooks: false,
+            no_pivot: false,
+            preserve_fds: 0,
         }
+    }
+    pub fn run_hooks(mut self, yes: bool) -> Self {
+        self.run_hooks = yes;
+        self
     }
     pub fn rootfs(mut self, source: RootfsSource) -> Self {
         self.rootfs = source;
@@ -154,6 +174,17 @@ pub fn resources_of(spec: &Spec) -> Resources {
 /// Creates the container's init process. Returns once it has exec'd the
 /// workload (or, with an exec fifo, once it waits for `start`).
 pub fn spawn(launch: &Launch) -> Result<Spawned> {
+    spawn_with(launch, &mut |_| Ok(String::new()))
+}
+
+/// [`spawn`], calling `hooks` with the init's pid when the init asks for its
+/// runtime-side hooks (prestart, createRuntime; only with `run_hooks`): it
+/// returns the state JSON for the container-side hooks, or the error that
+/// fails the create.
+pub fn spawn_with(
+    launch: &Launch,
+    hooks: &mut dyn FnMut(Pid) -> std::result::Result<String, String>,
+) -> Result<Spawned> {
     let spec = &launch.spec;
     let root = spec
         .root()
@@ -185,7 +216,14 @@ pub fn spawn(launch: &Launch) -> Result<Spawned> {
         None => None,
     };
 
-    let result = clone_init(launch, &plan, cgroup.as_ref(), filter.as_ref(), &root);
+    let result = clone_init(
+        launch,
+        &plan,
+        cgroup.as_ref(),
+        filter.as_ref(),
+        &root,
+        hooks,
+    );
     match result {
         Ok(pid) => Ok(Spawned { pid, cgroup }),
         Err(e) => {
@@ -203,6 +241,7 @@ fn clone_init(
     cgroup: Option<&Cgroup>,
     filter: Option<&security::seccomp::CompiledFilter>,
     root: &Path,
+    hooks: &mut dyn FnMut(Pid) -> std::result::Result<String, String>,
 ) -> Result<Pid> {
     let channel = sync::Channel::new().map_err(|e| RuntimeError::Io {
         path: "pipe".into(),
@@ -235,9 +274,10 @@ fn clone_init(
     .map_err(RuntimeError::Clone)?;
     drop(stack);
     channel.close_child_end();
-    match channel.wait_for_child() {
+    match channel.wait_for_child_with(&mut || hooks(pid)) {
         sync::ChildReport::Execed | sync::ChildReport::Ready => Ok(pid),
         sync::ChildReport::Failed { exit_code, message } => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(pid, None);
             Err(RuntimeError::Init { exit_code, message })
         }

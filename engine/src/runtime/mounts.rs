@@ -261,6 +261,17 @@ pub fn pivot_into(root: &Path) -> Step {
     chdir("/").map_err(|e| InitError::setup("chdir /", e))
 }
 
+/// `--no-pivot`: move the root onto / and chroot, for roots where pivot_root
+/// is impossible (a ramfs root). The old root stays reachable underneath,
+/// which is why pivot_root is the default.
+pub fn move_into(root: &Path) -> Step {
+    chdir(root).map_err(|e| InitError::setup(&format!("chdir {}", root.display()), e))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| InitError::setup("move the root onto /", e))?;
+    nix::unistd::chroot(".").map_err(|e| InitError::setup("chroot", e))?;
+    chdir("/").map_err(|e| InitError::setup("chdir /", e))
+}
+
 pub fn apply_masks(spec: &Spec) -> Step {
     let Some(linux) = spec.linux() else {
         return Ok(());

@@ -1,15 +1,20 @@
-//! The OCI runtime command line (`twinbox runtime create|start|state|kill|delete|run`)
-//! over bundles, so other tools and conformance tests can drive the runtime as
-//! they drive runc. State lives in `<state-root>/<id>/state.json`.
+//! The OCI runtime command line (`twinbox runtime create|start|state|kill|
+//! delete|run|exec|pause|resume|ps`) over bundles, so other tools (containerd's
+//! shim, conformance suites) can drive the runtime as they drive runc. State
+//! lives in `<state-root>/<id>/state.json`; the state root is runc's `--root`.
 
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::Spec;
+use nix::unistd::Pid;
+use oci_spec::runtime::{Hook, Process, Spec};
 use serde::{Deserialize, Serialize};
 
-use super::{spawn, Launch, Result, RuntimeError, Stdio};
+use super::enter::{enter, Enter};
+use super::{hooks, spawn_with, Launch, Result, RuntimeError, Stdio};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::host::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
@@ -32,6 +37,31 @@ pub struct OciState {
     pub start_ticks: Option<u64>,
 }
 
+/// runc's `create` flags.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// runc's `exec` flags.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// A process.json replacing everything below.
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
 pub struct OciRuntime {
     state_root: PathBuf,
 }
@@ -41,6 +71,61 @@ fn io(path: &Path, e: std::io::Error) -> RuntimeError {
         path: path.to_path_buf(),
         source: e,
     }
+}
+
+fn state_err(msg: String) -> RuntimeError {
+    RuntimeError::State(msg)
+}
+
+/// Alive and not a zombie: a zombie init has stopped, whoever reaps it.
+fn running(pid: i32, ticks: Option<u64>) -> bool {
+    if ticks.is_none() || procfs::start_ticks(pid) != ticks {
+        return false;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .unwrap_or("Z");
+    state != "Z" && state != "X"
+}
+
+fn the_cgroup(spec: &Spec) -> Option<Cgroup> {
+    let p = spec.linux().as_ref()?.cgroups_path().clone()?;
+    Cgroup::new(
+        Path::new(DEFAULT_FS_ROOT),
+        p.strip_prefix("/").unwrap_or(&p),
+    )
+    .ok()
+}
+
+fn hooks_of(spec: &Spec, pick: fn(&oci_spec::runtime::Hooks) -> Option<Vec<Hook>>) -> Vec<Hook> {
+    spec.hooks().as_ref().and_then(pick).unwrap_or_default()
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    crate::store::atomic::write_atomic(path, pid.to_string().as_bytes())
+        .map_err(|e| io(path, std::io::Error::other(e.to_string())))
+}
+
+/// A new pty whose master goes to the caller's console socket (runc's
+/// protocol: one SCM_RIGHTS message); the slave is returned for the process.
+fn pty_for(console_socket: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let pty = nix::pty::openpty(None, None).map_err(|e| io(Path::new("openpty"), e.into()))?;
+    let sock = std::os::unix::net::UnixStream::connect(console_socket)
+        .map_err(|e| io(console_socket, e))?;
+    let fds = [pty.master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| io(console_socket, e.into()))?;
+    Ok(pty.slave)
 }
 
 impl OciRuntime {
@@ -76,10 +161,12 @@ impl OciRuntime {
 
     fn check_id(&self, id: &str) -> Result<()> {
         if id.is_empty() || id.contains('/') || id.starts_with('.') {
-            return Err(RuntimeError::Spec(format!("invalid container id {id:?}")));
+            return Err(state_err(format!(
+                "invalid container id {id:?}: use letters, digits, '-', '_' or '.'"
+            )));
         }
         if self.dir(id).exists() {
-            return Err(RuntimeError::Spec(format!(
+            return Err(state_err(format!(
                 "container {id:?} already exists: delete it first"
             )));
         }
@@ -87,36 +174,83 @@ impl OciRuntime {
     }
 
     /// Sets up the container and leaves its init waiting for `start`.
-    pub fn create(&self, id: &str, bundle: &Path) -> Result<OciState> {
+    pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<OciState> {
         self.check_id(id)?;
         let (spec, bundle) = Self::load_spec(bundle)?;
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        if terminal && opts.console_socket.is_none() {
+            return Err(RuntimeError::Spec(
+                "process.terminal is set: pass --console-socket to receive the terminal".into(),
+            ));
+        }
         let dir = self.dir(id);
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let fifo = dir.join("exec.fifo");
         let result = (|| {
             nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
                 .map_err(|e| io(&fifo, e.into()))?;
-            let launch = Launch::new(
-                spec.clone(),
-                Stdio {
+            let slave = match (&opts.console_socket, terminal) {
+                (Some(sock), true) => Some(pty_for(sock)?),
+                _ => None,
+            };
+            let stdio = match &slave {
+                Some(fd) => Stdio {
+                    stdin: fd.as_raw_fd(),
+                    stdout: fd.as_raw_fd(),
+                    stderr: fd.as_raw_fd(),
+                },
+                None => Stdio {
                     stdin: 0,
                     stdout: 1,
                     stderr: 2,
                 },
-            )
-            .exec_fifo(&fifo);
-            let spawned = spawn(&launch)?;
-            let state = OciState {
+            };
+            let mut launch = Launch::new(spec.clone(), stdio)
+                .exec_fifo(&fifo)
+                .run_hooks(true);
+            launch.no_pivot = opts.no_pivot;
+            launch.preserve_fds = opts.preserve_fds;
+            let mut state = OciState {
                 oci_version: spec.version().clone(),
                 id: id.to_string(),
                 status: "created".into(),
-                pid: spawned.pid.as_raw(),
-                bundle,
+                pid: 0,
+                bundle: bundle.clone(),
                 annotations: spec.annotations().clone().unwrap_or_default(),
-                start_ticks: procfs::start_ticks(spawned.pid.as_raw()),
+                start_ticks: None,
             };
+            let mut run_hooks = |pid: Pid| -> std::result::Result<String, String> {
+                let mut s = state.clone();
+                s.pid = pid.as_raw();
+                s.status = "creating".into();
+                let json = serde_json::to_string(&s).map_err(|e| e.to_string())?;
+                hooks::run_all(
+                    "prestart",
+                    &hooks_of(&spec, |h| h.prestart().clone()),
+                    &json,
+                )
+                .and_then(|_| {
+                    hooks::run_all(
+                        "createRuntime",
+                        &hooks_of(&spec, |h| h.create_runtime().clone()),
+                        &json,
+                    )
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(json)
+            };
+            let spawned = spawn_with(&launch, &mut run_hooks)?;
+            state.pid = spawned.pid.as_raw();
+            state.start_ticks = procfs::start_ticks(spawned.pid.as_raw());
             write_json_atomic(&dir.join("state.json"), &state)
                 .map_err(|e| RuntimeError::Spec(e.to_string()))?;
+            if let Some(p) = &opts.pid_file {
+                write_pid_file(p, state.pid)?;
+            }
             Ok(state)
         })();
         if result.is_err() {
@@ -125,12 +259,12 @@ impl OciRuntime {
         result
     }
 
-    /// Lets a created container exec its process.
+    /// Lets a created container exec its process, then runs poststart hooks.
     pub fn start(&self, id: &str) -> Result<()> {
         let state = self.state(id)?;
         if state.status != "created" {
-            return Err(RuntimeError::Spec(format!(
-                "container {id} is {}, not created",
+            return Err(state_err(format!(
+                "cannot start container {id}: it is {}, not created",
                 state.status
             )));
         }
@@ -139,29 +273,47 @@ impl OciRuntime {
         let data = fs::read(&fifo).map_err(|e| io(&fifo, e))?;
         let _ = fs::remove_file(&fifo);
         if data.is_empty() {
-            return Err(RuntimeError::Spec(format!(
+            return Err(state_err(format!(
                 "container {id} exited before it could start"
             )));
+        }
+        let (spec, _) = Self::load_spec(&state.bundle)?;
+        let poststart = hooks_of(&spec, |h| h.poststart().clone());
+        if !poststart.is_empty() {
+            let mut s = state.clone();
+            s.status = "running".into();
+            let json = serde_json::to_string(&s).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+            if let Err(e) = hooks::run_all("poststart", &poststart, &json) {
+                let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+                return Err(e.into());
+            }
         }
         Ok(())
     }
 
     /// The current state, with the status derived from the process itself.
     pub fn state(&self, id: &str) -> Result<OciState> {
+        if id.is_empty() {
+            return Err(state_err("container id cannot be empty".into()));
+        }
         let path = self.dir(id).join("state.json");
         if !path.exists() {
-            return Err(RuntimeError::Spec(format!(
-                "container {id:?} does not exist"
-            )));
+            return Err(state_err(format!("container {id} does not exist")));
         }
         let mut state: OciState =
             read_json(&path).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-        let alive = procfs::start_ticks(state.pid).is_some()
-            && procfs::start_ticks(state.pid) == state.start_ticks;
+        let alive = running(state.pid, state.start_ticks);
+        let paused = alive
+            && Self::load_spec(&state.bundle)
+                .ok()
+                .and_then(|(s, _)| the_cgroup(&s))
+                .is_some_and(|cg| cg.is_frozen());
         state.status = if !alive {
             "stopped"
         } else if self.dir(id).join("exec.fifo").exists() {
             "created"
+        } else if paused {
+            "paused"
         } else {
             "running"
         }
@@ -169,86 +321,229 @@ impl OciRuntime {
         Ok(state)
     }
 
-    pub fn kill(&self, id: &str, signal: i32) -> Result<()> {
+    /// Signals the init, or with `all` every process of the container's cgroup.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let state = self.state(id)?;
         if state.status == "stopped" {
-            return Err(RuntimeError::Spec(format!("container {id} is not running")));
+            return Err(state_err(format!("container {id} is not running")));
         }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(state.pid),
-            nix::sys::signal::Signal::try_from(signal)
-                .map_err(|_| RuntimeError::Spec(format!("invalid signal {signal}")))?,
-        )
-        .map_err(|e| io(Path::new("kill"), e.into()))
+        let sig = Signal::try_from(signal)
+            .map_err(|_| RuntimeError::Spec(format!("invalid signal {signal}")))?;
+        if all {
+            if let Some(cg) = Self::load_spec(&state.bundle)
+                .ok()
+                .and_then(|(s, _)| the_cgroup(&s))
+            {
+                return cg.kill_all(signal).map_err(Into::into);
+            }
+        }
+        kill(Pid::from_raw(state.pid), sig).map_err(|e| io(Path::new("kill"), e.into()))
     }
 
+    /// Removes a stopped or created container; a running one only with `force`.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let state = self.state(id)?;
+        if state.status != "stopped" && state.status != "created" && !force {
+            return Err(state_err(format!(
+                "cannot delete container {id}: it is {}: stop it first or use --force",
+                state.status
+            )));
+        }
         if state.status != "stopped" {
-            if !force {
-                return Err(RuntimeError::Spec(format!(
-                    "container {id} is {}: kill it first or use --force",
-                    state.status
-                )));
-            }
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(state.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            for _ in 0..200 {
-                if procfs::start_ticks(state.pid).is_none() {
+            let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+            for _ in 0..500 {
+                if !running(state.pid, state.start_ticks) {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        // the bundle may be gone already; then there is no cgroup path to clean up
+        // the bundle may be gone already; then there is no cgroup path or hook
         let spec = Self::load_spec(&state.bundle)
             .map(|(s, _)| s)
             .unwrap_or_default();
-        if let Some(cg) = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .and_then(|p| {
-                Cgroup::new(
-                    Path::new(DEFAULT_FS_ROOT),
-                    p.strip_prefix("/").unwrap_or(&p),
-                )
-                .ok()
-            })
-        {
+        if let Some(cg) = the_cgroup(&spec) {
+            let _ = cg.set_frozen(false);
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
         }
         let dir = self.dir(id);
-        fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))
+        fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let poststop = hooks_of(&spec, |h| h.poststop().clone());
+        if !poststop.is_empty() {
+            let mut s = state;
+            s.status = "stopped".into();
+            let json = serde_json::to_string(&s).unwrap_or_default();
+            // the container is gone either way: a failing poststop is only reported
+            if let Err(e) = hooks::run_all("poststop", &poststop, &json) {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(())
     }
 
-    /// create + start + wait + delete, with the workload on our stdio.
-    pub fn run(&self, id: &str, bundle: &Path) -> Result<i32> {
+    pub fn pause(&self, id: &str, frozen: bool) -> Result<()> {
+        let state = self.state(id)?;
+        let want = if frozen { "running" } else { "paused" };
+        if state.status != want {
+            return Err(state_err(format!(
+                "container {id} is {}, not {want}",
+                state.status
+            )));
+        }
+        let (spec, _) = Self::load_spec(&state.bundle)?;
+        let cg = the_cgroup(&spec).ok_or_else(|| {
+            state_err(format!(
+                "container {id} has no cgroup (linux.cgroupsPath) to freeze"
+            ))
+        })?;
+        cg.set_frozen(frozen).map_err(Into::into)
+    }
+
+    /// Host pids of the container's processes (its cgroup, or just the init).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let state = self.state(id)?;
+        let (spec, _) = Self::load_spec(&state.bundle)?;
+        match the_cgroup(&spec) {
+            Some(cg) => cg.pids().map_err(Into::into),
+            None if state.status == "stopped" => Ok(vec![]),
+            None => Ok(vec![state.pid]),
+        }
+    }
+
+    /// Another process in a created or running container; returns its exit
+    /// code, or 0 once started with `detach`.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        let state = self.state(id)?;
+        if state.status == "stopped" || state.status == "paused" {
+            return Err(state_err(format!(
+                "cannot exec in container {id}: it is {}",
+                state.status
+            )));
+        }
+        let (spec, _) = Self::load_spec(&state.bundle)?;
+        let mut process: Process = match &opts.process {
+            Some(p) => read_json(p)
+                .map_err(|e| RuntimeError::Spec(format!("process file {}: {e}", p.display())))?,
+            None => {
+                if opts.args.is_empty() {
+                    return Err(RuntimeError::Spec(
+                        "exec needs a command (or --process FILE)".into(),
+                    ));
+                }
+                let mut p = spec.process().clone().unwrap_or_default();
+                p.set_args(Some(opts.args.clone()));
+                p.set_terminal(Some(opts.tty));
+                if let Some(cwd) = &opts.cwd {
+                    p.set_cwd(cwd.clone());
+                }
+                p
+            }
+        };
+        if !opts.env.is_empty() {
+            let mut env = process.env().clone().unwrap_or_default();
+            for kv in &opts.env {
+                let key = kv.split('=').next().unwrap_or_default();
+                env.retain(|e| e.split('=').next() != Some(key));
+                env.push(kv.clone());
+            }
+            process.set_env(Some(env));
+        }
+        let terminal = process.terminal().unwrap_or(false);
+        let slave = match (&opts.console_socket, terminal) {
+            (Some(sock), true) => Some(pty_for(sock)?),
+            (None, true) => {
+                return Err(RuntimeError::Spec(
+                    "exec with a terminal needs --console-socket".into(),
+                ))
+            }
+            _ => None,
+        };
+        let stdio = match &slave {
+            Some(fd) => Stdio {
+                stdin: fd.as_raw_fd(),
+                stdout: fd.as_raw_fd(),
+                stderr: fd.as_raw_fd(),
+            },
+            None => Stdio {
+                stdin: 0,
+                stdout: 1,
+                stderr: 2,
+            },
+        };
+        let cgroup = the_cgroup(&spec);
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let child = enter(&Enter {
+            target: Pid::from_raw(state.pid),
+            process: &process,
+            seccomp: seccomp.as_ref(),
+            cgroup: cgroup.as_ref(),
+            stdio,
+            die_with_parent: !opts.detach,
+            preserve_fds: opts.preserve_fds,
+        })?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, child.as_raw())?;
+        }
+        if opts.detach {
+            return Ok(0);
+        }
+        drop(slave);
+        Ok(wait_code(child))
+    }
+
+    /// create + start + wait + delete, with the workload on our stdio. Without
+    /// hooks or a terminal it skips the state directory and the start fifo.
+    pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
         self.check_id(id)?;
         let (spec, _) = Self::load_spec(bundle)?;
-        let spawned = spawn(&Launch::new(
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        if spec.hooks().is_some() || terminal {
+            self.create(id, bundle, opts)?;
+            if let Err(e) = self.start(id) {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
+            let state = self.state(id)?;
+            let code = wait_code(Pid::from_raw(state.pid));
+            self.delete(id, true)?;
+            return Ok(code);
+        }
+        let mut launch = Launch::new(
             spec,
             Stdio {
                 stdin: 0,
                 stdout: 1,
                 stderr: 2,
             },
-        ))?;
-        let code = loop {
-            match nix::sys::wait::waitpid(spawned.pid, None) {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
-                Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-                Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
-                Err(_) => break 255,
-            }
-        };
+        );
+        launch.no_pivot = opts.no_pivot;
+        launch.preserve_fds = opts.preserve_fds;
+        let spawned = super::spawn(&launch)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, spawned.pid.as_raw())?;
+        }
+        let code = wait_code(spawned.pid);
         if let Some(cg) = spawned.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
         }
         Ok(code)
+    }
+}
+
+/// Waits for our child and turns its end into a shell-style exit code.
+fn wait_code(pid: Pid) -> i32 {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+            Err(_) => break 255,
+        }
     }
 }
