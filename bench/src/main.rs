@@ -299,9 +299,9 @@ impl Lab {
 
     fn twinbox_runtime_run(&self, bundle: &Path, id: &str) -> Result<Duration> {
         let mut c = self.twinbox_cmd();
-        c.args(["runtime", "run", "--state-root"])
+        c.args(["runtime", "--root"])
             .arg(&self.twinbox_state)
-            .arg("-b")
+            .args(["run", "-b"])
             .arg(bundle)
             .arg(id);
         timed(&mut c, "twinbox runtime run -b BUNDLE ID")
