@@ -20,6 +20,7 @@ pub mod console;
 pub mod devices;
 pub mod guest;
 pub mod host;
+pub mod hostnet;
 pub mod instance;
 pub mod qemu;
 pub mod vmm;

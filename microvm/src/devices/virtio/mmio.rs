@@ -97,7 +97,7 @@ impl MmioTransport {
     /// them, then interrupt if the driver wants to hear about it. Ignored
     /// unless the driver finished setting up and the queue is valid.
     pub fn notify(&mut self, index: usize) {
-        if self.status & STATUS_DRIVER_OK == 0 || self.status & STATUS_FAILED != 0 {
+        if !self.live() {
             return;
         }
         let Some(queue) = self.queues.get(index) else {
@@ -111,6 +111,33 @@ impl MmioTransport {
             .process_queue(&self.mem, index, &mut self.queues);
         if used && self.needs_notification(index) {
             self.interrupt.signal(super::INT_USED_RING);
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.status & STATUS_DRIVER_OK != 0 && self.status & STATUS_FAILED == 0
+    }
+
+    /// The device's host file to poll for input, while the driver is live
+    /// and the device wants input.
+    pub fn host_fd(&self) -> Option<std::os::fd::RawFd> {
+        if !self.live() {
+            return None;
+        }
+        self.device.host_fd()
+    }
+
+    /// The device's host file has input: let the device take it, then
+    /// interrupt if the driver wants to hear about it.
+    pub fn host_input(&mut self) {
+        if !self.live() {
+            return;
+        }
+        let changed = self.device.process_host_input(&self.mem, &mut self.queues);
+        if let Some(index) = changed.filter(|&i| i < self.queues.len()) {
+            if self.needs_notification(index) {
+                self.interrupt.signal(super::INT_USED_RING);
+            }
         }
     }
 

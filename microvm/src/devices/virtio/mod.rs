@@ -1,6 +1,6 @@
 //! virtio 1.x devices on the MMIO transport, as Firecracker has them: the
-//! transport's registers ([`mmio`]), the devices behind it ([`block`]), and
-//! the I/O thread that serves their queues ([`worker`]). Queues are split
+//! transport's registers ([`mmio`]), the devices behind it ([`block`],
+//! [`net`]), and the I/O thread that serves their queues ([`worker`]). Queues are split
 //! virtqueues from rust-vmm's `virtio-queue`.
 //!
 //! The guest is not trusted: whatever it puts in a queue ends that request
@@ -8,8 +8,10 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod worker;
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use virtio_queue::Queue;
@@ -59,6 +61,19 @@ pub trait VirtioDevice: Send {
     fn process_queue(&mut self, mem: &GuestMemoryMmap, index: usize, queues: &mut [Queue]) -> bool;
     /// The driver reset the device: forget in-flight state.
     fn reset(&mut self) {}
+    /// A host file the device waits on besides its queues (a tap), while it
+    /// wants to hear from it; the I/O thread polls it for input.
+    fn host_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// The host file has input. Returns the queue whose used ring changed.
+    fn process_host_input(
+        &mut self,
+        _mem: &GuestMemoryMmap,
+        _queues: &mut [Queue],
+    ) -> Option<usize> {
+        None
+    }
 }
 
 /// Interrupt status bits of the transport.

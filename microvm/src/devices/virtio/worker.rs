@@ -1,6 +1,7 @@
 //! One I/O thread per virtio device: it sleeps in poll(2) on the queues'
 //! notification eventfds (registered with KVM as ioeventfds, so a guest's
-//! QueueNotify write never leaves the kernel) and serves the queue that fired.
+//! QueueNotify write never leaves the kernel) and serves the queue that fired,
+//! and on the device's host file (a tap) while the device wants its input.
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
@@ -61,7 +62,20 @@ fn serve(transport: &Mutex<MmioTransport>, notifiers: &[EventFd], stop: &EventFd
             revents: 0,
         })
         .collect();
+    // The host file's slot: a negative fd is ignored by poll(2).
+    let host = fds.len();
+    fds.push(libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    });
     loop {
+        fds[host].fd = transport
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .host_fd()
+            .unwrap_or(-1);
+        fds[host].revents = 0;
         // SAFETY: `fds` is a valid array of pollfds that outlives the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -75,7 +89,7 @@ fn serve(transport: &Mutex<MmioTransport>, notifiers: &[EventFd], stop: &EventFd
         if fds[0].revents != 0 {
             return;
         }
-        for (index, pfd) in fds[1..].iter().enumerate() {
+        for (index, pfd) in fds[1..host].iter().enumerate() {
             if pfd.revents & libc::POLLIN != 0 {
                 // Many notifications coalesce into one count: one pass serves all.
                 let _ = notifiers[index].read();
@@ -84,6 +98,14 @@ fn serve(transport: &Mutex<MmioTransport>, notifiers: &[EventFd], stop: &EventFd
                     .unwrap_or_else(|e| e.into_inner())
                     .notify(index);
             }
+        }
+        if fds[host].fd >= 0 && fds[host].revents != 0 {
+            // Errors and hang-ups too: the device finds out by reading and
+            // stops asking to be polled.
+            transport
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .host_input();
         }
     }
 }
