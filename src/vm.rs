@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use twinbox_engine::cgroups::parse_memory_size;
 use twinbox_engine::image::Image;
+use twinbox_engine::network::{cni, NetworkMode, PortMapping, DEFAULT_NETWORK};
 use twinbox_microvm::host::{self, can_boot_stock_kernel, kvm_kind};
 use twinbox_microvm::instance::{
     self, Ending, Finished, Mode, Rootfs, RunRequest, Started, VmRecord,
@@ -87,6 +88,13 @@ pub struct VmRunArgs {
     /// size (e.g. 1g) instead of guest RAM
     #[arg(long = "disk-size", value_name = "SIZE")]
     disk_size: Option<String>,
+    /// Network: bridge (the containers' default network; the default where
+    /// the CNI plugins are installed, else none), a network NAME, or none
+    #[arg(long)]
+    network: Option<String>,
+    /// Publish a guest port: [IP:][HOSTPORT:]GUESTPORT[/tcp|udp], ranges allowed
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
     /// Bind mounts are not available in VMs (no virtio-fs yet): refused
     #[arg(short = 'v', long = "volume", hide = true)]
     volumes: Vec<String>,
@@ -190,12 +198,14 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
     let disks = parse_disks(&args.disks)?;
     let store = open_store(root)?;
     let image = Image::resolve(&store, &args.image)?;
+    let mut options = args.workload.options(&args.command)?;
+    (options.network, options.ports) = network_of(&args)?;
     let req = RunRequest {
         store: &store,
         name: args.name.clone(),
         image_ref: args.image.clone(),
         image: &image,
-        options: args.workload.options(&args.command)?,
+        options,
         kernel: args.kernel.clone(),
         kernel_args: args.kernel_args.clone(),
         memory_mib,
@@ -254,6 +264,29 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         Ending::Stopped => Ok(137),
         _ => bail!("{}", finished.explain(8).unwrap_or_default()),
     }
+}
+
+/// `--network` and `-p`: without `--network`, the default bridge where the
+/// CNI plugins are installed (as containers get it), else none; the QEMU
+/// backend has no network card yet.
+fn network_of(args: &VmRunArgs) -> Result<(NetworkMode, Vec<PortMapping>)> {
+    let mut ports = Vec::new();
+    for p in &args.publish {
+        ports.extend(twinbox_engine::network::ports::parse(p)?);
+    }
+    let network = match &args.network {
+        Some(text) => text.parse().map_err(anyhow::Error::msg)?,
+        None if args.backend == Backend::Qemu => NetworkMode::None,
+        None if cni::plugin_dir().is_some() => NetworkMode::Cni(DEFAULT_NETWORK.into()),
+        None if !ports.is_empty() => bail!(
+            "-p needs the bridge network, whose CNI plugins are not installed: install containernetworking-plugins"
+        ),
+        None => NetworkMode::None,
+    };
+    if args.backend == Backend::Qemu && network != NetworkMode::None {
+        bail!("--backend qemu gives the VM no network card yet: use --network none, or --backend twinbox");
+    }
+    Ok((network, ports))
 }
 
 /// `--rootfs` and `--disk-size` together.
@@ -387,6 +420,19 @@ fn ps(root: &Path, args: VmPsArgs) -> Result<i32> {
                 format!("{}x{} MiB", vm.vcpus, vm.memory_mib),
                 format!("{} ago", human_duration(since(&vm.created))),
                 vm.status_text(),
+                // An ended VM's address and ports went back to the network.
+                live_network(vm)
+                    .map(|n| n.address.to_string())
+                    .unwrap_or_default(),
+                live_network(vm)
+                    .map(|n| {
+                        n.ports
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default(),
                 vm.name.clone(),
             ]
         })
@@ -400,11 +446,17 @@ fn ps(root: &Path, args: VmPsArgs) -> Result<i32> {
             "CPUS x MEM",
             "CREATED",
             "STATUS",
+            "ADDRESS",
+            "PORTS",
             "NAMES",
         ],
         &rows,
     );
     Ok(0)
+}
+
+fn live_network(vm: &VmRecord) -> Option<&twinbox_microvm::instance::network::VmNetwork> {
+    vm.network.as_ref().filter(|_| vm.is_running())
 }
 
 fn stop(root: &Path, args: VmStopArgs) -> Result<i32> {

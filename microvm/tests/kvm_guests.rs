@@ -74,6 +74,7 @@ fn boot(name: &str, vcpus: u8, timeout: Duration) -> (Outcome, String) {
         boot_timeout: Some(timeout),
         stop_grace: Duration::ZERO,
         disks: Vec::new(),
+        net: None,
     };
     let payload = raw(assemble(name));
     let stop = Arc::new(AtomicBool::new(false));
@@ -149,6 +150,7 @@ fn the_caller_can_stop_a_running_vm() {
         boot_timeout: None,
         stop_grace: Duration::ZERO,
         disks: Vec::new(),
+        net: None,
     };
     let payload = raw(assemble("spin"));
     let outcome = vmm::run(
@@ -171,6 +173,7 @@ fn a_stop_request_reaches_the_guest_which_ends_itself() {
         boot_timeout: Some(Duration::from_secs(60)),
         stop_grace: Duration::from_secs(30),
         disks: Vec::new(),
+        net: None,
     };
     let flag = stop.clone();
     let asker = std::thread::spawn(move || {
@@ -198,6 +201,7 @@ fn a_guest_that_ignores_the_stop_request_is_powered_off_after_the_grace() {
         boot_timeout: None,
         stop_grace: Duration::from_millis(300),
         disks: Vec::new(),
+        net: None,
     };
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(true));
@@ -225,6 +229,7 @@ fn nonsense_sizes_are_refused_with_advice() {
             boot_timeout: None,
             stop_grace: Duration::ZERO,
             disks: Vec::new(),
+            net: None,
         };
         let payload = raw(vec![0xf4]);
         let stop = Arc::new(AtomicBool::new(false));

@@ -102,6 +102,7 @@ fn child(guest: &Path) -> Result<(), String> {
         boot_timeout: Some(Duration::from_secs(30)),
         stop_grace: Duration::ZERO,
         disks: Vec::new(),
+        net: None,
     };
     let payload = Payload::Raw {
         code,

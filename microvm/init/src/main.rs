@@ -9,6 +9,7 @@
 mod failure;
 mod modules;
 mod mounts;
+mod net;
 mod report;
 mod root;
 mod sys;
@@ -55,6 +56,10 @@ fn run() -> Result<u8, Failure> {
         sys::set_hostname(&config.hostname)?;
     }
     sys::loopback_up()?;
+    // 6b. The network card, /etc/hosts and /etc/resolv.conf.
+    if let Some(network) = &config.network {
+        net::configure(network)?;
+    }
     // 7. Who runs the workload, from the image's /etc/passwd and /etc/group.
     let user = users::resolve(&config.user)?;
     // 8. Start the workload in its own session on the console.

@@ -61,6 +61,24 @@ pub struct GuestConfig {
     /// Boot the workload from the image's disk instead of the initramfs.
     #[serde(default)]
     pub root_disk: Option<RootDisk>,
+    /// The network card's configuration; none: only loopback.
+    #[serde(default)]
+    pub network: Option<GuestNetwork>,
+}
+
+/// How the init configures `eth0` (the virtio-net card) and the files a
+/// container runtime would write: `/etc/hosts` and `/etc/resolv.conf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNetwork {
+    /// IPv4 address and prefix length, e.g. `10.77.0.5/16`.
+    pub address: String,
+    /// The default route's gateway, if any.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    pub mtu: u16,
+    /// The contents of `/etc/hosts` and `/etc/resolv.conf`.
+    pub hosts: String,
+    pub resolv_conf: String,
 }
 
 /// The image as a read-only disk, with a writable overlay on top: the init

@@ -58,6 +58,8 @@ pub struct GuestSpec {
     /// The image comes as a disk (see [`super::disk`]): the initramfs holds
     /// only the init, the modules and the configuration.
     pub root_disk: Option<twinbox_init::RootDisk>,
+    /// The network card's configuration (address, route, hosts, resolv.conf).
+    pub network: Option<twinbox_init::GuestNetwork>,
 }
 
 impl GuestSpec {
@@ -88,6 +90,7 @@ impl GuestSpec {
             modules: Vec::new(),
             console_markers: true,
             root_disk: None,
+            network: None,
         }
     }
 
@@ -117,6 +120,7 @@ impl GuestSpec {
             modules: module_paths,
             console_markers: self.console_markers,
             root_disk: self.root_disk.clone(),
+            network: self.network.clone(),
         }
     }
 }

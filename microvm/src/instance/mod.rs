@@ -3,6 +3,7 @@
 //! (`vms/<id>/`) with its console log, and the verbs `vm ps/stop/rm` on it.
 
 pub mod ending;
+pub mod network;
 pub mod qemu;
 pub mod record;
 pub mod recover;
@@ -60,6 +61,8 @@ pub enum InstanceError {
     Disk(#[source] crate::guest::GuestError),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error(transparent)]
+    Network(#[from] network::VmNetworkError),
 }
 
 type Result<T> = std::result::Result<T, InstanceError>;
@@ -154,6 +157,7 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
         auto_remove: new.auto_remove,
         owner: Some(std::process::id() as i32),
         state: VmState::Created,
+        network: None,
     };
     let vm_dir = VmRecord::dir(&dir, &record.id);
     fs::create_dir_all(&vm_dir).map_err(|source| InstanceError::Io {
@@ -174,6 +178,7 @@ fn finish(
     end: VmEnd,
     memory: Option<vmm::VmmMemory>,
 ) -> Result<()> {
+    release_network(store, record);
     record.state = VmState::Exited {
         exit_code,
         end,
@@ -257,8 +262,20 @@ pub fn remove(store: &Store, record: &VmRecord, force: bool) -> Result<()> {
     remove_dir(store, &record.id)
 }
 
+/// CNI DEL for a VM that joined a network, and its namespace goes; a
+/// failure is logged (the cache stays, so a later call retries).
+fn release_network(store: &Store, record: &VmRecord) {
+    let dir = VmRecord::dir(&vms_dir(store), &record.id);
+    if let Err(e) = network::detach(&dir) {
+        tracing::warn!("releasing the network of VM {}: {e}", record.name);
+    }
+}
+
 fn remove_dir(store: &Store, id: &str) -> Result<()> {
     let dir = VmRecord::dir(&vms_dir(store), id);
+    if let Err(e) = network::detach(&dir) {
+        tracing::warn!("releasing the network of VM {id}: {e}");
+    }
     match fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

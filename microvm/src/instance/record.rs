@@ -32,6 +32,9 @@ pub struct VmRecord {
     #[serde(default)]
     pub owner: Option<i32>,
     pub state: VmState,
+    /// The network the VM joined: address, MAC, published ports.
+    #[serde(default)]
+    pub network: Option<super::network::VmNetwork>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

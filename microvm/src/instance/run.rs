@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::host::procfs;
 use twinbox_engine::image::Image;
+use twinbox_engine::network::NetworkMode;
 use twinbox_engine::store::Store;
 use twinbox_engine::util::time::now_rfc3339;
 
 use super::ending::Ending;
+use super::network;
 use super::{check_host, choose_kernel, create, finish, remove, remove_dir, vms_dir};
 use super::{InstanceError, NewVm, Result, VmRecord, VmState};
 use crate::console::WorkloadConsole;
@@ -147,6 +149,10 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
             return Err(e);
         }
     };
+    if let Err(e) = join_network(&req, &mut record, &mut spec) {
+        remove(req.store, &record, true)?;
+        return Err(e);
+    }
     let initrd = match build_initrd(req.store, req.image, &spec, &kernel) {
         Ok(initrd) => initrd,
         Err(e) => {
@@ -160,6 +166,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         vcpus: req.vcpus,
         boot_timeout: Some(req.boot_timeout),
         disks,
+        net: network_card(req.store, &record),
         ..VmConfig::default()
     };
     match mode {
@@ -208,6 +215,52 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
             })))
         }
     }
+}
+
+/// Joins the VM to the CNI network its options name (none: no card), and
+/// tells the guest init its address, route, hosts and resolver.
+fn join_network(req: &RunRequest, record: &mut VmRecord, spec: &mut GuestSpec) -> Result<()> {
+    let network = match &req.options.network {
+        NetworkMode::None => {
+            if !req.options.ports.is_empty() {
+                return Err(InstanceError::Unsupported(
+                    "-p needs a network: add --network bridge (or a network name)",
+                ));
+            }
+            return Ok(());
+        }
+        NetworkMode::Cni(name) => name,
+        NetworkMode::Host | NetworkMode::Container(_) => {
+            return Err(InstanceError::Unsupported(
+                "a VM has its own kernel and network stack: use --network bridge, a network name or none",
+            ))
+        }
+    };
+    twinbox_engine::network::ports::check_free(&req.options.ports)
+        .map_err(network::VmNetworkError::Cni)?;
+    let dir = VmRecord::dir(&vms_dir(req.store), &record.id);
+    let joined = network::attach(
+        req.store.root(),
+        &dir,
+        &record.id,
+        network,
+        &req.options.ports,
+    )?;
+    spec.network = Some(joined.guest(&spec.hostname));
+    // No udev in the guest: its init loads the transport and the driver.
+    for module in ["virtio_mmio", "virtio_net"] {
+        if !spec.modules.iter().any(|m| m == module) {
+            spec.modules.push(module.to_string());
+        }
+    }
+    record.network = Some(joined);
+    record.save(&vms_dir(req.store))
+}
+
+/// The VMM's network card for `record`, if it joined a network.
+fn network_card(store: &Store, record: &VmRecord) -> Option<vmm::NetConfig> {
+    let dir = VmRecord::dir(&vms_dir(store), &record.id);
+    record.network.as_ref().map(|n| n.card(&dir))
 }
 
 /// The initramfs a detached VMM boots, saved beside the record.
@@ -392,7 +445,10 @@ fn boot(
         // An ELF vmlinux with the PVH note enters through it (bzImages have none).
         prefer_pvh: true,
     };
-    let outcome = match vmm::run(config, payload, Box::new(console), stop, started) {
+    let outcome = vmm::run(config, payload, Box::new(console), stop, started);
+    // The tap went with the VMM's devices; the rest of the network goes now.
+    super::release_network(store, record);
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             finish(store, record, None, vmm::VmEnd::Failed(e.to_string()), None)?;
@@ -506,6 +562,7 @@ pub fn vmm_main(
         vcpus,
         boot_timeout: (boot_timeout_secs > 0).then(|| Duration::from_secs(boot_timeout_secs)),
         disks: load_disks(store, &record)?,
+        net: network_card(store, &record),
         ..VmConfig::default()
     };
     let (_, exit_code, _) = boot(

@@ -28,9 +28,11 @@ use crate::devices::rtc::{self, Rtc};
 use crate::devices::serial::{self, SerialConsole};
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::mmio::{MmioTransport, REG_QUEUE_NOTIFY};
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::worker::Worker;
-use crate::devices::virtio::{self, Interrupt};
+use crate::devices::virtio::{self, Interrupt, VirtioDevice};
 use crate::devices::EventFdTrigger;
+use crate::hostnet;
 use crate::vstate::vcpu::{Vcpu, VcpuStop};
 use crate::vstate::vm::Vm;
 use crate::vstate::KvmError;
@@ -69,6 +71,20 @@ pub struct VmConfig {
     pub stop_grace: Duration,
     /// virtio-blk disks, in order: the guest sees /dev/vda, /dev/vdb, ...
     pub disks: Vec<DiskConfig>,
+    /// A virtio-net device on a tap (after the disks).
+    pub net: Option<NetConfig>,
+}
+
+/// A network card whose host side is a tap created by the VMM (so it lives
+/// exactly as long as the VMM) in a pinned network namespace, as a port of
+/// a bridge there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NetConfig {
+    pub netns: PathBuf,
+    pub bridge: String,
+    pub tap: String,
+    pub mac: [u8; 6],
+    pub mtu: u16,
 }
 
 /// A disk backed by a file on the host.
@@ -88,6 +104,7 @@ impl Default for VmConfig {
             boot_timeout: Some(Duration::from_secs(60)),
             stop_grace: Duration::from_secs(10),
             disks: Vec::new(),
+            net: None,
         }
     }
 }
@@ -106,6 +123,8 @@ pub enum VmmError {
     Disk(#[from] BlockError),
     #[error("starting a virtio I/O thread: {0}")]
     Worker(std::io::Error),
+    #[error("the VM's network card: {0}")]
+    Tap(std::io::Error),
 }
 
 /// How the VM ended.
@@ -206,17 +225,18 @@ pub fn run(
             config.memory_mib
         )));
     }
-    if config.disks.len() > virtio::MAX_DEVICES {
+    let device_count = config.disks.len() + usize::from(config.net.is_some());
+    if device_count > virtio::MAX_DEVICES {
         return Err(VmmError::Config(format!(
             "{} disks: a VM takes at most {}",
             config.disks.len(),
-            virtio::MAX_DEVICES
+            virtio::MAX_DEVICES - usize::from(config.net.is_some())
         )));
     }
     install_kick_handler();
     let mem_size = config.memory_mib << 20;
     let vm = Vm::new(mem_size)?;
-    let slots: Vec<MmioDeviceInfo> = (0..config.disks.len())
+    let slots: Vec<MmioDeviceInfo> = (0..device_count)
         .map(|i| {
             let (base, irq) = virtio::slot(i);
             MmioDeviceInfo {
@@ -227,7 +247,7 @@ pub fn run(
         })
         .collect();
     let (mode, start_all) = load_payload(&vm, payload, config.vcpus, &slots)?;
-    let (mmio, workers) = attach_disks(&vm, &config.disks, &slots)?;
+    let (mmio, workers) = attach_devices(&vm, config, &slots)?;
 
     let exit_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Io {
         what: "creating the exit eventfd",
@@ -397,19 +417,31 @@ fn load_payload(
     Ok((mode, start_all))
 }
 
-/// One virtio-blk device per disk on the MMIO bus, each with its interrupt
-/// as an irqfd, its queue notifications as ioeventfds and its I/O thread.
-fn attach_disks(
+/// The virtio devices on the MMIO bus (one virtio-blk per disk, then the
+/// network card), each with its interrupt as an irqfd, its queue
+/// notifications as ioeventfds and its I/O thread.
+fn attach_devices(
     vm: &Vm,
-    disks: &[DiskConfig],
+    config: &VmConfig,
     slots: &[MmioDeviceInfo],
 ) -> Result<(MmioBus, Vec<Worker>), VmmError> {
+    let mut devices: Vec<(String, Box<dyn VirtioDevice>)> = Vec::new();
+    for (index, disk) in config.disks.iter().enumerate() {
+        let block = Block::open(&disk.path, disk.read_only, &disk.id)?;
+        devices.push((format!("virtio-blk{index}"), Box::new(block)));
+    }
+    if let Some(net) = &config.net {
+        let tap = open_tap(net).map_err(VmmError::Tap)?;
+        devices.push((
+            "virtio-net0".into(),
+            Box::new(Net::new(tap, net.mac, net.mtu)),
+        ));
+    }
     let mut bus = MmioBus::default();
     let mut workers = Vec::new();
-    for (index, (disk, slot)) in disks.iter().zip(slots).enumerate() {
-        let block = Block::open(&disk.path, disk.read_only, &disk.id)?;
+    for ((name, device), slot) in devices.into_iter().zip(slots) {
         let interrupt = Arc::new(Interrupt::new(vm.irq_line(slot.irq)?));
-        let transport = MmioTransport::new(Box::new(block), vm.memory.clone(), interrupt);
+        let transport = MmioTransport::new(device, vm.memory.clone(), interrupt);
         let mut notifiers = Vec::new();
         for queue in 0..transport.queue_count() {
             let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Io {
@@ -424,11 +456,23 @@ fn attach_disks(
         }
         let transport = Arc::new(Mutex::new(transport));
         bus.insert(slot.base, slot.size, transport.clone());
-        let worker = Worker::spawn(format!("virtio-blk{index}"), transport, notifiers)
-            .map_err(VmmError::Worker)?;
+        let worker = Worker::spawn(name, transport, notifiers).map_err(VmmError::Worker)?;
         workers.push(worker);
     }
     Ok((bus, workers))
+}
+
+/// Creates the tap in the VM's namespace, up, with the card's MTU, as a port
+/// of the bridge there.
+fn open_tap(net: &NetConfig) -> std::io::Result<std::fs::File> {
+    let net = net.clone();
+    hostnet::in_netns(&net.netns.clone(), move || {
+        let tap = hostnet::open_tap(&net.tap)?;
+        hostnet::set_mtu(&net.tap, u32::from(net.mtu))?;
+        hostnet::add_port(&net.bridge, &net.tap)?;
+        hostnet::set_up(&net.tap, true)?;
+        Ok(tap)
+    })
 }
 
 /// The serial console on IRQ 4, the i8042 whose reset fires `exit_evt`, and
