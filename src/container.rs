@@ -11,18 +11,22 @@ use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
 use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{
-    parse_env_arg, parse_env_file, parse_mount, parse_tmpfs, parse_volume, MountRequest,
+    parse_env_arg, parse_env_file, parse_label, parse_mount, parse_tmpfs, parse_volume,
+    MountRequest,
 };
 use twinbox_engine::container::restart::RestartPolicy;
 use twinbox_engine::container::supervisor::{
     supervise as supervise_attached, supervisor_main, Attach,
 };
 use twinbox_engine::container::terminal::DetachKeys;
-use twinbox_engine::container::{self as engine, lifecycle, Container, RunOptions, Status};
+use twinbox_engine::container::{
+    self as engine, lifecycle, listing, Container, RunOptions, Status,
+};
 use twinbox_engine::host::procfs;
 use twinbox_engine::network::NetworkMode;
+use twinbox_engine::template::Format;
 
-use crate::format::{human_duration, print_table, since};
+use crate::format::print_table;
 use crate::open_store;
 
 #[derive(Args, Debug)]
@@ -101,6 +105,9 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Set a label: KEY=VALUE
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
     /// Image to run
     image: String,
     /// Command and arguments (replace the image's Cmd)
@@ -226,6 +233,11 @@ impl RunArgs {
             privileged: self.privileged,
             seccomp_unconfined,
             volumes,
+            labels: self
+                .label
+                .iter()
+                .map(|l| parse_label(l))
+                .collect::<Result<_, _>>()?,
             ..base
         })
     }
@@ -314,121 +326,59 @@ pub struct PsArgs {
     /// Only print container ids
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Output format: table or json
-    #[arg(long, default_value = "table")]
+    /// Show the N last created containers (all states)
+    #[arg(short = 'n', long = "last")]
+    last: Option<usize>,
+    /// Show the latest created container (all states)
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Filter: id, name, status, exited, ancestor, label, before, since, volume, network (KEY=VALUE)
+    #[arg(short = 'f', long = "filter")]
+    filter: Vec<String>,
+    /// Show the containers' sizes
+    #[arg(short = 's', long)]
+    size: bool,
+    /// Do not truncate ids and commands
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Output: table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
+    #[arg(long, default_value = "")]
     format: String,
-}
-
-fn status_text(c: &Container) -> String {
-    match c.state() {
-        Ok(s) => match s.status {
-            Status::Created => "Created".into(),
-            Status::Running => format!(
-                "Up {}{}",
-                human_duration(since(s.started_at.as_deref().unwrap_or(""))),
-                if engine::pause::is_paused(c) {
-                    " (Paused)"
-                } else {
-                    ""
-                }
-            ),
-            Status::Exited => {
-                let code = s.exit_code.map_or("unknown".to_string(), |c| c.to_string());
-                let ago = s
-                    .finished_at
-                    .as_deref()
-                    .map(|t| format!(" {} ago", human_duration(since(t))))
-                    .unwrap_or_default();
-                format!("Exited ({code}){ago}")
-            }
-        },
-        Err(_) => "Unknown".into(),
-    }
 }
 
 pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
     let store = open_store(root)?;
-    let containers: Vec<Container> = Container::list(&store)?
-        .into_iter()
-        .filter(|c| {
-            args.all
-                || c.state()
-                    .map(|s| s.status == Status::Running)
-                    .unwrap_or(false)
-        })
-        .collect();
+    let query = listing::PsQuery {
+        all: args.all,
+        last: if args.latest {
+            Some(1)
+        } else {
+            args.last.filter(|n| *n > 0)
+        },
+        filters: args.filter,
+        size: args.size,
+        no_trunc: args.no_trunc,
+    };
+    let default = if args.size {
+        listing::PS_TABLE_SIZE
+    } else {
+        listing::PS_TABLE
+    };
+    // a format string is checked even when -q makes it unused
+    let format = Format::parse(&args.format, default)?;
+    let entries = listing::ps(&store, &query)?;
     if args.quiet {
-        for c in &containers {
-            println!("{}", c.short_id());
+        for e in &entries {
+            println!("{}", e.row["ID"].as_str().unwrap_or_default());
         }
         return Ok(0);
     }
-    match args.format.as_str() {
-        "json" => {
-            for c in &containers {
-                let s = c.state()?;
-                println!(
-                    "{}",
-                    json!({
-                        "ID": c.short_id(), "Image": c.image, "Command": c.args.join(" "),
-                        "CreatedAt": c.created, "State": s.status.to_string(), "Status": status_text(c),
-                        "Names": c.name, "ExitCode": s.exit_code, "Pid": s.pid,
-                    })
-                );
-            }
-        }
-        "table" => {
-            let rows: Vec<Vec<String>> = containers
-                .iter()
-                .rev()
-                .map(|c| {
-                    let mut cmd = format!("\"{}\"", c.args.join(" "));
-                    if cmd.len() > 22 {
-                        cmd = format!(
-                            "{}…\"",
-                            &cmd[..cmd.char_indices().nth(20).map_or(cmd.len(), |(i, _)| i)]
-                        );
-                    }
-                    vec![
-                        c.short_id().to_string(),
-                        c.image.clone(),
-                        cmd,
-                        format!("{} ago", human_duration(since(&c.created))),
-                        status_text(c),
-                        ports_text(c),
-                        c.name.clone(),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "CONTAINER ID",
-                    "IMAGE",
-                    "COMMAND",
-                    "CREATED",
-                    "STATUS",
-                    "PORTS",
-                    "NAMES",
-                ],
-                &rows,
-            );
-        }
-        other => bail!("unknown format {other:?}: use table or json"),
-    }
+    let rows: Vec<serde_json::Value> = entries.into_iter().map(|e| e.row).collect();
+    print!(
+        "{}",
+        format.render(&rows, &listing::titles(), Some(&listing::RowMethods))?
+    );
     Ok(0)
-}
-
-/// `docker ps`'s PORTS: the mappings of a running container.
-fn ports_text(c: &Container) -> String {
-    let running = c
-        .state()
-        .map(|s| s.status == Status::Running)
-        .unwrap_or(false);
-    if !running {
-        return String::new();
-    }
-    let ports: Vec<String> = c.options.ports.iter().map(|p| p.to_string()).collect();
-    ports.join(", ")
 }
 
 #[derive(Args, Debug)]
@@ -700,82 +650,135 @@ pub fn wait(root: &Path, args: NamesArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn inspect(root: &Path, args: NamesArgs) -> Result<i32> {
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Format each object with a Go template (`{{.State.Status}}`, `{{json .Config}}`)
+    #[arg(short = 'f', long, default_value = "")]
+    format: String,
+    /// Only look for this kind of object: container, image or volume
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Containers, images or volumes
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `inspect`: containers, then images, then volumes by that name, as Docker looks.
+pub fn inspect(root: &Path, args: InspectArgs) -> Result<i32> {
     let store = open_store(root)?;
-    let mut out = Vec::new();
-    for key in &args.containers {
-        let c = Container::find(&store, key)?;
-        let s = c.state()?;
-        let supervisor = s.supervisor_pid.filter(|_| s.status == Status::Running);
-        let usage = lifecycle::cgroup_of(&c)
-            .filter(|_| s.status == Status::Running)
-            .and_then(|cg| cg.usage().ok());
-        let o = &c.options;
-        out.push(json!({
-            "Id": c.id,
-            "Name": format!("/{}", c.name),
-            "Created": c.created,
-            "Path": c.args.first(),
-            "Args": c.args.get(1..).unwrap_or_default(),
-            "State": {
-                "Status": s.status.to_string(),
-                "Running": s.status == Status::Running,
-                "Paused": engine::pause::is_paused(&c),
-                "Pid": s.pid.unwrap_or(0),
-                "ExitCode": s.exit_code,
-                "OOMKilled": s.oom_killed,
-                "Error": s.error.clone().unwrap_or_default(),
-                "StartedAt": s.started_at,
-                "FinishedAt": s.finished_at,
-            },
-            "Image": c.image_id,
-            "Config": {
-                "Hostname": c.hostname,
-                "User": o.user.clone().unwrap_or_default(),
-                "Env": o.env,
-                "Cmd": o.cmd,
-                "Entrypoint": o.entrypoint,
-                "WorkingDir": o.workdir.clone().unwrap_or_default(),
-                "Image": c.image,
-                "Tty": o.tty,
-                "OpenStdin": o.interactive,
-            },
-            "HostConfig": {
-                "Memory": o.memory_bytes.unwrap_or(0),
-                "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
-                "PidsLimit": o.pids_limit,
-                "NetworkMode": o.network.to_string(),
-                "ReadonlyRootfs": o.read_only,
-                "AutoRemove": o.auto_remove,
-                "RestartPolicy": {
-                    "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
-                    "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },
-                },
-                "Binds": o.volumes.iter().map(|v| format!("{}:{}{}", v.name.clone().unwrap_or_else(|| v.source.display().to_string()), v.destination.display(), if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
-            },
-            "Mounts": o.volumes.iter().map(|v| json!({
-                "Type": if v.is_bind() { "bind" } else { "volume" },
-                "Name": v.name,
-                "Source": v.source,
-                "Destination": v.destination,
-                "RW": !v.read_only,
-            })).collect::<Vec<_>>(),
-            "NetworkSettings": network_settings(&c),
-            "RestartCount": s.restart_count,
-            "LogPath": c.log_path(),
-            "Twinbox": {
-                "SupervisorPid": supervisor,
-                "SupervisorRssBytes": supervisor.and_then(procfs::rss_bytes),
-                "SupervisorPssBytes": supervisor.and_then(procfs::pss_bytes),
-                "SupervisorPrivateBytes": supervisor.and_then(procfs::private_bytes),
-                "MemoryPeakBytes": s.memory_peak_bytes,
-                "Cgroup": usage,
-                "LowerDirs": c.lower_dirs,
-            },
-        }));
+    let kind = args.kind.as_deref();
+    if let Some(k) = kind.filter(|k| !["container", "image", "volume"].contains(k)) {
+        bail!("invalid --type {k:?}: use container, image or volume");
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(0)
+    let wants = |k: &str| kind.is_none_or(|w| w == k);
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for key in &args.names {
+        if wants("container") {
+            if let Ok(c) = Container::find(&store, key) {
+                out.push(container_json(&c)?);
+                continue;
+            }
+        }
+        if wants("image") {
+            if let Ok(img) = twinbox_engine::image::Image::resolve(&store, key) {
+                out.push(twinbox_engine::image::inspect::inspect(&store, &img));
+                continue;
+            }
+        }
+        if wants("volume") {
+            if let Ok(v) = twinbox_engine::volume::find(&store, key) {
+                out.push(twinbox_engine::volume::describe(&store, &v));
+                continue;
+            }
+        }
+        missing.push(key.clone());
+    }
+    crate::format::print_objects(&out, &args.format)?;
+    for m in &missing {
+        eprintln!("twinbox: no such object: {m}");
+    }
+    Ok(if missing.is_empty() { 0 } else { 1 })
+}
+
+/// Go's zero time, Docker's "not yet" for StartedAt and FinishedAt.
+const NEVER: &str = "0001-01-01T00:00:00Z";
+
+/// A container as `docker inspect` shows it, plus twinbox's own measurements.
+fn container_json(c: &Container) -> Result<serde_json::Value> {
+    let c = c.clone();
+    let s = c.state()?;
+    let supervisor = s.supervisor_pid.filter(|_| s.status == Status::Running);
+    let usage = lifecycle::cgroup_of(&c)
+        .filter(|_| s.status == Status::Running)
+        .and_then(|cg| cg.usage().ok());
+    let o = &c.options;
+    Ok(json!({
+        "Id": c.id,
+        "Name": format!("/{}", c.name),
+        "Created": c.created,
+        "Path": c.args.first(),
+        "Args": c.args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": s.status.to_string(),
+            "Running": s.status == Status::Running,
+            "Paused": engine::pause::is_paused(&c),
+            "Restarting": false,
+            "OOMKilled": s.oom_killed,
+            "Dead": false,
+            "Pid": s.pid.unwrap_or(0),
+            // null only when the process ended and its code is unknown
+            "ExitCode": if s.status == Status::Exited { json!(s.exit_code) } else { json!(0) },
+            "Error": s.error.clone().unwrap_or_default(),
+            "StartedAt": s.started_at.as_deref().unwrap_or(NEVER),
+            "FinishedAt": s.finished_at.as_deref().unwrap_or(NEVER),
+        },
+        "Image": c.image_id,
+        "Config": {
+            "Hostname": c.hostname,
+            "User": o.user.clone().unwrap_or_default(),
+            "Env": o.env,
+            "Cmd": o.cmd,
+            "Entrypoint": o.entrypoint,
+            "WorkingDir": o.workdir.clone().unwrap_or_default(),
+            "Image": c.image,
+            "Labels": o.labels,
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+        },
+        "HostConfig": {
+            "Memory": o.memory_bytes.unwrap_or(0),
+            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "PidsLimit": o.pids_limit,
+            "NetworkMode": o.network.to_string(),
+            "ReadonlyRootfs": o.read_only,
+            "AutoRemove": o.auto_remove,
+            "RestartPolicy": {
+                "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
+                "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },
+            },
+            "Binds": o.volumes.iter().map(|v| format!("{}:{}{}", v.name.clone().unwrap_or_else(|| v.source.display().to_string()), v.destination.display(), if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+        },
+        "Mounts": o.volumes.iter().map(|v| json!({
+            "Type": if v.is_bind() { "bind" } else { "volume" },
+            "Name": v.name,
+            "Source": v.source,
+            "Destination": v.destination,
+            "RW": !v.read_only,
+        })).collect::<Vec<_>>(),
+        "NetworkSettings": network_settings(&c),
+        "RestartCount": s.restart_count,
+        "LogPath": c.log_path(),
+        "Twinbox": {
+            "SupervisorPid": supervisor,
+            "SupervisorRssBytes": supervisor.and_then(procfs::rss_bytes),
+            "SupervisorPssBytes": supervisor.and_then(procfs::pss_bytes),
+            "SupervisorPrivateBytes": supervisor.and_then(procfs::private_bytes),
+            "MemoryPeakBytes": s.memory_peak_bytes,
+            "Cgroup": usage,
+            "LowerDirs": c.lower_dirs,
+        },
+    }))
 }
 
 /// Docker's `NetworkSettings`: the first address, then one entry per network.

@@ -8,10 +8,11 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
 use twinbox_engine::image::{
-    bootstrap, debian, export, import, inspect, load, remove, save, Image, Reference,
+    bootstrap, debian, export, import, inspect, listing, load, remove, save, Image, Reference,
 };
 use twinbox_engine::store::usage::{self, Summary};
 use twinbox_engine::system;
+use twinbox_engine::template::Format;
 
 use crate::open_store;
 
@@ -22,75 +23,40 @@ pub struct ImagesArgs {
     /// Only print image ids
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Output format: table or json
-    #[arg(long, default_value = "table")]
+    /// Show digests
+    #[arg(long)]
+    digests: bool,
+    /// Do not truncate image ids
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Output: table, json, or a Go template (`{{.Repository}}:{{.Tag}}`)
+    #[arg(long, default_value = "")]
     format: String,
+    /// Only images of this repository, REPOSITORY[:TAG]
+    repository: Option<String>,
 }
 
 pub fn images(root: &Path, args: ImagesArgs) -> Result<i32> {
     let store = open_store(root)?;
-    let list = Image::list(&store)?;
-    // images kept without a name (a `load` of an untagged archive)
-    let mut unnamed = Vec::new();
-    for entry in store.read_index()?.manifests {
-        if entry.full_name().is_none() {
-            let digest = twinbox_engine::store::Digest::parse(&entry.digest)?;
-            unnamed.push(Image::load(&store, &digest)?);
-        }
-    }
+    let default = if args.digests {
+        listing::TABLE_DIGESTS
+    } else {
+        listing::TABLE
+    };
+    let format = Format::parse(&args.format, default)?;
+    let entries = listing::list(&store, args.repository.as_deref(), args.no_trunc)?;
     if args.quiet {
-        for img in list.iter().map(|(_, i)| i).chain(&unnamed) {
-            println!("{}", img.id.short());
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &entries {
+            let id = e.row["ID"].as_str().unwrap_or_default();
+            if seen.insert(id.to_string()) {
+                println!("{id}");
+            }
         }
         return Ok(0);
     }
-    let mut rows = Vec::new();
-    for (name, img) in &list {
-        let r = Reference::parse(name)?;
-        let size = img.unpacked_size(&store);
-        if args.format == "json" {
-            println!(
-                "{}",
-                json!({"Repository": r.familiar_repository(), "Tag": r.tag, "ID": img.id.short(),
-                       "Digest": img.manifest_digest.to_string(), "CreatedAt": img.created(), "Size": size})
-            );
-            continue;
-        }
-        rows.push(vec![
-            r.familiar_repository(),
-            r.tag.clone().unwrap_or_else(|| "<none>".into()),
-            img.id.short().to_string(),
-            img.created()
-                .map(|c| format!("{} ago", human_duration(since(c))))
-                .unwrap_or_default(),
-            human_size(size),
-        ]);
-    }
-    for img in &unnamed {
-        let size = img.unpacked_size(&store);
-        if args.format == "json" {
-            println!(
-                "{}",
-                json!({"Repository": "<none>", "Tag": "<none>", "ID": img.id.short(),
-                       "Digest": img.manifest_digest.to_string(), "CreatedAt": img.created(), "Size": size})
-            );
-            continue;
-        }
-        rows.push(vec![
-            "<none>".into(),
-            "<none>".into(),
-            img.id.short().to_string(),
-            img.created()
-                .map(|c| format!("{} ago", human_duration(since(c))))
-                .unwrap_or_default(),
-            human_size(size),
-        ]);
-    }
-    match args.format.as_str() {
-        "table" => print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows),
-        "json" => {}
-        other => bail!("unknown format {other:?}: use table or json"),
-    }
+    let rows: Vec<serde_json::Value> = entries.into_iter().map(|e| e.row).collect();
+    print!("{}", format.render(&rows, &listing::titles(), None)?);
     Ok(0)
 }
 

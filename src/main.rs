@@ -90,7 +90,7 @@ enum Command {
     /// Wait for containers to exit and print their exit codes
     Wait(container::NamesArgs),
     /// Show low-level details of containers as JSON
-    Inspect(container::NamesArgs),
+    Inspect(container::InspectArgs),
     /// Copy files between a container and the host
     Cp(container::CpArgs),
     /// Run a command in a running container

@@ -6,7 +6,9 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use twinbox_engine::volume;
 
-use crate::format::print_table;
+use twinbox_engine::template::Format;
+
+use crate::format::print_objects;
 use crate::open_store;
 
 #[derive(Subcommand)]
@@ -18,6 +20,9 @@ pub enum VolumeCommand {
     Ls(LsArgs),
     /// Show volumes as JSON
     Inspect {
+        /// Format each volume with a Go template (`{{.Mountpoint}}`)
+        #[arg(short = 'f', long, default_value = "")]
+        format: String,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -42,6 +47,9 @@ pub struct LsArgs {
     /// Only print volume names
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Output: table, json, or a Go template (`{{.Name}}`)
+    #[arg(long, default_value = "")]
+    format: String,
 }
 
 pub fn dispatch(root: &Path, cmd: VolumeCommand) -> Result<i32> {
@@ -58,24 +66,17 @@ pub fn dispatch(root: &Path, cmd: VolumeCommand) -> Result<i32> {
                     println!("{}", v.name);
                 }
             } else {
-                let rows: Vec<Vec<String>> = vols
-                    .iter()
-                    .map(|v| vec!["local".to_string(), v.name.clone()])
-                    .collect();
-                print_table(&["DRIVER", "VOLUME NAME"], &rows);
+                let format = Format::parse(&args.format, volume::LS_TABLE)?;
+                let rows: Vec<serde_json::Value> = vols.iter().map(volume::row).collect();
+                print!("{}", format.render(&rows, &volume::titles(), None)?);
             }
         }
-        VolumeCommand::Inspect { names } => {
+        VolumeCommand::Inspect { names, format } => {
             let mut out = Vec::new();
             for n in &names {
-                let v = volume::find(&store, n)?;
-                let mut j = serde_json::to_value(&v)?;
-                j["Driver"] = "local".into();
-                j["Scope"] = "local".into();
-                j["UsedBy"] = volume::users(&store, &v.name).into();
-                out.push(j);
+                out.push(volume::describe(&store, &volume::find(&store, n)?));
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_objects(&out, &format)?;
         }
         VolumeCommand::Rm { names } => {
             for n in &names {

@@ -8,6 +8,7 @@
 //! - [`runtime`]: an OCI runtime spec turned into an isolated process
 //! - [`cgroups`]: resource limits and usage, v1 and v2 behind one interface
 //! - [`system`]: store-wide care: recovery after crashes, `system check`
+//! - [`template`]: Go templates for `--format`, as Docker reads them
 
 pub mod build;
 pub mod cgroups;
@@ -21,5 +22,6 @@ pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod system;
+pub mod template;
 pub mod util;
 pub mod volume;

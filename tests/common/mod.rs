@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod dockerd;
 pub mod net;
 
 use std::path::{Path, PathBuf};

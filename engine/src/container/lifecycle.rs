@@ -66,6 +66,14 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     let resolved = user::resolve(&user_spec, &lower_dirs)?;
     // network checks come before anything is written
     let mut opts = opts.clone();
+    let mut labels: std::collections::BTreeMap<String, String> = image_config
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.append(&mut opts.labels);
+    opts.labels = labels;
     if opts.publish_all {
         opts.ports
             .extend(network::exposed_ports(image_config.as_ref())?);

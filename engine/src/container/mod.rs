@@ -8,6 +8,7 @@ pub mod copy;
 pub mod diff;
 pub mod exec;
 pub mod lifecycle;
+pub mod listing;
 pub mod logs;
 pub mod names;
 pub mod network;

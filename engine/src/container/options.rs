@@ -67,6 +67,20 @@ pub struct RunOptions {
     /// `--security-opt seccomp=unconfined`.
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// `--label KEY=VALUE`; at create the image's labels are merged under them.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `--label KEY[=VALUE]` (Docker keeps a bare KEY with an empty value).
+pub fn parse_label(s: &str) -> Result<(String, String)> {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    if k.is_empty() {
+        return Err(ContainerError::BadOption(format!(
+            "invalid label {s:?}: use KEY=VALUE"
+        )));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// A network a container joined with `network connect`.

@@ -195,17 +195,21 @@ impl Container {
 
     /// Finds a container by name, full id or unique id prefix, as Docker does.
     pub fn find(store: &Store, key: &str) -> Result<Container> {
+        Container::find_in(&Container::list(store)?, key).cloned()
+    }
+
+    /// [`Container::find`] among containers already listed.
+    pub fn find_in<'a>(all: &'a [Container], key: &str) -> Result<&'a Container> {
         let key = key.strip_prefix('/').unwrap_or(key);
-        let all = Container::list(store)?;
         if let Some(c) = all.iter().find(|c| c.id == key || c.name == key) {
-            return Ok(c.clone());
+            return Ok(c);
         }
         let matches: Vec<&Container> = all
             .iter()
             .filter(|c| !key.is_empty() && c.id.starts_with(key))
             .collect();
         match matches.as_slice() {
-            [one] => Ok((*one).clone()),
+            [one] => Ok(*one),
             [] => Err(ContainerError::NotFound(key.to_string())),
             _ => Err(ContainerError::Ambiguous(key.to_string())),
         }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod ingest;
 pub mod inspect;
 pub mod layer;
+pub mod listing;
 pub mod load;
 pub mod manifest;
 pub mod reference;

@@ -125,6 +125,41 @@ pub fn list(store: &Store) -> Result<Vec<Volume>> {
 }
 
 /// Names of the containers (running or not) that mount the volume.
+/// A volume as `docker volume inspect` shows it (plus the containers using it).
+pub fn describe(store: &Store, v: &Volume) -> serde_json::Value {
+    serde_json::json!({
+        "CreatedAt": v.created,
+        "Driver": "local",
+        "Labels": {},
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Options": {},
+        "Scope": "local",
+        "Anonymous": v.anonymous,
+        "UsedBy": users(store, &v.name),
+    })
+}
+
+/// A volume as `docker volume ls --format` rows see it: every field a string.
+pub fn row(v: &Volume) -> serde_json::Value {
+    serde_json::json!({
+        "Driver": "local",
+        "Labels": "",
+        "Links": "N/A",
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Scope": "local",
+        "Size": "N/A",
+    })
+}
+
+/// Docker's default `volume ls` table and its column titles.
+pub const LS_TABLE: &str = "{{.Driver}}\\t{{.Name}}";
+pub fn titles() -> serde_json::Value {
+    serde_json::json!({"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
+        "Labels": "LABELS", "Links": "LINKS", "Scope": "SCOPE", "Size": "SIZE"})
+}
+
 pub fn users(store: &Store, name: &str) -> Vec<String> {
     Container::list(store)
         .unwrap_or_default()

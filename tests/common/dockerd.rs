@@ -1,0 +1,81 @@
+//! A private dockerd (Debian's docker.io) for differential tests: the same
+//! commands through Docker and through twinbox.
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+
+use super::Run;
+
+/// A private dockerd (Debian's docker.io) on its own socket, data and exec
+/// roots, with no iptables and no bridge; stopped and removed on drop.
+pub struct Dockerd {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Dockerd {
+    pub fn start(dir: &Path) -> Option<Dockerd> {
+        if !Path::new("/usr/sbin/dockerd").exists() || !Path::new("/usr/bin/docker").exists() {
+            eprintln!("skipping the differential test: Debian's docker.io is not installed");
+            return None;
+        }
+        fs::create_dir_all(dir).unwrap();
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = std::process::Command::new("/usr/sbin/dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg(format!("--data-root={}", dir.join("data").display()))
+            .arg(format!("--exec-root={}", dir.join("exec").display()))
+            .arg(format!("--pidfile={}", dir.join("pid").display()))
+            .arg(format!("-H=unix://{}", dir.join("sock").display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dockerd {
+            dir: dir.to_path_buf(),
+            child,
+        };
+        for _ in 0..300 {
+            if d.docker(&["info"]).code == 0 {
+                return Some(d);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "dockerd did not come up: {}",
+            fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Run {
+        std::process::Command::new("/usr/bin/docker")
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.join("sock").display()),
+            )
+            .env("DOCKER_BUILDKIT", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to the dockerd this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,239 @@
+//! `--format` Go templates and `ps` filters, checked on their own and against
+//! Docker's own CLI and dockerd given the same containers.
+
+mod common;
+
+use common::dockerd::Dockerd;
+use common::*;
+
+/// Three containers, the same in both tools: running with labels, exited with 3,
+/// created with a quoted argument; plus a named volume.
+fn populate(run: &dyn Fn(&[&str]) -> Run) {
+    for args in [
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fmt-a",
+            "--network",
+            "none",
+            "-l",
+            "app=web",
+            "-l",
+            "tier=1",
+            "busybox",
+            "sleep",
+            "100",
+        ][..],
+        &[
+            "run",
+            "--name",
+            "fmt-b",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+        &[
+            "create",
+            "--name",
+            "fmt-c",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "hello world",
+        ],
+        &["volume", "create", "fmt-vol"],
+    ] {
+        let r = run(args);
+        let want = if args[1] == "--name" && args[2] == "fmt-b" {
+            3
+        } else {
+            0
+        };
+        assert_eq!(r.code, want, "{args:?}: {}", r.stderr);
+    }
+}
+
+/// Commands whose output holds no ids or times, so both tools must print the same.
+const SAME_OUTPUT: &[&[&str]] = &[
+    &["ps", "-a", "--format", "{{.Names}}"],
+    &["ps", "-a", "--format", "{{.Image}}|{{.Command}}|{{.State}}|{{.Networks}}|{{.Ports}}|{{.Mounts}}|{{.LocalVolumes}}"],
+    &["ps", "-a", "--format", "table {{.Names}}\\t{{.State}}\\t{{.Label \"tier\"}}"],
+    &["ps", "-a", "--format", "table {{.Names}}\t{{.Image}}"],
+    &["ps", "-a", "--format", "{{json .Names}} {{upper .Names}} {{len .Names}} {{.Label \"app\"}}"],
+    &["ps", "-a", "--format", "{{if eq .State \"exited\"}}{{truncate .Status 10}}{{else}}-{{end}}"],
+    &["ps", "--format", "{{.Names}} {{.Status | printf \"%.2s\"}}"],
+    &["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"],
+    &["ps", "--filter", "status=created", "--filter", "status=exited", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "label=app", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "label=app=web", "--filter", "name=fmt", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "label=app=nope", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "name=^fmt-[ab]$", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "ancestor=busybox", "--filter", "status=running", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "before=fmt-c", "--format", "{{.Names}}"],
+    &["ps", "-a", "--filter", "since=fmt-a", "--format", "{{.Names}}"],
+    &["ps", "-n", "2", "--format", "{{.Names}}"],
+    &["ps", "-l", "--format", "{{.Names}}"],
+    &["inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.Running}} {{.State.ExitCode}} {{.Config.Image}}", "fmt-a", "fmt-b", "fmt-c"],
+    &["inspect", "--format", "{{json .Config.Cmd}} {{.Path}} {{json .Args}} {{.HostConfig.NetworkMode}}", "fmt-a", "fmt-c"],
+    &["inspect", "-f", "{{.Config.Labels.app}} {{index .Config.Labels \"tier\"}} {{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", "fmt-a"],
+    &["inspect", "-f", "{{.State.Restarting}} {{.State.Paused}} {{.State.OOMKilled}} {{.HostConfig.RestartPolicy.Name}}", "fmt-b"],
+    &["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"],
+    &["images", "--format", "table {{.Repository}}\\t{{.Tag}}"],
+    &["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"],
+    &["volume", "ls"],
+    &["volume", "inspect", "-f", "{{.Name}} {{.Driver}}", "fmt-vol"],
+];
+
+/// Commands both tools refuse (non-zero exit, nothing on stdout).
+const REFUSED: &[&[&str]] = &[
+    &["ps", "--format", "{{.Nope}}"],
+    &["ps", "--format", "{{.Names"],
+    &["ps", "--format", "{{nope .Names}}"],
+    &["ps", "--format", "{{.Names | truncate 2}}"],
+    &["ps", "--filter", "bogus=1"],
+    &["ps", "--filter", "status=sleeping"],
+    &["inspect", "-f", "{{.State.Nope}}", "fmt-a"],
+];
+
+#[test]
+fn ps_filters_and_formats() {
+    let Some(lab) = lab() else { return };
+    populate(&|a| lab.tb(a));
+    let out = |args: &[&str]| {
+        let r = lab.tb(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r.stdout
+    };
+    // newest first; the default hides stopped containers
+    assert_eq!(
+        out(&["ps", "-a", "--format", "{{.Names}}"]),
+        "fmt-c\nfmt-b\nfmt-a\n"
+    );
+    assert_eq!(out(&["ps", "--format", "{{.Names}}"]), "fmt-a\n");
+    assert_eq!(
+        out(&["ps", "-a", "--format", "{{.Command}}", "-f", "name=fmt-c"]),
+        "\"echo 'hello world'\"\n"
+    );
+    assert_eq!(
+        out(&[
+            "ps",
+            "-a",
+            "--format",
+            "table {{.Names}}\\t{{.State}}",
+            "-f",
+            "status=exited"
+        ]),
+        "NAMES     STATE\nfmt-b     exited\n"
+    );
+    assert_eq!(
+        out(&["ps", "-f", "label=tier=1", "--format", "{{.Label \"app\"}}"]),
+        "web\n"
+    );
+    let ids = out(&["ps", "-a", "-q"]);
+    assert_eq!(ids.lines().count(), 3);
+    assert!(ids.lines().all(|l| l.len() == 12), "{ids}");
+    let full = out(&["ps", "-a", "-q", "--no-trunc", "-f", "name=fmt-a"]);
+    assert_eq!(full.trim().len(), 64);
+    assert_eq!(
+        out(&[
+            "ps",
+            "-a",
+            "-f",
+            &format!("id={}", &full[..8]),
+            "--format",
+            "{{.Names}}"
+        ]),
+        "fmt-a\n"
+    );
+    // default table and -s
+    let table = out(&["ps", "-a", "-s"]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("CONTAINER ID   IMAGE     COMMAND"),
+        "{table}"
+    );
+    assert!(header.ends_with("NAMES     SIZE"), "{table}");
+    assert!(table.contains("(virtual "), "{table}");
+    // json: one object a line, every field a string
+    for line in out(&["ps", "-a", "--format", "json"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for k in [
+            "ID",
+            "Names",
+            "Image",
+            "Command",
+            "State",
+            "Status",
+            "Labels",
+            "CreatedAt",
+        ] {
+            assert!(v[k].is_string(), "{k} in {line}");
+        }
+    }
+    // inspect: containers, images and volumes by name; a missing one fails the command
+    assert_eq!(
+        out(&["inspect", "-f", "{{.State.Status}}", "fmt-a", "fmt-b"]),
+        "running\nexited\n"
+    );
+    assert!(out(&["inspect", "-f", "{{.Id}}", "busybox"]).starts_with("sha256:"));
+    assert_eq!(out(&["inspect", "-f", "{{.Name}}", "fmt-vol"]), "fmt-vol\n");
+    let r = lab.tb(&["inspect", "-f", "{{.Name}}", "fmt-a", "no-such-thing"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "/fmt-a\n");
+    assert!(
+        r.stderr.contains("no such object: no-such-thing"),
+        "{}",
+        r.stderr
+    );
+    for args in REFUSED {
+        let r = lab.tb(args);
+        assert_ne!(r.code, 0, "{args:?} was accepted: {}", r.stdout);
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("panic"), "{}", r.stderr);
+    }
+    assert_eq!(lab.tb(&["rm", "-f", "fmt-a"]).code, 0);
+}
+
+#[test]
+fn formats_print_what_docker_prints() {
+    let Some(lab) = lab() else { return };
+    let Some(dockerd) = Dockerd::start(&lab.root().join("dockerd")) else {
+        return;
+    };
+    let tar = lab.root().join("busybox.tar");
+    assert_eq!(
+        lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"])
+            .code,
+        0
+    );
+    let r = dockerd.docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    populate(&|a| dockerd.docker(a));
+    populate(&|a| lab.tb(a));
+    for args in SAME_OUTPUT {
+        let theirs = dockerd.docker(args);
+        let ours = lab.tb(args);
+        assert_eq!(theirs.code, 0, "docker {args:?}: {}", theirs.stderr);
+        assert_eq!(ours.code, 0, "twinbox {args:?}: {}", ours.stderr);
+        assert_eq!(ours.stdout, theirs.stdout, "{args:?}");
+    }
+    for args in REFUSED {
+        let theirs = dockerd.docker(args);
+        let ours = lab.tb(args);
+        assert_ne!(theirs.code, 0, "docker {args:?}");
+        assert_ne!(ours.code, 0, "twinbox {args:?}");
+        // (docker inspect writes an empty line before failing)
+        assert_eq!(ours.stdout.trim(), theirs.stdout.trim(), "{args:?}");
+    }
+    for name in ["fmt-a", "fmt-b", "fmt-c"] {
+        dockerd.docker(&["rm", "-f", name]);
+    }
+    assert_eq!(lab.tb(&["rm", "-f", "fmt-a"]).code, 0);
+}
