@@ -90,7 +90,19 @@ pub fn attach(
     network: &str,
     ports: &[PortMapping],
 ) -> Result<VmNetwork, VmNetworkError> {
-    let attached = net::attach(store_root, vm_dir, vm_id, network, ports)?;
+    let request = net::Request {
+        network: network.to_string(),
+        names: vec![],
+        ip: None,
+        ports: ports.to_vec(),
+    };
+    let mut all = net::attach(store_root, vm_dir, vm_id, std::slice::from_ref(&request))?;
+    let Some(attached) = all.pop() else {
+        let _ = net::detach(vm_dir);
+        return Err(VmNetworkError::NoAddress {
+            network: network.to_string(),
+        });
+    };
     let joined = describe(&attached, network, ports).and_then(|vm_net| {
         let netns = attached.netns.clone();
         hostnet::in_netns(&netns, wire_namespace).map_err(VmNetworkError::Wiring)?;
