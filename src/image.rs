@@ -408,6 +408,18 @@ pub enum SystemCommand {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Remove stopped containers, unused networks, dangling images and build cache
+    Prune {
+        /// Remove every image without a container, not only dangling ones, and all build cache
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Remove unused anonymous volumes too
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Verify the store: blobs, images, layers, containers, leftovers
     Check {
         /// Fix what can be fixed without losing an image or a volume
@@ -420,7 +432,51 @@ pub fn system(root: &Path, cmd: SystemCommand) -> Result<i32> {
     match cmd {
         SystemCommand::Df { verbose, format } => system_df(root, verbose, &format),
         SystemCommand::Check { repair } => system_check(root, repair),
+        SystemCommand::Prune {
+            all,
+            volumes,
+            force,
+        } => system_prune(root, system::prune::PruneOptions { all, volumes }, force),
     }
+}
+
+/// Docker's `system prune`: the warning, a y/N question unless -f, then each
+/// kind that went and the space given back.
+fn system_prune(root: &Path, opts: system::prune::PruneOptions, force: bool) -> Result<i32> {
+    let store = open_store(root)?;
+    if !force {
+        print!(
+            "{}\nAre you sure you want to continue? [y/N] ",
+            system::prune::warning(&opts)
+        );
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer)? == 0 {
+            println!();
+            bail!("system prune needs a yes: answer y at the prompt, or give -f to skip it");
+        }
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+            return Ok(0);
+        }
+    }
+    let r = system::prune::prune(&store, &opts)?;
+    for (title, items) in [
+        ("Deleted Containers:", &r.containers),
+        ("Deleted Networks:", &r.networks),
+        ("Deleted Volumes:", &r.volumes),
+        ("Deleted Images:", &r.images),
+        ("Deleted build cache objects:", &r.build_cache),
+    ] {
+        if !items.is_empty() {
+            println!("{title}");
+            for i in items {
+                println!("{i}");
+            }
+            println!();
+        }
+    }
+    println!("Total reclaimed space: {}", human_size(r.reclaimed_bytes));
+    Ok(0)
 }
 
 /// One line per problem, fsck-like: exit 1 while anything is left unrepaired.

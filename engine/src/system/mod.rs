@@ -1,7 +1,9 @@
 //! Store-wide care: finishing what dead processes left ([`recover`]) and
-//! verifying everything the store holds ([`check`], `twinbox system check`).
+//! verifying everything the store holds ([`check`], `twinbox system check`),
+//! and giving space back ([`prune`], `twinbox system prune`).
 
 pub mod check;
+pub mod prune;
 pub mod recover;
 
 use std::path::Path;

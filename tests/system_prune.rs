@@ -1,0 +1,174 @@
+//! `system prune`: Docker's question and refusal, what goes and what stays.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+fn prune_with_answer(lab: &Lab, args: &[&str], answer: &str) -> Run {
+    let mut child = lab
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap().into()
+}
+
+#[test]
+fn system_prune_asks_refuses_and_removes() {
+    let Some(lab) = lab() else { return };
+    assert_eq!(
+        lab.tb(&[
+            "run",
+            "--name",
+            "sp-done",
+            "--network",
+            "none",
+            "-v",
+            "/anon",
+            "busybox",
+            "true"
+        ])
+        .code,
+        0
+    );
+    assert_eq!(
+        lab.tb(&[
+            "run",
+            "-d",
+            "--name",
+            "sp-up",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100"
+        ])
+        .code,
+        0
+    );
+    assert_eq!(lab.tb(&["volume", "create", "sp-named"]).code, 0);
+    assert_eq!(lab.tb(&["tag", "busybox", "sp-copy:1"]).code, 0);
+
+    // no terminal and no -f: a clear refusal, nothing removed
+    let r = lab.tb(&["system", "prune"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stdout
+            .starts_with("WARNING! This will remove:\n  - all stopped containers\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("give -f"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    // "n" keeps everything
+    let r = prune_with_answer(&lab, &["system", "prune"], "n\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("Deleted"), "{}", r.stdout);
+    assert_eq!(lab.tb(&["ps", "-aq"]).stdout.lines().count(), 2);
+
+    // "y": the stopped container goes, the running one, images and volumes stay
+    let r = prune_with_answer(&lab, &["system", "prune"], "y\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Deleted Containers:\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("Total reclaimed space: "), "{}", r.stdout);
+    assert_eq!(
+        lab.tb(&["ps", "-a", "--format", "{{.Names}}"]).stdout,
+        "sp-up\n"
+    );
+    assert_eq!(
+        lab.tb(&["volume", "ls", "-q"]).stdout.lines().count(),
+        2,
+        "volumes stay without --volumes"
+    );
+    assert_eq!(lab.tb(&["images", "-q"]).stdout.lines().count(), 1);
+
+    // --volumes: the unused anonymous volume goes, the named one stays
+    let r = lab.tb(&["system", "prune", "-f", "--volumes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Deleted Volumes:\n"), "{}", r.stdout);
+    assert_eq!(lab.tb(&["volume", "ls", "-q"]).stdout, "sp-named\n");
+
+    // -a: images without a container go; the running container keeps busybox
+    assert_eq!(lab.tb(&["rm", "-f", "sp-up"]).code, 0);
+    assert_eq!(
+        lab.tb(&[
+            "run",
+            "-d",
+            "--name",
+            "sp-up2",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100"
+        ])
+        .code,
+        0
+    );
+    let r = lab.tb(&["system", "prune", "-a", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // busybox and sp-copy:1 are one image, used by sp-up2: nothing to delete
+    assert!(!r.stdout.contains("deleted: sha256:"), "{}", r.stdout);
+    assert_eq!(lab.tb(&["rm", "-f", "sp-up2"]).code, 0);
+    let r = lab.tb(&["system", "prune", "-a", "-f"]);
+    assert!(
+        r.stdout.contains("Deleted Images:\nuntagged: "),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("deleted: sha256:"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("Total reclaimed space: 0B"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lab.tb(&["images", "-q"]).stdout, "");
+}
+
+/// The question is Docker's, word for word (its CLI asks before it talks to a daemon).
+#[test]
+fn system_prune_warning_is_dockers() {
+    let Some(lab) = lab() else { return };
+    let docker = ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(docker) = docker else {
+        eprintln!("skipping: no docker CLI");
+        return;
+    };
+    for flags in [&[][..], &["-a"], &["--volumes"], &["-a", "--volumes"]] {
+        let mut args = vec!["system", "prune"];
+        args.extend_from_slice(flags);
+        let ours = prune_with_answer(&lab, &args, "n\n");
+        let mut child = std::process::Command::new(docker)
+            .args(&args)
+            .env("DOCKER_HOST", "unix:///nonexistent/twinbox-test.sock")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+        let theirs: Run = child.wait_with_output().unwrap().into();
+        // Debian's docker 20.10 words it differently: compare with the newer CLI only
+        if !theirs.stdout.contains("unused build cache")
+            && !theirs.stdout.contains("all build cache")
+        {
+            eprintln!("skipping: {docker} is an older CLI");
+            return;
+        }
+        assert_eq!(ours.stdout, theirs.stdout, "{flags:?}");
+        assert_eq!(ours.code, 0);
+    }
+}
