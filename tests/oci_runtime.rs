@@ -491,3 +491,33 @@ fn rlimits_and_oom_score_adj_reach_the_process() {
     let theirs = runc(&b, &format!("{id}-runc"));
     assert_eq!(ours.stdout, theirs.stdout, "same as runc");
 }
+
+#[test]
+fn devices_recursive_mount_attributes_and_personality() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let script = "stat -c '%t,%T %a %u:%g' /dev/tb-null; \
+        grep ' /hostdev/pts ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1 | head -n1; uname -m";
+    let b = bundle(&lab, "spec-fields", &["sh", "-c", script]);
+    edit_spec(&b, |s| {
+        s["linux"]["devices"] = serde_json::json!([{"path": "/dev/tb-null", "type": "c",
+            "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1000, "gid": 1000}]);
+        // a recursive bind: only the recursive attribute reaches the submount /dev/pts
+        s["mounts"].as_array_mut().unwrap().push(
+            serde_json::json!({"destination": "/hostdev", "type": "bind",
+                "source": "/dev", "options": ["rbind", "rro"]}),
+        );
+        s["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+    });
+    let id = format!("tb-fields-{}", std::process::id());
+    let ours = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    assert_eq!(ours.stdout, "1,3 640 1000:1000\nro\ni686\n");
+    // runc 1.1 predates linux.personality: compare the rest only
+    let theirs = runc(&b, &format!("{id}-runc"));
+    let head = |s: &str| s.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert_eq!(head(&ours.stdout), head(&theirs.stdout), "same as runc");
+}

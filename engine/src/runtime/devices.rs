@@ -27,6 +27,49 @@ const LINKS: &[(&str, &str)] = &[
     ("core", "/proc/kcore"),
 ];
 
+/// linux.devices: extra nodes the spec asks for, with their mode and owner.
+fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let devices = spec.linux().as_ref().and_then(|l| l.devices().clone());
+    for d in devices.unwrap_or_default() {
+        let path = super::mounts::secure_join(root, d.path());
+        let name = d.path().display().to_string();
+        let kind = match d.typ() {
+            T::C | T::U => SFlag::S_IFCHR,
+            T::B => SFlag::S_IFBLK,
+            T::P => SFlag::S_IFIFO,
+            T::A => continue,
+        };
+        let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| InitError::setup(&format!("mkdir for {name}"), e))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        mknod(
+            &path,
+            kind,
+            mode,
+            makedev(d.major() as u64, d.minor() as u64),
+        )
+        .map_err(|e| InitError::setup(&format!("mknod {name}"), e))?;
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| InitError::setup(&format!("chmod {name}"), e))?;
+        nix::unistd::chown(
+            &path,
+            d.uid().map(nix::unistd::Uid::from_raw),
+            d.gid().map(nix::unistd::Gid::from_raw),
+        )
+        .map_err(|e| InitError::setup(&format!("chown {name}"), e))?;
+    }
+    Ok(())
+}
+
 pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
     let dev = root.join("dev");
     if !dev.is_dir() {
@@ -58,6 +101,7 @@ pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
                 .map_err(|e| InitError::setup(&format!("link /dev/{name}"), e))?;
         }
     }
+    add_spec_devices(root, spec)?;
     // A terminal session gets the terminal as /dev/console, as `docker run -t` does.
     if spec
         .process()

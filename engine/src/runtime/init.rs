@@ -150,6 +150,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 
     // 5. Privileges.
     apply_process_limits(process)?;
+    set_personality(spec)?;
     drop_privileges(process, ctx.filter, ctx.launch.preserve_fds)?;
 
     // 6. Become the workload.
@@ -336,9 +337,97 @@ fn close_other_fds(preserve: u32) {
     };
 }
 
-/// process.oomScoreAdj, process.rlimits and linux.personality: per-process
+/// linux.personality: the execution domain (LINUX32 makes `uname -m` say i686).
+fn set_personality(spec: &oci_spec::runtime::Spec) -> Step {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().clone()) else {
+        return Ok(());
+    };
+    let persona: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality(2) with a plain integer.
+    if unsafe { libc::personality(persona) } < 0 {
+        return Err(InitError::setup(
+            "personality",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// process.scheduler through sched_setattr(2).
+fn set_scheduler(process: &Process) -> Step {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let Some(s) = process.scheduler() else {
+        return Ok(());
+    };
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+        util_min: u32,
+        util_max: u32,
+    }
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let flags = s
+        .flags()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .fold(0u64, |acc, f| {
+            acc | match f {
+                F::SchedResetOnFork => 0x01,
+                F::SchedFlagReclaim => 0x02,
+                F::SchedFlagDLOverrun => 0x04,
+                F::SchedFlagKeepPolicy => 0x08,
+                F::SchedFlagKeepParams => 0x10,
+                F::SchedFlagUtilClampMin => 0x20,
+                F::SchedFlagUtilClampMax => 0x40,
+            }
+        });
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        util_min: 0,
+        util_max: 0,
+    };
+    // SAFETY: sched_setattr on ourselves (pid 0) with a sched_attr of the size it says.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if rc != 0 {
+        return Err(InitError::setup(
+            "scheduler",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// process.oomScoreAdj, process.rlimits and process.scheduler: per-process
 /// settings that exec keeps.
 pub(super) fn apply_process_limits(process: &Process) -> Step {
+    set_scheduler(process)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| InitError::setup("oom_score_adj", e))?;

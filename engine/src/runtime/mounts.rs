@@ -84,6 +84,83 @@ struct MountOptions {
     propagation: MsFlags,
     data: Vec<String>,
     bind: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) for mount_setattr(2).
+    attr_set: u64,
+    attr_clr: u64,
+}
+
+// mount_setattr(2) attributes (linux/mount.h)
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
+
+/// (set, clear) for a recursive mount option, or None for any other option.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnorelatime" => (0, 0),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
+        "ratime" => (0, MOUNT_ATTR_NOATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnostrictatime" => (0, MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Applies recursive attributes to `dest` and every mount below it.
+fn set_recursive_attrs(dest: &Path, set: u64, clr: u64, what: &str) -> Step {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+        .map_err(|e| InitError::setup(what, e))?;
+    // SAFETY: mount_setattr with a valid path, flags and a mount_attr of the size we pass.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(InitError::setup(
+            &format!("{what}: recursive attributes"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_options(options: &[String]) -> MountOptions {
@@ -92,8 +169,15 @@ fn parse_options(options: &[String]) -> MountOptions {
         propagation: MsFlags::empty(),
         data: Vec::new(),
         bind: false,
+        attr_set: 0,
+        attr_clr: 0,
     };
     for opt in options {
+        if let Some((set, clr)) = recursive_attr(opt) {
+            o.attr_set |= set;
+            o.attr_clr |= clr;
+            continue;
+        }
         match opt.as_str() {
             "ro" => o.flags |= MsFlags::MS_RDONLY,
             "rw" => o.flags &= !MsFlags::MS_RDONLY,
@@ -104,6 +188,10 @@ fn parse_options(options: &[String]) -> MountOptions {
             "strictatime" => o.flags |= MsFlags::MS_STRICTATIME,
             "relatime" => o.flags |= MsFlags::MS_RELATIME,
             "noatime" => o.flags |= MsFlags::MS_NOATIME,
+            "nodiratime" => o.flags |= MsFlags::MS_NODIRATIME,
+            "nosymfollow" => o.flags |= MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            "unbindable" => o.propagation = MsFlags::MS_UNBINDABLE,
+            "runbindable" => o.propagation = MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
             "sync" => o.flags |= MsFlags::MS_SYNCHRONOUS,
             "bind" => o.bind = true,
             "rbind" => {
@@ -222,6 +310,9 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
             None::<&str>,
         )
         .map_err(|e| InitError::setup(&what, e))?;
+    }
+    if opts.attr_set != 0 || opts.attr_clr != 0 {
+        set_recursive_attrs(&dest, opts.attr_set, opts.attr_clr, &what)?;
     }
     Ok(())
 }
