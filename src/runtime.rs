@@ -144,6 +144,21 @@ pub enum RuntimeCommand {
         pid_file: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
+        /// Add a capability (e.g. CAP_KILL) to the process
+        #[arg(short = 'c', long = "cap")]
+        caps: Vec<String>,
+        /// Run as UID[:GID]
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Set no_new_privs for the process
+        #[arg(long)]
+        no_new_privs: bool,
+        /// Exec into a paused container too
+        #[arg(long)]
+        ignore_paused: bool,
+        /// Accepted for runc compatibility: the process joins the container's cgroup
+        #[arg(long, hide = true)]
+        cgroup: Vec<String>,
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -213,6 +228,19 @@ fn report_error(cli: &RuncCli, msg: &str) {
     }
 }
 
+/// `UID[:GID]`, numbers only as runc takes them.
+fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let (uid, gid) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .with_context(|| format!("invalid --user {s:?}: use UID[:GID] with numbers"))
+    };
+    Ok((num(uid)?, gid.map(num).transpose()?))
+}
+
 fn dispatch(cli: &RuncCli) -> Result<i32> {
     if cli.systemd_cgroup {
         bail!("--systemd-cgroup is not supported: this host has no systemd; use cgroupfs paths");
@@ -253,6 +281,11 @@ fn dispatch(cli: &RuncCli) -> Result<i32> {
             detach,
             pid_file,
             preserve_fds,
+            caps,
+            user,
+            no_new_privs,
+            ignore_paused,
+            cgroup: _,
             id,
             command,
         } => Ok(rt.exec(
@@ -267,6 +300,10 @@ fn dispatch(cli: &RuncCli) -> Result<i32> {
                 detach: *detach,
                 pid_file: pid_file.clone(),
                 preserve_fds: *preserve_fds,
+                caps: caps.clone(),
+                user: user.as_deref().map(parse_user).transpose()?,
+                no_new_privs: *no_new_privs,
+                ignore_paused: *ignore_paused,
             },
         )?),
         RuntimeCommand::Pause { id } => {

@@ -116,12 +116,21 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
     } else {
         // no mount namespace of our own: the fifo is reachable where it is,
-        // and `create` must still wait for `start` (ns_itype)
+        // and `create` must still wait for `start` (ns_itype). As runc does,
+        // the root is bound onto itself (in the mount namespace we share) and
+        // entered with chroot: pivot_root would move everyone's root.
         let exec_fifo = match &ctx.launch.exec_fifo {
             Some(p) => Some(open_path(p)?),
             None => None,
         };
         let hook_state = runtime_hooks(ctx)?;
+        if ctx.root != Path::new("/") {
+            if matches!(ctx.launch.rootfs, RootfsSource::Prepared) {
+                mounts::bind_self(ctx.root)?;
+            }
+            nix::unistd::chroot(ctx.root).map_err(|e| InitError::setup("chroot", e))?;
+            chdir("/").map_err(|e| InitError::setup("chdir /", e))?;
+        }
         run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
     }
 

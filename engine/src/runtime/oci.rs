@@ -60,6 +60,13 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Capabilities added to the process's bounding, effective and permitted sets.
+    pub caps: Vec<String>,
+    /// (uid, gid) to run as.
+    pub user: Option<(u32, Option<u32>)>,
+    pub no_new_privs: bool,
+    /// Exec into a paused container instead of refusing.
+    pub ignore_paused: bool,
 }
 
 pub struct OciRuntime {
@@ -362,6 +369,20 @@ impl OciRuntime {
         let spec = Self::load_spec(&state.bundle)
             .map(|(s, _)| s)
             .unwrap_or_default();
+        // without a mount namespace the root was bound onto itself in ours
+        let own_mount_ns = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_none_or(|ns| {
+                ns.iter()
+                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+            });
+        if !own_mount_ns {
+            if let Some(root) = spec.root().as_ref().map(|r| r.path().clone()) {
+                let _ = nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
         if let Some(cg) = the_cgroup(&spec) {
             let _ = cg.set_frozen(false);
             let _ = cg.kill_all(libc::SIGKILL);
@@ -415,7 +436,7 @@ impl OciRuntime {
     /// code, or 0 once started with `detach`.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
         let state = self.state(id)?;
-        if state.status == "stopped" || state.status == "paused" {
+        if state.status == "stopped" || (state.status == "paused" && !opts.ignore_paused) {
             return Err(state_err(format!(
                 "cannot exec in container {id}: it is {}",
                 state.status
@@ -448,6 +469,37 @@ impl OciRuntime {
                 env.push(kv.clone());
             }
             process.set_env(Some(env));
+        }
+        if let Some((uid, gid)) = opts.user {
+            let mut user = process.user().clone();
+            user.set_uid(uid);
+            if let Some(g) = gid {
+                user.set_gid(g);
+            }
+            process.set_user(user);
+        }
+        if opts.no_new_privs {
+            process.set_no_new_privileges(Some(true));
+        }
+        if !opts.caps.is_empty() {
+            let mut caps = process.capabilities().clone().unwrap_or_default();
+            for name in &opts.caps {
+                let cap = super::security::capabilities::capability_from_name(name)?;
+                let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+                    let mut s = s.clone().unwrap_or_default();
+                    s.insert(cap);
+                    Some(s)
+                };
+                let (b, e, p) = (
+                    add(caps.bounding()),
+                    add(caps.effective()),
+                    add(caps.permitted()),
+                );
+                caps.set_bounding(b);
+                caps.set_effective(e);
+                caps.set_permitted(p);
+            }
+            process.set_capabilities(Some(caps));
         }
         let terminal = process.terminal().unwrap_or(false);
         let slave = match (&opts.console_socket, terminal) {
