@@ -44,7 +44,7 @@ struct Args {
     /// Size of the throughput file in MiB
     #[arg(long, default_value_t = 32)]
     mib: u32,
-    /// First of three host ports to use
+    /// First of three host ports to use (published on 127.0.0.1, loopback server, published on every address)
     #[arg(long, default_value_t = 18470)]
     port: u16,
     /// Also measure Docker (a dockerd answering at $DOCKER_HOST, busybox pulled or loaded)
@@ -207,7 +207,8 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     // the same busybox httpd twice: published from the bridge, and on host loopback
-    let (published, direct_port, loopback) = (args.port, 80u16, args.port + 1);
+    let (published, direct_port, loopback, on_host) =
+        (args.port, 80u16, args.port + 1, args.port + 2);
     let serve = |name: &str, extra: &[&str], port: u16| -> Result<(), String> {
         let script = format!(
             "dd if=/dev/zero of=/tmp/big bs=1M count={} 2>/dev/null; echo ok > /tmp/small; exec httpd -f -p {port} -h /tmp",
@@ -219,7 +220,8 @@ fn run(args: &Args) -> Result<(), String> {
         tb.output(&a).map(|_| ())
     };
     let publish = format!("127.0.0.1:{published}:80");
-    serve("nb-bridge", &["-p", &publish], 80)?;
+    let publish_any = format!("{on_host}:80");
+    serve("nb-bridge", &["-p", &publish, "-p", &publish_any], 80)?;
     serve("nb-host", &["--network", "host"], loopback)?;
     let inspect = tb.output(&["inspect", "nb-bridge"])?;
     let v: serde_json::Value = serde_json::from_str(&inspect).map_err(|e| e.to_string())?;
@@ -227,14 +229,23 @@ fn run(args: &Args) -> Result<(), String> {
         .as_str()
         .ok_or("no address for nb-bridge")?
         .to_string();
-    let targets = [
+    let mut targets = vec![
         (
             "host loopback (--network host)",
             format!("127.0.0.1:{loopback}"),
         ),
-        ("published -p 127.0.0.1", format!("127.0.0.1:{published}")),
+        (
+            "published -p, to 127.0.0.1",
+            format!("127.0.0.1:{published}"),
+        ),
         ("bridge address, no -p", format!("{ip}:{direct_port}")),
     ];
+    if let Some(host_ip) = host_address() {
+        targets.push((
+            "published -p, to the host's address",
+            format!("{host_ip}:{on_host}"),
+        ));
+    }
     let mut t = Table::new(&[
         "host → busybox httpd",
         "GET small ms",
@@ -289,6 +300,24 @@ fn run(args: &Args) -> Result<(), String> {
         }
     );
     Ok(())
+}
+
+/// The host's first global IPv4 address that is not one of twinbox's bridges.
+fn host_address() -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("twinbox") && !l.contains(" tb-"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .next()
+                .map(String::from)
+        })
 }
 
 /// Waits up to 10 s for the server to answer.

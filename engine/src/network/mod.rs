@@ -425,7 +425,12 @@ pub fn attach(
 /// Joins one more network on a running container's namespace (the next free
 /// ethN), as `network connect` does.
 pub fn connect(container_dir: &Path, req: &Request) -> Result<Attached> {
-    let store_root = store_of(container_dir).unwrap_or(Path::new("/"));
+    let store_root = store_of(container_dir).ok_or_else(|| {
+        NetworkError::Netns(format!(
+            "{} is not a container of a store: only containers can join networks",
+            container_dir.display()
+        ))
+    })?;
     let mut all = attached(container_dir);
     if all.iter().any(|a| a.network == req.network) {
         return Err(NetworkError::BadOption(format!(
