@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{lab, Lab};
@@ -197,6 +197,96 @@ fn a_kill_at_every_crash_point_leaves_a_clean_working_store() {
                     ps.stdout
                 );
                 assert_eq!(lab.tb(&["vm", "rm", "kept"]).code, 0);
+            }
+            "vm.disk-built" | "vm.disk-cached" => {
+                // the disk build runs on the host (mke2fs), before any boot
+                let Some(kernel) =
+                    common::newest_kernel().filter(|_| Path::new("/dev/kvm").exists())
+                else {
+                    eprintln!("{point}: no /dev/kvm or no kernel in /boot, scenario skipped");
+                    covered.insert(point);
+                    continue;
+                };
+                if Command::new("mke2fs").arg("-V").output().is_err() {
+                    eprintln!("{point}: no mke2fs (e2fsprogs), scenario skipped");
+                    covered.insert(point);
+                    continue;
+                }
+                // two layers, so the build mounts an overlay of them in its scratch
+                if lab.tb(&["image", "inspect", "disky:v1"]).code != 0 {
+                    let ctx = lab.root().join("disky");
+                    std::fs::create_dir_all(&ctx).unwrap();
+                    std::fs::write(
+                        ctx.join("Dockerfile"),
+                        "FROM busybox\nRUN echo disk > /disk.txt\n",
+                    )
+                    .unwrap();
+                    let ctx = ctx.to_string_lossy().into_owned();
+                    let b = lab.tb(&["build", "--network", "none", "-q", "-t", "disky:v1", &ctx]);
+                    assert_eq!(b.code, 0, "{}", b.stderr);
+                }
+                let args = [
+                    "vm", "run", "--rm", "--rootfs", "disk", "--kernel", &kernel, "disky:v1",
+                    "true",
+                ];
+                assert!(run_until_killed(&lab, point, &args, None), "{point}");
+                let tmp = lab.root().join("tmp");
+                if point == "vm.disk-built" {
+                    // the scenario is real: the dead build left its layers mounted
+                    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+                    let tmp_str = tmp.to_string_lossy().into_owned();
+                    assert!(
+                        mounts.lines().any(|l| l.contains(&tmp_str)),
+                        "{point}: the killed build had its layers mounted under tmp/"
+                    );
+                }
+                assert_recovers(&lab, point);
+                let scratch: Vec<_> = std::fs::read_dir(&tmp)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("disk-"))
+                    .collect();
+                assert!(scratch.is_empty(), "{point}: scratch left: {scratch:?}");
+                let disks: Vec<_> = std::fs::read_dir(lab.root().join("cache/disks"))
+                    .map(|d| d.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                if point == "vm.disk-built" {
+                    assert!(
+                        disks.is_empty(),
+                        "{point}: a partial disk is cached: {disks:?}"
+                    );
+                } else {
+                    // the build after the first crash worked: one whole disk holding the file
+                    assert_eq!(disks.len(), 1, "{point}: {disks:?}");
+                    let cat = Command::new("debugfs")
+                        .args(["-R", "cat /disk.txt"])
+                        .arg(&disks[0])
+                        .output()
+                        .unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&cat.stdout),
+                        "disk\n",
+                        "{point}: {}",
+                        String::from_utf8_lossy(&cat.stderr)
+                    );
+                    let fsck = Command::new("e2fsck")
+                        .arg("-fn")
+                        .arg(&disks[0])
+                        .output()
+                        .unwrap();
+                    assert!(
+                        fsck.status.success(),
+                        "{point}: the cached disk is whole: {}",
+                        String::from_utf8_lossy(&fsck.stdout)
+                    );
+                }
+                let left = lab.tb(&["vm", "ps", "-a", "-q"]);
+                assert!(
+                    left.stdout.trim().is_empty(),
+                    "--rm VM left: {}",
+                    left.stdout
+                );
             }
             other => panic!("crash point {other} has no scenario in this test: add one"),
         }

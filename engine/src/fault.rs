@@ -49,6 +49,14 @@ pub const POINTS: &[(&str, &str)] = &[
         "vm.created",
         "vm run: the VM's record written, its VMM not started",
     ),
+    (
+        "vm.disk-built",
+        "vm run --rootfs disk: the image's ext4 written in scratch, its layers mounted, not cached",
+    ),
+    (
+        "vm.disk-cached",
+        "vm run --rootfs disk: the image's disk in the cache, no VM started",
+    ),
 ];
 
 /// Dies here (SIGKILL, no cleanup of any kind) when `TWINBOX_FAULT` names `point`.

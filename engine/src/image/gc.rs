@@ -276,14 +276,38 @@ pub(crate) fn stale_temp_entries(store: &Store) -> Vec<std::path::PathBuf> {
 pub(crate) fn clean_temp(store: &Store) -> usize {
     stale_temp_entries(store)
         .into_iter()
-        .filter(|p| {
-            if p.is_dir() {
-                fs::remove_dir_all(p).is_ok()
-            } else {
-                fs::remove_file(p).is_ok()
-            }
-        })
+        .filter(|p| remove_scratch(p).is_ok())
         .count()
+}
+
+/// Removes a scratch file or directory of a dead process. A directory may
+/// still hold what that process mounted (a VM disk build mounts the image's
+/// layers there): those come off first, so the removal never walks into them.
+pub(crate) fn remove_scratch(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        unmount_below(path);
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// Detaches every mount at or below `path` in this mount namespace, deepest first.
+pub(crate) fn unmount_below(path: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&path))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 pub(crate) fn process_exists(pid: i32) -> bool {

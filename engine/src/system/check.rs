@@ -510,15 +510,8 @@ fn check_leftovers(
             .to_string_lossy()
             .into_owned();
         let p = report.found(format!("tmp/{name}"), "scratch left by a process that died");
-        if repair {
-            let gone = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            if gone.is_ok() {
-                p.repaired = Some("removed".into());
-            }
+        if repair && gc::remove_scratch(&path).is_ok() {
+            p.repaired = Some("removed".into());
         }
     }
     check_mounts(store, repair, report);
@@ -568,8 +561,18 @@ fn check_mounts(store: &Store, repair: bool, report: &mut CheckReport) {
         .filter(|p| p.starts_with(&root) && p != &root)
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    // scratch of a live process (a VM disk build mounts the image's layers
+    // under tmp/) is that process's business
+    let tmp = root.join("tmp");
+    let stale: Vec<PathBuf> = gc::stale_temp_entries(store)
+        .into_iter()
+        .map(|p| tmp.join(p.file_name().unwrap_or_default()))
+        .collect();
     for point in points {
         if running.iter().any(|d| point.starts_with(d)) {
+            continue;
+        }
+        if point.starts_with(&tmp) && !stale.iter().any(|s| point.starts_with(s)) {
             continue;
         }
         let p = report.found(

@@ -56,29 +56,23 @@ pub fn root_disk(store: &Store, image: &Image) -> Result<ImageDisk, GuestError> 
     let dir = path.parent().expect("a cache file has a parent");
     fs::create_dir_all(dir).map_err(|e| GuestError::io(dir, e))?;
     let layers = image.lower_dirs(store);
-    // Built beside its final name under this process's id, then renamed: a
-    // crash leaves a stray temp file, never a half-made disk under the name.
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        image.manifest_digest.hex(),
-        std::process::id()
-    ));
-    let merged = dir.join(format!(
-        ".{}.{}.merged",
-        image.manifest_digest.hex(),
-        std::process::id()
-    ));
+    // Built in the store's scratch (tmp/disk-<pid>-<hex>: the layers mounted
+    // there and the disk written there), then renamed into the cache: a crash
+    // leaves scratch that the next command unmounts and removes, never a
+    // half-made disk under the cache name.
+    let scratch = store.temp_dir("disk")?;
+    let tmp = scratch.join(format!("disk.{FSTYPE}"));
     let result = (|| {
-        let source = MergedLayers::mount(&layers, &merged)?;
+        let source = MergedLayers::mount(&layers, &scratch.join("merged"))?;
         let (bytes, entries) = tree_size(source.path())?;
-        make_ext4(source.path(), &tmp, bytes, entries)
-    })();
-    let _ = fs::remove_dir(&merged);
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, &path).map_err(|e| GuestError::io(&path, e))?;
+        make_ext4(source.path(), &tmp, bytes, entries)?;
+        twinbox_engine::fault::point("vm.disk-built");
+        Ok(())
+    })()
+    .and_then(|()| fs::rename(&tmp, &path).map_err(|e| GuestError::io(&path, e)));
+    let _ = fs::remove_dir_all(&scratch);
+    result?;
+    twinbox_engine::fault::point("vm.disk-cached");
     let bytes = fs::metadata(&path)
         .map_err(|e| GuestError::io(&path, e))?
         .len();
