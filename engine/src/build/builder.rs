@@ -638,6 +638,7 @@ impl Builder<'_> {
                     source,
                     target,
                     read_only,
+                    ..
                 } => binds.push((source.clone(), target.clone(), *read_only)),
                 super::mounts::Prepared::Tmpfs { target } => tmpfs.push(target.clone()),
             }
@@ -696,20 +697,7 @@ impl Builder<'_> {
         };
         match &m.kind {
             Kind::Tmpfs => Ok(Prepared::Tmpfs { target }),
-            Kind::Cache { id } => {
-                let id = id.clone().unwrap_or_else(|| target.clone());
-                let dir = self
-                    .store
-                    .root()
-                    .join("cache/build-mounts")
-                    .join(Digest::of(id.as_bytes()).hex());
-                fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
-                Ok(Prepared::Bind {
-                    source: dir,
-                    target,
-                    read_only: false,
-                })
-            }
+            Kind::Cache(cache) => self.prepare_cache(state, step, cache, target),
             Kind::Secret { id, required } => {
                 let Some((_, src)) = self.opts.secrets.iter().find(|(sid, _)| sid == id) else {
                     if *required {
@@ -727,55 +715,155 @@ impl Builder<'_> {
                     source: src.clone(),
                     target,
                     read_only: true,
+                    hold: None,
+                    discard: false,
                 })
             }
             Kind::Bind { source, from, rw } => {
                 let tmp = self.store.temp_dir("build-bind")?;
-                let (origin_state, origin) = match from {
-                    Some(f) => {
-                        let v = self.source_view(state, step, f)?;
-                        (Some(v), None)
-                    }
-                    None => (None, Some(())),
-                };
-                let view_holder;
-                let origin = match (&origin_state, origin) {
-                    (Some(v), _) => {
-                        view_holder = v.clone();
-                        Origin::Image(&view_holder)
-                    }
-                    _ => Origin::Context {
-                        root: self.opts.context.as_deref(),
-                        ignore: &self.ignore,
-                    },
-                };
-                let src = source.clone().unwrap_or_else(|| "/".into());
-                let matched = origin
-                    .sources(&src)
-                    .map_err(|e| self.fail(step.line, &step.text, e))?;
                 let dest = tmp.join("src");
-                let own = Ownership::default();
-                for m in &matched {
-                    copy::hash_entry(key, Path::new(""), &m.real)
-                        .map_err(|e| BuildError::io(&m.real, e))?;
-                    copy::stage_entry(&m.real, &dest, &own)
-                        .map_err(|e| BuildError::io(&m.real, e))?;
-                    if m.real.is_dir() {
-                        for (rel, real) in origin.walk(m) {
-                            copy::hash_entry(key, &rel, &real)
-                                .map_err(|e| BuildError::io(&real, e))?;
-                            copy::stage_entry(&real, &dest.join(&rel), &own)
-                                .map_err(|e| BuildError::io(&real, e))?;
-                        }
-                    }
-                }
+                let src = source.clone().unwrap_or_else(|| "/".into());
+                self.stage_mount_source(state, step, from.as_deref(), &src, &dest, key)?;
                 Ok(Prepared::Bind {
                     source: dest,
                     target,
                     read_only: !rw,
+                    hold: None,
+                    discard: false,
                 })
             }
         }
+    }
+
+    /// Copies `source` of the build context, or of the stage or image `from`,
+    /// to `dest`, hashing what it copies into `key`.
+    fn stage_mount_source(
+        &mut self,
+        state: &State,
+        step: &Step,
+        from: Option<&str>,
+        source: &str,
+        dest: &Path,
+        key: &mut Sha256,
+    ) -> Result<()> {
+        let view = match from {
+            Some(f) => Some(self.source_view(state, step, f)?),
+            None => None,
+        };
+        let origin = match &view {
+            Some(v) => Origin::Image(v),
+            None => Origin::Context {
+                root: self.opts.context.as_deref(),
+                ignore: &self.ignore,
+            },
+        };
+        let matched = origin
+            .sources(source)
+            .map_err(|e| self.fail(step.line, &step.text, e))?;
+        let own = Ownership::default();
+        for m in &matched {
+            copy::hash_entry(key, Path::new(""), &m.real)
+                .map_err(|e| BuildError::io(&m.real, e))?;
+            copy::stage_entry(&m.real, dest, &own).map_err(|e| BuildError::io(&m.real, e))?;
+            if m.real.is_dir() {
+                for (rel, real) in origin.walk(m) {
+                    copy::hash_entry(key, &rel, &real).map_err(|e| BuildError::io(&real, e))?;
+                    copy::stage_entry(&real, &dest.join(&rel), &own)
+                        .map_err(|e| BuildError::io(&real, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A cache mount: the directory kept in the store under its id, locked as
+    /// its `sharing` says for the step's life. A new cache starts empty, or as
+    /// a copy of `source` in `from`, with the asked mode and owner; it is made
+    /// in scratch and renamed into place, so a crash never leaves half a seed.
+    fn prepare_cache(
+        &mut self,
+        state: &State,
+        step: &Step,
+        cache: &super::mounts::Cache,
+        target: String,
+    ) -> Result<super::mounts::Prepared> {
+        use super::mounts::{Prepared, Sharing};
+        let id = cache.id.clone().unwrap_or_else(|| target.clone());
+        let base = self.store.root().join("cache/build-mounts");
+        fs::create_dir_all(&base).map_err(|e| BuildError::io(&base, e))?;
+        let hex = Digest::of(id.as_bytes()).hex().to_string();
+        let lock_path = base.join(format!("{hex}.lock"));
+        let lock = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| BuildError::io(&lock_path, e))?;
+        let locked = |r: std::io::Result<()>| r.map_err(|e| BuildError::io(&lock_path, e));
+        let dir = base.join(&hex);
+        let (dir, discard) = match cache.sharing {
+            Sharing::Shared => {
+                locked(lock.lock_shared())?;
+                (dir, false)
+            }
+            Sharing::Locked => {
+                locked(lock.lock())?;
+                (dir, false)
+            }
+            Sharing::Private => match lock.try_lock() {
+                Ok(()) => (dir, false),
+                Err(fs::TryLockError::WouldBlock) => {
+                    // in use: this step gets a cache of its own, dropped after
+                    (self.store.temp_dir("build-cache")?.join("cache"), true)
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(BuildError::io(&lock_path, e)),
+            },
+        };
+        if !dir.exists() {
+            let scratch = self.store.temp_dir("build-cache-new")?;
+            let fresh = scratch.join("cache");
+            let made = self.seed_cache(state, step, cache, &fresh).and_then(|()| {
+                match fs::rename(&fresh, &dir) {
+                    Ok(()) => Ok(()),
+                    // a concurrent build made it first: use theirs
+                    Err(_) if dir.is_dir() => Ok(()),
+                    Err(e) => Err(BuildError::io(&dir, e)),
+                }
+            });
+            let _ = fs::remove_dir_all(&scratch);
+            made?;
+        }
+        Ok(Prepared::Bind {
+            source: dir,
+            target,
+            read_only: cache.read_only,
+            hold: Some(lock),
+            discard,
+        })
+    }
+
+    /// Fills a new cache directory `at`: a copy of `source` in `from` when
+    /// given, with the cache's mode and owner on its top directory.
+    fn seed_cache(
+        &mut self,
+        state: &State,
+        step: &Step,
+        cache: &super::mounts::Cache,
+        at: &Path,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(from) = &cache.from {
+            let source = cache.source.clone().unwrap_or_else(|| "/".into());
+            // a cache's contents are never part of the step's cache key
+            let mut ignored = <Sha256 as sha2::Digest>::new();
+            self.stage_mount_source(state, step, Some(from), &source, at, &mut ignored)?;
+        }
+        fs::create_dir_all(at).map_err(|e| BuildError::io(at, e))?;
+        fs::set_permissions(at, fs::Permissions::from_mode(cache.mode))
+            .map_err(|e| BuildError::io(at, e))?;
+        std::os::unix::fs::chown(at, Some(cache.uid), Some(cache.gid))
+            .map_err(|e| BuildError::io(at, e))?;
+        Ok(())
     }
 
     /// The tree `--from` names: an earlier stage, or an image in the store.

@@ -1,0 +1,218 @@
+//! `RUN --mount` options as BuildKit reads them (root, real runtime): cache
+//! mounts with mode, owner, read-only, seeded `from` a stage, and `sharing`
+//! (locked waits, private gets its own while the cache is in use); bind mounts
+//! from a stage or an image, and `rw` writes that never reach the context or
+//! the layer; bad options refused with one line.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{lab, Lab, Run};
+
+fn context(lab: &Lab, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = lab.root().join("ctx").join(name);
+    for (file, text) in files {
+        let p = dir.join(file);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+fn build(lab: &Lab, args: &[&str]) -> Run {
+    let mut all = vec!["build", "--network", "none", "--progress", "plain"];
+    all.extend_from_slice(args);
+    lab.tb(&all)
+}
+
+fn spawn_build(lab: &Lab, args: &[&str]) -> Child {
+    let mut all = vec!["build", "--network", "none", "--progress", "plain"];
+    all.extend_from_slice(args);
+    lab.cmd(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn cat(lab: &Lab, image: &str, path: &str) -> String {
+    let r = lab.tb(&["run", "--rm", "--network", "none", image, "cat", path]);
+    assert_eq!(r.code, 0, "cat {path} in {image}: {}", r.stderr);
+    r.stdout
+}
+
+/// Scratch left in the store's tmp/ (leases belong to live processes).
+fn scratch(root: &Path) -> Vec<String> {
+    fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("lease-"))
+        .collect()
+}
+
+#[test]
+fn cache_mount_options_and_binds_from_stages_and_images() {
+    let Some(lab) = lab() else { return };
+    // an image to bind from
+    let seed = context(
+        &lab,
+        "seed",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir /seed && echo from-image > /seed/file\n",
+        )],
+    );
+    let r = build(&lab, &["-t", "seedimg", seed.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let ctx = context(
+        &lab,
+        "opts",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS stage\n\
+                 RUN mkdir /seed && echo from-stage > /seed/file\n\
+                 FROM busybox\n\
+                 RUN --mount=type=cache,target=/c,id=owned,mode=0710,uid=1000,gid=1001 stat -c '%a %u %g' /c > /cache-stat\n\
+                 RUN --mount=type=cache,target=/s,id=seeded,from=stage,source=/seed cat /s/file > /seeded\n\
+                 RUN --mount=type=cache,target=/r,id=owned,ro sh -c 'touch /r/x 2>/dev/null && echo writable || echo read-only' > /cache-ro\n\
+                 RUN --mount=type=bind,from=stage,source=/seed,target=/m cat /m/file > /bind-stage\n\
+                 RUN --mount=type=bind,from=seedimg,source=/seed,target=/m cat /m/file > /bind-image\n\
+                 RUN --mount=type=bind,source=data,target=/d,rw sh -c 'echo scribble > /d/new && ls /d' > /bind-rw\n",
+            ),
+            ("data/file", "ctx\n"),
+        ],
+    );
+    let r = build(&lab, &["-t", "opts:1", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(cat(&lab, "opts:1", "/cache-stat"), "710 1000 1001\n");
+    assert_eq!(cat(&lab, "opts:1", "/seeded"), "from-stage\n");
+    assert_eq!(cat(&lab, "opts:1", "/cache-ro"), "read-only\n");
+    assert_eq!(cat(&lab, "opts:1", "/bind-stage"), "from-stage\n");
+    assert_eq!(cat(&lab, "opts:1", "/bind-image"), "from-image\n");
+    assert_eq!(cat(&lab, "opts:1", "/bind-rw"), "file\nnew\n");
+    assert!(
+        !ctx.join("data/new").exists(),
+        "an rw bind's writes stay out of the context"
+    );
+    let ls = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "opts:1",
+        "ls",
+        "/c",
+        "/s",
+        "/m",
+        "/d",
+    ]);
+    assert!(
+        ls.stdout.trim().is_empty(),
+        "mount targets leave nothing in the layer: {}",
+        ls.stdout
+    );
+    // the seeded cache persists and is not seeded again
+    let again = context(
+        &lab,
+        "again",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=cache,target=/s,id=seeded cat /s/file > /seen\n",
+        )],
+    );
+    let r = build(&lab, &["-t", "again:1", again.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(cat(&lab, "again:1", "/seen"), "from-stage\n");
+    assert!(scratch(lab.root()).is_empty(), "{:?}", scratch(lab.root()));
+
+    // bad options: one clear line, nothing built
+    for (mount, says) in [
+        ("type=cache,target=/c,sharing=sometimes", "sharing"),
+        ("type=cache,target=/c,uid=me", "uid"),
+        ("type=ssh", "type=ssh is not supported"),
+    ] {
+        let bad = context(
+            &lab,
+            "bad",
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox\nRUN --mount={mount} true\n"),
+            )],
+        );
+        let r = build(&lab, &["-t", "bad:1", bad.to_str().unwrap()]);
+        assert_ne!(r.code, 0, "{mount}");
+        assert!(r.stderr.contains(says), "{mount}: {}", r.stderr);
+        assert_ne!(lab.tb(&["image", "inspect", "bad:1"]).code, 0);
+    }
+}
+
+#[test]
+fn cache_sharing_locked_waits_and_private_gets_its_own() {
+    let Some(lab) = lab() else { return };
+    // locked: the second build's step waits for the first; a step that finds
+    // the cache busy fails, so both succeeding means they never overlapped
+    let locked = context(
+        &lab,
+        "locked",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nARG N\nRUN --mount=type=cache,target=/c,id=lk,sharing=locked sh -c 'test ! -e /c/busy || exit 3; touch /c/busy; sleep 1; rm /c/busy; echo $N'\n",
+        )],
+    );
+    let l = locked.to_str().unwrap();
+    let builds: Vec<Child> = (0..2)
+        .map(|i| {
+            spawn_build(
+                &lab,
+                &[
+                    "--build-arg",
+                    &format!("N={i}"),
+                    "-t",
+                    &format!("lk:{i}"),
+                    l,
+                ],
+            )
+        })
+        .collect();
+    for b in builds {
+        let out = b.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a locked cache step overlapped: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // private: a step that finds the cache in use gets a fresh one, so each
+    // build reads back what it wrote
+    let private = context(
+        &lab,
+        "private",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nARG WHO\nRUN --mount=type=cache,target=/c,id=pv,sharing=private sh -c 'echo $WHO > /c/who; sleep 2; cat /c/who > /mine'\n",
+        )],
+    );
+    let p = private.to_str().unwrap();
+    let first = spawn_build(&lab, &["--build-arg", "WHO=a", "-t", "pv:a", p]);
+    std::thread::sleep(Duration::from_millis(500));
+    let second = spawn_build(&lab, &["--build-arg", "WHO=b", "-t", "pv:b", p]);
+    for b in [first, second] {
+        let out = b.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(cat(&lab, "pv:a", "/mine"), "a\n");
+    assert_eq!(cat(&lab, "pv:b", "/mine"), "b\n");
+    assert!(scratch(lab.root()).is_empty(), "{:?}", scratch(lab.root()));
+}
