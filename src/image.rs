@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
 use twinbox_engine::image::{
-    bootstrap, debian, export, import, inspect, listing, load, remove, save, Image, Reference,
+    bootstrap, debian, export, import, inspect, listing, load, postgres, remove, save, Image,
+    Reference,
 };
 use twinbox_engine::store::usage::{self, Summary};
 use twinbox_engine::system;
@@ -672,12 +673,12 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
-    /// Build a base image without any registry: busybox (from this host) or
-    /// debian[:SUITE] (with mmdebstrap from the Debian mirror)
+    /// Build a base image without any registry: busybox or postgres (from this
+    /// host's files) or debian[:SUITE] (with mmdebstrap from the Debian mirror)
     Bootstrap {
-        /// What to build: busybox, debian or debian:SUITE (default suite bookworm)
+        /// What to build: busybox, postgres, debian or debian:SUITE (default suite bookworm)
         kind: String,
-        /// Name for the image (default: busybox:latest, debian:SUITE)
+        /// Name for the image (default: busybox:latest, postgres-base:latest, debian:SUITE)
         #[arg(long)]
         name: Option<String>,
         /// Debian: extra packages, comma-separated
@@ -750,7 +751,17 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
                     store.release_lease();
                     img?
                 }
-                other => bail!("cannot bootstrap {other:?}: choose busybox or debian[:SUITE]"),
+                "postgres" => {
+                    let img = postgres::bootstrap_postgres(
+                        &store,
+                        name.as_deref().unwrap_or(postgres::DEFAULT_NAME),
+                    );
+                    store.release_lease();
+                    img?
+                }
+                other => {
+                    bail!("cannot bootstrap {other:?}: choose busybox, postgres or debian[:SUITE]")
+                }
             };
             let name = img.names.first().cloned().unwrap_or_default();
             println!(

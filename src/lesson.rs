@@ -29,6 +29,10 @@ pub struct LessonArgs {
     /// Which VM runs the VM half: twinbox (own KVM VMM), qemu, or auto
     #[arg(long = "vm-backend", default_value = "auto")]
     vm_backend: String,
+    /// Print the lesson's commands for you to type one by one, and run nothing
+    /// (lessons that are an exercise: `exercise`)
+    #[arg(long)]
+    steps: bool,
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +93,17 @@ fn check_report_path(path: &Option<PathBuf>) -> Result<()> {
 pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
     if args.name == "list" {
         return list();
+    }
+    if args.steps {
+        let lesson = lessons::find(&args.name)?;
+        let Some(steps) = lesson.steps() else {
+            bail!(
+                "lesson {} has no --steps: only exercises do (try `twinbox lesson exercise --steps`)",
+                lesson.name()
+            );
+        };
+        print!("{steps}");
+        return Ok(0);
     }
     let names: Vec<&str> = if args.name == "tour" {
         TOUR.to_vec()

@@ -757,3 +757,137 @@ fn network_lesson_sees_veth_bridge_nat_and_times_three_paths() {
     assert_eq!(f["vm"]["ran"], false);
     assert_eq!(lab.container_count(), 0);
 }
+
+#[test]
+fn exercise_lesson_runs_postgres_with_e_p_d_queries_it_and_keeps_its_data() {
+    let Some(lab) = lab() else { return };
+    if !Path::new("/usr/lib/postgresql").is_dir() {
+        eprintln!("skipping: no PostgreSQL on this host (scripts/install-deps.sh installs it)");
+        return;
+    }
+    // the steps as a student types them, without running anything
+    let steps = lab.tb(&["lesson", "exercise", "--steps"]);
+    assert_eq!(steps.code, 0, "{}", steps.stderr);
+    assert!(
+        steps
+            .stdout
+            .contains("twinbox run --name psql -e POSTGRES_PASSWORD=mysecretpassword"),
+        "{}",
+        steps.stdout
+    );
+    assert!(steps.stdout.contains("psql -h 0.0.0.0 -p"));
+    assert!(steps.stdout.contains("twinbox stop"));
+    let none = lab.tb(&["lesson", "kernel", "--steps"]);
+    assert_eq!(none.code, 125);
+    assert!(none.stderr.contains("has no --steps"), "{}", none.stderr);
+
+    let (r, j) = lesson(&lab, &["lesson", "exercise", "--runs", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let f = &j["facts"];
+    let first = value(&f["container"], "the first container");
+    assert!(
+        first["answer"].as_str().unwrap().contains("PostgreSQL"),
+        "{first}"
+    );
+    assert!(first["ready_ms"].as_f64().unwrap() > 0.0);
+    assert!(first["query"]["median"].as_f64().unwrap() > 0.0, "{first}");
+    assert_eq!(first["exit_code"], 0, "stop must end the server cleanly");
+    let second = value(&f["container_on_the_volume"], "the second container");
+    assert!(second["ready_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(f["data_survived"], true);
+    assert_eq!(f["vm"]["ran"], false);
+    let commands: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["command"].as_str().unwrap())
+        .collect();
+    for want in ["twinbox ps", "twinbox stop ", "psql -h 0.0.0.0 -p "] {
+        assert!(
+            commands.iter().any(|c| c.contains(want)),
+            "no {want:?} step: {commands:?}"
+        );
+    }
+    assert_eq!(lab.container_count(), 0);
+    let vols = lab.tb(&["volume", "ls", "-q"]);
+    assert!(!vols.stdout.contains("pgdata"), "{}", vols.stdout);
+
+    // the official image's contract, on the image the lesson built
+    let refused = lab.tb(&["run", "--rm", "--network", "none", "postgres"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        (refused.stdout.clone() + &refused.stderr).contains("superuser password is not specified"),
+        "{}",
+        refused.stderr
+    );
+    let init = lab.root().join("initdb.d");
+    std::fs::create_dir(&init).unwrap();
+    std::fs::write(
+        init.join("01-schema.sql"),
+        "create table t (x int); insert into t values (42);\n",
+    )
+    .unwrap();
+    std::fs::write(init.join("02-note.sh"), "echo note-from-an-init-script\n").unwrap();
+    let mount = format!("{}:/docker-entrypoint-initdb.d:ro", init.display());
+    let started = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "pg-contract",
+        "--network",
+        "none",
+        "-e",
+        "POSTGRES_USER=alice",
+        "-e",
+        "POSTGRES_PASSWORD=pw",
+        "-e",
+        "POSTGRES_DB=shop",
+        "-e",
+        "PGDATA=/var/lib/postgresql/data/pgdata",
+        "-v",
+        &mount,
+        "postgres",
+    ]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let answer = loop {
+        let q = lab.tb(&[
+            "exec",
+            "pg-contract",
+            "psql",
+            "-U",
+            "alice",
+            "-d",
+            "shop",
+            "-tAc",
+            "select x from t",
+        ]);
+        if q.code == 0 && q.stdout.trim() == "42" {
+            break q.stdout;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = lab.tb(&["logs", "pg-contract"]);
+            panic!(
+                "no answer from alice@shop: {} {}\nlogs: {}{}",
+                q.stdout, q.stderr, logs.stdout, logs.stderr
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(answer.trim(), "42");
+    let logs = lab.tb(&["logs", "pg-contract"]);
+    let all = logs.stdout + &logs.stderr;
+    assert!(all.contains("note-from-an-init-script"), "{all}");
+    // the server runs as the postgres user, not root, with PGDATA honoured
+    let who = lab.tb(&[
+        "exec",
+        "pg-contract",
+        "sh",
+        "-c",
+        "stat -c %U /var/lib/postgresql/data/pgdata/PG_VERSION /proc/1",
+    ]);
+    assert_eq!(who.stdout, "postgres\npostgres\n", "{}", who.stderr);
+    let rm = lab.tb(&["rm", "-f", "-v", "pg-contract"]);
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+}

@@ -2,6 +2,7 @@
 //! the same options the lesson passes to the engine, quoted for a POSIX shell.
 
 use twinbox_engine::container::RunOptions;
+use twinbox_engine::network::{NetworkMode, DEFAULT_NETWORK};
 
 /// Quotes one word for sh: bare when it is safe, else in single quotes.
 pub fn quote(word: &str) -> String {
@@ -63,8 +64,27 @@ pub fn container_run(image: &str, opts: &RunOptions, detach: bool) -> String {
     if let Some(p) = opts.pids_limit {
         w.extend(["--pids-limit".into(), p.to_string()]);
     }
+    // the library's default network is none, the CLI's is the bridge: say
+    // which, so the printed command does what the lesson did
+    match &opts.network {
+        NetworkMode::None => w.extend(["--network".into(), "none".into()]),
+        NetworkMode::Host => w.extend(["--network".into(), "host".into()]),
+        NetworkMode::Cni(n) if n != DEFAULT_NETWORK => w.extend(["--network".into(), n.clone()]),
+        NetworkMode::Cni(_) => {}
+        NetworkMode::Container(c) => w.extend(["--network".into(), format!("container:{c}")]),
+    }
     for v in &opts.volumes {
-        let mut spec = format!("{}:{}", v.source.display(), v.destination.display());
+        // a named volume by its name, a bind mount by its host path, an
+        // anonymous one by its container path alone
+        let source = match (&v.name, v.source.as_os_str().is_empty()) {
+            (Some(name), _) => Some(name.clone()),
+            (None, false) => Some(v.source.display().to_string()),
+            (None, true) => None,
+        };
+        let mut spec = match source {
+            Some(s) => format!("{s}:{}", v.destination.display()),
+            None => v.destination.display().to_string(),
+        };
         if v.read_only {
             spec.push_str(":ro");
         }
@@ -131,7 +151,7 @@ mod tests {
         };
         assert_eq!(
             container_run("busybox", &opts, false),
-            "twinbox run --rm --memory 16m --pids-limit 20 busybox sh -c 'echo hi; exit 3'"
+            "twinbox run --rm --memory 16m --pids-limit 20 --network none busybox sh -c 'echo hi; exit 3'"
         );
         assert_eq!(
             vm_run("busybox", &opts, 256, 1),

@@ -45,7 +45,7 @@ pub fn is_static_elf(path: &Path) -> bool {
 }
 
 /// A root-owned entry with a zero mtime, so the same input gives the same digest.
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -63,6 +63,18 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
         message: m,
     };
     let binary = std::fs::read(busybox).map_err(|e| fail(e.to_string()))?;
+    let applets = applets(busybox)?;
+    let mut b = tar::Builder::new(Vec::new());
+    append_busybox(&mut b, &binary, &applets).map_err(|e| fail(e.to_string()))?;
+    b.into_inner().map_err(|e| fail(e.to_string()))
+}
+
+/// The applet paths busybox installs (`bin/sh`, `usr/bin/wget`, ...), sorted.
+fn applets(busybox: &Path) -> Result<Vec<String>> {
+    let fail = |m: String| ImageError::Bootstrap {
+        what: format!("busybox at {}", busybox.display()),
+        message: m,
+    };
     let out = Command::new(busybox)
         .arg("--list-full")
         .output()
@@ -79,9 +91,16 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
         .collect();
     applets.sort();
     applets.dedup();
+    Ok(applets)
+}
 
-    let mut b = tar::Builder::new(Vec::new());
-    let io = |e: std::io::Error| fail(e.to_string());
+/// The busybox files (the directories of a root filesystem, the binary, its
+/// applet links and a minimal /etc) appended to a tar being built.
+pub(crate) fn append_busybox(
+    b: &mut tar::Builder<Vec<u8>>,
+    binary: &[u8],
+    applets: &[String],
+) -> std::io::Result<()> {
     for (dir, mode) in [
         ("bin", 0o755),
         ("dev", 0o755),
@@ -102,15 +121,13 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
             &mut header(tar::EntryType::Directory, mode, 0),
             dir,
             std::io::empty(),
-        )
-        .map_err(io)?;
+        )?;
     }
     b.append_data(
         &mut header(tar::EntryType::Regular, 0o755, binary.len() as u64),
         "bin/busybox",
-        &binary[..],
-    )
-    .map_err(io)?;
+        binary,
+    )?;
     for (name, text) in [
         ("etc/passwd", PASSWD),
         ("etc/group", GROUP),
@@ -120,19 +137,17 @@ pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
             &mut header(tar::EntryType::Regular, 0o644, text.len() as u64),
             name,
             text.as_bytes(),
-        )
-        .map_err(io)?;
+        )?;
     }
-    for applet in &applets {
+    for applet in applets {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        b.append_link(&mut h, applet, "/bin/busybox").map_err(io)?;
+        b.append_link(&mut h, applet, "/bin/busybox")?;
     }
-    b.into_inner().map_err(io)
+    Ok(())
 }
 
-/// Builds `busybox:latest` (or the given name) from the host's static busybox.
-pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
-    let reference = Reference::parse(name)?;
+/// The host's busybox and its applet list, checked to be static.
+pub(crate) fn host_busybox() -> Result<(PathBuf, Vec<u8>, Vec<String>)> {
     let busybox = find_busybox().ok_or_else(|| ImageError::Bootstrap {
         what: "busybox".into(),
         message: "not found on this host: install it with `apt-get install busybox-static`".into(),
@@ -143,6 +158,19 @@ pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
             message: "is dynamically linked: install busybox-static".into(),
         });
     }
+    let fail = |m: String| ImageError::Bootstrap {
+        what: format!("busybox at {}", busybox.display()),
+        message: m,
+    };
+    let binary = std::fs::read(&busybox).map_err(|e| fail(e.to_string()))?;
+    let applets = applets(&busybox)?;
+    Ok((busybox, binary, applets))
+}
+
+/// Builds `busybox:latest` (or the given name) from the host's static busybox.
+pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
+    let reference = Reference::parse(name)?;
+    let (busybox, _, _) = host_busybox()?;
     let tar = busybox_rootfs_tar(&busybox)?;
     let layer = commit_layer(store, &tar, None)?;
     let built_by = format!(

@@ -14,6 +14,7 @@ pub mod layer;
 pub mod listing;
 pub mod load;
 pub mod manifest;
+pub mod postgres;
 pub mod reference;
 pub mod remove;
 pub mod save;

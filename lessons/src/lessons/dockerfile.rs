@@ -105,7 +105,7 @@ struct Measurements {
 /// Act one: three builds, then the app served and fetched.
 fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
     ctx.image(BUSYBOX)?;
-    let dir = tempdir()?;
+    let dir = TempDir::new("app")?;
     let context = dir.path.clone();
     write_app(&context, APP)?;
     ctx.host_step(report, "cat Dockerfile", DOCKERFILE);
@@ -436,19 +436,21 @@ fn write_app(dir: &Path, app: &str) -> Result<(), LessonError> {
     write("app.sh", app, 0o755)
 }
 
-/// A private directory for the build context, removed when dropped.
-struct TempDir {
-    path: std::path::PathBuf,
+/// A private directory for a build context, removed when dropped.
+pub(super) struct TempDir {
+    pub path: std::path::PathBuf,
 }
 
-fn tempdir() -> Result<TempDir, LessonError> {
-    let path = std::env::temp_dir().join(format!(
-        "twinbox-lesson-app-{}",
-        twinbox_engine::util::id::random_hex(6)
-    ));
-    std::fs::create_dir(&path)
-        .map_err(|e| LessonError::io(format!("mkdir {}", path.display()), e))?;
-    Ok(TempDir { path })
+impl TempDir {
+    pub fn new(what: &str) -> Result<TempDir, LessonError> {
+        let path = std::env::temp_dir().join(format!(
+            "twinbox-lesson-{what}-{}",
+            twinbox_engine::util::id::random_hex(6)
+        ));
+        std::fs::create_dir(&path)
+            .map_err(|e| LessonError::io(format!("mkdir {}", path.display()), e))?;
+        Ok(TempDir { path })
+    }
 }
 
 impl Drop for TempDir {

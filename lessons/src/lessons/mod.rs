@@ -6,6 +6,7 @@ mod disk;
 mod distro;
 mod dockerfile;
 mod ephemeral;
+mod exercise;
 mod identity;
 mod images;
 mod isolation;
@@ -35,6 +36,11 @@ pub trait Lesson: Sync {
     fn default_runs(&self) -> usize {
         1
     }
+    /// The lesson's commands for a student to type one by one
+    /// (`twinbox lesson NAME --steps`), for lessons that are an exercise.
+    fn steps(&self) -> Option<String> {
+        None
+    }
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError>;
 }
 
@@ -54,6 +60,7 @@ pub static LESSONS: &[&dyn Lesson] = &[
     &shared_kernel::SharedKernel,
     &dockerfile::DockerfileLesson,
     &network::Network,
+    &exercise::Exercise,
 ];
 
 /// A part of the course: a heading and its lessons, in the order taught.
@@ -79,7 +86,7 @@ pub const COURSE: &[Part] = &[
     },
     Part {
         title: "services",
-        lessons: &["network"],
+        lessons: &["network", "exercise"],
     },
 ];
 

@@ -6,5 +6,6 @@ pub mod disk;
 pub mod http;
 pub mod kernel;
 pub mod memory;
+pub mod psql;
 pub mod series;
 pub mod time;
