@@ -6,7 +6,7 @@ use std::path::Path;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use oci_spec::runtime::Spec;
 
-use super::init::InitError;
+use super::failure::InitError;
 
 /// (name, major, minor): what Docker gives every container.
 pub const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[

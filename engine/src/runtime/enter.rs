@@ -16,7 +16,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 
-use super::init::{self, InitError};
+use super::failure::InitError;
+use super::init;
 use super::security::{self, seccomp::CompiledFilter};
 use super::sync::{Channel, ChildReport};
 use super::{exec, RuntimeError, Stdio};

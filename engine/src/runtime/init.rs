@@ -11,6 +11,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{chdir, sethostname, Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Process, User};
 
+use super::failure::{InitError, Step};
 use super::security::{self, seccomp::CompiledFilter};
 use super::{exec, mounts, namespaces::NamespacePlan, sync::Channel, Launch, RootfsSource, Stdio};
 use crate::cgroups::Cgroup;
@@ -23,23 +24,6 @@ pub struct InitContext<'a> {
     pub root: &'a Path,
     pub channel: &'a Channel,
 }
-
-/// A failed step: the exit code Docker uses for it and a one-line message.
-pub struct InitError {
-    pub exit_code: i32,
-    pub message: String,
-}
-
-impl InitError {
-    pub fn setup(step: &str, err: impl std::fmt::Display) -> Self {
-        InitError {
-            exit_code: 125,
-            message: format!("container init: {step}: {err}"),
-        }
-    }
-}
-
-type Step<T = ()> = Result<T, InitError>;
 
 /// Runs in the child. Never returns on success (execve replaces it).
 pub fn run(ctx: &InitContext) -> isize {

@@ -9,6 +9,7 @@
 pub mod devices;
 pub mod enter;
 pub mod exec;
+pub mod failure;
 pub mod features;
 pub mod hooks;
 pub mod init;

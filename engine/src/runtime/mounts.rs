@@ -8,10 +8,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
-use super::init::InitError;
+use super::failure::{InitError, Step};
 use super::security::paths;
-
-type Step<T = ()> = Result<T, InitError>;
 
 pub fn mount_overlay(root: &Path, lower: &[PathBuf], upper: &Path, work: &Path) -> Step {
     let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
