@@ -16,6 +16,7 @@ pub mod container;
 pub mod fault;
 pub mod host;
 pub mod image;
+pub mod layer;
 pub mod network;
 pub mod oci;
 pub mod registry;

@@ -19,15 +19,15 @@ use super::dockerfile::{
 };
 use super::expand;
 use super::ignore::Ignore;
-use super::merged::MergedView;
 use super::progress::Progress;
 use super::run::{self, RunRequest};
-use super::tree;
 use super::{default_network, BuildError, BuildOptions, BuildResult, Result};
 use crate::image::ingest::ingest_tar;
 use crate::image::layer::{commit_image, ImageBlobs};
 use crate::image::manifest::{Descriptor, Manifest};
 use crate::image::{Image, ImageError, LayerInfo, Reference};
+use crate::layer::merged::MergedView;
+use crate::layer::tree;
 use crate::network::NetworkMode;
 use crate::oci::media;
 use crate::store::{Digest, Store};

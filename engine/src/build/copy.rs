@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::ignore::{glob, Ignore};
-use super::merged::MergedView;
+use crate::layer::merged::MergedView;
 
 /// Where COPY reads from.
 pub enum Origin<'a> {

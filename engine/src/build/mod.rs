@@ -17,11 +17,9 @@ pub mod dockerfile;
 pub mod expand;
 pub mod fetch;
 pub mod ignore;
-pub mod merged;
 pub mod mounts;
 pub mod progress;
 pub mod run;
-pub mod tree;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use nix::sys::wait::{waitpid, WaitStatus};
 use oci_spec::image::Config as ImageConfig;
 
-use super::merged::{is_opaque, MergedView};
 use crate::container::options::RunOptions;
 use crate::container::spec::{self, SpecInput};
 use crate::container::user;
+use crate::layer::merged::{is_opaque, MergedView};
 use crate::network::NetworkMode;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::Store;

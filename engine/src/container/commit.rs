@@ -11,9 +11,9 @@ use std::io::BufWriter;
 use serde_json::{json, Value};
 
 use super::{pause, Container, ContainerError, Result};
-use crate::build::tree;
 use crate::image::layer::write_image_named;
 use crate::image::{changes, ingest, Image, ImageError, Reference};
+use crate::layer::tree;
 use crate::store::{Store, StoreError};
 use crate::util::time::now_rfc3339;
 

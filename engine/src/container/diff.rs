@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{Container, ContainerError, Result};
-use crate::build::merged::MergedView;
+use crate::layer::merged::MergedView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
