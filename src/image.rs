@@ -11,8 +11,8 @@ use twinbox_engine::image::{
     bootstrap, debian, export, import, inspect, listing, load, postgres, remove, save, Image,
     Reference,
 };
-use twinbox_engine::store::usage::{self, Summary};
 use twinbox_engine::system;
+use twinbox_engine::system::usage::{self, Summary};
 use twinbox_engine::template::Format;
 
 use crate::open_store;

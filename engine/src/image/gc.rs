@@ -219,7 +219,7 @@ fn collect_with(store: &Store, candidates: &Candidates, skip_own_lease: bool) ->
 /// built (dot-names) are left to their builder.
 fn forget_vm_cache(store: &Store) -> u64 {
     let mut freed = 0;
-    for dir in crate::store::usage::VM_CACHE_DIRS {
+    for dir in crate::store::VM_CACHE_DIRS {
         let Ok(rd) = fs::read_dir(store.root().join("cache").join(dir)) else {
             continue;
         };

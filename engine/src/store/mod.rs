@@ -10,7 +10,6 @@ pub mod lease;
 pub mod lock;
 pub mod refs;
 pub mod unpack;
-pub mod usage;
 
 use crate::util::id::random_hex;
 use std::fs;
@@ -56,6 +55,10 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Directories under `cache/` whose files are named by an image's manifest
+/// digest and derived from it (VM disks and initramfs): gone when the image is.
+pub const VM_CACHE_DIRS: &[&str] = &["disks", "initramfs"];
 
 /// A handle on the store directory.
 #[derive(Debug, Clone)]

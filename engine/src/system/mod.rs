@@ -1,10 +1,12 @@
-//! Store-wide care: finishing what dead processes left ([`recover`]) and
+//! Store-wide care: finishing what dead processes left ([`recover`]),
 //! verifying everything the store holds ([`check`], `twinbox system check`),
-//! and giving space back ([`prune`], `twinbox system prune`).
+//! what it uses on disk ([`usage`], `twinbox system df`) and giving space
+//! back ([`prune`], `twinbox system prune`).
 
 pub mod check;
 pub mod prune;
 pub mod recover;
+pub mod usage;
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::container::{Container, Status};
 use crate::image::{Image, ImageError};
-use crate::store::{Digest, Store};
+use crate::store::{Digest, Store, VM_CACHE_DIRS};
 
 #[derive(Debug, Clone)]
 pub struct ImageUsage {
@@ -330,10 +330,6 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
         dangling_blob_bytes,
     })
 }
-
-/// Directories under `cache/` whose files are named by an image's manifest
-/// digest and derived from it: gone when the image is.
-pub const VM_CACHE_DIRS: &[&str] = &["disks", "initramfs"];
 
 fn vm_cache(store: &Store) -> Vec<VmCacheUsage> {
     use std::os::unix::fs::MetadataExt;

@@ -73,7 +73,7 @@ impl Lesson for Disk {
             kept.push(d);
         }
         // what `twinbox system df -v` reports for this image and these containers
-        let usage = twinbox_engine::store::usage::disk_usage(&ctx.store)?;
+        let usage = twinbox_engine::system::usage::disk_usage(&ctx.store)?;
         let ours: Vec<&str> = kept.iter().map(|d| d.container.id.as_str()).collect();
         let mut listing = String::from("LAYER          SIZE        CONTAINERS USING IT\n");
         for l in usage

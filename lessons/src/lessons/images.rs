@@ -78,7 +78,7 @@ impl Lesson for Images {
                 .unwrap_or_default();
             layers.row(vec![
                 l.chain_id.short().to_string().into(),
-                format_bytes(twinbox_engine::store::usage::tree_bytes(
+                format_bytes(twinbox_engine::system::usage::tree_bytes(
                     &ctx.store.layer_dir(&l.chain_id),
                 ))
                 .into(),

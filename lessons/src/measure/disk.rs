@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::Serialize;
 use twinbox_engine::container::Container;
 use twinbox_engine::image::Image;
-use twinbox_engine::store::usage::tree_bytes;
 use twinbox_engine::store::Store;
+use twinbox_engine::system::usage::tree_bytes;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerBytes {
