@@ -26,11 +26,6 @@ impl Failure {
     pub fn last_os(what: impl Into<String>) -> Self {
         Self::io(what, &io::Error::last_os_error())
     }
-
-    /// `twinbox-init: <what>: <why>` on stderr (the console).
-    pub fn print(&self) {
-        sys_write_stderr(format!("twinbox-init: {self}\n").as_bytes());
-    }
 }
 
 impl fmt::Display for Failure {
@@ -47,10 +42,6 @@ pub fn errno_text(err: &io::Error) -> String {
         Some(cut) => text[..cut].to_string(),
         None => text,
     }
-}
-
-fn sys_write_stderr(bytes: &[u8]) {
-    crate::sys::write_all_fd(libc::STDERR_FILENO, bytes);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! PID 1 must never exit (the kernel would panic) and never hang: any failure
 //! is printed as `twinbox-init: <what failed>: <why>` and powers off with 125.
 
+mod console;
 mod failure;
 mod modules;
 mod mounts;
@@ -24,7 +25,7 @@ fn main() {
     let code = match run() {
         Ok(code) => code,
         Err(failure) => {
-            failure.print();
+            sys::print_failure(&failure);
             EXIT_INIT_FAILED
         }
     };
@@ -34,7 +35,7 @@ fn main() {
 /// Everything between the kernel starting us and the workload's exit code.
 fn run() -> Result<u8, Failure> {
     // 1. stdin, stdout and stderr on the console, bytes passed through as written.
-    sys::console_stdio()?;
+    console::open_on_stdio()?;
     // 2. Tell the host we are running (boot-timer port).
     report::enable_ports();
     report::event(EVENT_INIT_STARTED);
@@ -80,10 +81,10 @@ fn read_config() -> Result<GuestConfig, Failure> {
 /// `-no-reboot` exits).
 fn power_off(code: u8) -> ! {
     report::workload_exited(code);
-    sys::drain_console();
+    console::drain();
     sys::sync();
     let failure = sys::reboot();
-    failure.print();
+    sys::print_failure(&failure);
     // Out of options: exiting PID 1 panics the kernel, and `panic=-1` resets
     // the machine at once. Better than hanging.
     std::process::exit(i32::from(code))

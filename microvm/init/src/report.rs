@@ -25,7 +25,9 @@ pub fn enable_ports() {
     if unsafe { libc::ioperm(BOOT_TIMER_PORT.into(), 2, 1) } == 0 {
         PORTS.store(true, Ordering::Relaxed);
     } else {
-        Failure::last_os("ioperm for the boot-timer ports (continuing without them)").print();
+        sys::print_failure(&Failure::last_os(
+            "ioperm for the boot-timer ports (continuing without them)",
+        ));
     }
 }
 

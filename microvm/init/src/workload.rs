@@ -11,9 +11,10 @@ use twinbox_init::{
     STOP_POLL_MS,
 };
 
+use crate::console::CONSOLE;
 use crate::failure::{errno_text, Failure};
 use crate::report;
-use crate::sys::{self, CONSOLE};
+use crate::sys;
 use crate::users::User;
 
 /// Docker's PATH when the environment has none.
@@ -47,7 +48,7 @@ pub fn spawn(config: &GuestConfig, user: &User) -> Result<libc::pid_t, Failure> 
         -1 => Err(Failure::last_os("fork the workload")),
         0 => {
             let Err((code, failure)) = become_workload(config, workdir, user);
-            failure.print();
+            sys::print_failure(&failure);
             // SAFETY: leaving the child without running PID 1's exit paths.
             unsafe { libc::_exit(i32::from(code)) }
         }
