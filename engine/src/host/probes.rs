@@ -63,8 +63,9 @@ fn check_root() -> Check {
 
 /// `uname -r`.
 pub fn kernel_release() -> String {
-    // SAFETY: utsname is plain data; uname fills it with NUL-terminated strings.
+    // SAFETY: utsname is plain data, for which all zeroes is a valid value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uts is a valid utsname to fill with NUL-terminated strings.
     if unsafe { libc::uname(&mut uts) } != 0 {
         return String::new();
     }
