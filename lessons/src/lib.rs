@@ -39,8 +39,12 @@ pub enum LessonError {
     MissingImage { image: String, hint: String },
     #[error("VM backend: {0}")]
     Backend(String),
+    #[error("VM backend: {0}")]
+    Instance(#[source] twinbox_microvm::instance::InstanceError),
+    #[error("VM backend: {0}")]
+    Qemu(#[source] twinbox_microvm::qemu::QemuError),
     #[error("guest: {0}")]
-    Guest(String),
+    Guest(#[source] twinbox_microvm::guest::GuestError),
     #[error("{0}")]
     Container(#[from] twinbox_engine::container::ContainerError),
     #[error("{0}")]
@@ -49,6 +53,8 @@ pub enum LessonError {
     Store(#[from] twinbox_engine::store::StoreError),
     #[error("registry: {0}")]
     Registry(String),
+    #[error("registry: {0}")]
+    RegistryClient(#[source] twinbox_engine::registry::RegistryError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -167,7 +167,7 @@ pub fn select(choice: BackendChoice) -> Result<Box<dyn VmBackend>, LessonError> 
 /// options, as `twinbox run` combines them, on the backend's kernel.
 fn guest_initrd(req: &VmRequest, kernel: &GuestKernel) -> Result<Initrd, LessonError> {
     let spec = GuestSpec::from_image(req.image, &req.options);
-    build_initrd(req.store, req.image, &spec, kernel).map_err(|e| LessonError::Guest(e.to_string()))
+    build_initrd(req.store, req.image, &spec, kernel).map_err(LessonError::Guest)
 }
 
 /// What either backend boots for `req`, and how long building it took.

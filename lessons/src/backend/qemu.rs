@@ -25,9 +25,8 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn new(reason: String, kind: &KvmKind) -> Result<Qemu, LessonError> {
-        let runner = QemuRunner::find().map_err(|e| LessonError::Backend(e.to_string()))?;
-        let kernel =
-            instance::choose_kernel(None).map_err(|e| LessonError::Backend(e.to_string()))?;
+        let runner = QemuRunner::find().map_err(LessonError::Qemu)?;
+        let kernel = instance::choose_kernel(None).map_err(LessonError::Instance)?;
         let (emulated, how) = match runner.accel {
             Accel::Kvm => (false, "KVM".to_string()),
             Accel::Tcg => (

@@ -22,8 +22,7 @@ pub struct OwnVmm {
 
 impl OwnVmm {
     pub fn new(reason: String) -> Result<OwnVmm, LessonError> {
-        let kernel =
-            instance::choose_kernel(None).map_err(|e| LessonError::Backend(e.to_string()))?;
+        let kernel = instance::choose_kernel(None).map_err(LessonError::Instance)?;
         Ok(OwnVmm {
             note: BackendNote {
                 name: "twinbox".into(),
@@ -103,7 +102,7 @@ impl VmBackend for OwnVmm {
             Ok(Started::Detached(_)) => {
                 return Err(LessonError::Backend("the VM was detached".into()))
             }
-            Err(e) => return Err(LessonError::Backend(e.to_string())),
+            Err(e) => return Err(LessonError::Instance(e)),
         };
         let exit_code = run.exit_code.map(i32::from);
         let failure = run.ending().failure().map(|f| {

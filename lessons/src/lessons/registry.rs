@@ -89,7 +89,7 @@ impl Lesson for Registry {
             &NoProgress,
         );
         let _ = remove::remove(&ctx.store, &target, false);
-        let pushed = pushed.map_err(|e| LessonError::Registry(e.to_string()))?;
+        let pushed = pushed.map_err(LessonError::RegistryClient)?;
         ctx.host_step(
             report,
             &format!("twinbox push {target}"),
@@ -113,7 +113,7 @@ impl Lesson for Registry {
             },
             &NoProgress,
         )
-        .map_err(|e| LessonError::Registry(e.to_string()))?;
+        .map_err(LessonError::RegistryClient)?;
         let command = format!(
             "TWINBOX_ROOT={} twinbox pull {target}",
             other_root.display()
