@@ -66,6 +66,11 @@ impl Ending {
 }
 
 impl Finished {
+    /// How the VM ended, in the terms a user reads.
+    pub fn ending(&self) -> Ending {
+        Ending::of(self)
+    }
+
     /// Why VM `name` failed, with a hint on PVM hosts and the console's last
     /// `lines` lines; `None` when it did not fail.
     pub fn explain(&self, lines: usize) -> Option<String> {

@@ -18,7 +18,6 @@ use twinbox_engine::network::NetworkMode;
 use twinbox_engine::store::Store;
 use twinbox_engine::util::time::now_rfc3339;
 
-use super::ending::Ending;
 use super::network;
 use super::{check_host, choose_kernel, create, finish, remove, remove_dir, vms_dir};
 use super::{InstanceError, NewVm, Result, VmRecord, VmState};
@@ -108,13 +107,6 @@ pub struct Finished {
     pub timed_out_after: Option<Duration>,
     /// The image's disk, with `Rootfs::Disk`.
     pub image_disk: Option<ImageDisk>,
-}
-
-impl Finished {
-    /// How the VM ended, in the terms a user reads.
-    pub fn ending(&self) -> Ending {
-        Ending::of(self)
-    }
 }
 
 /// Runs `req` to its end (foreground) or until its VMM process runs
