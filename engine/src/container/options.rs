@@ -2,6 +2,7 @@
 //! is written to the store.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +47,7 @@ pub struct RunOptions {
     /// Replaces the image's Cmd when not empty.
     pub cmd: Vec<String>,
     #[serde(default)]
-    pub restart: super::restart::RestartPolicy,
+    pub restart: RestartPolicy,
     /// `--tmpfs` and `--mount type=tmpfs`.
     #[serde(default)]
     pub tmpfs: Vec<Tmpfs>,
@@ -313,9 +314,109 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     out
 }
 
+/// `--restart no|on-failure[:N]|always|unless-stopped`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max` times (0: no limit).
+    OnFailure {
+        max: u32,
+    },
+    Always,
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = ContainerError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            ContainerError::BadOption(format!(
+                "restart policy {s:?}: use no, on-failure[:N], always or unless-stopped"
+            ))
+        };
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        let policy = match name {
+            "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => RestartPolicy::OnFailure {
+                max: match count {
+                    Some(c) => c.parse().map_err(|_| bad())?,
+                    None => 0,
+                },
+            },
+            _ => return Err(bad()),
+        };
+        if count.is_some() && !matches!(policy, RestartPolicy::OnFailure { .. }) {
+            return Err(ContainerError::BadOption(format!(
+                "restart policy {s:?}: only on-failure takes a maximum count"
+            )));
+        }
+        Ok(policy)
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::OnFailure { max: 0 } => f.write_str("on-failure"),
+            RestartPolicy::OnFailure { max } => write!(f, "on-failure:{max}"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// Whether a container that exited with `code`, after `restarts` restarts
+    /// so far, starts again.
+    pub fn wants_restart(&self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => code != 0 && (*max == 0 || restarts < *max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+
+    /// Docker's back-off: 100 ms, doubling with each restart, at most a minute.
+    pub fn delay(restarts: u32) -> Duration {
+        Duration::from_millis(100u64.saturating_mul(1 << restarts.min(10)))
+            .min(Duration::from_secs(60))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_and_decide() {
+        let p: RestartPolicy = "on-failure:3".parse().unwrap();
+        assert_eq!(p, RestartPolicy::OnFailure { max: 3 });
+        assert!(p.wants_restart(1, 2));
+        assert!(!p.wants_restart(1, 3));
+        assert!(!p.wants_restart(0, 0));
+        assert!("always"
+            .parse::<RestartPolicy>()
+            .unwrap()
+            .wants_restart(0, 99));
+        assert!(!"no".parse::<RestartPolicy>().unwrap().wants_restart(1, 0));
+        assert!("always:2".parse::<RestartPolicy>().is_err());
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+        assert_eq!(
+            RestartPolicy::OnFailure { max: 0 }.to_string(),
+            "on-failure"
+        );
+        assert_eq!(RestartPolicy::delay(0), Duration::from_millis(100));
+        assert_eq!(RestartPolicy::delay(20), Duration::from_secs(60));
+    }
 
     #[test]
     fn env_file_parsing() {
