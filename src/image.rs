@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
 use twinbox_engine::image::{
-    bootstrap, debian, export, import, inspect, listing, load, postgres, remove, save, Image,
+    bootstrap, debian, import, inspect, listing, load, postgres, remove, save, Image,
     Reference,
 };
 use twinbox_engine::system;
@@ -376,7 +376,7 @@ pub fn export(root: &Path, args: ExportArgs) -> Result<i32> {
                 let f = std::fs::File::create(&tmp)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-                export::export_container(&store, &args.container, &mut w)?;
+                twinbox_engine::container::export::export(&store, &args.container, &mut w)?;
                 let f = w
                     .into_inner()
                     .map_err(|e| anyhow::anyhow!("{}", e.error()))?;
@@ -392,7 +392,11 @@ pub fn export(root: &Path, args: ExportArgs) -> Result<i32> {
         }
         None => {
             let out = stdout_for_archive()?;
-            export::export_container(&store, &args.container, std::io::BufWriter::new(out.lock()))?;
+            twinbox_engine::container::export::export(
+                &store,
+                &args.container,
+                std::io::BufWriter::new(out.lock()),
+            )?;
         }
     }
     Ok(0)

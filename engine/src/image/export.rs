@@ -1,8 +1,7 @@
-//! `export`: a container's filesystem as one tar, the way the container sees it:
-//! its writable layer over the image layers, merged as overlayfs merges them
-//! (a whiteout hides the name below it, an opaque directory hides everything
-//! below it). Computed from the layer dirs, so no mount is needed and a stopped
-//! container exports the same as a running one. Also used to flatten an image.
+//! Layers flattened into one tar, the way overlayfs merges them (a whiteout
+//! hides the name below it, an opaque directory hides everything below it).
+//! Computed from the layer dirs, so no mount is needed: `export` of a
+//! container (`container::export`, its writable layer on top) and of an image.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -12,7 +11,6 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{Image, ImageError, Result};
-use crate::container::Container;
 use crate::store::unpack::{is_opaque, is_whiteout};
 use crate::store::Store;
 
@@ -37,14 +35,6 @@ pub fn write_merged_tar(layers: &[PathBuf], out: impl Write) -> Result<()> {
             path: "export".into(),
             source: e,
         })
-}
-
-/// Exports a container (name or id) to `out`.
-pub fn export_container(store: &Store, key: &str, out: impl Write) -> Result<()> {
-    let c = Container::find(store, key).map_err(|e| ImageError::Container(e.to_string()))?;
-    let mut layers = vec![c.upper()];
-    layers.extend(c.lower_dirs.iter().cloned());
-    write_merged_tar(&layers, out)
 }
 
 /// An image's layers flattened into one root filesystem tar.
