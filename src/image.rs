@@ -8,8 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
 use twinbox_engine::image::{
-    bootstrap, debian, import, inspect, listing, load, postgres, remove, save, Image,
-    Reference,
+    bootstrap, debian, import, inspect, listing, load, postgres, remove, save, Image, Reference,
 };
 use twinbox_engine::system;
 use twinbox_engine::system::usage::{self, Summary};
