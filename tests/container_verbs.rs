@@ -73,7 +73,7 @@ fn pause_freezes_rename_renames_prune_prunes() {
     assert!(lab
         .tb(&["inspect", "vb-p"])
         .stderr
-        .contains("no such container"));
+        .contains("no such object"));
 
     // prune: the exited one goes, the running one stays
     let r = lab.tb(&["container", "prune", "-f"]);

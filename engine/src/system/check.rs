@@ -540,17 +540,23 @@ fn check_leftovers(
     Ok(())
 }
 
-/// Mounts below the store whose container is not running (a crash between mount
-/// and unmount). Containers mount in their own namespace, so there should be none.
+/// Mounts below the store whose container is neither running nor created (a
+/// crash between mount and unmount). Containers mount in their own namespace, so there should be none.
 fn check_mounts(store: &Store, repair: bool, report: &mut CheckReport) {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };
     let root = fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    // a created container keeps its pinned network namespace until start or
+    // rm (a `run` killed between create and start leaves one), so its mounts
+    // are as legitimate as a running one's
     let running: HashSet<PathBuf> = Container::list(store)
         .unwrap_or_default()
         .into_iter()
-        .filter(|c| c.state().is_ok_and(|s| s.status == Status::Running))
+        .filter(|c| {
+            c.state()
+                .is_ok_and(|s| matches!(s.status, Status::Running | Status::Created))
+        })
         .map(|c| c.dir)
         .collect();
     // deepest first, so nested mounts come off before their parents
