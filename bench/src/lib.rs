@@ -2,5 +2,6 @@
 //! p10–p90) and printing series as a table with their ratio to a peer measured in
 //! the same run.
 
+pub mod setup;
 pub mod stats;
 pub mod table;

@@ -22,9 +22,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use twinbox_bench::setup::DEFAULT_TWINBOX;
 use twinbox_bench::stats::{self, Stats};
-
-const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
 
 #[derive(Parser, Debug)]
 #[command(

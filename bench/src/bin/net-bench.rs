@@ -24,10 +24,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use twinbox_bench::setup::prepare;
 use twinbox_bench::stats::{last_line, timed, Stats};
 use twinbox_bench::table::{ms, Table};
-
-const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
 
 #[derive(Parser, Debug)]
 #[command(
@@ -111,24 +110,12 @@ impl Drop for Cleanup<'_> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("run as root: containers need namespaces and the bridge".into());
-    }
-    let bin = args
-        .twinbox
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_TWINBOX));
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release` first or pass --twinbox",
-            bin.display()
-        ));
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("net-bench")
-        .tempdir_in(&args.tmp)
-        .map_err(|e| format!("scratch dir in {}: {e}", args.tmp.display()))?;
+    let (bin, dir) = prepare(
+        "containers need namespaces and the bridge",
+        args.twinbox.as_deref(),
+        &args.tmp,
+        "net-bench",
+    )?;
     let tb = Twinbox {
         bin,
         root: dir.path().join("store"),

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::json;
+use twinbox_bench::setup::DEFAULT_TWINBOX;
 
 use layout::{Entry, Layout, OCI_MANIFEST};
 
-const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
 const RATIO_TARGET: f64 = 1.0;
 
 #[derive(Parser, Debug)]

@@ -20,12 +20,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
+use twinbox_bench::setup::prepare;
 use twinbox_bench::stats::{timed, timed_fn, Stats};
 use twinbox_bench::table::{ms, Table};
 use twinbox_engine::store::Store;
 use twinbox_engine::system::recover;
-
-const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,24 +61,12 @@ fn twinbox(bin: &Path, root: &Path, args: &[&str]) -> Result<Duration, String> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("run as root: containers need namespaces and cgroups".into());
-    }
-    let bin = args
-        .twinbox
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_TWINBOX));
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release` first or pass --twinbox",
-            bin.display()
-        ));
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("recovery-bench")
-        .tempdir_in(&args.tmp)
-        .map_err(|e| format!("scratch dir in {}: {e}", args.tmp.display()))?;
+    let (bin, dir) = prepare(
+        "containers need namespaces and cgroups",
+        args.twinbox.as_deref(),
+        &args.tmp,
+        "recovery-bench",
+    )?;
     let root = dir.path().join("store");
     let tb = |a: &[&str]| twinbox(&bin, &root, a);
 
