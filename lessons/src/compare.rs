@@ -9,13 +9,12 @@ use twinbox_engine::image::Image;
 
 use crate::backend::VmMemory;
 use crate::charts;
-use crate::context::{cmd_opts, sh, Context};
+use crate::container::DetachedEnd;
+use crate::context::{cmd_opts, sh, ContainerSeries, Context, VmSeries};
 use crate::measure::disk::{image_footprint, ImageFootprint};
 use crate::measure::kernel::{host_view, parse_probe, KernelView, PROBE_SCRIPT};
-use crate::measure::memory::{container_memory, parse_meminfo, ContainerMemory, MemInfo};
-use crate::measure::series::{
-    container_series, same_output, vm_series, ContainerSeries, Series, VmSeries,
-};
+use crate::measure::memory::{parse_meminfo, ContainerMemory, MemInfo};
+use crate::measure::series::{same_output, Series};
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, BackendNote, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
@@ -159,29 +158,66 @@ pub fn run(ctx: &mut Context, spec: &CompareSpec) -> Result<LessonReport, Lesson
     for p in report.explanation.clone() {
         ctx.say.paragraph(&p);
     }
+    let m = measure(ctx, &mut report, spec, &image)?;
+    present(&m, &mut report);
+    explain(&m, &mut report);
+    ctx.say.summary(&report);
+    Ok(report)
+}
+
+/// What both sides gave: the probes, the N runs, memory and disk.
+struct Measurements {
+    host: KernelView,
+    c_probe: Probe,
+    v_probe: Probe,
+    containers: ContainerSeries,
+    vms: VmSeries,
+    footprint: ImageFootprint,
+    c_mem: ContainerMemory,
+    v_mem: VmMemory,
+    guest_used: Measured<u64>,
+    outputs_match: Measured<bool>,
+    c_start: Measured<Stats>,
+    v_start: Measured<Stats>,
+    c_total: Measured<Stats>,
+    v_total: Measured<Stats>,
+    emulated: bool,
+}
+
+/// Act one: the host's kernel, a probe on each side, then the workload N
+/// times each way.
+fn measure(
+    ctx: &Context,
+    report: &mut LessonReport,
+    spec: &CompareSpec,
+    image: &Image,
+) -> Result<Measurements, LessonError> {
     let host = host_view()
         .map_err(|e| LessonError::BadInput(format!("cannot read the host's kernel: {e}")))?;
     report.host_kernel = host.release.clone();
     ctx.host_step(
-        &mut report,
+        report,
         PROBE_SCRIPT,
         &format!("{}\n{}\n{}\n", host.release, host.boot_id, host.version),
     );
 
     ctx.say.heading("the kernel each side sees");
-    let c_probe = container_probe(ctx, &mut report, &spec.image);
-    let v_probe = vm_probe(ctx, &mut report, &spec.image, &image, spec.memory_mib);
+    let c_probe = container_probe(ctx, report, &spec.image);
+    let v_probe = vm_probe(ctx, report, &spec.image, image, spec.memory_mib);
 
     let opts = cmd_opts(spec.cmd.clone());
     ctx.say
         .heading(&format!("the workload, {} run(s) on each side", spec.runs));
-    let containers = container_series(ctx, &mut report, &spec.image, &opts, spec.runs);
-    let req = ctx.vm_request(&spec.image, &image, &opts, spec.memory_mib);
-    let vms = vm_series(ctx, &mut report, &req, spec.runs);
+    let containers = ctx.container_series(report, &spec.image, &opts, spec.runs);
+    let req = ctx.vm_request(&spec.image, image, &opts, spec.memory_mib);
+    let vms = ctx.vm_series(report, &req, spec.runs);
 
-    let footprint = image_footprint(&ctx.store, &image);
-    let c_mem = container_memory(containers.last.as_ref());
-    let v_mem = match &vms.last {
+    let footprint = image_footprint(&ctx.store, image);
+    let c_mem = containers.last.as_ref().map_or_else(
+        || ContainerMemory::failed("no container run finished"),
+        DetachedEnd::memory,
+    );
+    let v_mem = match vms.last() {
         Some(run) => run.memory.clone(),
         None => vm_memory_failed(
             vms.series
@@ -196,43 +232,40 @@ pub fn run(ctx: &mut Context, spec: &CompareSpec) -> Result<LessonReport, Lesson
         (Some(a), Some(b)) => Measured::Value(same_output(a, b)),
         _ => Measured::failed("one side produced no finished run"),
     };
-
-    build_report(
-        &mut report,
-        &Sides {
-            host: &host,
-            c_probe: &c_probe,
-            v_probe: &v_probe,
-            containers: &containers,
-            vms: &vms,
-            footprint: &footprint,
-            c_mem: &c_mem,
-            v_mem: &v_mem,
-            guest_used: &guest_used,
-            outputs_match: &outputs_match,
-            emulated: ctx.emulated(),
-        },
-    );
-    ctx.say.summary(&report);
-    Ok(report)
+    let m = Measurements {
+        c_start: containers.series.to_workload(),
+        v_start: vms.series.to_workload(),
+        c_total: containers.series.total(),
+        v_total: vms.series.total(),
+        host,
+        c_probe,
+        v_probe,
+        containers,
+        vms,
+        footprint,
+        c_mem,
+        v_mem,
+        guest_used,
+        outputs_match,
+        emulated: ctx.emulated(),
+    };
+    for (what, k) in [
+        ("container kernel", &m.c_probe.kernel),
+        ("VM kernel", &m.v_probe.kernel),
+    ] {
+        report.check(what, k);
+    }
+    report.check("container time to workload start", &m.c_start);
+    report.check("VM time to workload start", &m.v_start);
+    report.check("container memory", &m.c_mem.total);
+    report.check("VM memory", &m.v_mem.process_rss);
+    report.check("guest memory", &m.guest_used);
+    Ok(m)
 }
 
-struct Sides<'a> {
-    host: &'a KernelView,
-    c_probe: &'a Probe,
-    v_probe: &'a Probe,
-    containers: &'a ContainerSeries,
-    vms: &'a VmSeries,
-    footprint: &'a ImageFootprint,
-    c_mem: &'a ContainerMemory,
-    v_mem: &'a VmMemory,
-    guest_used: &'a Measured<u64>,
-    outputs_match: &'a Measured<bool>,
-    emulated: bool,
-}
-
-fn build_report(report: &mut LessonReport, s: &Sides) {
-    let host = s.host;
+/// Act two: the side-by-side table and the timing and memory charts.
+fn present(s: &Measurements, report: &mut LessonReport) {
+    let host = &s.host;
     let kernel_cell = |m: &Measured<KernelView>| -> Cell {
         m.as_ref()
             .map(|k| {
@@ -255,10 +288,7 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
             })
             .into()
     };
-    let c_start = s.containers.series.to_workload();
-    let v_start = s.vms.series.to_workload();
-    let c_total = s.containers.series.total();
-    let v_total = s.vms.series.total();
+    let (c_start, v_start, c_total, v_total) = (&s.c_start, &s.v_start, &s.c_total, &s.v_total);
     let writable = s.containers.last.as_ref().map(|e| e.footprint.writable);
 
     let mut t = Table::new("side by side", &["", "container", "microVM"]);
@@ -275,16 +305,16 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
     let emu = if s.emulated { " [emulated]" } else { "" };
     t.row(vec![
         "time to workload start".into(),
-        stats_cell(&c_start),
-        match stats_cell(&v_start) {
+        stats_cell(c_start),
+        match stats_cell(v_start) {
             Cell::Text(x) => Cell::Text(format!("{x}{emu}")),
             f => f,
         },
     ]);
     t.row(vec![
         "total time".into(),
-        stats_cell(&c_total),
-        match stats_cell(&v_total) {
+        stats_cell(c_total),
+        match stats_cell(v_total) {
             Cell::Text(x) => Cell::Text(format!("{x}{emu}")),
             f => f,
         },
@@ -374,7 +404,7 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
     report.tables.push(t);
 
     report.charts.extend(charts::start_and_end(
-        &c_start, &v_start, &c_total, &v_total, s.emulated,
+        c_start, v_start, c_total, v_total, s.emulated,
     ));
     report.charts.push(charts::host_memory(
         &s.c_mem.total,
@@ -382,18 +412,13 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
         s.v_mem.configured_bytes,
         Some(s.v_mem.method.clone()).filter(|m| !m.is_empty()),
     ));
+}
 
-    for (what, m) in [
-        ("container kernel", &s.c_probe.kernel),
-        ("VM kernel", &s.v_probe.kernel),
-    ] {
-        report.check(what, m);
-    }
-    report.check("container time to workload start", &c_start);
-    report.check("VM time to workload start", &v_start);
-    report.check("container memory", &s.c_mem.total);
-    report.check("VM memory", &s.v_mem.process_rss);
-    report.check("guest memory", s.guest_used);
+/// Act three: what the numbers show, and the facts for `--json`.
+fn explain(s: &Measurements, report: &mut LessonReport) {
+    let host = &s.host;
+    let (c_start, v_start, c_total, v_total) = (&s.c_start, &s.v_start, &s.c_total, &s.v_total);
+    let writable = s.containers.last.as_ref().map(|e| e.footprint.writable);
 
     if let (Some(c), Some(v)) = (c_start.value(), v_start.value()) {
         let finding = if c.median < v.median {
@@ -428,8 +453,8 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
         json!({
             "kernel": kernel_json(&s.c_probe.kernel),
             "same_boot_as_host": s.c_probe.kernel.value().map(|k| k.boot_id == host.boot_id),
-            "to_workload_ms": stats_json(&c_start),
-            "total_ms": stats_json(&c_total),
+            "to_workload_ms": stats_json(c_start),
+            "total_ms": stats_json(c_total),
             "memory": s.c_mem,
             "disk": {"image_bytes": s.footprint.total(), "image_unpacked_bytes": s.footprint.unpacked(), "writable_bytes": writable},
             "exit_codes": s.containers.series.exit_codes,
@@ -441,20 +466,20 @@ fn build_report(report: &mut LessonReport, s: &Sides) {
         json!({
             "kernel": kernel_json(&s.v_probe.kernel),
             "same_boot_as_host": s.v_probe.kernel.value().map(|k| k.boot_id == host.boot_id),
-            "to_workload_ms": stats_json(&v_start),
-            "total_ms": stats_json(&v_total),
+            "to_workload_ms": stats_json(v_start),
+            "total_ms": stats_json(v_total),
             "memory": s.v_mem,
             "guest_meminfo": serde_json::to_value(&s.v_probe.meminfo).unwrap_or_default(),
-            "guest_used_bytes": serde_json::to_value(s.guest_used).unwrap_or_default(),
+            "guest_used_bytes": serde_json::to_value(&s.guest_used).unwrap_or_default(),
             "disk": {"initramfs_bytes": s.vms.initramfs_bytes, "initramfs_cache": s.vms.initramfs_cache},
             "exit_codes": s.vms.series.exit_codes,
             "output": s.vms.series.output,
-            "phases": s.vms.last.as_ref().map(|r| r.phases.clone()),
+            "phases": s.vms.last().map(|r| r.phases.clone()),
             "emulated": s.emulated,
         }),
     );
     report.fact(
         "outputs_match",
-        serde_json::to_value(s.outputs_match).unwrap_or_default(),
+        serde_json::to_value(&s.outputs_match).unwrap_or_default(),
     );
 }

@@ -15,7 +15,8 @@ use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::{self as engine, lifecycle, Container, RunOptions, Status};
 use twinbox_engine::store::Store;
 
-use crate::measure::memory::{process_memory, ProcessMemory};
+use crate::measure::disk::ContainerFootprint;
+use crate::measure::memory::{container_memory, process_memory, ContainerMemory, ProcessMemory};
 use crate::measure::time::ms_between;
 use crate::LessonError;
 use twinbox_engine::util::time::now_rfc3339;
@@ -210,5 +211,26 @@ impl Drop for Detached {
         if !self.removed {
             let _ = lifecycle::remove(&self.container, true);
         }
+    }
+}
+
+/// What a detached container left behind once it ended.
+#[derive(Debug, Clone)]
+pub struct DetachedEnd {
+    pub exit_code: Option<i32>,
+    pub output: String,
+    pub state: twinbox_engine::container::State,
+    pub to_workload_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+    /// The supervisor's memory at the last look before it exited.
+    pub supervisor: Option<ProcessMemory>,
+    pub footprint: ContainerFootprint,
+    pub timed_out: bool,
+}
+
+impl DetachedEnd {
+    /// Its memory on the host: the cgroup's peak plus its supervisor.
+    pub fn memory(&self) -> ContainerMemory {
+        container_memory(self.state.memory_peak_bytes, self.supervisor)
     }
 }

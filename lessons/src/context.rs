@@ -11,13 +11,15 @@ use twinbox_engine::image::{Image, ImageError};
 use twinbox_engine::store::Store;
 
 use crate::backend::{self, BackendChoice, Prepared, VmBackend, VmRequest, VmRun};
-use crate::container::{ContainerRun, Detached};
-use crate::measure::disk::{container_footprint, ContainerFootprint};
-use crate::measure::memory::ProcessMemory;
+use crate::container::{ContainerRun, Detached, DetachedEnd};
+use crate::measure::disk::container_footprint;
 use crate::render::terminal::Narrator;
 use crate::report::{LessonReport, Side, Step};
 use crate::shell;
 use crate::LessonError;
+
+mod series;
+pub use series::{ContainerSeries, VmSeries};
 
 /// The image most lessons run: made from this host's busybox, no registry needed.
 pub const BUSYBOX: &str = "busybox";
@@ -366,20 +368,6 @@ impl Drop for BootSpinner {
     fn drop(&mut self) {
         self.clear();
     }
-}
-
-/// What a detached container left behind once it ended.
-#[derive(Debug, Clone)]
-pub struct DetachedEnd {
-    pub exit_code: Option<i32>,
-    pub output: String,
-    pub state: twinbox_engine::container::State,
-    pub to_workload_ms: Option<f64>,
-    pub total_ms: Option<f64>,
-    /// The supervisor's memory at the last look before it exited.
-    pub supervisor: Option<ProcessMemory>,
-    pub footprint: ContainerFootprint,
-    pub timed_out: bool,
 }
 
 /// `sh -c SCRIPT` as a command vector.

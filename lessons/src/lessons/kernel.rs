@@ -45,114 +45,139 @@ impl Lesson for Kernel {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let host = host_view()
-            .map_err(|e| LessonError::BadInput(format!("cannot read the host's kernel: {e}")))?;
-        ctx.host_step(
-            report,
-            PROBE_SCRIPT,
-            &format!("{}\n{}\n{}\n", host.release, host.boot_id, host.version),
-        );
-
-        let opts = cmd_opts(sh(PROBE_SCRIPT));
-        let container: Measured<KernelView> = match ctx.container(report, BUSYBOX, &opts) {
-            Ok(run) if run.exit_code == Some(0) => Measured::from_result(parse_probe(&run.output)),
-            Ok(run) => Measured::failed(format!(
-                "the container exited with {:?}: {}",
-                run.exit_code,
-                run.output.trim()
-            )),
-            Err(e) => Measured::failed(e.to_string()),
-        };
-
-        let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-        let vm: Measured<KernelView> = match ctx
-            .prepare_vm(&req)
-            .and_then(|_| ctx.vm_run(report, &req))
-        {
-            Ok(run) => match (&run.failure, run.exit_code) {
-                (Some(why), _) => Measured::failed(why.clone()),
-                (None, Some(0)) => Measured::from_result(parse_probe(&run.output)),
-                (None, code) => Measured::failed(format!("the VM's workload exited with {code:?}")),
-            },
-            Err(why) => Measured::failed(why),
-        };
-        report.check("container kernel", &container);
-        report.check("VM kernel", &vm);
-
-        let mut table = Table::new(
-            "what each side says about its kernel",
-            &["", "host", "container", "microVM"],
-        );
-        let field = |m: &Measured<KernelView>, f: fn(&KernelView) -> String| -> Cell {
-            m.as_ref().map(f).into()
-        };
-        table.row(vec![
-            "uname -r".into(),
-            host.release.clone().into(),
-            field(&container, |v| v.release.clone()),
-            field(&vm, |v| v.release.clone()),
-        ]);
-        table.row(vec![
-            "boot_id".into(),
-            host.boot_id.clone().into(),
-            field(&container, |v| v.boot_id.clone()),
-            field(&vm, |v| v.boot_id.clone()),
-        ]);
-        table.row(vec![
-            "/proc/version (start)".into(),
-            short(&host.version).into(),
-            field(&container, |v| short(&v.version)),
-            field(&vm, |v| short(&v.version)),
-        ]);
-        let same = |m: &Measured<KernelView>| -> Cell {
-            match m.value() {
-                Some(v) if v.boot_id == host.boot_id => "yes: same boot_id".into(),
-                Some(_) => "no: different boot_id".into(),
-                None => Cell::Failed {
-                    failed: "not measured".into(),
-                },
-            }
-        };
-        table.row(vec![
-            "same running kernel as the host?".into(),
-            "-".into(),
-            same(&container),
-            same(&vm),
-        ]);
-        report.tables.push(table);
-
-        findings(report, &host, &container, &vm);
-        report.caveats.push(
-            "boot_id identifies one boot of one kernel; the release string alone does not (a VM may boot the same kernel version as the host and still be a separate kernel)."
-                .into(),
-        );
-        let view = |m: &Measured<KernelView>| match m {
-            Measured::Value(v) => {
-                json!({"release": v.release, "boot_id": v.boot_id, "version": v.version})
-            }
-            Measured::Failed(why) => json!({"failed": why}),
-        };
-        report.fact(
-            "host",
-            json!({"release": host.release, "boot_id": host.boot_id, "version": host.version}),
-        );
-        report.fact("container", view(&container));
-        report.fact("vm", view(&vm));
-        report.fact(
-            "container_same_kernel",
-            container.value().map(|v| v.release == host.release),
-        );
-        report.fact(
-            "container_same_boot",
-            container.value().map(|v| v.boot_id == host.boot_id),
-        );
-        report.fact(
-            "vm_same_boot",
-            vm.value().map(|v| v.boot_id == host.boot_id),
-        );
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// What the host, a container and a microVM said about their kernel.
+struct Measurements {
+    host: KernelView,
+    container: Measured<KernelView>,
+    vm: Measured<KernelView>,
+}
+
+/// Act one: the same probe on the host, in a container and in a microVM.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let host = host_view()
+        .map_err(|e| LessonError::BadInput(format!("cannot read the host's kernel: {e}")))?;
+    ctx.host_step(
+        report,
+        PROBE_SCRIPT,
+        &format!("{}\n{}\n{}\n", host.release, host.boot_id, host.version),
+    );
+
+    let opts = cmd_opts(sh(PROBE_SCRIPT));
+    let container: Measured<KernelView> = match ctx.container(report, BUSYBOX, &opts) {
+        Ok(run) if run.exit_code == Some(0) => Measured::from_result(parse_probe(&run.output)),
+        Ok(run) => Measured::failed(format!(
+            "the container exited with {:?}: {}",
+            run.exit_code,
+            run.output.trim()
+        )),
+        Err(e) => Measured::failed(e.to_string()),
+    };
+
+    let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
+    let vm: Measured<KernelView> = match ctx.prepare_vm(&req).and_then(|_| ctx.vm_run(report, &req))
+    {
+        Ok(run) => match (&run.failure, run.exit_code) {
+            (Some(why), _) => Measured::failed(why.clone()),
+            (None, Some(0)) => Measured::from_result(parse_probe(&run.output)),
+            (None, code) => Measured::failed(format!("the VM's workload exited with {code:?}")),
+        },
+        Err(why) => Measured::failed(why),
+    };
+    report.check("container kernel", &container);
+    report.check("VM kernel", &vm);
+    Ok(Measurements {
+        host,
+        container,
+        vm,
+    })
+}
+
+/// Act two: the three answers side by side.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let (host, container, vm) = (&m.host, &m.container, &m.vm);
+    let mut table = Table::new(
+        "what each side says about its kernel",
+        &["", "host", "container", "microVM"],
+    );
+    let field = |m: &Measured<KernelView>, f: fn(&KernelView) -> String| -> Cell {
+        m.as_ref().map(f).into()
+    };
+    table.row(vec![
+        "uname -r".into(),
+        host.release.clone().into(),
+        field(container, |v| v.release.clone()),
+        field(vm, |v| v.release.clone()),
+    ]);
+    table.row(vec![
+        "boot_id".into(),
+        host.boot_id.clone().into(),
+        field(container, |v| v.boot_id.clone()),
+        field(vm, |v| v.boot_id.clone()),
+    ]);
+    table.row(vec![
+        "/proc/version (start)".into(),
+        short(&host.version).into(),
+        field(container, |v| short(&v.version)),
+        field(vm, |v| short(&v.version)),
+    ]);
+    let same = |m: &Measured<KernelView>| -> Cell {
+        match m.value() {
+            Some(v) if v.boot_id == host.boot_id => "yes: same boot_id".into(),
+            Some(_) => "no: different boot_id".into(),
+            None => Cell::Failed {
+                failed: "not measured".into(),
+            },
+        }
+    };
+    table.row(vec![
+        "same running kernel as the host?".into(),
+        "-".into(),
+        same(container),
+        same(vm),
+    ]);
+    report.tables.push(table);
+}
+
+/// Act three: what the answers show, and the facts `--json` carries.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let (host, container, vm) = (&m.host, &m.container, &m.vm);
+    findings(report, host, container, vm);
+    report.caveats.push(
+        "boot_id identifies one boot of one kernel; the release string alone does not (a VM may boot the same kernel version as the host and still be a separate kernel)."
+            .into(),
+    );
+    let view = |m: &Measured<KernelView>| match m {
+        Measured::Value(v) => {
+            json!({"release": v.release, "boot_id": v.boot_id, "version": v.version})
+        }
+        Measured::Failed(why) => json!({"failed": why}),
+    };
+    report.fact(
+        "host",
+        json!({"release": host.release, "boot_id": host.boot_id, "version": host.version}),
+    );
+    report.fact("container", view(container));
+    report.fact("vm", view(vm));
+    report.fact(
+        "container_same_kernel",
+        container.value().map(|v| v.release == host.release),
+    );
+    report.fact(
+        "container_same_boot",
+        container.value().map(|v| v.boot_id == host.boot_id),
+    );
+    report.fact(
+        "vm_same_boot",
+        vm.value().map(|v| v.boot_id == host.boot_id),
+    );
 }
 
 fn short(version: &str) -> String {

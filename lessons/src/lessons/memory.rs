@@ -10,7 +10,7 @@ use crate::backend::VmRun;
 use crate::charts;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::measure::memory::{
-    container_memory, host_meminfo, median_measured, parse_meminfo, ContainerMemory, MemInfo,
+    host_meminfo, median_measured, parse_meminfo, ContainerMemory, MemInfo,
 };
 use crate::report::{format_bytes, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
@@ -99,7 +99,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
             Ok(d) => d,
             Err(e) => {
                 ctx.say.failure(&format!("failed: {e}"));
-                c_mems.push(container_memory(None));
+                c_mems.push(ContainerMemory::failed("no container run finished"));
                 continue;
             }
         };
@@ -110,46 +110,24 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         }
         let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
         c_seen = Measured::from_result(parse_meminfo(&end.output));
-        c_mems.push(container_memory(Some(&end)));
+        c_mems.push(end.memory());
     }
 
     let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-    let mut v_runs = Vec::new();
-    match ctx.prepare_vm(&req) {
-        Ok(_) => {
-            for i in 0..runs {
-                if runs > 1 {
-                    ctx.say.note(&format!("microVM run {}/{runs}", i + 1));
-                }
-                match ctx.vm_run(report, &req) {
-                    Ok(run) => v_runs.push(Ok(run)),
-                    Err(why) => {
-                        v_runs.push(Err(why));
-                        break;
-                    }
-                }
-            }
-        }
-        Err(why) => v_runs.push(Err(why)),
-    }
+    let vms = ctx.vm_series(report, &req, runs);
 
     let c_peak = median_measured(c_mems.iter().map(|m| &m.cgroup_peak), "no container run");
     let c_sup = median_measured(c_mems.iter().map(|m| &m.supervisor_rss), "no container run");
     let c_pss = median_measured(c_mems.iter().map(|m| &m.supervisor_pss), "no container run");
     let c_total = median_measured(c_mems.iter().map(|m| &m.total), "no container run");
 
-    let vm_fail = v_runs
-        .iter()
-        .find_map(|r| match r {
-            Err(why) => Some(why.clone()),
-            Ok(run) => run.failure.clone(),
-        })
+    let vm_fail = vms
+        .series
+        .failures
+        .first()
+        .cloned()
         .unwrap_or_else(|| "no VM run finished".into());
-    let ok_runs: Vec<&VmRun> = v_runs
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .filter(|r| r.failure.is_none())
-        .collect();
+    let ok_runs: Vec<&VmRun> = vms.runs.iter().filter(|r| r.failure.is_none()).collect();
     let v_rss = median_measured(ok_runs.iter().map(|r| &r.memory.process_rss), &vm_fail);
     let v_guest = median_measured(ok_runs.iter().map(|r| &r.memory.guest_resident), &vm_fail);
     let v_over = median_measured(ok_runs.iter().map(|r| &r.memory.vmm_overhead), &vm_fail);

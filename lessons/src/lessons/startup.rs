@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::Lesson;
 use crate::charts;
-use crate::context::{cmd_opts, Context, BUSYBOX, VM_MEMORY_MIB};
-use crate::measure::series::{foreground_series, vm_series, Series, VmSeries};
+use crate::context::{cmd_opts, Context, VmSeries, BUSYBOX, VM_MEMORY_MIB};
+use crate::measure::series::Series;
 use crate::measure::time::Stats;
 use crate::report::{format_ms, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
@@ -74,10 +74,10 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     let runs = report.runs;
     let opts = cmd_opts(WORKLOAD.iter().map(|s| s.to_string()).collect());
     ctx.say.heading(&format!("{runs} container run(s)"));
-    let containers = foreground_series(ctx, report, BUSYBOX, &opts, runs);
+    let containers = ctx.foreground_series(report, BUSYBOX, &opts, runs);
     ctx.say.heading(&format!("{runs} microVM run(s)"));
     let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-    let vms = vm_series(ctx, report, &req, runs);
+    let vms = ctx.vm_series(report, &req, runs);
     let m = Measurements {
         c_start: containers.to_workload(),
         v_start: vms.series.to_workload(),
@@ -133,7 +133,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         ]);
     }
     report.tables.push(t);
-    if let Some(last) = &m.vms.last {
+    if let Some(last) = m.vms.last() {
         let mut phases = Table::new(
             "where the microVM's time went (last run)",
             &["phase", "time"],
@@ -176,7 +176,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         json!({
             "to_workload_ms": s(&m.v_start), "total_ms": s(&m.v_total),
             "exit_codes": m.vms.series.exit_codes,
-            "phases": m.vms.last.as_ref().map(|r| r.phases.clone()),
+            "phases": m.vms.last().map(|r| r.phases.clone()),
             "emulated": m.emulated,
         }),
     );

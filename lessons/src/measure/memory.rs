@@ -5,7 +5,6 @@
 use serde::Serialize;
 use twinbox_engine::host::procfs;
 
-use crate::context::DetachedEnd;
 use crate::report::Measured;
 
 /// The shell line a lesson runs inside a VM to hear what the guest uses.
@@ -89,26 +88,34 @@ pub struct ContainerMemory {
     pub total: Measured<u64>,
 }
 
-pub fn container_memory(end: Option<&DetachedEnd>) -> ContainerMemory {
-    let Some(end) = end else {
-        let f = || Measured::failed("no container run finished");
-        return ContainerMemory {
+impl ContainerMemory {
+    /// Every part failed, for the same reason.
+    pub fn failed(why: &str) -> ContainerMemory {
+        let f = || Measured::failed(why);
+        ContainerMemory {
             cgroup_peak: f(),
             supervisor_rss: f(),
             supervisor_pss: f(),
             total: f(),
-        };
-    };
+        }
+    }
+}
+
+/// A container's memory from its cgroup's peak and the last look at its
+/// supervisor (either may be missing, each with its reason).
+pub fn container_memory(
+    cgroup_peak: Option<u64>,
+    supervisor: Option<ProcessMemory>,
+) -> ContainerMemory {
     let peak = Measured::from_option(
-        end.state.memory_peak_bytes,
+        cgroup_peak,
         "the cgroup reported no peak (memory controller missing?)",
     );
-    let sup = end.supervisor;
     let rss = Measured::from_option(
-        sup.map(|m| m.rss),
+        supervisor.map(|m| m.rss),
         "the container ended before its supervisor could be sampled: give a command that runs a little longer",
     );
-    let pss = match sup {
+    let pss = match supervisor {
         Some(m) => Measured::from_option(m.pss, "no smaps_rollup for the supervisor"),
         None => Measured::failed("the supervisor was not sampled"),
     };
