@@ -36,7 +36,7 @@ pub struct BuildArgs {
     /// Pull base images from their registry even when they are in the store
     #[arg(long)]
     pull: bool,
-    /// Network of RUN steps: none or host
+    /// Network of RUN steps: bridge (the default), a network name, host or none
     #[arg(long)]
     network: Option<String>,
     /// Output: plain steps (auto, plain) or nothing (quiet)
@@ -54,7 +54,7 @@ pub struct BuildArgs {
     /// Check the Dockerfile and report problems with line numbers, without building
     #[arg(long)]
     check: bool,
-    /// A secret for RUN --mount=type=secret: id=ID,src=FILE
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
     #[arg(long = "secret")]
     secrets: Vec<String>,
     /// The build context directory, or `-` for a Dockerfile on stdin and no context

@@ -2,7 +2,8 @@
 //! mounts with mode, owner, read-only, seeded `from` a stage, and `sharing`
 //! (locked waits, private gets its own while the cache is in use); bind mounts
 //! from a stage or an image, and `rw` writes that never reach the context or
-//! the layer; bad options refused with one line.
+//! the layer; secrets as files (mode, owner) and as env vars for one RUN,
+//! never stored; tmpfs size; bad options refused with one line.
 
 mod common;
 
@@ -215,4 +216,192 @@ fn cache_sharing_locked_waits_and_private_gets_its_own() {
     assert_eq!(cat(&lab, "pv:a", "/mine"), "a\n");
     assert_eq!(cat(&lab, "pv:b", "/mine"), "b\n");
     assert!(scratch(lab.root()).is_empty(), "{:?}", scratch(lab.root()));
+}
+
+/// Every file under `dir` (gzip blobs read decompressed) that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    use std::io::Read;
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(md) = p.symlink_metadata() else {
+            continue;
+        };
+        if md.is_dir() {
+            found.extend(files_holding(&p, needle));
+        } else if md.is_file() {
+            let mut data = fs::read(&p).unwrap_or_default();
+            if data.starts_with(&[0x1f, 0x8b]) {
+                let mut out = Vec::new();
+                if flate2::read::GzDecoder::new(&data[..])
+                    .read_to_end(&mut out)
+                    .is_ok()
+                {
+                    data = out;
+                }
+            }
+            if data.windows(needle.len()).any(|w| w == needle) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn secrets_as_env_and_files_tmpfs_size_and_required() {
+    let Some(lab) = lab() else { return };
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("token");
+    fs::write(&secret, "s3cret-value").unwrap();
+    let src = format!("id=tok,src={}", secret.display());
+    let ctx = context(
+        &lab,
+        "secrets",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=secret,id=tok,env=TOK sh -c '[ \"$TOK\" = \"$(echo czNjcmV0LXZhbHVl | base64 -d)\" ] && echo match; test -e /run/secrets/tok && echo file || echo no-file' > /env-only\n\
+             RUN --mount=type=secret,id=tok,env=TOK2,target=/etc/tok,mode=0440,uid=7,gid=8 sh -c '[ \"$TOK2\" = \"$(cat /etc/tok)\" ] && echo same; stat -c \"%a %u %g\" /etc/tok' > /env-and-file\n\
+             RUN --mount=type=secret,id=tok sh -c 'stat -c \"%a %u %g %s\" /run/secrets/tok' > /file-default\n\
+             RUN --mount=type=secret,id=absent,env=ABSENT sh -c 'test -e /run/secrets/absent && echo file; echo \"[${ABSENT-unset}]\"' > /optional\n\
+             RUN echo \"[${TOK-unset}]\" > /after\n\
+             RUN --mount=type=tmpfs,target=/t,size=1m sh -c 'df -k /t | tail -1 | awk \"{print \\$2}\"; dd if=/dev/zero of=/t/big bs=1k count=2048 2>/dev/null && echo fit || echo full' > /tmpfs\n",
+        )],
+    );
+    let r = build(
+        &lab,
+        &["--secret", &src, "-t", "sec:1", ctx.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        cat(&lab, "sec:1", "/env-only"),
+        "match\nno-file\n",
+        "env= alone: the variable, and no file"
+    );
+    assert_eq!(cat(&lab, "sec:1", "/env-and-file"), "same\n440 7 8\n");
+    assert_eq!(cat(&lab, "sec:1", "/file-default"), "400 0 0 12\n");
+    assert_eq!(
+        cat(&lab, "sec:1", "/optional"),
+        "[unset]\n",
+        "an absent optional secret is neither a file nor a variable"
+    );
+    assert_eq!(
+        cat(&lab, "sec:1", "/after"),
+        "[unset]\n",
+        "for that RUN only"
+    );
+    assert_eq!(
+        cat(&lab, "sec:1", "/tmpfs"),
+        "1024\nfull\n",
+        "size= applies"
+    );
+    let ls = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "sec:1",
+        "ls",
+        "-a",
+        "/etc/tok",
+        "/t",
+        "/run",
+    ]);
+    assert!(
+        !ls.stdout.contains("tok") && !ls.stdout.contains("secrets"),
+        "mount points are not in the image: {}",
+        ls.stdout
+    );
+    // nowhere in the store: not a layer, a blob, the history or the config
+    let holding = files_holding(lab.root(), b"s3cret-value");
+    assert!(holding.is_empty(), "the secret is in {holding:?}");
+    let history = lab.tb(&["history", "--no-trunc", "sec:1"]);
+    assert!(history.stdout.contains("RUN") && !history.stdout.contains("s3cret"));
+    assert!(scratch(lab.root()).is_empty(), "{:?}", scratch(lab.root()));
+
+    // the secret from the builder's environment (env=, and id alone)
+    let env_ctx = context(
+        &lab,
+        "secret-env",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=API_TOKEN,env=T sh -c 'echo ${#T}' > /len\n",
+        )],
+    );
+    for arg in ["id=API_TOKEN,env=MY_TOKEN_VAR", "id=API_TOKEN"] {
+        let r: Run = lab
+            .cmd(&[
+                "build",
+                "--network",
+                "none",
+                "--no-cache",
+                "--secret",
+                arg,
+                "-t",
+                "sec:2",
+                env_ctx.to_str().unwrap(),
+            ])
+            .env("MY_TOKEN_VAR", "from-env-var")
+            .env("API_TOKEN", "twelve-chars")
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(r.code, 0, "{arg}: {}", r.stderr);
+        assert_eq!(cat(&lab, "sec:2", "/len"), "12\n", "{arg}");
+    }
+
+    // required: missing is an error naming the secret; nothing tagged
+    let req = context(
+        &lab,
+        "required",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=needed,required=true true\n",
+        )],
+    );
+    let r = build(&lab, &["-t", "req:1", req.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("Dockerfile:2") && r.stderr.contains("secret \"needed\" is required"),
+        "{}",
+        r.stderr
+    );
+    assert_ne!(lab.tb(&["image", "inspect", "req:1"]).code, 0);
+    // bad --secret and bad mount options: one line each
+    for (args, says) in [
+        (vec!["--secret", "src=/etc/hostname"], "an id is required"),
+        (vec!["--secret", "id=x,env=TWINBOX_NO_SUCH_VAR"], "not set"),
+        (vec!["--secret", "id=x,src=/nonexistent"], "is not a file"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["-t", "req:2", req.to_str().unwrap()]);
+        let r = build(&lab, &all);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    }
+    for (mount, says) in [
+        ("type=tmpfs,target=/t,size=huge", "size"),
+        (
+            "type=bind,target=/b,env=X",
+            "env is not an option of type=bind",
+        ),
+        ("type=cache,target=/c,required", "required is not an option"),
+    ] {
+        let bad = context(
+            &lab,
+            "bad-opt",
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox\nRUN --mount={mount} true\n"),
+            )],
+        );
+        let r = build(&lab, &["-t", "req:3", bad.to_str().unwrap()]);
+        assert_ne!(r.code, 0, "{mount}");
+        assert!(r.stderr.contains(says), "{mount}: {}", r.stderr);
+    }
 }

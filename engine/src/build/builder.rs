@@ -610,7 +610,7 @@ impl Builder<'_> {
         let mut prepared = Vec::new();
         for m in &mounts {
             key.field(&m.key_text());
-            prepared.push(self.prepare_mount(state, step, m, key.hasher())?);
+            prepared.extend(self.prepare_mount(state, step, m, key.hasher())?);
         }
         let key = key.finish();
         let history = {
@@ -632,6 +632,7 @@ impl Builder<'_> {
             serde_json::from_value(state.image["config"].clone()).unwrap_or_default();
         let mut binds = Vec::new();
         let mut tmpfs = Vec::new();
+        let mut secret_env = Vec::new();
         for p in &prepared {
             match p {
                 super::mounts::Prepared::Bind {
@@ -640,7 +641,18 @@ impl Builder<'_> {
                     read_only,
                     ..
                 } => binds.push((source.clone(), target.clone(), *read_only)),
-                super::mounts::Prepared::Tmpfs { target } => tmpfs.push(target.clone()),
+                super::mounts::Prepared::Tmpfs {
+                    target,
+                    size,
+                    read_only,
+                } => tmpfs.push(run::TmpfsMount {
+                    target: target.clone(),
+                    size: *size,
+                    read_only: *read_only,
+                }),
+                super::mounts::Prepared::Env { name, value } => {
+                    secret_env.push(format!("{name}={value}"))
+                }
             }
         }
         let req = RunRequest {
@@ -653,15 +665,15 @@ impl Builder<'_> {
             network,
             binds,
             tmpfs,
+            secret_env,
         };
         let progress = &mut *self.progress;
         let outcome = run::run(self.store, &req, &mut |line| {
             progress.step_output(id, started.elapsed(), line)
-        })
-        .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
-        for p in prepared {
-            p.cleanup();
-        }
+        });
+        // staged sources, secret files and private caches go, whatever happened
+        drop(prepared);
+        let outcome = outcome.map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
         if outcome.exit_code != 0 {
             return Err(BuildError::RunFailed {
                 file: self.opts.dockerfile_name.clone(),
@@ -683,54 +695,101 @@ impl Builder<'_> {
         step: &Step,
         m: &super::mounts::Mount,
         key: &mut Sha256,
-    ) -> Result<super::mounts::Prepared> {
+    ) -> Result<Vec<super::mounts::Prepared>> {
         use super::mounts::{Kind, Prepared};
-        let target = if m.target.is_empty() {
-            match &m.kind {
-                Kind::Secret { id, .. } => format!("/run/secrets/{id}"),
-                _ => "/".into(),
+        let absolute = |t: &str| {
+            if t.starts_with('/') {
+                t.to_string()
+            } else {
+                format!("{}/{}", state.workdir().trim_end_matches('/'), t)
             }
-        } else if m.target.starts_with('/') {
-            m.target.clone()
+        };
+        let target = if m.target.is_empty() {
+            "/".to_string()
         } else {
-            format!("{}/{}", state.workdir().trim_end_matches('/'), m.target)
+            absolute(&m.target)
         };
         match &m.kind {
-            Kind::Tmpfs => Ok(Prepared::Tmpfs { target }),
-            Kind::Cache(cache) => self.prepare_cache(state, step, cache, target),
-            Kind::Secret { id, required } => {
-                let Some((_, src)) = self.opts.secrets.iter().find(|(sid, _)| sid == id) else {
-                    if *required {
+            Kind::Tmpfs { size, read_only } => Ok(vec![Prepared::Tmpfs {
+                target,
+                size: *size,
+                read_only: *read_only,
+            }]),
+            Kind::Cache(cache) => Ok(vec![self.prepare_cache(state, step, cache, target)?]),
+            Kind::Secret(secret) => {
+                let id = &secret.id;
+                let Some((_, source)) = self.opts.secrets.iter().find(|(sid, _)| sid == id) else {
+                    if secret.required {
                         return Err(self.fail(
                             step.line,
                             &step.text,
                             format!(
-                                "secret {id:?} is required: pass it with --secret id={id},src=FILE"
+                                "secret {id:?} is required: pass it with --secret id={id},src=FILE (or env=VAR)"
                             ),
                         ));
                     }
-                    return Ok(Prepared::Tmpfs { target });
+                    // BuildKit: an optional secret that is absent is simply not there
+                    return Ok(Vec::new());
                 };
-                Ok(Prepared::Bind {
-                    source: src.clone(),
-                    target,
-                    read_only: true,
-                    hold: None,
-                    discard: false,
-                })
+                let value = source
+                    .read()
+                    .map_err(|e| self.fail(step.line, &step.text, format!("secret {id:?}: {e}")))?;
+                let mut out = Vec::new();
+                if let Some(name) = &secret.env {
+                    let value = String::from_utf8(value.clone()).map_err(|_| {
+                        self.fail(
+                            step.line,
+                            &step.text,
+                            format!(
+                                "secret {id:?} is not text, so it cannot be the variable {name}"
+                            ),
+                        )
+                    })?;
+                    out.push(Prepared::Env {
+                        name: name.clone(),
+                        value,
+                    });
+                }
+                if let Some(file_target) = secret.file_target(&m.target) {
+                    // a private copy with the mode and owner the mount asks for
+                    let scratch = self.store.temp_dir("build-secret")?;
+                    let file = scratch.join("secret");
+                    let written = (|| {
+                        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                        let mut f = fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&file)?;
+                        std::io::Write::write_all(&mut f, &value)?;
+                        std::os::unix::fs::chown(&file, Some(secret.uid), Some(secret.gid))?;
+                        fs::set_permissions(&file, fs::Permissions::from_mode(secret.mode))
+                    })();
+                    let prepared = Prepared::Bind {
+                        source: file.clone(),
+                        target: absolute(&file_target),
+                        read_only: true,
+                        hold: None,
+                        scratch: Some(scratch),
+                    };
+                    written.map_err(|e| BuildError::io(&file, e))?;
+                    out.push(prepared);
+                }
+                Ok(out)
             }
             Kind::Bind { source, from, rw } => {
                 let tmp = self.store.temp_dir("build-bind")?;
                 let dest = tmp.join("src");
-                let src = source.clone().unwrap_or_else(|| "/".into());
-                self.stage_mount_source(state, step, from.as_deref(), &src, &dest, key)?;
-                Ok(Prepared::Bind {
-                    source: dest,
+                let prepared = Prepared::Bind {
+                    source: dest.clone(),
                     target,
                     read_only: !rw,
                     hold: None,
-                    discard: false,
-                })
+                    scratch: Some(tmp),
+                };
+                let src = source.clone().unwrap_or_else(|| "/".into());
+                self.stage_mount_source(state, step, from.as_deref(), &src, &dest, key)?;
+                Ok(vec![prepared])
             }
         }
     }
@@ -801,20 +860,21 @@ impl Builder<'_> {
             .map_err(|e| BuildError::io(&lock_path, e))?;
         let locked = |r: std::io::Result<()>| r.map_err(|e| BuildError::io(&lock_path, e));
         let dir = base.join(&hex);
-        let (dir, discard) = match cache.sharing {
+        let (dir, scratch) = match cache.sharing {
             Sharing::Shared => {
                 locked(lock.lock_shared())?;
-                (dir, false)
+                (dir, None)
             }
             Sharing::Locked => {
                 locked(lock.lock())?;
-                (dir, false)
+                (dir, None)
             }
             Sharing::Private => match lock.try_lock() {
-                Ok(()) => (dir, false),
+                Ok(()) => (dir, None),
                 Err(fs::TryLockError::WouldBlock) => {
                     // in use: this step gets a cache of its own, dropped after
-                    (self.store.temp_dir("build-cache")?.join("cache"), true)
+                    let own = self.store.temp_dir("build-cache")?;
+                    (own.join("cache"), Some(own))
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(BuildError::io(&lock_path, e)),
             },
@@ -838,7 +898,7 @@ impl Builder<'_> {
             target,
             read_only: cache.read_only,
             hold: Some(lock),
-            discard,
+            scratch,
         })
     }
 

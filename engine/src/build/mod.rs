@@ -22,7 +22,7 @@ pub mod progress;
 pub mod run;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use dockerfile::Problem;
 pub use progress::{Plain, Progress, Quiet};
@@ -137,8 +137,8 @@ pub struct BuildOptions {
     /// `--network`; None means [`default_network`].
     pub network: Option<NetworkMode>,
     pub labels: Vec<(String, String)>,
-    /// `--secret id=ID,src=FILE`.
-    pub secrets: Vec<(String, PathBuf)>,
+    /// `--secret id=ID,src=FILE` or `id=ID,env=VAR`.
+    pub secrets: Vec<(String, SecretSource)>,
 }
 
 #[derive(Debug)]
@@ -187,30 +187,75 @@ pub fn parse_build_arg(arg: &str) -> Option<(String, String)> {
     }
 }
 
-/// `--secret id=ID,src=FILE` (also `source=`, and `id=ID` alone reading env `ID`... not here).
-pub fn parse_secret(arg: &str) -> Result<(String, PathBuf)> {
-    let mut id = None;
-    let mut src = None;
-    for field in arg.split(',') {
-        match field.split_once('=') {
-            Some(("id", v)) => id = Some(v.to_string()),
-            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-            Some(("type", "file")) => {}
-            _ => {
-                return Err(BuildError::BadOption(format!(
-                    "--secret {arg:?}: use id=ID,src=FILE"
+/// Where a `build --secret` comes from: a file, or a variable of the
+/// builder's own environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// BuildKit's limit on one secret's size.
+const MAX_SECRET: u64 = 500 * 1024;
+
+impl SecretSource {
+    /// The secret's bytes, read when a step needs them.
+    pub fn read(&self) -> std::result::Result<Vec<u8>, String> {
+        match self {
+            SecretSource::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            SecretSource::Env(name) => std::env::var_os(name)
+                .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+                .ok_or_else(|| format!("environment variable {name} is not set")),
+        }
+    }
+}
+
+/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]` as buildx reads it;
+/// `id=ID` alone takes the variable ID when it is set, else the file ID.
+pub fn parse_secret(arg: &str) -> Result<(String, SecretSource)> {
+    let bad = |why: &str| BuildError::BadOption(format!("--secret {arg:?}: {why}"));
+    let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
+    for field in arg.split(',').filter(|f| !f.is_empty()) {
+        let Some((k, v)) = field.split_once('=') else {
+            return Err(bad("use id=ID,src=FILE or id=ID,env=VAR"));
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" if v == "file" || v == "env" => typ = Some(v.to_string()),
+            "type" => return Err(bad("type is file or env")),
+            other => {
+                return Err(bad(&format!(
+                    "unknown key {other:?} (use id, src, env, type)"
                 )))
             }
         }
     }
-    match (id, src) {
-        (Some(id), Some(src)) if Path::new(&src).is_file() => Ok((id, src)),
-        (Some(_), Some(src)) => Err(BuildError::BadOption(format!(
-            "--secret {arg:?}: {} is not a file",
-            src.display()
-        ))),
-        _ => Err(BuildError::BadOption(format!(
-            "--secret {arg:?}: use id=ID,src=FILE"
-        ))),
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("an id is required (id=ID)"))?;
+    if typ.as_deref() == Some("env") && env.is_none() {
+        env = src.take();
     }
+    let source = match (src, env) {
+        (Some(_), Some(_)) => return Err(bad("give src or env, not both")),
+        (Some(f), None) => SecretSource::File(PathBuf::from(f)),
+        (None, Some(e)) => SecretSource::Env(e),
+        (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+        (None, None) => SecretSource::File(PathBuf::from(&id)),
+    };
+    match &source {
+        SecretSource::File(p) => match std::fs::metadata(p) {
+            Ok(md) if md.is_file() && md.len() <= MAX_SECRET => {}
+            Ok(md) if md.is_file() => return Err(bad("a secret is at most 500 KiB")),
+            _ => return Err(bad(&format!("{} is not a file", p.display()))),
+        },
+        SecretSource::Env(name) => {
+            if std::env::var_os(name).is_none() {
+                return Err(bad(&format!("environment variable {name} is not set")));
+            }
+        }
+    }
+    Ok((id, source))
 }

@@ -39,7 +39,18 @@ pub struct RunRequest<'a> {
     /// Extra bind mounts (RUN --mount): host source, container target, read-only.
     pub binds: Vec<(PathBuf, String, bool)>,
     /// tmpfs mounts (RUN --mount=type=tmpfs).
-    pub tmpfs: Vec<String>,
+    pub tmpfs: Vec<TmpfsMount>,
+    /// `NAME=value` of secrets asked with `env=`: in this step's process
+    /// environment only, never in the config or the history.
+    pub secret_env: Vec<String>,
+}
+
+/// A tmpfs for one RUN, with its size limit when the mount gave one.
+#[derive(Debug, Clone)]
+pub struct TmpfsMount {
+    pub target: String,
+    pub size: Option<u64>,
+    pub read_only: bool,
 }
 
 /// A finished RUN. Its temp dir goes away when this is dropped.
@@ -133,7 +144,13 @@ fn execute(
     }
     let resolved = user::resolve(&req.user, &lowers)?;
     let opts = RunOptions {
-        env: req.build_args.clone(),
+        // build args first: a secret's variable wins over an arg of its name
+        env: req
+            .build_args
+            .iter()
+            .chain(&req.secret_env)
+            .cloned()
+            .collect(),
         workdir: Some(req.workdir.clone()),
         network: req.network.clone(),
         volumes: req
@@ -192,12 +209,19 @@ fn execute(
         if !req.tmpfs.is_empty() {
             let mut mounts = spec.mounts().clone().unwrap_or_default();
             for t in &req.tmpfs {
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(size) = t.size {
+                    options.push(format!("size={size}"));
+                }
+                if t.read_only {
+                    options.push("ro".to_string());
+                }
                 mounts.push(
                     oci_spec::runtime::MountBuilder::default()
-                        .destination(t)
+                        .destination(&t.target)
                         .typ("tmpfs")
                         .source("tmpfs")
-                        .options(vec!["nosuid".to_string(), "nodev".to_string()])
+                        .options(options)
                         .build()
                         .map_err(|e| RunError::Setup(e.to_string()))?,
                 );
