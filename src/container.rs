@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Run a small init as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    init: bool,
     /// Set a label: KEY=VALUE
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
@@ -232,6 +235,10 @@ impl RunArgs {
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
             seccomp_unconfined,
+            init: match self.init {
+                true => Some(twinbox_microvm::guest::init_binary()?),
+                false => None,
+            },
             volumes,
             labels: self
                 .label
@@ -753,6 +760,7 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "NetworkMode": o.network.to_string(),
             "ReadonlyRootfs": o.read_only,
             "AutoRemove": o.auto_remove,
+            "Init": o.init.is_some(),
             "RestartPolicy": {
                 "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
                 "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },

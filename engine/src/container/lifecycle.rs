@@ -74,6 +74,9 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         .collect();
     labels.append(&mut opts.labels);
     opts.labels = labels;
+    if let Some(binary) = &opts.init {
+        opts.init = Some(super::init::install(store, binary)?);
+    }
     if opts.publish_all {
         opts.ports
             .extend(network::exposed_ports(image_config.as_ref())?);

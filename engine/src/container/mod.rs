@@ -7,6 +7,7 @@ pub mod commit;
 pub mod copy;
 pub mod diff;
 pub mod exec;
+pub mod init;
 pub mod export;
 pub mod lifecycle;
 pub mod listing;

@@ -68,6 +68,10 @@ pub struct RunOptions {
     /// `--security-opt seccomp=unconfined`.
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// `--init`: the static reaper binary to run as PID 1 (after create, the
+    /// store's copy).
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// `--label KEY=VALUE`; at create the image's labels are merged under them.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,

@@ -147,6 +147,14 @@ pub fn default_mounts(container_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
             &o,
         ));
     }
+    if let Some(init) = &opts.init {
+        mounts.push(mount(
+            super::init::CONTAINER_PATH,
+            "bind",
+            &init.display().to_string(),
+            &["bind", "ro"],
+        ));
+    }
     for t in &opts.tmpfs {
         let o: Vec<&str> = t.options.iter().map(String::as_str).collect();
         mounts.push(mount(
@@ -210,7 +218,10 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
                 .build()
                 .expect("user"),
         )
-        .args(input.args.clone())
+        .args(match &opts.init {
+            Some(_) => super::init::wrap(input.args.clone()),
+            None => input.args.clone(),
+        })
         .env(environment(image, opts, input.hostname, &input.user.home))
         .cwd(cwd)
         .capabilities(caps)

@@ -5,12 +5,16 @@
 //! "workload done"; [`power_off`] ends the VM with the workload's exit code.
 //! PID 1 must never exit (the kernel would panic) and never hang: any failure
 //! is printed as `twinbox-init: <what failed>: <why>` and powers off with 125.
+//!
+//! Named `docker-init` (as `run --init` mounts it in a container), it is a
+//! small reaper instead: see [`reaper`].
 
 mod console;
 mod failure;
 mod modules;
 mod mounts;
 mod net;
+mod reaper;
 mod report;
 mod root;
 mod sys;
@@ -22,6 +26,11 @@ use twinbox_init::{GuestConfig, CONFIG_PATH, EVENT_INIT_STARTED, EXIT_INIT_FAILE
 use failure::Failure;
 
 fn main() {
+    // mounted into a container as /sbin/docker-init (`run --init`)
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.first().is_some_and(|a| reaper::wanted(a)) {
+        std::process::exit(i32::from(reaper::run(&args[1..])));
+    }
     let code = match run() {
         Ok(code) => code,
         Err(failure) => {
