@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use twinbox_engine::cgroups::{cpus_to_quota, parse_memory_size};
+use twinbox_engine::container::devices::parse_device;
 use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{
@@ -96,9 +97,12 @@ pub struct RunArgs {
     /// Drop a capability (e.g. CHOWN, or ALL)
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
-    /// Every capability, no seccomp filter, no masked paths
+    /// Every capability and host device, no seccomp filter, no masked paths
     #[arg(long)]
     privileged: bool,
+    /// Add a host device: HOST[:CONTAINER][:rwm] (a directory adds the devices below it)
+    #[arg(long = "device")]
+    device: Vec<String>,
     /// Security options: seccomp=unconfined, no-new-privileges
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
@@ -235,6 +239,11 @@ impl RunArgs {
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
             seccomp_unconfined,
+            devices: self
+                .device
+                .iter()
+                .map(|d| parse_device(d))
+                .collect::<Result<_, _>>()?,
             init: match self.init {
                 true => Some(twinbox_microvm::guest::init_binary()?),
                 false => None,

@@ -94,6 +94,176 @@ fn init_forwards_signals_and_passes_the_exit_code() {
     assert_eq!(r.code, 127);
     assert!(r.stderr.contains("no-such-command"), "{}", r.stderr);
     // a signal that ends the command: 128 + N, as without the reaper
-    let r = lab.tb(&["run", "--rm", "--init", "busybox", "sh", "-c", "kill -USR1 $$"]);
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "kill -USR1 $$",
+    ]);
     assert_eq!(r.code, 138, "{}", r.stderr);
+}
+
+/// One line per entry of the container's /dev (not below its own mounts):
+/// name, type, mode, owner, major:minor.
+const DEV_LISTING: &str =
+    "cd /dev; for f in $(find . -xdev | sort); do stat -c '%n %F %a %u:%g %t:%T' $f; done";
+
+/// `/dev` as Docker makes it on this host, by default and with `--device`
+/// (a node, a renamed node in a new directory, a directory of nodes).
+#[test]
+fn dev_entries_match_dockers() {
+    let Some(lab) = lab() else { return };
+    let Some(dockerd) = common::dockerd::Dockerd::start(&lab.root().join("dockerd")) else {
+        return;
+    };
+    let tar = lab.root().join("busybox.tar");
+    let r = lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = dockerd.docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut device_sets: Vec<Vec<&str>> = vec![vec![]];
+    if std::path::Path::new("/dev/net/tun").exists() {
+        device_sets.push(vec![
+            "--device",
+            "/dev/net",
+            "--device",
+            "/dev/null:/dev/my/null:r",
+            "--device",
+            "/dev/zero:rw",
+        ]);
+    }
+    for devices in device_sets {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(&devices);
+        args.extend(["busybox", "sh", "-c", DEV_LISTING]);
+        let theirs = dockerd.docker(&args);
+        let ours = lab.tb(&args);
+        assert_eq!(theirs.code, 0, "docker {devices:?}: {}", theirs.stderr);
+        assert_eq!(ours.code, 0, "twinbox {devices:?}: {}", ours.stderr);
+        assert_eq!(ours.stdout, theirs.stdout, "{devices:?}");
+        assert!(ours
+            .stdout
+            .contains("./null character special file 666 0:0 1:3"));
+    }
+    // bad devices: refused before anything runs, with Docker's words
+    for bad in ["/dev/no-such-device", "/etc/passwd"] {
+        let theirs = dockerd.docker(&["run", "--rm", "--device", bad, "busybox", "true"]);
+        let ours = lab.tb(&["run", "--rm", "--device", bad, "busybox", "true"]);
+        assert_ne!(theirs.code, 0);
+        assert_eq!(ours.code, 125, "{}", ours.stderr);
+        let why = ours.stderr.trim().rsplit(": ").next().unwrap().to_string();
+        assert!(
+            theirs.stderr.contains(&why),
+            "{} vs {}",
+            ours.stderr,
+            theirs.stderr
+        );
+    }
+    assert_eq!(lab.container_count(), 0);
+}
+
+/// `--privileged` gets every device node of the host's /dev at its path
+/// (but /dev/console and /dev/ptmx, which stay the container's own).
+#[test]
+fn privileged_gets_the_host_devices() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        DEV_LISTING,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let inside: std::collections::BTreeSet<&str> = r.stdout.lines().collect();
+    let host = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "cd /dev; for f in $(find . -xdev \\( -path ./pts -o -path ./shm -o -path ./mqueue \
+             -o -path ./fd \\) -prune -o \\( -type c -o -type b \\) -print | sort); do \
+             stat -c '%n %F %a %u:%g %t:%T' $f; done",
+        )
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    let mut checked = 0;
+    for line in host.lines() {
+        if line.starts_with("./console ") || line.starts_with("./ptmx ") {
+            continue;
+        }
+        assert!(
+            inside.contains(line),
+            "{line} missing inside:\n{}",
+            r.stdout
+        );
+        checked += 1;
+    }
+    assert!(checked > 6, "{host}");
+    // without --privileged, the host's other devices are not there
+    let r = lab.sh("ls /dev");
+    assert!(
+        !r.stdout.lines().any(|l| l == "kvm" || l == "loop-control"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// The device cgroup (v1) enforces `--device` permissions: `:r` opens for
+/// reading only, and a node made with mknod for another device cannot be opened.
+#[test]
+fn device_permissions_are_enforced_by_the_device_cgroup() {
+    let Some(lab) = lab() else { return };
+    if !std::path::Path::new("/sys/fs/cgroup/devices").is_dir() {
+        eprintln!("skipping: no v1 device controller here");
+        return;
+    }
+    // a character device outside Docker's default allow list
+    let Some(dev) = ["/dev/kvm", "/dev/fuse", "/dev/loop-control"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).exists())
+    else {
+        eprintln!("skipping: no spare character device on this host");
+        return;
+    };
+    let script = "(exec 3</dev/ro-dev) && echo read-ok; \
+                  (exec 3<>/dev/ro-dev) 2>/dev/null || echo write-refused; \
+                  mknod /tmp/mem c 1 1 && echo made; \
+                  (exec 3</tmp/mem) 2>/dev/null || echo mem-refused";
+    let device = format!("{dev}:/dev/ro-dev:r");
+    let r = lab.tb(&[
+        "run", "--rm", "--device", &device, "busybox", "sh", "-c", script,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for want in ["read-ok", "write-refused", "made", "mem-refused"] {
+        assert!(r.stdout.lines().any(|l| l == want), "{want}: {}", r.stdout);
+    }
+    // the same device with rw opens for writing
+    let device = format!("{dev}:/dev/rw-dev:rw");
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--device",
+        &device,
+        "busybox",
+        "sh",
+        "-c",
+        "(exec 3<>/dev/rw-dev) && echo rw-ok",
+    ]);
+    assert!(r.stdout.contains("rw-ok"), "{} {}", r.stdout, r.stderr);
+    // privileged: no device rules at all
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "mknod /tmp/null2 c 1 3 && echo x > /tmp/null2 && echo written",
+    ]);
+    assert!(r.stdout.contains("written"), "{} {}", r.stdout, r.stderr);
 }

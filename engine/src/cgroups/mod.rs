@@ -171,6 +171,9 @@ pub struct Resources {
     pub cpu_shares: Option<u64>,
     /// `--pids-limit`; 0 or less means unlimited.
     pub pids_max: Option<i64>,
+    /// Device access rules in order, as the v1 device controller takes them:
+    /// (allow, "TYPE MAJOR:MINOR ACCESS"), e.g. (false, "a *:* rwm").
+    pub device_rules: Vec<(bool, String)>,
 }
 
 impl Resources {
@@ -857,6 +860,7 @@ mod tests {
             cpu_period_us: Some(100_000),
             cpu_shares: Some(512),
             pids_max: Some(0),
+            device_rules: Vec::new(),
         };
         ok.validate().unwrap();
         let bad = [

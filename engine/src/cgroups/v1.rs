@@ -172,6 +172,16 @@ impl V1 {
             };
             write_value(&dir.join("pids.max"), &value)?;
         }
+        if let Some(dir) = self.dir_of(&hs, "devices") {
+            for (allow, rule) in &res.device_rules {
+                let file = if *allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                write_value(&dir.join(file), rule)?;
+            }
+        }
         Ok(())
     }
 
@@ -424,6 +434,10 @@ mod tests {
             cpu_period_us: Some(100_000),
             cpu_shares: Some(512),
             pids_max: Some(10),
+            device_rules: vec![
+                (false, "a *:* rwm".into()),
+                (true, "c 1:3 rwm".into()),
+            ],
         }
     }
 
@@ -455,6 +469,9 @@ mod tests {
         assert_eq!(read(&dir("cpu").join("cpu.cfs_quota_us")), "50000");
         assert_eq!(read(&dir("cpu").join("cpu.shares")), "512");
         assert_eq!(read(&dir("pids").join("pids.max")), "10");
+        // deny everything, then allow (the fake keeps the last write of each)
+        assert_eq!(read(&dir("devices").join("devices.deny")), "a *:* rwm");
+        assert_eq!(read(&dir("devices").join("devices.allow")), "c 1:3 rwm");
         for c in CONTROLLERS {
             assert!(dir(c).is_dir(), "no directory in the {c} hierarchy");
         }

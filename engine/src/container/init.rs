@@ -67,7 +67,10 @@ mod tests {
         let p = install(&store, &bin).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"\x7fELF one");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         fs::write(&bin, b"\x7fELF two").unwrap();
         assert_eq!(install(&store, &bin).unwrap(), p);
         assert_eq!(fs::read(&p).unwrap(), b"\x7fELF two");

@@ -5,10 +5,11 @@
 pub mod attach;
 pub mod commit;
 pub mod copy;
+pub mod devices;
 pub mod diff;
 pub mod exec;
-pub mod init;
 pub mod export;
+pub mod init;
 pub mod lifecycle;
 pub mod listing;
 pub mod logs;

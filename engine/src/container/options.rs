@@ -68,6 +68,9 @@ pub struct RunOptions {
     /// `--security-opt seccomp=unconfined`.
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// `--device HOST[:CONTAINER][:rwm]`.
+    #[serde(default)]
+    pub devices: Vec<super::devices::Device>,
     /// `--init`: the static reaper binary to run as PID 1 (after create, the
     /// store's copy).
     #[serde(default)]

@@ -282,8 +282,22 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
     if let Some(p) = opts.pids_limit {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids"));
     }
+    let mut devices = if opts.privileged {
+        super::devices::host_devices()
+    } else {
+        Vec::new()
+    };
+    let mut added = Vec::new();
+    for d in &opts.devices {
+        for node in super::devices::resolve(d)? {
+            added.push((node.clone(), d.permissions.clone()));
+            devices.push(node);
+        }
+    }
+    resources = resources.devices(super::devices::cgroup_rules(opts.privileged, &added));
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
+        .devices(devices)
         .cgroups_path(Path::new("/").join(input.cgroup_path))
         .resources(resources.build().expect("resources"))
         .masked_paths(

@@ -32,6 +32,10 @@ fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
     use oci_spec::runtime::LinuxDeviceType as T;
     let devices = spec.linux().as_ref().and_then(|l| l.devices().clone());
     for d in devices.unwrap_or_default() {
+        // /dev/ptmx stays the link to the container's own devpts (as runc does)
+        if d.path() == Path::new("/dev/ptmx") {
+            continue;
+        }
         let path = super::mounts::secure_join(root, d.path());
         let name = d.path().display().to_string();
         let kind = match d.typ() {
@@ -95,6 +99,10 @@ pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
         .map_err(|e| InitError::setup(&format!("chmod /dev/{name}"), e))?;
     }
     for (name, target) in LINKS {
+        // runc links /dev/core only where the kernel has /proc/kcore
+        if *name == "core" && !Path::new(target).exists() {
+            continue;
+        }
         let path = dev.join(name);
         if path.symlink_metadata().is_err() {
             std::os::unix::fs::symlink(target, &path)

@@ -169,6 +169,18 @@ pub fn resources_of(spec: &Spec) -> Resources {
     if let Some(p) = res.pids() {
         r.pids_max = Some(p.limit()).filter(|l| *l > 0);
     }
+    // "a *:* rwm": the OCI rule's fields, with * for any
+    for d in res.devices().iter().flatten() {
+        let typ = d
+            .typ()
+            .map_or_else(|| "a".to_string(), |t| t.as_str().to_string());
+        let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+        let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+        r.device_rules.push((
+            d.allow(),
+            format!("{typ} {}:{} {access}", num(d.major()), num(d.minor())),
+        ));
+    }
     r
 }
 

@@ -121,7 +121,10 @@ fn become_command(argv: &[CString], old_mask: &libc::sigset_t) -> (u8, Failure) 
         _ => EXIT_NOT_RUNNABLE,
     };
     let name = argv[0].to_string_lossy();
-    (code, Failure::msg(format!("exec {name:?}"), errno_text(&err)))
+    (
+        code,
+        Failure::msg(format!("exec {name:?}"), errno_text(&err)),
+    )
 }
 
 /// Forwards what arrives to `child`, reaps whatever ends, and returns the
