@@ -434,10 +434,7 @@ mod tests {
             cpu_period_us: Some(100_000),
             cpu_shares: Some(512),
             pids_max: Some(10),
-            device_rules: vec![
-                (false, "a *:* rwm".into()),
-                (true, "c 1:3 rwm".into()),
-            ],
+            device_rules: vec![(false, "a *:* rwm".into()), (true, "c 1:3 rwm".into())],
         }
     }
 
