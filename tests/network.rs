@@ -87,6 +87,112 @@ fn bridge_gives_eth0_route_hosts_and_resolv_conf() {
     assert!(mtu.contains("twinbox0"));
 }
 
+/// A namespace made by the test with a veth to the host (a /30 of a
+/// documentation range the host does not route): "the outside" for NAT.
+struct Outside {
+    netns: String,
+    /// The first three octets of the /30 (.1 is the host end, .2 the far one).
+    net: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let id = std::process::id() % 100_000;
+        let (netns, host_end, far_end) = (
+            format!("tbnat-{id}"),
+            format!("tbn{id}h"),
+            format!("tbn{id}o"),
+        );
+        let routes = host("ip", &["-4", "route"]);
+        let net = ["198.51.100", "203.0.113", "192.0.2"]
+            .into_iter()
+            .find(|n| !routes.contains(&format!("{n}.")))
+            .expect("a documentation range the host does not route")
+            .to_string();
+        let (near, far) = (format!("{net}.1/30"), format!("{net}.2/30"));
+        let outside = Outside {
+            netns: netns.clone(),
+            net: net.clone(),
+        };
+        for cmd in [
+            vec!["netns", "add", &netns],
+            vec![
+                "link", "add", &host_end, "type", "veth", "peer", "name", &far_end, "netns", &netns,
+            ],
+            vec!["addr", "add", &near, "dev", &host_end],
+            vec!["link", "set", &host_end, "up"],
+            vec!["-n", &netns, "addr", "add", &far, "dev", &far_end],
+            vec!["-n", &netns, "link", "set", &far_end, "up"],
+        ] {
+            let ok = std::process::Command::new("ip")
+                .args(&cmd)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ip {cmd:?}");
+        }
+        outside
+    }
+
+    /// Answers one TCP client on NET.2:8080 with the address it came from.
+    fn tell_source(&self) -> std::thread::JoinHandle<()> {
+        let path = format!("/run/netns/{}", self.netns);
+        let listen = format!("{}.2:8080", self.net);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let f = std::fs::File::open(&path).expect("netns file");
+            // this thread only: setns(CLONE_NEWNET) moves the calling thread
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let listener = std::net::TcpListener::bind(&listen).expect("bind");
+            listener.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok((mut s, from)) = listener.accept() {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let _ = s.read(&mut [0u8; 512]);
+                    let _ = writeln!(s, "from {}", from.ip());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("server ready");
+        handle
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // the veth goes with the namespace
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
+    }
+}
+
+#[test]
+fn bridge_masquerades_what_leaves_for_another_interface() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let outside = Outside::new();
+    let server = outside.tell_source();
+    // busybox nc: one line out, the server's line back
+    let r = lab.sh(&format!("echo hi | nc -w 10 {}.2 8080", outside.net));
+    server.join().unwrap();
+    // the far end has no route back to the bridge's subnet: only NAT to the
+    // host's address on that link gets an answer back at all
+    assert_eq!(
+        r.stdout.trim(),
+        format!("from {}.1", outside.net),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn none_has_only_lo_and_container_mode_shares() {
     let _turn = turn();

@@ -371,15 +371,85 @@ fn connect_and_disconnect_a_running_container() {
     assert!(!r.stdout.contains("eth1"), "{}", r.stdout);
     let r = lab.ok(&["exec", "peer", "cat", "/etc/hosts"]);
     assert!(!r.stdout.contains("api"), "{}", r.stdout);
-    // its first network cannot be left
-    let r = lab.tb(&["network", "disconnect", "con-a", "web"]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("first network"), "{}", r.stderr);
-    // a connection made while stopped is joined at the next start
+    // its first network can be left too, as in Docker, and joined again
+    lab.ok(&["network", "disconnect", "con-a", "web"]);
+    let r = lab.ok(&["exec", "web", "ls", "/sys/class/net"]);
+    assert_eq!(r.stdout.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    let net = lab.ok(&["network", "inspect", "con-a"]).stdout;
+    assert!(!net.contains("\"web\""), "{net}");
+    lab.ok(&["network", "connect", "con-a", "web"]);
+    let r = lab.ok(&["exec", "web", "ls", "/sys/class/net"]);
+    assert!(r.stdout.contains("eth0"), "{}", r.stdout);
+    // a connection made while stopped is joined at the next start, and a
+    // first network left while stopped is not
     lab.ok(&["stop", "-t", "1", "web"]);
     lab.ok(&["network", "connect", "con-b", "web"]);
+    lab.ok(&["network", "disconnect", "con-a", "web"]);
     lab.ok(&["start", "web"]);
     assert_eq!(exec_get(&lab, "peer", "web"), "hello-web\n");
+    let r = lab.ok(&["exec", "web", "ls", "/sys/class/net"]);
+    assert_eq!(
+        r.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "lo"]
+    );
+    // nobody is on con-a now: it can go
+    lab.ok(&["network", "rm", "con-a"]);
+}
+
+#[test]
+fn rename_and_container_mode_keep_names_current() {
+    let Some(lab) = netlab() else { return };
+    lab.network(&["ren-a"]);
+    lab.web("web", &["--network", "ren-a"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "ren-a",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(exec_get(&lab, "peer", "web"), "hello-web\n");
+    // a running container renamed: peers resolve the new name, not the old
+    lab.ok(&["rename", "web", "site"]);
+    assert_eq!(exec_get(&lab, "peer", "site"), "hello-web\n");
+    let hosts = lab.ok(&["exec", "peer", "cat", "/etc/hosts"]).stdout;
+    assert!(!hosts.split_whitespace().any(|w| w == "web"), "{hosts}");
+    // container:NAME shares the other's namespace, hostname and /etc/hosts
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "side",
+        "--network",
+        "container:peer",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let peer = lab.ok(&["exec", "peer", "hostname"]).stdout;
+    let side = lab.ok(&["exec", "side", "hostname"]).stdout;
+    assert_eq!(side, peer);
+    assert_eq!(exec_get(&lab, "side", "site"), "hello-web\n");
+    // a peer that comes later is in the shared file too
+    lab.web("late", &["--network", "ren-a"]);
+    assert_eq!(exec_get(&lab, "side", "late"), "hello-late\n");
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:peer",
+        "--hostname",
+        "x",
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("conflicting options"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
 }
 
 /// A veth pair of the test's own (the kernel may lack `dummy`): one end is a

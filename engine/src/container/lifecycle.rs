@@ -47,10 +47,21 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         },
     };
     let id = new_id();
-    let hostname = opts
-        .hostname
-        .clone()
-        .unwrap_or_else(|| id[..12].to_string());
+    let hostname = match (&opts.network, &opts.hostname) {
+        (NetworkMode::Container(_), Some(_)) => {
+            return Err(ContainerError::BadOption(
+                "conflicting options: --hostname and --network container:NAME (the container takes the other's hostname, /etc/hosts and /etc/resolv.conf)".into(),
+            ))
+        }
+        // Docker's: one network namespace, one identity in it
+        (NetworkMode::Container(other), None) => existing
+            .iter()
+            .find(|c| c.name == *other || c.id.starts_with(other.as_str()))
+            .map(|c| c.hostname.clone())
+            .unwrap_or_else(|| id[..12].to_string()),
+        (_, Some(h)) => h.clone(),
+        (_, None) => id[..12].to_string(),
+    };
     let lower_dirs = image.lower_dirs(store);
     let args = spec::command_line(image_config.as_ref(), opts);
     if args.is_empty() {

@@ -64,7 +64,9 @@ pub fn rename(store: &crate::store::Store, container: &super::Container, new: &s
     }
     let mut renamed = container.clone();
     renamed.name = new;
-    renamed.save()
+    renamed.save()?;
+    crate::network::rename(&container.dir, &container.name, &renamed.name)?;
+    Ok(())
 }
 
 #[cfg(test)]

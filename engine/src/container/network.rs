@@ -127,18 +127,33 @@ fn names_of(c: &Container, aliases: &[String]) -> Vec<String> {
     names
 }
 
-/// The networks a container joins when it starts: its first one (with the
-/// published ports), then those it was connected to.
-fn requests(c: &Container) -> Vec<net::Request> {
-    let Some(first) = c.options.network.cni_network() else {
-        return vec![];
-    };
-    let mut out = vec![net::Request {
+/// Whether the container names network `name` (first, unless it left it, or
+/// connected), whatever its state.
+fn is_on(c: &Container, name: &str) -> bool {
+    (c.options.network.cni_network() == Some(name) && !c.options.left_first_network)
+        || c.options.connected.iter().any(|n| n.network == name)
+}
+
+/// The request for the container's first network, with the published ports.
+fn first_request(c: &Container, first: &str) -> net::Request {
+    net::Request {
         network: first.to_string(),
         names: names_of(c, &c.options.network_aliases),
         ip: c.options.ip,
         ports: c.options.ports.clone(),
-    }];
+    }
+}
+
+/// The networks a container joins when it starts: its first one (with the
+/// published ports) unless it left it, then those it was connected to.
+fn requests(c: &Container) -> Vec<net::Request> {
+    let Some(first) = c.options.network.cni_network() else {
+        return vec![];
+    };
+    let mut out = vec![];
+    if !c.options.left_first_network {
+        out.push(first_request(c, first));
+    }
     for conn in &c.options.connected {
         out.push(net::Request {
             network: conn.network.clone(),
@@ -153,10 +168,11 @@ fn requests(c: &Container) -> Vec<net::Request> {
 /// CNI ADD for a container on CNI networks (no-op otherwise); the hosts files
 /// of its peers and its own are brought up to date on the way.
 pub fn setup(c: &Container) -> Result<()> {
-    let reqs = requests(c);
-    if reqs.is_empty() {
+    if c.options.network.cni_network().is_none() {
         return Ok(());
     }
+    // with no network left the namespace is still made: the spec joins it
+    let reqs = requests(c);
     net::attach(&store_root_of(c), &c.dir, &c.id, &reqs)?;
     Ok(())
 }
@@ -170,10 +186,7 @@ pub fn release(c: &Container) -> Result<()> {
 pub fn users(store: &Store, name: &str) -> Result<Vec<Container>> {
     Ok(Container::list(store)?
         .into_iter()
-        .filter(|c| {
-            c.options.network.cni_network() == Some(name)
-                || c.options.connected.iter().any(|n| n.network == name)
-        })
+        .filter(|c| is_on(c, name))
         .collect())
 }
 
@@ -219,10 +232,7 @@ pub fn prune_networks(store: &Store) -> Result<Vec<String>> {
         if net::config::PREDEFINED.contains(&n.name.as_str()) {
             continue;
         }
-        let used = all.iter().any(|c| {
-            c.options.network.cni_network() == Some(n.name.as_str())
-                || c.options.connected.iter().any(|x| x.network == n.name)
-        });
+        let used = all.iter().any(|c| is_on(c, &n.name));
         if !used {
             net::config::remove(store.root(), &n)?;
             removed.push(n.name);
@@ -302,13 +312,28 @@ pub fn connect(
             c.name, c.options.network
         )));
     }
-    if c.options.network.cni_network() == Some(n.name.as_str())
-        || c.options.connected.iter().any(|x| x.network == n.name)
-    {
+    if is_on(&c, &n.name) {
         return Err(ContainerError::BadOption(format!(
             "container {} is already on network {}",
             c.name, n.name
         )));
+    }
+    let running = c
+        .state()
+        .is_ok_and(|s| s.status == super::record::Status::Running);
+    if c.options.network.cni_network() == Some(n.name.as_str()) {
+        // back to the first network it left: its ports and aliases come along
+        if !aliases.is_empty() || ip.is_some() {
+            return Err(ContainerError::BadOption(format!(
+                "network {} is the first network of container {}: it rejoins with the aliases and address it was created with",
+                n.name, c.name
+            )));
+        }
+        if running {
+            net::connect(&c.dir, &first_request(&c, &n.name))?;
+        }
+        c.options.left_first_network = false;
+        return c.save();
     }
     if !aliases.is_empty() && !n.resolves_names() {
         return Err(ContainerError::BadOption(
@@ -320,18 +345,16 @@ pub fn connect(
         aliases: aliases.to_vec(),
         ip,
     };
-    if let Ok(s) = c.state() {
-        if s.status == super::record::Status::Running {
-            net::connect(
-                &c.dir,
-                &net::Request {
-                    network: n.name.clone(),
-                    names: names_of(&c, aliases),
-                    ip,
-                    ports: vec![],
-                },
-            )?;
-        }
+    if running {
+        net::connect(
+            &c.dir,
+            &net::Request {
+                network: n.name.clone(),
+                names: names_of(&c, aliases),
+                ip,
+                ports: vec![],
+            },
+        )?;
     }
     c.options.connected.push(conn);
     c.save()
@@ -342,11 +365,18 @@ pub fn disconnect(store: &Store, network: &str, container: &str) -> Result<()> {
     let n = net::config::find(store.root(), network)?;
     let _lock = store.lock()?;
     let mut c = Container::find(store, container)?;
-    if c.options.network.cni_network() == Some(n.name.as_str()) {
+    if !is_on(&c, &n.name) {
         return Err(ContainerError::BadOption(format!(
-            "network {} is the first network of container {}: it can leave only networks it was connected to later",
-            n.name, c.name
+            "container {} is not connected to network {}",
+            c.name, n.name
         )));
+    }
+    if c.options.network.cni_network() == Some(n.name.as_str()) {
+        // as Docker: the first network can go too (its published ports with it);
+        // the container keeps its namespace and its other networks
+        net::disconnect(&c.dir, &n.name)?;
+        c.options.left_first_network = true;
+        return c.save();
     }
     let before = c.options.connected.len();
     c.options.connected.retain(|x| x.network != n.name);

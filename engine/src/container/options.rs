@@ -35,6 +35,10 @@ pub struct RunOptions {
     /// Networks joined with `network connect`, attached after the first one.
     #[serde(default)]
     pub connected: Vec<Connection>,
+    /// The first network was left with `network disconnect`: the container
+    /// keeps its own namespace (with `lo`) and joins only `connected`.
+    #[serde(default)]
+    pub left_first_network: bool,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,

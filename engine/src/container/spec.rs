@@ -73,7 +73,10 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
 }
 
 /// The mounts every Docker container gets, plus /etc files and volumes.
-pub fn default_mounts(container_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
+/// `etc_dir` holds the hostname, hosts and resolv.conf files bound onto /etc:
+/// the container's own directory, or with `--network container:NAME` the
+/// other container's (as Docker shares them), so peers' names stay current.
+pub fn default_mounts(etc_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
@@ -127,7 +130,7 @@ pub fn default_mounts(container_dir: &Path, opts: &RunOptions) -> Vec<Mount> {
         ),
     ];
     for file in ["hostname", "hosts", "resolv.conf"] {
-        let src = container_dir.join(file);
+        let src = etc_dir.join(file);
         mounts.push(mount(
             &format!("/etc/{file}"),
             "bind",
@@ -179,6 +182,14 @@ pub struct SpecInput<'a> {
     pub cgroup_path: &'a Path,
     /// The network namespace file to join (CNI networks, container:NAME).
     pub netns: Option<&'a Path>,
+}
+
+/// Where the /etc files come from (see `default_mounts`).
+fn etc_dir_of(input: &SpecInput) -> std::path::PathBuf {
+    match (&input.opts.network, input.netns.and_then(Path::parent)) {
+        (NetworkMode::Container(_), Some(owner)) => owner.to_path_buf(),
+        _ => input.container_dir.to_path_buf(),
+    }
 }
 
 pub fn build(input: &SpecInput) -> Result<Spec> {
@@ -338,7 +349,7 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
         )
         .hostname(input.hostname)
         .process(process)
-        .mounts(default_mounts(input.container_dir, opts))
+        .mounts(default_mounts(&etc_dir_of(input), opts))
         .linux(linux)
         .annotations(annotations)
         .build()

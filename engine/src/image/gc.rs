@@ -282,9 +282,15 @@ pub(crate) fn clean_temp(store: &Store) -> usize {
 
 /// Removes a scratch file or directory of a dead process. A directory may
 /// still hold what that process mounted (a VM disk build mounts the image's
-/// layers there): those come off first, so the removal never walks into them.
+/// layers there) or attached to a network (a build step): those come off
+/// first, so the removal never walks into them and no lease stays behind.
 pub(crate) fn remove_scratch(path: &Path) -> std::io::Result<()> {
     if path.is_dir() {
+        // a build step's namespace on a network: CNI DEL gives back its address
+        // (unmounting the namespace alone would leave the lease behind)
+        if !crate::network::attached(path).is_empty() {
+            let _ = crate::network::detach(path);
+        }
         unmount_below(path);
         fs::remove_dir_all(path)
     } else {

@@ -255,7 +255,7 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
             "type": "bridge",
             "bridge": bridge_device(&id),
             "isGateway": !opts.internal,
-            "ipMasq": !opts.internal,
+            "ipMasq": false,
             "hairpinMode": true,
             "mtu": mtu,
             "capabilities": {"ips": true},
@@ -290,7 +290,6 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
     if driver == "bridge" {
         plugins
             .push(json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}));
-        plugins.push(json!({"type": "firewall"}));
     }
     let conflist = json!({
         "cniVersion": "1.0.0",
@@ -300,6 +299,7 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
             "id": id,
             "created": crate::util::time::now_rfc3339(),
             "internal": opts.internal,
+            "netfilter": super::NETWORK_WIDE,
             "labels": opts.labels,
             "options": opts.options,
         }
@@ -327,7 +327,7 @@ fn default_parent() -> Option<String> {
     })
 }
 
-/// Deletes a network's config list, its isolation rules, leases and bridge.
+/// Deletes a network's config list, its netfilter rules, leases and bridge.
 /// The caller has checked that no container uses it.
 pub fn remove(store_root: &Path, network: &Network) -> Result<()> {
     if PREDEFINED.contains(&network.name.as_str()) {
@@ -337,8 +337,8 @@ pub fn remove(store_root: &Path, network: &Network) -> Result<()> {
         )));
     }
     let _lock = super::names::NetworksLock::acquire(store_root)?;
-    if let Some(dev) = &network.bridge {
-        super::isolation::remove(dev)?;
+    if let Some(b) = super::bridge_of(&network.conflist) {
+        super::netfilter::remove(&b)?;
     }
     // only what twinbox made: a dropped-in list's bridge and leases are the user's
     if network.meta_id().is_some() {

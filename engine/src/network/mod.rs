@@ -5,9 +5,9 @@
 
 pub mod cni;
 pub mod config;
-pub mod isolation;
 pub mod loopback;
 pub mod names;
+pub mod netfilter;
 pub mod netns;
 pub mod ports;
 pub mod subnet;
@@ -155,8 +155,10 @@ pub fn load(store_root: &Path, name: &str) -> Result<Value> {
 /// devices, and several stores may share `twinbox0`. On tmpfs, like the namespaces.
 pub const IPAM_DIR: &str = "/run/twinbox/ipam";
 
-/// The config list of a bridge network: the bridge plugin with host-local IPAM and
-/// outbound NAT, portmap (with SNAT so 127.0.0.1 works), firewall.
+/// The config list of a bridge network: the bridge plugin with host-local IPAM,
+/// portmap (with SNAT so 127.0.0.1 works). Outbound NAT and forwarding are
+/// network-wide rules twinbox keeps (see `netfilter`), not the bridge plugin's
+/// `ipMasq` and the firewall plugin, which add rules for every container.
 pub fn bridge_conflist(name: &str, device: &str, subnet: Ipv4Addr, internal: bool) -> Value {
     let o = subnet.octets();
     let gateway = Ipv4Addr::new(o[0], o[1], 0, 1);
@@ -172,7 +174,7 @@ pub fn bridge_conflist(name: &str, device: &str, subnet: Ipv4Addr, internal: boo
                 "type": "bridge",
                 "bridge": device,
                 "isGateway": !internal,
-                "ipMasq": !internal,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "mtu": host_mtu(),
                 "ipam": {
@@ -182,9 +184,31 @@ pub fn bridge_conflist(name: &str, device: &str, subnet: Ipv4Addr, internal: boo
                     "dataDir": IPAM_DIR,
                 }
             },
-            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
-            {"type": "firewall"}
-        ]
+            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+        ],
+        "twinbox": {"internal": internal, "netfilter": NETWORK_WIDE}
+    })
+}
+
+/// The `twinbox.netfilter` value of config lists whose NAT and forwarding
+/// rules twinbox keeps per network.
+pub const NETWORK_WIDE: &str = "network";
+
+/// The netfilter view of a config list whose first plugin is `bridge`.
+pub fn bridge_of(conflist: &Value) -> Option<netfilter::Bridge> {
+    let first = &conflist["plugins"][0];
+    if first["type"].as_str() != Some("bridge") {
+        return None;
+    }
+    let meta = &conflist["twinbox"];
+    Some(netfilter::Bridge {
+        device: first["bridge"].as_str().unwrap_or("cni0").to_string(),
+        subnet: first["ipam"]["ranges"][0][0]["subnet"]
+            .as_str()
+            .or_else(|| first["ipam"]["subnet"].as_str())
+            .and_then(|s| s.parse().ok()),
+        internal: meta["internal"].as_bool().unwrap_or(false),
+        network_wide: meta["netfilter"].as_str() == Some(NETWORK_WIDE),
     })
 }
 
@@ -302,7 +326,7 @@ pub fn add(
     req: &Request,
     before_add: impl FnOnce(&Attached) -> Result<()>,
 ) -> Result<Attached> {
-    let conflist = load(store_root, &req.network)?;
+    let conflist = plugins_for(load(store_root, &req.network)?, req);
     let mut runtime_config =
         json!({"portMappings": req.ports.iter().map(PortMapping::to_cni).collect::<Vec<_>>()});
     if let Some(ip) = req.ip {
@@ -344,16 +368,24 @@ pub fn add(
     Ok(attached)
 }
 
-/// Isolation rules for the bridge networks twinbox knows (after ADD: the bridge
-/// plugin and the firewall plugin have made their chains by then).
+/// Netfilter rules of the bridge networks twinbox knows (after ADD: the bridge
+/// plugin has made the bridge by then).
 fn secure(a: &Attached) -> Result<()> {
-    let first = &a.conflist["plugins"][0];
-    if first["type"].as_str() != Some("bridge") {
-        return Ok(());
+    match bridge_of(&a.conflist) {
+        Some(b) => netfilter::ensure(&b),
+        None => Ok(()),
     }
-    let dev = first["bridge"].as_str().unwrap_or("cni0");
-    let internal = a.conflist["twinbox"]["internal"].as_bool().unwrap_or(false);
-    isolation::ensure(dev, internal)
+}
+
+/// The plugins to run for one attachment: portmap only when there is a port to
+/// publish (without one it adds nothing, but costs two execs per container).
+fn plugins_for(mut conflist: Value, req: &Request) -> Value {
+    if req.ports.is_empty() {
+        if let Some(plugins) = conflist["plugins"].as_array_mut() {
+            plugins.retain(|p| p["type"].as_str() != Some("portmap"));
+        }
+    }
+    conflist
 }
 
 /// CNI DEL of one attachment, from its cached config and result.
@@ -487,6 +519,27 @@ pub fn disconnect(container_dir: &Path, network: &str) -> Result<()> {
         names::refresh(root, network, Some(container_dir))?;
     }
     outcome
+}
+
+/// A container's new name: peers on its user networks resolve it instead of
+/// the old one from now on (a stopped container's names are made at start).
+pub fn rename(container_dir: &Path, old: &str, new: &str) -> Result<()> {
+    let mut all = attached(container_dir);
+    if all.is_empty() {
+        return Ok(());
+    }
+    for name in all.iter_mut().flat_map(|a| a.names.iter_mut()) {
+        if name == old {
+            *name = new.to_string();
+        }
+    }
+    save(container_dir, &all)?;
+    if let Some(root) = store_of(container_dir) {
+        for a in all.iter().filter(|a| a.network != DEFAULT_NETWORK) {
+            names::refresh(root, &a.network, None)?;
+        }
+    }
+    Ok(())
 }
 
 fn save(container_dir: &Path, all: &[Attached]) -> Result<()> {
