@@ -23,13 +23,11 @@ use super::progress::Progress;
 use super::run::{self, RunRequest};
 use super::{default_network, BuildError, BuildOptions, BuildResult, Result};
 use crate::image::ingest::ingest_tar;
-use crate::image::layer::{commit_image, ImageBlobs};
-use crate::image::manifest::{Descriptor, Manifest};
+use crate::image::layer::write_image_named;
 use crate::image::{Image, ImageError, LayerInfo, Reference};
 use crate::layer::merged::MergedView;
 use crate::layer::tree;
 use crate::network::NetworkMode;
-use crate::oci::media;
 use crate::store::{Digest, Store};
 use crate::util::time::now_rfc3339;
 
@@ -1477,42 +1475,17 @@ impl Builder<'_> {
             "type": "layers",
             "diff_ids": state.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
         });
-        let config_bytes =
-            serde_json::to_vec(&image).map_err(|e| BuildError::Internal(e.to_string()))?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.to_string()),
-            config: Descriptor {
-                media_type: media::OCI_CONFIG.to_string(),
-                digest: Digest::of(&config_bytes).to_string(),
-                size: config_bytes.len() as u64,
-            },
-            layers: state
-                .layers
-                .iter()
-                .map(|l| Descriptor {
-                    media_type: l.media_type.clone(),
-                    digest: l.blob.to_string(),
-                    size: l.blob_size,
-                })
-                .collect(),
-        };
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|e| BuildError::Internal(e.to_string()))?;
         let names: Vec<Reference> = self
             .opts
             .tags
             .iter()
             .map(|t| Reference::parse(t))
             .collect::<std::result::Result<_, _>>()?;
-        Ok(commit_image(
+        Ok(write_image_named(
             self.store,
             &names,
-            &ImageBlobs {
-                manifest: &manifest_bytes,
-                manifest_media_type: media::OCI_MANIFEST,
-                config: &config_bytes,
-            },
+            &image,
+            &state.layers,
         )?)
     }
 }

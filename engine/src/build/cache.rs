@@ -93,7 +93,7 @@ impl StoredLayer {
             blob: Digest::parse(&self.blob).ok()?,
             blob_size: self.blob_size,
             media_type: self.media_type.clone(),
-            chain_id: Digest::chain(parent, &diff_id),
+            chain_id: crate::oci::chain_id(parent, &diff_id),
             diff_id,
         })
     }

@@ -47,10 +47,11 @@ pub fn commit(store: &Store, container: &Container, opts: &CommitOptions) -> Res
         .as_array_mut()
         .ok_or_else(|| bad_config(&base, "rootfs.diff_ids is not a list"))?
         .push(json!(layer.diff_id.to_string()));
-    let config = serde_json::from_value(config).map_err(|e| bad_config(&base, &e.to_string()))?;
+    let config: crate::oci::ImageConfiguration =
+        serde_json::from_value(config).map_err(|e| bad_config(&base, &e.to_string()))?;
     let mut layers = base.layers.clone();
     layers.push(layer);
-    Ok(write_image_named(store, &names, &config, layers)?)
+    Ok(write_image_named(store, &names, &config, &layers)?)
 }
 
 fn bad_config(base: &Image, message: &str) -> ContainerError {

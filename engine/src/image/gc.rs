@@ -9,10 +9,9 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use super::{ImageError, Result};
 use crate::container::Container;
+use crate::oci::{digest_of, ImageConfiguration, Index, Manifest};
 use crate::store::{Digest, Store, StoreError};
 
 /// What a collection removed.
@@ -37,32 +36,6 @@ pub enum Candidates {
     },
 }
 
-/// The part of a manifest or index the collector follows.
-#[derive(Deserialize)]
-struct Links {
-    #[serde(default)]
-    manifests: Vec<Link>,
-    config: Option<Link>,
-    #[serde(default)]
-    layers: Vec<Link>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    digest: String,
-}
-
-#[derive(Deserialize)]
-struct ConfigRootfs {
-    rootfs: Option<RootfsIds>,
-}
-
-#[derive(Deserialize)]
-struct RootfsIds {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
 /// Blobs (hex) and layers (chain id hex) the store still needs.
 #[derive(Debug, Default)]
 pub struct Reachable {
@@ -77,8 +50,8 @@ pub fn reachable(store: &Store) -> Result<Reachable> {
 
 fn reachable_with(store: &Store, skip_own_lease: bool) -> Result<Reachable> {
     let mut r = Reachable::default();
-    for entry in store.read_index()?.manifests {
-        if let Ok(d) = Digest::parse(&entry.digest) {
+    for entry in store.read_index()?.manifests() {
+        if let Ok(d) = digest_of(entry) {
             walk(store, &d, &mut r, 0);
         }
     }
@@ -112,31 +85,31 @@ fn walk(store: &Store, digest: &Digest, r: &mut Reachable, depth: u32) {
     if !r.blobs.insert(digest.hex().to_string()) || depth > 8 {
         return;
     }
-    let Ok(links) = store.read_json_blob::<Links>(digest) else {
-        return; // a missing or foreign blob has nothing to follow
-    };
-    for m in &links.manifests {
-        if let Ok(d) = Digest::parse(&m.digest) {
+    // an index leads to more manifests, a manifest to its config and layers; a
+    // missing or foreign blob has nothing to follow
+    if let Ok(index) = store.read_json_blob::<Index>(digest) {
+        for d in index.manifests().iter().filter_map(|m| digest_of(m).ok()) {
             walk(store, &d, r, depth + 1);
         }
+        return;
     }
-    for l in &links.layers {
-        if let Ok(d) = Digest::parse(&l.digest) {
-            r.blobs.insert(d.hex().to_string());
-        }
+    let Ok(manifest) = store.read_json_blob::<Manifest>(digest) else {
+        return;
+    };
+    for d in manifest.layers().iter().filter_map(|l| digest_of(l).ok()) {
+        r.blobs.insert(d.hex().to_string());
     }
-    let Some(config) = links.config.and_then(|c| Digest::parse(&c.digest).ok()) else {
+    let Ok(config) = digest_of(manifest.config()) else {
         return;
     };
     r.blobs.insert(config.hex().to_string());
-    let Ok(cfg) = store.read_json_blob::<ConfigRootfs>(&config) else {
+    let Ok(cfg) = store.read_json_blob::<ImageConfiguration>(&config) else {
         return;
     };
     // The layers under the first unreadable diff id still count as reachable.
     let diff_ids: Vec<Digest> = cfg
-        .rootfs
-        .map(|f| f.diff_ids)
-        .unwrap_or_default()
+        .rootfs()
+        .diff_ids()
         .iter()
         .map_while(|d| Digest::parse(d).ok())
         .collect();

@@ -100,7 +100,7 @@ pub struct IngestedLayer {
 pub fn layer_present(store: &Store, parent_chain: Option<&Digest>, src: &LayerSource) -> bool {
     store.has_blob(src.digest)
         && store
-            .layer_dir(&Digest::chain(parent_chain, src.diff_id))
+            .layer_dir(&crate::oci::chain_id(parent_chain, src.diff_id))
             .is_dir()
 }
 
@@ -114,7 +114,7 @@ pub fn ingest_layer(
     progress: &mut dyn FnMut(u64),
 ) -> Result<IngestedLayer> {
     let compression = Compression::of_media_type(src.media_type)?;
-    let chain_id = Digest::chain(parent_chain, src.diff_id);
+    let chain_id = crate::oci::chain_id(parent_chain, src.diff_id);
     let (has_blob, has_layer) = {
         let _lock = store.lock()?;
         store.lease(&[src.digest, &chain_id])?;
@@ -220,7 +220,7 @@ pub fn ingest_tar(
             .map_err(|e| StoreError::io(&blob_tmp, e))?
             .finish();
         drop(file);
-        let chain_id = Digest::chain(parent_chain, &diff_id);
+        let chain_id = crate::oci::chain_id(parent_chain, &diff_id);
         commit(store, &blob, Some(&blob_tmp), &chain_id, Some(&staging))?;
         Ok(IngestedLayer {
             layer: LayerInfo {

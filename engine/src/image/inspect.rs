@@ -30,14 +30,10 @@ pub fn inspect(store: &Store, image: &Image) -> Value {
         .and_then(|h| h.comment().clone())
         .unwrap_or_default();
     let manifest_size = store
-        .read_index()
+        .index_entry(&image.manifest_digest)
         .ok()
-        .and_then(|i| {
-            i.manifests
-                .into_iter()
-                .find(|m| m.digest == image.manifest_digest.as_str())
-        })
-        .map(|m| (m.media_type, m.size));
+        .flatten()
+        .map(|m| (m.media_type().to_string(), m.size()));
     json!({
         "Id": image.id.to_string(),
         "RepoTags": repo_tags,

@@ -5,12 +5,11 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 
-use oci_spec::image::ImageConfiguration;
+use serde::Serialize;
 
 use super::ingest;
-use super::manifest::{Descriptor, Manifest};
 use super::{Image, ImageError, LayerInfo, Reference, Result};
-use crate::oci::media;
+use crate::oci::{digest_of, media, ImageConfiguration, ImageDocuments, Manifest};
 use crate::store::{Digest, Store};
 
 /// Stores an uncompressed layer tar: compresses it into a blob and unpacks it on
@@ -43,45 +42,31 @@ pub fn write_image(
     config: &ImageConfiguration,
     layers: Vec<LayerInfo>,
 ) -> Result<Image> {
-    write_image_named(store, std::slice::from_ref(reference), config, layers)
+    write_image_named(store, std::slice::from_ref(reference), config, &layers)
 }
 
-/// [`write_image`] with any number of names; none keeps the image unnamed.
+/// [`write_image`] with any number of names; none keeps the image unnamed. The
+/// one writer of new images (bootstrap, import, commit, build): `config` is an
+/// [`ImageConfiguration`] or a JSON value keeping fields oci-spec does not know
+/// (a build's Healthcheck, Shell, OnBuild), its rootfs already naming `layers`.
 pub fn write_image_named(
     store: &Store,
     names: &[Reference],
-    config: &ImageConfiguration,
-    layers: Vec<LayerInfo>,
+    config: &impl Serialize,
+    layers: &[LayerInfo],
 ) -> Result<Image> {
-    let config_bytes = serde_json::to_vec(config).map_err(|e| ImageError::BadConfig {
-        digest: "(new)".into(),
-        message: e.to_string(),
-    })?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(media::OCI_MANIFEST.to_string()),
-        config: Descriptor {
-            media_type: media::OCI_CONFIG.to_string(),
-            digest: Digest::of(&config_bytes).to_string(),
-            size: config_bytes.len() as u64,
-        },
-        layers: layers
-            .iter()
-            .map(|l| Descriptor {
-                media_type: l.media_type.clone(),
-                digest: l.blob.to_string(),
-                size: l.blob_size,
-            })
-            .collect(),
-    };
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let docs = ImageDocuments::new(config, layers.iter().map(LayerInfo::descriptor).collect())
+        .map_err(|e| ImageError::BadConfig {
+            digest: "(new)".into(),
+            message: e.to_string(),
+        })?;
     commit_image(
         store,
         names,
         &ImageBlobs {
-            manifest: &manifest_bytes,
+            manifest: &docs.manifest,
             manifest_media_type: media::OCI_MANIFEST,
-            config: &config_bytes,
+            config: &docs.config,
         },
     )
 }
@@ -112,31 +97,35 @@ pub fn commit_image(store: &Store, names: &[Reference], blobs: &ImageBlobs) -> R
             digest: manifest_digest.to_string(),
             message: e.to_string(),
         })?;
-    if manifest.config.digest != config_digest.as_str() {
+    if manifest.config().digest().as_ref() != config_digest.as_str() {
         return Err(ImageError::BadManifest {
             digest: manifest_digest.to_string(),
             message: format!(
                 "it names config {} but the config given is {config_digest}",
-                manifest.config.digest
+                manifest.config().digest()
             ),
         });
     }
     let config: ImageConfiguration =
         serde_json::from_slice(blobs.config).map_err(|e| bad(e.to_string()))?;
     let diff_ids = config.rootfs().diff_ids();
-    if diff_ids.len() != manifest.layers.len() {
+    if diff_ids.len() != manifest.layers().len() {
         return Err(bad(format!(
             "{} diff ids for {} layers",
             diff_ids.len(),
-            manifest.layers.len()
+            manifest.layers().len()
         )));
     }
     let diff_ids = diff_ids
         .iter()
         .map(|d| Digest::parse(d))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    for (desc, chain_id) in manifest.layers.iter().zip(crate::oci::chain_ids(&diff_ids)) {
-        let blob = Digest::parse(&desc.digest)?;
+    for (desc, chain_id) in manifest
+        .layers()
+        .iter()
+        .zip(crate::oci::chain_ids(&diff_ids))
+    {
+        let blob = digest_of(desc)?;
         if !store.has_blob(&blob) || !store.layer_dir(&chain_id).is_dir() {
             return Err(ImageError::Layer {
                 digest: blob.to_string(),

@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 
 use super::{Image, Reference, Result};
-use crate::store::{Digest, Store};
+use crate::store::refs::RefName;
+use crate::store::Store;
 use crate::template::units::{go_time, human_duration, human_size, human_size_digits, since};
 
 /// Docker's default `images` table.
@@ -49,9 +50,9 @@ pub fn list(store: &Store, repository: Option<&str>, no_trunc: bool) -> Result<V
         out.push(entry(store, img, r.familiar_repository(), tag, no_trunc));
     }
     if wanted.is_none() {
-        for m in store.read_index()?.manifests {
+        for m in store.read_index()?.manifests() {
             if m.full_name().is_none() {
-                let img = Image::load(store, &Digest::parse(&m.digest)?)?;
+                let img = Image::load(store, &crate::oci::digest_of(m)?)?;
                 out.push(entry(
                     store,
                     img,

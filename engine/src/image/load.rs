@@ -8,7 +8,7 @@
 //! in the store first. A load that fails removes what it added: the store is as
 //! it was.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -18,9 +18,11 @@ use serde::Deserialize;
 use super::gc::{self, Candidates};
 use super::ingest::{self, Compression, LayerSource};
 use super::layer::{commit_image, ImageBlobs};
-use super::manifest::{Descriptor, Manifest};
 use super::{ImageError, Reference, Result};
-use crate::oci::media;
+use crate::oci::{
+    descriptor, digest_of, media, Descriptor, ImageConfiguration, ImageDocuments, Index, Manifest,
+    Platform,
+};
 use crate::store::refs::{ANNOTATION_FULL_NAME, ANNOTATION_REF_NAME};
 use crate::store::{Digest, Store, StoreError};
 
@@ -132,32 +134,6 @@ struct Pending {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OciIndex {
-    #[serde(default)]
-    manifests: Vec<IndexDescriptor>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IndexDescriptor {
-    #[serde(default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    platform: Option<Platform>,
-}
-
-#[derive(Deserialize)]
-struct Platform {
-    architecture: String,
-    os: String,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DockerEntry {
     config: String,
@@ -166,24 +142,13 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct ConfigDiffIds {
-    rootfs: RootFs,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
 fn load_oci(
     store: &Store,
     archive: &mut Archive,
     added: &mut Added,
     progress: LoadProgress,
 ) -> Result<Vec<LoadedImage>> {
-    let index: OciIndex = serde_json::from_slice(&archive.read("index.json")?)
+    let index: Index = serde_json::from_slice(&archive.read("index.json")?)
         .map_err(|e| bad(format!("index.json: {e}")))?;
     // Docker's manifest.json, when present, names images whose index entries
     // carry only a tag
@@ -194,10 +159,10 @@ fn load_oci(
             .collect(),
         false => HashMap::new(),
     };
-    let mut by_manifest: Vec<(Digest, String, Option<u64>, Vec<Reference>)> = Vec::new();
-    for desc in &index.manifests {
+    let mut by_manifest: Vec<(Digest, String, u64, Vec<Reference>)> = Vec::new();
+    for desc in index.manifests() {
         let (digest, media_type, size) = pick_platform(archive, desc, 0)?;
-        let names = oci_names(&desc.annotations);
+        let names = oci_names(desc);
         match by_manifest.iter_mut().find(|(d, ..)| *d == digest) {
             Some(entry) => entry.3.extend(names),
             None => by_manifest.push((digest, media_type, size, names)),
@@ -208,8 +173,8 @@ fn load_oci(
         let manifest_bytes = archive.read_blob(&digest, size)?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| bad(format!("manifest {digest}: {e}")))?;
-        let config_digest = parse_digest(&manifest.config.digest)?;
-        let config = archive.read_blob(&config_digest, Some(manifest.config.size))?;
+        let config_digest = parse_digest(manifest.config())?;
+        let config = archive.read_blob(&config_digest, manifest.config().size())?;
         if names.is_empty() {
             let key = format!("blobs/sha256/{}", config_digest.hex());
             for t in docker_tags.get(&key).into_iter().flatten() {
@@ -217,21 +182,21 @@ fn load_oci(
             }
         }
         let diff_ids = diff_ids(&config, &config_digest)?;
-        if diff_ids.len() != manifest.layers.len() {
+        if diff_ids.len() != manifest.layers().len() {
             return Err(bad(format!(
                 "image config {config_digest} lists {} diff ids for {} layers",
                 diff_ids.len(),
-                manifest.layers.len()
+                manifest.layers().len()
             )));
         }
         let mut counts = (0, 0);
         let mut parent: Option<Digest> = None;
-        for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-            let blob = parse_digest(&layer.digest)?;
+        for (layer, diff_id) in manifest.layers().iter().zip(&diff_ids) {
+            let blob = parse_digest(layer)?;
             let src = LayerSource {
-                media_type: &layer.media_type,
+                media_type: layer.media_type().as_ref(),
                 digest: &blob,
-                size: Some(layer.size),
+                size: Some(layer.size()),
                 diff_id,
             };
             let name = format!("blobs/sha256/{}", blob.hex());
@@ -310,22 +275,11 @@ fn load_docker(
                 &mut counts,
                 progress,
             )?);
-            descriptors.push(Descriptor {
-                media_type: media_type.to_string(),
-                digest: blob.to_string(),
-                size,
-            });
+            descriptors.push(descriptor(media_type, &blob, size));
         }
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.to_string()),
-            config: Descriptor {
-                media_type: media::OCI_CONFIG.to_string(),
-                digest: config_digest.to_string(),
-                size: config.len() as u64,
-            },
-            layers: descriptors,
-        };
+        // docker save's config bytes are kept as they are: they are the image id
+        let docs = ImageDocuments::from_config_bytes(config, descriptors)
+            .map_err(|e| bad(format!("image config {}: {e}", entry.config)))?;
         let names = entry
             .repo_tags
             .unwrap_or_default()
@@ -333,9 +287,9 @@ fn load_docker(
             .map(|t| Reference::parse(t))
             .collect::<Result<Vec<_>>>()?;
         pending.push(Pending {
-            manifest: serde_json::to_vec(&manifest).expect("manifest serialises"),
+            manifest: docs.manifest,
             manifest_media_type: media::OCI_MANIFEST.to_string(),
-            config,
+            config: docs.config,
             names,
             layers_added: counts.0,
             layers_reused: counts.1,
@@ -378,7 +332,7 @@ fn ingest_one(
     counts: &mut (usize, usize),
     progress: LoadProgress,
 ) -> Result<Digest> {
-    let chain_id = Digest::chain(parent, src.diff_id);
+    let chain_id = crate::oci::chain_id(parent, src.diff_id);
     let had_blob = store.has_blob(src.digest);
     let had_layer = store.layer_dir(&chain_id).is_dir();
     let reader = archive.section(name)?;
@@ -404,20 +358,36 @@ fn docker_entries(archive: &mut Archive) -> Result<Vec<DockerEntry>> {
 }
 
 fn diff_ids(config: &[u8], digest: &Digest) -> Result<Vec<Digest>> {
-    let c: ConfigDiffIds = serde_json::from_slice(config).map_err(|e| ImageError::BadConfig {
-        digest: digest.to_string(),
-        message: e.to_string(),
-    })?;
-    c.rootfs.diff_ids.iter().map(|d| parse_digest(d)).collect()
+    let c: ImageConfiguration =
+        serde_json::from_slice(config).map_err(|e| ImageError::BadConfig {
+            digest: digest.to_string(),
+            message: e.to_string(),
+        })?;
+    c.rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| {
+            Digest::parse(d)
+                .map_err(|_| bad(format!("unsupported digest {d:?}: only sha256 is read")))
+        })
+        .collect()
 }
 
-fn parse_digest(s: &str) -> Result<Digest> {
-    Digest::parse(s).map_err(|_| bad(format!("unsupported digest {s:?}: only sha256 is read")))
+fn parse_digest(desc: &Descriptor) -> Result<Digest> {
+    digest_of(desc).map_err(|_| {
+        bad(format!(
+            "unsupported digest {:?}: only sha256 is read",
+            desc.digest().to_string()
+        ))
+    })
 }
 
 /// Names an OCI index entry gives: the full name containerd and we write, or a
 /// ref name that is a whole reference (skopeo writes what it was given).
-fn oci_names(annotations: &BTreeMap<String, String>) -> Vec<Reference> {
+fn oci_names(desc: &Descriptor) -> Vec<Reference> {
+    let Some(annotations) = desc.annotations() else {
+        return Vec::new();
+    };
     if let Some(r) = annotations
         .get(ANNOTATION_FULL_NAME)
         .and_then(|n| Reference::parse(n).ok())
@@ -435,39 +405,23 @@ fn oci_names(annotations: &BTreeMap<String, String>) -> Vec<Reference> {
 /// Follows nested indexes (multi-platform images) down to this host's manifest.
 fn pick_platform(
     archive: &mut Archive,
-    desc: &IndexDescriptor,
+    desc: &Descriptor,
     depth: u32,
-) -> Result<(Digest, String, Option<u64>)> {
-    let digest = parse_digest(&desc.digest)?;
-    let nested =
-        desc.media_type == media::OCI_INDEX || desc.media_type == media::DOCKER_MANIFEST_LIST;
-    if !nested {
-        return Ok((digest, desc.media_type.clone(), desc.size));
+) -> Result<(Digest, String, u64)> {
+    let digest = parse_digest(desc)?;
+    let media_type = desc.media_type().to_string();
+    if ![media::OCI_INDEX, media::DOCKER_MANIFEST_LIST].contains(&media_type.as_str()) {
+        return Ok((digest, media_type, desc.size()));
     }
     if depth > 4 {
         return Err(bad("image indexes nest too deep"));
     }
-    let index: OciIndex = serde_json::from_slice(&archive.read_blob(&digest, desc.size)?)
+    let index: Index = serde_json::from_slice(&archive.read_blob(&digest, desc.size())?)
         .map_err(|e| bad(format!("index {digest}: {e}")))?;
-    let arch = host_arch();
-    let pick = index.manifests.iter().find(|m| {
-        m.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "linux" && p.architecture == arch)
-    });
-    match pick {
-        Some(m) => pick_platform(archive, m, depth + 1),
-        None => Err(bad(format!(
-            "image index {digest} has no linux/{arch} image"
-        ))),
-    }
-}
-
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
+    let host = Platform::host();
+    match host.select(&index, &format!("image index {digest}")) {
+        Ok(m) => pick_platform(archive, m, depth + 1),
+        Err(_) => Err(bad(format!("image index {digest} has no {host} image"))),
     }
 }
 
@@ -581,10 +535,10 @@ impl Archive {
     }
 
     /// A JSON blob by digest, checked against it (and the size, when given).
-    fn read_blob(&mut self, digest: &Digest, size: Option<u64>) -> Result<Vec<u8>> {
+    fn read_blob(&mut self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         let data = self.read(&format!("blobs/sha256/{}", digest.hex()))?;
         let actual = Digest::of(&data);
-        if &actual != digest || size.is_some_and(|s| s != data.len() as u64) {
+        if &actual != digest || size != data.len() as u64 {
             return Err(bad(format!(
                 "blob {digest} does not match its digest or size (it is {actual}, {} bytes): the archive is corrupted",
                 data.len()

@@ -13,7 +13,6 @@ pub mod inspect;
 pub mod layer;
 pub mod listing;
 pub mod load;
-pub mod manifest;
 pub mod postgres;
 pub mod reference;
 pub mod remove;
@@ -21,10 +20,9 @@ pub mod save;
 
 use std::path::PathBuf;
 
-use oci_spec::image::ImageConfiguration;
-
+use crate::oci::{digest_of, ImageConfiguration, Manifest};
+use crate::store::refs::RefName;
 use crate::store::{Digest, Store, StoreError};
-pub use manifest::Manifest;
 pub use reference::Reference;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +63,13 @@ pub enum ImageError {
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
+impl LayerInfo {
+    /// The layer's descriptor in a manifest.
+    pub fn descriptor(&self) -> crate::oci::Descriptor {
+        crate::oci::descriptor(&self.media_type, &self.blob, self.blob_size)
+    }
+}
+
 /// One layer of a stored image.
 #[derive(Debug, Clone)]
 pub struct LayerInfo {
@@ -100,11 +105,11 @@ impl Image {
             Ok(reference) => {
                 let full = reference.full();
                 if let Some(entry) = index
-                    .manifests
+                    .manifests()
                     .iter()
                     .find(|m| m.full_name() == Some(&full))
                 {
-                    return Image::load(store, &Digest::parse(&entry.digest)?);
+                    return Image::load(store, &digest_of(entry)?);
                 }
             }
             Err(e) if !maybe_id => return Err(e),
@@ -112,8 +117,8 @@ impl Image {
         }
         if maybe_id {
             let mut found: Option<Image> = None;
-            for entry in &index.manifests {
-                let img = Image::load(store, &Digest::parse(&entry.digest)?)?;
+            for entry in index.manifests() {
+                let img = Image::load(store, &digest_of(entry)?)?;
                 if img.id.hex().starts_with(wanted) {
                     match &found {
                         Some(f) if f.id != img.id => {
@@ -133,16 +138,16 @@ impl Image {
     /// Loads the image a manifest describes, with every name that points at it.
     pub fn load(store: &Store, manifest_digest: &Digest) -> Result<Image> {
         let manifest: Manifest = store.read_json_blob(manifest_digest)?;
-        let id = Digest::parse(&manifest.config.digest)?;
+        let id = digest_of(manifest.config())?;
         let config: ImageConfiguration = store.read_json_blob(&id)?;
         let diff_ids = config.rootfs().diff_ids();
-        if diff_ids.len() != manifest.layers.len() {
+        if diff_ids.len() != manifest.layers().len() {
             return Err(ImageError::BadConfig {
                 digest: id.to_string(),
                 message: format!(
                     "{} diff ids for {} layers",
                     diff_ids.len(),
-                    manifest.layers.len()
+                    manifest.layers().len()
                 ),
             });
         }
@@ -152,20 +157,20 @@ impl Image {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let chain_ids = crate::oci::chain_ids(&diff_ids);
         let mut layers = Vec::new();
-        for ((desc, diff_id), chain_id) in manifest.layers.iter().zip(diff_ids).zip(chain_ids) {
+        for ((desc, diff_id), chain_id) in manifest.layers().iter().zip(diff_ids).zip(chain_ids) {
             layers.push(LayerInfo {
-                blob: Digest::parse(&desc.digest)?,
-                blob_size: desc.size,
-                media_type: desc.media_type.clone(),
+                blob: digest_of(desc)?,
+                blob_size: desc.size(),
+                media_type: desc.media_type().to_string(),
                 diff_id,
                 chain_id,
             });
         }
         let names = store
             .read_index()?
-            .manifests
+            .manifests()
             .iter()
-            .filter(|m| m.digest == manifest_digest.as_str())
+            .filter(|m| m.digest_str() == manifest_digest.as_str())
             .filter_map(|m| m.full_name().map(str::to_string))
             .collect();
         Ok(Image {
@@ -180,11 +185,11 @@ impl Image {
     /// Every image in the store, one entry per name.
     pub fn list(store: &Store) -> Result<Vec<(String, Image)>> {
         let mut out = Vec::new();
-        for entry in store.read_index()?.manifests {
+        for entry in store.read_index()?.manifests() {
             let Some(name) = entry.full_name().map(str::to_string) else {
                 continue;
             };
-            out.push((name, Image::load(store, &Digest::parse(&entry.digest)?)?));
+            out.push((name, Image::load(store, &digest_of(entry)?)?));
         }
         Ok(out)
     }

@@ -13,10 +13,7 @@ pub fn tag(store: &Store, source: &str, target: &str) -> Result<Image> {
     let image = Image::resolve(store, source)?;
     let reference = Reference::parse(target)?;
     let entry = store
-        .read_index()?
-        .manifests
-        .into_iter()
-        .find(|m| m.digest == image.manifest_digest.as_str())
+        .index_entry(&image.manifest_digest)?
         .ok_or_else(|| ImageError::NotFound(source.to_string()))?;
     let tag = reference
         .tag
@@ -27,8 +24,8 @@ pub fn tag(store: &Store, source: &str, target: &str) -> Result<Image> {
         &reference.full(),
         &tag,
         &image.manifest_digest,
-        entry.size,
-        &entry.media_type,
+        entry.size(),
+        entry.media_type().as_ref(),
     )?;
     Image::load(store, &image.manifest_digest)
 }

@@ -64,13 +64,9 @@ pub fn write_archive(store: &Store, items: &[SaveItem], out: impl Write) -> Resu
     let mut blobs: BTreeSet<Digest> = BTreeSet::new();
     for item in items {
         let img = &item.image;
-        let index_entry = store
-            .read_index()?
-            .manifests
-            .into_iter()
-            .find(|m| m.digest == img.manifest_digest.as_str());
+        let index_entry = store.index_entry(&img.manifest_digest)?;
         let (media_type, size) = match index_entry {
-            Some(e) => (e.media_type, e.size),
+            Some(e) => (e.media_type().to_string(), e.size()),
             None => (
                 crate::oci::media::OCI_MANIFEST.to_string(),
                 std::fs::metadata(store.blob_path(&img.manifest_digest))

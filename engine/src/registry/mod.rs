@@ -24,9 +24,9 @@ pub mod push;
 pub mod sources;
 mod workers;
 
+pub use crate::oci::Platform;
 pub use auth::{AuthFile, Credentials};
 pub use client::{Client, ConnectOptions};
-pub use media::Platform;
 pub use progress::{NoProgress, Progress};
 
 use crate::image::ImageError;
@@ -65,14 +65,8 @@ pub enum RegistryError {
     },
     #[error("{what}: unsupported media type {media_type:?}")]
     UnsupportedMediaType { what: String, media_type: String },
-    #[error("{what} has no image for platform {wanted} (it has: {available})")]
-    NoPlatform {
-        what: String,
-        wanted: String,
-        available: String,
-    },
-    #[error("invalid platform {0:?}: use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8")]
-    BadPlatform(String),
+    #[error(transparent)]
+    Platform(#[from] crate::oci::PlatformError),
     #[error("{what}: {message}")]
     BadResponse { what: String, message: String },
     #[error("credentials file {path}: {message}")]

@@ -8,13 +8,14 @@ use oci_spec::image::ImageConfiguration;
 
 use super::auth::repository_scope;
 use super::client::{Client, ConnectOptions};
-use super::media::{self, ManifestKind, Platform};
+use super::media::{self, ManifestKind};
 use super::progress::Progress;
 use super::workers::{run_all, Abortable};
 use super::{sources, RegistryError, Result};
 use crate::image::ingest::{ingest_layer, layer_present, Compression, LayerSource};
 use crate::image::layer::{commit_image, ImageBlobs};
-use crate::image::{Image, Manifest, Reference};
+use crate::image::{Image, Reference};
+use crate::oci::{digest_of, Index, Manifest, Platform, PlatformError};
 use crate::store::{Digest, Store};
 
 /// Layers downloaded at once, as Docker does by default.
@@ -115,18 +116,21 @@ fn fetch_image_manifest(
     if kind == ManifestKind::Image {
         return Ok((bytes, media_type));
     }
-    let index: media::Index = serde_json::from_slice(&bytes)
+    let index: Index = serde_json::from_slice(&bytes)
         .map_err(|e| bad_manifest(&what, format!("invalid image index: {e}")))?;
     let entry = platform.select(&index, &what)?;
-    progress.message(&format!("{what}: platform {platform} is {}", entry.digest));
+    progress.message(&format!(
+        "{what}: platform {platform} is {}",
+        entry.digest()
+    ));
     let (bytes, content_type) = client.get_manifest(
         &reference.repository,
-        &entry.digest,
+        entry.digest().as_ref(),
         &format!("manifest for {what} ({platform})"),
     )?;
     verify_digest(
         &bytes,
-        &entry.digest,
+        entry.digest().as_ref(),
         &format!("manifest of {what} for {platform}"),
     )?;
     let (kind, media_type) = media::classify(content_type.as_deref(), &bytes, &what)?;
@@ -156,22 +160,23 @@ pub fn pull(
     let manifest_digest = Digest::of(&manifest_bytes);
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| bad_manifest(&what, format!("invalid image manifest: {e}")))?;
-    if ![media::OCI_CONFIG, media::DOCKER_CONFIG].contains(&manifest.config.media_type.as_str()) {
+    let config_type = manifest.config().media_type().to_string();
+    if ![media::OCI_CONFIG, media::DOCKER_CONFIG].contains(&config_type.as_str()) {
         // an artifact (a helm chart, a signature) is not a container image
         return Err(RegistryError::UnsupportedMediaType {
             what: format!("{what} config"),
-            media_type: manifest.config.media_type.clone(),
+            media_type: config_type,
         });
     }
-    for layer in &manifest.layers {
-        Compression::of_media_type(&layer.media_type)?;
+    for layer in manifest.layers() {
+        Compression::of_media_type(layer.media_type().as_ref())?;
     }
 
-    let config_digest = Digest::parse(&manifest.config.digest)?;
+    let config_digest = digest_of(manifest.config())?;
     let config_bytes = client.get_small_blob(
         &reference.repository,
         &config_digest,
-        manifest.config.size,
+        manifest.config().size(),
         &format!("config of {what}"),
     )?;
     let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
@@ -180,24 +185,25 @@ pub fn pull(
     let wanted = format!("{}/{}", platform.os, platform.architecture);
     if image_platform != wanted {
         if options.platform.is_some() {
-            return Err(RegistryError::NoPlatform {
+            return Err(PlatformError::Missing {
                 what,
                 wanted: platform.to_string(),
                 available: image_platform,
-            });
+            }
+            .into());
         }
         progress.message(&format!(
             "warning: {what} is for {image_platform}, not {wanted}"
         ));
     }
     let diff_ids = config.rootfs().diff_ids();
-    if diff_ids.len() != manifest.layers.len() {
+    if diff_ids.len() != manifest.layers().len() {
         return Err(bad_manifest(
             &format!("config of {what}"),
             format!(
                 "{} diff ids for {} layers",
                 diff_ids.len(),
-                manifest.layers.len()
+                manifest.layers().len()
             ),
         ));
     }
@@ -218,11 +224,11 @@ pub fn pull(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let chain_ids = crate::oci::chain_ids(&diff_ids);
     let mut already_present = 0;
-    for (i, (desc, diff_id)) in manifest.layers.iter().zip(diff_ids).enumerate() {
+    for (i, (desc, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         let job = Job {
-            media_type: desc.media_type.clone(),
-            digest: Digest::parse(&desc.digest)?,
-            size: desc.size,
+            media_type: desc.media_type().to_string(),
+            digest: digest_of(desc)?,
+            size: desc.size(),
             diff_id,
             parent: i.checked_sub(1).map(|p| chain_ids[p].clone()),
         };

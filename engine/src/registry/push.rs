@@ -13,7 +13,8 @@ use super::media;
 use super::progress::{Progress, ProgressReader};
 use super::workers::{run_all, Abortable};
 use super::{sources, RegistryError, Result};
-use crate::image::{Image, Manifest, Reference};
+use crate::image::{Image, Reference};
+use crate::oci::Manifest;
 use crate::store::{Digest, Store, StoreError};
 
 /// Layers uploaded at once.
@@ -110,14 +111,14 @@ pub fn push(
     let image = Image::resolve(store, input)?;
     let manifest_bytes = store.read_blob(&image.manifest_digest)?;
     let manifest: Manifest = store.read_json_blob(&image.manifest_digest)?;
-    let media_type = match &manifest.media_type {
-        Some(m) => m.clone(),
+    let media_type = match manifest.media_type() {
+        Some(m) => m.to_string(),
         None => store
             .read_index()?
-            .manifests
-            .into_iter()
-            .find(|e| e.digest == image.manifest_digest.as_str())
-            .map(|e| e.media_type)
+            .manifests()
+            .iter()
+            .find(|e| e.digest().as_ref() == image.manifest_digest.as_str())
+            .map(|e| e.media_type().to_string())
             .unwrap_or_else(|| media::OCI_MANIFEST.to_string()),
     };
     let here = format!("{}/{}", reference.registry, reference.repository);

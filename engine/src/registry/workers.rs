@@ -77,7 +77,9 @@ mod tests {
         let err = run_all((0..100).collect(), 1, |i: i32, _| {
             done.fetch_add(1, Ordering::Relaxed);
             if i == 2 {
-                return Err(RegistryError::BadPlatform("x".into()));
+                return Err(RegistryError::Platform(crate::oci::PlatformError::Bad(
+                    "x".into(),
+                )));
             }
             Ok(())
         });

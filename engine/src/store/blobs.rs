@@ -48,14 +48,6 @@ impl Digest {
     pub fn short(&self) -> &str {
         &self.hex()[..12]
     }
-
-    /// Chain id of a layer stack: chain(n) = sha256(chain(n-1) + " " + diff_id(n)).
-    pub fn chain(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
-        match parent {
-            None => diff_id.clone(),
-            Some(p) => Digest::of(format!("{} {}", p.0, diff_id.0).as_bytes()),
-        }
-    }
 }
 
 impl fmt::Display for Digest {
@@ -185,7 +177,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digest_parse_and_chain() {
+    fn digest_parse() {
         let d = Digest::of(b"hello");
         assert_eq!(
             d.as_str(),
@@ -197,9 +189,6 @@ mod tests {
             "md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         )
         .is_err());
-        assert_eq!(Digest::chain(None, &d), d);
-        let c = Digest::chain(Some(&d), &d);
-        assert_ne!(c, d);
         assert_eq!(d.short(), "2cf24dba5fb0");
     }
 }

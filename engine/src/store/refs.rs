@@ -2,47 +2,40 @@
 //! image layout does (`org.opencontainers.image.ref.name` holds the tag, and
 //! `io.containerd.image.name` the full reference, as containerd writes it).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
-use super::{atomic, Digest, Result, Store};
+use super::{atomic, Digest, Result, Store, StoreError};
 
 pub const EMPTY_INDEX: &str =
-    r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    r#"{"manifests":[],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#;
 pub const ANNOTATION_FULL_NAME: &str = "io.containerd.image.name";
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_REF_NAME: &str = oci_spec::image::ANNOTATION_REF_NAME;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub manifests: Vec<IndexEntry>,
+/// The name an index entry gives its image, as [`ANNOTATION_FULL_NAME`] holds it.
+pub trait RefName {
+    /// The full reference (docker.io/library/busybox:latest); None when unnamed.
+    fn full_name(&self) -> Option<&str>;
+    /// The manifest digest, as written.
+    fn digest_str(&self) -> &str;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IndexEntry {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl IndexEntry {
-    pub fn full_name(&self) -> Option<&str> {
-        self.annotations
+impl RefName for Descriptor {
+    fn full_name(&self) -> Option<&str> {
+        self.annotations()
+            .as_ref()?
             .get(ANNOTATION_FULL_NAME)
             .map(String::as_str)
+    }
+
+    fn digest_str(&self) -> &str {
+        self.digest().as_ref()
     }
 }
 
 impl Store {
-    pub fn read_index(&self) -> Result<Index> {
+    pub fn read_index(&self) -> Result<ImageIndex> {
         atomic::read_json(&self.root.join("index.json"))
     }
 
@@ -69,73 +62,89 @@ impl Store {
         size: u64,
         media_type: &str,
     ) -> Result<()> {
-        self.update_index(|index| {
-            index.manifests.retain(|m| match m.full_name() {
+        let digest = manifest
+            .as_str()
+            .parse::<oci_spec::image::Digest>()
+            .map_err(|_| StoreError::BadDigest(manifest.to_string()))?;
+        self.update_index(|manifests| {
+            manifests.retain(|m| match m.full_name() {
                 Some(n) => !names.iter().any(|(name, _)| *name == n),
                 // an unnamed entry for this manifest is replaced by what follows
-                None => m.digest != manifest.as_str(),
+                None => m.digest_str() != manifest.as_str(),
             });
-            let entry = |annotations| IndexEntry {
-                media_type: media_type.to_string(),
-                digest: manifest.to_string(),
-                size,
-                annotations,
-            };
+            let entry = || Descriptor::new(MediaType::from(media_type), size, digest.clone());
             if names.is_empty()
-                && !index
-                    .manifests
+                && !manifests
                     .iter()
-                    .any(|m| m.digest == manifest.as_str())
+                    .any(|m| m.digest_str() == manifest.as_str())
             {
-                index.manifests.push(entry(BTreeMap::new()));
+                manifests.push(entry());
             }
             for (name, tag) in names {
-                let mut annotations = BTreeMap::new();
-                annotations.insert(ANNOTATION_FULL_NAME.to_string(), name.to_string());
-                annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
-                index.manifests.push(entry(annotations));
+                let mut e = entry();
+                e.set_annotations(Some(HashMap::from([
+                    (ANNOTATION_FULL_NAME.to_string(), name.to_string()),
+                    (ANNOTATION_REF_NAME.to_string(), tag.to_string()),
+                ])));
+                manifests.push(e);
             }
             Ok(())
         })
     }
 
     /// Removes the name; returns the entry it had, or None when there was none.
-    pub fn remove_ref(&self, name: &str) -> Result<Option<IndexEntry>> {
-        self.update_index(|index| {
-            let pos = index
-                .manifests
-                .iter()
-                .position(|m| m.full_name() == Some(name));
-            Ok(pos.map(|i| index.manifests.remove(i)))
+    pub fn remove_ref(&self, name: &str) -> Result<Option<Descriptor>> {
+        self.update_index(|manifests| {
+            let pos = manifests.iter().position(|m| m.full_name() == Some(name));
+            Ok(pos.map(|i| manifests.remove(i)))
         })
     }
 
     /// Removes every index entry (named or not) that points at `manifest`.
-    pub fn remove_manifest_refs(&self, manifest: &Digest) -> Result<Vec<IndexEntry>> {
-        self.update_index(|index| {
-            let (gone, kept) = std::mem::take(&mut index.manifests)
+    pub fn remove_manifest_refs(&self, manifest: &Digest) -> Result<Vec<Descriptor>> {
+        self.update_index(|manifests| {
+            let (gone, kept) = std::mem::take(manifests)
                 .into_iter()
-                .partition(|m| m.digest == manifest.as_str());
-            index.manifests = kept;
+                .partition(|m| m.digest_str() == manifest.as_str());
+            *manifests = kept;
             Ok(gone)
         })
     }
 
     /// The index entry a full name points at.
-    pub fn lookup_ref(&self, name: &str) -> Result<Option<IndexEntry>> {
+    pub fn lookup_ref(&self, name: &str) -> Result<Option<Descriptor>> {
         Ok(self
             .read_index()?
-            .manifests
-            .into_iter()
-            .find(|m| m.full_name() == Some(name)))
+            .manifests()
+            .iter()
+            .find(|m| m.full_name() == Some(name))
+            .cloned())
+    }
+
+    /// The first index entry (named or not) that points at `manifest`.
+    pub fn index_entry(&self, manifest: &Digest) -> Result<Option<Descriptor>> {
+        Ok(self
+            .read_index()?
+            .manifests()
+            .iter()
+            .find(|m| m.digest_str() == manifest.as_str())
+            .cloned())
     }
 
     /// Read-modify-write of index.json under the store lock, written atomically.
-    fn update_index<R>(&self, f: impl FnOnce(&mut Index) -> Result<R>) -> Result<R> {
+    /// Written through a JSON value, whose keys are sorted, so that the same
+    /// index is the same bytes (oci-spec keeps annotations in a hash map).
+    fn update_index<R>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>) -> Result<R> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
-        let out = f(&mut index)?;
-        atomic::write_json_atomic(&self.root.join("index.json"), &index)?;
+        let mut manifests = index.manifests().clone();
+        let out = f(&mut manifests)?;
+        index.set_manifests(manifests);
+        let sorted = serde_json::to_value(&index).map_err(|e| StoreError::Json {
+            path: self.root.join("index.json"),
+            message: e.to_string(),
+        })?;
+        atomic::write_json_atomic(&self.root.join("index.json"), &sorted)?;
         Ok(out)
     }
 }
@@ -165,14 +174,25 @@ mod tests {
             )
             .unwrap();
         let index = store.read_index().unwrap();
-        assert_eq!(index.manifests.len(), 2);
-        assert!(index.manifests.iter().all(|m| m.digest == b.as_str()));
+        assert_eq!(index.manifests().len(), 2);
+        assert!(index
+            .manifests()
+            .iter()
+            .all(|m| m.digest_str() == b.as_str()));
+        // the same index is always the same bytes, annotations sorted
+        let text = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
+        let full = text.find(ANNOTATION_FULL_NAME).unwrap();
+        assert!(full < text.find(ANNOTATION_REF_NAME).unwrap(), "{text}");
+        assert!(
+            text.find("annotations").unwrap() < text.find("digest").unwrap(),
+            "{text}"
+        );
         assert!(store.remove_ref("docker.io/library/x:1").unwrap().is_some());
         assert!(store.remove_ref("docker.io/library/x:1").unwrap().is_none());
         assert!(store.lookup_ref("docker.io/library/x:2").unwrap().is_some());
         store.set_refs(&[], &a, 1, "m").unwrap();
         store.set_refs(&[], &a, 1, "m").unwrap();
-        assert_eq!(store.read_index().unwrap().manifests.len(), 2);
+        assert_eq!(store.read_index().unwrap().manifests().len(), 2);
         assert_eq!(store.remove_manifest_refs(&a).unwrap().len(), 1);
     }
 }

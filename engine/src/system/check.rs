@@ -23,8 +23,9 @@ use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::{Container, State, Status};
 use crate::image::gc::{self, Candidates};
 use crate::image::ingest::{self, LayerSource};
-use crate::image::manifest::{Descriptor, Manifest};
+use crate::oci::{Descriptor, ImageConfiguration, Manifest};
 use crate::store::atomic::read_json;
+use crate::store::refs::RefName;
 use crate::store::{Digest, Store, StoreError};
 
 /// One thing found wrong, and what `--repair` did about it.
@@ -201,10 +202,13 @@ fn check_descriptor(
     corrupt: &HashSet<String>,
     report: &mut CheckReport,
 ) -> Option<Digest> {
-    let Ok(digest) = Digest::parse(&desc.digest) else {
+    let Ok(digest) = crate::oci::digest_of(desc) else {
         report.found(
             format!("image {image}"),
-            format!("{what} has an invalid digest {:?}", desc.digest),
+            format!(
+                "{what} has an invalid digest {:?}",
+                desc.digest().to_string()
+            ),
         );
         return None;
     };
@@ -222,30 +226,19 @@ fn check_descriptor(
             );
             None
         }
-        Some(len) if len != desc.size => {
+        Some(len) if len != desc.size() => {
             report.found(
                 format!("image {image}"),
                 format!(
                     "{what} blob sha256:{} has {len} bytes, its descriptor says {}",
                     short(digest.hex()),
-                    desc.size
+                    desc.size()
                 ),
             );
             None
         }
         Some(_) => Some(digest),
     }
-}
-
-#[derive(serde::Deserialize)]
-struct DiffIds {
-    rootfs: RootfsIds,
-}
-
-#[derive(serde::Deserialize)]
-struct RootfsIds {
-    #[serde(default)]
-    diff_ids: Vec<String>,
 }
 
 /// Every name in index.json: its manifest, config, layer blobs and unpacked layers.
@@ -264,20 +257,15 @@ fn check_images(
     };
     let mut seen = HashSet::new();
     let mut dangling = Vec::new();
-    for entry in &index.manifests {
-        let name = entry.full_name().unwrap_or(&entry.digest).to_string();
+    for entry in index.manifests() {
+        let name = entry.full_name().unwrap_or(entry.digest_str()).to_string();
         report.images += 1;
-        let desc = Descriptor {
-            media_type: entry.media_type.clone(),
-            digest: entry.digest.clone(),
-            size: entry.size,
-        };
         let Some(manifest_digest) =
-            check_descriptor(store, &name, "manifest", &desc, corrupt, report)
+            check_descriptor(store, &name, "manifest", entry, corrupt, report)
         else {
             if blob_len(
                 store,
-                &Digest::parse(&entry.digest).unwrap_or_else(|_| Digest::of(b"")),
+                &crate::oci::digest_of(entry).unwrap_or_else(|_| Digest::of(b"")),
             )
             .is_none()
             {
@@ -295,9 +283,9 @@ fn check_images(
                 continue;
             }
         };
-        let config = check_descriptor(store, &name, "config", &manifest.config, corrupt, report);
+        let config = check_descriptor(store, &name, "config", manifest.config(), corrupt, report);
         let mut blobs = Vec::new();
-        for (i, layer) in manifest.layers.iter().enumerate() {
+        for (i, layer) in manifest.layers().iter().enumerate() {
             blobs.push(check_descriptor(
                 store,
                 &name,
@@ -308,20 +296,20 @@ fn check_images(
             ));
         }
         let Some(config) = config else { continue };
-        let diff_ids = match store.read_json_blob::<DiffIds>(&config) {
-            Ok(c) => c.rootfs.diff_ids,
+        let diff_ids = match store.read_json_blob::<ImageConfiguration>(&config) {
+            Ok(c) => c.rootfs().diff_ids().clone(),
             Err(e) => {
                 report.found(format!("image {name}"), format!("config unreadable: {e}"));
                 continue;
             }
         };
-        if diff_ids.len() != manifest.layers.len() {
+        if diff_ids.len() != manifest.layers().len() {
             report.found(
                 format!("image {name}"),
                 format!(
                     "{} diff ids for {} layers",
                     diff_ids.len(),
-                    manifest.layers.len()
+                    manifest.layers().len()
                 ),
             );
             continue;
@@ -366,7 +354,7 @@ fn check_unpacked_layers(
             );
             return;
         };
-        let chain_id = Digest::chain(chain.as_ref(), &diff_id);
+        let chain_id = crate::oci::chain_id(chain.as_ref(), &diff_id);
         report.layers += 1;
         if !store.layer_dir(&chain_id).is_dir() {
             let p = report.found(
@@ -380,9 +368,9 @@ fn check_unpacked_layers(
             if repair {
                 if let Some(blob) = blob {
                     let src = LayerSource {
-                        media_type: &manifest.layers[i].media_type,
+                        media_type: manifest.layers()[i].media_type().as_ref(),
                         digest: blob,
-                        size: Some(manifest.layers[i].size),
+                        size: Some(manifest.layers()[i].size()),
                         diff_id: &diff_id,
                     };
                     match ingest::ingest_stored_blob(store, chain.as_ref(), &src, &mut |_| {}) {

@@ -7,6 +7,7 @@ use std::fs;
 
 use crate::container::{self, Container, Status};
 use crate::image::{dir_size, gc, remove, Image};
+use crate::store::refs::RefName;
 use crate::store::Store;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -104,10 +105,10 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
         .map(|c| c.image_id)
         .collect();
     let mut candidates: Vec<Image> = Vec::new();
-    for m in store.read_index()?.manifests {
+    for m in store.read_index()?.manifests() {
         let unnamed = m.full_name().is_none();
         if unnamed || o.all {
-            let digest = crate::store::Digest::parse(&m.digest)?;
+            let digest = crate::oci::digest_of(m)?;
             let img = Image::load(store, &digest)?;
             if !used.contains(img.id.as_str())
                 && !candidates

@@ -182,8 +182,8 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
     let containers = crate::image::gc::containers(store)?;
     // image by manifest digest, with all its names
     let mut images: BTreeMap<Digest, Image> = BTreeMap::new();
-    for entry in store.read_index()?.manifests {
-        let Ok(d) = Digest::parse(&entry.digest) else {
+    for entry in store.read_index()?.manifests() {
+        let Ok(d) = crate::oci::digest_of(entry) else {
             continue;
         };
         if images.contains_key(&d) {
