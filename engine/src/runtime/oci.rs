@@ -135,6 +135,29 @@ fn pty_for(console_socket: &Path) -> Result<OwnedFd> {
     Ok(pty.slave)
 }
 
+/// The process's stdio: the slave of a new pty when it wants a terminal and a
+/// console socket takes the master, else this process's own. The fd returned
+/// keeps the slave open until the process has it.
+fn stdio_for(console_socket: Option<&Path>, terminal: bool) -> Result<(Option<OwnedFd>, Stdio)> {
+    let slave = match (console_socket, terminal) {
+        (Some(sock), true) => Some(pty_for(sock)?),
+        _ => None,
+    };
+    let stdio = match &slave {
+        Some(fd) => Stdio {
+            stdin: fd.as_raw_fd(),
+            stdout: fd.as_raw_fd(),
+            stderr: fd.as_raw_fd(),
+        },
+        None => Stdio {
+            stdin: 0,
+            stdout: 1,
+            stderr: 2,
+        },
+    };
+    Ok((slave, stdio))
+}
+
 impl OciRuntime {
     pub fn new(state_root: impl Into<PathBuf>) -> Self {
         OciRuntime {
@@ -200,22 +223,7 @@ impl OciRuntime {
         let result = (|| {
             nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
                 .map_err(|e| io(&fifo, e.into()))?;
-            let slave = match (&opts.console_socket, terminal) {
-                (Some(sock), true) => Some(pty_for(sock)?),
-                _ => None,
-            };
-            let stdio = match &slave {
-                Some(fd) => Stdio {
-                    stdin: fd.as_raw_fd(),
-                    stdout: fd.as_raw_fd(),
-                    stderr: fd.as_raw_fd(),
-                },
-                None => Stdio {
-                    stdin: 0,
-                    stdout: 1,
-                    stderr: 2,
-                },
-            };
+            let (_slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal)?;
             let mut launch = Launch::new(spec.clone(), stdio)
                 .exec_fifo(&fifo)
                 .run_hooks(true);
@@ -502,27 +510,12 @@ impl OciRuntime {
             process.set_capabilities(Some(caps));
         }
         let terminal = process.terminal().unwrap_or(false);
-        let slave = match (&opts.console_socket, terminal) {
-            (Some(sock), true) => Some(pty_for(sock)?),
-            (None, true) => {
-                return Err(RuntimeError::Spec(
-                    "exec with a terminal needs --console-socket".into(),
-                ))
-            }
-            _ => None,
-        };
-        let stdio = match &slave {
-            Some(fd) => Stdio {
-                stdin: fd.as_raw_fd(),
-                stdout: fd.as_raw_fd(),
-                stderr: fd.as_raw_fd(),
-            },
-            None => Stdio {
-                stdin: 0,
-                stdout: 1,
-                stderr: 2,
-            },
-        };
+        if terminal && opts.console_socket.is_none() {
+            return Err(RuntimeError::Spec(
+                "exec with a terminal needs --console-socket".into(),
+            ));
+        }
+        let (slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal)?;
         let cgroup = the_cgroup(&spec);
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let child = enter(&Enter {
