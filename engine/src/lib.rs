@@ -13,6 +13,7 @@
 pub mod build;
 pub mod cgroups;
 pub mod container;
+pub mod dockerfile;
 pub mod fault;
 pub mod host;
 pub mod image;

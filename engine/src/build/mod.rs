@@ -1,6 +1,7 @@
 //! `twinbox build`: a Dockerfile and a context become an image in the store.
 //!
-//! - [`dockerfile`]: the front end (parse with `parse-dockerfile`, checks, line numbers)
+//! - [`dockerfile`]: the front end (parse with `parse-dockerfile`, checks, line numbers),
+//!   in [`crate::dockerfile`] since `commit --change` and `import --change` read it too
 //! - [`expand`]: variable substitution with BuildKit's shell lexer rules
 //! - [`ignore`]: the `.dockerignore` matcher
 //! - [`copy`]: COPY/ADD sources, their cache identity, the staging tree
@@ -13,8 +14,6 @@
 pub mod builder;
 pub mod cache;
 pub mod copy;
-pub mod dockerfile;
-pub mod expand;
 pub mod fetch;
 pub mod ignore;
 pub mod mounts;
@@ -24,7 +23,7 @@ pub mod run;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-pub use dockerfile::Problem;
+pub use crate::dockerfile::{self, expand, Problem};
 pub use progress::{Plain, Progress, Quiet};
 
 use crate::image::{Image, ImageError};

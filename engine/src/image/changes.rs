@@ -7,8 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{ImageError, Result};
-use crate::build::dockerfile::{self, CommandForm, Instr};
-use crate::build::expand;
+use crate::dockerfile::{self, expand, CommandForm, Instr};
 
 const ALLOWED: &str =
     "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR";

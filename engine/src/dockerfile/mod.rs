@@ -1,4 +1,5 @@
-//! The Dockerfile front end: the `parse-dockerfile` crate does the syntax
+//! The Dockerfile language, below both of its users (the builder, and the
+//! `--change` instructions of `commit` and `import`): the `parse-dockerfile` crate does the syntax
 //! (directives, continuations, heredocs, JSON vs shell form, flags, spans); this
 //! module turns its tree into steps with line numbers and the text Docker shows.
 //!
@@ -8,9 +9,9 @@
 //! (lines are counted here), and ENV/LABEL/ARG arrive as raw text (split into
 //! name/value pairs here, expanded later by the builder).
 
-use parse_dockerfile as pd;
+pub mod expand;
 
-use super::expand;
+use parse_dockerfile as pd;
 
 /// A parse or check problem, with the line it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
