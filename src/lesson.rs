@@ -33,6 +33,13 @@ pub struct LessonArgs {
     /// (lessons that are an exercise: `exercise`)
     #[arg(long)]
     steps: bool,
+    /// How many containers the scale lesson starts (default 200)
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
+    /// Guest RAM the scale lesson gives VMs, started one by one until it is
+    /// used: MiB (1024) or with a unit (1g); default 1g
+    #[arg(long = "vm-budget", value_name = "SIZE")]
+    vm_budget: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +76,8 @@ fn settings(runs: Option<usize>, backend: &str) -> Result<Settings> {
         backend,
         supervisor_exe: std::env::current_exe()
             .context("cannot find the twinbox binary to start supervisors")?,
+        count: None,
+        vm_budget_mib: None,
     })
 }
 
@@ -112,7 +121,15 @@ pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
     } else {
         vec![lessons::find(&args.name)?.name()]
     };
-    let settings = settings(args.runs, &args.vm_backend)?;
+    let mut settings = settings(args.runs, &args.vm_backend)?;
+    if (args.count.is_some() || args.vm_budget.is_some()) && !names.contains(&"scale") {
+        bail!("--count and --vm-budget are for the scale lesson: try `twinbox lesson scale --count 200`");
+    }
+    if args.count == Some(0) {
+        bail!("--count 0: give at least 1 container");
+    }
+    settings.count = args.count;
+    settings.vm_budget_mib = args.vm_budget.as_deref().map(vm_budget_mib).transpose()?;
     check_report_path(&args.report)?;
     require_root("lesson")?;
     let store = open_store(root)?;
@@ -199,6 +216,16 @@ fn parse_memory_mib(text: &str) -> Result<u64> {
     let mib = crate::vm::guest_memory_mib(text)?;
     if mib < 64 {
         bail!("--memory {text}: give the VM at least 64 MiB (a stock kernel needs it to boot)");
+    }
+    Ok(mib)
+}
+
+/// `--vm-budget`: at least one lesson VM's RAM.
+fn vm_budget_mib(text: &str) -> Result<u64> {
+    let mib = crate::vm::guest_memory_mib(text).with_context(|| format!("--vm-budget {text}"))?;
+    let one = twinbox_lessons::context::VM_MEMORY_MIB;
+    if mib < one {
+        bail!("--vm-budget {text}: give at least {one} MiB, the RAM of one lesson VM");
     }
     Ok(mib)
 }

@@ -487,21 +487,63 @@ fn distro_lesson_needs_debian_then_shows_one_kernel() {
 }
 
 #[test]
-fn scale_lesson_runs_many_containers_and_several_vms() {
+fn scale_lesson_runs_many_containers_and_vms_one_by_one_and_finds_where_each_meets_ram() {
     let Some(lab) = lab() else { return };
-    let (r, j) = lesson(&lab, &["lesson", "scale", "--runs", "1", "--json"]);
+    let (r, j) = lesson(
+        &lab,
+        &[
+            "lesson",
+            "scale",
+            "--runs",
+            "1",
+            "--json",
+            "--count",
+            "24",
+            "--vm-budget",
+            "512m",
+        ],
+    );
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let c = &j["facts"]["containers"];
-    assert_eq!(c["measured"], c["count"]);
-    let per_c = value(&c["per_instance_bytes"], "container")
-        .as_u64()
-        .unwrap();
+    assert_eq!(c["running"], 24, "{c}");
+    assert_eq!(c["network"], "none");
+    let points = c["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "a curve, not one point: {c}");
+    let counts: Vec<u64> = points
+        .iter()
+        .map(|p| p["count"].as_u64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+    assert!(points
+        .iter()
+        .all(|p| p["accounted_bytes"].as_u64().unwrap() > 0));
     let v = &j["facts"]["vms"];
-    assert_eq!(v["finished"], v["count"]);
-    let per_v = value(&v["per_instance_bytes"], "vm").as_u64().unwrap();
-    assert!(per_c > 0 && per_v > 0);
+    assert_eq!(v["count"], 2, "a 512 MiB budget holds two 256 MiB VMs");
+    assert_eq!(v["running"], 2, "{v}");
+    let c_reach = value(&c["reach"], "containers' reach");
+    let v_reach = value(&v["reach"], "VMs' reach");
+    let c_meets = c_reach["meets_available_at"].as_u64().unwrap();
+    let v_meets = v_reach["meets_available_at"].as_u64().unwrap();
+    assert!(
+        c_meets > v_meets,
+        "more containers than VMs fit: {c_meets} vs {v_meets}"
+    );
+    assert!(j["findings"].as_array().unwrap().iter().any(|f| f
+        .as_str()
+        .unwrap()
+        .contains(&format!("about {c_meets} containers"))));
     assert_eq!(lab.container_count(), 0);
+    // --count belongs to scale; 0 is refused before anything runs
+    let bad = lab.tb(&["lesson", "kernel", "--count", "5"]);
+    assert_eq!(bad.code, 125, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("for the scale lesson"),
+        "{}",
+        bad.stderr
+    );
+    let zero = lab.tb(&["lesson", "scale", "--count", "0"]);
+    assert!(zero.stderr.contains("--count 0"), "{}", zero.stderr);
 }
 
 #[test]

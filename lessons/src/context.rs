@@ -39,6 +39,10 @@ pub struct Settings {
     pub backend: BackendChoice,
     /// The twinbox binary, re-executed as the supervisor of detached containers.
     pub supervisor_exe: PathBuf,
+    /// `--count`: how many containers the scale lesson starts.
+    pub count: Option<usize>,
+    /// `--vm-budget`: the guest RAM the scale lesson may give VMs, in MiB.
+    pub vm_budget_mib: Option<u64>,
 }
 
 pub struct Context {
@@ -252,6 +256,7 @@ impl Context {
             vcpus: 1,
             boot_timeout: BOOT_TIMEOUT,
             run_timeout: RUN_TIMEOUT,
+            stop: Default::default(),
         }
     }
 

@@ -9,6 +9,8 @@ pub mod twinbox;
 use std::io::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -57,6 +59,8 @@ pub struct VmRequest<'a> {
     pub boot_timeout: Duration,
     /// How long the workload may run after it started.
     pub run_timeout: Duration,
+    /// Set to end the VM early (the lesson measured what it needed).
+    pub stop: Arc<AtomicBool>,
 }
 
 /// A boot phase as the backend measured it.

@@ -88,7 +88,11 @@ impl VmBackend for Qemu {
         let initrd = super::guest_initrd(req, &self.kernel)?;
         let tag = twinbox_engine::util::id::random_hex(8);
         let opts = self.options(req, &tag);
-        let sampler = Sampler::start(format!("twinbox.run={tag}"), req.memory_mib << 20);
+        let sampler = Sampler::start(
+            format!("twinbox.run={tag}"),
+            req.memory_mib << 20,
+            req.stop.clone(),
+        );
         let mut live = live;
         let qemu_started = Instant::now();
         let result = self
@@ -213,7 +217,8 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn start(tag: String, guest_bytes: u64) -> Sampler {
+    /// Also stops QEMU (SIGTERM) when `end_vm` is set.
+    fn start(tag: String, guest_bytes: u64, end_vm: Arc<AtomicBool>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let last = Arc::new(Mutex::new(Sample::default()));
         let thread = {
@@ -226,7 +231,10 @@ impl Sampler {
                         pid = find_child(me, &tag);
                     }
                     if let Some(p) = pid {
-                        if let Some(s) = sample(p, guest_bytes) {
+                        if end_vm.load(Ordering::Acquire) {
+                            // SAFETY: a signal to our own QEMU child, found by its tag.
+                            unsafe { libc::kill(p, libc::SIGTERM) };
+                        } else if let Some(s) = sample(p, guest_bytes) {
                             *last.lock().unwrap_or_else(|e| e.into_inner()) = s;
                         }
                     }
@@ -247,7 +255,22 @@ impl Sampler {
 
 /// A child of `parent` whose command line contains `tag`.
 fn find_child(parent: i32, tag: &str) -> Option<i32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    children_tagged(parent, tag).into_iter().next()
+}
+
+/// The QEMU processes this process runs for lessons now (each carries a
+/// `twinbox.run=` tag on its kernel command line).
+pub fn running_vms() -> Vec<i32> {
+    children_tagged(std::process::id() as i32, "twinbox.run=")
+}
+
+/// Children of `parent` whose command line contains `tag`.
+fn children_tagged(parent: i32, tag: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
@@ -262,10 +285,10 @@ fn find_child(parent: i32, tag: &str) -> Option<i32> {
             continue;
         }
         if twinbox_engine::host::procfs::cmdline(pid).contains(tag) {
-            return Some(pid);
+            found.push(pid);
         }
     }
-    None
+    found
 }
 
 /// One look at the running QEMU; `None` when it is gone or already tearing

@@ -3,7 +3,6 @@
 //! Firecracker's method and its phases by the boot-timer device.
 
 use std::io::{self, Write};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use twinbox_engine::util::text::last_lines;
@@ -95,7 +94,7 @@ impl VmBackend for OwnVmm {
         };
         let mode = Mode::Foreground {
             live: Box::new(tee),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: req.stop.clone(),
         };
         let run = match instance::run(request, mode) {
             Ok(Started::Finished(run)) => run,

@@ -8,13 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::json;
 use twinbox_engine::build::progress::Recorder;
 use twinbox_engine::build::{self, BuildOptions};
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::inspect::history;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
+use super::vm_serving;
 use super::Lesson;
 use crate::context::{Context, BUSYBOX, RUN_TIMEOUT};
 use crate::measure::http;
@@ -342,7 +342,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     }
     let mut t = Table::new("the app, served", &["", "container", "microVM"]);
     let s = m.served.as_ref();
-    let not_yet: Cell = "not run: twinbox's microVMs have no network device yet (virtio-net, issue 13), so nothing in one can be reached through a port".into();
+    let not_yet: Cell = vm_serving::CELL.into();
     t.row(vec![
         "time from run -d to the first answered request".into(),
         s.clone().map(|s| format_ms(s.first_answer_ms)).into(),
@@ -391,10 +391,9 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             s.page.lines().next().unwrap_or("").trim()
         ));
     }
-    report.findings.push(
-        "The same image as a microVM with -p is not shown: twinbox's VMM has no network device yet (virtio-net is being added, issue 13), so a server inside a VM cannot be reached from the host. This lesson will add that half when it can; it does not pretend."
-            .into(),
-    );
+    report
+        .findings
+        .push(vm_serving::finding("The same image as a microVM with -p"));
     report.caveats.push(
         "The course's app uses Python and Flask; installing them needs a package index. This app keeps the shape (one route, an environment variable, a port) with busybox httpd so that the lesson runs offline."
             .into(),
@@ -417,10 +416,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("unchanged_rebuild_reran_nothing", unchanged_reran_nothing);
     report.fact("edit_reran_only_the_last_steps", edit_reran_only_the_end);
     report.fact("container", &m.served);
-    report.fact(
-        "vm",
-        json!({"ran": false, "why": "twinbox's microVMs have no network device yet (virtio-net, issue 13)"}),
-    );
+    report.fact("vm", vm_serving::fact());
 }
 
 fn write_app(dir: &Path, app: &str) -> Result<(), LessonError> {

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::json;
 use twinbox_engine::build::progress::Recorder;
 use twinbox_engine::build::{self, BuildOptions};
 use twinbox_engine::container::options::parse_volume;
@@ -18,6 +17,7 @@ use twinbox_engine::container::{lifecycle, Container, RunOptions};
 use twinbox_engine::image::postgres;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
+use super::vm_serving::{self, WHY_NOT as VM_MISSING};
 use super::Lesson;
 use crate::charts;
 use crate::container::Detached;
@@ -39,7 +39,6 @@ const DATA: &str = "/var/lib/postgresql/data";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Queries timed by psql's `\timing`, for the latency's median and spread.
 const TIMED_QUERIES: usize = 20;
-const VM_MISSING: &str = "twinbox's microVMs have no network device on this branch yet (virtio-net and `vm run --network -p`, issue 13), so a database inside one cannot be reached from the host";
 
 impl Lesson for Exercise {
     fn name(&self) -> &'static str {
@@ -573,9 +572,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         "the database, container and microVM",
         &["", "container", "microVM"],
     );
-    let vm_cell = || -> crate::report::Cell {
-        "not run: no network device in twinbox's microVMs yet (virtio-net)".into()
-    };
+    let vm_cell = || -> crate::report::Cell { vm_serving::CELL.into() };
     t.row(vec![
         "first start (initdb) until it accepts connections".into(),
         first.clone().map(|s| format_ms(s.ready_ms)).into(),
@@ -702,9 +699,9 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             row.lines().nth(2).unwrap_or(row).trim()
         ));
     }
-    report.findings.push(format!(
-        "The same database in a microVM is not shown: {VM_MISSING}. This lesson will add that half when `vm run --network -p` exists; it does not pretend."
-    ));
+    report
+        .findings
+        .push(vm_serving::finding("The same database in a microVM"));
     if !m.course_port {
         report.caveats.push(format!(
             "Port {COURSE_PORT} was taken on this host, so the server was published on {} instead; everything else is as the course has it.",
@@ -731,7 +728,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("container", &m.first);
     report.fact("container_on_the_volume", &m.second);
     report.fact("data_survived", survived);
-    report.fact("vm", json!({"ran": false, "why": VM_MISSING}));
+    report.fact("vm", vm_serving::fact());
 }
 
 /// The exercise as a student types it, one step at a time.
@@ -810,7 +807,7 @@ pub fn student_steps(port: u16) -> String {
         ),
         (
             "twinbox vm run --network ... -p ... postgres".into(),
-            "not yet: twinbox's microVMs have no network device (virtio-net, issue 13)",
+            "not yet: TCP serving from a microVM is being fixed (issue 13)",
         ),
     ];
     let mut out = format!(

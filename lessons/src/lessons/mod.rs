@@ -18,6 +18,7 @@ mod registry;
 mod scale;
 mod shared_kernel;
 mod startup;
+mod vm_serving;
 
 use crate::context::Context;
 use crate::report::LessonReport;
