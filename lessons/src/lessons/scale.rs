@@ -503,9 +503,8 @@ fn present(report: &mut LessonReport, p: Presented) {
         ),
         &["", "containers", "microVMs"],
     );
-    let cell = |r: &Measured<Reach>, f: &dyn Fn(&Reach) -> String| -> Cell {
-        r.as_ref().map(|r| f(r)).into()
-    };
+    let cell =
+        |r: &Measured<Reach>, f: &dyn Fn(&Reach) -> String| -> Cell { r.as_ref().map(f).into() };
     t.row(vec![
         "memory per extra instance (slope)".into(),
         cell(c_reach, &|r| format_bytes(r.bytes_per_instance)),
