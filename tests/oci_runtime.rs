@@ -192,12 +192,76 @@ fn refuses_a_rootfs_whose_proc_is_a_symlink() {
     let out = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
     assert_ne!(out.code, 0, "a symlinked /proc must be refused");
     assert!(
-        out.stderr.contains("symlink"),
-        "error names the symlink: {}",
+        out.stderr.contains("symlink")
+            && out.stderr.contains("must be mounted on ordinary directory"),
+        "error names the symlink as runc does: {}",
         out.stderr
     );
     // the host's /etc never got a procfs on top of it through the link
     assert!(!b.join("rootfs/etc/self").exists());
+
+    // a /sys that links to itself (contest's case): refused, not a hang
+    let sys_dir = b.join("rootfs/sys");
+    let _ = std::fs::remove_dir_all(&sys_dir);
+    let _ = std::fs::remove_file(&proc_dir);
+    std::fs::create_dir(&proc_dir).unwrap();
+    std::os::unix::fs::symlink(&sys_dir, &sys_dir).unwrap();
+    let out = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_ne!(out.code, 0, "a symlinked /sys must be refused");
+    assert!(
+        out.stderr
+            .contains("sysfs on /sys: must be mounted on ordinary directory"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(status_of(&lab, &id), "gone", "nothing left behind");
+}
+
+#[test]
+fn create_without_any_namespace_waits_for_start_in_the_hosts_namespaces() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(&lab, "no-ns", &["sh", "-c", "touch /ran; sleep 30"]);
+    edit_spec(&b, |s| {
+        s["linux"]["namespaces"] = serde_json::json!([]);
+        s["linux"]["maskedPaths"] = serde_json::json!([]);
+        s["linux"]["readonlyPaths"] = serde_json::json!([]);
+        s["root"]["readonly"] = false.into();
+        s.as_object_mut().unwrap().remove("hostname");
+    });
+    let id = format!("tb-nons-{}", std::process::id());
+    let out = create(&lab, &b, &id, &[]);
+    let rootfs = b.join("rootfs");
+    let unmount = || {
+        // no mount namespace: the root's bind mount is in ours (as with runc)
+        let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+    };
+    if out.code != 0 {
+        unmount();
+        panic!("{}", out.stderr);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    assert_eq!(state["status"], "created");
+    // the init is alive, waiting, in every namespace of ours
+    for ns in ["mnt", "net", "pid", "ipc", "uts", "cgroup"] {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok(),
+            std::fs::read_link(format!("/proc/self/ns/{ns}")).ok(),
+            "namespace {ns}"
+        );
+    }
+    assert!(!rootfs.join("ran").exists(), "the process ran before start");
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    wait_until("the process to run", || rootfs.join("ran").exists());
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+    unmount();
+    assert_eq!(status_of(&lab, &id), "gone");
 }
 
 /// Edits a bundle's config.json.
@@ -365,13 +429,19 @@ fn hooks_run_in_order_and_a_failing_prestart_fails_create() {
     let b = bundle(&lab, "hooks", &["true"]);
     edit_spec(&b, |s| {
         s["root"]["readonly"] = false.into();
+        s["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push("HOOK_SEES=env".into());
         s["hooks"] = serde_json::json!({
             "prestart": [hook("prestart")],
             "createRuntime": [hook("createRuntime"), {"path": "/bin/sh",
                 "args": ["sh", "-c", format!("cat > {}", state_copy.display())]}],
             "createContainer": [hook("createContainer")],
-            // runs inside the container: its path is the container's
-            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo in > /start-hook"]}],
+            // runs inside the container: its path is the container's, and
+            // without an env of its own it has the process's (as with runc)
+            "startContainer": [{"path": "/bin/sh",
+                "args": ["sh", "-c", "echo in $HOOK_SEES > /start-hook"]}],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")],
         });
@@ -393,7 +463,7 @@ fn hooks_run_in_order_and_a_failing_prestart_fails_create() {
     );
     assert_eq!(
         std::fs::read_to_string(b.join("rootfs/start-hook")).unwrap(),
-        "in\n"
+        "in env\n"
     );
 
     let b = bundle(&lab, "prestart-fails", &["true"]);
@@ -520,4 +590,125 @@ fn devices_recursive_mount_attributes_and_personality() {
     let theirs = runc(&b, &format!("{id}-runc"));
     let head = |s: &str| s.lines().take(2).collect::<Vec<_>>().join("\n");
     assert_eq!(head(&ours.stdout), head(&theirs.stdout), "same as runc");
+}
+
+#[test]
+fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(&lab, "no-bounding", &["true"]);
+    edit_spec(&b, |s| {
+        let caps = &mut s["process"]["capabilities"];
+        caps.as_object_mut().unwrap().remove("bounding");
+        for set in ["effective", "permitted", "inheritable"] {
+            caps[set] = serde_json::json!(["CAP_SYS_ADMIN"]);
+        }
+        caps["ambient"] = serde_json::json!([]);
+    });
+    let id = format!("tb-nobset-{}", std::process::id());
+    let out = create(&lab, &b, &id, &[]);
+    // no bounding set means an empty one: an inheritable capability outside
+    // it is refused by the kernel, and the error says so
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("capabilities") && out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(status_of(&lab, &id), "gone", "nothing left behind");
+}
+
+#[test]
+fn seccomp_notify_hands_the_listener_to_the_agent() {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let listener_path = lab.root().join("agent.sock");
+    let profile = |listener: Option<&Path>| {
+        let mut p = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "listenerMetadata": "hello agent",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}],
+        });
+        if let Some(l) = listener {
+            p["listenerPath"] = l.to_str().unwrap().into();
+        }
+        p
+    };
+
+    // without an agent to answer, the profile is refused up front
+    let b = bundle(&lab, "notify-no-listener", &["true"]);
+    edit_spec(&b, |s| s["linux"]["seccomp"] = profile(None));
+    let id = format!("tb-notify0-{}", std::process::id());
+    let out = create(&lab, &b, &id, &[]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("listenerPath"), "{}", out.stderr);
+    assert_eq!(status_of(&lab, &id), "gone");
+
+    let agent = std::os::unix::net::UnixListener::bind(&listener_path).unwrap();
+    agent.set_nonblocking(true).unwrap();
+    let got = std::thread::spawn(move || {
+        // never wait forever: a create that fails never connects
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let conn = loop {
+            match agent.accept() {
+                Ok((c, _)) => break c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "no connection");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<UnixAddr>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let fds: Vec<_> = msg
+            .cmsgs()
+            .unwrap()
+            .flat_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds,
+                _ => vec![],
+            })
+            .collect();
+        let len = msg.bytes;
+        assert_eq!(fds.len(), 1, "one descriptor attached");
+        let kind = std::fs::read_link(format!("/proc/self/fd/{}", fds[0])).unwrap();
+        let _ = nix::unistd::close(fds[0]);
+        (String::from_utf8_lossy(&buf[..len]).into_owned(), kind)
+    });
+    let b = bundle(&lab, "notify", &["sleep", "30"]);
+    edit_spec(&b, |s| {
+        s["linux"]["seccomp"] = profile(Some(&listener_path))
+    });
+    let id = format!("tb-notify-{}", std::process::id());
+    let out = create(&lab, &b, &id, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (doc, kind) = got.join().unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(kind.to_str().unwrap(), "anon_inode:seccomp notify");
+    assert_eq!(doc["fds"], serde_json::json!(["seccompFd"]));
+    assert_eq!(doc["metadata"], "hello agent");
+    assert_eq!(doc["pid"], state["pid"]);
+    assert_eq!(doc["state"]["id"], id.as_str());
+    assert_eq!(doc["state"]["status"], "creating");
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
 }

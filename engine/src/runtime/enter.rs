@@ -148,6 +148,8 @@ fn join_and_exec(
     let env = e.process.env().clone().unwrap_or_default();
     let program = exec::resolve(&argv, &env)?;
     init::apply_process_limits(e.process)?;
-    init::drop_privileges(e.process, filter, e.preserve_fds)?;
+    // No agent for an exec'd process: its listener is closed, so calls its
+    // profile sends to a listener fail with ENOSYS instead of waiting forever.
+    init::drop_privileges(e.process, filter, e.preserve_fds, &|_| true)?;
     Err(exec::execve(&program, &argv, &env))
 }

@@ -16,5 +16,20 @@ impl InitError {
     }
 }
 
+impl InitError {
+    /// Like [`InitError::setup`], with the error's sources in the message
+    /// (`cannot set ...: Operation not permitted (os error 1)`).
+    pub fn setup_chain(step: &str, err: &dyn std::error::Error) -> Self {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        InitError::setup(step, message)
+    }
+}
+
 /// The result of one init step.
 pub type Step<T = ()> = Result<T, InitError>;

@@ -42,10 +42,31 @@ pub enum HookError {
 
 /// Runs `hooks` in order; the first failure stops the rest.
 pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), HookError> {
-    hooks.iter().try_for_each(|h| run_one(kind, h, state_json))
+    hooks
+        .iter()
+        .try_for_each(|h| run_one(kind, h, state_json, &[]))
 }
 
-fn run_one(kind: &'static str, hook: &Hook, state_json: &str) -> Result<(), HookError> {
+/// [`run_all`] for hooks that run inside the container (startContainer): a
+/// hook without an `env` of its own gets the workload's `process_env`, as
+/// with runc, whose init already carries that environment.
+pub fn run_all_in_container(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &str,
+    process_env: &[String],
+) -> Result<(), HookError> {
+    hooks
+        .iter()
+        .try_for_each(|h| run_one(kind, h, state_json, process_env))
+}
+
+fn run_one(
+    kind: &'static str,
+    hook: &Hook,
+    state_json: &str,
+    default_env: &[String],
+) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let args = hook.args().clone().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
@@ -54,7 +75,7 @@ fn run_one(kind: &'static str, hook: &Hook, state_json: &str) -> Result<(), Hook
         cmd.args(rest);
     }
     cmd.env_clear();
-    for kv in hook.env().clone().unwrap_or_default() {
+    for kv in hook.env().as_deref().unwrap_or(default_env) {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }

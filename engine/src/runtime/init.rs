@@ -3,7 +3,7 @@
 //! "a container" is.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, RawFd};
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -60,7 +60,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     }
 
     // 2. The root filesystem, in our private mount namespace.
-    if ctx.plan.has_new(LinuxNamespaceType::Mount) {
+    let start = if ctx.plan.has_new(LinuxNamespaceType::Mount) {
         mount(
             None::<&str>,
             "/",
@@ -78,7 +78,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         mounts::mount_all(ctx.root, spec, ctx.plan.shares_host_network())?;
         super::devices::populate_dev(ctx.root, spec)?;
         let exec_fifo = match &ctx.launch.exec_fifo {
-            Some(p) => Some(open_path(p)?),
+            Some(p) => Some(StartFifo::open(p)?),
             None => None,
         };
         let hook_state = runtime_hooks(ctx)?;
@@ -97,14 +97,14 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         {
             mounts::remount_root_readonly()?;
         }
-        run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
+        (exec_fifo, hook_state)
     } else {
         // no mount namespace of our own: the fifo is reachable where it is,
         // and `create` must still wait for `start` (ns_itype). As runc does,
         // the root is bound onto itself (in the mount namespace we share) and
         // entered with chroot: pivot_root would move everyone's root.
         let exec_fifo = match &ctx.launch.exec_fifo {
-            Some(p) => Some(open_path(p)?),
+            Some(p) => Some(StartFifo::open(p)?),
             None => None,
         };
         let hook_state = runtime_hooks(ctx)?;
@@ -115,8 +115,8 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             nix::unistd::chroot(ctx.root).map_err(|e| InitError::setup("chroot", e))?;
             chdir("/").map_err(|e| InitError::setup("chdir /", e))?;
         }
-        run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
-    }
+        (exec_fifo, hook_state)
+    };
 
     // 3. Identity: hostname, network.
     if ctx.plan.has_new(LinuxNamespaceType::Uts) {
@@ -141,36 +141,56 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     let env = process.env().clone().unwrap_or_default();
     let program = exec::resolve(&argv, &env)?;
 
-    // 5. Privileges.
+    // 5. Privileges. As with runc, everything is in place before `create`
+    //    returns: `start` only lets the exec happen.
     apply_process_limits(process)?;
     set_personality(spec)?;
-    drop_privileges(process, ctx.filter, ctx.launch.preserve_fds)?;
+    drop_privileges(process, ctx.filter, ctx.launch.preserve_fds, &|fd| {
+        ctx.channel.hand_over_listener(fd)
+    })?;
 
-    // 6. Become the workload.
+    // 6. Wait for `start` (OCI create), then become the workload.
+    let (exec_fifo, hook_state) = start;
+    run_until_start(ctx, exec_fifo, hook_state.as_deref())?;
     Err(exec::execve(&program, &argv, &env))
 }
 
 /// Switches user (keeping capabilities across setuid), sets the process's
 /// capabilities, forbids gaining privileges, and installs the syscall filter
 /// last (it also filters our own calls). `exec` runs the same steps, so an
-/// exec'd process is exactly as confined as the container's own.
+/// exec'd process is exactly as confined as the container's own. A filter with
+/// notify rules gives a listener descriptor: `hand_over` passes it to the
+/// runtime (false: it could not), and our copy is closed.
 pub(super) fn drop_privileges(
     process: &Process,
     filter: Option<&CompiledFilter>,
     preserve_fds: u32,
+    hand_over: &dyn Fn(RawFd) -> bool,
 ) -> Step {
     security::capabilities::prepare_user_switch()
         .map_err(|e| InitError::setup("keep capabilities", e))?;
     switch_user(process.user())?;
     if let Some(caps) = process.capabilities() {
-        security::capabilities::apply(caps).map_err(|e| InitError::setup("capabilities", e))?;
+        security::capabilities::apply(caps)
+            .map_err(|e| InitError::setup_chain("capabilities", &e))?;
     }
     if process.no_new_privileges().unwrap_or(false) {
         security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
     }
     close_other_fds(preserve_fds);
     if let Some(filter) = filter {
-        security::seccomp::install(filter).map_err(|e| InitError::setup("seccomp", e))?;
+        let listener = security::seccomp::install(filter)
+            .map_err(|e| InitError::setup_chain("seccomp", &e))?;
+        if let Some(fd) = listener {
+            use std::os::fd::AsRawFd;
+            if !hand_over(fd.as_raw_fd()) {
+                return Err(InitError {
+                    exit_code: 125,
+                    message: "container init: seccomp listener could not be handed to the agent"
+                        .into(),
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -222,19 +242,62 @@ pub(super) fn join_namespace(typ: LinuxNamespaceType, path: &Path) -> Step {
     setns(file, flag).map_err(|e| InitError::setup(&format!("setns {}", path.display()), e))
 }
 
-/// Opens a path as O_PATH so it stays reachable after pivot_root hides it.
-fn open_path(p: &Path) -> Step<RawFd> {
-    let c = CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|e| InitError::setup("exec fifo path", e))?;
-    // SAFETY: open(2) with a valid C string; the fd is used later via /proc/self/fd.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(InitError::setup(
-            &format!("open exec fifo {}", p.display()),
-            std::io::Error::last_os_error(),
-        ));
+/// The start fifo, held open as O_PATH so it stays reachable after pivot_root
+/// or chroot hides it, with our /proc/self/fd directory of the host's /proc, to
+/// reopen it for writing through even when the new root has no /proc (a
+/// container without a mount namespace of its own gets none).
+struct StartFifo {
+    path: RawFd,
+    fd_dir: RawFd,
+}
+
+impl StartFifo {
+    fn open(p: &Path) -> Step<Self> {
+        let open = |path: &Path, flags: libc::c_int, what: &str| {
+            let c = CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|e| InitError::setup(what, e))?;
+            // SAFETY: open(2) with a valid C string; the fd is ours until exec closes it.
+            let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(InitError::setup(what, std::io::Error::last_os_error()));
+            }
+            Ok(fd)
+        };
+        Ok(StartFifo {
+            path: open(p, libc::O_PATH, &format!("open exec fifo {}", p.display()))?,
+            fd_dir: open(
+                Path::new("/proc/self/fd"),
+                libc::O_PATH | libc::O_DIRECTORY,
+                "open /proc/self/fd",
+            )?,
+        })
     }
-    Ok(fd)
+
+    /// Blocks in open(2) until `start` opens the fifo for reading.
+    fn open_for_write(&self) -> Step<std::fs::File> {
+        let name = CString::new(self.path.to_string()).expect("digits have no NUL");
+        // SAFETY: openat on our own descriptors with a valid C string.
+        let fd =
+            unsafe { libc::openat(self.fd_dir, name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(InitError::setup(
+                "wait for start",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: a new descriptor we own.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+}
+
+impl Drop for StartFifo {
+    fn drop(&mut self) {
+        // SAFETY: closing the two descriptors opened in open().
+        unsafe {
+            libc::close(self.path);
+            libc::close(self.fd_dir);
+        }
+    }
 }
 
 /// The hooks of the OCI create: the parent runs prestart and createRuntime
@@ -262,29 +325,31 @@ fn runtime_hooks(ctx: &InitContext) -> Step<Option<String>> {
 }
 
 /// With an exec fifo (OCI create/start), tell the parent we are ready and block
-/// until `start` opens the fifo for reading; then run the startContainer
-/// hooks. A failing hook leaves the fifo empty, which `start` reports.
-fn run_until_start(ctx: &InitContext, fifo: Option<RawFd>, hook_state: Option<&str>) -> Step {
-    let Some(fd) = fifo else {
+/// until `start` opens the fifo for reading; then run the startContainer hooks
+/// (as runc: after `start` has its answer, so a failing one ends the container
+/// but `start` and the poststart hooks still happen).
+fn run_until_start(ctx: &InitContext, fifo: Option<StartFifo>, hook_state: Option<&str>) -> Step {
+    let Some(fifo) = fifo else {
         return Ok(());
     };
     ctx.channel.report_ready();
-    let path = format!("/proc/self/fd/{fd}");
-    // Blocks in open(2) until a reader appears.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| InitError::setup("wait for start", e))?;
-    if let (Some(state), Some(hooks)) = (hook_state, ctx.launch.spec.hooks().as_ref()) {
-        let start_container = hooks.start_container().clone().unwrap_or_default();
-        super::hooks::run_all("startContainer", &start_container, state)
-            .map_err(|e| InitError::setup("hooks", e))?;
-    }
+    let mut f = fifo.open_for_write()?;
     use std::io::Write;
     f.write_all(b"0")
         .map_err(|e| InitError::setup("wait for start", e))?;
-    // SAFETY: closing the O_PATH descriptor opened in open_path.
-    unsafe { libc::close(fd) };
+    drop(f);
+    if let (Some(state), Some(hooks)) = (hook_state, ctx.launch.spec.hooks().as_ref()) {
+        let start_container = hooks.start_container().clone().unwrap_or_default();
+        let env = ctx
+            .launch
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default();
+        super::hooks::run_all_in_container("startContainer", &start_container, state, &env)
+            .map_err(|e| InitError::setup("hooks", e))?;
+    }
     Ok(())
 }
 

@@ -187,16 +187,18 @@ pub fn resources_of(spec: &Spec) -> Resources {
 /// Creates the container's init process. Returns once it has exec'd the
 /// workload (or, with an exec fifo, once it waits for `start`).
 pub fn spawn(launch: &Launch) -> Result<Spawned> {
-    spawn_with(launch, &mut |_| Ok(String::new()))
+    spawn_with(launch, &mut |_, _| {
+        Err("this launch has no hooks and no seccomp agent".into())
+    })
 }
 
-/// [`spawn`], calling `hooks` with the init's pid when the init asks for its
-/// runtime-side hooks (prestart, createRuntime; only with `run_hooks`): it
-/// returns the state JSON for the container-side hooks, or the error that
-/// fails the create.
+/// [`spawn`], calling `answer` with the init's pid for what the init asks of
+/// the runtime: its runtime-side hooks (prestart, createRuntime; only with
+/// `run_hooks`), answered with the state JSON for the container-side hooks;
+/// or its seccomp listener for the agent. An `Err` fails the create.
 pub fn spawn_with(
     launch: &Launch,
-    hooks: &mut dyn FnMut(Pid) -> std::result::Result<String, String>,
+    answer: &mut dyn FnMut(Pid, sync::Request) -> std::result::Result<String, String>,
 ) -> Result<Spawned> {
     let spec = &launch.spec;
     let root = spec
@@ -235,7 +237,7 @@ pub fn spawn_with(
         cgroup.as_ref(),
         filter.as_ref(),
         &root,
-        hooks,
+        answer,
     );
     match result {
         Ok(pid) => Ok(Spawned { pid, cgroup }),
@@ -254,7 +256,7 @@ fn clone_init(
     cgroup: Option<&Cgroup>,
     filter: Option<&security::seccomp::CompiledFilter>,
     root: &Path,
-    hooks: &mut dyn FnMut(Pid) -> std::result::Result<String, String>,
+    answer: &mut dyn FnMut(Pid, sync::Request) -> std::result::Result<String, String>,
 ) -> Result<Pid> {
     let channel = sync::Channel::new().map_err(|e| RuntimeError::Io {
         path: "pipe".into(),
@@ -287,7 +289,7 @@ fn clone_init(
     .map_err(RuntimeError::Clone)?;
     drop(stack);
     channel.close_child_end();
-    match channel.wait_for_child_with(&mut || hooks(pid)) {
+    match channel.wait_for_child_with(pid.as_raw(), &mut |req| answer(pid, req)) {
         sync::ChildReport::Execed | sync::ChildReport::Ready => Ok(pid),
         sync::ChildReport::Failed { exit_code, message } => {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

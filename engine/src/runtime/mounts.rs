@@ -325,7 +325,7 @@ fn refuse_symlinked_kernel_fs(root: &Path, dest: &Path, typ: &str) -> Step {
     match fs::symlink_metadata(&inside) {
         Ok(meta) if meta.file_type().is_symlink() => Err(InitError::setup(
             &format!("mount {typ} on {}", dest.display()),
-            "the rootfs has a symlink there; replace it with a directory",
+            "must be mounted on ordinary directory, and the rootfs has a symlink there: replace it with a directory",
         )),
         _ => Ok(()),
     }

@@ -14,6 +14,8 @@ use oci_spec::runtime::{Hook, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use super::enter::{enter, Enter};
+use super::security::seccomp;
+use super::sync::Request;
 use super::{hooks, spawn_with, Launch, Result, RuntimeError, Stdio};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::host::procfs;
@@ -104,6 +106,30 @@ fn the_cgroup(spec: &Spec) -> Option<Cgroup> {
         p.strip_prefix("/").unwrap_or(&p),
     )
     .ok()
+}
+
+/// Hands the init's seccomp listener to the agent at `linux.seccomp.listenerPath`
+/// with the container's state (status `creating`), as runc does.
+fn send_listener(spec: &Spec, state: &OciState, fd: &OwnedFd) -> std::result::Result<(), String> {
+    use std::os::fd::AsFd;
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Err("a seccomp listener without linux.seccomp".into());
+    };
+    let Some(path) = seccomp.listener_path() else {
+        return Err("a seccomp listener without linux.seccomp.listenerPath".into());
+    };
+    let mut value = serde_json::to_value(state).map_err(|e| e.to_string())?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("twinboxStartTicks");
+    }
+    let doc = seccomp::process_state(value, state.pid, seccomp.listener_metadata().as_deref());
+    seccomp::send_to_agent(path, &doc, fd.as_fd()).map_err(|e| {
+        let mut msg = e.to_string();
+        if let Some(src) = std::error::Error::source(&e) {
+            msg.push_str(&format!(": {src}"));
+        }
+        msg
+    })
 }
 
 fn hooks_of(spec: &Spec, pick: fn(&oci_spec::runtime::Hooks) -> Option<Vec<Hook>>) -> Vec<Hook> {
@@ -221,7 +247,9 @@ impl OciRuntime {
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let fifo = dir.join("exec.fifo");
         let result = (|| {
-            nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+            // writable by the container's user, who opens it after dropping
+            // root (as runc's 0622); the state directory guards it
+            nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
                 .map_err(|e| io(&fifo, e.into()))?;
             let (_slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal)?;
             let mut launch = Launch::new(spec.clone(), stdio)
@@ -238,11 +266,14 @@ impl OciRuntime {
                 annotations: spec.annotations().clone().unwrap_or_default(),
                 start_ticks: None,
             };
-            let mut run_hooks = |pid: Pid| -> std::result::Result<String, String> {
+            let mut answer = |pid: Pid, req: Request| -> std::result::Result<String, String> {
                 let mut s = state.clone();
                 s.pid = pid.as_raw();
                 s.status = "creating".into();
                 let json = serde_json::to_string(&s).map_err(|e| e.to_string())?;
+                if let Request::SeccompListener(fd) = req {
+                    return send_listener(&spec, &s, &fd).map(|_| String::new());
+                }
                 hooks::run_all(
                     "prestart",
                     &hooks_of(&spec, |h| h.prestart().clone()),
@@ -258,7 +289,7 @@ impl OciRuntime {
                 .map_err(|e| e.to_string())?;
                 Ok(json)
             };
-            let spawned = spawn_with(&launch, &mut run_hooks)?;
+            let spawned = spawn_with(&launch, &mut answer)?;
             state.pid = spawned.pid.as_raw();
             state.start_ticks = procfs::start_ticks(spawned.pid.as_raw());
             write_json_atomic(&dir.join("state.json"), &state)

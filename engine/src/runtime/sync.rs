@@ -1,12 +1,13 @@
 //! The parent/child pipe. The child writes one report: "ready" (waiting for
 //! `start`), or an error with the exit code Docker would use. A successful exec
 //! closes the pipe (it is CLOEXEC), which the parent reads as "execed".
-//! When the spec has hooks that must run between namespace setup and
-//! pivot_root, the child also asks "hooks" and waits on a second pipe for the
-//! parent's go-ahead.
+//! Before that the child may ask the parent for things only the parent can do,
+//! and wait on a second pipe for each answer (NUL-terminated): run the hooks
+//! that belong between namespace setup and pivot_root ("H"), or take the
+//! seccomp listener descriptor and hand it to the agent ("S<fd>").
 
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
@@ -17,6 +18,18 @@ pub enum ChildReport {
     Ready,
     Failed { exit_code: i32, message: String },
 }
+
+/// What the child asks of the parent before it is ready.
+pub enum Request {
+    /// Run prestart and createRuntime; answer with the state JSON.
+    Hooks,
+    /// The seccomp notify listener, copied out of the child: pass it to the agent.
+    SeccompListener(OwnedFd),
+}
+
+/// The parent's side of [`Request`]s: an answer for the child, or the error
+/// that fails the container.
+pub type Answerer<'a> = dyn FnMut(Request) -> Result<String, String> + 'a;
 
 pub struct Channel {
     read: OwnedFd,
@@ -47,20 +60,45 @@ impl Channel {
     /// container's state JSON (for the child's own hooks), or `None` when the
     /// parent refused (a hook failed) or went away.
     pub fn request_hooks(&self) -> Option<String> {
+        self.request("H\n")
+    }
+
+    /// Child: the parent copies `fd` (our seccomp listener) with pidfd_getfd
+    /// and hands it to the agent; `false` when that failed.
+    pub fn hand_over_listener(&self, fd: RawFd) -> bool {
+        self.request(&format!("S{fd}\n")).is_some()
+    }
+
+    /// Child: one request, then block until the parent's answer (`None`: it
+    /// refused or went away).
+    fn request(&self, msg: &str) -> Option<String> {
+        // our copy of the answer pipe's write end must go, or a dead parent
+        // would leave us waiting forever
         self.go_write.lock().unwrap().take();
-        self.send("H\n");
-        let r = self.go_read.lock().unwrap().take()?;
-        let mut answer = String::new();
-        std::fs::File::from(r).read_to_string(&mut answer).ok()?;
+        self.send(msg);
+        let guard = self.go_read.lock().unwrap();
+        let fd = guard.as_ref()?;
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::unistd::read(fd, &mut byte) {
+                Ok(0) => return None,
+                Ok(_) if byte[0] == 0 => break,
+                Ok(_) => answer.push(byte[0]),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
+            }
+        }
+        let answer = String::from_utf8(answer).ok()?;
         answer.strip_prefix('G').map(str::to_string)
     }
 
-    fn answer_hooks(&self, answer: &Result<String, String>) {
-        if let Some(w) = self.go_write.lock().unwrap().take() {
-            let mut f = std::fs::File::from(w);
+    fn answer(&self, answer: &Result<String, String>) {
+        if let Some(w) = self.go_write.lock().unwrap().as_ref() {
+            let mut f = std::fs::File::from(w.try_clone().expect("dup sync pipe"));
             let _ = match answer {
-                Ok(state) => f.write_all(format!("G{state}").as_bytes()),
-                Err(_) => f.write_all(b"N"),
+                Ok(state) => f.write_all(format!("G{state}\0").as_bytes()),
+                Err(_) => f.write_all(b"N\0"),
             };
         }
     }
@@ -83,16 +121,14 @@ impl Channel {
     }
 
     pub fn wait_for_child(&self) -> ChildReport {
-        self.wait_for_child_with(&mut || Ok(String::new()))
+        self.wait_for_child_with(0, &mut |_| Err("the runtime expected no requests".into()))
     }
 
-    /// Like [`Channel::wait_for_child`], running `hooks` when the child asks;
-    /// a hook's error becomes the child's failure.
-    pub fn wait_for_child_with(
-        &self,
-        hooks: &mut dyn FnMut() -> Result<String, String>,
-    ) -> ChildReport {
-        let mut hook_error = None;
+    /// Like [`Channel::wait_for_child`], answering the child's [`Request`]s
+    /// with `answer` (`child` is its pid, for copying its listener); an
+    /// answer's error becomes the child's failure.
+    pub fn wait_for_child_with(&self, child: i32, answer: &mut Answerer) -> ChildReport {
+        let mut request_error = None;
         let mut f = std::fs::File::from(self.read.try_clone().expect("dup sync pipe"));
         let mut buf = Vec::new();
         let mut byte = [0u8; 256];
@@ -101,11 +137,18 @@ impl Channel {
                 Ok(0) => break,
                 Ok(n) => {
                     buf.extend_from_slice(&byte[..n]);
-                    if buf.starts_with(b"H\n") {
-                        buf.drain(..2);
-                        let result = hooks();
-                        self.answer_hooks(&result);
-                        hook_error = result.err();
+                    while let Some(request) = take_request(&mut buf) {
+                        let result = match request {
+                            Ok(ParsedRequest::Hooks) => answer(Request::Hooks),
+                            Ok(ParsedRequest::Listener(fd)) => copy_fd(child, fd)
+                                .map_err(|e| format!("copy the seccomp listener: {e}"))
+                                .and_then(|fd| answer(Request::SeccompListener(fd))),
+                            Err(e) => Err(e),
+                        };
+                        self.answer(&result);
+                        if let Err(e) = result {
+                            request_error.get_or_insert(e);
+                        }
                     }
                     if buf == b"R\n" {
                         return ChildReport::Ready;
@@ -115,7 +158,7 @@ impl Channel {
                 Err(_) => break,
             }
         }
-        if let Some(message) = hook_error {
+        if let Some(message) = request_error {
             return ChildReport::Failed {
                 exit_code: 125,
                 message,
@@ -133,4 +176,44 @@ impl Channel {
             None => ChildReport::Execed,
         }
     }
+}
+
+enum ParsedRequest {
+    Hooks,
+    Listener(RawFd),
+}
+
+/// The first complete request at the start of `buf`, removed from it.
+fn take_request(buf: &mut Vec<u8>) -> Option<Result<ParsedRequest, String>> {
+    if !matches!(buf.first(), Some(b'H' | b'S')) {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == b'\n')?;
+    let line: Vec<u8> = buf.drain(..=end).collect();
+    let line = String::from_utf8_lossy(&line[..end]).into_owned();
+    Some(match line.strip_prefix('S') {
+        None => Ok(ParsedRequest::Hooks),
+        Some(n) => n
+            .parse()
+            .map(ParsedRequest::Listener)
+            .map_err(|_| format!("bad request from the container init: {line:?}")),
+    })
+}
+
+/// A copy of descriptor `fd` of process `pid` (pidfd_getfd(2), Linux 5.6).
+fn copy_fd(pid: i32, fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags; the result is a new descriptor.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pidfd is a descriptor we just got and now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    // SAFETY: pidfd_getfd with our pidfd, the child's fd number and no flags.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if copy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor (close-on-exec) that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy as RawFd) })
 }

@@ -82,9 +82,23 @@ pub enum SecurityError {
     #[error("cannot set no_new_privs")]
     NoNewPrivs(#[source] io::Error),
 
-    /// A seccomp action twinbox does not implement (`SCMP_ACT_NOTIFY` needs a listener).
+    /// A seccomp action twinbox does not implement where it is used.
     #[error("unsupported seccomp action {0}")]
     UnsupportedSeccompAction(String),
+
+    /// `SCMP_ACT_NOTIFY` rules without `listenerPath`: nobody would answer.
+    #[error(
+        "seccomp action SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the agent's socket)"
+    )]
+    SeccompNotifyWithoutListener,
+
+    /// The seccomp agent at `listenerPath` did not take the listener descriptor.
+    #[error("cannot hand the seccomp listener to {}", .path.display())]
+    SeccompAgent {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     /// `errnoRet` given for an action that cannot return an errno (the OCI spec requires failing).
     #[error("seccomp action {action} of syscall {syscall} cannot carry an errno return value")]

@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use oci_spec::runtime::{
     Capabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
@@ -42,8 +43,11 @@ use oci_spec::runtime::{
 use super::SecurityError;
 
 mod bpf;
+mod listener;
 mod profile;
 mod syscalls_x86_64;
+
+pub use listener::{process_state, send_to_agent};
 
 /// The kernel's limit on the length of a BPF program (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
@@ -54,6 +58,7 @@ const RET_KILL_THREAD: u32 = 0x0000_0000;
 const RET_TRAP: u32 = 0x0003_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 const RET_TRACE: u32 = 0x7ff0_0000;
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 const RET_LOG: u32 = 0x7ffc_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
 
@@ -63,6 +68,9 @@ const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 const SECCOMP_FILTER_FLAG_TSYNC: u64 = 1;
 const SECCOMP_FILTER_FLAG_LOG: u64 = 2;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u64 = 4;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: u64 = 8;
+const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: u64 = 16;
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u64 = 32;
 
 /// A seccomp filter ready for [`install`]: a BPF program plus `seccomp(2)` flags.
 #[derive(Clone)]
@@ -171,18 +179,38 @@ struct SyscallRules {
 /// Compiles an OCI seccomp profile into a BPF program for x86_64.
 ///
 /// Unknown system call names are skipped (they may belong to another
-/// architecture or a newer kernel); an action twinbox cannot carry out
-/// (`SCMP_ACT_NOTIFY`), an errno on an action without one, an argument index
-/// above 5 or an unsupported flag is an error. Call it before forking the
-/// container's init: it allocates, [`install`] does not.
+/// architecture or a newer kernel); an errno on an action without one, an
+/// argument index above 5 or an unsupported flag is an error. `SCMP_ACT_NOTIFY`
+/// needs `listenerPath` (the agent that answers the notifications) and cannot be
+/// the default action (the runtime's own calls before exec would wait on it).
+/// Call it before forking the container's init: it allocates, [`install`] does not.
 pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter, SecurityError> {
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(SecurityError::UnsupportedSeccompAction(
+            "SCMP_ACT_NOTIFY as the default action".into(),
+        ));
+    }
     let default = return_value(
         profile.default_action(),
         profile.default_errno_ret(),
         &|| "(default action)".to_string(),
     )?;
-    let flags = filter_flags(profile.flags().as_deref().unwrap_or_default())?;
-    let rules = resolve(profile.syscalls().as_deref().unwrap_or_default(), default)?;
+    let mut flags = filter_flags(profile.flags().as_deref().unwrap_or_default())?;
+    let syscalls = profile.syscalls().as_deref().unwrap_or_default();
+    if syscalls
+        .iter()
+        .any(|s| s.action() == LinuxSeccompAction::ScmpActNotify)
+    {
+        if profile.listener_path().is_none() {
+            return Err(SecurityError::SeccompNotifyWithoutListener);
+        }
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        if flags & SECCOMP_FILTER_FLAG_TSYNC != 0 {
+            // the kernel's way to combine TSYNC with a listener fd as the result
+            flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+        }
+    }
+    let rules = resolve(syscalls, default)?;
     let program = bpf::generate(&rules, default);
     if program.len() > MAX_INSTRUCTIONS {
         return Err(SecurityError::SeccompFilterTooLarge(program.len()));
@@ -200,7 +228,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter, SecurityError> 
 /// [`capabilities::apply`](super::capabilities::apply), so that the filter only
 /// has to allow what the program needs (`execve` onwards); without it, install it
 /// before `capabilities::apply` drops `CAP_SYS_ADMIN`. Performs no allocation.
-pub fn install(filter: &CompiledFilter) -> Result<(), SecurityError> {
+///
+/// A filter with `SCMP_ACT_NOTIFY` rules returns its listener descriptor
+/// (close-on-exec): whoever holds it answers the notified calls; once every
+/// copy is closed, those calls fail with `ENOSYS`.
+pub fn install(filter: &CompiledFilter) -> Result<Option<OwnedFd>, SecurityError> {
     let program = libc::sock_fprog {
         len: filter.program.len() as libc::c_ushort,
         filter: filter.program.as_ptr().cast_mut(),
@@ -214,8 +246,12 @@ pub fn install(filter: &CompiledFilter) -> Result<(), SecurityError> {
             &program as *const libc::sock_fprog,
         )
     };
+    if filter.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 && rc >= 0 {
+        // SAFETY: with NEW_LISTENER a non-negative result is a new descriptor we own.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) }));
+    }
     if rc == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if rc > 0 {
         return Err(SecurityError::SeccompThreadSync(rc));
@@ -236,7 +272,7 @@ pub fn install(filter: &CompiledFilter) -> Result<(), SecurityError> {
                 )
             };
             match rc {
-                0 => Ok(()),
+                0 => Ok(None),
                 _ => Err(SecurityError::SeccompInstall(io::Error::last_os_error())),
             }
         }
@@ -277,9 +313,7 @@ fn return_value(
             plain(RET_KILL_THREAD)
         }
         LinuxSeccompAction::ScmpActKillProcess => plain(RET_KILL_PROCESS),
-        LinuxSeccompAction::ScmpActNotify => {
-            Err(SecurityError::UnsupportedSeccompAction(action.to_string()))
-        }
+        LinuxSeccompAction::ScmpActNotify => plain(RET_USER_NOTIF),
     }
 }
 
@@ -292,9 +326,8 @@ fn filter_flags(flags: &[LinuxSeccompFilterFlag]) -> Result<u64, SecurityError> 
                 LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
                     SECCOMP_FILTER_FLAG_SPEC_ALLOW
                 }
-                // Only meaningful with a notification listener, which twinbox does not offer.
                 LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                    return Err(SecurityError::UnsupportedSeccompFlag(flag.to_string()))
+                    SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
                 }
             })
     })
