@@ -109,6 +109,15 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Signal that stops the container (default: the image's StopSignal, else SIGTERM)
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before killing the container (default 10)
+    #[arg(long = "stop-timeout")]
+    stop_timeout: Option<u64>,
+    /// Resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048
+    #[arg(long = "ulimit")]
+    ulimit: Vec<String>,
     /// Run a small init as PID 1 that forwards signals and reaps zombies
     #[arg(long)]
     init: bool,
@@ -239,6 +248,19 @@ impl RunArgs {
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
             seccomp_unconfined,
+            stop_signal: match &self.stop_signal {
+                Some(s) => {
+                    parse_signal(s)?;
+                    Some(s.clone())
+                }
+                None => None,
+            },
+            stop_timeout: self.stop_timeout,
+            ulimits: self
+                .ulimit
+                .iter()
+                .map(|u| engine::ulimit::parse(u))
+                .collect::<Result<_, _>>()?,
             devices: self
                 .device
                 .iter()
@@ -479,9 +501,9 @@ pub fn logs(root: &Path, args: LogsArgs) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -490,7 +512,7 @@ pub fn stop(root: &Path, args: StopArgs) -> Result<i32> {
     let store = open_store(root)?;
     for key in &args.containers {
         let c = Container::find(&store, key)?;
-        lifecycle::stop(&c, Duration::from_secs(args.time))?;
+        lifecycle::stop(&c, lifecycle::stop_timeout(&c, args.time))?;
         println!("{key}");
     }
     Ok(0)
@@ -502,7 +524,7 @@ pub fn restart(root: &Path, args: StopArgs) -> Result<i32> {
     let store = open_store(root)?;
     for key in &args.containers {
         let c = Container::find(&store, key)?;
-        lifecycle::stop(&c, Duration::from_secs(args.time))?;
+        lifecycle::stop(&c, lifecycle::stop_timeout(&c, args.time))?;
         lifecycle::start_detached(&store, &c, &self_exe()?)?;
         println!("{key}");
     }
@@ -598,22 +620,9 @@ pub struct KillArgs {
 }
 
 pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32)
-        .map_err(|_| {
-            anyhow::anyhow!("invalid signal {s:?}: use a name such as TERM or KILL, or a number")
-        })
+    engine::signals::parse(s).ok_or_else(|| {
+        anyhow::anyhow!("invalid signal {s:?}: use a name such as TERM or KILL, or a number")
+    })
 }
 
 pub fn kill(root: &Path, args: KillArgs) -> Result<i32> {
@@ -760,6 +769,8 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "Image": c.image,
             "Labels": o.labels,
             "Tty": o.tty,
+            "StopSignal": o.stop_signal,
+            "StopTimeout": o.stop_timeout,
             "OpenStdin": o.interactive,
         },
         "HostConfig": {
@@ -770,6 +781,7 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "ReadonlyRootfs": o.read_only,
             "AutoRemove": o.auto_remove,
             "Init": o.init.is_some(),
+            "Ulimits": o.ulimits,
             "RestartPolicy": {
                 "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
                 "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },

@@ -267,3 +267,98 @@ fn device_permissions_are_enforced_by_the_device_cgroup() {
     ]);
     assert!(r.stdout.contains("written"), "{} {}", r.stdout, r.stderr);
 }
+
+/// `--ulimit` sets the soft and hard limits inside; a bad one is refused.
+#[test]
+fn ulimits_reach_the_process() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "core=0",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -c",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "100\n200\n0\n");
+    for bad in ["nofile=200:100", "nofiles=1", "nofile"] {
+        let r = lab.tb(&["run", "--rm", "--ulimit", bad, "busybox", "true"]);
+        assert_eq!(r.code, 125, "{bad}");
+        assert!(r.stderr.contains("ulimit"), "{}", r.stderr);
+    }
+    assert_eq!(lab.container_count(), 0);
+}
+
+/// `stop` sends `--stop-signal` (else the image's StopSignal) and kills after
+/// `--stop-timeout` when `-t` is not given.
+#[test]
+fn stop_signal_and_timeout() {
+    let Some(lab) = lab() else { return };
+    let trap = "trap 'echo got-usr1; exit 3' USR1; echo ready; while true; do sleep 0.1; done";
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "stop-usr1",
+        "--stop-signal",
+        "SIGUSR1",
+        "busybox",
+        "sh",
+        "-c",
+        trap,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    until("the trap set", || {
+        lab.tb(&["logs", "stop-usr1"]).stdout.contains("ready")
+    });
+    assert_eq!(lab.tb(&["stop", "-t", "30", "stop-usr1"]).code, 0);
+    assert_eq!(lab.inspect("stop-usr1")["State"]["ExitCode"], 3);
+    assert!(lab.tb(&["logs", "stop-usr1"]).stdout.contains("got-usr1"));
+    assert_eq!(lab.inspect("stop-usr1")["Config"]["StopSignal"], "SIGUSR1");
+
+    // the image's StopSignal, from commit --change
+    let r = lab.tb(&[
+        "commit",
+        "--change",
+        "STOPSIGNAL SIGUSR1",
+        "stop-usr1",
+        "stop-usr1-image",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "stop-img",
+        "stop-usr1-image",
+        "sh",
+        "-c",
+        trap,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(lab.inspect("stop-img")["Config"]["StopSignal"], "SIGUSR1");
+
+    // sleep as PID 1 ignores SIGTERM: the timeout's SIGKILL ends it (137)
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "stop-1s",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(lab.tb(&["stop", "stop-1s"]).code, 0);
+    assert_eq!(lab.inspect("stop-1s")["State"]["ExitCode"], 137);
+    assert_eq!(lab.inspect("stop-1s")["Config"]["StopTimeout"], 1);
+    let r = lab.tb(&["run", "--rm", "--stop-signal", "NOPE", "busybox", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+}

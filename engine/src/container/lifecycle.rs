@@ -85,6 +85,9 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         .collect();
     labels.append(&mut opts.labels);
     opts.labels = labels;
+    if opts.stop_signal.is_none() {
+        opts.stop_signal = image_config.as_ref().and_then(|c| c.stop_signal().clone());
+    }
     if let Some(binary) = &opts.init {
         opts.init = Some(super::init::install(store, binary)?);
     }
@@ -267,7 +270,14 @@ pub fn cgroup_of(c: &Container) -> Option<Cgroup> {
     Cgroup::new(Path::new(DEFAULT_FS_ROOT), &c.cgroup_path()).ok()
 }
 
-/// SIGTERM (or the given signal), then SIGKILL after `timeout`, like `docker stop`.
+/// How long `stop` waits: the given seconds, else the container's
+/// `--stop-timeout`, else Docker's 10 s.
+pub fn stop_timeout(container: &Container, given: Option<u64>) -> Duration {
+    Duration::from_secs(given.or(container.options.stop_timeout).unwrap_or(10))
+}
+
+/// The container's stop signal (`--stop-signal`, the image's StopSignal) or
+/// SIGTERM, then SIGKILL after `timeout`, like `docker stop`.
 pub fn stop(container: &Container, timeout: Duration) -> Result<()> {
     // first, so a restart policy waiting to restart sees it too
     super::restart::mark_stopped_by_user(container)?;
@@ -275,8 +285,14 @@ pub fn stop(container: &Container, timeout: Duration) -> Result<()> {
     let Some(pid) = state.pid.filter(|_| state.status == Status::Running) else {
         return Ok(());
     };
+    let signal = container
+        .options
+        .stop_signal
+        .as_deref()
+        .and_then(super::signals::parse)
+        .unwrap_or(libc::SIGTERM);
     // SAFETY: signalling a pid we recorded; a stale pid is caught by the state check.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    unsafe { libc::kill(pid, signal) };
     if poll_until(timeout, || !is_running(container)) {
         return Ok(());
     }

@@ -24,6 +24,7 @@ pub mod signals;
 pub mod spec;
 pub mod supervisor;
 pub mod terminal;
+pub mod ulimit;
 pub mod user;
 pub mod volumes;
 

@@ -72,6 +72,15 @@ pub struct RunOptions {
     /// `--security-opt seccomp=unconfined`.
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// `--stop-signal` (else the image's StopSignal, resolved at create).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (Docker's default: 10).
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    #[serde(default)]
+    pub ulimits: Vec<super::ulimit::Ulimit>,
     /// `--device HOST[:CONTAINER][:rwm]`.
     #[serde(default)]
     pub devices: Vec<super::devices::Device>,

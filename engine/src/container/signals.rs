@@ -35,3 +35,20 @@ pub fn forward_to(pid: i32) {
 pub fn stop_forwarding() {
     TARGET.store(0, Ordering::Relaxed);
 }
+
+/// A signal as `kill -s`, `--stop-signal` and the image's StopSignal name it:
+/// a number, or a name with or without SIG (any case).
+pub fn parse(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|sig| sig as i32)
+}

@@ -236,6 +236,12 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
         .env(environment(image, opts, input.hostname, &input.user.home))
         .cwd(cwd)
         .capabilities(caps)
+        .rlimits(
+            opts.ulimits
+                .iter()
+                .filter_map(super::ulimit::to_rlimit)
+                .collect::<Vec<_>>(),
+        )
         .no_new_privileges(true)
         .build()
         .map_err(|e| ContainerError::BadOption(e.to_string()))?;
