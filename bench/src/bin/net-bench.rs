@@ -3,17 +3,19 @@
 //!
 //! - Start time: `run --rm busybox true` with `--network none` (the floor), on
 //!   the default bridge and on a user network; the added time is the difference.
-//!   Docker's is measured the same way when a dockerd answers at `$DOCKER_HOST`
-//!   (`--docker`), else it is reported as unavailable.
+//!   Docker's is measured the same way on a private dockerd the bench starts
+//!   (Debian's docker.io on its own socket and bridge, without iptables; see
+//!   `twinbox_bench::dockerd`), else it is reported as unavailable.
 //! - TCP from the host to a busybox httpd in a container: request latency
 //!   (connect, GET a small page, read to the end) and throughput (GET a 32 MiB
 //!   file), through `-p` on 127.0.0.1 and straight to the container's address
 //!   on the bridge, against the same server on the host's loopback
-//!   (`--network host`, the physical limit).
+//!   (`--network host`, the physical limit), and through Docker's `-p` (its
+//!   userland docker-proxy, as iptables stays off) on the same private dockerd.
 //!
-//! Reported: medians, p10–p90 and ratios. Goals (issue 11, printed, not
-//! asserted): throughput through `-p` within 10% of loopback; added start
-//! time no more than the peer's.
+//! Reported: medians, p10–p90 and ratios, twinbox against Docker in the same
+//! run. Goals (issue 11, printed, not asserted): throughput through `-p` within
+//! 10% of loopback; added start time no more than the peer's.
 //!
 //! Run as root: `cargo build --release && cargo run --release -p twinbox-bench --bin net-bench`.
 
@@ -24,6 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use twinbox_bench::dockerd::Dockerd;
 use twinbox_bench::setup::prepare;
 use twinbox_bench::stats::{last_line, timed, Stats};
 use twinbox_bench::table::{ms, Table};
@@ -43,12 +46,12 @@ struct Args {
     /// Size of the throughput file in MiB
     #[arg(long, default_value_t = 32)]
     mib: u32,
-    /// First of three host ports to use (published on 127.0.0.1, loopback server, published on every address)
+    /// First of four host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p)
     #[arg(long, default_value_t = 18470)]
     port: u16,
-    /// Also measure Docker (a dockerd answering at $DOCKER_HOST, busybox pulled or loaded)
+    /// Leave Docker out (by default a private dockerd is started as the peer)
     #[arg(long)]
-    docker: bool,
+    no_docker: bool,
     /// The twinbox binary (default: the workspace's target/release/twinbox)
     #[arg(long)]
     twinbox: Option<PathBuf>,
@@ -138,10 +141,15 @@ fn run(args: &Args) -> Result<(), String> {
     }
     eprintln!();
     let starts: Vec<Stats> = starts.iter().map(|s| Stats::of(s)).collect();
-    let docker = if args.docker {
-        docker_starts(args.runs)
+    // the peer: a private dockerd with busybox loaded from this store
+    let dockerd = if args.no_docker {
+        Err("left out (--no-docker)".to_string())
     } else {
-        Err("not asked (--docker)".into())
+        start_docker(&tb, &dir.path().join("docker"))
+    };
+    let docker = match &dockerd {
+        Ok(d) => docker_starts(d, args.runs),
+        Err(e) => Err(e.clone()),
     };
 
     let spread = |s: &Stats| format!("{}–{}", ms(s.p10), ms(s.p90));
@@ -185,7 +193,7 @@ fn run(args: &Args) -> Result<(), String> {
         starts[1].median / starts[0].median,
         match &docker {
             Ok((none, bridge)) => format!(
-                "; docker's adds {} ms: ratio {:.2}x (goal: at most 1.00x)",
+                "; docker's adds {} ms: twinbox/docker {:.2}x (goal: at most 1.00x)",
                 ms(bridge.median - none.median),
                 added / (bridge.median - none.median)
             ),
@@ -233,6 +241,18 @@ fn run(args: &Args) -> Result<(), String> {
             format!("{host_ip}:{on_host}"),
         ));
     }
+    let docker_port = args.port + 3;
+    let docker_served = match &dockerd {
+        Ok(d) => docker_serve(d, args.mib, docker_port),
+        Err(e) => Err(e.clone()),
+    };
+    match &docker_served {
+        Ok(()) => targets.push((
+            "docker -p, to 127.0.0.1 (docker-proxy)",
+            format!("127.0.0.1:{docker_port}"),
+        )),
+        Err(e) => println!("docker -p: unavailable ({e})"),
+    }
     let mut t = Table::new(&[
         "host → busybox httpd",
         "GET small ms",
@@ -242,6 +262,7 @@ fn run(args: &Args) -> Result<(), String> {
     ]);
     let mut base = None;
     let mut published_ratio = f64::NAN;
+    let (mut published_rate, mut docker_rate) = (f64::NAN, f64::NAN);
     for (k, (label, addr)) in targets.iter().enumerate() {
         let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
         wait_for(addr, "/small")?;
@@ -266,6 +287,10 @@ fn run(args: &Args) -> Result<(), String> {
         let base_rate = *base.get_or_insert(rate);
         if k == 1 {
             published_ratio = rate / base_rate;
+            published_rate = rate;
+        }
+        if label.starts_with("docker") {
+            docker_rate = rate;
         }
         let s = Stats::of(&lat);
         t.row(vec![
@@ -286,6 +311,15 @@ fn run(args: &Args) -> Result<(), String> {
             "missed"
         }
     );
+    if docker_rate.is_finite() {
+        println!(
+            "throughput through -p, twinbox/docker: {:.2}x",
+            published_rate / docker_rate
+        );
+    }
+    if let Ok(d) = &dockerd {
+        let _ = d.output(&["rm", "-f", "nb-docker"]);
+    }
     Ok(())
 }
 
@@ -354,25 +388,46 @@ fn get(addr: SocketAddr, path: &str) -> Result<(u64, Duration), String> {
     Ok((total, start.elapsed()))
 }
 
+/// A private dockerd with the busybox of the twinbox store loaded (`save`,
+/// then `docker load`): the same image both ways.
+fn start_docker(tb: &Twinbox, dir: &Path) -> Result<Dockerd, String> {
+    let d = Dockerd::start(dir)?;
+    let archive = dir.join("busybox.tar");
+    let archive = archive.to_str().ok_or("scratch path is not UTF-8")?;
+    tb.output(&["save", "-o", archive, "busybox"])?;
+    d.output(&["load", "-i", archive])?;
+    Ok(d)
+}
+
+/// The same busybox httpd as twinbox's, published by Docker on 127.0.0.1.
+fn docker_serve(d: &Dockerd, mib: u32, port: u16) -> Result<(), String> {
+    let script = format!(
+        "dd if=/dev/zero of=/tmp/big bs=1M count={mib} 2>/dev/null; echo ok > /tmp/small; exec httpd -f -p 80 -h /tmp"
+    );
+    let publish = format!("127.0.0.1:{port}:80");
+    d.output(&[
+        "run",
+        "-d",
+        "--name",
+        "nb-docker",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .map(|_| ())
+}
+
 /// Docker's `run --rm busybox true` with `--network none` and on its bridge.
-fn docker_starts(runs: u32) -> Result<(Stats, Stats), String> {
-    let docker = Path::new("/usr/bin/docker");
-    let docker = if docker.exists() {
-        docker
-    } else {
-        Path::new("docker")
-    };
-    let d = |args: &[&str]| {
-        let mut c = Command::new(docker);
-        c.args(args);
-        timed(&mut c, &format!("docker {}", args.join(" ")))
-    };
-    d(&["run", "--rm", "--network", "none", "busybox", "true"])?;
-    d(&["run", "--rm", "busybox", "true"])?;
+fn docker_starts(d: &Dockerd, runs: u32) -> Result<(Stats, Stats), String> {
+    d.timed(&["run", "--rm", "--network", "none", "busybox", "true"])?;
+    d.timed(&["run", "--rm", "busybox", "true"])?;
     let (mut none, mut bridge) = (vec![], vec![]);
     for _ in 0..runs {
-        none.push(d(&["run", "--rm", "--network", "none", "busybox", "true"])?);
-        bridge.push(d(&["run", "--rm", "busybox", "true"])?);
+        none.push(d.timed(&["run", "--rm", "--network", "none", "busybox", "true"])?);
+        bridge.push(d.timed(&["run", "--rm", "busybox", "true"])?);
     }
     Ok((Stats::of(&none), Stats::of(&bridge)))
 }
