@@ -382,6 +382,10 @@ else
     else
         result vm-vs-qemu fail "twinbox [$ours ] qemu [$theirs ]: $out"
     fi
+
+    # Last: VM networking (it enables the CNI plugins, which would otherwise
+    # put every VM above on the bridge by default).
+    . /etc/nested/network-checks.sh
 fi
 
 echo "@@nested@@ done"

@@ -102,6 +102,11 @@ timeout_s=${TWINBOX_NESTED_TIMEOUT:-1200}
 # Modules loaded in the guest, in this order with their dependencies first:
 # KVM for AMD-V, and overlay for the container engine's root filesystems.
 outer_modules=(irqbypass kvm ccp kvm-amd overlay)
+# What CNI networking needs (built into the CI host's kernel, modules in
+# Debian's): the bridge and veth plugins' devices, the VMs' taps, and the
+# netfilter pieces iptables-nft uses for NAT, portmap and the firewall plugin.
+net_modules=(bridge veth tun nf_tables nft_compat nft_chain_nat nft_masq xt_nat xt_MASQUERADE
+    xt_mark xt_multiport xt_comment xt_conntrack xt_addrtype)
 # Modules the inner VMs may need from the guest kernel's /lib/modules (virtio
 # devices on the MMIO transport, ext4 for disk images).
 inner_modules=(virtio_mmio virtio_blk virtio_net virtio_console crc32c_generic ext4 overlay)
@@ -162,6 +167,39 @@ done
 cp -L /usr/share/seabios/bios-256k.bin "$root/usr/share/seabios/" 2>/dev/null || true
 ln -sf ../seabios/bios-256k.bin "$root/usr/share/qemu/bios-256k.bin"
 
+# --- CNI networking: the reference plugins and iptables (nf_tables backend) ----
+# The plugins are staged in /etc/nested/cni, not where twinbox looks: the
+# checks that compare VMs and containers without networking run first, and
+# the network checks (or a --script) put them in place with `cni-enable`.
+plugin_dir=""
+for d in /usr/lib/cni /opt/cni/bin /usr/libexec/cni; do
+    [ -x "$d/bridge" ] && plugin_dir=$d && break
+done
+if [ -n "$plugin_dir" ] && command -v xtables-nft-multi >/dev/null; then
+    mkdir -p "$root/etc/nested/cni"
+    for p in bridge host-local portmap firewall loopback tuning; do
+        [ -e "$plugin_dir/$p" ] && cp -L "$plugin_dir/$p" "$root/etc/nested/cni/$p"
+    done
+    xt=$(command -v xtables-nft-multi)
+    cp -L "$xt" "$root/usr/sbin/xtables-nft-multi"
+    ldd "$xt" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+    for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+        ln -sf xtables-nft-multi "$root/usr/sbin/$name"
+    done
+    xtlib=$(dirname "$(ldd "$xt" | grep -o '/[^ ]*libxtables[^ ]*' | head -n 1)")/xtables
+    if [ -d "$xtlib" ]; then
+        mkdir -p "$root$xtlib"
+        cp -L "$xtlib"/*.so "$root$xtlib/"
+    fi
+    printf '#!/bin/sh\nmkdir -p /usr/lib/cni && cp /etc/nested/cni/* /usr/lib/cni/\n' >"$root/usr/local/bin/cni-enable"
+    chmod 755 "$root/usr/local/bin/cni-enable"
+else
+    echo "nested: no CNI plugins or xtables-nft-multi on this host: the network checks will be skipped" >&2
+fi
+
 if [ -n "$init" ]; then
     cp "$init" "$root/usr/local/bin/twinbox-init"
     echo "nested: guest init $init" >&2
@@ -215,7 +253,7 @@ load_order() {
         echo "$path"
     done | awk 'NF && !seen[$0]++'
 }
-load_order "${outer_modules[@]}" >"$root/etc/nested/modules"
+load_order "${outer_modules[@]}" "${net_modules[@]}" >"$root/etc/nested/modules"
 {
     cat "$root/etc/nested/modules"
     load_order "${inner_modules[@]}"
@@ -226,6 +264,7 @@ done
 
 # --- the rest of the guest's files ---------------------------------------------
 cp "$here/guest-tests.sh" "$root/init"
+cp "$here/network-checks.sh" "$root/etc/nested/network-checks.sh"
 chmod 755 "$root/init"
 echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
 echo "root:x:0:" >"$root/etc/group"
