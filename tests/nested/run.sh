@@ -189,7 +189,9 @@ if [ -n "$plugin_dir" ] && command -v xtables-nft-multi >/dev/null; then
     for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
         ln -sf xtables-nft-multi "$root/usr/sbin/$name"
     done
-    xtlib=$(dirname "$(ldd "$xt" | grep -o '/[^ ]*libxtables[^ ]*' | head -n 1)")/xtables
+    # realpath: iptables looks in its compiled-in /usr/lib/.../xtables, and
+    # ldd names /lib/... (a symlink on the host, a real directory here)
+    xtlib=$(realpath "$(dirname "$(ldd "$xt" | grep -o '/[^ ]*libxtables[^ ]*' | head -n 1)")/xtables")
     if [ -d "$xtlib" ]; then
         mkdir -p "$root$xtlib"
         cp -L "$xtlib"/*.so "$root$xtlib/"
