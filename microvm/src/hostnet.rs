@@ -210,6 +210,110 @@ pub fn set_ipv4(name: &str, addr: std::net::Ipv4Addr, prefix: u8) -> io::Result<
     Ok(())
 }
 
+/// Turns MAC learning on a bridge port on or off (`bridge link set dev PORT
+/// learning off`), with one rtnetlink request: the classic bridge ioctls
+/// have no such switch.
+pub fn set_port_learning(port: &str, on: bool) -> io::Result<()> {
+    // linux/rtnetlink.h, linux/if_link.h
+    const RTM_SETLINK: u16 = 19;
+    const IFLA_PROTINFO: u16 = 12;
+    const IFLA_BRPORT_LEARNING: u16 = 8;
+    const NLA_F_NESTED: u16 = 0x8000;
+    let index = ifindex(&Ctl::new()?, port)?;
+    let mut msg = Vec::with_capacity(44);
+    // struct nlmsghdr: length (filled in below), type, flags, sequence, port id
+    msg.extend(0u32.to_ne_bytes());
+    msg.extend(RTM_SETLINK.to_ne_bytes());
+    msg.extend(((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend(1u32.to_ne_bytes());
+    msg.extend(0u32.to_ne_bytes());
+    // struct ifinfomsg: family, pad, type, index, flags, change
+    msg.extend([libc::AF_BRIDGE as u8, 0, 0, 0]);
+    msg.extend(index.to_ne_bytes());
+    msg.extend(0u32.to_ne_bytes());
+    msg.extend(0u32.to_ne_bytes());
+    // IFLA_PROTINFO (nested) holding IFLA_BRPORT_LEARNING (u8, padded to 4)
+    msg.extend(12u16.to_ne_bytes());
+    msg.extend((IFLA_PROTINFO | NLA_F_NESTED).to_ne_bytes());
+    msg.extend(5u16.to_ne_bytes());
+    msg.extend(IFLA_BRPORT_LEARNING.to_ne_bytes());
+    msg.extend([u8::from(on), 0, 0, 0]);
+    let len = msg.len() as u32;
+    msg[..4].copy_from_slice(&len.to_ne_bytes());
+    let what = || format!("setting MAC learning on bridge port {port}");
+    netlink_request(&msg).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", what())))
+}
+
+/// Sends one NETLINK_ROUTE request and reads its acknowledgement.
+fn netlink_request(msg: &[u8]) -> io::Result<()> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2) and is ours alone.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // A reply that never comes must not hang the caller.
+    let timeout = libc::timeval {
+        tv_sec: 5,
+        tv_usec: 0,
+    };
+    // SAFETY: SO_RCVTIMEO reads one timeval, which we own.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: a zeroed sockaddr_nl with its family set addresses the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: msg and kernel outlive the call; the lengths are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut reply = [0u8; 1024];
+    // SAFETY: recv writes at most reply.len() bytes into reply.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // struct nlmsghdr (16 bytes) then, for NLMSG_ERROR, struct nlmsgerr's error.
+    let reply = &reply[..n as usize];
+    let kind = reply.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let error = reply
+        .get(16..20)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    match (kind, error) {
+        (Some(k), Some(0)) if k == libc::NLMSG_ERROR as u16 => Ok(()),
+        (Some(k), Some(e)) if k == libc::NLMSG_ERROR as u16 => {
+            Err(io::Error::from_raw_os_error(-e))
+        }
+        _ => Err(io::Error::other(
+            "the kernel's reply was not an acknowledgement",
+        )),
+    }
+}
+
 /// Writes a sysctl of the current thread's network namespace
 /// (`net/ipv4/conf/all/arp_ignore`).
 pub fn sysctl(key: &str, value: &str) -> io::Result<()> {
@@ -266,6 +370,69 @@ mod tests {
         assert_eq!(parse_mac("zz:ab:00:10:ff:09"), None);
         let r = random_mac();
         assert_eq!(r[0] & 0x03, 0x02, "local, unicast");
+    }
+
+    /// The VM's wire (a bridge joining the CNI veth and the tap) meets a host
+    /// bridge in hairpin mode, which sends the guest's own broadcasts back
+    /// up the veth. A bridge that learned from them would place the guest's
+    /// MAC on the veth and drop every reply to it as "same port". With
+    /// learning off on that port, replies still reach the tap.
+    #[test]
+    fn a_port_without_learning_forwards_replies_to_a_reflected_mac() {
+        let outcome = std::thread::spawn(|| -> io::Result<Option<bool>> {
+            // SAFETY: unshare moves only this thread into a new network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Ok(None); // not root
+            }
+            let _ = sysctl("net/ipv6/conf/all/disable_ipv6", "1");
+            let _ = sysctl("net/ipv6/conf/default/disable_ipv6", "1");
+            let Ok(wire) = open_tap("tbxwire0") else {
+                return Ok(None); // no /dev/net/tun
+            };
+            let guest = open_tap("tbxguest0")?;
+            add_bridge("tbxbr0")?;
+            add_port("tbxbr0", "tbxwire0")?;
+            add_port("tbxbr0", "tbxguest0")?;
+            set_port_learning("tbxwire0", false)?;
+            for name in ["tbxwire0", "tbxguest0", "tbxbr0"] {
+                set_up(name, true)?;
+            }
+            let guest_mac = [2u8, 0, 0, 0, 0, 0x42];
+            let peer_mac = [2u8, 0, 0, 0, 0, 0x43];
+            let frame = |dst: [u8; 6], src: [u8; 6], tag: u8| {
+                let mut f = dst.to_vec();
+                f.extend(src);
+                f.extend([0x88, 0xb5, tag]); // local experimental ethertype
+                f.resize(60, 0);
+                f
+            };
+            // The guest broadcasts; the hairpin reflects it up the wire.
+            io::Write::write_all(&mut &guest, &frame([0xff; 6], guest_mac, 1))?;
+            io::Write::write_all(&mut &wire, &frame([0xff; 6], guest_mac, 2))?;
+            // The peer's reply to the guest arrives on the wire.
+            io::Write::write_all(&mut &wire, &frame(guest_mac, peer_mac, 3))?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut buf = [0u8; 2048];
+            while std::time::Instant::now() < deadline {
+                match io::Read::read(&mut &guest, &mut buf) {
+                    Ok(n) if n >= 15 && buf[..6] == guest_mac && buf[14] == 3 => {
+                        return Ok(Some(true))
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Some(false))
+        })
+        .join()
+        .unwrap();
+        match outcome.unwrap() {
+            None => eprintln!("skipped: needs root and /dev/net/tun"),
+            Some(reached) => assert!(reached, "the reply never reached the guest's tap"),
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ export HOME=/root
 # inner guests boot under nested KVM inside TCG: on a loaded CI machine a stock
 # kernel can need more than the default 60 s to reach its init
 export TWINBOX_BOOT_TIMEOUT=300
+# iptables runs emulated too: the portmap plugin's ADD has taken over 30 s
+export TWINBOX_CNI_TIMEOUT=180
 
 # Stage 1: the initramfs root (rootfs) cannot be pivot_root'ed away, and the
 # container runtime pivots into each container's root: copy everything to a
@@ -39,6 +41,8 @@ mount -t tmpfs tmpfs /dev/shm
 # otherwise land in the middle of result lines.
 dmesg -n 1
 hostname -F /etc/hostname
+# Loopback up, as on any host (published ports are fetched from 127.0.0.1).
+ip link set lo up
 
 # One result line; details are folded onto that line and shortened.
 result() {

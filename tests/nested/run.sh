@@ -23,6 +23,8 @@
 #   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 1200)
 #   TWINBOX_NESTED_LOG       also copy the console log to this file
 #   TWINBOX_NESTED_WORKDIR   where the work directory is made (default /var/tmp)
+#   TWINBOX_NESTED_TOOLS     more host tools to carry, with their libraries, for
+#                            debugging by hand (e.g. "tcpdump strace")
 # Exit codes: 0 every test ok or skipped, 1 a test failed, 2 cannot set up
 # (missing QEMU, kernel, ...), 3 the guest did not finish in time or crashed.
 set -euo pipefail
@@ -151,6 +153,15 @@ for tool in mke2fs; do
     done
 done
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+for tool in ${TWINBOX_NESTED_TOOLS:-}; do
+    path=$(command -v "$tool" || true)
+    [ -n "$path" ] || die "TWINBOX_NESTED_TOOLS: $tool not found on this host"
+    cp -L "$path" "$root/usr/bin/$tool"
+    ldd "$path" 2>/dev/null | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+done
 # --- QEMU, the peer the VMM is compared with on the same nested KVM ------------
 # Only the x86 firmware it needs for -M microvm/q35 with -kernel comes along.
 qemu_in_guest=/usr/bin/qemu-system-x86_64

@@ -165,7 +165,8 @@ fn describe(
 }
 
 /// Inside the VM's namespace: eth0 gets a fresh MAC (its own goes to the
-/// guest) and becomes a port of `br0`; the namespace answers no ARP.
+/// guest) and becomes a port of `br0` that learns no addresses; the
+/// namespace answers no ARP.
 fn wire_namespace() -> std::io::Result<()> {
     hostnet::sysctl("net/ipv4/conf/all/arp_ignore", "8")?;
     // No IPv6 chatter from the wire's own interfaces.
@@ -176,6 +177,11 @@ fn wire_namespace() -> std::io::Result<()> {
     hostnet::add_bridge(BRIDGE)?;
     let _ = hostnet::sysctl(&format!("net/ipv6/conf/{BRIDGE}/disable_ipv6"), "1");
     hostnet::add_port(BRIDGE, VETH)?;
+    // The host bridge runs in hairpin mode (a container reaching itself
+    // through a published port) and so sends the guest's broadcasts back up
+    // the veth: learning from them would put the guest's MAC on eth0 and
+    // drop every reply to it (first seen as ARP replies that never arrived).
+    hostnet::set_port_learning(VETH, false)?;
     hostnet::set_up(VETH, true)?;
     hostnet::set_up(BRIDGE, true)
 }

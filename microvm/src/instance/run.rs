@@ -500,7 +500,13 @@ fn start_detached(
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("cannot start the VMM process: {e}")))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The process starts in well under a second; a loaded or emulated
+    // machine gets as long as the guest's boot would.
+    let limit = config
+        .boot_timeout
+        .unwrap_or(Duration::from_secs(60))
+        .max(Duration::from_secs(10));
+    let deadline = Instant::now() + limit;
     loop {
         let current = VmRecord::load(&vms_dir(store), &record.id)?;
         match current.state {
@@ -522,8 +528,9 @@ fn start_detached(
         if Instant::now() > deadline {
             let _ = child.kill();
             return Err(failed(format!(
-                "the VMM process for {} did not start within 10 s",
-                record.name
+                "the VMM process for {} did not start within {} s",
+                record.name,
+                limit.as_secs()
             )));
         }
         std::thread::sleep(Duration::from_millis(10));
