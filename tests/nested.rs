@@ -326,6 +326,38 @@ fn vm_run_boots_from_the_image_disk_shared_by_vms() {
     }
 }
 
+/// VM networking (tests/nested/network-checks.sh): a busybox httpd in a VM
+/// answers over TCP through `-p` from the nested host.
+#[test]
+fn vm_network_publishes_a_port_served_by_the_guest() {
+    if let Some(details) = vm_test("vm-net-publish") {
+        assert!(details.contains("answered"), "{details}");
+    }
+}
+
+/// A second VM gets its address, route, hosts and resolv.conf and reaches the
+/// first VM and a container over TCP on the shared bridge.
+#[test]
+fn vm_network_reaches_vms_and_containers_on_the_bridge() {
+    if let Some(details) = vm_test("vm-net-guest") {
+        assert!(details.contains("fetched the other VM's page"), "{details}");
+    }
+}
+
+/// A container pings the VM and fetches its page by address.
+#[test]
+fn vm_network_container_reaches_the_vm() {
+    if let Some(details) = vm_test("vm-net-container") {
+        assert!(details.contains("fetched its page"), "{details}");
+    }
+}
+
+/// kill -9 of a networked VMM leaves no tap, veth, lease or rule behind.
+#[test]
+fn vm_network_kill9_leaves_nothing_behind() {
+    vm_test("vm-net-kill9");
+}
+
 /// The benchmark line: twinbox's VMM against QEMU microvm on the same nested
 /// KVM. Printed for the record (ratios, not pass/fail); only both runs must work.
 #[test]
