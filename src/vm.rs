@@ -14,7 +14,7 @@ use twinbox_microvm::host::{self, can_boot_stock_kernel, kvm_kind};
 use twinbox_microvm::instance::{
     self, Ending, Finished, Mode, Rootfs, RunRequest, Started, VmRecord,
 };
-use twinbox_microvm::qemu::{Accel, QemuOutcome};
+use twinbox_microvm::qemu::{Accel, QemuRunner};
 use twinbox_microvm::vmm::Timings;
 
 use crate::container::{require_root, WorkloadArgs};
@@ -99,7 +99,7 @@ pub struct VmRunArgs {
     #[arg(short = 'v', long = "volume", hide = true)]
     volumes: Vec<String>,
     /// Which VMM boots the guest: twinbox's own, or QEMU (KVM where it can
-    /// boot a stock kernel, software emulation otherwise; foreground only)
+    /// boot a stock kernel, software emulation otherwise)
     #[arg(long, value_enum, default_value = "twinbox")]
     backend: Backend,
     #[command(flatten)]
@@ -215,22 +215,19 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         auto_remove: args.rm,
         rootfs,
         disks,
+        backend: match args.backend {
+            Backend::Twinbox => instance::Backend::Twinbox,
+            Backend::Qemu => instance::Backend::Qemu,
+        },
     };
-    if args.backend == Backend::Qemu {
-        if args.detach {
-            bail!("--backend qemu runs in the foreground only: drop -d, or use --backend twinbox");
-        }
-        let outcome = instance::qemu::run(req, &mut std::io::stdout(), |qemu| {
+    if args.backend == Backend::Qemu && !args.detach {
+        if let Ok(qemu) = QemuRunner::find() {
             if qemu.accel == Accel::Tcg {
                 eprintln!(
                     "twinbox: QEMU emulates the CPU here (no KVM that boots a stock kernel): slow, and its timings are not those of a VM on KVM"
                 );
             }
-        })?;
-        if args.timings {
-            print_qemu_timings(&outcome);
         }
-        return Ok(outcome.exit_code as i32);
     }
     let mode = if args.detach {
         let vmm_exe = std::env::current_exe().context("cannot find the twinbox binary")?;
@@ -267,8 +264,8 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
 }
 
 /// `--network` and `-p`: without `--network`, the default bridge where the
-/// CNI plugins are installed (as containers get it), else none; the QEMU
-/// backend has no network card yet.
+/// CNI plugins are installed (as containers get it), else none (both
+/// backends alike).
 fn network_of(args: &VmRunArgs) -> Result<(NetworkMode, Vec<PortMapping>)> {
     let mut ports = Vec::new();
     for p in &args.publish {
@@ -276,16 +273,12 @@ fn network_of(args: &VmRunArgs) -> Result<(NetworkMode, Vec<PortMapping>)> {
     }
     let network = match &args.network {
         Some(text) => text.parse().map_err(anyhow::Error::msg)?,
-        None if args.backend == Backend::Qemu => NetworkMode::None,
         None if cni::plugin_dir().is_some() => NetworkMode::Cni(DEFAULT_NETWORK.into()),
         None if !ports.is_empty() => bail!(
             "-p needs the bridge network, whose CNI plugins are not installed: install containernetworking-plugins"
         ),
         None => NetworkMode::None,
     };
-    if args.backend == Backend::Qemu && network != NetworkMode::None {
-        bail!("--backend qemu gives the VM no network card yet: use --network none, or --backend twinbox");
-    }
     Ok((network, ports))
 }
 
@@ -328,27 +321,6 @@ fn parse_disks(values: &[String]) -> Result<Vec<(PathBuf, bool)>> {
             Ok((PathBuf::from(file), read_only))
         })
         .collect()
-}
-
-fn print_qemu_timings(outcome: &QemuOutcome) {
-    let ms = |d: Option<Duration>| {
-        d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
-            .unwrap_or_else(|| "-".into())
-    };
-    let t = outcome.timings;
-    eprintln!(
-        "QEMU ({:?}, {:?}{})",
-        outcome.machine,
-        outcome.accel,
-        if outcome.emulated { ", emulated" } else { "" }
-    );
-    for (label, value) in [
-        ("VMM start to workload", t.to_workload_start),
-        ("workload", t.workload),
-        ("total", Some(t.total)),
-    ] {
-        eprintln!("{label:<22} {}", ms(value));
-    }
 }
 
 fn print_timings(t: &Timings, run: &Finished) {

@@ -193,3 +193,161 @@ fn a_failing_init_says_why_and_still_powers_off_with_125() {
         "{log}"
     );
 }
+
+/// Removes a VM however the test ends (a detached QEMU VM would run on).
+struct VmGuard<'a> {
+    lab: &'a common::Lab,
+    name: &'a str,
+}
+
+impl Drop for VmGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lab.tb(&["vm", "rm", "-f", self.name]);
+    }
+}
+
+/// The children of `pid` (from /proc/PID/task/*/children).
+fn children(pid: i64) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie no longer does).
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rfind(')').and_then(|i| s[i + 2..].chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
+/// `vm run --backend qemu` takes the twinbox backend's path: the image's
+/// disk as the root (read-only, shared) under the VM's own writable layer,
+/// extra disks, the containers' bridge with an address from the same IPAM,
+/// `-p` through portmap, a record for `vm ps`, and a detached VMM process
+/// (QEMU its child). A busybox httpd in the VM is fetched from the host via
+/// 127.0.0.1, and kill -9 of the VMM process leaves no QEMU, tap, veth,
+/// address or NAT rule once the next command has recovered.
+#[test]
+fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing() {
+    let Some(g) = guest() else { return };
+    if twinbox_engine::network::cni::plugin_dir().is_none() {
+        eprintln!("skipping: no CNI plugins");
+        return;
+    }
+    let lab = &g.lab;
+    let extra = lab.root().join("extra.img");
+    std::fs::write(&extra, vec![0x5au8; 1 << 20]).unwrap();
+    let name = "vmqemu-web";
+    let _guard = VmGuard { lab, name };
+    let workload = concat!(
+        "mkdir -p /www && cd /www && ",
+        "{ grep -q ' / overlay ' /proc/mounts && echo root=overlay; ",
+        "echo vda_ro=$(cat /sys/block/vda/ro) vdb_ro=$(cat /sys/block/vdb/ro); ",
+        "dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null && echo dd=ok; ",
+        "echo written >/etc/from-the-vm && echo write=ok; ",
+        "echo extra=$(head -c 4 /dev/vdb); } >index.html; ",
+        "cat index.html; exec httpd -f -p 80 -h /www"
+    );
+    let r = lab.tb(&[
+        "vm",
+        "run",
+        "-d",
+        "--backend",
+        "qemu",
+        "--name",
+        name,
+        "--rootfs",
+        "disk",
+        "--disk",
+        &format!("{}:ro", extra.display()),
+        "--network",
+        "bridge",
+        "-p",
+        "18493:80",
+        "--kernel",
+        &g.kernel.path.display().to_string(),
+        "--boot-timeout",
+        "300",
+        "busybox",
+        "sh",
+        "-c",
+        workload,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    let inspect = lab.tb(&["vm", "inspect", name]);
+    let all: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let v = &all[0];
+    assert_eq!(v["backend"], "qemu");
+    let address = v["network"]["address"].as_str().unwrap().to_string();
+    let pid = v["state"]["pid"].as_i64().unwrap();
+    let ps = lab.tb(&["vm", "ps"]);
+    assert!(
+        ps.stdout.contains(&address) && ps.stdout.contains("0.0.0.0:18493->80/tcp"),
+        "{}",
+        ps.stdout
+    );
+    let lease = std::path::Path::new("/run/twinbox/ipam/bridge").join(&address);
+    assert!(lease.exists(), "no host-local lease for {address}");
+
+    // Emulated boots take a while: keep trying for up to 5 minutes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut page = String::new();
+    while page.is_empty() && std::time::Instant::now() < deadline {
+        page = common::net::fetch("http://127.0.0.1:18493/");
+    }
+    let log = lab.tb(&["vm", "logs", "--console", name]).stdout;
+    assert_eq!(
+        page, "root=overlay\nvda_ro=1 vdb_ro=1\ndd=ok\nwrite=ok\nextra=ZZZZ\n",
+        "console: {log}"
+    );
+    // The workload's output is the VM's log, as for twinbox's VMM.
+    assert!(lab.tb(&["vm", "logs", name]).stdout.contains("dd=ok"));
+
+    // QEMU is the VMM process's child; its tap sits on br0 in the VM's namespace.
+    let qemu: Vec<i64> = children(pid)
+        .into_iter()
+        .filter(|c| twinbox_engine::host::procfs::cmdline(*c as i32).contains("qemu-system"))
+        .collect();
+    assert_eq!(qemu.len(), 1, "one QEMU under the VMM process {pid}");
+    let netns = lab.root().join("vms").join(&id).join("netns");
+    let links = common::host(
+        "nsenter",
+        &[&format!("--net={}", netns.display()), "ip", "-o", "link"],
+    );
+    assert!(
+        links
+            .lines()
+            .any(|l| l.contains(" tap0") && l.contains("master br0")),
+        "{links}"
+    );
+
+    common::host("kill", &["-9", &pid.to_string()]);
+    let gone = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(qemu[0]) && std::time::Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(qemu[0]), "QEMU ends with its VMM process");
+    // The next command recovers: DEL, the namespace goes, and with it the
+    // veth (the tap went with QEMU).
+    let ps = lab.tb(&["vm", "ps", "-a"]);
+    assert!(ps.stdout.contains("Failed"), "{}", ps.stdout);
+    assert!(!netns.exists(), "the VM's namespace is gone");
+    assert!(!lease.exists(), "the address is released");
+    let nat = common::host("iptables", &["-t", "nat", "-S"]);
+    assert!(!nat.contains("18493") && !nat.contains(&address), "{nat}");
+    assert!(!common::host("iptables", &["-S"]).contains(&address));
+    assert_eq!(lab.tb(&["vm", "rm", name]).code, 0);
+}

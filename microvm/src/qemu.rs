@@ -17,18 +17,31 @@
 //! no i8042 either, so there `reboot=k` would end the VM only after the
 //! kernel's fallbacks (about 1.5 s): it gets `reboot=t` (triple fault), which
 //! `-no-reboot` turns into QEMU's exit just the same.
+//!
+//! Disks and the network card are the same as under twinbox's VMM: raw files
+//! as virtio-blk (in guest order, /dev/vda first), and a tap the caller
+//! opened in the VM's network namespace, handed to QEMU as an open file
+//! (`-netdev tap,fd=N`), so QEMU needs no privileges and no namespace of its
+//! own. On `-M microvm` they are virtio-mmio devices (which QEMU describes in
+//! its ACPI tables, as twinbox does), on q35 virtio PCI devices. QEMU dies
+//! with the thread that started it (PR_SET_PDEATHSIG), so a killed twinbox
+//! leaves no QEMU holding the tap.
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use twinbox_init::{ConsoleFilter, ConsoleItem, Marker, INIT_PATH};
 
 use crate::host::{self, GuestKernel};
+use crate::vmm::DiskConfig;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
@@ -36,6 +49,10 @@ pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// Console lines quoted in errors.
 const TAIL_LINES: usize = 12;
+/// After a stop request: how long QEMU gets to exit on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the console loop looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
@@ -61,6 +78,14 @@ pub enum QemuError {
         stage: &'static str,
         tail: String,
     },
+    #[error("the guest did not reach its workload within {secs} s: QEMU was stopped ({stage}); last console lines:\n{tail}")]
+    BootTimeout {
+        secs: u64,
+        stage: &'static str,
+        tail: String,
+    },
+    #[error("QEMU was stopped before the guest reported an exit code ({stage})")]
+    Stopped { stage: &'static str },
     #[error("QEMU ended ({status}) before the guest reported an exit code ({stage}){stderr}; last console lines:\n{tail}")]
     NoExitCode {
         status: String,
@@ -101,6 +126,29 @@ impl Machine {
             Machine::Q35 => "reboot=k",
         }
     }
+
+    /// The guest kernel module that finds this machine's virtio devices.
+    pub fn virtio_transport(self) -> &'static str {
+        match self {
+            Machine::Microvm => "virtio_mmio",
+            Machine::Q35 => "virtio_pci",
+        }
+    }
+
+    /// QEMU's device name for a virtio device of `kind` (`blk`, `net`).
+    fn virtio_device(self, kind: &str) -> String {
+        match self {
+            Machine::Microvm => format!("virtio-{kind}-device"),
+            Machine::Q35 => format!("virtio-{kind}-pci"),
+        }
+    }
+}
+
+/// A network card on a tap the caller opened (and keeps open while QEMU runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QemuNet {
+    pub tap_fd: RawFd,
+    pub mac: [u8; 6],
 }
 
 /// Size and limits of one QEMU run.
@@ -112,6 +160,14 @@ pub struct QemuOptions {
     pub timeout: Duration,
     /// Added to the kernel command line.
     pub extra_cmdline: Vec<String>,
+    /// How long the guest may take to start its workload; `None`: up to `timeout`.
+    pub boot_timeout: Option<Duration>,
+    /// virtio-blk disks in guest order (/dev/vda, /dev/vdb, ...).
+    pub disks: Vec<DiskConfig>,
+    /// A virtio-net card on an open tap.
+    pub net: Option<QemuNet>,
+    /// Setting it stops QEMU (SIGTERM, then SIGKILL).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for QemuOptions {
@@ -121,8 +177,39 @@ impl Default for QemuOptions {
             cpus: 1,
             timeout: Duration::from_secs(120),
             extra_cmdline: Vec::new(),
+            boot_timeout: None,
+            disks: Vec::new(),
+            net: None,
+            stop: None,
         }
     }
+}
+
+/// How a run with the raw console went ([`QemuRunner::run_console`]).
+#[derive(Debug, Clone)]
+pub struct QemuRun {
+    /// When the QEMU process was started.
+    pub qemu_started: Instant,
+    pub workload_started: Option<Instant>,
+    pub workload_exited: Option<Instant>,
+    pub exit_code: Option<u8>,
+    pub ended: Instant,
+    pub end: QemuEnd,
+}
+
+/// Why QEMU ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuEnd {
+    /// It exited by itself (the guest reset or powered off, or QEMU failed:
+    /// then there is no exit code, and `stderr` says why).
+    Exited {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// The stop flag or the overall timeout stopped it.
+    Stopped,
+    /// The guest did not start its workload within the boot timeout.
+    BootTimeout,
 }
 
 /// Host-side times of one run, all measured from starting the QEMU process.
@@ -225,6 +312,38 @@ impl QemuRunner {
             "-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline,
         ];
         args.extend(rest.map(String::from));
+        args.extend(self.device_args(opts));
+        args
+    }
+
+    /// `-drive`/`-device` per disk and `-netdev`/`-device` for the card.
+    fn device_args(&self, opts: &QemuOptions) -> Vec<String> {
+        let mut args = Vec::new();
+        for (index, disk) in opts.disks.iter().enumerate() {
+            // A comma in an option value is written twice.
+            let file = disk.path.display().to_string().replace(',', ",,");
+            let readonly = if disk.read_only { ",readonly=on" } else { "" };
+            args.push("-drive".into());
+            args.push(format!(
+                "file={file},format=raw,if=none,id=vd{index}{readonly}"
+            ));
+            args.push("-device".into());
+            args.push(format!(
+                "{},drive=vd{index},serial={}",
+                self.machine.virtio_device("blk"),
+                disk.id.replace(',', ",,")
+            ));
+        }
+        if let Some(net) = opts.net {
+            args.push("-netdev".into());
+            args.push(format!("tap,id=net0,fd={}", net.tap_fd));
+            args.push("-device".into());
+            args.push(format!(
+                "{},netdev=net0,mac={}",
+                self.machine.virtio_device("net"),
+                crate::hostnet::format_mac(net.mac)
+            ));
+        }
         args
     }
 
@@ -238,27 +357,9 @@ impl QemuRunner {
         opts: &QemuOptions,
         live: Option<&mut dyn Write>,
     ) -> Result<QemuOutcome, QemuError> {
-        let initrd_file = TempFile::write(initrd)?;
-        let args = self.args(&kernel.path, &initrd_file.path, opts);
-        tracing::debug!("running {} {}", self.binary.display(), args.join(" "));
-        let started = Instant::now();
-        let mut child = Command::new(&self.binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| QemuError::Spawn {
-                path: self.binary.clone(),
-                source,
-            })?;
-        let console = spawn_reader(child.stdout.take().expect("piped"));
-        let stderr = spawn_reader(child.stderr.take().expect("piped"));
         let mut watch = ConsoleWatch::new(live);
-        let ended = watch.follow(&console, &mut child, started + opts.timeout);
+        let (started, ended, stderr_text) = self.follow(kernel, initrd, opts, &mut watch)?;
         let total = started.elapsed();
-        // The readers end once QEMU is gone and its pipes close.
-        let stderr_text: Vec<u8> = stderr.iter().flat_map(|(_, chunk)| chunk).collect();
         let status = match ended {
             Ok(status) => status,
             Err(FollowEnd::TimedOut) => {
@@ -266,6 +367,18 @@ impl QemuRunner {
                     secs: opts.timeout.as_secs(),
                     stage: watch.stage(),
                     tail: watch.tail(),
+                })
+            }
+            Err(FollowEnd::BootTimedOut(limit)) => {
+                return Err(QemuError::BootTimeout {
+                    secs: limit.as_secs(),
+                    stage: watch.stage(),
+                    tail: watch.tail(),
+                })
+            }
+            Err(FollowEnd::Stopped) => {
+                return Err(QemuError::Stopped {
+                    stage: watch.stage(),
                 })
             }
             Err(FollowEnd::Wait(source)) => {
@@ -307,10 +420,130 @@ impl QemuRunner {
             machine: self.machine,
         })
     }
+
+    /// Boots like [`QemuRunner::run`], but every console byte goes to
+    /// `console` (which keeps the log and picks out the workload's output),
+    /// and any end of the guest is an outcome, not an error: the VM path of
+    /// `vm run --backend qemu`.
+    pub fn run_console(
+        &self,
+        kernel: &GuestKernel,
+        initrd: &[u8],
+        opts: &QemuOptions,
+        console: &mut dyn Write,
+    ) -> Result<QemuRun, QemuError> {
+        let mut watch = ConsoleWatch::new(None);
+        watch.raw = Some(console);
+        let (started, ended, stderr_text) = self.follow(kernel, initrd, opts, &mut watch)?;
+        let end = match ended {
+            Ok(status) => QemuEnd::Exited {
+                status,
+                stderr: String::from_utf8_lossy(&stderr_text).trim().to_string(),
+            },
+            Err(FollowEnd::TimedOut | FollowEnd::Stopped) => QemuEnd::Stopped,
+            Err(FollowEnd::BootTimedOut(_)) => QemuEnd::BootTimeout,
+            Err(FollowEnd::Wait(source)) => {
+                return Err(QemuError::Io {
+                    path: self.binary.clone(),
+                    source,
+                })
+            }
+        };
+        Ok(QemuRun {
+            qemu_started: started,
+            workload_started: watch.started_at,
+            workload_exited: watch.exited_at,
+            exit_code: watch.exit_code,
+            ended: Instant::now(),
+            end,
+        })
+    }
+
+    /// Starts QEMU and follows its console with `watch` until it ends.
+    /// Returns when QEMU started, how following ended, and its stderr.
+    fn follow(
+        &self,
+        kernel: &GuestKernel,
+        initrd: &[u8],
+        opts: &QemuOptions,
+        watch: &mut ConsoleWatch,
+    ) -> Result<FollowResult, QemuError> {
+        let initrd_file = TempFile::write(initrd)?;
+        let args = self.args(&kernel.path, &initrd_file.path, opts);
+        tracing::debug!("running {} {}", self.binary.display(), args.join(" "));
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let tap_fd = opts.net.map(|n| n.tap_fd);
+        // SAFETY: only async-signal-safe calls (prctl, fcntl) on the child's
+        // own state between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // QEMU goes when the thread that started (and waits for) it
+                // does; in a process group of its own, a terminal's Ctrl-C
+                // reaches twinbox only, which stops QEMU itself.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::setpgid(0, 0) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(fd) = tap_fd {
+                    // The tap is inherited: `-netdev tap,fd=N`.
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| QemuError::Spawn {
+            path: self.binary.clone(),
+            source,
+        })?;
+        let console = spawn_reader(child.stdout.take().expect("piped"));
+        let stderr = spawn_reader(child.stderr.take().expect("piped"));
+        let limits = Limits {
+            deadline: far_deadline(started, opts.timeout),
+            boot: opts.boot_timeout.map(|b| (far_deadline(started, b), b)),
+            stop: opts.stop.clone(),
+        };
+        let ended = watch.follow(&console, &mut child, &limits);
+        // The readers end once QEMU is gone and its pipes close.
+        let stderr_text: Vec<u8> = stderr.iter().flat_map(|(_, chunk)| chunk).collect();
+        Ok((started, ended, stderr_text))
+    }
+}
+
+type FollowResult = (
+    Instant,
+    Result<std::process::ExitStatus, FollowEnd>,
+    Vec<u8>,
+);
+
+/// `start + limit`, where a limit too large for the clock means "never".
+fn far_deadline(start: Instant, limit: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    start
+        .checked_add(limit.min(CENTURY))
+        .unwrap_or(start + CENTURY)
+}
+
+/// When following a run ends early.
+struct Limits {
+    deadline: Instant,
+    /// The boot deadline and the limit it came from.
+    boot: Option<(Instant, Duration)>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 enum FollowEnd {
     TimedOut,
+    BootTimedOut(Duration),
+    Stopped,
     Wait(io::Error),
 }
 
@@ -318,6 +551,8 @@ enum FollowEnd {
 struct ConsoleWatch<'w> {
     filter: ConsoleFilter,
     live: Option<&'w mut dyn Write>,
+    /// Every console byte, markers included.
+    raw: Option<&'w mut dyn Write>,
     any_output: bool,
     started_at: Option<Instant>,
     exited_at: Option<Instant>,
@@ -332,6 +567,7 @@ impl<'w> ConsoleWatch<'w> {
         ConsoleWatch {
             filter: ConsoleFilter::new(),
             live,
+            raw: None,
             any_output: false,
             started_at: None,
             exited_at: None,
@@ -342,15 +578,16 @@ impl<'w> ConsoleWatch<'w> {
         }
     }
 
-    /// Reads console chunks until QEMU exits or the deadline passes (then
-    /// QEMU is killed). A QEMU that lingers after the exit marker is stopped
-    /// after [`EXIT_GRACE`].
+    /// Reads console chunks until QEMU exits, the deadline or the boot
+    /// deadline passes, or the stop flag is set (then QEMU is stopped). A QEMU
+    /// that lingers after the exit marker is stopped after [`EXIT_GRACE`].
     fn follow(
         &mut self,
         console: &mpsc::Receiver<(Instant, Vec<u8>)>,
         child: &mut Child,
-        deadline: Instant,
+        limits: &Limits,
     ) -> Result<std::process::ExitStatus, FollowEnd> {
+        let deadline = limits.deadline;
         loop {
             let limit = match self.exited_at {
                 Some(t) => deadline.min(t + EXIT_GRACE),
@@ -366,7 +603,32 @@ impl<'w> ConsoleWatch<'w> {
                     Err(FollowEnd::TimedOut)
                 };
             }
-            match console.recv_timeout(limit - now) {
+            if let Some((boot_deadline, boot_limit)) = limits.boot {
+                if self.started_at.is_none() && now >= boot_deadline {
+                    let _ = child.kill();
+                    child.wait().map_err(FollowEnd::Wait)?;
+                    return Err(FollowEnd::BootTimedOut(boot_limit));
+                }
+            }
+            if limits
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Acquire))
+            {
+                let status = stop_child(child).map_err(FollowEnd::Wait)?;
+                self.drain(console);
+                return if self.exit_code.is_some() {
+                    Ok(status)
+                } else {
+                    Err(FollowEnd::Stopped)
+                };
+            }
+            let wait = (limit - now).min(if limits.stop.is_some() || limits.boot.is_some() {
+                STOP_POLL
+            } else {
+                limit - now
+            });
+            match console.recv_timeout(wait) {
                 Ok((at, chunk)) => self.take(at, &chunk),
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -376,6 +638,13 @@ impl<'w> ConsoleWatch<'w> {
                     return self.wait_until(child, deadline);
                 }
             }
+        }
+    }
+
+    /// Takes what QEMU wrote before it ended.
+    fn drain(&mut self, console: &mpsc::Receiver<(Instant, Vec<u8>)>) {
+        while let Ok((at, chunk)) = console.recv_timeout(Duration::from_millis(200)) {
+            self.take(at, &chunk);
         }
     }
 
@@ -401,6 +670,10 @@ impl<'w> ConsoleWatch<'w> {
 
     fn take(&mut self, at: Instant, chunk: &[u8]) {
         self.any_output = true;
+        if let Some(raw) = self.raw.as_mut() {
+            // A failing log must not stop the run.
+            let _ = raw.write_all(chunk);
+        }
         let mut items = Vec::new();
         self.filter.push(chunk, &mut items);
         self.handle(at, items);
@@ -457,6 +730,23 @@ fn last_lines(text: &str, n: usize) -> String {
         "(none)".to_string()
     } else {
         tail
+    }
+}
+
+/// SIGTERM (QEMU exits cleanly on it), SIGKILL after [`STOP_GRACE`].
+fn stop_child(child: &mut Child) -> io::Result<std::process::ExitStatus> {
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -574,6 +864,60 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("reboot=k"), "{joined}");
+    }
+
+    #[test]
+    fn disks_and_the_card_are_virtio_devices_of_the_machine() {
+        let opts = QemuOptions {
+            disks: vec![
+                DiskConfig {
+                    path: PathBuf::from("/store/cache/disk,1.ext4"),
+                    read_only: true,
+                    id: "twinbox-vda".into(),
+                },
+                DiskConfig {
+                    path: PathBuf::from("/vms/x/rw.ext4"),
+                    read_only: false,
+                    id: "twinbox-vdb".into(),
+                },
+            ],
+            net: Some(QemuNet {
+                tap_fd: 7,
+                mac: [2, 0, 0, 0xaa, 0xbb, 0x0c],
+            }),
+            ..Default::default()
+        };
+        let micro = runner(Machine::Microvm, Accel::Kvm)
+            .args(Path::new("k"), Path::new("i"), &opts)
+            .join(" ");
+        assert!(
+            micro.ends_with(concat!(
+                "-drive file=/store/cache/disk,,1.ext4,format=raw,if=none,id=vd0,readonly=on ",
+                "-device virtio-blk-device,drive=vd0,serial=twinbox-vda ",
+                "-drive file=/vms/x/rw.ext4,format=raw,if=none,id=vd1 ",
+                "-device virtio-blk-device,drive=vd1,serial=twinbox-vdb ",
+                "-netdev tap,id=net0,fd=7 ",
+                "-device virtio-net-device,netdev=net0,mac=02:00:00:aa:bb:0c"
+            )),
+            "{micro}"
+        );
+        let q35 = runner(Machine::Q35, Accel::Tcg)
+            .args(Path::new("k"), Path::new("i"), &opts)
+            .join(" ");
+        assert!(q35.contains("-device virtio-blk-pci,drive=vd1,"), "{q35}");
+        assert!(q35.contains("-device virtio-net-pci,netdev=net0,"), "{q35}");
+        assert_eq!(Machine::Q35.virtio_transport(), "virtio_pci");
+        assert_eq!(Machine::Microvm.virtio_transport(), "virtio_mmio");
+    }
+
+    #[test]
+    fn far_limits_do_not_overflow_the_clock() {
+        let now = Instant::now();
+        assert!(far_deadline(now, Duration::MAX) > now + Duration::from_secs(3600 * 24 * 365));
+        assert_eq!(
+            far_deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl Qemu {
             // a dotted unknown parameter: the kernel ignores it, and it lets
             // the lesson find this run's QEMU process among several
             extra_cmdline: vec![format!("twinbox.run={tag}")],
+            ..QemuOptions::default()
         }
     }
 }

@@ -91,6 +91,7 @@ impl VmBackend for OwnVmm {
             auto_remove: true,
             rootfs: Default::default(),
             disks: Vec::new(),
+            backend: instance::Backend::Twinbox,
         };
         let mode = Mode::Foreground {
             live: Box::new(tee),

@@ -4,7 +4,6 @@
 
 pub mod ending;
 pub mod network;
-pub mod qemu;
 pub mod record;
 pub mod recover;
 pub mod run;
@@ -67,6 +66,17 @@ pub enum InstanceError {
 
 type Result<T> = std::result::Result<T, InstanceError>;
 
+/// Which VMM boots a VM: twinbox's own, or QEMU (KVM where KVM can boot a
+/// stock kernel, software emulation otherwise), with the same disks, network
+/// and record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Twinbox,
+    Qemu,
+}
+
 pub fn vms_dir(store: &Store) -> PathBuf {
     store.root().join("vms")
 }
@@ -122,6 +132,7 @@ pub struct NewVm<'a> {
     pub vcpus: u8,
     pub command: Vec<String>,
     pub auto_remove: bool,
+    pub backend: Backend,
 }
 
 /// Writes the record of a new VM (state Created) and its directory.
@@ -158,6 +169,7 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
         owner: Some(std::process::id() as i32),
         state: VmState::Created,
         network: None,
+        backend: new.backend,
     };
     let vm_dir = VmRecord::dir(&dir, &record.id);
     fs::create_dir_all(&vm_dir).map_err(|source| InstanceError::Io {

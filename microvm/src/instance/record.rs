@@ -35,6 +35,9 @@ pub struct VmRecord {
     /// The network the VM joined: address, MAC, published ports.
     #[serde(default)]
     pub network: Option<super::network::VmNetwork>,
+    /// The VMM that runs it.
+    #[serde(default)]
+    pub backend: super::Backend,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,10 +1,13 @@
 //! A VM's whole life, from a request to its end: check the host, choose the
 //! kernel, write the record, build the initramfs (undoing the record when that
 //! fails), then either boot here and wait (with an optional run timeout), or
-//! hand the VM to a detached VMM process and return once it runs.
+//! hand the VM to a detached VMM process and return once it runs. Both
+//! backends go this one way: twinbox's VMM boots in the process that waits,
+//! QEMU runs as its child (with the same disks, tap, record and console log).
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,12 +23,14 @@ use twinbox_engine::util::time::now_rfc3339;
 
 use super::network;
 use super::{check_host, choose_kernel, create, finish, remove, remove_dir, vms_dir};
-use super::{InstanceError, NewVm, Result, VmRecord, VmState};
+use super::{Backend, InstanceError, NewVm, Result, VmRecord, VmState};
 use crate::console::WorkloadConsole;
+use crate::devices::boot_timer::BootEvents;
 use crate::guest::disk::{self, ImageDisk};
 use crate::guest::{build_initrd, GuestSpec};
 use crate::host::GuestKernel;
-use crate::vmm::{self, DiskConfig, Outcome, Payload, VmConfig};
+use crate::qemu::{QemuEnd, QemuNet, QemuOptions, QemuRunner};
+use crate::vmm::{self, DiskConfig, Outcome, Payload, Timeline, VmConfig, VmEnd};
 
 /// One VM to run: the image config and the options a container would get,
 /// plus the VM's own hardware and limits.
@@ -54,6 +59,8 @@ pub struct RunRequest<'a> {
     pub rootfs: Rootfs,
     /// Files attached as virtio-blk disks after the root's: (path, read-only).
     pub disks: Vec<(PathBuf, bool)>,
+    /// Which VMM boots it.
+    pub backend: Backend,
 }
 
 /// The guest's root file system.
@@ -113,7 +120,17 @@ pub struct Finished {
 /// (detached). Nothing is left behind when it fails before the VM starts.
 pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
     let started = Instant::now();
-    check_host(req.kernel.is_some())?;
+    let qemu = match req.backend {
+        Backend::Twinbox => {
+            check_host(req.kernel.is_some())?;
+            None
+        }
+        Backend::Qemu => Some(QemuRunner::find()?),
+    };
+    // The guest module that finds the virtio devices of this machine.
+    let transport = qemu
+        .as_ref()
+        .map_or("virtio_mmio", |q| q.machine.virtio_transport());
     let kernel = choose_kernel(req.kernel.as_deref())?;
     let mut record = create(
         req.store,
@@ -127,6 +144,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
             vcpus: req.vcpus,
             command: req.options.cmd.clone(),
             auto_remove: req.auto_remove,
+            backend: req.backend,
         },
     )?;
     let mut options = req.options.clone();
@@ -134,14 +152,14 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         .hostname
         .get_or_insert_with(|| record.name.to_string());
     let mut spec = GuestSpec::from_image(req.image, &options);
-    let (image_disk, disks) = match vm_disks(&req, &record, &mut spec) {
+    let (image_disk, disks) = match vm_disks(&req, &record, &mut spec, transport) {
         Ok(disks) => disks,
         Err(e) => {
             remove(req.store, &record, true)?;
             return Err(e);
         }
     };
-    if let Err(e) = join_network(&req, &mut record, &mut spec) {
+    if let Err(e) = join_network(&req, &mut record, &mut spec, transport) {
         remove(req.store, &record, true)?;
         return Err(e);
     }
@@ -187,6 +205,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
                 &kernel,
                 initrd.bytes,
                 &config,
+                qemu.as_ref(),
                 live,
                 stop,
                 started,
@@ -211,7 +230,12 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
 
 /// Joins the VM to the CNI network its options name (none: no card), and
 /// tells the guest init its address, route, hosts and resolver.
-fn join_network(req: &RunRequest, record: &mut VmRecord, spec: &mut GuestSpec) -> Result<()> {
+fn join_network(
+    req: &RunRequest,
+    record: &mut VmRecord,
+    spec: &mut GuestSpec,
+    transport: &str,
+) -> Result<()> {
     let network = match &req.options.network {
         NetworkMode::None => {
             if !req.options.ports.is_empty() {
@@ -240,7 +264,7 @@ fn join_network(req: &RunRequest, record: &mut VmRecord, spec: &mut GuestSpec) -
     )?;
     spec.network = Some(joined.guest(&spec.hostname));
     // No udev in the guest: its init loads the transport and the driver.
-    for module in ["virtio_mmio", "virtio_net"] {
+    for module in [transport, "virtio_net"] {
         if !spec.modules.iter().any(|m| m == module) {
             spec.modules.push(module.to_string());
         }
@@ -269,6 +293,7 @@ fn vm_disks(
     req: &RunRequest,
     record: &VmRecord,
     spec: &mut GuestSpec,
+    transport: &str,
 ) -> Result<(Option<ImageDisk>, Vec<DiskConfig>)> {
     let mut files: Vec<(PathBuf, bool)> = Vec::new();
     let mut modules: Vec<String> = Vec::new();
@@ -297,7 +322,7 @@ fn vm_disks(
     files.extend(req.disks.iter().cloned());
     if !files.is_empty() {
         // No udev in the guest: its init loads the transport and the drivers.
-        let mut all: Vec<String> = ["virtio_mmio", "virtio_blk"].map(String::from).to_vec();
+        let mut all: Vec<String> = [transport, "virtio_blk"].map(String::from).to_vec();
         all.extend(modules);
         spec.modules = all;
     }
@@ -411,6 +436,7 @@ fn boot(
     kernel: &GuestKernel,
     initrd: Vec<u8>,
     config: &VmConfig,
+    qemu: Option<&QemuRunner>,
     live: Box<dyn Write + Send>,
     stop: Arc<AtomicBool>,
     started: Instant,
@@ -430,21 +456,35 @@ fn boot(
         started: now_rfc3339(),
     };
     record.save(&dir)?;
-    let payload = Payload::Linux {
-        kernel: kernel.path.clone(),
-        initrd: Some(initrd),
-        cmdline_extra: record.kernel_args.clone(),
-        // An ELF vmlinux with the PVH note enters through it (bzImages have none).
-        prefer_pvh: true,
+    let outcome = match qemu {
+        None => {
+            let payload = Payload::Linux {
+                kernel: kernel.path.clone(),
+                initrd: Some(initrd),
+                cmdline_extra: record.kernel_args.clone(),
+                // An ELF vmlinux with the PVH note enters through it (bzImages have none).
+                prefer_pvh: true,
+            };
+            vmm::run(config, payload, Box::new(console), stop, started).map_err(InstanceError::from)
+        }
+        Some(runner) => boot_qemu(
+            runner,
+            kernel,
+            &initrd,
+            &record.kernel_args,
+            config,
+            console,
+            stop,
+            started,
+        ),
     };
-    let outcome = vmm::run(config, payload, Box::new(console), stop, started);
     // The tap went with the VMM's devices; the rest of the network goes now.
     super::release_network(store, record);
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             finish(store, record, None, vmm::VmEnd::Failed(e.to_string()), None)?;
-            return Err(e.into());
+            return Err(e);
         }
     };
     let console_state = console_state.lock().unwrap_or_else(|e| e.into_inner());
@@ -463,6 +503,82 @@ fn boot(
         record.save(&dir)?;
     }
     Ok((outcome, exit_code, boot_tail))
+}
+
+/// Boots under QEMU, its console into `console`, with the same disks and a
+/// tap made the same way as twinbox's VMM makes it (in the VM's namespace,
+/// on the bridge there), and says how it went in the VMM's terms.
+#[allow(clippy::too_many_arguments)]
+fn boot_qemu(
+    runner: &QemuRunner,
+    kernel: &GuestKernel,
+    initrd: &[u8],
+    cmdline_extra: &str,
+    config: &VmConfig,
+    mut console: WorkloadConsole,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+) -> Result<Outcome> {
+    let vmm_entered = Instant::now();
+    let tap = match &config.net {
+        Some(net) => {
+            Some(vmm::open_tap(net).map_err(|e| InstanceError::Vmm(vmm::VmmError::Tap(e)))?)
+        }
+        None => None,
+    };
+    let options = QemuOptions {
+        memory_mib: config.memory_mib as u32,
+        cpus: u32::from(config.vcpus),
+        // The caller's watchdog (run timeout) and `stop` end it.
+        timeout: Duration::MAX,
+        extra_cmdline: cmdline_extra.split_whitespace().map(String::from).collect(),
+        boot_timeout: config.boot_timeout,
+        disks: config.disks.clone(),
+        net: config
+            .net
+            .as_ref()
+            .zip(tap.as_ref())
+            .map(|(net, tap)| QemuNet {
+                tap_fd: tap.as_raw_fd(),
+                mac: net.mac,
+            }),
+        stop: Some(stop),
+    };
+    let run = runner.run_console(kernel, initrd, &options, &mut console)?;
+    // The console's last partial line is judged now, before its state is read.
+    drop(console);
+    drop(tap);
+    let end = match run.end {
+        QemuEnd::Exited { .. } if run.exit_code.is_some() => VmEnd::Reset,
+        // The guest reset or powered off without reporting (a kernel panic).
+        QemuEnd::Exited { status, .. } if status.success() => VmEnd::Reset,
+        QemuEnd::Exited { status, stderr } if stderr.is_empty() => {
+            VmEnd::Failed(format!("QEMU ended ({status})"))
+        }
+        QemuEnd::Exited { status, stderr } => {
+            VmEnd::Failed(format!("QEMU ended ({status}): {stderr}"))
+        }
+        QemuEnd::Stopped => VmEnd::Stopped,
+        QemuEnd::BootTimeout => VmEnd::BootTimeout,
+    };
+    Ok(Outcome {
+        end,
+        exit_code: run.exit_code,
+        // QEMU's memory is another process's: the lessons sample it from outside.
+        memory: None,
+        timeline: Timeline {
+            started,
+            vmm_entered,
+            first_run: Some(run.qemu_started),
+            events: BootEvents {
+                init_started: None,
+                workload_started: run.workload_started,
+                workload_exited: run.workload_exited,
+                exit_code: run.exit_code,
+            },
+            ended: run.ended,
+        },
+    })
 }
 
 /// Starts the detached VMM in its own session and waits until it runs.
@@ -549,6 +665,10 @@ pub fn vmm_main(
     let started = Instant::now();
     let dir = vms_dir(store);
     let mut record = VmRecord::load(&dir, id)?;
+    let qemu = match record.backend {
+        Backend::Twinbox => None,
+        Backend::Qemu => Some(QemuRunner::find()?),
+    };
     let kernel = choose_kernel(Some(&record.kernel))?;
     let initrd_path = VmRecord::dir(&dir, id).join(INITRD_FILE);
     let initrd = fs::read(&initrd_path).map_err(|source| InstanceError::Io {
@@ -570,6 +690,7 @@ pub fn vmm_main(
         &kernel,
         initrd,
         &config,
+        qemu.as_ref(),
         Box::new(std::io::sink()),
         stop_on_signals(),
         started,

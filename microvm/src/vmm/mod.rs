@@ -464,7 +464,7 @@ fn attach_devices(
 
 /// Creates the tap in the VM's namespace, up, with the card's MTU, as a port
 /// of the bridge there.
-fn open_tap(net: &NetConfig) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_tap(net: &NetConfig) -> std::io::Result<std::fs::File> {
     let net = net.clone();
     hostnet::in_netns(&net.netns.clone(), move || {
         let tap = hostnet::open_tap(&net.tap)?;
