@@ -2,12 +2,14 @@
 //! Dockerfile on the offline busybox base, then run; multi-stage with --target
 //! and COPY --from; the cache (unchanged rebuild, one edited file, rmi/prune);
 //! a failing RUN leaves nothing behind; context escapes and broken files are
-//! refused with file:line; RUN mounts and secrets; ONBUILD; ADD archives.
+//! refused with file:line; RUN mounts and secrets; ONBUILD; ADD archives;
+//! COPY --parents/--exclude/--link, ADD --unpack, git sources refused.
 
 mod common;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -1124,4 +1126,174 @@ fn run_steps_are_on_the_default_bridge_unless_told_otherwise() {
     assert_eq!(nets.stdout.trim(), "lo", "--network none gives only lo");
     // the steps' network state went with them: no namespace, no lease left
     assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
+}
+
+#[test]
+fn copy_parents_exclude_link_and_add_flags() {
+    let Some(lab) = lab() else { return };
+    let ctx = context(
+        &lab,
+        "copyflags",
+        &[
+            ("x/a.txt", "xa\n"),
+            ("y/a.txt", "ya\n"),
+            ("x/y/b.txt", "xyb\n"),
+            ("src/a.txt", "sa\n"),
+            ("src/x/b.txt", "sxb\n"),
+            ("src/x/y/c.txt", "sxyc\n"),
+            ("src/x/y/d.md", "not matched\n"),
+            ("hom1.txt", "h1\n"),
+            ("hom2.md", "h2\n"),
+            ("home.bin", "hb\n"),
+            ("dir1/file-101.png", "2"),
+            ("dir1/file-102.txt", "3"),
+            ("dir3/file-301.mp3", "9"),
+            ("dir3/file-302.mpeg", "10"),
+        ],
+    );
+    fs::set_permissions(ctx.join("src/x"), fs::Permissions::from_mode(0o750)).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    tar.append_data(&mut h, "inner.txt", &b"in\n"[..]).unwrap();
+    fs::write(ctx.join("files.tar"), tar.into_inner().unwrap()).unwrap();
+    let dockerfile = "FROM busybox\n\
+         ARG V=1\n\
+         RUN echo $V > /v && ln -s /tmp /linked\n\
+         COPY --parents ./x/a.txt ./y/a.txt /parents/\n\
+         COPY --parents ./x/./y/*.txt /pivot/\n\
+         COPY --parents ./src/**/*.txt /deep/\n\
+         COPY --exclude=*/*.png --exclude=Dockerfile --exclude=files.tar . /all/\n\
+         COPY --exclude=*.txt hom* /hom/\n\
+         ADD --exclude=*.mp3 dir3/ /3/\n\
+         COPY hom1.txt /linked/followed.txt\n\
+         COPY --link hom1.txt /linked/linked.txt\n\
+         ADD --unpack=false files.tar /packed/\n\
+         ADD files.tar /unpacked/\n";
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let c = ctx.to_str().unwrap();
+    let r = build(&lab, &["--network", "none", "-t", "flags:1", c]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let find = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "flags:1",
+        "sh",
+        "-c",
+        "cd / && find parents pivot deep all hom 3 packed unpacked linked/ tmp -type f | sort; stat -c '%n %a' deep/src/x; test -L linked && echo link || echo dir",
+    ]);
+    assert_eq!(find.code, 0, "{}", find.stderr);
+    let mut expected = [
+        "3/file-302.mpeg",
+        "all/dir1/file-102.txt",
+        "all/dir3/file-301.mp3",
+        "all/dir3/file-302.mpeg",
+        "all/home.bin",
+        "all/hom1.txt",
+        "all/hom2.md",
+        "all/src/a.txt",
+        "all/src/x/b.txt",
+        "all/src/x/y/c.txt",
+        "all/src/x/y/d.md",
+        "all/x/a.txt",
+        "all/x/y/b.txt",
+        "all/y/a.txt",
+        "deep/src/a.txt",
+        "deep/src/x/b.txt",
+        "deep/src/x/y/c.txt",
+        "hom/hom2.md",
+        "hom/home.bin",
+        "linked/linked.txt",
+        "packed/files.tar",
+        "parents/x/a.txt",
+        "parents/y/a.txt",
+        "pivot/y/b.txt",
+        "tmp/followed.txt",
+        "unpacked/inner.txt",
+    ];
+    expected.sort();
+    let mut files: Vec<&str> = find
+        .stdout
+        .lines()
+        .filter(|l| !l.contains(' ') && l.contains('/'))
+        .collect();
+    files.sort();
+    assert_eq!(files, expected, "{}", find.stdout);
+    assert!(
+        find.stdout.contains("deep/src/x 750"),
+        "--parents keeps the directories' own modes: {}",
+        find.stdout
+    );
+    assert!(
+        find.stdout.ends_with("dir\n"),
+        "--link does not follow the stage's symlink: {}",
+        find.stdout
+    );
+    // --link's cache does not depend on the steps before it
+    let r = build(
+        &lab,
+        &[
+            "--network",
+            "none",
+            "--build-arg",
+            "V=2",
+            "-t",
+            "flags:2",
+            c,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id_of = |label: &str| {
+        r.stderr
+            .lines()
+            .find(|l| l.contains(label))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{label}: {}", r.stderr))
+            .to_string()
+    };
+    let cached = |label: &str| r.stderr.contains(&format!("{} CACHED", id_of(label)));
+    assert!(
+        !cached("COPY hom1.txt /linked/followed.txt"),
+        "{}",
+        r.stderr
+    );
+    assert!(cached("COPY --link hom1.txt"), "{}", r.stderr);
+    assert_eq!(
+        lab.tb(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "flags:2",
+            "cat",
+            "/linked/linked.txt",
+            "/v"
+        ])
+        .stdout,
+        "h1\n2\n"
+    );
+
+    // refused with one line naming the thing
+    for (line, says) in [
+        (
+            "ADD https://github.com/moby/buildkit.git#v0.10.1 /bk",
+            "git repository",
+        ),
+        ("ADD git@github.com:moby/buildkit.git /bk", "git repository"),
+        ("ADD --keep-git-dir=true hom1.txt /k/", "--keep-git-dir"),
+        ("COPY --parents=maybe hom1.txt /k/", "true or false"),
+        ("COPY --unpack=true files.tar /k/", "unknown flag --unpack"),
+    ] {
+        fs::write(ctx.join("Dockerfile"), format!("FROM busybox\n{line}\n")).unwrap();
+        let r = build(&lab, &["--network", "none", "-t", "flags:bad", c]);
+        assert_ne!(r.code, 0, "{line}");
+        assert!(r.stderr.contains(says), "{line}: {}", r.stderr);
+        assert_ne!(lab.tb(&["image", "inspect", "flags:bad"]).code, 0);
+    }
 }

@@ -463,6 +463,37 @@ impl Builder<'_> {
         true
     }
 
+    /// The cache of a `--link` step: its layer does not depend on the steps
+    /// before, so a layer made on another parent is reused, unpacked again on
+    /// this one from its blob when this chain has not been seen.
+    fn cached_linked(&mut self, state: &mut State, key: &Digest) -> Result<bool> {
+        if self.cached(state, key) {
+            return Ok(true);
+        }
+        if self.opts.no_cache {
+            return Ok(false);
+        }
+        let Some(record) = cache::read(self.store, key) else {
+            return Ok(false);
+        };
+        let Some(blob) = record
+            .layer
+            .as_ref()
+            .and_then(|l| Digest::parse(&l.blob).ok())
+            .filter(|b| self.store.has_blob(b))
+        else {
+            return Ok(false);
+        };
+        let reader = crate::image::layer::open_tar_file(&self.store.blob_path(&blob))?;
+        let parent = state.parent_chain();
+        let layer = ingest_tar(self.store, parent.as_ref(), reader, &mut |_| {})?.layer;
+        state.created = record.created;
+        state.layers.push(layer);
+        Self::last_history_layer(state, true);
+        fix_history_created(state);
+        Ok(true)
+    }
+
     /// Turns a changed tree into the step's layer (none when nothing changed)
     /// and records it in the cache.
     fn commit_tree(
@@ -962,8 +993,22 @@ impl Builder<'_> {
         let mut chown = None;
         let mut chmod = None;
         let mut checksum = None;
+        let mut link = false;
+        let mut parents = false;
+        let mut keep_git_dir = false;
+        let mut unpack: Option<bool> = None;
+        let mut excludes: Vec<String> = Vec::new();
         for f in &spec.flags {
             let v = self.expand(state, step, f.value.as_deref().unwrap_or(""))?;
+            let on = |v: &str| match v {
+                "" | "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+                _ => Err(self.fail(
+                    step.line,
+                    &step.text,
+                    format!("--{}={v}: give true or false", f.name),
+                )),
+            };
             match f.name.as_str() {
                 "from" => from = Some(v),
                 "chown" => chown = Some(v),
@@ -982,7 +1027,11 @@ impl Builder<'_> {
                     )
                 }
                 "checksum" => checksum = Some(v),
-                "link" | "keep-git-dir" => {}
+                "link" => link = on(&v)?,
+                "parents" => parents = on(&v)?,
+                "keep-git-dir" => keep_git_dir = on(&v)?,
+                "unpack" => unpack = Some(on(&v)?),
+                "exclude" if !v.is_empty() => excludes.push(v),
                 other => {
                     return Err(self.fail(
                         step.line,
@@ -999,8 +1048,28 @@ impl Builder<'_> {
         } else {
             format!("{}/{}", state.workdir().trim_end_matches('/'), dest_raw)
         };
-        let image_view = state.view(self.store);
-        let dest_rel = image_view.resolve(Path::new(dest_abs.trim_start_matches('/')));
+        if keep_git_dir {
+            return Err(self.fail(step.line, &step.text, "--keep-git-dir is for git sources, and twinbox does not add git repositories: clone it into the build context and COPY it"));
+        }
+        // --link: the layer is made without reading the stage's files (no
+        // symlink in the destination is followed, every parent is a plain
+        // directory), so its cache does not depend on the steps before it
+        let image_view = if link {
+            MergedView::new(Vec::new())
+        } else {
+            state.view(self.store)
+        };
+        let dest_rel = if link {
+            PathBuf::from(clean_abs(&dest_abs).trim_start_matches('/'))
+        } else {
+            image_view.resolve(Path::new(dest_abs.trim_start_matches('/')))
+        };
+        let exclude = (!excludes.is_empty()).then(|| Ignore::parse(&excludes.join("\n")));
+        let excluded = |rel: &Path| {
+            exclude
+                .as_ref()
+                .is_some_and(|x| x.is_ignored(&rel.to_string_lossy()))
+        };
         let lowers = state.lowers(self.store);
         let owner = match &chown {
             Some(c) => {
@@ -1033,7 +1102,7 @@ impl Builder<'_> {
         // sources: paths (with globs), URLs (ADD), heredocs
         let tmp = self.store.temp_dir("build-copy")?;
         let result = (|| -> Result<bool> {
-            let mut items: Vec<(Matched, bool)> = Vec::new(); // (source, from a URL/heredoc)
+            let mut items: Vec<Item> = Vec::new();
             let mut srcs_text = Vec::new();
             for (n, src) in spec.sources.iter().enumerate() {
                 match src {
@@ -1050,52 +1119,93 @@ impl Builder<'_> {
                         fs::write(&p, body).map_err(|e| BuildError::io(&p, e))?;
                         set_mode(&p, 0o644)?;
                         srcs_text.push(format!("<<{name}"));
-                        items.push((
-                            Matched {
+                        items.push(Item {
+                            m: Matched {
                                 rel: PathBuf::from(&name),
                                 real: p,
                             },
-                            true,
-                        ));
+                            kind: SourceKind::Heredoc,
+                            keep: None,
+                        });
                     }
                     CopySource::Path(raw) => {
                         let s = self.expand(state, step, raw)?;
                         srcs_text.push(s.clone());
+                        if add && is_git_source(&s) {
+                            return Err(self.fail(step.line, &step.text, format!("{s} is a git repository: twinbox does not clone git sources; clone it into the build context and COPY it")));
+                        }
                         if add && (s.starts_with("http://") || s.starts_with("https://")) {
                             let p =
                                 super::fetch::download(&s, &tmp.join("url"), checksum.as_deref())
                                     .map_err(|e| self.fail(step.line, &step.text, e))?;
                             let rel = PathBuf::from(p.file_name().unwrap_or_default());
-                            items.push((Matched { rel, real: p }, true));
+                            items.push(Item {
+                                m: Matched { rel, real: p },
+                                kind: SourceKind::Url,
+                                keep: None,
+                            });
                             continue;
                         }
                         for m in origin
                             .sources(&s)
                             .map_err(|e| self.fail(step.line, &step.text, e))?
                         {
-                            items.push((m, false));
+                            let keep = parents.then(|| parents_kept(&s, &m.rel));
+                            items.push(Item {
+                                m,
+                                kind: SourceKind::Path,
+                                keep,
+                            });
                         }
                     }
                 }
             }
-            if items.len() > 1 && !dest_is_dir && !image_view.is_dir(&dest_rel) {
+            if items.len() > 1 && !parents && !dest_is_dir && !image_view.is_dir(&dest_rel) {
                 return Err(self.fail(step.line, &step.text, format!("with more than one source file the destination must be a directory and end with a /: {dest_raw}")));
             }
             // the key: every source's identity, the destination and the flags
+            // an excluded source, or an excluded entry below a directory source
+            // (matched relative to it, or to the kept parents with --parents)
+            let skip_item = |it: &Item| {
+                it.kind == SourceKind::Path
+                    && match &it.keep {
+                        Some(k) => excluded(k),
+                        None => {
+                            !it.m.real.symlink_metadata().is_ok_and(|md| md.is_dir())
+                                && excluded(Path::new(it.m.rel.file_name().unwrap_or_default()))
+                        }
+                    }
+            };
+            let skip_entry = |it: &Item, rel: &Path| match &it.keep {
+                Some(k) => excluded(&k.join(rel)),
+                None => excluded(rel),
+            };
             let mut key = KeyBuilder::new(
-                if add { "add" } else { "copy" },
-                state.parent_chain().as_ref(),
+                match (add, link) {
+                    (true, false) => "add",
+                    (false, false) => "copy",
+                    (true, true) => "add-link",
+                    (false, true) => "copy-link",
+                },
+                if link { None } else { state.parent_chain() }.as_ref(),
             );
             key.field(&dest_abs).field(&format!(
-                "{owner:?}/{chmod:?}/{}",
+                "{owner:?}/{chmod:?}/{}/{parents}/{unpack:?}/{excludes:?}",
                 from.as_deref().unwrap_or("")
             ));
-            for (m, _) in &items {
+            for it in &items {
+                let m = &it.m;
+                if skip_item(it) {
+                    continue;
+                }
                 key.field(&m.rel.display().to_string());
                 copy::hash_entry(key.hasher(), Path::new(""), &m.real)
                     .map_err(|e| BuildError::io(&m.real, e))?;
                 if m.real.symlink_metadata().is_ok_and(|md| md.is_dir()) {
                     for (rel, real) in origin.walk(m) {
+                        if skip_entry(it, &rel) {
+                            continue;
+                        }
                         copy::hash_entry(key.hasher(), &rel, &real)
                             .map_err(|e| BuildError::io(&real, e))?;
                     }
@@ -1109,21 +1219,62 @@ impl Builder<'_> {
             }
             history.push_str(&format!("{} {dest_raw} # buildkit", srcs_text.join(" ")));
             state.history(history, true);
-            if self.cached(state, &key) {
+            let hit = if link {
+                self.cached_linked(state, &key)?
+            } else {
+                self.cached(state, &key)
+            };
+            if hit {
                 return Ok(true);
             }
             let mut plan = LayerPlan::default();
-            let into_dir = dest_is_dir || items.len() > 1 || image_view.is_dir(&dest_rel);
-            for (n, (m, _)) in items.iter().enumerate() {
+            let into_dir =
+                parents || dest_is_dir || items.len() > 1 || image_view.is_dir(&dest_rel);
+            for (n, it) in items.iter().enumerate() {
+                let m = &it.m;
+                if skip_item(it) {
+                    continue;
+                }
                 let md = m
                     .real
                     .symlink_metadata()
                     .map_err(|e| BuildError::io(&m.real, e))?;
-                if md.is_dir() {
-                    plan.parents(&dest_rel, &image_view, &own);
-                    for (rel, real) in origin.walk(m) {
-                        plan.copy(dest_rel.join(&rel), real, own);
+                // --parents: the path below the pivot is kept, its directories
+                // copied with their own metadata as rsync --relative does
+                let base = match &it.keep {
+                    Some(keep) => {
+                        plan.parents(&dest_rel, &image_view, &own);
+                        let pivot: PathBuf = m
+                            .rel
+                            .components()
+                            .take(m.rel.components().count() - keep.components().count())
+                            .collect();
+                        let mut at = PathBuf::new();
+                        let dirs = keep.components().count() - usize::from(!md.is_dir());
+                        for c in keep.components().take(dirs) {
+                            at.push(c);
+                            if let Some(real) = origin.real(&pivot.join(&at)) {
+                                plan.copy(dest_rel.join(&at), real, own);
+                            }
+                        }
+                        Some(dest_rel.join(keep))
                     }
+                    None => None,
+                };
+                if md.is_dir() {
+                    let base = base.unwrap_or_else(|| dest_rel.clone());
+                    if it.keep.is_none() {
+                        plan.parents(&base, &image_view, &own);
+                    }
+                    for (rel, real) in origin.walk(m) {
+                        if !skip_entry(it, &rel) {
+                            plan.copy(base.join(&rel), real, own);
+                        }
+                    }
+                    continue;
+                }
+                if let Some(target) = base {
+                    plan.copy(target, m.real.clone(), own);
                     continue;
                 }
                 let target = if into_dir {
@@ -1134,11 +1285,13 @@ impl Builder<'_> {
                 if let Some(parent) = target.parent() {
                     plan.parents(parent, &image_view, &own);
                 }
-                if add
-                    && !items.iter().any(|(i, url)| *url && i.real == m.real)
-                    && md.is_file()
-                    && copy::is_archive(&m.real)
-                {
+                // ADD unpacks local archives, and URLs' only with --unpack
+                let unpacks = match it.kind {
+                    SourceKind::Path => unpack.unwrap_or(true),
+                    SourceKind::Url => unpack.unwrap_or(false),
+                    SourceKind::Heredoc => false,
+                };
+                if add && unpacks && md.is_file() && copy::is_archive(&m.real) {
                     // a local archive is unpacked (by the store's safe unpacker)
                     // into the destination directory, its owners kept
                     plan.parents(&dest_rel, &image_view, &own);
@@ -1520,6 +1673,55 @@ fn heredoc_name(text: &str, n: usize) -> String {
         .unwrap_or_else(|| format!("heredoc-{n}"))
 }
 
+/// Where a COPY/ADD entry came from: a path (context, stage, image), a URL
+/// (ADD), or a heredoc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceKind {
+    Path,
+    Url,
+    Heredoc,
+}
+
+/// One source of a COPY/ADD, and with `--parents` the path it keeps.
+struct Item {
+    m: Matched,
+    kind: SourceKind,
+    keep: Option<PathBuf>,
+}
+
+/// `--parents`: the part of a matched path kept under the destination: all
+/// of it, or what follows a `/./` pivot in the source (`x/./y/*.txt` keeps `y/..`).
+fn parents_kept(src: &str, rel: &Path) -> PathBuf {
+    let mut s = src.trim_start_matches('/');
+    while let Some(rest) = s.strip_prefix("./") {
+        s = rest.trim_start_matches('/');
+    }
+    let skip = s
+        .find("/./")
+        .map(|i| {
+            Path::new(&s[..i])
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .count()
+        })
+        .unwrap_or(0);
+    rel.components().skip(skip).collect()
+}
+
+/// A git repository as BuildKit recognizes one in ADD: a git or ssh URL,
+/// `git@host:path`, or an http(s) URL whose path ends in `.git`.
+fn is_git_source(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("git://") || lower.starts_with("ssh://") || lower.starts_with("git@") {
+        return true;
+    }
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let path = lower.split(['#', '?']).next().unwrap_or("");
+        return path.trim_end_matches('/').ends_with(".git");
+    }
+    false
+}
+
 fn clean_abs(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for seg in p.split('/') {
@@ -1753,5 +1955,32 @@ mod tests {
             r#"["flask" "run"]"#
         );
         assert_eq!(heredoc_name("COPY <<EOF <<'two' /d/", 1), "two");
+    }
+
+    #[test]
+    fn parents_pivot_and_git_sources() {
+        let kept = |src: &str, rel: &str| parents_kept(src, Path::new(rel));
+        assert_eq!(kept("./x/a.txt", "x/a.txt"), PathBuf::from("x/a.txt"));
+        assert_eq!(kept("./x/./y/*.txt", "x/y/b.txt"), PathBuf::from("y/b.txt"));
+        assert_eq!(
+            kept("/app/./out/bin", "app/out/bin"),
+            PathBuf::from("out/bin")
+        );
+        assert_eq!(
+            kept("src/**/*.txt", "src/x/b.txt"),
+            PathBuf::from("src/x/b.txt")
+        );
+        for git in [
+            "https://github.com/moby/buildkit.git#v0.10.1",
+            "https://example.com/repo.git",
+            "git@github.com:moby/buildkit.git",
+            "git://example.com/r",
+            "ssh://git@example.com/r",
+        ] {
+            assert!(is_git_source(git), "{git}");
+        }
+        for not_git in ["https://example.com/a.tar.gz", "repo.git", "./x.git"] {
+            assert!(!is_git_source(not_git), "{not_git}");
+        }
     }
 }

@@ -114,13 +114,23 @@ pub fn lookup(
     };
     let info = stored.info(parent)?;
     let _lock = store.lock().ok()?;
-    if !store.has_blob(&info.blob) || !store.layer_dir(&info.chain_id).is_dir() {
+    if !store.has_blob(&info.blob) {
         drop(_lock);
         let _ = fs::remove_file(&p);
         return None;
     }
+    // the blob is there but not unpacked on this parent (a --link layer met
+    // on a new base, or a pruned layer dir): a miss, the record stays
+    if !store.layer_dir(&info.chain_id).is_dir() {
+        return None;
+    }
     store.lease(&[&info.blob, &info.chain_id]).ok()?;
     Some((record, Some(info)))
+}
+
+/// The record for `key`, whatever the state of its layer.
+pub fn read(store: &Store, key: &Digest) -> Option<Record> {
+    atomic::read_json(&path(store, key)).ok()
 }
 
 pub fn save(store: &Store, key: &Digest, record: &Record) {

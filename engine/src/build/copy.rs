@@ -185,6 +185,23 @@ impl Origin<'_> {
             }
             return Ok(());
         };
+        if first == "**" {
+            // any number of directories, none included
+            self.glob_walk(rest, at.clone(), src, found)?;
+            for n in self.read_dir(&at) {
+                let next = at.join(&n);
+                if self.ignored(&next) {
+                    continue;
+                }
+                let is_dir = self
+                    .real(&next)
+                    .is_some_and(|r| r.symlink_metadata().is_ok_and(|m| m.is_dir()));
+                if is_dir {
+                    self.glob_walk(segs, next, src, found)?;
+                }
+            }
+            return Ok(());
+        }
         let names: Vec<String> = if has_glob(first) {
             self.read_dir(&at)
                 .into_iter()

@@ -199,6 +199,7 @@ const ALLOWED_FLAGS: &[(&str, &[&str])] = &[
             "keep-git-dir",
             "link",
             "exclude",
+            "unpack",
         ],
     ),
     (
