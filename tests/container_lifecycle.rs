@@ -21,7 +21,21 @@ fn detached_logs_stop_rm() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.trim().len(), 64, "prints the full id");
-    std::thread::sleep(Duration::from_millis(500));
+    // wait for both lines (a loaded machine may take longer than any fixed sleep)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = lab.tb(&["logs", "ticker"]);
+        if logs.stdout.contains("start") && logs.stderr.contains("oops") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output: {}{}",
+            logs.stdout,
+            logs.stderr
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let ps = lab.tb(&["ps"]);
     assert!(
         ps.stdout.contains("ticker") && ps.stdout.contains("Up "),
@@ -170,8 +184,15 @@ fn killed_supervisor_shows_as_exited_with_unknown_code() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let ps = lab.tb(&["ps", "-a"]);
+    // the kill takes effect when the kernel gets to it: wait for that, not a fixed time
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ps = loop {
+        let ps = lab.tb(&["ps", "-a"]);
+        if ps.stdout.contains("Exited (unknown)") || std::time::Instant::now() > deadline {
+            break ps;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(ps.stdout.contains("Exited (unknown)"), "{}", ps.stdout);
     assert!(lab.inspect("orphan")["State"]["ExitCode"].is_null());
     assert_eq!(lab.tb(&["rm", "orphan"]).code, 0);
