@@ -954,7 +954,27 @@ RUN --mount=type=secret,id=absent sh -c 'test -e /run/secrets/absent && echo the
                 _ => {}
             }
         }
+        // the BuildKit inside Docker 20.10 leaves the empty directories it
+        // made as mount points in the RUN layer; current BuildKit removes
+        // these mount stubs, as twinbox does, so they are not a difference
+        let stubs: &[&str] = if *name == "mounts" {
+            &[
+                "run",
+                "run/secrets",
+                "tmp/cache",
+                "tmp/files",
+                "tmp/ro",
+                "tmp/s",
+                "tmp/scratch",
+                "tmp/seeded",
+            ]
+        } else {
+            &[]
+        };
         for (path, entry) in &b {
+            if stubs.contains(&path.as_str()) && entry.0 == 'd' {
+                continue;
+            }
             if !a.contains_key(path) {
                 differences.push(format!("{name}: only docker has /{path} {entry:?}"));
             }
