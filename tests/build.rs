@@ -3,7 +3,8 @@
 //! and COPY --from; the cache (unchanged rebuild, one edited file, rmi/prune);
 //! a failing RUN leaves nothing behind; context escapes and broken files are
 //! refused with file:line; RUN mounts and secrets; ONBUILD; ADD archives;
-//! COPY --parents/--exclude/--link, ADD --unpack, git sources refused.
+//! COPY --parents/--exclude/--link, ADD --unpack, ADD of a git repository
+//! (from a git daemon on loopback), symbolic --chmod.
 
 mod common;
 
@@ -1343,12 +1344,8 @@ fn copy_parents_exclude_link_and_add_flags() {
 
     // refused with one line naming the thing
     for (line, says) in [
-        (
-            "ADD https://github.com/moby/buildkit.git#v0.10.1 /bk",
-            "git repository",
-        ),
-        ("ADD git@github.com:moby/buildkit.git /bk", "git repository"),
         ("ADD --keep-git-dir=true hom1.txt /k/", "--keep-git-dir"),
+        ("COPY --chmod=u+q hom1.txt /k/", "--chmod=u+q"),
         ("COPY --parents=maybe hom1.txt /k/", "true or false"),
         ("COPY --unpack=true files.tar /k/", "unknown flag --unpack"),
     ] {
@@ -1358,4 +1355,176 @@ fn copy_parents_exclude_link_and_add_flags() {
         assert!(r.stderr.contains(says), "{line}: {}", r.stderr);
         assert_ne!(lab.tb(&["image", "inspect", "flags:bad"]).code, 0);
     }
+}
+
+/// A `git daemon` serving `base` on a loopback port, killed when dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let d = GitDaemon { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        d
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn add_a_git_repository_and_symbolic_chmod() {
+    let Some(lab) = lab() else { return };
+    // a repository with a tag v1 and a later commit on main, served bare
+    let work = lab.root().join("gitwork");
+    fs::create_dir_all(work.join("bin")).unwrap();
+    fs::create_dir_all(work.join("docs")).unwrap();
+    git(&work, &["init", "--quiet", "-b", "main"]);
+    fs::write(work.join("README"), "v1\n").unwrap();
+    fs::write(work.join("bin/run.sh"), "#!/bin/sh\necho run\n").unwrap();
+    fs::set_permissions(work.join("bin/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(work.join("docs/guide.txt"), "guide\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    let v1 = git(&work, &["rev-parse", "HEAD"]);
+    fs::write(work.join("README"), "v2\n").unwrap();
+    git(&work, &["commit", "--quiet", "-am", "two"]);
+    let served = lab.root().join("gitserved");
+    fs::create_dir_all(&served).unwrap();
+    git(
+        &served,
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            work.to_str().unwrap(),
+            "repo.git",
+        ],
+    );
+    let daemon = GitDaemon::start(&served);
+    let repo = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+
+    let ctx = context(
+        &lab,
+        "gitadd",
+        &[
+            ("hello.txt", "hello\n"),
+            ("dir/f", "f\n"),
+            ("dir/sub/g", "g\n"),
+        ],
+    );
+    fs::set_permissions(ctx.join("hello.txt"), fs::Permissions::from_mode(0o664)).unwrap();
+    fs::set_permissions(ctx.join("dir/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(ctx.join("dir"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(ctx.join("dir/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    let dockerfile = format!(
+        "FROM busybox\n\
+         ADD {repo} /src\n\
+         ADD --checksum={v1} {repo}#v1 /v1\n\
+         ADD --keep-git-dir=true {repo}#main /kept\n\
+         ADD {repo}#v1:docs /docs\n\
+         ADD --chown=7:8 --chmod=go-rwx {repo}#v1:bin /bin2\n\
+         COPY --chmod=u+x,g-w,a+r hello.txt /h/\n\
+         COPY --chmod=a=rX dir/ /d/\n"
+    );
+    fs::write(ctx.join("Dockerfile"), &dockerfile).unwrap();
+    let c = ctx.to_str().unwrap();
+    let first = build(&lab, &["--network", "none", "-q", "-t", "gitadd:1", c]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let seen = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "gitadd:1",
+        "sh",
+        "-c",
+        "cat /src/README /v1/README; test -e /src/.git || echo no-git; \
+         test -d /kept/.git && echo kept-git; ls /docs; \
+         stat -c '%a %u %g %n' /src/bin/run.sh /src/README /bin2/run.sh /h/hello.txt /d /d/f /d/sub",
+    ]);
+    assert_eq!(seen.code, 0, "{}", seen.stderr);
+    assert_eq!(
+        seen.stdout,
+        "v2\nv1\nno-git\nkept-git\nguide.txt\n\
+         755 0 0 /src/bin/run.sh\n\
+         644 0 0 /src/README\n\
+         700 7 8 /bin2/run.sh\n\
+         744 0 0 /h/hello.txt\n\
+         755 0 0 /d\n\
+         444 0 0 /d/f\n\
+         555 0 0 /d/sub\n"
+    );
+    // unchanged repository and context: every step from the cache
+    let again = build(&lab, &["--network", "none", "-q", "-t", "gitadd:2", c]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stdout, first.stdout, "a rebuild reuses the cache");
+
+    // refused with one line, nothing tagged, nothing left
+    for (line, says) in [
+        (format!("ADD {repo}#no-such-ref /x"), "no-such-ref"),
+        (
+            format!("ADD --checksum=0000000 {repo}#v1 /x"),
+            "does not match",
+        ),
+        (format!("ADD {repo}#v1:../.. /x"), "leaves the repository"),
+        (format!("ADD {repo}#v1:nothere /x"), "no directory nothere"),
+    ] {
+        fs::write(ctx.join("Dockerfile"), format!("FROM busybox\n{line}\n")).unwrap();
+        let r = build(&lab, &["--network", "none", "-t", "gitadd:bad", c]);
+        assert_ne!(r.code, 0, "{line}");
+        assert!(r.stderr.contains(says), "{line}: {}", r.stderr);
+        assert_ne!(lab.tb(&["image", "inspect", "gitadd:bad"]).code, 0);
+    }
+    assert!(leftovers(&lab).is_empty(), "{:?}", leftovers(&lab));
 }

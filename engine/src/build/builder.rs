@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::cache::{self, KeyBuilder, Record, StoredLayer};
+use super::chmod::Chmod;
 use super::copy::{self, LayerPlan, Matched, Origin, Ownership};
 use super::dockerfile::{
     self, CommandForm, CopySource, CopySpec, Dockerfile, Flag, Instr, Stage, Step,
@@ -1013,18 +1014,13 @@ impl Builder<'_> {
                 "from" => from = Some(v),
                 "chown" => chown = Some(v),
                 "chmod" => {
-                    chmod = Some(
-                        u32::from_str_radix(&v, 8)
-                            .ok()
-                            .filter(|m| *m <= 0o7777)
-                            .ok_or_else(|| {
-                                self.fail(
-                                    step.line,
-                                    &step.text,
-                                    format!("--chmod={v}: give an octal mode like 0755"),
-                                )
-                            })?,
-                    )
+                    chmod = Some(Chmod::parse(&v).ok_or_else(|| {
+                        self.fail(
+                            step.line,
+                            &step.text,
+                            format!("--chmod={v}: give an octal mode like 0755 or a symbolic one like u+x,g-w"),
+                        )
+                    })?)
                 }
                 "checksum" => checksum = Some(v),
                 "link" => link = on(&v)?,
@@ -1048,8 +1044,17 @@ impl Builder<'_> {
         } else {
             format!("{}/{}", state.workdir().trim_end_matches('/'), dest_raw)
         };
-        if keep_git_dir {
-            return Err(self.fail(step.line, &step.text, "--keep-git-dir is for git sources, and twinbox does not add git repositories: clone it into the build context and COPY it"));
+        let any_git = add
+            && spec.sources.iter().any(|src| match src {
+                CopySource::Path(raw) => is_git_source(raw),
+                CopySource::Heredoc { .. } => false,
+            });
+        if keep_git_dir && !any_git {
+            return Err(self.fail(
+                step.line,
+                &step.text,
+                "--keep-git-dir is for ADD of a git repository",
+            ));
         }
         // --link: the layer is made without reading the stage's files (no
         // symlink in the destination is followed, every parent is a plain
@@ -1096,7 +1101,7 @@ impl Builder<'_> {
         let own = Ownership {
             chown: owner,
             reset_to_root: view_from.is_none(),
-            chmod,
+            chmod: chmod.clone(),
         };
 
         // sources: paths (with globs), URLs (ADD), heredocs
@@ -1132,7 +1137,22 @@ impl Builder<'_> {
                         let s = self.expand(state, step, raw)?;
                         srcs_text.push(s.clone());
                         if add && is_git_source(&s) {
-                            return Err(self.fail(step.line, &step.text, format!("{s} is a git repository: twinbox does not clone git sources; clone it into the build context and COPY it")));
+                            let out = super::git::checkout(
+                                &s,
+                                &tmp.join(format!("git-{n}")),
+                                keep_git_dir,
+                                checksum.as_deref(),
+                            )
+                            .map_err(|e| self.fail(step.line, &step.text, e))?;
+                            items.push(Item {
+                                m: Matched {
+                                    rel: PathBuf::new(),
+                                    real: out.dir,
+                                },
+                                kind: SourceKind::Git(format!("{s}@{}", out.commit)),
+                                keep: None,
+                            });
+                            continue;
                         }
                         if add && (s.starts_with("http://") || s.starts_with("https://")) {
                             let p =
@@ -1180,6 +1200,17 @@ impl Builder<'_> {
                 Some(k) => excluded(&k.join(rel)),
                 None => excluded(rel),
             };
+            // a checked-out repository is walked on its own, not in the origin
+            let walk = |it: &Item| match it.kind {
+                SourceKind::Git(_) => {
+                    let view = MergedView::new(vec![it.m.real.clone()]);
+                    Origin::Image(&view).walk(&Matched {
+                        rel: PathBuf::new(),
+                        real: it.m.real.clone(),
+                    })
+                }
+                _ => origin.walk(&it.m),
+            };
             let mut key = KeyBuilder::new(
                 match (add, link) {
                     (true, false) => "add",
@@ -1198,11 +1229,17 @@ impl Builder<'_> {
                 if skip_item(it) {
                     continue;
                 }
+                // a repository is keyed by its commit, as in BuildKit (a
+                // checkout's .git differs from clone to clone)
+                if let SourceKind::Git(commit) = &it.kind {
+                    key.field(commit);
+                    continue;
+                }
                 key.field(&m.rel.display().to_string());
                 copy::hash_entry(key.hasher(), Path::new(""), &m.real)
                     .map_err(|e| BuildError::io(&m.real, e))?;
                 if m.real.symlink_metadata().is_ok_and(|md| md.is_dir()) {
-                    for (rel, real) in origin.walk(m) {
+                    for (rel, real) in walk(it) {
                         if skip_entry(it, &rel) {
                             continue;
                         }
@@ -1254,7 +1291,7 @@ impl Builder<'_> {
                         for c in keep.components().take(dirs) {
                             at.push(c);
                             if let Some(real) = origin.real(&pivot.join(&at)) {
-                                plan.copy(dest_rel.join(&at), real, own);
+                                plan.copy(dest_rel.join(&at), real, own.clone());
                             }
                         }
                         Some(dest_rel.join(keep))
@@ -1266,15 +1303,15 @@ impl Builder<'_> {
                     if it.keep.is_none() {
                         plan.parents(&base, &image_view, &own);
                     }
-                    for (rel, real) in origin.walk(m) {
+                    for (rel, real) in walk(it) {
                         if !skip_entry(it, &rel) {
-                            plan.copy(base.join(&rel), real, own);
+                            plan.copy(base.join(&rel), real, own.clone());
                         }
                     }
                     continue;
                 }
                 if let Some(target) = base {
-                    plan.copy(target, m.real.clone(), own);
+                    plan.copy(target, m.real.clone(), own.clone());
                     continue;
                 }
                 let target = if into_dir {
@@ -1289,7 +1326,7 @@ impl Builder<'_> {
                 let unpacks = match it.kind {
                     SourceKind::Path => unpack.unwrap_or(true),
                     SourceKind::Url => unpack.unwrap_or(false),
-                    SourceKind::Heredoc => false,
+                    SourceKind::Heredoc | SourceKind::Git(_) => false,
                 };
                 if add && unpacks && md.is_file() && copy::is_archive(&m.real) {
                     // a local archive is unpacked (by the store's safe unpacker)
@@ -1317,11 +1354,11 @@ impl Builder<'_> {
                         chmod: None,
                     };
                     for (rel, real) in unpacked.walk(&root) {
-                        plan.copy(dest_rel.join(&rel), real, kept);
+                        plan.copy(dest_rel.join(&rel), real, kept.clone());
                     }
                     continue;
                 }
-                plan.copy(target, m.real.clone(), own);
+                plan.copy(target, m.real.clone(), own.clone());
             }
             let made = self.commit_layer(state, &key, |out| plan.write_tar(out))?;
             Self::last_history_layer(state, made);
@@ -1675,11 +1712,13 @@ fn heredoc_name(text: &str, n: usize) -> String {
 
 /// Where a COPY/ADD entry came from: a path (context, stage, image), a URL
 /// (ADD), or a heredoc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum SourceKind {
     Path,
     Url,
     Heredoc,
+    /// A git repository checked out for ADD, with its source and commit.
+    Git(String),
 }
 
 /// One source of a COPY/ADD, and with `--parents` the path it keeps.

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use super::chmod::Chmod;
 use super::ignore::{glob, Ignore};
 use crate::layer::merged::MergedView;
 
@@ -313,14 +314,14 @@ pub fn hash_entry(h: &mut Sha256, rel: &Path, real: &Path) -> io::Result<()> {
 }
 
 /// How copied entries are owned and moded.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Ownership {
     /// `--chown`; None keeps the source's owner (`--from`) or root (context).
     pub chown: Option<(u32, u32)>,
     /// Context files belong to root unless `--chown` says otherwise.
     pub reset_to_root: bool,
     /// `--chmod`, applied to every copied file and directory.
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
 }
 
 impl Ownership {
@@ -329,6 +330,14 @@ impl Ownership {
             Some(o) => o,
             None if self.reset_to_root => (0, 0),
             None => (md.uid(), md.gid()),
+        }
+    }
+
+    fn mode(&self, md: &fs::Metadata) -> u32 {
+        let own = md.mode() & 0o7777;
+        match &self.chmod {
+            Some(c) => c.apply(own, md.is_dir()),
+            None => own,
         }
     }
 }
@@ -407,7 +416,7 @@ pub fn stage_entry(real: &Path, dst: &Path, own: &Ownership) -> io::Result<()> {
     }
     lchown(dst, uid, gid)?;
     if !ft.is_symlink() {
-        let mode = own.chmod.unwrap_or(md.mode() & 0o7777);
+        let mode = own.mode(&md);
         fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
     }
     copy_times(dst, &md)
@@ -681,7 +690,7 @@ fn append_copy<W: io::Write>(
     let mode = if ft.is_symlink() {
         0o777
     } else {
-        own.chmod.unwrap_or(md.mode() & 0o7777)
+        own.mode(&md)
     };
     h.set_mode(mode);
     h.set_size(0);

@@ -13,8 +13,10 @@
 
 pub mod builder;
 pub mod cache;
+pub mod chmod;
 pub mod copy;
 pub mod fetch;
+pub mod git;
 pub mod ignore;
 pub mod mounts;
 pub mod progress;
