@@ -18,8 +18,12 @@ use crate::report::{LessonReport, Side, Step};
 use crate::shell;
 use crate::LessonError;
 
+mod build;
 mod series;
+mod serve;
+pub use build::{BuildDir, Built};
 pub use series::{ContainerSeries, VmSeries};
+pub use serve::{Serving, VmServed};
 
 /// The image most lessons run: made from this host's busybox, no registry needed.
 pub const BUSYBOX: &str = "busybox";

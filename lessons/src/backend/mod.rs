@@ -124,6 +124,12 @@ pub trait VmBackend: Send + Sync {
     /// The command a student types to do the same by hand.
     fn command_line(&self, req: &VmRequest) -> String;
 
+    /// Whether a server in this backend's VMs can be reached from the host
+    /// (a network card on the bridge and `-p`); why not, when it cannot.
+    fn serves(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Boots, runs the workload to its end; its output goes to `live` as it comes.
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError>;
 }

@@ -8,17 +8,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use twinbox_engine::build::progress::Recorder;
-use twinbox_engine::build::{self, BuildOptions};
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::inspect::history;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
-use super::vm_serving;
+use super::vm_serving::VmHalf;
 use super::Lesson;
-use crate::context::{Context, BUSYBOX, RUN_TIMEOUT};
+use crate::charts;
+use crate::context::{BuildDir, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::measure::http;
-use crate::report::{format_bytes, format_ms, Cell, LessonReport, Measured, Side, Step, Table};
+use crate::report::{
+    format_bytes, format_ms, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
+};
 use crate::LessonError;
 
 pub struct DockerfileLesson;
@@ -60,11 +61,16 @@ impl Lesson for DockerfileLesson {
              script served by busybox's httpd, so it builds without downloading anything. It \
              is built three times, started with `run -d -p`, and its page fetched from the \
              host through the published port.",
+            "Then the same image runs as a microVM (`vm run -d --network bridge -p`): the \
+             image's layers become the guest's root, its own kernel boots, and the same CMD \
+             starts the same server behind a virtio-net card on the same bridge. The page is \
+             fetched from the host the same way, and both halves are timed to their first \
+             answered request and measured for memory.",
         ]
     }
 
     fn uses_vm(&self) -> bool {
-        false
+        true
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
@@ -96,18 +102,36 @@ struct Served {
     supervisor_rss: Option<u64>,
 }
 
+/// The same image served by a microVM.
+#[derive(Debug, Clone, Serialize)]
+struct VmServedApp {
+    /// From asking for the VM (before its VMM exists) to the first answer.
+    first_answer_ms: f64,
+    page: String,
+    host_port: u16,
+    /// The VM process's resident set while it served (QEMU's, or the
+    /// lesson's own with twinbox's VMM in it), and the guest RAM in it.
+    process_rss: Measured<u64>,
+    guest_resident: Measured<u64>,
+    configured_bytes: u64,
+    emulated: bool,
+}
+
 struct Measurements {
     builds: Vec<Measured<Build>>,
     layers: Vec<(String, u64, bool)>,
     served: Measured<Served>,
+    vm: VmHalf<VmServedApp>,
 }
 
 /// Act one: three builds, then the app served and fetched.
 fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
     ctx.image(BUSYBOX)?;
-    let dir = TempDir::new("app")?;
+    let dir = BuildDir::new(
+        "app",
+        &[("Dockerfile", DOCKERFILE, 0o644), ("app.sh", APP, 0o755)],
+    )?;
     let context = dir.path.clone();
-    write_app(&context, APP)?;
     ctx.host_step(report, "cat Dockerfile", DOCKERFILE);
     ctx.host_step(report, "cat app.sh", APP);
 
@@ -118,7 +142,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     builds.push(build_once(ctx, report, &context, "unchanged", false));
     ctx.say.heading("after editing the app");
     let edited = format!("{APP}{EDIT}");
-    write_app(&context, &edited)?;
+    dir.write("app.sh", &edited, 0o755)?;
     ctx.host_step(report, &format!("echo '{}' >> app.sh", EDIT.trim_end()), "");
     builds.push(build_once(ctx, report, &context, "after the edit", false));
 
@@ -150,12 +174,77 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     for (i, b) in builds.iter().enumerate() {
         report.check(&format!("build {}", i + 1), b);
     }
+    ctx.say
+        .heading("the same image as a microVM, its port published, the page fetched");
+    let vm = if served.value().is_none() {
+        VmHalf::Failed("the container half did not serve the image".into())
+    } else if let Some(why) = ctx.vm_cannot_serve() {
+        ctx.say.note(&format!("not run here: {why}."));
+        VmHalf::NotHere(why)
+    } else {
+        VmHalf::from_measured(serve_vm(ctx, report))
+    };
     report.check("the app's page from the host", &served);
+    if let VmHalf::Failed(why) = &vm {
+        report.check::<()>("the app's page from the microVM", &Measured::failed(why));
+    }
     Ok(Measurements {
         builds,
         layers,
         served,
+        vm,
     })
+}
+
+/// `vm run -d --network bridge -p PORT:8000` of the built image, then GET
+/// from the host until it answers; the VM is stopped after.
+fn serve_vm(ctx: &Context, report: &mut LessonReport) -> Measured<VmServedApp> {
+    let image = match ctx.image(TAG) {
+        Ok(i) => i,
+        Err(e) => return Measured::failed(e.to_string()),
+    };
+    let host_port = match http::free_port() {
+        Ok(p) => p,
+        Err(e) => return Measured::failed(format!("no free port on 127.0.0.1: {e}")),
+    };
+    let opts = RunOptions {
+        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
+        ports: vec![PortMapping {
+            host_ip: None,
+            host_port,
+            container_port: APP_PORT,
+            protocol: "tcp".into(),
+        }],
+        ..Default::default()
+    };
+    let req = ctx.vm_request(TAG, &image, &opts, VM_MEMORY_MIB);
+    if let Err(why) = ctx.prepare_vm(&req) {
+        return Measured::failed(why);
+    }
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
+    let served = ctx.vm_serving(report, &req, |s| {
+        let page = http::get_until(addr, PATH, BOOT_TIMEOUT, || s.running())?.text();
+        let first_answer_ms = s.elapsed_ms();
+        ctx.say.output(&page);
+        Ok((page, first_answer_ms))
+    });
+    let url = format!("http://127.0.0.1:{host_port}{PATH}");
+    match served {
+        Measured::Value(v) => {
+            let (page, first_answer_ms) = v.found;
+            ctx.host_step(report, &format!("wget -qO- {url}"), &page);
+            Measured::Value(VmServedApp {
+                first_answer_ms,
+                page,
+                host_port,
+                process_rss: v.run.memory.process_rss,
+                guest_resident: v.run.memory.guest_resident,
+                configured_bytes: v.run.memory.configured_bytes,
+                emulated: v.run.emulated,
+            })
+        }
+        Measured::Failed(why) => Measured::Failed(why),
+    }
 }
 
 fn build_once(
@@ -165,52 +254,16 @@ fn build_once(
     what: &'static str,
     no_cache: bool,
 ) -> Measured<Build> {
-    let command = format!(
-        "twinbox build{} --network none -t {TAG} .",
-        if no_cache { " --no-cache" } else { "" }
-    );
-    ctx.show(Side::Host, &command);
-    let opts = BuildOptions {
-        context: Some(context.to_path_buf()),
-        dockerfile: DOCKERFILE.to_string(),
-        dockerfile_path: Some(context.join("Dockerfile")),
-        dockerfile_name: "Dockerfile".into(),
-        tags: vec![TAG.into()],
-        no_cache,
-        network: Some(NetworkMode::None),
-        ..Default::default()
-    };
-    let mut rec = Recorder::default();
-    let t0 = Instant::now();
-    let result = build::build(&ctx.store, &opts, &mut rec);
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let output: String = rec.lines.iter().map(|l| format!("{l}\n")).collect();
-    ctx.say.output(&output);
-    let (measured, error) = match result {
-        Ok(r) => (
-            Measured::Value(Build {
-                what,
-                ms,
-                steps: r.steps,
-                cached: r.cached,
-                ran: ran_steps(&rec.lines),
-            }),
-            None,
-        ),
-        Err(e) => {
-            ctx.say.failure(&format!("failed: {e}"));
-            (Measured::failed(e.to_string()), Some(e.to_string()))
-        }
-    };
-    report.steps.push(Step {
-        side: Side::Host,
-        command,
-        output,
-        exit_code: Some(if error.is_some() { 1 } else { 0 }),
-        error,
-        duration_ms: Some(ms),
-    });
-    measured
+    match ctx.build_image(report, context, DOCKERFILE, TAG, no_cache) {
+        Ok(b) => Measured::Value(Build {
+            what,
+            ms: b.ms,
+            steps: b.steps,
+            cached: b.cached,
+            ran: ran_steps(&b.lines),
+        }),
+        Err(why) => Measured::Failed(why),
+    }
 }
 
 /// The labels of the steps that ran, from the recorder's lines: a step is
@@ -342,14 +395,19 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     }
     let mut t = Table::new("the app, served", &["", "container", "microVM"]);
     let s = m.served.as_ref();
-    let not_yet: Cell = vm_serving::CELL.into();
     t.row(vec![
         "time from run -d to the first answered request".into(),
         s.clone().map(|s| format_ms(s.first_answer_ms)).into(),
-        not_yet.clone(),
+        m.vm.cell(|v| {
+            format!(
+                "{}{}",
+                format_ms(v.first_answer_ms),
+                if v.emulated { " (emulated)" } else { "" }
+            )
+        }),
     ]);
     t.row(vec![
-        "memory (cgroup + supervisor RSS)".into(),
+        "memory while serving".into(),
         s.clone()
             .map(|s| match (s.cgroup_bytes, s.supervisor_rss) {
                 (Some(c), Some(r)) => format!(
@@ -361,9 +419,41 @@ fn present(m: &Measurements, report: &mut LessonReport) {
                 _ => "not sampled".into(),
             })
             .into(),
-        not_yet,
+        m.vm.cell(vm_memory_text),
     ]);
     report.tables.push(t);
+    report.charts.push(Chart {
+        title: "time from run -d to the first answered request".into(),
+        unit: Unit::Milliseconds,
+        bars: vec![
+            charts::bar(
+                "container",
+                Side::Container,
+                s.clone().map(|s| s.first_answer_ms),
+                None,
+            ),
+            charts::bar(
+                "microVM",
+                Side::Vm,
+                m.vm.measured(|v| v.first_answer_ms),
+                None,
+            ),
+        ],
+        note: None,
+    });
+}
+
+fn vm_memory_text(v: &VmServedApp) -> String {
+    match (&v.process_rss, &v.guest_resident) {
+        (Measured::Value(rss), Measured::Value(guest)) => format!(
+            "{} VM process RSS ({} of it guest RAM touched, of {} configured)",
+            format_bytes(*rss),
+            format_bytes(*guest),
+            format_bytes(v.configured_bytes)
+        ),
+        (Measured::Value(rss), _) => format!("{} VM process RSS", format_bytes(*rss)),
+        (Measured::Failed(why), _) => format!("not sampled: {why}"),
+    }
 }
 
 /// Act three: what the builds and the page show.
@@ -391,9 +481,35 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             s.page.lines().next().unwrap_or("").trim()
         ));
     }
-    report
-        .findings
-        .push(vm_serving::finding("The same image as a microVM with -p"));
+    if let (Some(c), Some(v)) = (m.served.value(), m.vm.value()) {
+        report.findings.push(format!(
+            "The same image as a microVM answered the same page through 127.0.0.1:{} after {}{}, against {} for the container: the VM boots a kernel and its init before the same CMD starts. It held {} against the container's {}.",
+            v.host_port,
+            format_ms(v.first_answer_ms),
+            if v.emulated { " under software emulation" } else { "" },
+            format_ms(c.first_answer_ms),
+            vm_memory_text(v),
+            match (c.cgroup_bytes, c.supervisor_rss) {
+                (Some(a), Some(b)) => format_bytes(a + b),
+                _ => "(not sampled)".into(),
+            }
+        ));
+        let said = |page: &str| {
+            page.lines()
+                .find(|l| l.contains("served by"))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        report.findings.push(format!(
+            "The app says where it runs: \"{}\" from the container, \"{}\" from the microVM. Same image and command; the container's kernel is the host's, the VM's is its own.",
+            said(&c.page),
+            said(&v.page)
+        ));
+    }
+    if let Some(f) = m.vm.not_here_finding("The same image as a microVM with -p") {
+        report.findings.push(f);
+    }
     report.caveats.push(
         "The course's app uses Python and Flask; installing them needs a package index. This app keeps the shape (one route, an environment variable, a port) with busybox httpd so that the lesson runs offline."
             .into(),
@@ -416,43 +532,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("unchanged_rebuild_reran_nothing", unchanged_reran_nothing);
     report.fact("edit_reran_only_the_last_steps", edit_reran_only_the_end);
     report.fact("container", &m.served);
-    report.fact("vm", vm_serving::fact());
-}
-
-fn write_app(dir: &Path, app: &str) -> Result<(), LessonError> {
-    use std::os::unix::fs::PermissionsExt;
-    let write = |name: &str, text: &str, mode: u32| -> Result<(), LessonError> {
-        let p = dir.join(name);
-        std::fs::write(&p, text)
-            .map_err(|e| LessonError::io(format!("writing {}", p.display()), e))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| LessonError::io(format!("chmod {}", p.display()), e))
-    };
-    write("Dockerfile", DOCKERFILE, 0o644)?;
-    write("app.sh", app, 0o755)
-}
-
-/// A private directory for a build context, removed when dropped.
-pub(super) struct TempDir {
-    pub path: std::path::PathBuf,
-}
-
-impl TempDir {
-    pub fn new(what: &str) -> Result<TempDir, LessonError> {
-        let path = std::env::temp_dir().join(format!(
-            "twinbox-lesson-{what}-{}",
-            twinbox_engine::util::id::random_hex(6)
-        ));
-        std::fs::create_dir(&path)
-            .map_err(|e| LessonError::io(format!("mkdir {}", path.display()), e))?;
-        Ok(TempDir { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
+    report.fact("vm", m.vm.fact());
 }
 
 #[cfg(test)]

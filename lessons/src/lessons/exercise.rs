@@ -10,18 +10,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use twinbox_engine::build::progress::Recorder;
-use twinbox_engine::build::{self, BuildOptions};
 use twinbox_engine::container::options::parse_volume;
 use twinbox_engine::container::{lifecycle, Container, RunOptions};
 use twinbox_engine::image::postgres;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
-use super::vm_serving::{self, WHY_NOT as VM_MISSING};
+use super::vm_serving::VmHalf;
 use super::Lesson;
 use crate::charts;
 use crate::container::Detached;
-use crate::context::{Context, RUN_TIMEOUT};
+use crate::context::{BuildDir, Context, RUN_TIMEOUT};
 use crate::measure::psql::{self, Target};
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Step, Table};
@@ -37,6 +35,12 @@ const COURSE_PORT: u16 = 5432;
 const DATA: &str = "/var/lib/postgresql/data";
 /// How long a first start (initdb included) may take before the lesson gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The same under software emulation in a VM: a kernel boot and initdb,
+/// each many times slower than on hardware.
+const VM_READY_TIMEOUT_EMULATED: Duration = Duration::from_secs(420);
+/// Guest RAM for the database VM: the image lives in it (initramfs), and
+/// the server's shared buffers on top.
+const VM_MEMORY_MIB: u64 = 768;
 /// Queries timed by psql's `\timing`, for the latency's median and spread.
 const TIMED_QUERIES: usize = 20;
 
@@ -72,11 +76,15 @@ impl Lesson for Exercise {
              directory in a named volume, a new container started from the same image finds \
              the database of the old one, and starts faster because there is nothing to \
              initialise.",
+            "Last, the same image runs as a microVM (`vm run -d --network bridge -p`): the \
+             same entrypoint initialises a cluster inside the guest and starts the same server, \
+             and the same psql on the host connects through the VM's published port. Timed \
+             the same way: until it accepts connections, one query, a whole psql call.",
         ]
     }
 
     fn uses_vm(&self) -> bool {
-        false
+        true
     }
 
     fn default_runs(&self) -> usize {
@@ -134,6 +142,23 @@ struct Measurements {
     /// What the second container read from the table the first one wrote.
     survived: Measured<String>,
     volume: String,
+    vm: VmHalf<VmDb>,
+}
+
+/// The same database in a microVM.
+#[derive(Debug, Clone, Serialize)]
+struct VmDb {
+    host_port: u16,
+    /// From asking for the VM (before its VMM exists) until a query from
+    /// the host is answered: a kernel boot, initdb, the server's start.
+    ready_ms: f64,
+    answer: String,
+    query: Option<Stats>,
+    round_trip: Option<Stats>,
+    process_rss: Measured<u64>,
+    guest_resident: Measured<u64>,
+    configured_bytes: u64,
+    emulated: bool,
 }
 
 /// Act one: the image, the first server (initialised), a table written, the
@@ -146,8 +171,13 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     })?;
     ctx.say.heading("a PostgreSQL image, built offline");
     let base_built = bootstrap_base(ctx, report);
-    let dir = super::dockerfile::TempDir::new("postgres")?;
-    write_context(&dir.path)?;
+    let dir = BuildDir::new(
+        "postgres",
+        &[
+            ("Dockerfile", DOCKERFILE, 0o644),
+            ("docker-entrypoint.sh", ENTRYPOINT, 0o755),
+        ],
+    )?;
     ctx.host_step(report, "cat Dockerfile", DOCKERFILE);
     let build_ms = if base_built.value().is_some() {
         build_image(ctx, report, &dir.path)
@@ -232,14 +262,25 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         Err(e) => ctx.say.failure(&format!("removing volume {volume}: {e}")),
     }
     ctx.say.heading("the same database in a microVM");
-    ctx.say.note(&format!("not run: {VM_MISSING}."));
+    let vm = if first.value().is_none() {
+        VmHalf::Failed("the container half did not run".into())
+    } else if let Some(why) = ctx.vm_cannot_serve() {
+        ctx.say.note(&format!("not run here: {why}."));
+        VmHalf::NotHere(why)
+    } else {
+        VmHalf::from_measured(serve_vm(ctx, report, &target, runs))
+    };
 
     report.check("the base image", &base_built);
     report.check("the image build", &build_ms);
     report.check("the first container", &first);
     report.check("the data read back by a new container", &survived);
     report.check("the second container", &second);
+    if let VmHalf::Failed(why) = &vm {
+        report.check::<()>("the database in a microVM", &Measured::failed(why));
+    }
     Ok(Measurements {
+        vm,
         base_built,
         build_ms,
         port,
@@ -295,38 +336,90 @@ fn bootstrap_base(ctx: &Context, report: &mut LessonReport) -> Measured<String> 
 }
 
 fn build_image(ctx: &Context, report: &mut LessonReport, context: &Path) -> Measured<f64> {
-    let command = format!("twinbox build --network none -t {TAG} .");
-    ctx.show(Side::Host, &command);
-    let opts = BuildOptions {
-        context: Some(context.to_path_buf()),
-        dockerfile: DOCKERFILE.to_string(),
-        dockerfile_path: Some(context.join("Dockerfile")),
-        dockerfile_name: "Dockerfile".into(),
-        tags: vec![TAG.into()],
-        network: Some(NetworkMode::None),
+    Measured::from_result(
+        ctx.build_image(report, context, DOCKERFILE, TAG, false)
+            .map(|b| b.ms),
+    )
+}
+
+/// `vm run -d --network bridge -p PORT:5432 -e POSTGRES_PASSWORD=... postgres`,
+/// then psql from the host until it answers, the same queries timed, and
+/// the VM stopped.
+fn serve_vm(
+    ctx: &Context,
+    report: &mut LessonReport,
+    target: &Target,
+    runs: usize,
+) -> Measured<VmDb> {
+    let image = match ctx.image(TAG) {
+        Ok(i) => i,
+        Err(e) => return Measured::failed(e.to_string()),
+    };
+    let host_port = match crate::measure::http::free_port() {
+        Ok(p) => p,
+        Err(e) => return Measured::failed(format!("no free port: {e}")),
+    };
+    let target = Target {
+        port: host_port,
+        ..target.clone()
+    };
+    let opts = RunOptions {
+        env: vec![format!("POSTGRES_PASSWORD={PASSWORD}")],
+        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
+        ports: vec![PortMapping {
+            host_ip: None,
+            host_port,
+            container_port: COURSE_PORT,
+            protocol: "tcp".into(),
+        }],
         ..Default::default()
     };
-    let mut rec = Recorder::default();
-    let t0 = Instant::now();
-    let result = build::build(&ctx.store, &opts, &mut rec);
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let output: String = rec.lines.iter().map(|l| format!("{l}\n")).collect();
-    ctx.say.output(&output);
-    let error = result.as_ref().err().map(|e| e.to_string());
-    if let Some(e) = &error {
-        ctx.say.failure(&format!("failed: {e}"));
+    let ready_timeout = if ctx.emulated() {
+        VM_READY_TIMEOUT_EMULATED
+    } else {
+        READY_TIMEOUT
+    };
+    let mut req = ctx.vm_request(TAG, &image, &opts, VM_MEMORY_MIB);
+    req.run_timeout = ready_timeout + Duration::from_secs(120);
+    if let Err(why) = ctx.prepare_vm(&req) {
+        return Measured::failed(why);
     }
-    report.steps.push(Step {
-        side: Side::Host,
-        command,
-        output,
-        exit_code: Some(if error.is_some() { 1 } else { 0 }),
-        error: error.clone(),
-        duration_ms: Some(ms),
+    if ctx.emulated() {
+        ctx.say.note(&format!(
+            "(under software emulation a kernel boot and initdb take minutes; the lesson waits up to {} s)",
+            ready_timeout.as_secs()
+        ));
+    }
+    let served = ctx.vm_serving(report, &req, |s| {
+        let ready_ms = target.wait_ready(s.started, ready_timeout, || s.running())?;
+        let answer = target
+            .run(&["-c", "select version()"], Duration::from_secs(30))?
+            .output;
+        ctx.show(Side::Host, &target.shown(&["-c", "select version()"]));
+        ctx.say.output(&answer);
+        Ok((
+            ready_ms,
+            answer,
+            timed_queries(&target),
+            round_trips(&target, runs),
+        ))
     });
-    match error {
-        None => Measured::Value(ms),
-        Some(e) => Measured::Failed(e),
+    match served {
+        Measured::Value(v) => {
+            let (ready_ms, answer, query, round_trip) = v.found;
+            Measured::Value(VmDb {
+                host_port,
+                ready_ms,
+                answer,
+                query,
+                round_trip,
+                process_rss: v.run.memory.process_rss,
+                guest_resident: v.run.memory.guest_resident,
+                configured_bytes: v.run.memory.configured_bytes,
+                emulated: v.run.emulated,
+            })
+        }
+        Measured::Failed(why) => Measured::Failed(why),
     }
 }
 
@@ -548,40 +641,30 @@ fn last_lines(text: &str, n: usize) -> String {
     out
 }
 
-fn write_context(dir: &Path) -> Result<(), LessonError> {
-    use std::os::unix::fs::PermissionsExt;
-    for (name, text, mode) in [
-        ("Dockerfile", DOCKERFILE, 0o644),
-        ("docker-entrypoint.sh", ENTRYPOINT, 0o755),
-    ] {
-        let p = dir.join(name);
-        std::fs::write(&p, text)
-            .map_err(|e| LessonError::io(format!("writing {}", p.display()), e))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| LessonError::io(format!("chmod {}", p.display()), e))?;
-    }
-    Ok(())
-}
-
 /// Act two: the two starts side by side, the query's latency, the memory.
 fn present(m: &Measurements, report: &mut LessonReport) {
     let first = m.first.as_ref();
     let second = m.second.as_ref();
-    let vm: Measured<Stats> = Measured::failed(VM_MISSING);
+    let vm_query: Measured<Stats> = match m.vm.measured(|v| v.query.clone()) {
+        Measured::Value(Some(s)) => Measured::Value(s),
+        Measured::Value(None) => Measured::failed("not timed"),
+        Measured::Failed(why) => Measured::Failed(why),
+    };
+    let emulated = m.vm.value().is_some_and(|v| v.emulated);
+    let mark = if emulated { " (emulated)" } else { "" };
     let mut t = Table::new(
         "the database, container and microVM",
         &["", "container", "microVM"],
     );
-    let vm_cell = || -> crate::report::Cell { vm_serving::CELL.into() };
     t.row(vec![
         "first start (initdb) until it accepts connections".into(),
         first.clone().map(|s| format_ms(s.ready_ms)).into(),
-        vm_cell(),
+        m.vm.cell(|v| format!("{}{mark} (boot included)", format_ms(v.ready_ms))),
     ]);
     t.row(vec![
         "start on the existing volume until it accepts connections".into(),
         second.clone().map(|s| format_ms(s.ready_ms)).into(),
-        vm_cell(),
+        "no volume: the VM's data is in its own RAM".into(),
     ]);
     t.row(vec![
         format!("one query (psql \\timing, {TIMED_QUERIES} on one connection)").into(),
@@ -589,7 +672,11 @@ fn present(m: &Measurements, report: &mut LessonReport) {
             .clone()
             .map(|s| s.query.as_ref().map_or("not timed".into(), Stats::describe))
             .into(),
-        vm_cell(),
+        m.vm.cell(|v| {
+            v.query
+                .as_ref()
+                .map_or("not timed".into(), |q| format!("{}{mark}", q.describe()))
+        }),
     ]);
     t.row(vec![
         "a whole psql call from the host (connect, log in, query, exit)".into(),
@@ -601,12 +688,16 @@ fn present(m: &Measurements, report: &mut LessonReport) {
                     .map_or("not timed".into(), Stats::describe)
             })
             .into(),
-        vm_cell(),
+        m.vm.cell(|v| {
+            v.round_trip
+                .as_ref()
+                .map_or("not timed".into(), |q| format!("{}{mark}", q.describe()))
+        }),
     ]);
     t.row(vec![
-        "memory (cgroup + supervisor RSS)".into(),
+        "memory (container: cgroup + supervisor RSS; VM: its process's RSS)".into(),
         first.clone().map(memory_text).into(),
-        vm_cell(),
+        m.vm.cell(vm_memory_text),
     ]);
     t.row(vec![
         "stop until the server exited".into(),
@@ -614,7 +705,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
             .clone()
             .map(|s| s.stop_ms.map_or("not timed".into(), format_ms))
             .into(),
-        vm_cell(),
+        m.vm.cell(|_| "stopped by the lesson (not timed)".into()),
     ]);
     report.tables.push(t);
 
@@ -635,9 +726,14 @@ fn present(m: &Measurements, report: &mut LessonReport) {
                 ready(&second),
                 None,
             ),
-            charts::bar("microVM", Side::Vm, Measured::failed(VM_MISSING), None),
+            charts::bar(
+                "microVM, first start (boot and initdb)",
+                Side::Vm,
+                m.vm.measured(|v| v.ready_ms),
+                None,
+            ),
         ],
-        note: None,
+        note: charts::emulation_note(emulated),
     });
     let query: Measured<Stats> = match first.clone().map(|s| s.query.clone()) {
         Measured::Value(Some(s)) => Measured::Value(s),
@@ -647,9 +743,22 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     report.charts.push(charts::timing(
         "one query's latency, timed by psql",
         &query,
-        &vm,
-        false,
+        &vm_query,
+        emulated,
     ));
+}
+
+fn vm_memory_text(v: &VmDb) -> String {
+    match (&v.process_rss, &v.guest_resident) {
+        (Measured::Value(rss), Measured::Value(guest)) => format!(
+            "{} VM process RSS ({} of it guest RAM touched, of {} configured)",
+            format_bytes(*rss),
+            format_bytes(*guest),
+            format_bytes(v.configured_bytes)
+        ),
+        (Measured::Value(rss), _) => format!("{} VM process RSS", format_bytes(*rss)),
+        (Measured::Failed(why), _) => format!("not sampled: {why}"),
+    }
 }
 
 fn memory_text(s: &Served) -> String {
@@ -699,9 +808,27 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             row.lines().nth(2).unwrap_or(row).trim()
         ));
     }
-    report
-        .findings
-        .push(vm_serving::finding("The same database in a microVM"));
+    if let (Some(c), Some(v)) = (m.first.value(), m.vm.value()) {
+        report.findings.push(format!(
+            "The same image in a microVM accepted connections {} after it was asked for{} (a kernel boot, then the same initdb and server start), against {} for the container. One query took {} in the VM against {} in the container; the VM's process held {}, the container {}.",
+            format_ms(v.ready_ms),
+            if v.emulated { ", under software emulation" } else { "" },
+            format_ms(c.ready_ms),
+            v.query.as_ref().map_or("(not timed)".into(), Stats::describe),
+            c.query.as_ref().map_or("(not timed)".into(), Stats::describe),
+            vm_memory_text(v),
+            memory_text(c)
+        ));
+    }
+    if let Some(f) = m.vm.not_here_finding("The same database in a microVM") {
+        report.findings.push(f);
+    }
+    if m.vm.value().is_some() {
+        report.caveats.push(
+            "The VM's data directory is inside the guest (its root lives in guest RAM): it goes with the VM. A VM keeps data across restarts on a disk (`vm run --disk`), the VM's counterpart of a volume."
+                .into(),
+        );
+    }
     if !m.course_port {
         report.caveats.push(format!(
             "Port {COURSE_PORT} was taken on this host, so the server was published on {} instead; everything else is as the course has it.",
@@ -728,7 +855,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("container", &m.first);
     report.fact("container_on_the_volume", &m.second);
     report.fact("data_survived", survived);
-    report.fact("vm", vm_serving::fact());
+    report.fact("vm", m.vm.fact());
 }
 
 /// The exercise as a student types it, one step at a time.
@@ -806,8 +933,11 @@ pub fn student_steps(port: u16) -> String {
             "cleans up",
         ),
         (
-            "twinbox vm run --network ... -p ... postgres".into(),
-            "not yet: TCP serving from a microVM is being fixed (issue 13)",
+            format!(
+                "twinbox vm run -d --name psql-vm -m 768m --network bridge -e POSTGRES_PASSWORD={PASSWORD} -p {}:{COURSE_PORT} {TAG}",
+                port + 1
+            ),
+            "the same image as a microVM (needs a host where twinbox's VMM boots a kernel)",
         ),
     ];
     let mut out = format!(

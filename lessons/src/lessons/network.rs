@@ -12,10 +12,10 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
-use super::vm_serving;
+use super::vm_serving::VmHalf;
 use super::Lesson;
 use crate::charts;
-use crate::context::{sh, Context, BUSYBOX, RUN_TIMEOUT};
+use crate::context::{sh, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::measure::http;
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Table, Unit};
@@ -32,6 +32,8 @@ const LARGE: &str = "/bin/busybox";
 const BRIDGE: &str = "twinbox0";
 
 const INSIDE: &str = "ip -4 addr show eth0; ip route; echo ready; exec httpd -f -p 8080 -h /";
+/// The same in the VM, plus which driver the guest's kernel bound to eth0.
+const VM_INSIDE: &str = "ip -4 addr show eth0; ip route; echo \"eth0 driver: $(basename $(readlink /sys/class/net/eth0/device/driver))\"; echo ready; exec httpd -f -p 8080 -h /";
 
 impl Lesson for Network {
     fn name(&self) -> &'static str {
@@ -57,16 +59,18 @@ impl Lesson for Network {
              to the container's address.",
             "A microVM's network is built from the same parts one level down: a tap device on \
              the same bridge, and a virtio-net device inside the guest that the VMM connects \
-             to the tap.",
+             to the tap. The guest's kernel has its own network stack; the host's bridge and \
+             netfilter rules are the same kind as the container's.",
             "The lesson starts a web server (busybox httpd) in a container, looks at both \
-             ends, and measures the same server's latency and throughput three ways: through \
-             loopback on the host, to the container's address over the bridge, and through \
-             the published port.",
+             ends, and measures the same server's latency and throughput: through loopback on \
+             the host, to the container's address over the bridge, and through the published \
+             port; then the same server in a microVM, over the bridge and through its \
+             published port.",
         ]
     }
 
     fn uses_vm(&self) -> bool {
-        false
+        true
     }
 
     fn default_runs(&self) -> usize {
@@ -91,7 +95,20 @@ struct Path {
     throughput: Measured<f64>,
 }
 
+/// The same server in a microVM: its view, the host's, two timed paths.
+#[derive(Debug, Clone, Serialize)]
+struct VmNet {
+    ip: Ipv4Addr,
+    /// `ip addr` and `ip route` inside the guest.
+    inside: String,
+    /// The guest's eth0 is virtio-net (the driver the guest's kernel bound).
+    host_side: Vec<(String, String)>,
+    nat_rule_for_vm: bool,
+    emulated: bool,
+}
+
 struct Measurements {
+    vm: VmHalf<VmNet>,
     container_ip: Measured<Ipv4Addr>,
     inside: String,
     host_side: Vec<(String, String)>,
@@ -263,12 +280,32 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     }
     d.stop()?;
     ctx.finish_detached(report, d, RUN_TIMEOUT)?;
+
+    ctx.say
+        .heading("the same server in a microVM: virtio-net, a tap, the same bridge");
+    let vm = if let Some(why) = ctx.vm_cannot_serve() {
+        ctx.say.note(&format!("not run here: {why}."));
+        VmHalf::NotHere(why)
+    } else {
+        VmHalf::from_measured(vm_half(
+            ctx,
+            report,
+            &image,
+            runs,
+            &mut paths,
+            &mut large_bytes,
+        ))
+    };
+    if let VmHalf::Failed(why) = &vm {
+        report.check::<()>("the server in a microVM", &Measured::failed(why));
+    }
     report.check("container address", &container_ip);
     for p in &paths {
         report.check(&format!("{} latency", p.name), &p.latency_ms);
         report.check(&format!("{} throughput", p.name), &p.throughput);
     }
     Ok(Measurements {
+        vm,
         container_ip,
         inside,
         host_side,
@@ -277,6 +314,105 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         paths,
         large_bytes,
     })
+}
+
+/// The server in a microVM on the default bridge with a published port:
+/// its own view, the host's, and the two paths to it timed like the others.
+fn vm_half(
+    ctx: &Context,
+    report: &mut LessonReport,
+    image: &twinbox_engine::image::Image,
+    runs: usize,
+    paths: &mut Vec<Path>,
+    large_bytes: &mut Option<u64>,
+) -> Measured<VmNet> {
+    let host_port = match http::free_port() {
+        Ok(p) => p,
+        Err(e) => return Measured::failed(format!("no free port: {e}")),
+    };
+    let opts = RunOptions {
+        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
+        ports: vec![PortMapping {
+            host_ip: None,
+            host_port,
+            container_port: PORT,
+            protocol: "tcp".into(),
+        }],
+        ..crate::context::cmd_opts(sh(VM_INSIDE))
+    };
+    let req = ctx.vm_request(BUSYBOX, image, &opts, VM_MEMORY_MIB);
+    if let Err(why) = ctx.prepare_vm(&req) {
+        return Measured::failed(why);
+    }
+    let mut timed = Vec::new();
+    let served = ctx.vm_serving(report, &req, |s| {
+        if !s.wait_for("ready", BOOT_TIMEOUT) {
+            return Err("the VM's server did not start".into());
+        }
+        let inside = s.output();
+        let ip = parse_inet(&inside).ok_or("no IPv4 address on the guest's eth0")?;
+        let mut host_side = Vec::new();
+        let members = run_tool("ip", &["-o", "link", "show", "master", BRIDGE]);
+        host_side.push((format!("ip -o link show master {BRIDGE}"), members));
+        let nat: String = run_tool("iptables", &["-t", "nat", "-S"])
+            .lines()
+            .filter(|l| l.contains(&ip.to_string()) || l.contains(&host_port.to_string()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        host_side.push((
+            format!("iptables -t nat -S | grep -e {ip} -e {host_port}"),
+            nat,
+        ));
+        for (name, addr) in [
+            ("microVM over the bridge", SocketAddr::from((ip, PORT))),
+            (
+                "microVM published port (127.0.0.1 → DNAT)",
+                SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
+            ),
+        ] {
+            let _ = http::get_until(addr, SMALL, Duration::from_secs(30), || s.running());
+            timed.push((name, addr, time_path(addr, runs)));
+        }
+        Ok((ip, inside, host_side))
+    });
+    for (name, addr, (latency, tput, bytes)) in timed {
+        ctx.show(
+            Side::Host,
+            &format!("wget -qO- http://{addr}{SMALL}   # ×{runs}, and {LARGE} ×3"),
+        );
+        ctx.say.output(&format!(
+            "median {} per request, {} per second\n",
+            latency
+                .value()
+                .map_or("failed".into(), |s| format_ms(s.median)),
+            tput.value()
+                .map_or("failed".into(), |b| format_bytes(*b as u64))
+        ));
+        *large_bytes = large_bytes.or(bytes);
+        paths.push(Path {
+            name,
+            addr: addr.to_string(),
+            latency_ms: latency,
+            throughput: tput,
+        });
+    }
+    match served {
+        Measured::Value(v) => {
+            let (ip, inside, host_side) = v.found;
+            for (cmd, out) in &host_side {
+                ctx.host_step(report, cmd, out);
+            }
+            let nat_rule_for_vm = !host_side[1].1.trim().is_empty();
+            Measured::Value(VmNet {
+                ip,
+                inside,
+                host_side,
+                nat_rule_for_vm,
+                emulated: v.run.emulated,
+            })
+        }
+        Measured::Failed(why) => Measured::Failed(why),
+    }
 }
 
 /// Act two: the path table and two charts.
@@ -319,8 +455,28 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         .into(),
     ]);
     t.row(vec![
-        "microVM: virtio-net on a tap in the same bridge".into(),
-        vm_serving::CELL.into(),
+        "inside the microVM: eth0".into(),
+        m.vm.cell(|v| {
+            format!(
+                "{}, {}",
+                v.ip,
+                v.inside
+                    .lines()
+                    .find(|l| l.starts_with("eth0 driver"))
+                    .unwrap_or("driver not seen")
+            )
+        }),
+    ]);
+    t.row(vec![
+        "host: NAT rules naming the microVM".into(),
+        m.vm.cell(|v| {
+            if v.nat_rule_for_vm {
+                "yes"
+            } else {
+                "none found"
+            }
+            .into()
+        }),
     ]);
     report.tables.push(t);
     report.charts.push(Chart {
@@ -351,6 +507,8 @@ fn present(m: &Measurements, report: &mut LessonReport) {
 fn side_of(name: &str) -> Side {
     if name.starts_with("host") {
         Side::Host
+    } else if name.starts_with("microVM") {
+        Side::Vm
     } else {
         Side::Container
     }
@@ -395,10 +553,30 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         "The tool is busybox's httpd and a plain HTTP client in twinbox; each request opens a new TCP connection, so the latency includes the handshake. The numbers are from a shared machine: compare the paths with each other, not with other machines."
             .into(),
     );
-    report.caveats.push(
-        "The microVM half (a tap on the same bridge, virtio-net inside) is not measured yet: a server inside a microVM cannot be reached from the host until TCP serving through its virtio-net card is fixed (issue 13)."
-            .into(),
-    );
+    if let Some(v) = m.vm.value() {
+        let vm_path = get("microVM over");
+        let ct_path = get("container over");
+        if let (Some(vp), Some(cp)) = (vm_path, ct_path) {
+            if let (Some(a), Some(b)) = (cp.latency_ms.value(), vp.latency_ms.value()) {
+                report.findings.push(format!(
+                    "The microVM's server ({}, eth0 inside the guest) answered a small request in {} over the same bridge, against {} for the container{}: the packet also crosses a tap, the VMM's virtio-net device and the guest's own network stack{}.",
+                    v.ip,
+                    format_ms(b.median),
+                    format_ms(a.median),
+                    vm_path
+                        .and_then(|p| p.throughput.value())
+                        .map(|t| format!(", and moved {}/s", format_bytes(*t as u64)))
+                        .unwrap_or_default(),
+                    if v.emulated { " (here under software emulation, which inflates the VM's numbers many times)" } else { "" }
+                ));
+            }
+        }
+    }
+    if let Some(f) =
+        m.vm.not_here_finding("The microVM half (virtio-net on a tap in the same bridge)")
+    {
+        report.findings.push(f);
+    }
     let path_json: Vec<_> = m.paths.iter().map(|p| json!(p)).collect();
     report.fact("container_ip", &m.container_ip);
     report.fact("inside", &m.inside);
@@ -406,7 +584,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("nat_rule_for_container", m.nat_rule_for_container);
     report.fact("paths", path_json);
     report.fact("host_side", &m.host_side);
-    report.fact("vm", vm_serving::fact());
+    report.fact("vm", m.vm.fact());
 }
 
 /// `runs` small GETs timed one by one, then the large file three times.

@@ -1,20 +1,78 @@
-//! Serving from a microVM: what the service lessons (dockerfile, exercise,
-//! network) say about their VM half while a server inside a microVM cannot
-//! yet be reached from the host. One wording, so that the three stay true
-//! together and change together.
+//! Serving from a microVM: the VM half of the service lessons (dockerfile,
+//! exercise, network), in one wording so that the three stay true together.
+//! A server in a microVM answers the host through `vm run --network bridge
+//! -p` on twinbox's own VMM; a backend that gives its VMs no network card
+//! says so, and the half shows as not run here, with the reason.
 
-/// Why the VM half of a service lesson is not run, in one sentence.
-pub const WHY_NOT: &str = "twinbox's microVMs have a virtio-net card on the bridge (`vm run --network`), but a server inside one cannot be reached from the host yet: TCP serving through the guest's card and `vm run -p` is being fixed (issue 13)";
+use serde::Serialize;
+use serde_json::json;
 
-/// The short form, for a table cell.
-pub const CELL: &str = "not run: TCP serving from a microVM is being fixed (issue 13)";
+use crate::report::{Cell, Measured};
 
-/// A finding: what is not shown and why, without pretending.
-pub fn finding(what: &str) -> String {
-    format!("{what} is not shown: {WHY_NOT}. The lesson adds that half when a server in a microVM answers the host; it does not pretend.")
+/// The VM half of a service lesson.
+pub enum VmHalf<T> {
+    /// The server answered the host.
+    Served(T),
+    /// It was tried and did not answer (a failure of the lesson).
+    Failed(String),
+    /// This host's backend cannot serve from a VM: not a failure, a limit.
+    NotHere(String),
 }
 
-/// The `vm` fact of a lesson whose VM half did not run.
-pub fn fact() -> serde_json::Value {
-    serde_json::json!({"ran": false, "why": WHY_NOT})
+impl<T> VmHalf<T> {
+    /// The outcome of [`crate::Context::vm_serving`], or why it was not tried.
+    pub fn from_measured(m: Measured<T>) -> VmHalf<T> {
+        match m {
+            Measured::Value(v) => VmHalf::Served(v),
+            Measured::Failed(why) => VmHalf::Failed(why),
+        }
+    }
+
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            VmHalf::Served(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A table cell from the served value, else the failure or the reason.
+    pub fn cell(&self, f: impl FnOnce(&T) -> String) -> Cell {
+        match self {
+            VmHalf::Served(v) => f(v).into(),
+            VmHalf::Failed(why) => Cell::Failed {
+                failed: why.clone(),
+            },
+            VmHalf::NotHere(_) => "not run on this host (see below)".into(),
+        }
+    }
+
+    /// As a measurement for charts (a half not run shows as missing, not zero).
+    pub fn measured<U>(&self, f: impl FnOnce(&T) -> U) -> Measured<U> {
+        match self {
+            VmHalf::Served(v) => Measured::Value(f(v)),
+            VmHalf::Failed(why) => Measured::Failed(why.clone()),
+            VmHalf::NotHere(why) => Measured::Failed(format!("not run here: {why}")),
+        }
+    }
+
+    /// The finding for a half that did not run here; `None` otherwise.
+    pub fn not_here_finding(&self, what: &str) -> Option<String> {
+        match self {
+            VmHalf::NotHere(why) => Some(format!(
+                "{what} is not shown on this host: {why}. Where twinbox's VMM boots a kernel (a host with VT-x/AMD-V, or the nested environment), the same lesson runs it; it does not pretend here."
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Serialize> VmHalf<T> {
+    /// The `vm` fact of `--json`: `ran`, and the value, the failure or why not.
+    pub fn fact(&self) -> serde_json::Value {
+        match self {
+            VmHalf::Served(v) => json!({"ran": true, "value": v}),
+            VmHalf::Failed(why) => json!({"ran": true, "failed": why}),
+            VmHalf::NotHere(why) => json!({"ran": false, "why": why}),
+        }
+    }
 }
