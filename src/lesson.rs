@@ -29,10 +29,15 @@ pub struct LessonArgs {
     /// Which VM runs the VM half: twinbox (own KVM VMM), qemu, or auto
     #[arg(long = "vm-backend", default_value = "auto")]
     vm_backend: String,
-    /// Print the lesson's commands for you to type one by one, and run nothing
+    /// The lesson's commands for you to type one by one, each checked after
+    /// you ran it (press Enter); printed only when stdin is not a terminal
     /// (lessons that are an exercise: `exercise`)
     #[arg(long)]
     steps: bool,
+    /// With --steps: type each step here (through sh) and check it, without
+    /// waiting for you (for tests and demonstrations)
+    #[arg(long, requires = "steps")]
+    auto: bool,
     /// How many containers the scale lesson starts (default 200)
     #[arg(long, value_name = "N")]
     count: Option<usize>,
@@ -99,20 +104,52 @@ fn check_report_path(path: &Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// `lesson NAME --steps [--auto]`: the exercise typed step by step and checked.
+fn steps(root: &Path, args: &LessonArgs) -> Result<i32> {
+    use std::io::IsTerminal;
+    use twinbox_lessons::guided::{self, Mode, Session};
+    let lesson = lessons::find(&args.name)?;
+    let Some(steps) = lesson.guided() else {
+        bail!(
+            "lesson {} has no --steps: only exercises do (try `twinbox lesson exercise --steps`)",
+            lesson.name()
+        );
+    };
+    let mode = if args.auto {
+        Mode::Auto
+    } else if std::io::stdin().is_terminal() {
+        Mode::Interactive
+    } else {
+        Mode::Print
+    };
+    if mode != Mode::Print {
+        require_root("lesson --steps")?;
+    }
+    let store = open_store(root)?;
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let out: &mut dyn std::io::Write = if args.json { &mut stderr } else { &mut stdout };
+    let outcomes = guided::run(
+        &steps,
+        Session {
+            store: &store,
+            mode,
+            exe: std::env::current_exe()
+                .context("cannot find the twinbox binary the steps type")?,
+            out,
+        },
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    }
+    Ok(if guided::all_passed(&outcomes) { 0 } else { 1 })
+}
+
 pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
     if args.name == "list" {
         return list();
     }
     if args.steps {
-        let lesson = lessons::find(&args.name)?;
-        let Some(steps) = lesson.steps() else {
-            bail!(
-                "lesson {} has no --steps: only exercises do (try `twinbox lesson exercise --steps`)",
-                lesson.name()
-            );
-        };
-        print!("{steps}");
-        return Ok(0);
+        return steps(root, &args);
     }
     let names: Vec<&str> = if args.name == "tour" {
         TOUR.to_vec()

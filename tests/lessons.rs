@@ -885,6 +885,37 @@ fn exercise_lesson_runs_postgres_with_e_p_d_queries_it_and_keeps_its_data() {
     let vols = lab.tb(&["volume", "ls", "-q"]);
     assert!(!vols.stdout.contains("pgdata"), "{}", vols.stdout);
 
+    // the exercise typed step by step, each step checked after it ran
+    // (--auto types the printed text through sh, as a student would)
+    let (auto, outcomes) = lesson(&lab, &["lesson", "exercise", "--steps", "--auto", "--json"]);
+    assert_eq!(auto.code, 0, "{}", tail(&auto.stderr));
+    let outcomes = outcomes.as_array().unwrap();
+    let mut ok = 0;
+    for o in outcomes {
+        match o["checked"]["result"].as_str() {
+            Some("ok") => ok += 1,
+            // the microVM steps need a host where twinbox's VMM boots a kernel
+            Some("not_here") => assert!(o["expect"].as_str().unwrap().contains("VM"), "{o}"),
+            _ => panic!("step not checked ok: {o}"),
+        }
+    }
+    assert!(ok >= 13, "{ok} steps ok: {outcomes:?}");
+    let by_step = |n: usize| {
+        outcomes[n - 1]["checked"]["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(by_step(4).contains("is running"), "{}", by_step(4));
+    assert!(by_step(7).contains("PostgreSQL"), "{}", by_step(7));
+    assert!(by_step(9).contains("exit code 0"), "{}", by_step(9));
+    assert!(
+        by_step(12).contains("the first container"),
+        "{}",
+        by_step(12)
+    );
+    assert_eq!(lab.container_count(), 0);
+
     // the official image's contract, on the image the lesson built
     let refused = lab.tb(&["run", "--rm", "--network", "none", "postgres"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);

@@ -5,6 +5,8 @@
 //! - [`lessons`]: one file per lesson, and the list of them
 //! - [`context`]: what every lesson gets (store, runs, VM backend) and the
 //!   helpers that run a step and record it
+//! - [`guided`]: `--steps`, an exercise typed by the student and checked
+//!   step by step
 //! - [`compare`]: the side-by-side harness behind `twinbox compare`
 //! - [`backend`]: the VM half (twinbox's own VMM, or QEMU), chosen with a reason
 //! - [`container`]: the container half, through the engine library
@@ -19,6 +21,7 @@ pub mod charts;
 pub mod compare;
 pub mod container;
 pub mod context;
+pub mod guided;
 pub mod lessons;
 pub mod measure;
 pub mod render;

@@ -20,6 +20,7 @@ use super::Lesson;
 use crate::charts;
 use crate::container::Detached;
 use crate::context::{BuildDir, Context, RUN_TIMEOUT};
+use crate::guided::{within, Checked, Guided, GuidedStep};
 use crate::measure::psql::{self, Target};
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Step, Table};
@@ -91,8 +92,13 @@ impl Lesson for Exercise {
         3
     }
 
-    fn steps(&self) -> Option<String> {
-        Some(student_steps(choose_port().0))
+    fn guided(&self) -> Option<Guided> {
+        let port = choose_port().0;
+        let vm_port = crate::measure::http::free_port()
+            .ok()
+            .filter(|p| *p != port)
+            .unwrap_or(port + 1);
+        Some(guided_steps(port, vm_port))
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
@@ -858,99 +864,259 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("vm", m.vm.fact());
 }
 
-/// The exercise as a student types it, one step at a time.
-pub fn student_steps(port: u16) -> String {
-    let p = if port == COURSE_PORT {
+/// The exercise as a student types it, one step at a time, each with the
+/// check of what it should have done. `vm_port` is where the microVM step
+/// publishes the same server.
+pub fn guided_steps(port: u16, vm_port: u16) -> Guided {
+    let note = if port == COURSE_PORT {
         String::new()
     } else {
         format!(
-            "# port {COURSE_PORT} is taken on this host: these steps publish on {port} instead\n\n"
+            "\n\n(port {COURSE_PORT} is taken on this host: these steps publish on {port} instead)"
         )
     };
-    let psql_cmd = |sql: &str| {
+    let psql_cmd = |p: u16, sql: &str| {
         format!(
-            "PGPASSWORD={PASSWORD} psql -h 0.0.0.0 -p {port} -U postgres -c {}",
+            "PGPASSWORD={PASSWORD} psql -h 0.0.0.0 -p {p} -U postgres -c {}",
             crate::shell::quote(sql)
         )
     };
-    let steps: Vec<(String, &str)> = vec![
-        (
-            "twinbox image bootstrap postgres".into(),
-            "a base image from this host's PostgreSQL and busybox (no registry): prints postgres-base:latest and its id",
-        ),
-        (
-            format!(
-                "mkdir postgres && cd postgres\ncat > Dockerfile <<'EOF'\n{DOCKERFILE}EOF\ncat > docker-entrypoint.sh <<'EOF'\n{ENTRYPOINT}EOF\nchmod +x docker-entrypoint.sh"
-            ),
-            "the build context: the official image's setup on top of the base",
-        ),
-        (
-            format!("twinbox build -t {TAG} ."),
-            "three steps; `twinbox images` now lists postgres",
-        ),
-        (
-            format!(
-                "twinbox run --name psql -e POSTGRES_PASSWORD={PASSWORD} -v pgdata:{DATA} -p {port}:{COURSE_PORT} -d {TAG}"
-            ),
-            "prints the new container's id",
-        ),
-        (
-            "twinbox ps".into(),
-            "psql is Up, with 0.0.0.0:PORT->5432/tcp",
-        ),
-        (
-            "twinbox logs psql".into(),
-            "initdb's output, then \"database system is ready to accept connections\"",
-        ),
-        (
-            psql_cmd("select version()"),
-            "PostgreSQL's version, answered through the published port",
-        ),
-        (
-            psql_cmd("create table visits (id serial primary key, who text); insert into visits (who) values ('the first container')"),
-            "INSERT 0 1",
-        ),
-        (
-            "twinbox stop CONTAINER_ID".into(),
-            "with the id from the first column of `twinbox ps` (the name psql works too); `twinbox ps -a` then shows it Exited (0)",
-        ),
-        (
-            "twinbox rm psql".into(),
-            "the container is gone; the volume pgdata is not (`twinbox volume ls`)",
-        ),
-        (
-            format!(
-                "twinbox run --name psql -e POSTGRES_PASSWORD={PASSWORD} -v pgdata:{DATA} -p {port}:{COURSE_PORT} -d {TAG}"
-            ),
-            "a new container on the same volume: no initdb this time",
-        ),
-        (
-            psql_cmd("select who from visits"),
-            "the row the first container wrote (the first call may need a second while the server starts)",
-        ),
-        (
-            "twinbox rm -f psql && twinbox volume rm pgdata".into(),
-            "cleans up",
-        ),
-        (
-            format!(
-                "twinbox vm run -d --name psql-vm -m 768m --network bridge -e POSTGRES_PASSWORD={PASSWORD} -p {}:{COURSE_PORT} {TAG}",
-                port + 1
-            ),
-            "the same image as a microVM (needs a host where twinbox's VMM boots a kernel)",
-        ),
-    ];
-    let mut out = format!(
-        "The course's database exercise, step by step (or run it all with `twinbox lesson exercise`).\n\n{p}"
+    let run_cmd = format!(
+        "twinbox run --name psql -e POSTGRES_PASSWORD={PASSWORD} -v pgdata:{DATA} -p {port}:{COURSE_PORT} -d {TAG}"
     );
-    for (i, (cmd, expect)) in steps.iter().enumerate() {
-        out.push_str(&format!("{}. {}\n", i + 1, expect));
-        for line in cmd.lines() {
-            out.push_str(&format!("   {line}\n"));
-        }
-        out.push('\n');
+    let vm_not_here = twinbox_microvm::instance::check_host(false)
+        .err()
+        .map(|e| format!("twinbox's VMM cannot boot a kernel here ({e})"));
+    let step = |expect: &str, command: String, check: crate::guided::Check| GuidedStep {
+        expect: expect.to_string(),
+        command,
+        check,
+        not_here: None,
+    };
+    let steps = vec![
+        step(
+            "a base image from this host's PostgreSQL and busybox (no registry): prints postgres-base:latest and its id",
+            "twinbox image bootstrap postgres".into(),
+            Box::new(|store| image_there(store, postgres::DEFAULT_NAME)),
+        ),
+        step(
+            "the build context: the official image's setup on top of the base (checked by the build)",
+            format!(
+                "mkdir -p postgres && cd postgres\ncat > Dockerfile <<'EOF'\n{DOCKERFILE}EOF\ncat > docker-entrypoint.sh <<'EOF'\n{ENTRYPOINT}EOF\nchmod +x docker-entrypoint.sh"
+            ),
+            Box::new(|_| Checked::Ok("nothing to check yet: the next step reads these files".into())),
+        ),
+        step(
+            "three steps; `twinbox images` now lists postgres",
+            format!("twinbox build -t {TAG} ."),
+            Box::new(|store| image_there(store, TAG)),
+        ),
+        step(
+            "prints the new container's id",
+            run_cmd.clone(),
+            Box::new(move |store| within(Duration::from_secs(10), || running(store, "psql", port))),
+        ),
+        step(
+            "psql is Up, with 0.0.0.0:PORT->5432/tcp",
+            "twinbox ps".into(),
+            Box::new(move |store| running(store, "psql", port)),
+        ),
+        step(
+            "initdb's output, then \"database system is ready to accept connections\"",
+            "twinbox logs psql".into(),
+            Box::new(|store| {
+                within(READY_TIMEOUT, || {
+                    logged(store, "psql", "ready to accept connections")
+                })
+            }),
+        ),
+        step(
+            "PostgreSQL's version, answered through the published port",
+            psql_cmd(port, "select version()"),
+            Box::new(move |_| answers(port, "select version()", "PostgreSQL", READY_TIMEOUT)),
+        ),
+        step(
+            "INSERT 0 1",
+            psql_cmd(port, "create table visits (id serial primary key, who text); insert into visits (who) values ('the first container')"),
+            Box::new(move |_| answers(port, "select who from visits", "the first container", Duration::from_secs(10))),
+        ),
+        step(
+            "with the id from the first column of `twinbox ps` (the name psql works too); `twinbox ps -a` then shows it Exited (0)",
+            "twinbox stop $(twinbox ps -q --filter name=^psql$)".into(),
+            Box::new(|store| within(Duration::from_secs(20), || stopped(store, "psql"))),
+        ),
+        step(
+            "the container is gone; the volume pgdata is not (`twinbox volume ls`)",
+            "twinbox rm psql".into(),
+            Box::new(|store| match (Container::find(store, "psql"), twinbox_engine::volume::find(store, "pgdata")) {
+                (Ok(c), _) => Checked::Wrong(format!("container psql ({}) is still there", c.short_id())),
+                (Err(_), Ok(_)) => Checked::Ok("psql is gone, the volume pgdata is still there".into()),
+                (Err(_), Err(_)) => Checked::Wrong("the volume pgdata is gone too: it was not given with -v pgdata:...".into()),
+            }),
+        ),
+        step(
+            "a new container on the same volume: no initdb this time",
+            run_cmd,
+            Box::new(move |store| within(Duration::from_secs(10), || running(store, "psql", port))),
+        ),
+        step(
+            "the row the first container wrote (the first call may need a second while the server starts)",
+            psql_cmd(port, "select who from visits"),
+            Box::new(move |_| answers(port, "select who from visits", "the first container", READY_TIMEOUT)),
+        ),
+        step(
+            "cleans up",
+            "twinbox rm -f psql && twinbox volume rm pgdata".into(),
+            Box::new(|store| match (Container::find(store, "psql"), twinbox_engine::volume::find(store, "pgdata")) {
+                (Err(_), Err(_)) => Checked::Ok("no container psql, no volume pgdata".into()),
+                (Ok(_), _) => Checked::Wrong("container psql is still there".into()),
+                (_, Ok(_)) => Checked::Wrong("volume pgdata is still there".into()),
+            }),
+        ),
+        GuidedStep {
+            not_here: vm_not_here.clone(),
+            ..step(
+                "the same image as a microVM, its port published (a kernel boot, then the same initdb)",
+                format!(
+                    "twinbox vm run -d --name psql-vm -m 768m --network bridge -e POSTGRES_PASSWORD={PASSWORD} -p {vm_port}:{COURSE_PORT} {TAG}"
+                ),
+                Box::new(move |_| answers(vm_port, "select 1", "1", Duration::from_secs(300))),
+            )
+        },
+        GuidedStep {
+            not_here: vm_not_here,
+            ..step(
+                "the same query, answered by the microVM",
+                psql_cmd(vm_port, "select version()"),
+                Box::new(move |_| answers(vm_port, "select version()", "PostgreSQL", Duration::from_secs(30))),
+            )
+        },
+        GuidedStep {
+            not_here: twinbox_microvm::instance::check_host(false)
+                .err()
+                .map(|e| format!("twinbox's VMM cannot boot a kernel here ({e})")),
+            ..step(
+                "the VM is gone",
+                "twinbox vm rm -f psql-vm".into(),
+                Box::new(|store| match twinbox_microvm::instance::list(store) {
+                    Ok(vms) if vms.iter().any(|v| v.name == "psql-vm") => {
+                        Checked::Wrong("VM psql-vm is still there".into())
+                    }
+                    Ok(_) => Checked::Ok("no VM psql-vm".into()),
+                    Err(e) => Checked::Wrong(format!("cannot list VMs: {e}")),
+                }),
+            )
+        },
+    ];
+    Guided {
+        intro: format!(
+            "The course's database exercise, step by step (or run it all with `twinbox lesson exercise`).{note}"
+        ),
+        steps,
     }
-    out
+}
+
+fn image_there(store: &twinbox_engine::store::Store, name: &str) -> Checked {
+    match twinbox_engine::image::Image::resolve(store, name) {
+        Ok(i) => Checked::Ok(format!("image {name} is in the store ({})", i.id)),
+        Err(e) => Checked::Wrong(format!("no image {name} yet ({e})")),
+    }
+}
+
+/// The container `name` runs and publishes `port` to 5432.
+fn running(store: &twinbox_engine::store::Store, name: &str, port: u16) -> Checked {
+    let c = match Container::find(store, name) {
+        Ok(c) => c,
+        Err(_) => {
+            return Checked::Wrong(format!(
+                "no container named {name} (`twinbox ps -a` lists them)"
+            ))
+        }
+    };
+    let status = match c.state() {
+        Ok(s) => s.status,
+        Err(e) => return Checked::Wrong(format!("cannot read {name}'s state: {e}")),
+    };
+    if status != twinbox_engine::container::Status::Running {
+        return Checked::Wrong(format!(
+            "{name} exists but is {status}: `twinbox logs {name}` says why"
+        ));
+    }
+    if !c
+        .options
+        .ports
+        .iter()
+        .any(|p| p.host_port == port && p.container_port == COURSE_PORT)
+    {
+        return Checked::Wrong(format!(
+            "{name} runs but does not publish {port}:{COURSE_PORT} (-p)"
+        ));
+    }
+    Checked::Ok(format!(
+        "{name} ({}) is running, 0.0.0.0:{port}->{COURSE_PORT}/tcp",
+        c.short_id()
+    ))
+}
+
+fn logged(store: &twinbox_engine::store::Store, name: &str, needle: &str) -> Checked {
+    let Ok(c) = Container::find(store, name) else {
+        return Checked::Wrong(format!("no container named {name}"));
+    };
+    let log: String = twinbox_engine::container::logs::read_log(&c.log_path())
+        .into_iter()
+        .map(|l| l.log)
+        .collect();
+    if log.contains(needle) {
+        Checked::Ok(format!("the log says \"{needle}\""))
+    } else {
+        Checked::Wrong(format!("the log does not say \"{needle}\" yet"))
+    }
+}
+
+fn stopped(store: &twinbox_engine::store::Store, name: &str) -> Checked {
+    let Ok(c) = Container::find(store, name) else {
+        return Checked::Wrong(format!(
+            "no container named {name}: stop keeps it, rm removes it"
+        ));
+    };
+    match c.state() {
+        Ok(s) if s.status == twinbox_engine::container::Status::Running => {
+            Checked::Wrong(format!("{name} is still running"))
+        }
+        Ok(s) => Checked::Ok(format!(
+            "{name} is {}, exit code {}",
+            s.status,
+            s.exit_code.map_or("unknown".into(), |c| c.to_string())
+        )),
+        Err(e) => Checked::Wrong(format!("cannot read {name}'s state: {e}")),
+    }
+}
+
+/// psql from the host on `port` answers `sql` with something holding `want`.
+fn answers(port: u16, sql: &str, want: &str, timeout: Duration) -> Checked {
+    let Some(client) = psql::find_client() else {
+        return Checked::Wrong("no psql on this host: apt-get install postgresql-client".into());
+    };
+    let target = Target {
+        client,
+        host: "0.0.0.0".into(),
+        port,
+        user: "postgres".into(),
+        password: PASSWORD.into(),
+    };
+    within(timeout, || {
+        match target.run(&["-tAc", sql], Duration::from_secs(10)) {
+            Ok(a) if a.output.contains(want) => Checked::Ok(format!(
+                "psql on port {port} answered: {}",
+                a.output.lines().next().unwrap_or("").trim()
+            )),
+            Ok(a) => Checked::Wrong(format!(
+                "psql on port {port} answered {:?}",
+                a.output.trim()
+            )),
+            Err(e) => Checked::Wrong(format!("psql on port {port}: {e}")),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -959,6 +1125,7 @@ mod tests {
 
     #[test]
     fn steps_are_the_course_commands() {
+        let student_steps = |p: u16| guided_steps(p, p + 1).text();
         let s = student_steps(5432);
         assert!(s.contains(
             "twinbox run --name psql -e POSTGRES_PASSWORD=mysecretpassword -v pgdata:/var/lib/postgresql/data -p 5432:5432 -d postgres"

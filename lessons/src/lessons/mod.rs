@@ -37,9 +37,10 @@ pub trait Lesson: Sync {
     fn default_runs(&self) -> usize {
         1
     }
-    /// The lesson's commands for a student to type one by one
-    /// (`twinbox lesson NAME --steps`), for lessons that are an exercise.
-    fn steps(&self) -> Option<String> {
+    /// The lesson's commands for a student to type one by one, each with
+    /// a check of its effect (`twinbox lesson NAME --steps`), for lessons
+    /// that are an exercise.
+    fn guided(&self) -> Option<crate::guided::Guided> {
         None
     }
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError>;
