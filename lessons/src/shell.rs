@@ -121,6 +121,18 @@ pub fn vm_run(image: &str, opts: &RunOptions, memory_mib: u64, vcpus: u8) -> Str
     for e in &opts.env {
         w.extend(["-e".into(), e.clone()]);
     }
+    // a network card is shown when the lesson gives the VM one
+    match &opts.network {
+        NetworkMode::Cni(n) => w.extend(["--network".into(), n.clone()]),
+        NetworkMode::None | NetworkMode::Host | NetworkMode::Container(_) => {}
+    }
+    for p in &opts.ports {
+        let host = match p.host_ip {
+            Some(ip) => format!("{ip}:{}", p.host_port),
+            None => p.host_port.to_string(),
+        };
+        w.extend(["-p".into(), format!("{host}:{}", p.container_port)]);
+    }
     w.push(image.into());
     w.extend(opts.cmd.iter().cloned());
     join(&w)

@@ -18,9 +18,6 @@ use crate::report::{BackendNote, Measured};
 use crate::shell;
 use crate::LessonError;
 
-/// Why a lesson's QEMU VM has no network card yet.
-const NO_NETWORK: &str = "the lessons' QEMU backend gives its VMs no network card yet (QEMU networking is being added, issue 13), so a server in the VM cannot be reached from the host with it; twinbox's own VMM serves (`vm run --network bridge -p`) where it can boot a kernel, e.g. in the nested environment";
-
 pub struct Qemu {
     note: BackendNote,
     runner: QemuRunner,
@@ -70,6 +67,44 @@ impl Qemu {
     }
 }
 
+/// A VM with a network card (and maybe `-p`).
+fn networked(req: &VmRequest) -> bool {
+    req.options.network != NetworkMode::None || !req.options.ports.is_empty()
+}
+
+impl Qemu {
+    /// A VM with a network card goes the way `vm run --backend qemu` goes
+    /// (the same record, CNI attach and tap on the bridge as twinbox's VMM);
+    /// QEMU is this process's child, sampled from outside for its memory.
+    fn run_networked(
+        &self,
+        req: &VmRequest,
+        live: Box<dyn Write + Send>,
+    ) -> Result<VmRun, LessonError> {
+        let tag = twinbox_engine::util::id::random_hex(8);
+        // the instance ends QEMU itself (its stop flag and watchdog)
+        let sampler = Sampler::start(
+            format!("twinbox.run={tag}"),
+            req.memory_mib << 20,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let result = super::twinbox::run_instance(
+            req,
+            live,
+            instance::Backend::Qemu,
+            format!("twinbox.run={tag}"),
+        );
+        let memory = sampler.finish().into_memory(req.memory_mib << 20);
+        let (run, output) = result?;
+        Ok(super::twinbox::vm_run(
+            run,
+            output,
+            memory,
+            self.note.emulated,
+        ))
+    }
+}
+
 impl VmBackend for Qemu {
     fn note(&self) -> &BackendNote {
         &self.note
@@ -79,11 +114,11 @@ impl VmBackend for Qemu {
         super::prepare_guest(req, &self.kernel)
     }
 
-    fn serves(&self) -> Result<(), String> {
-        Err(NO_NETWORK.into())
-    }
-
     fn command_line(&self, req: &VmRequest) -> String {
+        if networked(req) {
+            let line = shell::vm_run(req.image_ref, &req.options, req.memory_mib, req.vcpus);
+            return line.replacen("vm run", "vm run --backend qemu", 1);
+        }
         let initrd = std::path::Path::new("initramfs.cpio.gz");
         let mut opts = self.options(req, "x");
         opts.extra_cmdline.clear();
@@ -93,8 +128,8 @@ impl VmBackend for Qemu {
     }
 
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
-        if req.options.network != NetworkMode::None || !req.options.ports.is_empty() {
-            return Err(LessonError::Backend(NO_NETWORK.into()));
+        if networked(req) {
+            return self.run_networked(req, live);
         }
         let started = Instant::now();
         let initrd = super::guest_initrd(req, &self.kernel)?;

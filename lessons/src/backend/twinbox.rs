@@ -71,59 +71,8 @@ impl VmBackend for OwnVmm {
     }
 
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
-        let kept = Arc::new(Mutex::new(Vec::new()));
-        let tee = Tee {
-            live,
-            kept: kept.clone(),
-        };
-        let request = RunRequest {
-            store: req.store,
-            name: None,
-            image_ref: req.image_ref.to_string(),
-            image: req.image,
-            options: req.options.clone(),
-            kernel: None,
-            kernel_args: String::new(),
-            memory_mib: req.memory_mib,
-            vcpus: req.vcpus,
-            boot_timeout: req.boot_timeout,
-            run_timeout: Some(req.run_timeout),
-            auto_remove: true,
-            rootfs: Default::default(),
-            disks: Vec::new(),
-            backend: instance::Backend::Twinbox,
-        };
-        let mode = Mode::Foreground {
-            live: Box::new(tee),
-            stop: req.stop.clone(),
-        };
-        let run = match instance::run(request, mode) {
-            Ok(Started::Finished(run)) => run,
-            Ok(Started::Detached(_)) => {
-                return Err(LessonError::Backend("the VM was detached".into()))
-            }
-            Err(e) => return Err(LessonError::Instance(e)),
-        };
-        let exit_code = run.exit_code.map(i32::from);
-        let failure = run.ending().failure().map(|f| {
-            let tail = last_lines(run.boot_tail.trim(), 3);
-            if tail.is_empty() {
-                f
-            } else {
-                format!(
-                    "{f}; last console lines: {}",
-                    tail.lines().collect::<Vec<_>>().join(" | ")
-                )
-            }
-        });
-        let (outcome, started, initrd_ms) = (&run.outcome, run.started, run.initrd_ms);
-        let t = outcome.timeline.timings();
-        let to_workload_ms = outcome
-            .timeline
-            .events
-            .workload_started
-            .map(|at| at.saturating_duration_since(started).as_secs_f64() * 1e3);
-        let memory = match outcome.memory {
+        let (run, output) = run_instance(req, live, instance::Backend::Twinbox, String::new())?;
+        let memory = match run.outcome.memory {
             Some(m) => VmMemory {
                 configured_bytes: req.memory_mib << 20,
                 process_rss: Measured::Value(m.process_rss),
@@ -146,39 +95,112 @@ impl VmBackend for OwnVmm {
                 }
             }
         };
-        let output =
-            String::from_utf8_lossy(&kept.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-        Ok(VmRun {
-            exit_code,
-            output,
-            failure,
-            to_workload_ms,
-            total_ms: started.elapsed().as_secs_f64() * 1e3,
-            phases: vec![
-                Phase {
-                    name: "initramfs (cached image part + config)".into(),
-                    ms: Some(initrd_ms),
-                },
-                Phase {
-                    name: "VMM setup".into(),
-                    ms: t.vmm_setup_ms.map(|ms| ms - initrd_ms),
-                },
-                Phase {
-                    name: "kernel boot to init".into(),
-                    ms: t.boot_to_init_ms,
-                },
-                Phase {
-                    name: "init to workload".into(),
-                    ms: t.init_to_workload_ms,
-                },
-                Phase {
-                    name: "workload".into(),
-                    ms: t.workload_ms,
-                },
-            ],
-            memory,
-            kernel: run.kernel.version.clone(),
-            emulated: false,
-        })
+        Ok(vm_run(run, output, memory, false))
+    }
+}
+
+/// One VM through `instance::run` in the foreground (twinbox's VMM, or QEMU
+/// with the same record, disks and network); its output goes to `live` and
+/// is also returned. `kernel_args` are added to the guest's command line.
+pub(super) fn run_instance(
+    req: &VmRequest,
+    live: Box<dyn Write + Send>,
+    backend: instance::Backend,
+    kernel_args: String,
+) -> Result<(instance::Finished, String), LessonError> {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let tee = Tee {
+        live,
+        kept: kept.clone(),
+    };
+    let request = RunRequest {
+        store: req.store,
+        name: None,
+        image_ref: req.image_ref.to_string(),
+        image: req.image,
+        options: req.options.clone(),
+        kernel: None,
+        kernel_args,
+        memory_mib: req.memory_mib,
+        vcpus: req.vcpus,
+        boot_timeout: req.boot_timeout,
+        run_timeout: Some(req.run_timeout),
+        auto_remove: true,
+        rootfs: Default::default(),
+        disks: Vec::new(),
+        backend,
+    };
+    let mode = Mode::Foreground {
+        live: Box::new(tee),
+        stop: req.stop.clone(),
+    };
+    let run = match instance::run(request, mode) {
+        Ok(Started::Finished(run)) => run,
+        Ok(Started::Detached(_)) => return Err(LessonError::Backend("the VM was detached".into())),
+        Err(e) => return Err(LessonError::Instance(e)),
+    };
+    let output =
+        String::from_utf8_lossy(&kept.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    Ok((*run, output))
+}
+
+/// A finished instance in the lessons' terms: exit, failure with the
+/// console's last lines, the boot phases the timeline has.
+pub(super) fn vm_run(
+    run: instance::Finished,
+    output: String,
+    memory: VmMemory,
+    emulated: bool,
+) -> VmRun {
+    let exit_code = run.exit_code.map(i32::from);
+    let failure = run.ending().failure().map(|f| {
+        let tail = last_lines(run.boot_tail.trim(), 3);
+        if tail.is_empty() {
+            f
+        } else {
+            format!(
+                "{f}; last console lines: {}",
+                tail.lines().collect::<Vec<_>>().join(" | ")
+            )
+        }
+    });
+    let (outcome, started, initrd_ms) = (&run.outcome, run.started, run.initrd_ms);
+    let t = outcome.timeline.timings();
+    let to_workload_ms = outcome
+        .timeline
+        .events
+        .workload_started
+        .map(|at| at.saturating_duration_since(started).as_secs_f64() * 1e3);
+    VmRun {
+        exit_code,
+        output,
+        failure,
+        to_workload_ms,
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
+        phases: vec![
+            Phase {
+                name: "initramfs (cached image part + config)".into(),
+                ms: Some(initrd_ms),
+            },
+            Phase {
+                name: "VMM setup".into(),
+                ms: t.vmm_setup_ms.map(|ms| ms - initrd_ms),
+            },
+            Phase {
+                name: "kernel boot to init".into(),
+                ms: t.boot_to_init_ms,
+            },
+            Phase {
+                name: "init to workload".into(),
+                ms: t.init_to_workload_ms,
+            },
+            Phase {
+                name: "workload".into(),
+                ms: t.workload_ms,
+            },
+        ],
+        memory,
+        kernel: run.kernel.version.clone(),
+        emulated,
     }
 }

@@ -57,10 +57,12 @@ impl Lesson for Network {
              points at that address; netfilter rules on the host masquerade (NAT) its traffic \
              to the outside, and a published port (-p) is a DNAT rule that sends a host port \
              to the container's address.",
-            "A microVM's network is built from the same parts one level down: a tap device on \
-             the same bridge, and a virtio-net device inside the guest that the VMM connects \
-             to the tap. The guest's kernel has its own network stack; the host's bridge and \
-             netfilter rules are the same kind as the container's.",
+            "A microVM's network is built from the same parts one level down: inside the \
+             guest a virtio-net card, which the VMM connects to a tap device; the tap sits in \
+             the VM's own network namespace, bridged there to a veth whose other end is on \
+             the same host bridge (twinbox0) as the containers'. The guest's kernel has its \
+             own network stack; the host's bridge and netfilter rules are the same kind as the \
+             container's.",
             "The lesson starts a web server (busybox httpd) in a container, looks at both \
              ends, and measures the same server's latency and throughput: through loopback on \
              the host, to the container's address over the bridge, and through the published \
