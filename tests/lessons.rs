@@ -781,14 +781,15 @@ fn dockerfile_lesson_builds_cached_and_edited_and_serves_the_page() {
     assert_eq!(lab.container_count(), 0);
 }
 
-/// A service lesson's VM half: checked with `served` when it ran, else it
-/// must say why it could not run on this host.
+/// A service lesson's VM half (QEMU here, twinbox's VMM where it boots a
+/// kernel): checked with `served` when a VM backend exists, else it must say
+/// why it could not run on this host.
 fn vm_half(vm: &Value, served: impl FnOnce(&Value)) {
     if vm["ran"] == true {
         served(value(vm, "the microVM half"));
     } else {
         let why = vm["why"].as_str().unwrap_or_default();
-        assert!(why.contains("network card"), "{vm}");
+        assert!(!why.is_empty(), "{vm}");
     }
 }
 

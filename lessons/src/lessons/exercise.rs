@@ -816,7 +816,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     }
     if let (Some(c), Some(v)) = (m.first.value(), m.vm.value()) {
         report.findings.push(format!(
-            "The same image in a microVM accepted connections {} after it was asked for{} (a kernel boot, then the same initdb and server start), against {} for the container. One query took {} in the VM against {} in the container; the VM's process held {}, the container {}.",
+            "The same image in a microVM accepted connections {} after it was asked for{} (a kernel boot, then the same initdb and server start), against {} for the container. One query took {} in the VM against {} in the container; the VM held {}, the container {}.",
             format_ms(v.ready_ms),
             if v.emulated { ", under software emulation" } else { "" },
             format_ms(c.ready_ms),
