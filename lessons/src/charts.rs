@@ -102,6 +102,58 @@ pub fn host_memory(
     }
 }
 
+/// Bytes for `copies` copies of one image: containers sharing its layers
+/// in the store, the same if each had its own copy, and microVMs each
+/// carrying its own root file system.
+pub fn copies(
+    copies: usize,
+    store_total: u64,
+    naive_total: u64,
+    vms_total: &Measured<u64>,
+) -> Chart {
+    Chart {
+        title: format!("bytes for {copies} copies"),
+        unit: Unit::Bytes,
+        bars: vec![
+            bar(
+                &format!("{copies} containers (store)"),
+                Side::Container,
+                Measured::Value(store_total as f64),
+                None,
+            ),
+            bar(
+                &format!("{copies} containers if not shared"),
+                Side::Host,
+                Measured::Value(naive_total as f64),
+                None,
+            ),
+            bar(
+                &format!("{copies} microVMs (their root fs)"),
+                Side::Vm,
+                vms_total.as_ref().map(|v| *v as f64),
+                None,
+            ),
+        ],
+        note: Some("apparent sizes, as `twinbox system df` counts them; a VM's root file system lives in its RAM, so its bytes are memory, not disk".into()),
+    }
+}
+
+/// The same CPU work in a container, without a limit and with `--cpus`.
+pub fn cpu_quota(cpus: f64, free_ms: Measured<f64>, capped_ms: Measured<f64>) -> Chart {
+    Chart {
+        title: "the same CPU work in a container (total time)".into(),
+        unit: Unit::Milliseconds,
+        bars: vec![
+            bar("no limit", Side::Container, free_ms, None),
+            bar(&format!("--cpus {cpus}"), Side::Container, capped_ms, None),
+        ],
+        note: Some(format!(
+            "the quota allows {:.0} ms of CPU time in every 100 ms period",
+            cpus * 100.0
+        )),
+    }
+}
+
 /// A chart of counts or sizes as something grows (one bar per step), e.g.
 /// host memory as more containers run.
 pub fn growth(

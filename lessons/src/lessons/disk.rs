@@ -5,11 +5,13 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
 use super::Lesson;
-use crate::charts::bar;
+use crate::charts;
 use crate::container::Detached;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
-use crate::measure::disk::{container_footprint, file_bytes, image_footprint, ContainerFootprint};
-use crate::report::{format_bytes, Cell, Chart, LessonReport, Measured, Side, Table, Unit};
+use crate::measure::disk::{
+    container_footprint, file_bytes, image_footprint, ContainerFootprint, ImageFootprint,
+};
+use crate::report::{format_bytes, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
 pub struct Disk;
@@ -52,230 +54,315 @@ impl Lesson for Disk {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let footprint = image_footprint(&ctx.store, &image);
-        let image_dirs = image.lower_dirs(&ctx.store);
-
-        // Several containers exist at once, each having written a file.
-        let mut kept: Vec<Detached> = Vec::new();
-        let mut prints: Vec<ContainerFootprint> = Vec::new();
-        let mut shares = true;
-        for i in 1..=COPIES {
-            let opts = RunOptions {
-                name: Some(format!("disk-lesson-{}-{i}", std::process::id())),
-                ..cmd_opts(sh(&format!(
-                    "echo 'note from container {i}' > /note.txt; cat /note.txt"
-                )))
-            };
-            let d = ctx.container_kept(report, BUSYBOX, &opts)?;
-            shares &= d.container.lower_dirs == image_dirs;
-            prints.push(container_footprint(&d.container));
-            kept.push(d);
-        }
-        // what `twinbox system df -v` reports for this image and these containers
-        let usage = twinbox_engine::system::usage::disk_usage(&ctx.store)?;
-        let ours: Vec<&str> = kept.iter().map(|d| d.container.id.as_str()).collect();
-        let mut listing = String::from("LAYER          SIZE        CONTAINERS USING IT\n");
-        for l in usage
-            .layers
-            .iter()
-            .filter(|l| image.layers.iter().any(|il| il.chain_id == l.chain_id))
-        {
-            listing.push_str(&format!(
-                "{:<14} {:<11} {}\n",
-                l.chain_id.short(),
-                format_bytes(l.bytes),
-                l.containers
-            ));
-        }
-        listing.push_str("\nCONTAINER                  WRITABLE LAYER\n");
-        for c in usage
-            .containers
-            .iter()
-            .filter(|c| ours.contains(&c.id.as_str()))
-        {
-            listing.push_str(&format!(
-                "{:<26} {}\n",
-                c.name,
-                format_bytes(c.writable_bytes)
-            ));
-        }
-        ctx.host_step(report, "twinbox system df -v", &listing);
-        for d in kept {
-            d.remove()?;
-        }
-
-        let writable: u64 = prints.iter().map(|p| p.writable).sum();
-        let records: u64 = prints.iter().map(|p| p.other).sum();
-        let image_total = footprint.total();
-        let store_total = image_total + writable + records;
-        let naive_total = COPIES as u64 * image_total + writable + records;
-
-        // The VM side: what the initramfs is, and what one VM carries inside.
-        let probe = "echo 'note from the VM' > /note.txt; du -sxk / | tail -n 1";
-        let opts = cmd_opts(sh(probe));
-        let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-        let prepared = ctx.prepare_vm(&req);
-        let cache_bytes: Measured<u64> = match &prepared {
-            Ok(p) => match &p.initramfs_cache {
-                Some(path) if path.exists() => Measured::Value(file_bytes(path)),
-                _ => Measured::failed("the initramfs cache file was not found"),
-            },
-            Err(why) => Measured::failed(why.clone()),
-        };
-        let initramfs: Measured<u64> = match &prepared {
-            Ok(p) => Measured::Value(p.initramfs_bytes),
-            Err(why) => Measured::failed(why.clone()),
-        };
-        let rootfs: Measured<u64> = match prepared
-            .as_ref()
-            .map_err(String::clone)
-            .and_then(|_| ctx.vm_run(report, &req))
-        {
-            Ok(run) => match (&run.failure, run.exit_code) {
-                (Some(why), _) => Measured::failed(why.clone()),
-                (None, Some(0)) => parse_du(&run.output),
-                (None, code) => Measured::failed(format!("du in the guest exited with {code:?}")),
-            },
-            Err(why) => Measured::failed(why),
-        };
-        report.check("initramfs", &initramfs);
-        report.check("VM root file system", &rootfs);
-        // the kernel frees the initramfs once unpacked: what stays is the root fs
-        let per_vm = rootfs.clone();
-        let n_vms = per_vm.as_ref().map(|p| *p * COPIES as u64);
-
-        let mut layers = Table::new(
-            "the image in the store",
-            &["layer (chain id)", "unpacked", "compressed blob"],
-        );
-        for l in &footprint.layers {
-            layers.row(vec![
-                l.chain_id.clone().into(),
-                format_bytes(l.unpacked).into(),
-                format_bytes(l.blob).into(),
-            ]);
-        }
-        layers.row(vec![
-            "config + manifest".into(),
-            format_bytes(footprint.metadata).into(),
-            "".into(),
-        ]);
-        report.tables.push(layers);
-
-        let mut t = Table::new(
-            format!("what {COPIES} copies need"),
-            &[
-                "",
-                &format!("{COPIES} containers"),
-                &format!("{COPIES} microVMs"),
-            ],
-        );
-        t.row(vec![
-            "image files".into(),
-            format!(
-                "{} once (layers + blobs), shared by all {COPIES}",
-                format_bytes(image_total)
-            )
-            .into(),
-            cache_bytes
-                .as_ref()
-                .map(|c| format!("{} cached initramfs on disk, once", format_bytes(*c)))
-                .into(),
-        ]);
-        t.row(vec![
-            "per copy".into(),
-            format!(
-                "{} written + {} record and log, on average",
-                format_bytes(writable / COPIES as u64),
-                format_bytes(records / COPIES as u64)
-            )
-            .into(),
-            match (initramfs.value(), rootfs.value()) {
-                (Some(i), Some(r)) => format!(
-                    "{} root file system in its RAM (unpacked from the {} initramfs at boot)",
-                    format_bytes(*r),
-                    format_bytes(*i)
-                )
-                .into(),
-                _ => Cell::Failed {
-                    failed: per_vm.failure().unwrap_or("not measured").to_string(),
-                },
-            },
-        ]);
-        t.row(vec![
-            "total".into(),
-            format!(
-                "{} (if each had its own copy of the image: {})",
-                format_bytes(store_total),
-                format_bytes(naive_total)
-            )
-            .into(),
-            n_vms
-                .as_ref()
-                .map(|v| format!("{} of guest RAM, plus the cache", format_bytes(*v)))
-                .into(),
-        ]);
-        report.tables.push(t);
-        report.charts.push(Chart {
-            title: format!("bytes for {COPIES} copies"),
-            unit: Unit::Bytes,
-            bars: vec![
-                bar(&format!("{COPIES} containers (store)"), Side::Container, Measured::Value(store_total as f64), None),
-                bar(&format!("{COPIES} containers if not shared"), Side::Host, Measured::Value(naive_total as f64), None),
-                bar(&format!("{COPIES} microVMs (their root fs)"), Side::Vm, n_vms.as_ref().map(|v| *v as f64), None),
-            ],
-            note: Some("apparent sizes, as `twinbox system df` counts them; a VM's root file system lives in its RAM, so its bytes are memory, not disk".into()),
-        });
-
-        if shares {
-            report.findings.push(format!(
-                "All {COPIES} containers stacked the very same layer directories: the store holds the image's {} once, and the containers added only {} between them (their writable layers) plus {} of records and logs. Copying the image for each would have needed {}.",
-                format_bytes(image_total),
-                format_bytes(writable),
-                format_bytes(records),
-                format_bytes(naive_total)
-            ));
-        } else {
-            report.findings.push("Unexpected: not every container stacked the image's layer directories; see the listing above.".into());
-        }
-        if let (Some(r), Some(n)) = (rootfs.value(), n_vms.value()) {
-            report.findings.push(format!(
-                "The microVM measured its own root file system at {} with du: a private copy it unpacked from the initramfs into its own RAM. {COPIES} VMs carry {COPIES} such copies ({} in all), and what one writes, the others cannot see.",
-                format_bytes(*r),
-                format_bytes(*n)
-            ));
-        }
-        report.caveats.push("du inside the guest counts whole 4 KiB pages, while the store's sizes are apparent bytes, so small files weigh a little more in the VM column.".into());
-        report.caveats.push("twinbox's microVMs boot from an initramfs; VMs with a disk image need a disk (or a copy-on-write overlay of one) per VM instead, which costs disk rather than RAM.".into());
-        report.fact(
-            "containers",
-            json!({
-                "count": COPIES,
-                "share_image_layers": shares,
-                "image_bytes": image_total,
-                "image_unpacked_bytes": footprint.unpacked(),
-                "layer_bytes_counted": footprint.unpacked(),
-                "layers": footprint.layers,
-                "writable_bytes": prints.iter().map(|p| p.writable).collect::<Vec<_>>(),
-                "record_bytes": records,
-                "store_total_bytes": store_total,
-                "if_each_copied_bytes": naive_total,
-            }),
-        );
-        report.fact(
-            "vms",
-            json!({
-                "count": COPIES,
-                "initramfs_bytes": initramfs,
-                "initramfs_cache_bytes": cache_bytes,
-                "rootfs_bytes_in_guest": rootfs,
-                "per_vm_bytes": per_vm,
-                "total_bytes": n_vms,
-            }),
-        );
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// What the store holds for COPIES containers, and what one VM carries.
+struct Measurements {
+    footprint: ImageFootprint,
+    /// Every container stacked the image's own layer directories.
+    shares: bool,
+    prints: Vec<ContainerFootprint>,
+    writable: u64,
+    records: u64,
+    image_total: u64,
+    store_total: u64,
+    naive_total: u64,
+    cache_bytes: Measured<u64>,
+    initramfs: Measured<u64>,
+    rootfs: Measured<u64>,
+    per_vm: Measured<u64>,
+    n_vms: Measured<u64>,
+}
+
+/// Act one: COPIES containers that each write a file, what `system df`
+/// says about them, then one VM measuring its own root file system.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let footprint = image_footprint(&ctx.store, &image);
+    let image_dirs = image.lower_dirs(&ctx.store);
+
+    // Several containers exist at once, each having written a file.
+    let mut kept: Vec<Detached> = Vec::new();
+    let mut prints: Vec<ContainerFootprint> = Vec::new();
+    let mut shares = true;
+    for i in 1..=COPIES {
+        let opts = RunOptions {
+            name: Some(format!("disk-lesson-{}-{i}", std::process::id())),
+            ..cmd_opts(sh(&format!(
+                "echo 'note from container {i}' > /note.txt; cat /note.txt"
+            )))
+        };
+        let d = ctx.container_kept(report, BUSYBOX, &opts)?;
+        shares &= d.container.lower_dirs == image_dirs;
+        prints.push(container_footprint(&d.container));
+        kept.push(d);
+    }
+    // what `twinbox system df -v` reports for this image and these containers
+    let usage = twinbox_engine::system::usage::disk_usage(&ctx.store)?;
+    let ours: Vec<&str> = kept.iter().map(|d| d.container.id.as_str()).collect();
+    let mut listing = String::from("LAYER          SIZE        CONTAINERS USING IT\n");
+    for l in usage
+        .layers
+        .iter()
+        .filter(|l| image.layers.iter().any(|il| il.chain_id == l.chain_id))
+    {
+        listing.push_str(&format!(
+            "{:<14} {:<11} {}\n",
+            l.chain_id.short(),
+            format_bytes(l.bytes),
+            l.containers
+        ));
+    }
+    listing.push_str("\nCONTAINER                  WRITABLE LAYER\n");
+    for c in usage
+        .containers
+        .iter()
+        .filter(|c| ours.contains(&c.id.as_str()))
+    {
+        listing.push_str(&format!(
+            "{:<26} {}\n",
+            c.name,
+            format_bytes(c.writable_bytes)
+        ));
+    }
+    ctx.host_step(report, "twinbox system df -v", &listing);
+    for d in kept {
+        d.remove()?;
+    }
+
+    let writable: u64 = prints.iter().map(|p| p.writable).sum();
+    let records: u64 = prints.iter().map(|p| p.other).sum();
+    let image_total = footprint.total();
+    let store_total = image_total + writable + records;
+    let naive_total = COPIES as u64 * image_total + writable + records;
+
+    // The VM side: what the initramfs is, and what one VM carries inside.
+    let probe = "echo 'note from the VM' > /note.txt; du -sxk / | tail -n 1";
+    let opts = cmd_opts(sh(probe));
+    let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
+    let prepared = ctx.prepare_vm(&req);
+    let cache_bytes: Measured<u64> = match &prepared {
+        Ok(p) => match &p.initramfs_cache {
+            Some(path) if path.exists() => Measured::Value(file_bytes(path)),
+            _ => Measured::failed("the initramfs cache file was not found"),
+        },
+        Err(why) => Measured::failed(why.clone()),
+    };
+    let initramfs: Measured<u64> = match &prepared {
+        Ok(p) => Measured::Value(p.initramfs_bytes),
+        Err(why) => Measured::failed(why.clone()),
+    };
+    let rootfs: Measured<u64> = match prepared
+        .as_ref()
+        .map_err(String::clone)
+        .and_then(|_| ctx.vm_run(report, &req))
+    {
+        Ok(run) => match (&run.failure, run.exit_code) {
+            (Some(why), _) => Measured::failed(why.clone()),
+            (None, Some(0)) => parse_du(&run.output),
+            (None, code) => Measured::failed(format!("du in the guest exited with {code:?}")),
+        },
+        Err(why) => Measured::failed(why),
+    };
+    report.check("initramfs", &initramfs);
+    report.check("VM root file system", &rootfs);
+    // the kernel frees the initramfs once unpacked: what stays is the root fs
+    let per_vm = rootfs.clone();
+    let n_vms = per_vm.as_ref().map(|p| *p * COPIES as u64);
+
+    Ok(Measurements {
+        footprint,
+        shares,
+        prints,
+        writable,
+        records,
+        image_total,
+        store_total,
+        naive_total,
+        cache_bytes,
+        initramfs,
+        rootfs,
+        per_vm,
+        n_vms,
+    })
+}
+
+/// Act two: the image's layers, what COPIES of each need, one chart.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        footprint,
+        writable,
+        records,
+        image_total,
+        store_total,
+        naive_total,
+        cache_bytes,
+        initramfs,
+        rootfs,
+        per_vm,
+        n_vms,
+        ..
+    } = m;
+    let (writable, records, image_total, store_total, naive_total) = (
+        *writable,
+        *records,
+        *image_total,
+        *store_total,
+        *naive_total,
+    );
+    let mut layers = Table::new(
+        "the image in the store",
+        &["layer (chain id)", "unpacked", "compressed blob"],
+    );
+    for l in &footprint.layers {
+        layers.row(vec![
+            l.chain_id.clone().into(),
+            format_bytes(l.unpacked).into(),
+            format_bytes(l.blob).into(),
+        ]);
+    }
+    layers.row(vec![
+        "config + manifest".into(),
+        format_bytes(footprint.metadata).into(),
+        "".into(),
+    ]);
+    report.tables.push(layers);
+
+    let mut t = Table::new(
+        format!("what {COPIES} copies need"),
+        &[
+            "",
+            &format!("{COPIES} containers"),
+            &format!("{COPIES} microVMs"),
+        ],
+    );
+    t.row(vec![
+        "image files".into(),
+        format!(
+            "{} once (layers + blobs), shared by all {COPIES}",
+            format_bytes(image_total)
+        )
+        .into(),
+        cache_bytes
+            .as_ref()
+            .map(|c| format!("{} cached initramfs on disk, once", format_bytes(*c)))
+            .into(),
+    ]);
+    t.row(vec![
+        "per copy".into(),
+        format!(
+            "{} written + {} record and log, on average",
+            format_bytes(writable / COPIES as u64),
+            format_bytes(records / COPIES as u64)
+        )
+        .into(),
+        match (initramfs.value(), rootfs.value()) {
+            (Some(i), Some(r)) => format!(
+                "{} root file system in its RAM (unpacked from the {} initramfs at boot)",
+                format_bytes(*r),
+                format_bytes(*i)
+            )
+            .into(),
+            _ => Cell::Failed {
+                failed: per_vm.failure().unwrap_or("not measured").to_string(),
+            },
+        },
+    ]);
+    t.row(vec![
+        "total".into(),
+        format!(
+            "{} (if each had its own copy of the image: {})",
+            format_bytes(store_total),
+            format_bytes(naive_total)
+        )
+        .into(),
+        n_vms
+            .as_ref()
+            .map(|v| format!("{} of guest RAM, plus the cache", format_bytes(*v)))
+            .into(),
+    ]);
+    report.tables.push(t);
+    report
+        .charts
+        .push(charts::copies(COPIES, store_total, naive_total, n_vms));
+}
+
+/// Act three: what sharing saved, what each VM copies; caveats and facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        footprint,
+        shares,
+        prints,
+        writable,
+        records,
+        image_total,
+        store_total,
+        naive_total,
+        cache_bytes,
+        initramfs,
+        rootfs,
+        per_vm,
+        n_vms,
+    } = m;
+    let (shares, writable, records, image_total, store_total, naive_total) = (
+        *shares,
+        *writable,
+        *records,
+        *image_total,
+        *store_total,
+        *naive_total,
+    );
+    if shares {
+        report.findings.push(format!(
+            "All {COPIES} containers stacked the very same layer directories: the store holds the image's {} once, and the containers added only {} between them (their writable layers) plus {} of records and logs. Copying the image for each would have needed {}.",
+            format_bytes(image_total),
+            format_bytes(writable),
+            format_bytes(records),
+            format_bytes(naive_total)
+        ));
+    } else {
+        report.findings.push("Unexpected: not every container stacked the image's layer directories; see the listing above.".into());
+    }
+    if let (Some(r), Some(n)) = (rootfs.value(), n_vms.value()) {
+        report.findings.push(format!(
+            "The microVM measured its own root file system at {} with du: a private copy it unpacked from the initramfs into its own RAM. {COPIES} VMs carry {COPIES} such copies ({} in all), and what one writes, the others cannot see.",
+            format_bytes(*r),
+            format_bytes(*n)
+        ));
+    }
+    report.caveats.push("du inside the guest counts whole 4 KiB pages, while the store's sizes are apparent bytes, so small files weigh a little more in the VM column.".into());
+    report.caveats.push("twinbox's microVMs boot from an initramfs; VMs with a disk image need a disk (or a copy-on-write overlay of one) per VM instead, which costs disk rather than RAM.".into());
+    report.fact(
+        "containers",
+        json!({
+            "count": COPIES,
+            "share_image_layers": shares,
+            "image_bytes": image_total,
+            "image_unpacked_bytes": footprint.unpacked(),
+            "layer_bytes_counted": footprint.unpacked(),
+            "layers": footprint.layers,
+            "writable_bytes": prints.iter().map(|p| p.writable).collect::<Vec<_>>(),
+            "record_bytes": records,
+            "store_total_bytes": store_total,
+            "if_each_copied_bytes": naive_total,
+        }),
+    );
+    report.fact(
+        "vms",
+        json!({
+            "count": COPIES,
+            "initramfs_bytes": initramfs,
+            "initramfs_cache_bytes": cache_bytes,
+            "rootfs_bytes_in_guest": rootfs,
+            "per_vm_bytes": per_vm,
+            "total_bytes": n_vms,
+        }),
+    );
 }
 
 /// The last line of `du -sxk /`: kibibytes, then the path.

@@ -49,100 +49,139 @@ impl Lesson for Distro {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        ctx.image(BUSYBOX)?;
-        let debian = DEBIAN_NAMES
-            .iter()
-            .find(|n| ctx.image(n).is_ok())
-            .copied()
-            .ok_or_else(|| LessonError::MissingImage {
-                image: "debian".into(),
-                hint: "build it with `twinbox image bootstrap debian` (needs mmdebstrap and the Debian mirror), then run this lesson again".into(),
-            })?;
-        let host_os = std::fs::read_to_string("/etc/os-release")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-            .unwrap_or_else(|| "no /etc/os-release".into());
-        let host_kernel = crate::measure::kernel::host_view()
-            .map(|v| v.release)
-            .map_err(LessonError::BadInput)?;
-        ctx.host_step(
-            report,
-            ". /etc/os-release; echo $PRETTY_NAME; uname -r",
-            &format!("{host_os}\n{host_kernel}\n"),
-        );
-        let mut probes = Vec::new();
-        for image in [BUSYBOX, debian] {
-            let run = ctx.container(report, image, &cmd_opts(sh(PROBE)));
-            let probe: Measured<Probe> = match run {
-                Ok(r) if r.exit_code == Some(0) => Measured::Value(Probe::parse(&r.output)),
-                Ok(r) => Measured::failed(format!(
-                    "exited with {:?}: {}",
-                    r.exit_code,
-                    r.output.trim()
-                )),
-                Err(e) => Measured::failed(e.to_string()),
-            };
-            report.check(&format!("{image} probe"), &probe);
-            probes.push((image, probe));
-        }
-        let mut t = Table::new(
-            "one kernel, two userlands",
-            &["", "host", "busybox container", "Debian container"],
-        );
-        let cell = |i: usize, f: fn(&Probe) -> String| probes[i].1.as_ref().map(f).into();
-        t.row(vec![
-            "distribution".into(),
-            host_os.clone().into(),
-            cell(0, |p| p.os.clone()),
-            cell(1, |p| p.os.clone()),
-        ]);
-        t.row(vec![
-            "kernel (uname -r)".into(),
-            host_kernel.clone().into(),
-            cell(0, |p| p.kernel.clone()),
-            cell(1, |p| p.kernel.clone()),
-        ]);
-        t.row(vec![
-            "/bin/ls".into(),
-            "-".into(),
-            cell(0, |p| p.ls.clone()),
-            cell(1, |p| p.ls.clone()),
-        ]);
-        t.row(vec![
-            "C library".into(),
-            "-".into(),
-            cell(0, |p| p.libc.clone()),
-            cell(1, |p| p.libc.clone()),
-        ]);
-        report.tables.push(t);
-        if let (Some(b), Some(d)) = (probes[0].1.value(), probes[1].1.value()) {
-            let same_kernel = b.kernel == host_kernel && d.kernel == host_kernel;
-            report.findings.push(format!(
-                "The two containers reported different systems (\"{}\" and \"{}\") but {}: each brought its own userland in its image, and both ran on the host's one kernel.",
-                b.os,
-                d.os,
-                if same_kernel { format!("the same kernel, {host_kernel}") } else { "unexpectedly, different kernels".to_string() }
-            ));
-            report.fact("same_kernel", same_kernel);
-        }
-        report.fact("host", json!({"os": host_os, "kernel": host_kernel}));
-        for (image, p) in &probes {
-            report.fact(
-                if *image == BUSYBOX {
-                    "busybox"
-                } else {
-                    "debian"
-                },
-                serde_json::to_value(p).unwrap_or_default(),
-            );
-        }
-        report.caveats.push("A container can run another distribution's userland, not another kernel: a program that needs kernel features the host lacks fails the same way in every container.".into());
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// What the host and the two containers said about their system.
+struct Measurements {
+    host_os: String,
+    host_kernel: String,
+    /// The busybox container's probe, then the Debian one's.
+    probes: Vec<(&'static str, Measured<Probe>)>,
+}
+
+/// Act one: the host's distribution and kernel, then the same probe in a
+/// busybox and a Debian container.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    ctx.image(BUSYBOX)?;
+    let debian = DEBIAN_NAMES
+        .iter()
+        .find(|n| ctx.image(n).is_ok())
+        .copied()
+        .ok_or_else(|| LessonError::MissingImage {
+            image: "debian".into(),
+            hint: "build it with `twinbox image bootstrap debian` (needs mmdebstrap and the Debian mirror), then run this lesson again".into(),
+        })?;
+    let host_os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "no /etc/os-release".into());
+    let host_kernel = crate::measure::kernel::host_view()
+        .map(|v| v.release)
+        .map_err(LessonError::BadInput)?;
+    ctx.host_step(
+        report,
+        ". /etc/os-release; echo $PRETTY_NAME; uname -r",
+        &format!("{host_os}\n{host_kernel}\n"),
+    );
+    let mut probes = Vec::new();
+    for image in [BUSYBOX, debian] {
+        let run = ctx.container(report, image, &cmd_opts(sh(PROBE)));
+        let probe: Measured<Probe> = match run {
+            Ok(r) if r.exit_code == Some(0) => Measured::Value(Probe::parse(&r.output)),
+            Ok(r) => Measured::failed(format!(
+                "exited with {:?}: {}",
+                r.exit_code,
+                r.output.trim()
+            )),
+            Err(e) => Measured::failed(e.to_string()),
+        };
+        report.check(&format!("{image} probe"), &probe);
+        probes.push((image, probe));
+    }
+    Ok(Measurements {
+        host_os,
+        host_kernel,
+        probes,
+    })
+}
+
+/// Act two: one kernel, two userlands, side by side.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        host_os,
+        host_kernel,
+        probes,
+    } = m;
+    let mut t = Table::new(
+        "one kernel, two userlands",
+        &["", "host", "busybox container", "Debian container"],
+    );
+    let cell = |i: usize, f: fn(&Probe) -> String| probes[i].1.as_ref().map(f).into();
+    t.row(vec![
+        "distribution".into(),
+        host_os.clone().into(),
+        cell(0, |p| p.os.clone()),
+        cell(1, |p| p.os.clone()),
+    ]);
+    t.row(vec![
+        "kernel (uname -r)".into(),
+        host_kernel.clone().into(),
+        cell(0, |p| p.kernel.clone()),
+        cell(1, |p| p.kernel.clone()),
+    ]);
+    t.row(vec![
+        "/bin/ls".into(),
+        "-".into(),
+        cell(0, |p| p.ls.clone()),
+        cell(1, |p| p.ls.clone()),
+    ]);
+    t.row(vec![
+        "C library".into(),
+        "-".into(),
+        cell(0, |p| p.libc.clone()),
+        cell(1, |p| p.libc.clone()),
+    ]);
+    report.tables.push(t);
+}
+
+/// Act three: different systems, one kernel; the facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        host_os,
+        host_kernel,
+        probes,
+    } = m;
+    if let (Some(b), Some(d)) = (probes[0].1.value(), probes[1].1.value()) {
+        let same_kernel = &b.kernel == host_kernel && &d.kernel == host_kernel;
+        report.findings.push(format!(
+            "The two containers reported different systems (\"{}\" and \"{}\") but {}: each brought its own userland in its image, and both ran on the host's one kernel.",
+            b.os,
+            d.os,
+            if same_kernel { format!("the same kernel, {host_kernel}") } else { "unexpectedly, different kernels".to_string() }
+        ));
+        report.fact("same_kernel", same_kernel);
+    }
+    report.fact("host", json!({"os": host_os, "kernel": host_kernel}));
+    for (image, p) in probes {
+        report.fact(
+            if *image == BUSYBOX {
+                "busybox"
+            } else {
+                "debian"
+            },
+            serde_json::to_value(p).unwrap_or_default(),
+        );
+    }
+    report.caveats.push("A container can run another distribution's userland, not another kernel: a program that needs kernel features the host lacks fails the same way in every container.".into());
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -1,6 +1,8 @@
 //! ephemeral: what a container writes to its own file system goes when the
 //! container goes; a volume (a host directory mounted in) stays.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::json;
 use twinbox_engine::container::options::Volume;
 use twinbox_engine::container::RunOptions;
@@ -52,17 +54,31 @@ impl Lesson for Ephemeral {
         ));
         std::fs::create_dir_all(&dir)
             .map_err(|e| LessonError::io(format!("creating {}", dir.display()), e))?;
-        let result = run_with_volume(ctx, report, &dir);
+        let m = measure(ctx, report, &dir);
         let _ = std::fs::remove_dir_all(&dir);
-        result
+        let m = m?;
+        present(&m, report);
+        explain(&m, report);
+        Ok(())
     }
 }
 
-fn run_with_volume(
+/// What the next container and the host found after the first one went.
+struct Measurements {
+    /// The host directory mounted as the volume (removed by now).
+    dir: PathBuf,
+    root_survived: bool,
+    volume_survived: bool,
+    host_has: bool,
+}
+
+/// Act one: a container writes a file in its own file system and one in a
+/// volume, and is removed; a new container and the host look for both.
+fn measure(
     ctx: &Context,
     report: &mut LessonReport,
-    dir: &std::path::Path,
-) -> Result<(), LessonError> {
+    dir: &Path,
+) -> Result<Measurements, LessonError> {
     let volume = Volume {
         source: dir.to_path_buf(),
         destination: "/data".into(),
@@ -97,6 +113,32 @@ fn run_with_volume(
     let host_has = on_host
         .as_deref()
         .is_ok_and(|t| t.contains("kept in the volume"));
+    let wrote: Measured<bool> = if first_ok {
+        Measured::Value(true)
+    } else {
+        Measured::failed(format!(
+            "the first container exited with {:?}",
+            one.exit_code
+        ))
+    };
+    report.check("first container", &wrote);
+    Ok(Measurements {
+        dir: dir.to_path_buf(),
+        root_survived,
+        volume_survived,
+        host_has,
+    })
+}
+
+/// Act two: where each file was after the first container went.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        dir,
+        root_survived,
+        volume_survived,
+        host_has,
+    } = m;
+    let (root_survived, volume_survived, host_has) = (*root_survived, *volume_survived, *host_has);
     let mut t = Table::new(
         "after the first container was removed",
         &["file", "seen by the next container", "on the host"],
@@ -122,15 +164,17 @@ fn run_with_volume(
         .into(),
     ]);
     report.tables.push(t);
-    let wrote: Measured<bool> = if first_ok {
-        Measured::Value(true)
-    } else {
-        Measured::failed(format!(
-            "the first container exited with {:?}",
-            one.exit_code
-        ))
-    };
-    report.check("first container", &wrote);
+}
+
+/// Act three: the layer went with the container, the volume stayed.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        dir,
+        root_survived,
+        volume_survived,
+        host_has,
+    } = m;
+    let (root_survived, volume_survived, host_has) = (*root_survived, *volume_survived, *host_has);
     if !root_survived && volume_survived {
         report.findings.push(format!(
             "The first container wrote two files and was removed. The next container, from the same image, found no /note.txt (that file lived in the first container's writable layer, deleted with it) but did find /data/note.txt, because /data was the host directory {} mounted in: the data outlived the container.",
@@ -156,5 +200,4 @@ fn run_with_volume(
         "files",
         json!({"container_file_survived": root_survived, "volume_file_survived": volume_survived, "host_file_present": host_has}),
     );
-    Ok(())
 }

@@ -5,12 +5,10 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
 use super::Lesson;
-use crate::charts::bar;
+use crate::charts;
 use crate::container::ContainerRun;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
-use crate::report::{
-    format_bytes, format_ms, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
-};
+use crate::report::{format_bytes, format_ms, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
 pub struct Limits;
@@ -70,237 +68,293 @@ impl Lesson for Limits {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-
-        ctx.say
-            .heading("memory: a 16 MiB limit, and a program that wants 64 MiB");
-        let mem_opts = RunOptions {
-            memory_bytes: Some(MEMORY_LIMIT),
-            ..cmd_opts(sh(MEMORY_HOG))
-        };
-        let mem = ctx.container(report, BUSYBOX, &mem_opts);
-        let oom: Measured<bool> = match &mem {
-            Ok(run) => Measured::Value(run.oom_killed),
-            Err(e) => Measured::failed(e.to_string()),
-        };
-        report.check("memory limit", &oom);
-
-        ctx.say
-            .heading("processes: a limit of 8, and a loop that starts 15");
-        let pids_opts = RunOptions {
-            pids_limit: Some(PIDS_LIMIT),
-            ..cmd_opts(sh(FORKER))
-        };
-        let pids = ctx.container(report, BUSYBOX, &pids_opts);
-        let refused: Measured<bool> = match &pids {
-            Ok(run) => Measured::Value(
-                run.output.contains("can't fork")
-                    || run.output.contains("Resource temporarily unavailable"),
-            ),
-            Err(e) => Measured::failed(e.to_string()),
-        };
-        let running: Option<u32> = pids.as_ref().ok().and_then(|r| {
-            r.output
-                .lines()
-                .find_map(|l| l.strip_prefix("processes running now: "))
-                .and_then(|n| n.trim().parse().ok())
-        });
-        report.check("pids limit", &refused);
-
-        ctx.say
-            .heading("CPU: the same work without a limit, then with --cpus 0.5");
-        let free = ctx.container(report, BUSYBOX, &cmd_opts(sh(BUSY)));
-        let cpu_opts = RunOptions {
-            cpus: Some(CPUS),
-            ..cmd_opts(sh(BUSY))
-        };
-        let capped = ctx.container(report, BUSYBOX, &cpu_opts);
-        let secs = |r: &Result<ContainerRun, LessonError>| -> Measured<f64> {
-            match r {
-                Ok(run) if run.exit_code == Some(0) => {
-                    Measured::from_option(run.total_ms, "no exit time recorded")
-                }
-                Ok(run) => Measured::failed(format!("exited with {:?}", run.exit_code)),
-                Err(e) => Measured::failed(e.to_string()),
-            }
-        };
-        let (free_ms, capped_ms) = (secs(&free), secs(&capped));
-        report.check("CPU run without limit", &free_ms);
-        report.check("CPU run with --cpus 0.5", &capped_ms);
-
-        ctx.say.heading(&format!(
-            "the VM: {VM_MEMORY_MIB} MiB of RAM and 1 vCPU, and a program that wants 400 MiB"
-        ));
-        let vm_script = MEMORY_HOG
-            .replace("64m", "400m")
-            .replace("64 MiB", "400 MiB");
-        let req = ctx.vm_request(BUSYBOX, &image, &cmd_opts(sh(&vm_script)), VM_MEMORY_MIB);
-        let vm = ctx.prepare_vm(&req).and_then(|_| ctx.vm_run(report, &req));
-        let vm_code: Measured<i32> = match &vm {
-            Ok(run) => match (&run.failure, run.exit_code) {
-                (Some(why), _) => Measured::failed(why.clone()),
-                (None, Some(c)) => Measured::Value(c),
-                (None, None) => Measured::failed("no exit code"),
-            },
-            Err(why) => Measured::failed(why.clone()),
-        };
-        report.check("VM memory", &vm_code);
-        let seen = |out: &str| -> String {
-            out.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-                .unwrap_or_default()
-        };
-        let c_seen = mem.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
-        let v_seen = vm.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
-
-        let mut t = Table::new("limits and what happened", &["", "container", "microVM"]);
-        t.row(vec![
-            "what the inside sees".into(),
-            c_seen.clone().into(),
-            match &vm_code {
-                Measured::Failed(w) => Cell::Failed { failed: w.clone() },
-                _ => v_seen.clone().into(),
-            },
-        ]);
-        t.row(vec![
-            "memory limit".into(),
-            format!("{} (cgroup)", format_bytes(MEMORY_LIMIT)).into(),
-            format!("{VM_MEMORY_MIB} MiB (its RAM)").into(),
-        ]);
-        t.row(vec![
-            "asking for more".into(),
-            match &mem {
-                Ok(run) => format!(
-                    "exit code {}, {}",
-                    run.exit_code.map_or("none".into(), |c| c.to_string()),
-                    if run.oom_killed {
-                        "OOM kill recorded by the cgroup"
-                    } else {
-                        "no OOM kill recorded"
-                    }
-                )
-                .into(),
-                Err(e) => Cell::Failed {
-                    failed: e.to_string(),
-                },
-            },
-            vm_code
-                .as_ref()
-                .map(|c| format!("exit code {c} (the guest's own OOM killer)"))
-                .into(),
-        ]);
-        t.row(vec![
-            "process limit".into(),
-            match &pids {
-                Ok(_) => format!(
-                    "{PIDS_LIMIT}: {}; {} processes were running",
-                    if refused.value() == Some(&true) {
-                        "fork refused"
-                    } else {
-                        "fork never refused"
-                    },
-                    running.map_or("?".into(), |n| n.to_string())
-                )
-                .into(),
-                Err(e) => Cell::Failed {
-                    failed: e.to_string(),
-                },
-            },
-            "none besides the guest kernel's own".into(),
-        ]);
-        t.row(vec![
-            "CPU".into(),
-            match (free_ms.value(), capped_ms.value()) {
-                (Some(f), Some(c)) => format!(
-                    "same work: {} free, {} with --cpus {CPUS}",
-                    format_ms(*f),
-                    format_ms(*c)
-                )
-                .into(),
-                _ => Cell::Failed {
-                    failed: free_ms
-                        .failure()
-                        .or(capped_ms.failure())
-                        .unwrap_or("")
-                        .to_string(),
-                },
-            },
-            "1 vCPU: all the guest has".into(),
-        ]);
-        report.tables.push(t);
-        report.charts.push(Chart {
-            title: "the same CPU work in a container (total time)".into(),
-            unit: Unit::Milliseconds,
-            bars: vec![
-                bar("no limit", Side::Container, free_ms.clone(), None),
-                bar(
-                    &format!("--cpus {CPUS}"),
-                    Side::Container,
-                    capped_ms.clone(),
-                    None,
-                ),
-            ],
-            note: Some("the quota allows 50 ms of CPU time in every 100 ms period".into()),
-        });
-
-        match &mem {
-            Ok(run) if run.oom_killed => report.findings.push(format!(
-                "Inside the container, /proc/meminfo said `{c_seen}`, the host's memory, yet when the workload asked for 64 MiB the kernel's OOM killer ended it at the {} limit (exit code {}; the cgroup counted an OOM kill). The limit is enforced, just not shown.",
-                format_bytes(MEMORY_LIMIT),
-                run.exit_code.map_or("none".into(), |c| c.to_string())
-            )),
-            Ok(_) => report.findings.push("Unexpected on this run: the memory hog was not OOM-killed under the 16 MiB limit.".into()),
-            Err(_) => {}
-        }
-        if refused.value() == Some(&true) {
-            report.findings.push(format!(
-                "With --pids-limit {PIDS_LIMIT}, fork() failed once the container had {PIDS_LIMIT} processes (\"can't fork\"); {} were running afterwards. A fork bomb in a container stops there.",
-                running.map_or("an unknown number".into(), |n| n.to_string())
-            ));
-        }
-        if let (Some(f), Some(c)) = (free_ms.value(), capped_ms.value()) {
-            if c > f {
-                report.findings.push(format!(
-                    "The same counting loop took {} without a limit and {} with --cpus {CPUS} ({:.1} times as long): the quota throttles the container without it seeing fewer CPUs.",
-                    format_ms(*f),
-                    format_ms(*c),
-                    c / f
-                ));
-            } else {
-                report.findings.push(format!(
-                    "On this run the CPU quota did not slow the loop down ({} free, {} capped); the machine may have been too busy for the difference to show.",
-                    format_ms(*f),
-                    format_ms(*c)
-                ));
-            }
-        }
-        if let Some(code) = vm_code.value() {
-            report.findings.push(format!(
-                "The VM's kernel reported `{v_seen}`: the RAM it was given. Asking for 400 MiB ended with exit code {code}{}; the host only saw the VMM process, whose size is bounded by the VM's RAM.",
-                if *code == 137 { ", an OOM kill by the guest's own kernel" } else { "" }
-            ));
-        }
-        report.caveats.push("The CPU comparison is two single runs on a shared machine; rerun with a quieter machine for a cleaner ratio.".into());
-        report.fact(
-            "container",
-            json!({
-                "memory_limit_bytes": MEMORY_LIMIT,
-                "oom_killed": oom,
-                "memory_exit_code": mem.as_ref().ok().and_then(|r| r.exit_code),
-                "memtotal_seen": c_seen,
-                "pids_limit": PIDS_LIMIT,
-                "fork_refused": refused,
-                "processes_running": running,
-                "cpu_free_ms": free_ms,
-                "cpu_capped_ms": capped_ms,
-                "cpus": CPUS,
-            }),
-        );
-        report.fact(
-            "vm",
-            json!({"memory_mib": VM_MEMORY_MIB, "exit_code": vm_code, "memtotal_seen": v_seen}),
-        );
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// What each limit did: the container runs (kept whole, for their exit
+/// codes and output) and the VM asking for more RAM than it has.
+struct Measurements {
+    mem: Result<ContainerRun, LessonError>,
+    oom: Measured<bool>,
+    pids: Result<ContainerRun, LessonError>,
+    refused: Measured<bool>,
+    running: Option<u32>,
+    free_ms: Measured<f64>,
+    capped_ms: Measured<f64>,
+    vm_code: Measured<i32>,
+    /// The MemTotal line each inside printed.
+    c_seen: String,
+    v_seen: String,
+}
+
+/// Act one: a memory hog, a fork loop and a counting loop under limits, then
+/// the memory hog in a VM.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+
+    ctx.say
+        .heading("memory: a 16 MiB limit, and a program that wants 64 MiB");
+    let mem_opts = RunOptions {
+        memory_bytes: Some(MEMORY_LIMIT),
+        ..cmd_opts(sh(MEMORY_HOG))
+    };
+    let mem = ctx.container(report, BUSYBOX, &mem_opts);
+    let oom: Measured<bool> = match &mem {
+        Ok(run) => Measured::Value(run.oom_killed),
+        Err(e) => Measured::failed(e.to_string()),
+    };
+    report.check("memory limit", &oom);
+
+    ctx.say
+        .heading("processes: a limit of 8, and a loop that starts 15");
+    let pids_opts = RunOptions {
+        pids_limit: Some(PIDS_LIMIT),
+        ..cmd_opts(sh(FORKER))
+    };
+    let pids = ctx.container(report, BUSYBOX, &pids_opts);
+    let refused: Measured<bool> = match &pids {
+        Ok(run) => Measured::Value(
+            run.output.contains("can't fork")
+                || run.output.contains("Resource temporarily unavailable"),
+        ),
+        Err(e) => Measured::failed(e.to_string()),
+    };
+    let running: Option<u32> = pids.as_ref().ok().and_then(|r| {
+        r.output
+            .lines()
+            .find_map(|l| l.strip_prefix("processes running now: "))
+            .and_then(|n| n.trim().parse().ok())
+    });
+    report.check("pids limit", &refused);
+
+    ctx.say
+        .heading("CPU: the same work without a limit, then with --cpus 0.5");
+    let free = ctx.container(report, BUSYBOX, &cmd_opts(sh(BUSY)));
+    let cpu_opts = RunOptions {
+        cpus: Some(CPUS),
+        ..cmd_opts(sh(BUSY))
+    };
+    let capped = ctx.container(report, BUSYBOX, &cpu_opts);
+    let secs = |r: &Result<ContainerRun, LessonError>| -> Measured<f64> {
+        match r {
+            Ok(run) if run.exit_code == Some(0) => {
+                Measured::from_option(run.total_ms, "no exit time recorded")
+            }
+            Ok(run) => Measured::failed(format!("exited with {:?}", run.exit_code)),
+            Err(e) => Measured::failed(e.to_string()),
+        }
+    };
+    let (free_ms, capped_ms) = (secs(&free), secs(&capped));
+    report.check("CPU run without limit", &free_ms);
+    report.check("CPU run with --cpus 0.5", &capped_ms);
+
+    ctx.say.heading(&format!(
+        "the VM: {VM_MEMORY_MIB} MiB of RAM and 1 vCPU, and a program that wants 400 MiB"
+    ));
+    let vm_script = MEMORY_HOG
+        .replace("64m", "400m")
+        .replace("64 MiB", "400 MiB");
+    let req = ctx.vm_request(BUSYBOX, &image, &cmd_opts(sh(&vm_script)), VM_MEMORY_MIB);
+    let vm = ctx.prepare_vm(&req).and_then(|_| ctx.vm_run(report, &req));
+    let vm_code: Measured<i32> = match &vm {
+        Ok(run) => match (&run.failure, run.exit_code) {
+            (Some(why), _) => Measured::failed(why.clone()),
+            (None, Some(c)) => Measured::Value(c),
+            (None, None) => Measured::failed("no exit code"),
+        },
+        Err(why) => Measured::failed(why.clone()),
+    };
+    report.check("VM memory", &vm_code);
+    let seen = |out: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with("MemTotal"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let c_seen = mem.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
+    let v_seen = vm.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
+
+    Ok(Measurements {
+        mem,
+        oom,
+        pids,
+        refused,
+        running,
+        free_ms,
+        capped_ms,
+        vm_code,
+        c_seen,
+        v_seen,
+    })
+}
+
+/// Act two: each limit and what happened, and the CPU chart.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        mem,
+        pids,
+        refused,
+        running,
+        free_ms,
+        capped_ms,
+        vm_code,
+        c_seen,
+        v_seen,
+        ..
+    } = m;
+    let mut t = Table::new("limits and what happened", &["", "container", "microVM"]);
+    t.row(vec![
+        "what the inside sees".into(),
+        c_seen.clone().into(),
+        match &vm_code {
+            Measured::Failed(w) => Cell::Failed { failed: w.clone() },
+            _ => v_seen.clone().into(),
+        },
+    ]);
+    t.row(vec![
+        "memory limit".into(),
+        format!("{} (cgroup)", format_bytes(MEMORY_LIMIT)).into(),
+        format!("{VM_MEMORY_MIB} MiB (its RAM)").into(),
+    ]);
+    t.row(vec![
+        "asking for more".into(),
+        match &mem {
+            Ok(run) => format!(
+                "exit code {}, {}",
+                run.exit_code.map_or("none".into(), |c| c.to_string()),
+                if run.oom_killed {
+                    "OOM kill recorded by the cgroup"
+                } else {
+                    "no OOM kill recorded"
+                }
+            )
+            .into(),
+            Err(e) => Cell::Failed {
+                failed: e.to_string(),
+            },
+        },
+        vm_code
+            .as_ref()
+            .map(|c| format!("exit code {c} (the guest's own OOM killer)"))
+            .into(),
+    ]);
+    t.row(vec![
+        "process limit".into(),
+        match &pids {
+            Ok(_) => format!(
+                "{PIDS_LIMIT}: {}; {} processes were running",
+                if refused.value() == Some(&true) {
+                    "fork refused"
+                } else {
+                    "fork never refused"
+                },
+                running.map_or("?".into(), |n| n.to_string())
+            )
+            .into(),
+            Err(e) => Cell::Failed {
+                failed: e.to_string(),
+            },
+        },
+        "none besides the guest kernel's own".into(),
+    ]);
+    t.row(vec![
+        "CPU".into(),
+        match (free_ms.value(), capped_ms.value()) {
+            (Some(f), Some(c)) => format!(
+                "same work: {} free, {} with --cpus {CPUS}",
+                format_ms(*f),
+                format_ms(*c)
+            )
+            .into(),
+            _ => Cell::Failed {
+                failed: free_ms
+                    .failure()
+                    .or(capped_ms.failure())
+                    .unwrap_or("")
+                    .to_string(),
+            },
+        },
+        "1 vCPU: all the guest has".into(),
+    ]);
+    report.tables.push(t);
+    report
+        .charts
+        .push(charts::cpu_quota(CPUS, free_ms.clone(), capped_ms.clone()));
+}
+
+/// Act three: what each limit showed, the caveat, and the facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        mem,
+        oom,
+        refused,
+        running,
+        free_ms,
+        capped_ms,
+        vm_code,
+        c_seen,
+        v_seen,
+        ..
+    } = m;
+    match &mem {
+        Ok(run) if run.oom_killed => report.findings.push(format!(
+            "Inside the container, /proc/meminfo said `{c_seen}`, the host's memory, yet when the workload asked for 64 MiB the kernel's OOM killer ended it at the {} limit (exit code {}; the cgroup counted an OOM kill). The limit is enforced, just not shown.",
+            format_bytes(MEMORY_LIMIT),
+            run.exit_code.map_or("none".into(), |c| c.to_string())
+        )),
+        Ok(_) => report.findings.push("Unexpected on this run: the memory hog was not OOM-killed under the 16 MiB limit.".into()),
+        Err(_) => {}
+    }
+    if refused.value() == Some(&true) {
+        report.findings.push(format!(
+            "With --pids-limit {PIDS_LIMIT}, fork() failed once the container had {PIDS_LIMIT} processes (\"can't fork\"); {} were running afterwards. A fork bomb in a container stops there.",
+            running.map_or("an unknown number".into(), |n| n.to_string())
+        ));
+    }
+    if let (Some(f), Some(c)) = (free_ms.value(), capped_ms.value()) {
+        if c > f {
+            report.findings.push(format!(
+                "The same counting loop took {} without a limit and {} with --cpus {CPUS} ({:.1} times as long): the quota throttles the container without it seeing fewer CPUs.",
+                format_ms(*f),
+                format_ms(*c),
+                c / f
+            ));
+        } else {
+            report.findings.push(format!(
+                "On this run the CPU quota did not slow the loop down ({} free, {} capped); the machine may have been too busy for the difference to show.",
+                format_ms(*f),
+                format_ms(*c)
+            ));
+        }
+    }
+    if let Some(code) = vm_code.value() {
+        report.findings.push(format!(
+            "The VM's kernel reported `{v_seen}`: the RAM it was given. Asking for 400 MiB ended with exit code {code}{}; the host only saw the VMM process, whose size is bounded by the VM's RAM.",
+            if *code == 137 { ", an OOM kill by the guest's own kernel" } else { "" }
+        ));
+    }
+    report.caveats.push("The CPU comparison is two single runs on a shared machine; rerun with a quieter machine for a cleaner ratio.".into());
+    report.fact(
+        "container",
+        json!({
+            "memory_limit_bytes": MEMORY_LIMIT,
+            "oom_killed": oom,
+            "memory_exit_code": mem.as_ref().ok().and_then(|r| r.exit_code),
+            "memtotal_seen": c_seen,
+            "pids_limit": PIDS_LIMIT,
+            "fork_refused": refused,
+            "processes_running": running,
+            "cpu_free_ms": free_ms,
+            "cpu_capped_ms": capped_ms,
+            "cpus": CPUS,
+        }),
+    );
+    report.fact(
+        "vm",
+        json!({"memory_mib": VM_MEMORY_MIB, "exit_code": vm_code, "memtotal_seen": v_seen}),
+    );
 }

@@ -8,16 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use twinbox_engine::image::remove;
-use twinbox_engine::registry::pull::{pull, PullOptions};
-use twinbox_engine::registry::push::{push, PushOptions};
+use twinbox_engine::image::{remove, Image};
+use twinbox_engine::registry::pull::{pull, PullOptions, Pulled};
+use twinbox_engine::registry::push::{push, PushOptions, Pushed};
 use twinbox_engine::registry::{ConnectOptions, NoProgress};
 use twinbox_engine::store::Store;
 
 use super::Lesson;
 use crate::container::Detached;
 use crate::context::{cmd_opts, Context, BUSYBOX, RUN_TIMEOUT};
-use crate::measure::disk::image_footprint;
+use crate::measure::disk::{image_footprint, ImageFootprint};
 use crate::report::{format_bytes, LessonReport, Measured, Side, Step, Table};
 use crate::shell;
 use crate::LessonError;
@@ -60,174 +60,226 @@ impl Lesson for Registry {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let work = TempDir::new()?;
-        let server = LocalRegistry::start(&work.path)?;
-        ctx.host_step(
-            report,
-            &format!("{REGISTRY_BINARY} serve {}", server.config.display()),
-            &format!(
-                "(listening on {}; storage in {})\n",
-                server.host(),
-                work.path.join("data").display()
-            ),
-        );
-        let target = format!("{}/lessons/busybox:v1", server.host());
-        let connect = ConnectOptions {
-            read_timeout: Duration::from_secs(30),
-            ..ConnectOptions::default()
-        };
-
-        remove::tag(&ctx.store, BUSYBOX, &target)?;
-        ctx.host_step(report, &format!("twinbox tag {BUSYBOX} {target}"), "");
-        let pushed = push(
-            &ctx.store,
-            &target,
-            &PushOptions {
-                connect: connect.clone(),
-            },
-            &NoProgress,
-        );
-        let _ = remove::remove(&ctx.store, &target, false);
-        let pushed = pushed.map_err(LessonError::RegistryClient)?;
-        ctx.host_step(
-            report,
-            &format!("twinbox push {target}"),
-            &format!(
-                "{} blob(s) uploaded, {} already there\nv1: digest: {} size: {}\n",
-                pushed.uploaded,
-                pushed.already_present,
-                pushed.manifest_digest,
-                pushed.manifest_size
-            ),
-        );
-
-        let other_root = work.path.join("classmate");
-        let other = Store::open(&other_root)?;
-        let pulled = pull(
-            &other,
-            &target,
-            &PullOptions {
-                platform: None,
-                connect,
-            },
-            &NoProgress,
-        )
-        .map_err(LessonError::RegistryClient)?;
-        let command = format!(
-            "TWINBOX_ROOT={} twinbox pull {target}",
-            other_root.display()
-        );
-        ctx.host_step(
-            report,
-            &command,
-            &format!(
-                "{} layer(s) downloaded, {} already present\nDigest: {}\n",
-                pulled.downloaded, pulled.already_present, pulled.manifest_digest
-            ),
-        );
-
-        // run it from the other store
-        let opts = cmd_opts(vec!["echo".into(), "hello from the pulled image".into()]);
-        let shown = format!(
-            "TWINBOX_ROOT={} {}",
-            other_root.display(),
-            shell::container_run(
-                &target,
-                &twinbox_engine::container::RunOptions {
-                    auto_remove: true,
-                    ..opts.clone()
-                },
-                false
-            )
-        );
-        ctx.show(Side::Container, &shown);
-        let mut d = Detached::start(&other, &target, &opts, &ctx.settings.supervisor_exe)?;
-        let mut out = std::io::stdout();
-        let (code, _) = d.wait(RUN_TIMEOUT, &mut out)?;
-        let output = d.output();
-        d.remove()?;
-        report.steps.push(Step {
-            side: Side::Container,
-            command: shown,
-            output: output.clone(),
-            exit_code: code,
-            error: None,
-            duration_ms: None,
-        });
-
-        let same = pushed.manifest_digest == pulled.manifest_digest;
-        let same_layers = pulled
-            .image
-            .layers
-            .iter()
-            .map(|l| &l.diff_id)
-            .eq(image.layers.iter().map(|l| &l.diff_id));
-        let ran: Measured<i32> = Measured::from_option(
-            code,
-            "the container from the pulled image reported no exit code",
-        );
-        report.check("running the pulled image", &ran);
-        let sent = image_footprint(&ctx.store, &image);
-        let mut t = Table::new(
-            "the image, sent and received",
-            &["", "this store (sender)", "the other store (receiver)"],
-        );
-        t.row(vec![
-            "manifest digest".into(),
-            pushed.manifest_digest.to_string().into(),
-            pulled.manifest_digest.to_string().into(),
-        ]);
-        t.row(vec![
-            "image id (config digest)".into(),
-            image.id.to_string().into(),
-            pulled.image.id.to_string().into(),
-        ]);
-        t.row(vec![
-            "layers".into(),
-            format!(
-                "{} ({} compressed)",
-                image.layers.len(),
-                format_bytes(sent.layers.iter().map(|l| l.blob).sum())
-            )
-            .into(),
-            format!(
-                "{} ({} downloaded)",
-                pulled.image.layers.len(),
-                pulled.downloaded
-            )
-            .into(),
-        ]);
-        t.row(vec![
-            "runs".into(),
-            "-".into(),
-            ran.as_ref()
-                .map(|c| format!("exit code {c}: {}", output.trim()))
-                .into(),
-        ]);
-        report.tables.push(t);
-        report.findings.push(format!(
-            "The push sent {} blob(s) and a manifest with digest {}; the pull into the empty store downloaded {} layer(s) and got the manifest with digest {}: {}. The receiver then ran a container from it without ever seeing the sender's store.",
-            pushed.uploaded,
-            pushed.manifest_digest.short(),
-            pulled.downloaded,
-            pulled.manifest_digest.short(),
-            if same && same_layers { "the same image, bit for bit" } else { "unexpectedly, not the same image" }
-        ));
-        report.caveats.push("The registry here listens on 127.0.0.1 with plain HTTP and no login, which is only safe on loopback; a shared registry needs TLS and authentication (`twinbox login`).".into());
-        report.fact(
-            "push",
-            json!({"digest": pushed.manifest_digest.to_string(), "uploaded": pushed.uploaded, "already_present": pushed.already_present}),
-        );
-        report.fact(
-            "pull",
-            json!({"digest": pulled.manifest_digest.to_string(), "downloaded": pulled.downloaded, "image_id": pulled.image.id.to_string()}),
-        );
-        report.fact("same_image", same && same_layers);
-        report.fact("run_exit_code", code);
-        drop(server);
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
         Ok(())
     }
+}
+
+/// The image as sent and as received, and the run on the receiving side.
+struct Measurements {
+    image: Image,
+    sent: ImageFootprint,
+    pushed: Pushed,
+    pulled: Pulled,
+    /// The pulled image's layers are the sent ones (by diff id).
+    same_layers: bool,
+    code: Option<i32>,
+    ran: Measured<i32>,
+    output: String,
+}
+
+/// Act one: a registry on loopback, push, pull into an empty store, run
+/// from there.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let work = TempDir::new()?;
+    let server = LocalRegistry::start(&work.path)?;
+    ctx.host_step(
+        report,
+        &format!("{REGISTRY_BINARY} serve {}", server.config.display()),
+        &format!(
+            "(listening on {}; storage in {})\n",
+            server.host(),
+            work.path.join("data").display()
+        ),
+    );
+    let target = format!("{}/lessons/busybox:v1", server.host());
+    let connect = ConnectOptions {
+        read_timeout: Duration::from_secs(30),
+        ..ConnectOptions::default()
+    };
+
+    remove::tag(&ctx.store, BUSYBOX, &target)?;
+    ctx.host_step(report, &format!("twinbox tag {BUSYBOX} {target}"), "");
+    let pushed = push(
+        &ctx.store,
+        &target,
+        &PushOptions {
+            connect: connect.clone(),
+        },
+        &NoProgress,
+    );
+    let _ = remove::remove(&ctx.store, &target, false);
+    let pushed = pushed.map_err(LessonError::RegistryClient)?;
+    ctx.host_step(
+        report,
+        &format!("twinbox push {target}"),
+        &format!(
+            "{} blob(s) uploaded, {} already there\nv1: digest: {} size: {}\n",
+            pushed.uploaded, pushed.already_present, pushed.manifest_digest, pushed.manifest_size
+        ),
+    );
+
+    let other_root = work.path.join("classmate");
+    let other = Store::open(&other_root)?;
+    let pulled = pull(
+        &other,
+        &target,
+        &PullOptions {
+            platform: None,
+            connect,
+        },
+        &NoProgress,
+    )
+    .map_err(LessonError::RegistryClient)?;
+    let command = format!(
+        "TWINBOX_ROOT={} twinbox pull {target}",
+        other_root.display()
+    );
+    ctx.host_step(
+        report,
+        &command,
+        &format!(
+            "{} layer(s) downloaded, {} already present\nDigest: {}\n",
+            pulled.downloaded, pulled.already_present, pulled.manifest_digest
+        ),
+    );
+
+    // run it from the other store
+    let opts = cmd_opts(vec!["echo".into(), "hello from the pulled image".into()]);
+    let shown = format!(
+        "TWINBOX_ROOT={} {}",
+        other_root.display(),
+        shell::container_run(
+            &target,
+            &twinbox_engine::container::RunOptions {
+                auto_remove: true,
+                ..opts.clone()
+            },
+            false
+        )
+    );
+    ctx.show(Side::Container, &shown);
+    let mut d = Detached::start(&other, &target, &opts, &ctx.settings.supervisor_exe)?;
+    let mut out = std::io::stdout();
+    let (code, _) = d.wait(RUN_TIMEOUT, &mut out)?;
+    let output = d.output();
+    d.remove()?;
+    report.steps.push(Step {
+        side: Side::Container,
+        command: shown,
+        output: output.clone(),
+        exit_code: code,
+        error: None,
+        duration_ms: None,
+    });
+
+    let same_layers = pulled
+        .image
+        .layers
+        .iter()
+        .map(|l| &l.diff_id)
+        .eq(image.layers.iter().map(|l| &l.diff_id));
+    let ran: Measured<i32> = Measured::from_option(
+        code,
+        "the container from the pulled image reported no exit code",
+    );
+    report.check("running the pulled image", &ran);
+    let sent = image_footprint(&ctx.store, &image);
+    drop(server);
+    Ok(Measurements {
+        image,
+        sent,
+        pushed,
+        pulled,
+        same_layers,
+        code,
+        ran,
+        output,
+    })
+}
+
+/// Act two: the image on both sides, and the run.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        image,
+        sent,
+        pushed,
+        pulled,
+        ran,
+        output,
+        ..
+    } = m;
+    let mut t = Table::new(
+        "the image, sent and received",
+        &["", "this store (sender)", "the other store (receiver)"],
+    );
+    t.row(vec![
+        "manifest digest".into(),
+        pushed.manifest_digest.to_string().into(),
+        pulled.manifest_digest.to_string().into(),
+    ]);
+    t.row(vec![
+        "image id (config digest)".into(),
+        image.id.to_string().into(),
+        pulled.image.id.to_string().into(),
+    ]);
+    t.row(vec![
+        "layers".into(),
+        format!(
+            "{} ({} compressed)",
+            image.layers.len(),
+            format_bytes(sent.layers.iter().map(|l| l.blob).sum())
+        )
+        .into(),
+        format!(
+            "{} ({} downloaded)",
+            pulled.image.layers.len(),
+            pulled.downloaded
+        )
+        .into(),
+    ]);
+    t.row(vec![
+        "runs".into(),
+        "-".into(),
+        ran.as_ref()
+            .map(|c| format!("exit code {c}: {}", output.trim()))
+            .into(),
+    ]);
+    report.tables.push(t);
+}
+
+/// Act three: the same image, bit for bit; caveat and facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        pushed,
+        pulled,
+        same_layers,
+        code,
+        ..
+    } = m;
+    let same = pushed.manifest_digest == pulled.manifest_digest;
+    report.findings.push(format!(
+        "The push sent {} blob(s) and a manifest with digest {}; the pull into the empty store downloaded {} layer(s) and got the manifest with digest {}: {}. The receiver then ran a container from it without ever seeing the sender's store.",
+        pushed.uploaded,
+        pushed.manifest_digest.short(),
+        pulled.downloaded,
+        pulled.manifest_digest.short(),
+        if same && *same_layers { "the same image, bit for bit" } else { "unexpectedly, not the same image" }
+    ));
+    report.caveats.push("The registry here listens on 127.0.0.1 with plain HTTP and no login, which is only safe on loopback; a shared registry needs TLS and authentication (`twinbox login`).".into());
+    report.fact(
+        "push",
+        json!({"digest": pushed.manifest_digest.to_string(), "uploaded": pushed.uploaded, "already_present": pushed.already_present}),
+    );
+    report.fact(
+        "pull",
+        json!({"digest": pulled.manifest_digest.to_string(), "downloaded": pulled.downloaded, "image_id": pulled.image.id.to_string()}),
+    );
+    report.fact("same_image", same && *same_layers);
+    report.fact("run_exit_code", code);
 }
 
 /// A directory removed when the lesson ends, whatever happens.
