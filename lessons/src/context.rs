@@ -21,6 +21,7 @@ use crate::LessonError;
 mod build;
 mod series;
 mod serve;
+mod watch;
 pub use build::{BuildDir, Built};
 pub use series::{ContainerSeries, VmSeries};
 pub use serve::{Serving, VmServed};
@@ -281,6 +282,27 @@ impl Context {
     /// Boots the workload in a VM: live output, recorded as a step. A boot
     /// that fails is a recorded step with the reason, not an error.
     pub fn vm_run(&self, report: &mut LessonReport, req: &VmRequest) -> Result<VmRun, String> {
+        self.boot(report, req, None)
+    }
+
+    /// The same, and while the VM still runs, `on_ready` is called once when
+    /// its output first contains `needle` (to look at the host meanwhile).
+    pub fn vm_run_watching(
+        &self,
+        report: &mut LessonReport,
+        req: &VmRequest,
+        needle: &str,
+        on_ready: &mut dyn FnMut(),
+    ) -> Result<VmRun, String> {
+        self.boot(report, req, Some((needle, on_ready)))
+    }
+
+    fn boot(
+        &self,
+        report: &mut LessonReport,
+        req: &VmRequest,
+        watch: Option<(&str, &mut dyn FnMut())>,
+    ) -> Result<VmRun, String> {
         let vm = self.vm()?;
         let command = vm.command_line(req);
         self.show(Side::Vm, &command);
@@ -289,10 +311,13 @@ impl Context {
         } else {
             "booting the VM…"
         });
-        let run = match vm.run(req, Box::new(live)) {
+        let result = match watch {
+            None => vm.run(req, Box::new(live)).map_err(|e| e.to_string()),
+            Some((needle, on_ready)) => watch::boot(vm, req, Box::new(live), needle, on_ready),
+        };
+        let run = match result {
             Ok(run) => run,
-            Err(e) => {
-                let why = e.to_string();
+            Err(why) => {
                 self.say.failure(&format!("failed: {why}"));
                 report.steps.push(Step {
                     side: Side::Vm,

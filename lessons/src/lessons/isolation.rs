@@ -1,17 +1,15 @@
 //! isolation: what a container and a VM each see from the inside, and what
 //! the host can still see of them from the outside.
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::io;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
 
 use super::Lesson;
-use crate::backend::VmRun;
-use crate::context::{cmd_opts, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
-use crate::report::{Cell, LessonReport, Measured, Side, Step, Table};
+use crate::context::{cmd_opts, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
+use crate::report::{Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
 pub struct Isolation;
@@ -61,263 +59,255 @@ impl Lesson for Isolation {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let tag = format!("isolation-{}", twinbox_engine::util::id::random_hex(4));
-        let opts = cmd_opts(vec!["sh".into(), "-c".into(), SCRIPT.into(), tag.clone()]);
-        let host = HostView::now();
+        let m = measure(ctx, report)?;
+        present(&m, report);
+        explain(&m, report);
+        Ok(())
+    }
+}
 
-        // container: started detached, looked at from the host while it sleeps
-        let mut d = ctx.detached(report, BUSYBOX, &opts)?;
-        let mut out = io::stdout();
-        let c_ready = d.wait_for_output("ready", Duration::from_secs(30), &mut out);
-        let c_host_sees = if c_ready {
-            find_tagged(&tag)
-        } else {
-            Vec::new()
-        };
-        let c_pids = d.pids();
-        let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
-        let c_inside = Inside::parse(&end.output);
-        let c_listing = listing(&c_host_sees, "(none)");
+/// What the host, the container and the VM each saw, and what the host saw
+/// of them while they ran.
+struct Measurements {
+    host: HostView,
+    c_inside: Inside,
+    /// The container's script among the host's processes.
+    c_host_sees: Vec<HostProcess>,
+    c_pids: Vec<i32>,
+    v_inside: Measured<Inside>,
+    /// The VM's script among the host's processes (none expected).
+    v_host_sees: Vec<HostProcess>,
+    vmm: Vec<HostProcess>,
+}
+
+/// Act one: the same script in a container and a VM, each looked at from
+/// the host while it waits.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let tag = format!("isolation-{}", twinbox_engine::util::id::random_hex(4));
+    let opts = cmd_opts(vec!["sh".into(), "-c".into(), SCRIPT.into(), tag.clone()]);
+    let host = HostView::now();
+
+    // container: started detached, looked at from the host while it sleeps
+    let mut d = ctx.detached(report, BUSYBOX, &opts)?;
+    let mut out = io::stdout();
+    let c_ready = d.wait_for_output("ready", Duration::from_secs(30), &mut out);
+    let c_host_sees = if c_ready {
+        find_tagged(&tag)
+    } else {
+        Vec::new()
+    };
+    let c_pids = d.pids();
+    let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
+    let c_inside = Inside::parse(&end.output);
+    let c_listing = listing(&c_host_sees, "(none)");
+    ctx.host_step(
+        report,
+        &format!("ps -eo pid,user,args | grep {tag}   # while the container runs"),
+        &c_listing,
+    );
+
+    // VM: boots in a thread; the host looks once the script says ready
+    let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
+    let mut v_host_sees: Vec<HostProcess> = Vec::new();
+    let mut vmm: Vec<HostProcess> = Vec::new();
+    let v_run = ctx.prepare_vm(&req).and_then(|_| {
+        ctx.vm_run_watching(report, &req, "ready", &mut || {
+            v_host_sees = find_tagged(&tag);
+            vmm = find_vmm();
+        })
+    });
+    let v_inside: Measured<Inside> = match &v_run {
+        Ok(run) if run.failure.is_none() => Measured::Value(Inside::parse(&run.output)),
+        Ok(run) => Measured::failed(run.failure.clone().unwrap_or_default()),
+        Err(why) => Measured::failed(why.clone()),
+    };
+    report.check("VM's view", &v_inside);
+    if v_inside.value().is_some() {
         ctx.host_step(
             report,
-            &format!("ps -eo pid,user,args | grep {tag}   # while the container runs"),
-            &c_listing,
+            &format!("ps -eo pid,user,args | grep {tag}   # while the VM runs"),
+            &listing(
+                &v_host_sees,
+                "(none: the host cannot see the VM's processes)",
+            ),
         );
-
-        // VM: boots in a thread; the host looks once the script says ready
-        let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
-        let mut v_host_sees: Vec<HostProcess> = Vec::new();
-        let mut vmm: Vec<HostProcess> = Vec::new();
-        let v_run: Result<VmRun, String> = match ctx.prepare_vm(&req) {
-            Err(why) => Err(why),
-            Ok(_) => match ctx.vm() {
-                Err(why) => Err(why),
-                Ok(vm) => {
-                    let command = vm.command_line(&req);
-                    ctx.show(Side::Vm, &command);
-                    let seen = Arc::new(Mutex::new(Vec::new()));
-                    let result = std::thread::scope(|s| {
-                        let live = Watch { seen: seen.clone() };
-                        let handle = s.spawn(|| vm.run(&req, Box::new(live)));
-                        let deadline = Instant::now() + BOOT_TIMEOUT + Duration::from_secs(30);
-                        while !handle.is_finished() && Instant::now() < deadline {
-                            let text = String::from_utf8_lossy(
-                                &seen.lock().unwrap_or_else(|e| e.into_inner()),
-                            )
-                            .into_owned();
-                            if text.contains("ready") {
-                                v_host_sees = find_tagged(&tag);
-                                vmm = find_vmm();
-                                break;
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        handle
-                            .join()
-                            .map_err(|_| "the VM thread panicked".to_string())
-                    });
-                    match result {
-                        Ok(Ok(run)) => {
-                            report.steps.push(Step {
-                                side: Side::Vm,
-                                command,
-                                output: run.output.clone(),
-                                exit_code: run.exit_code,
-                                error: run.failure.clone(),
-                                duration_ms: Some(run.total_ms),
-                            });
-                            if let Some(why) = &run.failure {
-                                ctx.say.failure(&format!("failed: {why}"));
-                            }
-                            Ok(run)
-                        }
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(e),
-                    }
-                }
-            },
-        };
-        let v_inside: Measured<Inside> = match &v_run {
-            Ok(run) if run.failure.is_none() => Measured::Value(Inside::parse(&run.output)),
-            Ok(run) => Measured::failed(run.failure.clone().unwrap_or_default()),
-            Err(why) => Measured::failed(why.clone()),
-        };
-        report.check("VM's view", &v_inside);
-        if v_inside.value().is_some() {
-            ctx.host_step(
-                report,
-                &format!("ps -eo pid,user,args | grep {tag}   # while the VM runs"),
-                &listing(
-                    &v_host_sees,
-                    "(none: the host cannot see the VM's processes)",
-                ),
-            );
-            ctx.host_step(
-                report,
-                "ps -eo pid,user,args | grep -e qemu -e twinbox   # the VMM",
-                &listing(&vmm, "(none found)"),
-            );
-        }
-
-        let mut t = Table::new(
-            "the view from inside",
-            &["", "host", "container", "microVM"],
+        ctx.host_step(
+            report,
+            "ps -eo pid,user,args | grep -e qemu -e twinbox   # the VMM",
+            &listing(&vmm, "(none found)"),
         );
-        let v = |f: fn(&Inside) -> String| -> Cell { v_inside.as_ref().map(f).into() };
-        t.row(vec![
-            "host name".into(),
-            host.hostname.clone().into(),
-            c_inside.hostname.clone().into(),
-            v(|i| i.hostname.clone()),
-        ]);
-        t.row(vec![
-            "processes visible".into(),
-            host.processes.to_string().into(),
-            format!("{} (its own)", c_inside.processes.len()).into(),
-            v(|i| format!("{} (its own, kernel threads included)", i.processes.len())),
-        ]);
-        t.row(vec![
-            "PID 1".into(),
-            host.pid1.clone().into(),
-            c_inside.pid1().into(),
-            v(|i| i.pid1()),
-        ]);
-        t.row(vec![
-            "network interfaces".into(),
-            host.interfaces.clone().into(),
-            c_inside.interfaces.clone().into(),
-            v(|i| i.interfaces.clone()),
-        ]);
-        t.row(vec![
-            "root file system".into(),
-            host.rootfs.clone().into(),
-            c_inside.rootfs.clone().into(),
-            v(|i| i.rootfs.clone()),
-        ]);
-        t.row(vec![
-            "user".into(),
-            "-".into(),
-            c_inside.user.clone().into(),
-            v(|i| i.user.clone()),
-        ]);
-        report.tables.push(t);
+    }
 
-        let mut h = Table::new("the view from the host", &["", "container", "microVM"]);
-        h.row(vec![
-            "the script's process, seen from the host".into(),
-            if c_host_sees.is_empty() {
-                "not found".into()
-            } else {
-                c_host_sees
-                    .iter()
-                    .map(|p| format!("pid {} ({})", p.pid, p.user))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                    .into()
-            },
-            match &v_inside {
-                Measured::Value(_) if v_host_sees.is_empty() => {
-                    "not found: it lives in the guest kernel".into()
-                }
-                Measured::Value(_) => format!("found {} (unexpected)", v_host_sees.len()).into(),
-                Measured::Failed(w) => Cell::Failed { failed: w.clone() },
-            },
-        ]);
-        h.row(vec![
-            "what the host sees instead".into(),
-            format!("{} process(es) in the container's cgroup", c_pids.len()).into(),
-            if vmm.is_empty() {
-                "the VMM process".to_string().into()
-            } else {
-                vmm.iter()
-                    .map(|p| format!("pid {}: {}", p.pid, short(&p.args, 40)))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-                    .into()
-            },
-        ]);
-        report.tables.push(h);
+    Ok(Measurements {
+        host,
+        c_inside,
+        c_host_sees,
+        c_pids,
+        v_inside,
+        v_host_sees,
+        vmm,
+    })
+}
 
-        let sees_lesson = c_inside.processes.iter().any(|p| p.contains("twinbox"));
-        report.findings.push(format!(
-            "Inside the container `ps` listed {} process(es), its own, where the host has {}; its PID 1 was `{}`, not the host's. The host name was {:?} and the network had only {}: the PID, UTS and network namespaces at work.",
-            c_inside.processes.len(),
-            host.processes,
-            c_inside.pid1(),
-            c_inside.hostname,
-            if c_inside.interfaces.trim().is_empty() { "nothing".to_string() } else { c_inside.interfaces.trim().to_string() }
-        ));
+/// Act two: the view from inside and the view from the host.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        host,
+        c_inside,
+        c_host_sees,
+        c_pids,
+        v_inside,
+        v_host_sees,
+        vmm,
+    } = m;
+    let mut t = Table::new(
+        "the view from inside",
+        &["", "host", "container", "microVM"],
+    );
+    let v = |f: fn(&Inside) -> String| -> Cell { v_inside.as_ref().map(f).into() };
+    t.row(vec![
+        "host name".into(),
+        host.hostname.clone().into(),
+        c_inside.hostname.clone().into(),
+        v(|i| i.hostname.clone()),
+    ]);
+    t.row(vec![
+        "processes visible".into(),
+        host.processes.to_string().into(),
+        format!("{} (its own)", c_inside.processes.len()).into(),
+        v(|i| format!("{} (its own, kernel threads included)", i.processes.len())),
+    ]);
+    t.row(vec![
+        "PID 1".into(),
+        host.pid1.clone().into(),
+        c_inside.pid1().into(),
+        v(|i| i.pid1()),
+    ]);
+    t.row(vec![
+        "network interfaces".into(),
+        host.interfaces.clone().into(),
+        c_inside.interfaces.clone().into(),
+        v(|i| i.interfaces.clone()),
+    ]);
+    t.row(vec![
+        "root file system".into(),
+        host.rootfs.clone().into(),
+        c_inside.rootfs.clone().into(),
+        v(|i| i.rootfs.clone()),
+    ]);
+    t.row(vec![
+        "user".into(),
+        "-".into(),
+        c_inside.user.clone().into(),
+        v(|i| i.user.clone()),
+    ]);
+    report.tables.push(t);
+
+    let mut h = Table::new("the view from the host", &["", "container", "microVM"]);
+    h.row(vec![
+        "the script's process, seen from the host".into(),
         if c_host_sees.is_empty() {
-            report.findings.push("Unexpected on this run: the host did not find the container's script among its processes.".into());
+            "not found".into()
         } else {
-            report.findings.push(format!(
-                "Yet the host saw the container's script as an ordinary process (host pid {}, user {}): a container is isolated by the host kernel, not from it. {}",
-                c_host_sees[0].pid,
-                c_host_sees[0].user,
-                if c_host_sees[0].user == "root" { "It runs as the host's root, because twinbox uses no user namespace." } else { "" }
-            ));
-        }
-        if let Some(i) = v_inside.value() {
-            report.findings.push(format!(
-                "The VM's `ps` listed {} processes, among them its own kernel's threads; its PID 1 was `{}`. {}",
-                i.processes.len(),
-                i.pid1(),
-                if v_host_sees.is_empty() {
-                    "The host found none of them: what runs in a VM is only visible to the guest kernel, and the host sees the VMM process."
-                } else {
-                    "Unexpected on this run: the host found a process with the script's tag."
-                }
-            ));
-        }
-        report.caveats.push("twinbox runs containers without a user namespace (as Docker does by default): root inside is root outside, held back by dropped capabilities, seccomp and the namespaces.".into());
-        report.fact(
-            "host",
-            json!({"hostname": host.hostname, "processes": host.processes, "pid1": host.pid1}),
-        );
-        report.fact(
-            "container",
-            json!({
-                "inside": c_inside,
-                "visible_processes": c_inside.processes.len(),
-                "sees_lesson_process": sees_lesson,
-                "host_sees_workload": !c_host_sees.is_empty(),
-                "host_view": c_host_sees,
-                "cgroup_pids": c_pids,
-            }),
-        );
-        report.fact(
-            "vm",
-            json!({
-                "inside": serde_json::to_value(&v_inside).unwrap_or_default(),
-                "visible_processes": v_inside.value().map(|i| i.processes.len()),
-                "host_sees_workload": v_inside.value().map(|_| !v_host_sees.is_empty()),
-                "vmm": vmm,
-            }),
-        );
-        Ok(())
-    }
+            c_host_sees
+                .iter()
+                .map(|p| format!("pid {} ({})", p.pid, p.user))
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into()
+        },
+        match &v_inside {
+            Measured::Value(_) if v_host_sees.is_empty() => {
+                "not found: it lives in the guest kernel".into()
+            }
+            Measured::Value(_) => format!("found {} (unexpected)", v_host_sees.len()).into(),
+            Measured::Failed(w) => Cell::Failed { failed: w.clone() },
+        },
+    ]);
+    h.row(vec![
+        "what the host sees instead".into(),
+        format!("{} process(es) in the container's cgroup", c_pids.len()).into(),
+        if vmm.is_empty() {
+            "the VMM process".to_string().into()
+        } else {
+            vmm.iter()
+                .map(|p| format!("pid {}: {}", p.pid, short(&p.args, 40)))
+                .collect::<Vec<_>>()
+                .join("; ")
+                .into()
+        },
+    ]);
+    report.tables.push(h);
 }
 
-/// Passes the VM's output to the terminal and keeps it for the watcher.
-struct Watch {
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Write for Watch {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        let mut out = io::stdout();
-        let _ = out.write_all(buf).and_then(|()| out.flush());
-        Ok(buf.len())
+/// Act three: isolated by the host kernel, not from it; caveat and facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        host,
+        c_inside,
+        c_host_sees,
+        c_pids,
+        v_inside,
+        v_host_sees,
+        vmm,
+    } = m;
+    let sees_lesson = c_inside.processes.iter().any(|p| p.contains("twinbox"));
+    report.findings.push(format!(
+        "Inside the container `ps` listed {} process(es), its own, where the host has {}; its PID 1 was `{}`, not the host's. The host name was {:?} and the network had only {}: the PID, UTS and network namespaces at work.",
+        c_inside.processes.len(),
+        host.processes,
+        c_inside.pid1(),
+        c_inside.hostname,
+        if c_inside.interfaces.trim().is_empty() { "nothing".to_string() } else { c_inside.interfaces.trim().to_string() }
+    ));
+    if c_host_sees.is_empty() {
+        report.findings.push("Unexpected on this run: the host did not find the container's script among its processes.".into());
+    } else {
+        report.findings.push(format!(
+            "Yet the host saw the container's script as an ordinary process (host pid {}, user {}): a container is isolated by the host kernel, not from it. {}",
+            c_host_sees[0].pid,
+            c_host_sees[0].user,
+            if c_host_sees[0].user == "root" { "It runs as the host's root, because twinbox uses no user namespace." } else { "" }
+        ));
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    if let Some(i) = v_inside.value() {
+        report.findings.push(format!(
+            "The VM's `ps` listed {} processes, among them its own kernel's threads; its PID 1 was `{}`. {}",
+            i.processes.len(),
+            i.pid1(),
+            if v_host_sees.is_empty() {
+                "The host found none of them: what runs in a VM is only visible to the guest kernel, and the host sees the VMM process."
+            } else {
+                "Unexpected on this run: the host found a process with the script's tag."
+            }
+        ));
     }
+    report.caveats.push("twinbox runs containers without a user namespace (as Docker does by default): root inside is root outside, held back by dropped capabilities, seccomp and the namespaces.".into());
+    report.fact(
+        "host",
+        json!({"hostname": host.hostname, "processes": host.processes, "pid1": host.pid1}),
+    );
+    report.fact(
+        "container",
+        json!({
+            "inside": c_inside,
+            "visible_processes": c_inside.processes.len(),
+            "sees_lesson_process": sees_lesson,
+            "host_sees_workload": !c_host_sees.is_empty(),
+            "host_view": c_host_sees,
+            "cgroup_pids": c_pids,
+        }),
+    );
+    report.fact(
+        "vm",
+        json!({
+            "inside": serde_json::to_value(&v_inside).unwrap_or_default(),
+            "visible_processes": v_inside.value().map(|i| i.processes.len()),
+            "host_sees_workload": v_inside.value().map(|_| !v_host_sees.is_empty()),
+            "vmm": vmm,
+        }),
+    );
 }
 
 /// What the script reported.
