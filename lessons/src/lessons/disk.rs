@@ -4,7 +4,7 @@
 use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::charts;
 use crate::container::Detached;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
@@ -54,10 +54,7 @@ impl Lesson for Disk {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 
@@ -194,32 +191,11 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
 
 /// Act two: the image's layers, what COPIES of each need, one chart.
 fn present(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        footprint,
-        writable,
-        records,
-        image_total,
-        store_total,
-        naive_total,
-        cache_bytes,
-        initramfs,
-        rootfs,
-        per_vm,
-        n_vms,
-        ..
-    } = m;
-    let (writable, records, image_total, store_total, naive_total) = (
-        *writable,
-        *records,
-        *image_total,
-        *store_total,
-        *naive_total,
-    );
     let mut layers = Table::new(
         "the image in the store",
         &["layer (chain id)", "unpacked", "compressed blob"],
     );
-    for l in &footprint.layers {
+    for l in &m.footprint.layers {
         layers.row(vec![
             l.chain_id.clone().into(),
             format_bytes(l.unpacked).into(),
@@ -228,7 +204,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     }
     layers.row(vec![
         "config + manifest".into(),
-        format_bytes(footprint.metadata).into(),
+        format_bytes(m.footprint.metadata).into(),
         "".into(),
     ]);
     report.tables.push(layers);
@@ -245,10 +221,10 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         "image files".into(),
         format!(
             "{} once (layers + blobs), shared by all {COPIES}",
-            format_bytes(image_total)
+            format_bytes(m.image_total)
         )
         .into(),
-        cache_bytes
+        m.cache_bytes
             .as_ref()
             .map(|c| format!("{} cached initramfs on disk, once", format_bytes(*c)))
             .into(),
@@ -257,11 +233,11 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         "per copy".into(),
         format!(
             "{} written + {} record and log, on average",
-            format_bytes(writable / COPIES as u64),
-            format_bytes(records / COPIES as u64)
+            format_bytes(m.writable / COPIES as u64),
+            format_bytes(m.records / COPIES as u64)
         )
         .into(),
-        match (initramfs.value(), rootfs.value()) {
+        match (m.initramfs.value(), m.rootfs.value()) {
             (Some(i), Some(r)) => format!(
                 "{} root file system in its RAM (unpacked from the {} initramfs at boot)",
                 format_bytes(*r),
@@ -269,7 +245,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
             )
             .into(),
             _ => Cell::Failed {
-                failed: per_vm.failure().unwrap_or("not measured").to_string(),
+                failed: m.per_vm.failure().unwrap_or("not measured").to_string(),
             },
         },
     ]);
@@ -277,58 +253,38 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         "total".into(),
         format!(
             "{} (if each had its own copy of the image: {})",
-            format_bytes(store_total),
-            format_bytes(naive_total)
+            format_bytes(m.store_total),
+            format_bytes(m.naive_total)
         )
         .into(),
-        n_vms
+        m.n_vms
             .as_ref()
             .map(|v| format!("{} of guest RAM, plus the cache", format_bytes(*v)))
             .into(),
     ]);
     report.tables.push(t);
-    report
-        .charts
-        .push(charts::copies(COPIES, store_total, naive_total, n_vms));
+    report.charts.push(charts::copies(
+        COPIES,
+        m.store_total,
+        m.naive_total,
+        &m.n_vms,
+    ));
 }
 
 /// Act three: what sharing saved, what each VM copies; caveats and facts.
 fn explain(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        footprint,
-        shares,
-        prints,
-        writable,
-        records,
-        image_total,
-        store_total,
-        naive_total,
-        cache_bytes,
-        initramfs,
-        rootfs,
-        per_vm,
-        n_vms,
-    } = m;
-    let (shares, writable, records, image_total, store_total, naive_total) = (
-        *shares,
-        *writable,
-        *records,
-        *image_total,
-        *store_total,
-        *naive_total,
-    );
-    if shares {
+    if m.shares {
         report.findings.push(format!(
             "All {COPIES} containers stacked the very same layer directories: the store holds the image's {} once, and the containers added only {} between them (their writable layers) plus {} of records and logs. Copying the image for each would have needed {}.",
-            format_bytes(image_total),
-            format_bytes(writable),
-            format_bytes(records),
-            format_bytes(naive_total)
+            format_bytes(m.image_total),
+            format_bytes(m.writable),
+            format_bytes(m.records),
+            format_bytes(m.naive_total)
         ));
     } else {
         report.findings.push("Unexpected: not every container stacked the image's layer directories; see the listing above.".into());
     }
-    if let (Some(r), Some(n)) = (rootfs.value(), n_vms.value()) {
+    if let (Some(r), Some(n)) = (m.rootfs.value(), m.n_vms.value()) {
         report.findings.push(format!(
             "The microVM measured its own root file system at {} with du: a private copy it unpacked from the initramfs into its own RAM. {COPIES} VMs carry {COPIES} such copies ({} in all), and what one writes, the others cannot see.",
             format_bytes(*r),
@@ -341,26 +297,26 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         "containers",
         json!({
             "count": COPIES,
-            "share_image_layers": shares,
-            "image_bytes": image_total,
-            "image_unpacked_bytes": footprint.unpacked(),
-            "layer_bytes_counted": footprint.unpacked(),
-            "layers": footprint.layers,
-            "writable_bytes": prints.iter().map(|p| p.writable).collect::<Vec<_>>(),
-            "record_bytes": records,
-            "store_total_bytes": store_total,
-            "if_each_copied_bytes": naive_total,
+            "share_image_layers": m.shares,
+            "image_bytes": m.image_total,
+            "image_unpacked_bytes": m.footprint.unpacked(),
+            "layer_bytes_counted": m.footprint.unpacked(),
+            "layers": m.footprint.layers,
+            "writable_bytes": m.prints.iter().map(|p| p.writable).collect::<Vec<_>>(),
+            "record_bytes": m.records,
+            "store_total_bytes": m.store_total,
+            "if_each_copied_bytes": m.naive_total,
         }),
     );
     report.fact(
         "vms",
         json!({
             "count": COPIES,
-            "initramfs_bytes": initramfs,
-            "initramfs_cache_bytes": cache_bytes,
-            "rootfs_bytes_in_guest": rootfs,
-            "per_vm_bytes": per_vm,
-            "total_bytes": n_vms,
+            "initramfs_bytes": m.initramfs,
+            "initramfs_cache_bytes": m.cache_bytes,
+            "rootfs_bytes_in_guest": m.rootfs,
+            "per_vm_bytes": m.per_vm,
+            "total_bytes": m.n_vms,
         }),
     );
 }

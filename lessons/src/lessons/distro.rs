@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::context::{cmd_opts, sh, Context, BUSYBOX};
 use crate::report::{LessonReport, Measured, Table};
 use crate::LessonError;
@@ -49,10 +49,7 @@ impl Lesson for Distro {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

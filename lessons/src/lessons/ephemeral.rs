@@ -7,7 +7,7 @@ use serde_json::json;
 use twinbox_engine::container::options::Volume;
 use twinbox_engine::container::RunOptions;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::context::{cmd_opts, sh, Context, BUSYBOX};
 use crate::report::{LessonReport, Measured, Table};
 use crate::LessonError;
@@ -54,12 +54,15 @@ impl Lesson for Ephemeral {
         ));
         std::fs::create_dir_all(&dir)
             .map_err(|e| LessonError::io(format!("creating {}", dir.display()), e))?;
-        let m = measure(ctx, report, &dir);
+        let result = three_acts(
+            ctx,
+            report,
+            |ctx, r| measure(ctx, r, &dir),
+            present,
+            explain,
+        );
         let _ = std::fs::remove_dir_all(&dir);
-        let m = m?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        result
     }
 }
 
@@ -132,20 +135,13 @@ fn measure(
 
 /// Act two: where each file was after the first container went.
 fn present(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        dir,
-        root_survived,
-        volume_survived,
-        host_has,
-    } = m;
-    let (root_survived, volume_survived, host_has) = (*root_survived, *volume_survived, *host_has);
     let mut t = Table::new(
         "after the first container was removed",
         &["file", "seen by the next container", "on the host"],
     );
     t.row(vec![
         "/note.txt (container's own file system)".into(),
-        if root_survived {
+        if m.root_survived {
             "yes"
         } else {
             "no: gone with the container"
@@ -155,9 +151,9 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     ]);
     t.row(vec![
         "/data/note.txt (volume)".into(),
-        if volume_survived { "yes" } else { "no" }.into(),
-        if host_has {
-            format!("yes: {}/note.txt", dir.display())
+        if m.volume_survived { "yes" } else { "no" }.into(),
+        if m.host_has {
+            format!("yes: {}/note.txt", m.dir.display())
         } else {
             "no".into()
         }
@@ -168,27 +164,20 @@ fn present(m: &Measurements, report: &mut LessonReport) {
 
 /// Act three: the layer went with the container, the volume stayed.
 fn explain(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        dir,
-        root_survived,
-        volume_survived,
-        host_has,
-    } = m;
-    let (root_survived, volume_survived, host_has) = (*root_survived, *volume_survived, *host_has);
-    if !root_survived && volume_survived {
+    if !m.root_survived && m.volume_survived {
         report.findings.push(format!(
             "The first container wrote two files and was removed. The next container, from the same image, found no /note.txt (that file lived in the first container's writable layer, deleted with it) but did find /data/note.txt, because /data was the host directory {} mounted in: the data outlived the container.",
-            dir.display()
+            m.dir.display()
         ));
     } else {
         report.findings.push(format!(
             "Unexpected on this run: the container's own file {} and the volume's file {}.",
-            if root_survived {
+            if m.root_survived {
                 "survived"
             } else {
                 "was gone"
             },
-            if volume_survived {
+            if m.volume_survived {
                 "survived"
             } else {
                 "was gone"
@@ -198,6 +187,6 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.caveats.push("twinbox's volumes are bind mounts of host directories (named volumes managed by twinbox are not there yet); the host directory here is a temporary one, removed at the end of the lesson.".into());
     report.fact(
         "files",
-        json!({"container_file_survived": root_survived, "volume_file_survived": volume_survived, "host_file_present": host_has}),
+        json!({"container_file_survived": m.root_survived, "volume_file_survived": m.volume_survived, "host_file_present": m.host_has}),
     );
 }

@@ -6,7 +6,7 @@ use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::inspect::{history, HistoryRow};
 use twinbox_engine::system::usage::tree_bytes;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::container::Detached;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX};
 use crate::measure::disk::container_footprint;
@@ -46,10 +46,7 @@ impl Lesson for Images {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::context::{cmd_opts, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::report::{Cell, LessonReport, Measured, Table};
 use crate::LessonError;
@@ -59,10 +59,7 @@ impl Lesson for Isolation {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 
@@ -152,54 +149,45 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
 
 /// Act two: the view from inside and the view from the host.
 fn present(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        host,
-        c_inside,
-        c_host_sees,
-        c_pids,
-        v_inside,
-        v_host_sees,
-        vmm,
-    } = m;
     let mut t = Table::new(
         "the view from inside",
         &["", "host", "container", "microVM"],
     );
-    let v = |f: fn(&Inside) -> String| -> Cell { v_inside.as_ref().map(f).into() };
+    let v = |f: fn(&Inside) -> String| -> Cell { m.v_inside.as_ref().map(f).into() };
     t.row(vec![
         "host name".into(),
-        host.hostname.clone().into(),
-        c_inside.hostname.clone().into(),
+        m.host.hostname.clone().into(),
+        m.c_inside.hostname.clone().into(),
         v(|i| i.hostname.clone()),
     ]);
     t.row(vec![
         "processes visible".into(),
-        host.processes.to_string().into(),
-        format!("{} (its own)", c_inside.processes.len()).into(),
+        m.host.processes.to_string().into(),
+        format!("{} (its own)", m.c_inside.processes.len()).into(),
         v(|i| format!("{} (its own, kernel threads included)", i.processes.len())),
     ]);
     t.row(vec![
         "PID 1".into(),
-        host.pid1.clone().into(),
-        c_inside.pid1().into(),
+        m.host.pid1.clone().into(),
+        m.c_inside.pid1().into(),
         v(|i| i.pid1()),
     ]);
     t.row(vec![
         "network interfaces".into(),
-        host.interfaces.clone().into(),
-        c_inside.interfaces.clone().into(),
+        m.host.interfaces.clone().into(),
+        m.c_inside.interfaces.clone().into(),
         v(|i| i.interfaces.clone()),
     ]);
     t.row(vec![
         "root file system".into(),
-        host.rootfs.clone().into(),
-        c_inside.rootfs.clone().into(),
+        m.host.rootfs.clone().into(),
+        m.c_inside.rootfs.clone().into(),
         v(|i| i.rootfs.clone()),
     ]);
     t.row(vec![
         "user".into(),
         "-".into(),
-        c_inside.user.clone().into(),
+        m.c_inside.user.clone().into(),
         v(|i| i.user.clone()),
     ]);
     report.tables.push(t);
@@ -207,31 +195,32 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     let mut h = Table::new("the view from the host", &["", "container", "microVM"]);
     h.row(vec![
         "the script's process, seen from the host".into(),
-        if c_host_sees.is_empty() {
+        if m.c_host_sees.is_empty() {
             "not found".into()
         } else {
-            c_host_sees
+            m.c_host_sees
                 .iter()
                 .map(|p| format!("pid {} ({})", p.pid, p.user))
                 .collect::<Vec<_>>()
                 .join(", ")
                 .into()
         },
-        match &v_inside {
-            Measured::Value(_) if v_host_sees.is_empty() => {
+        match &m.v_inside {
+            Measured::Value(_) if m.v_host_sees.is_empty() => {
                 "not found: it lives in the guest kernel".into()
             }
-            Measured::Value(_) => format!("found {} (unexpected)", v_host_sees.len()).into(),
+            Measured::Value(_) => format!("found {} (unexpected)", m.v_host_sees.len()).into(),
             Measured::Failed(w) => Cell::Failed { failed: w.clone() },
         },
     ]);
     h.row(vec![
         "what the host sees instead".into(),
-        format!("{} process(es) in the container's cgroup", c_pids.len()).into(),
-        if vmm.is_empty() {
+        format!("{} process(es) in the container's cgroup", m.c_pids.len()).into(),
+        if m.vmm.is_empty() {
             "the VMM process".to_string().into()
         } else {
-            vmm.iter()
+            m.vmm
+                .iter()
                 .map(|p| format!("pid {}: {}", p.pid, short(&p.args, 40)))
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -243,40 +232,31 @@ fn present(m: &Measurements, report: &mut LessonReport) {
 
 /// Act three: isolated by the host kernel, not from it; caveat and facts.
 fn explain(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        host,
-        c_inside,
-        c_host_sees,
-        c_pids,
-        v_inside,
-        v_host_sees,
-        vmm,
-    } = m;
-    let sees_lesson = c_inside.processes.iter().any(|p| p.contains("twinbox"));
+    let sees_lesson = m.c_inside.processes.iter().any(|p| p.contains("twinbox"));
     report.findings.push(format!(
         "Inside the container `ps` listed {} process(es), its own, where the host has {}; its PID 1 was `{}`, not the host's. The host name was {:?} and the network had only {}: the PID, UTS and network namespaces at work.",
-        c_inside.processes.len(),
-        host.processes,
-        c_inside.pid1(),
-        c_inside.hostname,
-        if c_inside.interfaces.trim().is_empty() { "nothing".to_string() } else { c_inside.interfaces.trim().to_string() }
+        m.c_inside.processes.len(),
+        m.host.processes,
+        m.c_inside.pid1(),
+        m.c_inside.hostname,
+        if m.c_inside.interfaces.trim().is_empty() { "nothing".to_string() } else { m.c_inside.interfaces.trim().to_string() }
     ));
-    if c_host_sees.is_empty() {
+    if m.c_host_sees.is_empty() {
         report.findings.push("Unexpected on this run: the host did not find the container's script among its processes.".into());
     } else {
         report.findings.push(format!(
             "Yet the host saw the container's script as an ordinary process (host pid {}, user {}): a container is isolated by the host kernel, not from it. {}",
-            c_host_sees[0].pid,
-            c_host_sees[0].user,
-            if c_host_sees[0].user == "root" { "It runs as the host's root, because twinbox uses no user namespace." } else { "" }
+            m.c_host_sees[0].pid,
+            m.c_host_sees[0].user,
+            if m.c_host_sees[0].user == "root" { "It runs as the host's root, because twinbox uses no user namespace." } else { "" }
         ));
     }
-    if let Some(i) = v_inside.value() {
+    if let Some(i) = m.v_inside.value() {
         report.findings.push(format!(
             "The VM's `ps` listed {} processes, among them its own kernel's threads; its PID 1 was `{}`. {}",
             i.processes.len(),
             i.pid1(),
-            if v_host_sees.is_empty() {
+            if m.v_host_sees.is_empty() {
                 "The host found none of them: what runs in a VM is only visible to the guest kernel, and the host sees the VMM process."
             } else {
                 "Unexpected on this run: the host found a process with the script's tag."
@@ -286,26 +266,26 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.caveats.push("twinbox runs containers without a user namespace (as Docker does by default): root inside is root outside, held back by dropped capabilities, seccomp and the namespaces.".into());
     report.fact(
         "host",
-        json!({"hostname": host.hostname, "processes": host.processes, "pid1": host.pid1}),
+        json!({"hostname": m.host.hostname, "processes": m.host.processes, "pid1": m.host.pid1}),
     );
     report.fact(
         "container",
         json!({
-            "inside": c_inside,
-            "visible_processes": c_inside.processes.len(),
+            "inside": m.c_inside,
+            "visible_processes": m.c_inside.processes.len(),
             "sees_lesson_process": sees_lesson,
-            "host_sees_workload": !c_host_sees.is_empty(),
-            "host_view": c_host_sees,
-            "cgroup_pids": c_pids,
+            "host_sees_workload": !m.c_host_sees.is_empty(),
+            "host_view": m.c_host_sees,
+            "cgroup_pids": m.c_pids,
         }),
     );
     report.fact(
         "vm",
         json!({
-            "inside": serde_json::to_value(&v_inside).unwrap_or_default(),
-            "visible_processes": v_inside.value().map(|i| i.processes.len()),
-            "host_sees_workload": v_inside.value().map(|_| !v_host_sees.is_empty()),
-            "vmm": vmm,
+            "inside": serde_json::to_value(&m.v_inside).unwrap_or_default(),
+            "visible_processes": m.v_inside.value().map(|i| i.processes.len()),
+            "host_sees_workload": m.v_inside.value().map(|_| !m.v_host_sees.is_empty()),
+            "vmm": m.vmm,
         }),
     );
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
 use crate::measure::kernel::{host_view, parse_probe, KernelView, PROBE_SCRIPT};
 use crate::report::{Cell, LessonReport, Measured, Table};
@@ -45,10 +45,7 @@ impl Lesson for Kernel {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

@@ -4,7 +4,7 @@
 use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::charts;
 use crate::container::ContainerRun;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
@@ -68,10 +68,7 @@ impl Lesson for Limits {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 
@@ -194,25 +191,13 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
 
 /// Act two: each limit and what happened, and the CPU chart.
 fn present(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        mem,
-        pids,
-        refused,
-        running,
-        free_ms,
-        capped_ms,
-        vm_code,
-        c_seen,
-        v_seen,
-        ..
-    } = m;
     let mut t = Table::new("limits and what happened", &["", "container", "microVM"]);
     t.row(vec![
         "what the inside sees".into(),
-        c_seen.clone().into(),
-        match &vm_code {
+        m.c_seen.clone().into(),
+        match &m.vm_code {
             Measured::Failed(w) => Cell::Failed { failed: w.clone() },
-            _ => v_seen.clone().into(),
+            _ => m.v_seen.clone().into(),
         },
     ]);
     t.row(vec![
@@ -222,7 +207,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     ]);
     t.row(vec![
         "asking for more".into(),
-        match &mem {
+        match &m.mem {
             Ok(run) => format!(
                 "exit code {}, {}",
                 run.exit_code.map_or("none".into(), |c| c.to_string()),
@@ -237,22 +222,22 @@ fn present(m: &Measurements, report: &mut LessonReport) {
                 failed: e.to_string(),
             },
         },
-        vm_code
+        m.vm_code
             .as_ref()
             .map(|c| format!("exit code {c} (the guest's own OOM killer)"))
             .into(),
     ]);
     t.row(vec![
         "process limit".into(),
-        match &pids {
+        match &m.pids {
             Ok(_) => format!(
                 "{PIDS_LIMIT}: {}; {} processes were running",
-                if refused.value() == Some(&true) {
+                if m.refused.value() == Some(&true) {
                     "fork refused"
                 } else {
                     "fork never refused"
                 },
-                running.map_or("?".into(), |n| n.to_string())
+                m.running.map_or("?".into(), |n| n.to_string())
             )
             .into(),
             Err(e) => Cell::Failed {
@@ -263,7 +248,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     ]);
     t.row(vec![
         "CPU".into(),
-        match (free_ms.value(), capped_ms.value()) {
+        match (m.free_ms.value(), m.capped_ms.value()) {
             (Some(f), Some(c)) => format!(
                 "same work: {} free, {} with --cpus {CPUS}",
                 format_ms(*f),
@@ -271,9 +256,10 @@ fn present(m: &Measurements, report: &mut LessonReport) {
             )
             .into(),
             _ => Cell::Failed {
-                failed: free_ms
+                failed: m
+                    .free_ms
                     .failure()
-                    .or(capped_ms.failure())
+                    .or(m.capped_ms.failure())
                     .unwrap_or("")
                     .to_string(),
             },
@@ -281,26 +267,18 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         "1 vCPU: all the guest has".into(),
     ]);
     report.tables.push(t);
-    report
-        .charts
-        .push(charts::cpu_quota(CPUS, free_ms.clone(), capped_ms.clone()));
+    report.charts.push(charts::cpu_quota(
+        CPUS,
+        m.free_ms.clone(),
+        m.capped_ms.clone(),
+    ));
 }
 
 /// Act three: what each limit showed, the caveat, and the facts.
 fn explain(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        mem,
-        oom,
-        refused,
-        running,
-        free_ms,
-        capped_ms,
-        vm_code,
-        c_seen,
-        v_seen,
-        ..
-    } = m;
-    match &mem {
+    let c_seen = &m.c_seen;
+    let v_seen = &m.v_seen;
+    match &m.mem {
         Ok(run) if run.oom_killed => report.findings.push(format!(
             "Inside the container, /proc/meminfo said `{c_seen}`, the host's memory, yet when the workload asked for 64 MiB the kernel's OOM killer ended it at the {} limit (exit code {}; the cgroup counted an OOM kill). The limit is enforced, just not shown.",
             format_bytes(MEMORY_LIMIT),
@@ -309,13 +287,13 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         Ok(_) => report.findings.push("Unexpected on this run: the memory hog was not OOM-killed under the 16 MiB limit.".into()),
         Err(_) => {}
     }
-    if refused.value() == Some(&true) {
+    if m.refused.value() == Some(&true) {
         report.findings.push(format!(
             "With --pids-limit {PIDS_LIMIT}, fork() failed once the container had {PIDS_LIMIT} processes (\"can't fork\"); {} were running afterwards. A fork bomb in a container stops there.",
-            running.map_or("an unknown number".into(), |n| n.to_string())
+            m.running.map_or("an unknown number".into(), |n| n.to_string())
         ));
     }
-    if let (Some(f), Some(c)) = (free_ms.value(), capped_ms.value()) {
+    if let (Some(f), Some(c)) = (m.free_ms.value(), m.capped_ms.value()) {
         if c > f {
             report.findings.push(format!(
                 "The same counting loop took {} without a limit and {} with --cpus {CPUS} ({:.1} times as long): the quota throttles the container without it seeing fewer CPUs.",
@@ -331,7 +309,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             ));
         }
     }
-    if let Some(code) = vm_code.value() {
+    if let Some(code) = m.vm_code.value() {
         report.findings.push(format!(
             "The VM's kernel reported `{v_seen}`: the RAM it was given. Asking for 400 MiB ended with exit code {code}{}; the host only saw the VMM process, whose size is bounded by the VM's RAM.",
             if *code == 137 { ", an OOM kill by the guest's own kernel" } else { "" }
@@ -342,19 +320,19 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         "container",
         json!({
             "memory_limit_bytes": MEMORY_LIMIT,
-            "oom_killed": oom,
-            "memory_exit_code": mem.as_ref().ok().and_then(|r| r.exit_code),
+            "oom_killed": m.oom,
+            "memory_exit_code": m.mem.as_ref().ok().and_then(|r| r.exit_code),
             "memtotal_seen": c_seen,
             "pids_limit": PIDS_LIMIT,
-            "fork_refused": refused,
-            "processes_running": running,
-            "cpu_free_ms": free_ms,
-            "cpu_capped_ms": capped_ms,
+            "fork_refused": m.refused,
+            "processes_running": m.running,
+            "cpu_free_ms": m.free_ms,
+            "cpu_capped_ms": m.capped_ms,
             "cpus": CPUS,
         }),
     );
     report.fact(
         "vm",
-        json!({"memory_mib": VM_MEMORY_MIB, "exit_code": vm_code, "memtotal_seen": v_seen}),
+        json!({"memory_mib": VM_MEMORY_MIB, "exit_code": m.vm_code, "memtotal_seen": v_seen}),
     );
 }

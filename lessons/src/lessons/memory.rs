@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::backend::VmRun;
 use crate::charts;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
@@ -55,10 +55,7 @@ impl Lesson for Memory {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

@@ -46,6 +46,22 @@ pub trait Lesson: Sync {
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError>;
 }
 
+/// The shape of a lesson's `run`, in three acts: `measure` runs the steps
+/// (shown live and recorded), `present` turns what they gave into tables and
+/// charts, `explain` into findings, caveats and the facts of `--json`.
+pub(crate) fn three_acts<M>(
+    ctx: &Context,
+    report: &mut LessonReport,
+    measure: impl FnOnce(&Context, &mut LessonReport) -> Result<M, LessonError>,
+    present: fn(&M, &mut LessonReport),
+    explain: fn(&M, &mut LessonReport),
+) -> Result<(), LessonError> {
+    let m = measure(ctx, report)?;
+    present(&m, report);
+    explain(&m, report);
+    Ok(())
+}
+
 pub static LESSONS: &[&dyn Lesson] = &[
     &kernel::Kernel,
     &startup::Startup,

@@ -14,7 +14,7 @@ use twinbox_engine::registry::push::{push, PushOptions, Pushed};
 use twinbox_engine::registry::{ConnectOptions, NoProgress};
 use twinbox_engine::store::Store;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::container::Detached;
 use crate::context::{cmd_opts, Context, BUSYBOX, RUN_TIMEOUT};
 use crate::measure::disk::{image_footprint, ImageFootprint};
@@ -60,10 +60,7 @@ impl Lesson for Registry {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

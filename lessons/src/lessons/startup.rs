@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::charts;
 use crate::context::{cmd_opts, Context, VmSeries, BUSYBOX, VM_MEMORY_MIB};
 use crate::measure::series::Series;
@@ -50,10 +50,7 @@ impl Lesson for Startup {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 
