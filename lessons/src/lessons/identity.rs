@@ -13,7 +13,7 @@ use serde_json::json;
 use twinbox_engine::container::Container;
 use twinbox_engine::util::id::random_hex;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::context::{sh, Context, BUSYBOX};
 use crate::report::{Cell, LessonReport, Measured, Table};
 use crate::LessonError;
@@ -60,10 +60,7 @@ impl Lesson for Identity {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

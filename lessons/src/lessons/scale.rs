@@ -13,7 +13,7 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::network::NetworkMode;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::backend::{qemu, VmRun};
 use crate::charts::growth;
 use crate::container::Detached;
@@ -97,33 +97,47 @@ impl Lesson for Scale {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let image = ctx.image(BUSYBOX)?;
-        let count = ctx.settings.count.unwrap_or(DEFAULT_COUNT);
-        let budget_mib = ctx.settings.vm_budget_mib.unwrap_or(DEFAULT_VM_BUDGET_MIB);
-        let vms = (budget_mib / VM_MEMORY_MIB).max(1) as usize;
-        let before = host_meminfo().map_err(LessonError::BadInput)?;
-
-        let c = containers(ctx, report, count, before.available)?;
-        let v = microvms(ctx, report, &image, vms)?;
-
-        let c_reach = reach(&c.points, before.available);
-        let v_reach = reach(&v.points, before.available);
-        present(
-            report,
-            Presented {
-                count,
-                vms,
-                budget_mib,
-                available: before.available,
-                total: before.total,
-                c: &c,
-                v: &v,
-                c_reach: &c_reach,
-                v_reach: &v_reach,
-            },
-        );
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
+}
+
+struct Measurements {
+    count: usize,
+    vms: usize,
+    budget_mib: u64,
+    available: u64,
+    total: u64,
+    c: Curve,
+    v: Curve,
+    c_reach: Measured<Reach>,
+    v_reach: Measured<Reach>,
+}
+
+/// Act one: containers up to `--count`, then VMs up to `--vm-budget`, and
+/// where each curve would meet the host's available memory.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
+    let image = ctx.image(BUSYBOX)?;
+    let count = ctx.settings.count.unwrap_or(DEFAULT_COUNT);
+    let budget_mib = ctx.settings.vm_budget_mib.unwrap_or(DEFAULT_VM_BUDGET_MIB);
+    let vms = (budget_mib / VM_MEMORY_MIB).max(1) as usize;
+    let before = host_meminfo().map_err(LessonError::BadInput)?;
+
+    let c = containers(ctx, report, count, before.available)?;
+    let v = microvms(ctx, report, &image, vms)?;
+
+    let c_reach = reach(&c.points, before.available);
+    let v_reach = reach(&v.points, before.available);
+    Ok(Measurements {
+        count,
+        vms,
+        budget_mib,
+        available: before.available,
+        total: before.total,
+        c,
+        v,
+        c_reach,
+        v_reach,
+    })
 }
 
 /// The containers' half: what was measured and what went wrong.
@@ -441,30 +455,17 @@ fn reach(points: &[Point], available: u64) -> Measured<Reach> {
     })
 }
 
-struct Presented<'a> {
-    count: usize,
-    vms: usize,
-    budget_mib: u64,
-    available: u64,
-    total: u64,
-    c: &'a Curve,
-    v: &'a Curve,
-    c_reach: &'a Measured<Reach>,
-    v_reach: &'a Measured<Reach>,
-}
-
-fn present(report: &mut LessonReport, p: Presented) {
-    let Presented {
-        count,
-        vms,
-        budget_mib,
+/// Act two: both curves as a table and two charts, and where each meets RAM.
+fn present(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
         available,
-        total,
         c,
         v,
         c_reach,
         v_reach,
-    } = p;
+        ..
+    } = m;
+    let available = *available;
     let mut t = Table::new(
         "as the count grows",
         &[
@@ -573,6 +574,22 @@ fn present(report: &mut LessonReport, p: Presented) {
         )),
     ));
 
+}
+
+/// Act three: the findings, quoting both slopes; caveats, checks and facts.
+fn explain(m: &Measurements, report: &mut LessonReport) {
+    let Measurements {
+        count,
+        vms,
+        budget_mib,
+        available,
+        total,
+        c,
+        v,
+        c_reach,
+        v_reach,
+    } = m;
+    let (count, vms, budget_mib, available, total) = (*count, *vms, *budget_mib, *available, *total);
     if let (Some(cr), Some(cl)) = (c_reach.value(), c.points.last()) {
         report.findings.push(format!(
             "{} containers ran at once here (asked for {count}); they held {} in all, and the curve rose by about {} per container. At that slope it meets the {} this host had available at about {} containers, which would take about {} to start at the rate measured.",

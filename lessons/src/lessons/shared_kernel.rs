@@ -11,7 +11,7 @@ use serde_json::json;
 use twinbox_engine::container::RunOptions;
 use twinbox_engine::runtime::security::seccomp;
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::backend::VmRun;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::report::{Cell, LessonReport, Measured, Table};
@@ -72,10 +72,7 @@ impl Lesson for SharedKernel {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, ctx, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 
@@ -107,6 +104,8 @@ struct Measurements {
     host_log_has_privileged_line: Option<bool>,
     syscalls_known: usize,
     syscalls_allowed: usize,
+    /// The VM backend's name (twinbox, qemu), None without one.
+    vm_backend: Option<String>,
 }
 
 /// Act one: the shared count, then the rights.
@@ -222,6 +221,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         host_log_has_privileged_line,
         syscalls_known: known.len(),
         syscalls_allowed: allowed.len(),
+        vm_backend: ctx.vm().ok().map(|b| b.note().name.clone()),
     })
 }
 
@@ -230,7 +230,7 @@ fn oci_allow() -> oci_spec::runtime::LinuxSeccompAction {
 }
 
 /// Act two: the shared numbers side by side, and the rights table.
-fn present(m: &Measurements, ctx: &Context, report: &mut LessonReport) {
+fn present(m: &Measurements, report: &mut LessonReport) {
     let look = |v: &Measured<Look>, f: fn(&Look) -> String| -> Cell { v.as_ref().map(f).into() };
     let mut t = Table::new(
         "one kernel-wide count and the kernel's clock, seen from each side",
@@ -255,10 +255,10 @@ fn present(m: &Measurements, ctx: &Context, report: &mut LessonReport) {
     report.tables.push(t);
 
     let r = |v: &Measured<Rights>, f: fn(&Rights) -> String| -> Cell { v.as_ref().map(f).into() };
-    let vm_devices = match ctx.vm().map(|b| b.note().name.clone()).as_deref() {
-        Ok("twinbox") => "serial port, i8042, RTC, boot timer, virtio-mmio block and net",
-        Ok(_) => "the devices of QEMU's emulated machine (serial, disk, network, ...)",
-        Err(_) => "(no VM backend here)",
+    let vm_devices = match m.vm_backend.as_deref() {
+        Some("twinbox") => "serial port, i8042, RTC, boot timer, virtio-mmio block and net",
+        Some(_) => "the devices of QEMU's emulated machine (serial, disk, network, ...)",
+        None => "(no VM backend here)",
     };
     let mut t = Table::new(
         "what the workload may ask of the host kernel",
