@@ -23,7 +23,7 @@ use twinbox_engine::container::terminal::DetachKeys;
 use twinbox_engine::container::{
     self as engine, lifecycle, listing, Container, RunOptions, Status,
 };
-use twinbox_engine::host::procfs;
+use twinbox_engine::util::procfs;
 use twinbox_engine::network::NetworkMode;
 use twinbox_engine::template::Format;
 
@@ -713,7 +713,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> Result<i32> {
         }
         if wants("volume") {
             if let Ok(v) = twinbox_engine::volume::find(&store, key) {
-                out.push(twinbox_engine::volume::describe(&store, &v));
+                out.push(twinbox_engine::container::volumes::describe(&store, &v));
                 continue;
             }
         }

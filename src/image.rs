@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
+use twinbox_engine::system::InUse;
 use twinbox_engine::image::{
     bootstrap, debian, import, inspect, listing, load, postgres, remove, save, Image, Reference,
 };
@@ -144,7 +145,7 @@ pub fn rmi(root: &Path, args: RmiArgs) -> Result<i32> {
     let store = open_store(root)?;
     let mut code = 0;
     for name in &args.images {
-        match remove::remove(&store, name, args.force) {
+        match remove::remove(&store, name, args.force, &InUse) {
             Ok(report) => {
                 for u in &report.untagged {
                     println!("Untagged: {u}");
@@ -254,7 +255,7 @@ fn inspect_images(root: &Path, names: &[String]) -> Result<i32> {
 
 fn prune(root: &Path) -> Result<i32> {
     let store = open_store(root)?;
-    let report = gc::collect(&store, &Candidates::All)?;
+    let report = gc::collect(&store, &Candidates::All, &InUse)?;
     for b in &report.blobs {
         println!("deleted blob: {b}");
     }
@@ -325,13 +326,13 @@ pub fn load(root: &Path, args: LoadArgs) -> Result<i32> {
         }
     };
     let loaded = match &args.input {
-        Some(path) => load::load_file(&store, path, &mut progress),
+        Some(path) => load::load_file(&store, path, &mut progress, &InUse),
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 bail!("no archive on standard input: give -i FILE or pipe one in");
             }
-            load::load_reader(&store, stdin.lock(), &mut progress)
+            load::load_reader(&store, stdin.lock(), &mut progress, &InUse)
         }
     };
     store.release_lease();
@@ -749,7 +750,7 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
                         name,
                     };
                     let mut progress = ByteProgress::new("unpacked");
-                    let img = debian::bootstrap_debian(&store, &opts, &mut |n| progress.update(n));
+                    let img = debian::bootstrap_debian(&store, &opts, &mut |n| progress.update(n), &InUse);
                     progress.finish();
                     store.release_lease();
                     img?

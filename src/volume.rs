@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use twinbox_engine::container::volumes;
 use twinbox_engine::volume;
 
 use twinbox_engine::template::Format;
@@ -74,18 +75,18 @@ pub fn dispatch(root: &Path, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Inspect { names, format } => {
             let mut out = Vec::new();
             for n in &names {
-                out.push(volume::describe(&store, &volume::find(&store, n)?));
+                out.push(volumes::describe(&store, &volume::find(&store, n)?));
             }
             print_objects(&out, &format)?;
         }
         VolumeCommand::Rm { names } => {
             for n in &names {
-                volume::remove(&store, n)?;
+                volumes::remove(&store, n)?;
                 println!("{n}");
             }
         }
         VolumeCommand::Prune { all, force: _ } => {
-            let removed = volume::prune(&store, all)?;
+            let removed = volumes::prune(&store, all)?;
             if !removed.is_empty() {
                 println!("Deleted Volumes:");
                 for n in &removed {

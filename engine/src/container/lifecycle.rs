@@ -163,7 +163,7 @@ fn created_state(opts: &RunOptions) -> State {
     if opts.auto_remove {
         let me = std::process::id() as i32;
         state.supervisor_pid = Some(me);
-        state.supervisor_start_ticks = crate::host::procfs::start_ticks(me);
+        state.supervisor_start_ticks = crate::util::procfs::start_ticks(me);
     }
     state
 }

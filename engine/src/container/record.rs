@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::options::RunOptions;
 use super::{ContainerError, Result};
-use crate::host::procfs;
+use crate::util::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
 use crate::store::Store;
 

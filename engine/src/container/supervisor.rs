@@ -15,7 +15,7 @@ use super::record::{Container, State, Status};
 use super::restart::{self, RestartPolicy};
 use super::terminal::{self, Pty, RawMode};
 use super::{signals, ContainerError, Result};
-use crate::host::procfs;
+use crate::util::procfs;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
 use crate::util::time::now_rfc3339;

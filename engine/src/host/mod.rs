@@ -2,13 +2,11 @@
 //! (root, kernel, overlayfs, cgroups and their controllers, namespaces, the
 //! busybox the base image comes from, runc for benchmarks), what container
 //! networking needs ([`network`]: bridge, veth, netfilter, ip_forward, the CNI
-//! plugins), and what /proc says about processes ([`procfs`]). `twinbox doctor`
-//! renders the checks; the microVM side adds its own
+//! plugins). `twinbox doctor` renders the checks; the microVM side adds its own
 //! (`twinbox_microvm::host::checks`).
 
 pub mod network;
 mod probes;
-pub mod procfs;
 
 pub use probes::{
     cgroup_controllers, checks, kernel_release, overlayfs_available, parse_major_minor, MIN_KERNEL,

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::Check;
 use crate::cgroups::{self, CgroupMode};
-use crate::image::bootstrap;
-use crate::util::path::find_in_path;
+use crate::util::path::{find_busybox, find_in_path, is_static_elf};
 
 /// Oldest kernel release the engine is written for (overlayfs, cgroup features).
 pub const MIN_KERNEL: (u32, u32) = (5, 4);
@@ -263,8 +262,8 @@ fn check_user_namespaces() -> Check {
 
 fn check_busybox() -> Check {
     const NAME: &str = "busybox";
-    match bootstrap::find_busybox() {
-        Some(p) if bootstrap::is_static_elf(&p) => {
+    match find_busybox() {
+        Some(p) if is_static_elf(&p) => {
             Check::ok(NAME, format!("{} (static)", p.display()))
         }
         Some(p) => Check::fail(

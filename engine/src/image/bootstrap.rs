@@ -11,6 +11,7 @@ use oci_spec::image::{
 use super::layer::{commit_layer, write_image};
 use super::{Image, ImageError, Reference, Result};
 use crate::store::Store;
+use crate::util::path::{find_busybox, is_static_elf};
 use crate::util::time::now_rfc3339;
 
 pub const DEFAULT_PATH_ENV: &str =
@@ -18,31 +19,6 @@ pub const DEFAULT_PATH_ENV: &str =
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\ndaemon:x:1:\ntty:x:5:\nnogroup:x:65534:\n";
-
-/// Where the static busybox lives on Debian (busybox-static) and elsewhere.
-pub fn find_busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox", "/sbin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-/// True when the file is a statically linked ELF (no PT_INTERP program header).
-pub fn is_static_elf(path: &Path) -> bool {
-    let Ok(data) = std::fs::read(path) else {
-        return false;
-    };
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
-        return false;
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap()) as usize;
-    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
-    (0..phnum).all(|i| {
-        let off = phoff + i * phentsize;
-        off + 4 > data.len() || u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) != 3
-    })
-}
 
 /// A root-owned entry with a zero mtime, so the same input gives the same digest.
 pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -179,7 +155,7 @@ pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
     );
     let config = single_layer_config(
         &layer.diff_id.to_string(),
-        "sh",
+        Some("sh"),
         Default::default(),
         &built_by,
         None,
@@ -187,11 +163,12 @@ pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
     write_image(store, &reference, &config, vec![layer])
 }
 
-/// The config of a base image made of one layer: PATH, a shell as Cmd, the
-/// labels given, and two history entries (the layer's origin, then the Cmd).
+/// The config of an image made of one layer (a bootstrapped base, an
+/// import): PATH, the shell as Cmd if one is given, the labels, and the
+/// history: the layer's origin, then the Cmd.
 pub(crate) fn single_layer_config(
     diff_id: &str,
-    shell: &str,
+    shell: Option<&str>,
     labels: std::collections::HashMap<String, String>,
     created_by: &str,
     comment: Option<&str>,
@@ -204,9 +181,19 @@ pub(crate) fn single_layer_config(
     if let Some(comment) = comment {
         origin = origin.comment(comment.to_string());
     }
-    let mut config = ConfigBuilder::default()
-        .env(vec![DEFAULT_PATH_ENV.to_string()])
-        .cmd(vec![shell.to_string()]);
+    let mut config = ConfigBuilder::default().env(vec![DEFAULT_PATH_ENV.to_string()]);
+    let mut history = vec![origin.build().expect("static history")];
+    if let Some(shell) = shell {
+        config = config.cmd(vec![shell.to_string()]);
+        history.push(
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!("CMD [\"{shell}\"]"))
+                .empty_layer(true)
+                .build()
+                .expect("static history"),
+        );
+    }
     if !labels.is_empty() {
         config = config.labels(labels);
     }
@@ -222,15 +209,7 @@ pub(crate) fn single_layer_config(
                 .build()
                 .expect("static rootfs"),
         )
-        .history(vec![
-            origin.build().expect("static history"),
-            HistoryBuilder::default()
-                .created(created)
-                .created_by(format!("CMD [\"{shell}\"]"))
-                .empty_layer(true)
-                .build()
-                .expect("static history"),
-        ])
+        .history(history)
         .build()
         .expect("static image config")
 }
@@ -259,13 +238,5 @@ mod tests {
                 "missing {want}"
             );
         }
-    }
-
-    #[test]
-    fn static_detection() {
-        if let Some(bb) = find_busybox() {
-            assert!(is_static_elf(&bb));
-        }
-        assert!(!is_static_elf(Path::new("/bin/ls")));
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::bootstrap::single_layer_config;
-use super::gc::{self, Candidates};
+use super::gc::{self, Candidates, Holders};
 use super::ingest::ingest_tar;
 use super::layer::write_image;
 use super::{Image, ImageError, Reference, Result};
@@ -134,11 +134,13 @@ pub fn mmdebstrap_args(suite: &str, mirror: &str, packages: &[String]) -> Vec<St
     args
 }
 
-/// Builds the image; `progress` gets the tar bytes read so far.
+/// Builds the image; `progress` gets the tar bytes read so far. A failed run's
+/// layer is taken back unless `holders` (or an image) came to use it.
 pub fn bootstrap_debian(
     store: &Store,
     opts: &DebianOptions,
     progress: &mut dyn FnMut(u64),
+    holders: &dyn Holders,
 ) -> Result<Image> {
     let name = opts
         .name
@@ -200,7 +202,7 @@ pub fn bootstrap_debian(
                 blobs: [l.layer.blob].into(),
                 layers: [l.layer.chain_id].into(),
             };
-            let _ = gc::collect_ignoring_own_lease(store, &undo);
+            let _ = gc::collect_ignoring_own_lease(store, &undo, holders);
             return Err(fail(format!(
                 "mmdebstrap failed ({status}); its messages are above"
             )));
@@ -231,7 +233,7 @@ pub fn bootstrap_debian(
     }
     let config = single_layer_config(
         &layer.diff_id.to_string(),
-        "bash",
+        Some("bash"),
         labels,
         &format!("mmdebstrap {}", args.join(" ")),
         Some("twinbox image bootstrap debian"),

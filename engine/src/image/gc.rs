@@ -4,13 +4,16 @@
 //! nested indexes), a lower dir of some container, or leased by a live process
 //! (an ingest whose image is not committed yet). Everything runs under the store
 //! lock; a layer dir is first renamed into tmp/ so it vanishes in one step.
+//!
+//! Containers, the build cache and build steps' networks are built on the
+//! image store, so this module cannot look at them: every collection is told
+//! by its caller through [`Holders`] (the engine's answer is `system::InUse`).
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use super::{ImageError, Result};
-use crate::container::Container;
+use super::Result;
 use crate::oci::{digest_of, ImageConfiguration, Index, Manifest};
 use crate::store::{Digest, Store, StoreError};
 
@@ -36,6 +39,28 @@ pub enum Candidates {
     },
 }
 
+/// What the layers above the image store hold of it.
+pub trait Holders {
+    /// Every container (running or not), with its image and lower dirs.
+    fn containers(&self, store: &Store) -> Result<Vec<Holder>>;
+    /// Blobs went: records that pointed at them (the build cache) go too.
+    fn blobs_removed(&self, store: &Store);
+    /// A dead process's scratch directory is about to go: what it holds
+    /// outside the store (a build step's network address) is given back first.
+    fn release_scratch(&self, dir: &Path);
+}
+
+/// A container as the collector sees it.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// The image's id (`sha256:...`).
+    pub image_id: String,
+    /// `SHORTID (name)`, for messages.
+    pub label: String,
+    /// The overlayfs lower dirs it mounts (`layers/<chain-id hex>`).
+    pub lower_dirs: Vec<std::path::PathBuf>,
+}
+
 /// Blobs (hex) and layers (chain id hex) the store still needs.
 #[derive(Debug, Default)]
 pub struct Reachable {
@@ -44,18 +69,22 @@ pub struct Reachable {
 }
 
 /// Everything the index and the containers reach, plus what live leases hold.
-pub fn reachable(store: &Store) -> Result<Reachable> {
-    reachable_with(store, false)
+pub fn reachable(store: &Store, holders: &dyn Holders) -> Result<Reachable> {
+    reachable_with(store, holders, false)
 }
 
-fn reachable_with(store: &Store, skip_own_lease: bool) -> Result<Reachable> {
+fn reachable_with(
+    store: &Store,
+    holders: &dyn Holders,
+    skip_own_lease: bool,
+) -> Result<Reachable> {
     let mut r = Reachable::default();
     for entry in store.read_index()?.manifests() {
         if let Ok(d) = digest_of(entry) {
             walk(store, &d, &mut r, 0);
         }
     }
-    for c in containers(store)? {
+    for c in holders.containers(store)? {
         for dir in &c.lower_dirs {
             if let Some(name) = dir.file_name() {
                 r.layers.insert(name.to_string_lossy().into_owned());
@@ -72,13 +101,6 @@ fn reachable_with(store: &Store, skip_own_lease: bool) -> Result<Reachable> {
         r.layers.insert(hex);
     }
     Ok(r)
-}
-
-pub(crate) fn containers(store: &Store) -> Result<Vec<Container>> {
-    Container::list(store).map_err(|e| ImageError::Io {
-        path: store.containers_dir(),
-        source: std::io::Error::other(e.to_string()),
-    })
 }
 
 fn walk(store: &Store, digest: &Digest, r: &mut Reachable, depth: u32) {
@@ -120,22 +142,35 @@ fn walk(store: &Store, digest: &Digest, r: &mut Reachable, depth: u32) {
 
 /// Removes the candidates nothing reaches. Safe to run while other processes
 /// ingest, commit or create containers.
-pub fn collect(store: &Store, candidates: &Candidates) -> Result<GcReport> {
-    collect_with(store, candidates, false)
+pub fn collect(
+    store: &Store,
+    candidates: &Candidates,
+    holders: &dyn Holders,
+) -> Result<GcReport> {
+    collect_with(store, candidates, holders, false)
 }
 
 /// Takes back what a failed command of this process added: like [`collect`],
 /// but this process's own lease does not protect anything.
-pub fn collect_ignoring_own_lease(store: &Store, candidates: &Candidates) -> Result<GcReport> {
-    collect_with(store, candidates, true)
+pub fn collect_ignoring_own_lease(
+    store: &Store,
+    candidates: &Candidates,
+    holders: &dyn Holders,
+) -> Result<GcReport> {
+    collect_with(store, candidates, holders, true)
 }
 
-fn collect_with(store: &Store, candidates: &Candidates, skip_own_lease: bool) -> Result<GcReport> {
+fn collect_with(
+    store: &Store,
+    candidates: &Candidates,
+    holders: &dyn Holders,
+    skip_own_lease: bool,
+) -> Result<GcReport> {
     let mut report = GcReport::default();
     let mut doomed_dirs = Vec::new();
     {
         let _lock = store.lock()?;
-        let keep = reachable_with(store, skip_own_lease)?;
+        let keep = reachable_with(store, holders, skip_own_lease)?;
         let (blobs, layers) = match candidates {
             Candidates::All => (list_digests(&store.root().join("blobs/sha256"))?, {
                 list_digests(&store.root().join("layers"))?
@@ -177,12 +212,11 @@ fn collect_with(store: &Store, candidates: &Candidates, skip_own_lease: bool) ->
         }
     }
     if matches!(candidates, Candidates::All) {
-        report.temp_entries = clean_temp(store);
+        report.temp_entries = clean_temp(store, holders);
     }
     report.bytes_freed += forget_vm_cache(store);
     if !report.blobs.is_empty() {
-        // build cache records that pointed at what went are dropped with it
-        crate::build::cache::forget_missing(store);
+        holders.blobs_removed(store);
     }
     Ok(report)
 }
@@ -246,10 +280,10 @@ pub(crate) fn stale_temp_entries(store: &Store) -> Vec<std::path::PathBuf> {
 }
 
 /// Removes tmp/ entries whose owner process is gone; returns how many.
-pub(crate) fn clean_temp(store: &Store) -> usize {
+pub(crate) fn clean_temp(store: &Store, holders: &dyn Holders) -> usize {
     stale_temp_entries(store)
         .into_iter()
-        .filter(|p| remove_scratch(p).is_ok())
+        .filter(|p| remove_scratch(p, holders).is_ok())
         .count()
 }
 
@@ -257,13 +291,9 @@ pub(crate) fn clean_temp(store: &Store) -> usize {
 /// still hold what that process mounted (a VM disk build mounts the image's
 /// layers there) or attached to a network (a build step): those come off
 /// first, so the removal never walks into them and no lease stays behind.
-pub(crate) fn remove_scratch(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_scratch(path: &Path, holders: &dyn Holders) -> std::io::Result<()> {
     if path.is_dir() {
-        // a build step's namespace on a network: CNI DEL gives back its address
-        // (unmounting the namespace alone would leave the lease behind)
-        if !crate::network::attached(path).is_empty() {
-            let _ = crate::network::detach(path);
-        }
+        holders.release_scratch(path);
         unmount_below(path);
         fs::remove_dir_all(path)
     } else {

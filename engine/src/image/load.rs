@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::gc::{self, Candidates};
+use super::gc::{self, Candidates, Holders};
 use super::ingest::{self, Compression, LayerSource};
 use super::layer::{commit_image, ImageBlobs};
 use super::{ImageError, Reference, Result};
@@ -47,8 +47,14 @@ fn bad(message: impl Into<String>) -> ImageError {
 }
 
 /// Loads every image in the archive at `path` (a gzip or zstd compressed
-/// archive is decompressed into tmp/ first).
-pub fn load_file(store: &Store, path: &Path, progress: LoadProgress) -> Result<Vec<LoadedImage>> {
+/// archive is decompressed into tmp/ first). What a failed load added is taken
+/// back unless `holders` (or an image) came to use it meanwhile.
+pub fn load_file(
+    store: &Store,
+    path: &Path,
+    progress: LoadProgress,
+    holders: &dyn Holders,
+) -> Result<Vec<LoadedImage>> {
     let io_err = |e| ImageError::Io {
         path: path.to_path_buf(),
         source: e,
@@ -58,8 +64,8 @@ pub fn load_file(store: &Store, path: &Path, progress: LoadProgress) -> Result<V
     let n = file.read(&mut head).map_err(io_err)?;
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     match Compression::sniff(&head[..n]) {
-        Compression::None => load_seekable(store, file, progress),
-        _ => load_reader(store, file, progress),
+        Compression::None => load_seekable(store, file, progress, holders),
+        _ => load_reader(store, file, progress, holders),
     }
 }
 
@@ -69,6 +75,7 @@ pub fn load_reader(
     store: &Store,
     reader: impl Read,
     progress: LoadProgress,
+    holders: &dyn Holders,
 ) -> Result<Vec<LoadedImage>> {
     let tmp = store.temp_dir("load")?;
     let result = (|| {
@@ -86,7 +93,7 @@ pub fn load_reader(
         copied.map_err(|e| bad(format!("cannot read the archive: {e}")))?;
         drop(out);
         let file = File::open(&spool).map_err(|e| StoreError::io(&spool, e))?;
-        load_seekable(store, file, progress)
+        load_seekable(store, file, progress, holders)
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
@@ -99,7 +106,12 @@ struct Added {
     layers: HashSet<Digest>,
 }
 
-fn load_seekable(store: &Store, file: File, progress: LoadProgress) -> Result<Vec<LoadedImage>> {
+fn load_seekable(
+    store: &Store,
+    file: File,
+    progress: LoadProgress,
+    holders: &dyn Holders,
+) -> Result<Vec<LoadedImage>> {
     let mut archive = Archive::index(file)?;
     let mut added = Added::default();
     let result = if archive.contains("index.json") {
@@ -116,7 +128,7 @@ fn load_seekable(store: &Store, file: File, progress: LoadProgress) -> Result<Ve
             blobs: added.blobs,
             layers: added.layers,
         };
-        if let Err(e) = gc::collect_ignoring_own_lease(store, &undo) {
+        if let Err(e) = gc::collect_ignoring_own_lease(store, &undo, holders) {
             tracing::warn!("could not remove what the failed load added: {e}");
         }
     }

@@ -299,7 +299,7 @@ pub fn bootstrap_postgres(store: &Store, name: &str) -> Result<Image> {
     );
     let mut labels = std::collections::HashMap::new();
     labels.insert("org.twinbox.postgres.major".to_string(), major.to_string());
-    let config = single_layer_config(&layer.diff_id.to_string(), "sh", labels, &built_by, None);
+    let config = single_layer_config(&layer.diff_id.to_string(), Some("sh"), labels, &built_by, None);
     write_image(store, &reference, &config, vec![layer])
 }
 
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_base_holds_the_server_and_what_it_loads() {
-        if find_postgres().is_none() || super::super::bootstrap::find_busybox().is_none() {
+        if find_postgres().is_none() || crate::util::path::find_busybox().is_none() {
             eprintln!("skipping: no PostgreSQL server or busybox on this host");
             return;
         }

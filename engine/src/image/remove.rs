@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::gc::{self, Candidates, GcReport};
+use super::gc::{self, Candidates, GcReport, Holders};
 use super::{Image, ImageError, Reference, Result};
 use crate::store::{Digest, Store};
 
@@ -42,8 +42,14 @@ pub struct RemoveReport {
 
 /// Removes an image name, or the image when given its id (`rmi`). Refuses an
 /// image some container uses unless `force`, and an id with several names
-/// unless `force`. Blobs and layers left unused are collected.
-pub fn remove(store: &Store, input: &str, force: bool) -> Result<RemoveReport> {
+/// unless `force`. Blobs and layers left unused (by images and `holders`) are
+/// collected.
+pub fn remove(
+    store: &Store,
+    input: &str,
+    force: bool,
+    holders: &dyn Holders,
+) -> Result<RemoveReport> {
     let image = Image::resolve(store, input)?;
     let by_name = Reference::parse(input)
         .ok()
@@ -65,10 +71,11 @@ pub fn remove(store: &Store, input: &str, force: bool) -> Result<RemoveReport> {
     };
     let last_name = names_to_drop.len() >= image.names.len();
     if last_name && !force {
-        let users: Vec<String> = gc::containers(store)?
+        let users: Vec<String> = holders
+            .containers(store)?
             .into_iter()
             .filter(|c| c.image_id == image.id.as_str())
-            .map(|c| format!("{} ({})", c.short_id(), c.name))
+            .map(|c| c.label)
             .collect();
         if !users.is_empty() {
             return Err(ImageError::Conflict(format!(
@@ -95,7 +102,7 @@ pub fn remove(store: &Store, input: &str, force: bool) -> Result<RemoveReport> {
         .chain(image.layers.iter().map(|l| l.blob.clone()))
         .collect();
     let layers: HashSet<Digest> = image.layers.iter().map(|l| l.chain_id.clone()).collect();
-    report.collected = gc::collect(store, &Candidates::Only { blobs, layers })?;
+    report.collected = gc::collect(store, &Candidates::Only { blobs, layers }, holders)?;
     // another name or manifest may still hold the same config: then it is not deleted
     if report.collected.blobs.contains(&image.id) {
         report.deleted = Some(image.id.clone());

@@ -5,7 +5,6 @@
 
 pub mod cni;
 pub mod config;
-pub mod loopback;
 pub mod names;
 pub mod netfilter;
 pub mod netns;

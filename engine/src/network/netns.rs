@@ -7,7 +7,7 @@ use std::path::Path;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
-use super::loopback::bring_up_loopback;
+use crate::runtime::loopback::bring_up_loopback;
 use super::{NetworkError, Result};
 
 /// Creates a namespace with `lo` up and pins it at `path`.

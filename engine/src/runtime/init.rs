@@ -125,7 +125,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         }
     }
     if ctx.plan.has_new(LinuxNamespaceType::Network) {
-        crate::network::loopback::bring_up_loopback()
+        super::loopback::bring_up_loopback()
             .map_err(|e| InitError::setup("bring up lo", e))?;
     }
 

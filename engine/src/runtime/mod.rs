@@ -13,6 +13,7 @@ pub mod failure;
 pub mod features;
 pub mod hooks;
 pub mod init;
+pub mod loopback;
 pub mod mounts;
 pub mod namespaces;
 pub mod oci;

@@ -18,7 +18,7 @@ use super::security::seccomp;
 use super::sync::Request;
 use super::{hooks, spawn_with, Launch, Result, RuntimeError, Stdio};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
-use crate::host::procfs;
+use crate::util::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
 
 pub const DEFAULT_STATE_ROOT: &str = "/run/twinbox-runtime";

@@ -498,14 +498,14 @@ fn check_leftovers(
             .to_string_lossy()
             .into_owned();
         let p = report.found(format!("tmp/{name}"), "scratch left by a process that died");
-        if repair && gc::remove_scratch(&path).is_ok() {
+        if repair && gc::remove_scratch(&path, &super::InUse).is_ok() {
             p.repaired = Some("removed".into());
         }
     }
     check_mounts(store, repair, report);
     // blobs and layers nothing uses (an abandoned build stage, a pull that died
     // before its image was committed) are not damage: `image prune` reclaims them
-    let keep = gc::reachable(store)
+    let keep = gc::reachable(store, &super::InUse)
         .map_err(|e| StoreError::io(store.root(), std::io::Error::other(e.to_string())))?;
     for (dir, kept) in [("blobs/sha256", &keep.blobs), ("layers", &keep.layers)] {
         let path = store.root().join(dir);
@@ -520,7 +520,7 @@ fn check_leftovers(
         }
     }
     if repair && report.reclaimable > 0 {
-        let gc = gc::collect(store, &Candidates::All)
+        let gc = gc::collect(store, &Candidates::All, &super::InUse)
             .map_err(|e| StoreError::io(store.root(), std::io::Error::other(e.to_string())))?;
         report.reclaimed = gc.blobs.len() + gc.layers.len();
     }

@@ -4,6 +4,7 @@
 //! back ([`prune`], `twinbox system prune`).
 
 pub mod check;
+mod in_use;
 pub mod prune;
 pub mod recover;
 pub mod usage;
@@ -11,6 +12,7 @@ pub mod usage;
 use std::path::Path;
 
 pub use check::{check, CheckReport, Problem};
+pub use in_use::InUse;
 pub use recover::{recover, Recovered};
 
 use crate::store::{Store, StoreError};

@@ -92,7 +92,7 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
             .iter()
             .map(|v| (v.name.clone(), dir_size(&v.mountpoint)))
             .collect();
-        r.volumes = crate::volume::prune(store, false)?;
+        r.volumes = container::volumes::prune(store, false)?;
         r.reclaimed_bytes += sizes
             .iter()
             .filter(|(n, _)| r.volumes.contains(n))
@@ -120,7 +120,7 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
         }
     }
     for img in candidates {
-        let rep = remove::remove(store, img.id.as_str(), true)?;
+        let rep = remove::remove(store, img.id.as_str(), true, &super::InUse)?;
         r.images
             .extend(rep.untagged.iter().map(|u| format!("untagged: {u}")));
         if let Some(id) = rep.deleted {
@@ -133,7 +133,7 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
     if o.all {
         crate::build::cache::clear(store);
     }
-    let gc = gc::collect(store, &gc::Candidates::All)?;
+    let gc = gc::collect(store, &gc::Candidates::All, &super::InUse)?;
     r.reclaimed_bytes += gc.bytes_freed;
     let after = cache_entries(store);
     r.build_cache = before.difference(&after).cloned().collect();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::{Container, State, Status};
-use crate::host::procfs;
+use crate::util::procfs;
 use crate::store::atomic::read_json;
 use crate::store::Store;
 
@@ -82,7 +82,7 @@ fn stale_dirs(store: &Store) -> (Vec<String>, Vec<PathBuf>) {
 /// effort and must not stop the command the user asked for.
 pub fn recover(store: &Store) -> Recovered {
     let mut done = Recovered {
-        temp_entries: crate::image::gc::clean_temp(store),
+        temp_entries: crate::image::gc::clean_temp(store, &super::InUse),
         ..Recovered::default()
     };
     let (stale, unfinished) = stale_dirs(store);

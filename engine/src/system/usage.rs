@@ -179,7 +179,7 @@ impl DiskUsage {
 
 /// Measures the whole store. Reads only; safe while other commands run.
 pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
-    let containers = crate::image::gc::containers(store)?;
+    let containers = super::in_use::containers(store)?;
     // image by manifest digest, with all its names
     let mut images: BTreeMap<Digest, Image> = BTreeMap::new();
     for entry in store.read_index()?.manifests() {
@@ -309,7 +309,7 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
         .unwrap_or_default();
     volumes.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let reachable = crate::image::gc::reachable(store).ok();
+    let reachable = crate::image::gc::reachable(store, &super::InUse).ok();
     let dangling_blob_bytes = match reachable {
         Some(r) => std::fs::read_dir(store.root().join("blobs/sha256"))
             .map(|rd| {

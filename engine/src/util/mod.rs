@@ -1,8 +1,10 @@
 //! Small helpers every crate of twinbox needs, kept once: time stamps,
-//! random ids, PATH lookup and the last lines of a text. Atomic file writes
-//! live in [`crate::store::atomic`], what /proc says in [`crate::host::procfs`].
+//! random ids, finding programs, what /proc says about a process and the
+//! last lines of a text. Atomic file writes live with the store
+//! ([`crate::store::atomic`]), since every store write goes through them.
 
 pub mod id;
 pub mod path;
+pub mod procfs;
 pub mod text;
 pub mod time;

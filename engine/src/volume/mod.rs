@@ -1,6 +1,8 @@
 //! Named and anonymous volumes: directories in the store (`volumes/<name>/_data`)
 //! that outlive containers. A new, empty volume mounted over a path the image
-//! fills gets the image's content there first, as Docker does.
+//! fills gets the image's content there first, as Docker does. Which
+//! containers use a volume is the containers' knowledge: removing, pruning and
+//! inspecting with users are in `container::volumes`.
 
 mod copy_up;
 
@@ -9,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::container::Container;
 use crate::store::atomic::{read_json, write_json_atomic};
 use crate::store::Store;
 
@@ -124,22 +125,6 @@ pub fn list(store: &Store) -> Result<Vec<Volume>> {
     Ok(out)
 }
 
-/// Names of the containers (running or not) that mount the volume.
-/// A volume as `docker volume inspect` shows it (plus the containers using it).
-pub fn describe(store: &Store, v: &Volume) -> serde_json::Value {
-    serde_json::json!({
-        "CreatedAt": v.created,
-        "Driver": "local",
-        "Labels": {},
-        "Mountpoint": v.mountpoint,
-        "Name": v.name,
-        "Options": {},
-        "Scope": "local",
-        "Anonymous": v.anonymous,
-        "UsedBy": users(store, &v.name),
-    })
-}
-
 /// A volume as `docker volume ls --format` rows see it: every field a string.
 pub fn row(v: &Volume) -> serde_json::Value {
     serde_json::json!({
@@ -160,71 +145,15 @@ pub fn titles() -> serde_json::Value {
         "Labels": "LABELS", "Links": "LINKS", "Scope": "SCOPE", "Size": "SIZE"})
 }
 
-pub fn users(store: &Store, name: &str) -> Vec<String> {
-    Container::list(store)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| {
-            c.options
-                .volumes
-                .iter()
-                .any(|v| v.name.as_deref() == Some(name))
-        })
-        .map(|c| c.name)
-        .collect()
-}
-
-/// Removes a volume and its data; refused while a container uses it.
-pub fn remove(store: &Store, name: &str) -> Result<()> {
-    let _lock = store.lock()?;
-    let v = find(store, name)?;
-    let users = users(store, &v.name);
-    if !users.is_empty() {
-        return Err(VolumeError::InUse {
-            name: v.name,
-            containers: users.join(", "),
-        });
-    }
-    remove_unchecked(store, &v.name)
-}
-
-/// Removes without the in-use check or the lock (callers hold the lock).
+/// Removes a volume's record and data, without the lock (callers hold it) or
+/// the in-use check (`container::volumes::remove` makes it: only containers
+/// know which volumes they mount).
 pub(crate) fn remove_unchecked(store: &Store, name: &str) -> Result<()> {
     let dir = volumes_dir(store).join(name);
     // the record goes first: a half-removed directory is no volume any more
     let record = dir.join("volume.json");
     fs::remove_file(&record).map_err(|e| VolumeError::io(&record, e))?;
     fs::remove_dir_all(&dir).map_err(|e| VolumeError::io(&dir, e))
-}
-
-/// Removes unused volumes: anonymous ones, or every unused one with `all`
-/// (Docker 23's `volume prune` and `--all`). Returns the removed names.
-pub fn prune(store: &Store, all: bool) -> Result<Vec<String>> {
-    let _lock = store.lock()?;
-    let mut removed = Vec::new();
-    for v in list(store)? {
-        if (all || v.anonymous) && users(store, &v.name).is_empty() {
-            remove_unchecked(store, &v.name)?;
-            removed.push(v.name);
-        }
-    }
-    Ok(removed)
-}
-
-/// The anonymous volumes of a container, removed with it by `rm -v` and `--rm`.
-pub fn remove_anonymous_of(store: &Store, container: &Container) {
-    for v in &container.options.volumes {
-        let Some(name) = &v.name else { continue };
-        if let Ok(vol) = find(store, name) {
-            let others = users(store, name)
-                .into_iter()
-                .filter(|u| *u != container.name)
-                .count();
-            if vol.anonymous && others == 0 {
-                let _ = remove_unchecked(store, name);
-            }
-        }
-    }
 }
 
 /// True when the directory has no entries (or cannot be read).

@@ -331,7 +331,7 @@ fn children_tagged(parent: i32, tag: &str) -> Vec<i32> {
         if ppid != Some(parent) {
             continue;
         }
-        if twinbox_engine::host::procfs::cmdline(pid).contains(tag) {
+        if twinbox_engine::util::procfs::cmdline(pid).contains(tag) {
             found.push(pid);
         }
     }

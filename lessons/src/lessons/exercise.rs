@@ -259,7 +259,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
             Measured::failed(why),
         )
     };
-    match twinbox_engine::volume::remove(&ctx.store, &volume) {
+    match twinbox_engine::container::volumes::remove(&ctx.store, &volume) {
         Ok(()) => ctx.host_step(
             report,
             &format!("twinbox volume rm {volume}"),

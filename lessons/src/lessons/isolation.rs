@@ -394,7 +394,7 @@ impl HostView {
                 .trim()
                 .to_string(),
             processes: all_pids().len(),
-            pid1: short(&twinbox_engine::host::procfs::cmdline(1), 40),
+            pid1: short(&twinbox_engine::util::procfs::cmdline(1), 40),
             interfaces,
             rootfs,
         }
@@ -420,11 +420,11 @@ fn all_pids() -> Vec<i32> {
 }
 
 fn host_process(pid: i32) -> Option<HostProcess> {
-    let args = twinbox_engine::host::procfs::cmdline(pid);
+    let args = twinbox_engine::util::procfs::cmdline(pid);
     if args.is_empty() {
         return None;
     }
-    let (uid, _) = twinbox_engine::host::procfs::owner_and_parent(pid)?;
+    let (uid, _) = twinbox_engine::util::procfs::owner_and_parent(pid)?;
     Some(HostProcess {
         pid,
         user: if uid == 0 {
@@ -454,7 +454,7 @@ fn find_vmm() -> Vec<HostProcess> {
     let children: Vec<HostProcess> = all_pids()
         .into_iter()
         .filter(|p| {
-            twinbox_engine::host::procfs::owner_and_parent(*p).map(|(_, pp)| pp) == Some(me)
+            twinbox_engine::util::procfs::owner_and_parent(*p).map(|(_, pp)| pp) == Some(me)
         })
         .filter_map(host_process)
         .filter(|p| p.args.contains("qemu-system"))

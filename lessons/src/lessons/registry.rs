@@ -108,7 +108,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         },
         &NoProgress,
     );
-    let _ = remove::remove(&ctx.store, &target, false);
+    let _ = remove::remove(&ctx.store, &target, false, &twinbox_engine::system::InUse);
     let pushed = pushed.map_err(LessonError::RegistryClient)?;
     ctx.host_step(
         report,

@@ -3,7 +3,7 @@
 //! memory on the host (its cgroup's peak plus its supervisor).
 
 use serde::Serialize;
-use twinbox_engine::host::procfs;
+use twinbox_engine::util::procfs;
 
 use crate::report::Measured;
 

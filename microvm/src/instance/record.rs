@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use twinbox_engine::host::procfs;
+use twinbox_engine::util::procfs;
 use twinbox_engine::store::atomic::{read_json, write_json_atomic};
 
 use super::InstanceError;

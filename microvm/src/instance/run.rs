@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use twinbox_engine::container::RunOptions;
-use twinbox_engine::host::procfs;
+use twinbox_engine::util::procfs;
 use twinbox_engine::image::Image;
 use twinbox_engine::network::NetworkMode;
 use twinbox_engine::store::Store;
