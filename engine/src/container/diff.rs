@@ -3,11 +3,11 @@
 //! changes inside), `D` deleted (an overlayfs whiteout).
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{Container, ContainerError, Result};
 use crate::layer::merged::MergedView;
+use crate::store::unpack::is_whiteout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -52,7 +52,7 @@ fn walk(
         let rel_path = rel.join(entry.file_name());
         let md = entry.metadata().map_err(io)?;
         let shown = Path::new("/").join(&rel_path);
-        if md.file_type().is_char_device() && md.rdev() == 0 {
+        if is_whiteout(&md) {
             out.push((Kind::Deleted, shown));
             continue;
         }

@@ -3,16 +3,11 @@
 
 use std::path::Path;
 
-use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
-};
-
-use super::bootstrap::DEFAULT_PATH_ENV;
+use super::bootstrap::single_layer_config;
 use super::ingest::ingest_tar;
 use super::layer::{open_tar_file, write_image};
 use super::{Image, Reference, Result};
 use crate::store::Store;
-use crate::util::time::now_rfc3339;
 
 pub fn import_rootfs(
     store: &Store,
@@ -25,28 +20,13 @@ pub fn import_rootfs(
     super::changes::apply_all(&mut serde_json::json!({}), changes)?;
     let tar = open_tar_file(tar_path)?;
     let layer = ingest_tar(store, None, tar, &mut |_| {})?.layer;
-    let created = now_rfc3339();
-    let config = ConfigBuilder::default().env(vec![DEFAULT_PATH_ENV.to_string()]);
-    let config = ImageConfigurationBuilder::default()
-        .created(created.clone())
-        .architecture(Arch::Amd64)
-        .os(Os::Linux)
-        .config(config.build().expect("import config"))
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![layer.diff_id.to_string()])
-                .build()
-                .expect("import rootfs"),
-        )
-        .history(vec![HistoryBuilder::default()
-            .created(created)
-            .created_by(format!("twinbox import {}", tar_path.display()))
-            .comment("Imported from tarball")
-            .build()
-            .expect("import history")])
-        .build()
-        .expect("import image config");
+    let config = single_layer_config(
+        &layer.diff_id.to_string(),
+        None,
+        Default::default(),
+        &format!("twinbox import {}", tar_path.display()),
+        Some("Imported from tarball"),
+    );
     let config = if changes.is_empty() {
         config
     } else {

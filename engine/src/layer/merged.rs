@@ -1,10 +1,16 @@
 //! Reading an image's file tree without mounting it: the unpacked layers,
 //! topmost first, seen the way overlayfs shows them (a whiteout hides what is
-//! below it, an opaque directory hides the lower directories' entries).
+//! below it, an opaque directory hides the lower directories' entries). Path
+//! lookups for build (COPY --from, RUN mount stubs) and container diff, and
+//! the whole tree in one [`MergedView::walk`] for export.
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::FileTypeExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::store::unpack::{is_opaque, is_whiteout};
 
 /// The layers of one stage or image, topmost first.
 #[derive(Debug, Clone)]
@@ -12,31 +18,13 @@ pub struct MergedView {
     layers: Vec<PathBuf>,
 }
 
-fn is_whiteout(md: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    md.file_type().is_char_device() && md.rdev() == 0
-}
-
-pub fn is_opaque(dir: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| matches!(xattr_get(dir, name), Some(v) if v == b"y"))
-}
-
-/// One extended attribute of a path (not following a final symlink).
-pub fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: both strings are NUL-terminated and buf is writable for its length.
-    let len =
-        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if len < 0 {
-        return None;
-    }
-    buf.truncate(len as usize);
-    Some(buf)
+/// One path of the merged tree, as [`MergedView::walk`] meets it.
+pub struct Entry<'a> {
+    /// Relative to the tree's root.
+    pub rel: &'a Path,
+    /// The file in the layer that shows it.
+    pub path: &'a Path,
+    pub metadata: &'a Metadata,
 }
 
 impl MergedView {
@@ -128,6 +116,80 @@ impl MergedView {
         names.into_iter().collect()
     }
 
+    /// Visits every path of the merged tree, parents before children and in
+    /// name order within a directory; returns how many whiteouts hid a path.
+    /// Layers that are not directories (never unpacked) are skipped.
+    pub fn walk(&self, visit: &mut dyn FnMut(Entry) -> io::Result<()>) -> io::Result<u64> {
+        let present: Vec<usize> = (0..self.layers.len())
+            .filter(|&i| self.layers[i].is_dir())
+            .collect();
+        let mut whiteouts = 0;
+        self.walk_dir(Path::new(""), &present, visit, &mut whiteouts)?;
+        Ok(whiteouts)
+    }
+
+    /// `present`: the layers where `rel` is a directory that shows through,
+    /// topmost first.
+    fn walk_dir(
+        &self,
+        rel: &Path,
+        present: &[usize],
+        visit: &mut dyn FnMut(Entry) -> io::Result<()>,
+        whiteouts: &mut u64,
+    ) -> io::Result<()> {
+        let with_path = |p: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+        // name → (winning layer, its metadata); None when a whiteout hides it
+        let mut names: BTreeMap<OsString, Option<(usize, Metadata)>> = BTreeMap::new();
+        for &i in present {
+            let dir = self.layers[i].join(rel);
+            for entry in std::fs::read_dir(&dir).map_err(|e| with_path(&dir, e))? {
+                let entry = entry.map_err(|e| with_path(&dir, e))?;
+                let name = entry.file_name();
+                if names.contains_key(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                let md = path.symlink_metadata().map_err(|e| with_path(&path, e))?;
+                let shown = (!is_whiteout(&md)).then_some((i, md));
+                names.insert(name, shown);
+            }
+        }
+        for (name, shown) in names {
+            let Some((i, md)) = shown else {
+                *whiteouts += 1;
+                continue;
+            };
+            let rel_path = rel.join(&name);
+            let path = self.layers[i].join(&rel_path);
+            visit(Entry {
+                rel: &rel_path,
+                path: &path,
+                metadata: &md,
+            })?;
+            if !md.is_dir() {
+                continue;
+            }
+            let mut below = vec![i];
+            if !is_opaque(&path) {
+                for &j in present.iter().filter(|&&j| j > i) {
+                    let p = self.layers[j].join(&rel_path);
+                    match p.symlink_metadata() {
+                        Ok(m) if m.is_dir() => {
+                            below.push(j);
+                            if is_opaque(&p) {
+                                break;
+                            }
+                        }
+                        Ok(_) => break, // a file or a whiteout ends the merge
+                        Err(_) => {}
+                    }
+                }
+            }
+            self.walk_dir(&rel_path, &below, visit, whiteouts)?;
+        }
+        Ok(())
+    }
+
     /// Resolves symlinks in `rel` inside this tree (absolute targets start at its
     /// root, `..` stops at the root), as a path lookup inside the container would.
     pub fn resolve(&self, rel: &Path) -> PathBuf {
@@ -202,5 +264,38 @@ mod tests {
         );
         assert!(!view.is_dir(Path::new("link")));
         assert!(view.is_dir(&view.resolve(Path::new("link"))));
+
+        // the walk: parents first, names in order, a whiteout counted not shown
+        let mut seen = Vec::new();
+        let whiteouts = view
+            .walk(&mut |e| {
+                seen.push((e.rel.display().to_string(), e.path.to_path_buf()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(whiteouts, 1);
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["etc", "etc/b", "etc/c", "etc/sub", "etc/sub/x", "link"]);
+        assert_eq!(seen[2].1, up.join("etc/c"));
+        // an opaque directory above hides the layer below: set it and walk again
+        let opaque = std::ffi::CString::new(up.join("etc").to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated path and attribute name; the value is 1 byte.
+        let rc = unsafe {
+            libc::lsetxattr(
+                opaque.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(rc, 0);
+        let mut names = Vec::new();
+        view.walk(&mut |e| {
+            names.push(e.rel.display().to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(names, ["etc", "etc/c", "link"]);
     }
 }

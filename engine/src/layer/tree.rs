@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::merged::is_opaque;
+use crate::store::unpack::{is_opaque, is_whiteout};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -62,7 +62,7 @@ fn walk<W: Write>(
         let rel_path = rel.join(&name);
         let md = path.symlink_metadata()?;
         let ft = md.file_type();
-        if ft.is_char_device() && md.rdev() == 0 {
+        if is_whiteout(&md) {
             // overlayfs whiteout: the file below is deleted
             let mut wh = std::ffi::OsString::from(WHITEOUT_PREFIX);
             wh.push(&name);

@@ -226,23 +226,22 @@ pub fn is_whiteout(md: &std::fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
-/// Whether `dir` is marked opaque (as [`make_opaque`] does): nothing from
-/// lower layers shows through it.
+/// Whether `dir` is marked opaque (as [`make_opaque`] does, or overlayfs
+/// mounted with `userxattr`): nothing from lower layers shows through it.
 pub fn is_opaque(dir: &Path) -> bool {
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
-    let mut value = [0u8; 1];
-    // SAFETY: valid NUL-terminated path and attribute name; the buffer holds 1 byte.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
+    [c"trusted.overlay.opaque", c"user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut value = [0u8; 1];
+            // SAFETY: valid NUL-terminated path and attribute name; the buffer holds 1 byte.
+            let n = unsafe {
+                libc::lgetxattr(c.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len())
+            };
+            n == 1 && value[0] == b'y'
+        })
 }
 
 /// tar's errors wrap the OS error; show both so the user sees why.

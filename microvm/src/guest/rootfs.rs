@@ -1,12 +1,8 @@
 //! An image's unpacked layers merged the way overlayfs would show them, written
-//! straight into cpio entries (no copy to a temporary directory).
-//!
-//! Layers are walked topmost first; the first layer to name a path decides it.
-//! overlayfs markers in the layers (see engine/src/store/unpack.rs) hide paths
-//! of the layers below: a 0:0 character device is a deleted file or directory,
-//! a directory with `trusted.overlay.opaque=y` hides everything below it.
+//! straight into cpio entries (no copy to a temporary directory). The merge
+//! (whiteouts hide, opaque directories end it) is the engine's
+//! [`MergedView::walk`], the one export uses too.
 
-use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -15,15 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::cpio::{CpioWriter, Kind, Meta};
 use super::GuestError;
-use twinbox_engine::store::unpack::{is_opaque, is_whiteout};
-
-/// What the merged tree holds at a path, as far as the lower layers care.
-enum Decided {
-    /// A directory; `sealed` once an opaque copy hid the layers below.
-    Dir { sealed: bool },
-    /// A file, link, device or whiteout: everything below is hidden.
-    Leaf,
-}
+use twinbox_engine::layer::merged::MergedView;
 
 /// What went into the archive.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +28,6 @@ pub fn write_layers<W: Write>(
     layers: &[PathBuf],
     cpio: &mut CpioWriter<W>,
 ) -> Result<FlattenStats, GuestError> {
-    let mut seen: HashMap<PathBuf, Decided> = HashMap::new();
-    let mut stats = FlattenStats::default();
     for layer in layers {
         let md = fs::symlink_metadata(layer).map_err(|e| GuestError::io(layer, e))?;
         if !md.is_dir() {
@@ -50,72 +36,21 @@ pub fn write_layers<W: Write>(
                 std::io::Error::other("image layer is not an unpacked directory"),
             ));
         }
-        walk(layer, Path::new(""), &mut seen, cpio, &mut stats)?;
+    }
+    let mut stats = FlattenStats::default();
+    // the walk speaks io::Error: a cpio failure is kept whole beside it
+    let mut failed = None;
+    let walked = MergedView::new(layers.to_vec()).walk(&mut |e| {
+        emit(cpio, e.rel, e.path, e.metadata, &mut stats).map_err(|err| {
+            failed = Some(err);
+            std::io::Error::other("writing the cpio failed")
+        })
+    });
+    match walked {
+        Ok(whiteouts) => stats.whiteouts = whiteouts,
+        Err(e) => return Err(failed.unwrap_or_else(|| GuestError::io("image layers", e))),
     }
     Ok(stats)
-}
-
-fn walk<W: Write>(
-    layer: &Path,
-    dir: &Path,
-    seen: &mut HashMap<PathBuf, Decided>,
-    cpio: &mut CpioWriter<W>,
-    stats: &mut FlattenStats,
-) -> Result<(), GuestError> {
-    let full_dir = layer.join(dir);
-    let mut names: Vec<_> = fs::read_dir(&full_dir)
-        .map_err(|e| GuestError::io(&full_dir, e))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| GuestError::io(&full_dir, e))?;
-    names.sort();
-    for name in names {
-        let rel = dir.join(&name);
-        let full = layer.join(&rel);
-        let md = fs::symlink_metadata(&full).map_err(|e| GuestError::io(&full, e))?;
-        match seen.get(&rel) {
-            // An upper layer put a file or whiteout here: all of this is hidden.
-            Some(Decided::Leaf) => {}
-            // A directory above: merge unless an opaque copy sealed it, and
-            // ignore a non-directory of this layer under it.
-            Some(Decided::Dir { sealed }) => {
-                if md.is_dir() && !*sealed {
-                    descend(layer, &rel, &full, seen, cpio, stats)?;
-                }
-            }
-            None if is_whiteout(&md) => {
-                stats.whiteouts += 1;
-                seen.insert(rel, Decided::Leaf);
-            }
-            None => {
-                emit(cpio, &rel, &full, &md, stats)?;
-                if md.is_dir() {
-                    seen.insert(rel.clone(), Decided::Dir { sealed: false });
-                    descend(layer, &rel, &full, seen, cpio, stats)?;
-                } else {
-                    seen.insert(rel, Decided::Leaf);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Walks a directory of this layer, then seals it if it is opaque here (its
-/// own content counts, the layers below do not).
-fn descend<W: Write>(
-    layer: &Path,
-    rel: &Path,
-    full: &Path,
-    seen: &mut HashMap<PathBuf, Decided>,
-    cpio: &mut CpioWriter<W>,
-    stats: &mut FlattenStats,
-) -> Result<(), GuestError> {
-    walk(layer, rel, seen, cpio, stats)?;
-    if is_opaque(full) {
-        seen.insert(rel.to_path_buf(), Decided::Dir { sealed: true });
-    }
-    Ok(())
 }
 
 fn emit<W: Write>(
