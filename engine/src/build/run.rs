@@ -10,16 +10,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::wait::{waitpid, WaitStatus};
 use oci_spec::image::Config as ImageConfig;
 
 use crate::container::options::RunOptions;
 use crate::container::spec::{self, SpecInput};
 use crate::container::user;
 use crate::layer::merged::MergedView;
-use crate::store::unpack::is_opaque;
 use crate::network::NetworkMode;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
+use crate::store::unpack::is_opaque;
 use crate::store::Store;
 
 /// How many output lines a failed RUN shows.
@@ -259,7 +258,7 @@ fn execute(
         drop(out_w);
         drop(devnull);
         let tail = relay(out_r, on_line);
-        let code = wait_exit(spawned.pid);
+        let code = runtime::wait_exit(spawned.pid);
         if let Some(cg) = &spawned.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
@@ -314,18 +313,6 @@ fn relay(out: OwnedFd, on_line: &mut dyn FnMut(&str)) -> Vec<String> {
         emit(&pending, &mut tail);
     }
     tail.into()
-}
-
-fn wait_exit(pid: nix::unistd::Pid) -> i32 {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => continue,
-            Err(_) => return 255,
-        }
-    }
 }
 
 /// The runtime creates empty files and directories to mount on (/etc/hosts,

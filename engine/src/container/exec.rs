@@ -10,11 +10,10 @@ use std::path::PathBuf;
 use oci_spec::runtime::{Capabilities, Process, Spec};
 
 use super::record::{Container, Status};
-use super::supervisor::wait_exit;
 use super::{lifecycle, signals, user, ContainerError, Result};
 use crate::runtime::enter::{enter, Enter};
 use crate::runtime::security::capabilities::all_capabilities;
-use crate::runtime::Stdio;
+use crate::runtime::{wait_exit, Stdio};
 use crate::store::atomic::read_json;
 
 #[derive(Debug, Clone, Default)]

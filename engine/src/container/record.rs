@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::options::RunOptions;
 use super::{ContainerError, Result};
-use crate::util::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
 use crate::store::Store;
+use crate::util::procfs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

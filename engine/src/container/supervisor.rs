@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::wait::{waitpid, WaitStatus};
 use oci_spec::runtime::Spec;
 
 use super::logs::LogWriter;
@@ -15,9 +14,9 @@ use super::record::{Container, State, Status};
 use super::restart::{self, RestartPolicy};
 use super::terminal::{self, Pty, RawMode};
 use super::{signals, ContainerError, Result};
-use crate::util::procfs;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
+use crate::util::procfs;
 use crate::util::time::now_rfc3339;
 
 /// How the supervisor talks to whoever started it.
@@ -186,7 +185,7 @@ fn run_once(
     }
     let _ = log.flush_all();
 
-    let code = wait_exit(spawned.pid);
+    let code = runtime::wait_exit(spawned.pid);
     signals::stop_forwarding();
     let stopped = restart::stopped_by_user(container);
     if let Some(cg) = &spawned.cgroup {
@@ -283,19 +282,6 @@ fn relay(out: OwnedFd, err: OwnedFd, log: &mut LogWriter, echo: bool) {
                     }
                 }
             }
-        }
-    }
-}
-
-/// Waits for `pid`; its exit code, or 128+N when signal N killed it.
-pub(super) fn wait_exit(pid: nix::unistd::Pid) -> i32 {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => continue,
-            Err(_) => return 255,
         }
     }
 }

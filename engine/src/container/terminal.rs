@@ -15,11 +15,10 @@ use nix::sys::termios::{self, SetArg, Termios};
 use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::logs::LogWriter;
-use super::supervisor::wait_exit;
 use super::{signals, ContainerError, Result};
 use crate::cgroups::Cgroup;
 use crate::runtime::enter::{enter, Enter};
-use crate::runtime::Stdio;
+use crate::runtime::{wait_exit, Stdio};
 
 /// Both ends of a pseudo-terminal.
 pub struct Pty {

@@ -263,9 +263,7 @@ fn check_user_namespaces() -> Check {
 fn check_busybox() -> Check {
     const NAME: &str = "busybox";
     match find_busybox() {
-        Some(p) if is_static_elf(&p) => {
-            Check::ok(NAME, format!("{} (static)", p.display()))
-        }
+        Some(p) if is_static_elf(&p) => Check::ok(NAME, format!("{} (static)", p.display())),
         Some(p) => Check::fail(
             NAME,
             format!("{} is not statically linked", p.display()),

@@ -26,7 +26,9 @@ pub fn write_merged_tar(layers: &[PathBuf], out: impl Write) -> Result<()> {
     MergedView::new(layers.to_vec())
         .walk(&mut |e| append(&mut tar, &mut links, e.rel, e.path, e.metadata))
         .map_err(export_err)?;
-    tar.into_inner().and_then(|mut o| o.flush()).map_err(export_err)
+    tar.into_inner()
+        .and_then(|mut o| o.flush())
+        .map_err(export_err)
 }
 
 /// An image's layers flattened into one root filesystem tar.

@@ -73,11 +73,7 @@ pub fn reachable(store: &Store, holders: &dyn Holders) -> Result<Reachable> {
     reachable_with(store, holders, false)
 }
 
-fn reachable_with(
-    store: &Store,
-    holders: &dyn Holders,
-    skip_own_lease: bool,
-) -> Result<Reachable> {
+fn reachable_with(store: &Store, holders: &dyn Holders, skip_own_lease: bool) -> Result<Reachable> {
     let mut r = Reachable::default();
     for entry in store.read_index()?.manifests() {
         if let Ok(d) = digest_of(entry) {
@@ -142,11 +138,7 @@ fn walk(store: &Store, digest: &Digest, r: &mut Reachable, depth: u32) {
 
 /// Removes the candidates nothing reaches. Safe to run while other processes
 /// ingest, commit or create containers.
-pub fn collect(
-    store: &Store,
-    candidates: &Candidates,
-    holders: &dyn Holders,
-) -> Result<GcReport> {
+pub fn collect(store: &Store, candidates: &Candidates, holders: &dyn Holders) -> Result<GcReport> {
     collect_with(store, candidates, holders, false)
 }
 

@@ -299,7 +299,13 @@ pub fn bootstrap_postgres(store: &Store, name: &str) -> Result<Image> {
     );
     let mut labels = std::collections::HashMap::new();
     labels.insert("org.twinbox.postgres.major".to_string(), major.to_string());
-    let config = single_layer_config(&layer.diff_id.to_string(), Some("sh"), labels, &built_by, None);
+    let config = single_layer_config(
+        &layer.diff_id.to_string(),
+        Some("sh"),
+        labels,
+        &built_by,
+        None,
+    );
     write_image(store, &reference, &config, vec![layer])
 }
 

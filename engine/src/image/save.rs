@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde_json::json;
 
+// root-owned, zero mtime: the same images give the same archive bytes
+use super::bootstrap::header;
 use super::{Image, ImageError, Reference, Result};
 use crate::store::refs::{ANNOTATION_FULL_NAME, ANNOTATION_REF_NAME};
 use crate::store::{atomic, Digest, Store, StoreError};
@@ -192,18 +194,6 @@ pub fn save_to_file(store: &Store, items: &[SaveItem], path: &Path) -> Result<()
 
 fn blob_name(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())
-}
-
-/// Root-owned, zero mtime: the same images give the same archive bytes.
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h
 }
 
 fn add_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {

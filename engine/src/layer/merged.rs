@@ -137,7 +137,8 @@ impl MergedView {
         visit: &mut dyn FnMut(Entry) -> io::Result<()>,
         whiteouts: &mut u64,
     ) -> io::Result<()> {
-        let with_path = |p: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+        let with_path =
+            |p: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
         // name → (winning layer, its metadata); None when a whiteout hides it
         let mut names: BTreeMap<OsString, Option<(usize, Metadata)>> = BTreeMap::new();
         for &i in present {
@@ -275,7 +276,10 @@ mod tests {
             .unwrap();
         assert_eq!(whiteouts, 1);
         let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["etc", "etc/b", "etc/c", "etc/sub", "etc/sub/x", "link"]);
+        assert_eq!(
+            names,
+            ["etc", "etc/b", "etc/c", "etc/sub", "etc/sub/x", "link"]
+        );
         assert_eq!(seen[2].1, up.join("etc/c"));
         // an opaque directory above hides the layer below: set it and walk again
         let opaque = std::ffi::CString::new(up.join("etc").to_str().unwrap()).unwrap();

@@ -7,8 +7,8 @@ use std::path::Path;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
-use crate::runtime::loopback::bring_up_loopback;
 use super::{NetworkError, Result};
+use crate::runtime::loopback::bring_up_loopback;
 
 /// Creates a namespace with `lo` up and pins it at `path`.
 pub fn create(path: &Path) -> Result<()> {

@@ -125,8 +125,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         }
     }
     if ctx.plan.has_new(LinuxNamespaceType::Network) {
-        super::loopback::bring_up_loopback()
-            .map_err(|e| InitError::setup("bring up lo", e))?;
+        super::loopback::bring_up_loopback().map_err(|e| InitError::setup("bring up lo", e))?;
     }
 
     // 4. Standard streams, working directory, and what to exec (resolved now,

@@ -23,7 +23,7 @@ pub mod sync;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
@@ -183,6 +183,20 @@ pub fn resources_of(spec: &Spec) -> Resources {
         ));
     }
     r
+}
+
+/// Waits for a process this one started (a container's init, an exec'd
+/// process, a build step); its exit code, or 128+N when signal N killed it, as
+/// a shell reports it.
+pub fn wait_exit(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+            Err(_) => return 255,
+        }
+    }
 }
 
 /// Creates the container's init process. Returns once it has exec'd the

@@ -18,8 +18,8 @@ use super::security::seccomp;
 use super::sync::Request;
 use super::{hooks, spawn_with, Launch, Result, RuntimeError, Stdio};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
-use crate::util::procfs;
 use crate::store::atomic::{read_json, write_json_atomic};
+use crate::util::procfs;
 
 pub const DEFAULT_STATE_ROOT: &str = "/run/twinbox-runtime";
 
@@ -565,7 +565,7 @@ impl OciRuntime {
             return Ok(0);
         }
         drop(slave);
-        Ok(wait_code(child))
+        Ok(super::wait_exit(child))
     }
 
     /// create + start + wait + delete, with the workload on our stdio. Without
@@ -585,7 +585,7 @@ impl OciRuntime {
                 return Err(e);
             }
             let state = self.state(id)?;
-            let code = wait_code(Pid::from_raw(state.pid));
+            let code = super::wait_exit(Pid::from_raw(state.pid));
             self.delete(id, true)?;
             return Ok(code);
         }
@@ -603,23 +603,11 @@ impl OciRuntime {
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, spawned.pid.as_raw())?;
         }
-        let code = wait_code(spawned.pid);
+        let code = super::wait_exit(spawned.pid);
         if let Some(cg) = spawned.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
         }
         Ok(code)
-    }
-}
-
-/// Waits for our child and turns its end into a shell-style exit code.
-fn wait_code(pid: Pid) -> i32 {
-    loop {
-        match nix::sys::wait::waitpid(pid, None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
-            Err(_) => break 255,
-        }
     }
 }

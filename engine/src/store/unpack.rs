@@ -238,7 +238,12 @@ pub fn is_opaque(dir: &Path) -> bool {
             let mut value = [0u8; 1];
             // SAFETY: valid NUL-terminated path and attribute name; the buffer holds 1 byte.
             let n = unsafe {
-                libc::lgetxattr(c.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len())
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    name.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
             };
             n == 1 && value[0] == b'y'
         })

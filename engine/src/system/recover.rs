@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::{Container, State, Status};
-use crate::util::procfs;
 use crate::store::atomic::read_json;
 use crate::store::Store;
+use crate::util::procfs;
 
 /// What one recovery pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
