@@ -23,9 +23,9 @@ use twinbox_engine::container::terminal::DetachKeys;
 use twinbox_engine::container::{
     self as engine, lifecycle, listing, Container, RunOptions, Status,
 };
-use twinbox_engine::util::procfs;
 use twinbox_engine::network::NetworkMode;
 use twinbox_engine::template::Format;
+use twinbox_engine::util::procfs;
 
 use crate::format::print_table;
 use crate::open_store;

@@ -7,12 +7,12 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
-use twinbox_engine::system::InUse;
 use twinbox_engine::image::{
     bootstrap, debian, import, inspect, listing, load, postgres, remove, save, Image, Reference,
 };
 use twinbox_engine::system;
 use twinbox_engine::system::usage::{self, Summary};
+use twinbox_engine::system::InUse;
 use twinbox_engine::template::Format;
 
 use crate::open_store;
@@ -750,7 +750,12 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
                         name,
                     };
                     let mut progress = ByteProgress::new("unpacked");
-                    let img = debian::bootstrap_debian(&store, &opts, &mut |n| progress.update(n), &InUse);
+                    let img = debian::bootstrap_debian(
+                        &store,
+                        &opts,
+                        &mut |n| progress.update(n),
+                        &InUse,
+                    );
                     progress.finish();
                     store.release_lease();
                     img?

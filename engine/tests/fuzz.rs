@@ -26,6 +26,7 @@ use twinbox_engine::store::blobs::Digest;
 use twinbox_engine::store::unpack::unpack_layer;
 use twinbox_engine::store::Store;
 use twinbox_engine::system::check;
+use twinbox_engine::system::InUse;
 
 fn config(cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -716,7 +717,7 @@ proptest! {
         };
         let before = kept(&store);
         let bytes = archive_bytes(&a);
-        match load_reader(&store, bytes.as_slice(), &mut |_, _| {}) {
+        match load_reader(&store, bytes.as_slice(), &mut |_, _| {}, &InUse) {
             Err(_) => prop_assert_eq!(kept(&store), before),
             Ok(_) => {
                 let report = check(&store, false).expect("check");

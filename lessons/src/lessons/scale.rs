@@ -573,7 +573,6 @@ fn present(m: &Measurements, report: &mut LessonReport) {
             "containers {BATCH} at a time; microVMs one after another, each once the one before reached its workload"
         )),
     ));
-
 }
 
 /// Act three: the findings, quoting both slopes; caveats, checks and facts.
@@ -589,7 +588,8 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         c_reach,
         v_reach,
     } = m;
-    let (count, vms, budget_mib, available, total) = (*count, *vms, *budget_mib, *available, *total);
+    let (count, vms, budget_mib, available, total) =
+        (*count, *vms, *budget_mib, *available, *total);
     if let (Some(cr), Some(cl)) = (c_reach.value(), c.points.last()) {
         report.findings.push(format!(
             "{} containers ran at once here (asked for {count}); they held {} in all, and the curve rose by about {} per container. At that slope it meets the {} this host had available at about {} containers, which would take about {} to start at the rate measured.",

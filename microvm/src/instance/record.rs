@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use twinbox_engine::util::procfs;
 use twinbox_engine::store::atomic::{read_json, write_json_atomic};
+use twinbox_engine::util::procfs;
 
 use super::InstanceError;
 use crate::vmm::{Timings, VmEnd, VmmMemory};

@@ -4,8 +4,8 @@
 //! process that is gone (killed before it started the VMM) is finished the same
 //! way. Runs whenever the CLI opens the store; cheap when there is nothing to do.
 
-use twinbox_engine::util::procfs;
 use twinbox_engine::store::Store;
+use twinbox_engine::util::procfs;
 
 use super::{finish, list, remove_dir, VmEnd, VmRecord, VmState};
 

@@ -15,10 +15,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use twinbox_engine::container::RunOptions;
-use twinbox_engine::util::procfs;
 use twinbox_engine::image::Image;
 use twinbox_engine::network::NetworkMode;
 use twinbox_engine::store::Store;
+use twinbox_engine::util::procfs;
 use twinbox_engine::util::time::now_rfc3339;
 
 use super::network;
