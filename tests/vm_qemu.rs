@@ -319,7 +319,7 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
     // QEMU is the VMM process's child; its tap sits on br0 in the VM's namespace.
     let qemu: Vec<i64> = children(pid)
         .into_iter()
-        .filter(|c| twinbox_engine::host::procfs::cmdline(*c as i32).contains("qemu-system"))
+        .filter(|c| twinbox_engine::util::procfs::cmdline(*c as i32).contains("qemu-system"))
         .collect();
     assert_eq!(qemu.len(), 1, "one QEMU under the VMM process {pid}");
     let netns = lab.root().join("vms").join(&id).join("netns");
