@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// Drop a capability (e.g. CHOWN, or ALL)
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
+    /// Add a supplementary group (name or GID) to the container's user
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
     /// Every capability and host device, no seccomp filter, no masked paths
     #[arg(long)]
     privileged: bool,
@@ -246,6 +249,7 @@ impl RunArgs {
             shm_size,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
+            group_add: self.group_add.clone(),
             privileged: self.privileged,
             seccomp_unconfined,
             stop_signal: match &self.stop_signal {
@@ -782,6 +786,7 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "AutoRemove": o.auto_remove,
             "Init": o.init.is_some(),
             "Ulimits": o.ulimits,
+            "GroupAdd": (!o.group_add.is_empty()).then_some(&o.group_add),
             "RestartPolicy": {
                 "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
                 "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },

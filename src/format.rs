@@ -54,9 +54,16 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// Docker's exit codes: 125 for our own errors, 126/127 from the container's init.
+/// Docker's exit codes: 125 for our own errors, 126/127 from the container's init;
+/// a bad `--format` template is the CLI's own error, 1 as in Docker.
 pub fn exit_code_of(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
+        if cause
+            .downcast_ref::<twinbox_engine::template::TemplateError>()
+            .is_some()
+        {
+            return 1;
+        }
         if let Some(c) = cause.downcast_ref::<twinbox_engine::container::ContainerError>() {
             return c.exit_code() as u8;
         }

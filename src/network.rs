@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use twinbox_engine::container::network as engine;
 use twinbox_engine::network::config::CreateOptions;
+use twinbox_engine::template::Format;
 
 use crate::format::print_table;
 use crate::open_store;
@@ -21,6 +22,9 @@ pub enum NetworkCommand {
         /// Only print network names
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Output: table, json, or a Go template (`{{.Name}}`)
+        #[arg(long, default_value = "")]
+        format: String,
     },
     /// Show networks as JSON, with the containers on them
     Inspect {
@@ -115,12 +119,17 @@ pub fn dispatch(root: &Path, cmd: NetworkCommand) -> Result<i32> {
             )?;
             println!("{}", n.id);
         }
-        NetworkCommand::Ls { quiet } => {
+        NetworkCommand::Ls { quiet, format } => {
             let nets = engine::list_networks(&store)?;
             if quiet {
                 for n in &nets {
                     println!("{}", n.name);
                 }
+                return Ok(0);
+            }
+            if !format.is_empty() {
+                let format = Format::parse(&format, LS_TABLE)?;
+                print!("{}", format.render(&ls_rows(&nets), &ls_titles(), None)?);
                 return Ok(0);
             }
             let mut rows: Vec<Vec<String>> = nets
@@ -193,4 +202,40 @@ pub fn dispatch(root: &Path, cmd: NetworkCommand) -> Result<i32> {
         } => engine::disconnect(&store, &network, &container)?,
     }
     Ok(0)
+}
+
+/// Docker's `network ls` table, for `--format table`.
+const LS_TABLE: &str = "{{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}";
+
+fn ls_titles() -> serde_json::Value {
+    serde_json::json!({"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+        "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"})
+}
+
+/// One row per network with the fields Docker's `network ls --format` offers
+/// (its JSON gives every field as a string), host and none included.
+fn ls_rows(nets: &[twinbox_engine::network::config::Network]) -> Vec<serde_json::Value> {
+    let mut rows: Vec<serde_json::Value> = nets
+        .iter()
+        .map(|n| {
+            let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            serde_json::json!({
+                "ID": n.id[..12.min(n.id.len())],
+                "Name": n.name,
+                "Driver": n.driver,
+                "Scope": "local",
+                "IPv6": "false",
+                "Internal": n.internal.to_string(),
+                "Labels": labels.join(","),
+                "CreatedAt": n.created.as_deref().map(twinbox_engine::template::units::go_time).unwrap_or_default(),
+            })
+        })
+        .collect();
+    for (name, driver) in [("host", "host"), ("none", "null")] {
+        rows.push(serde_json::json!({
+            "ID": "", "Name": name, "Driver": driver, "Scope": "local", "IPv6": "false",
+            "Internal": "false", "Labels": "", "CreatedAt": "",
+        }));
+    }
+    rows
 }

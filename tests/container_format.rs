@@ -116,6 +116,43 @@ fn ps_filters_and_formats() {
         "fmt-c\nfmt-b\nfmt-a\n"
     );
     assert_eq!(out(&["ps", "--format", "{{.Names}}"]), "fmt-a\n");
+    for bad in ["{{.Names", "{{.Nope}}"] {
+        let r = lab.tb(&["ps", "--format", bad]);
+        assert_eq!(r.code, 1, "{bad}: a bad template exits 1 as in Docker");
+        assert!(r.stderr.contains("template"), "{}", r.stderr);
+    }
+    // network ls --format: Docker's fields, table and json
+    assert_eq!(
+        out(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}"
+        ]),
+        "bridge bridge local\nhost host local\nnone null local\n"
+    );
+    let table = out(&[
+        "network",
+        "ls",
+        "--format",
+        "table {{.Name}}\\t{{.Internal}}",
+    ]);
+    assert_eq!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["NAME", "INTERNAL"]
+    );
+    let json = out(&["network", "ls", "--format", "json"]);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (first["Name"].as_str(), first["IPv6"].as_str()),
+        (Some("bridge"), Some("false"))
+    );
+    assert_eq!(lab.tb(&["network", "ls", "--format", "{{.Name"]).code, 1);
     assert_eq!(
         out(&["ps", "-a", "--format", "{{.Command}}", "-f", "name=fmt-c"]),
         "\"echo 'hello world'\"\n"
@@ -229,6 +266,10 @@ fn formats_print_what_docker_prints() {
         let ours = lab.tb(args);
         assert_ne!(theirs.code, 0, "docker {args:?}");
         assert_ne!(ours.code, 0, "twinbox {args:?}");
+        // a bad template is the CLI's own error: Docker's exits 1
+        if args.iter().any(|a| a.contains("{{")) {
+            assert_eq!(ours.code, theirs.code, "{args:?}: {}", ours.stderr);
+        }
         // (docker inspect writes an empty line before failing)
         assert_eq!(ours.stdout.trim(), theirs.stdout.trim(), "{args:?}");
     }

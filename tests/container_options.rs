@@ -362,3 +362,97 @@ fn stop_signal_and_timeout() {
     let r = lab.tb(&["run", "--rm", "--stop-signal", "NOPE", "busybox", "true"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
 }
+
+/// Docker's init layer gives /etc/mtab -> /proc/mounts (not a change of the
+/// container); the user's groups are its primary group, the image's
+/// /etc/group memberships (none with an explicit group), then --group-add,
+/// for the container's process and for `exec -u`.
+#[test]
+fn mtab_and_supplementary_groups() {
+    let Some(lab) = lab() else { return };
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        let r = lab.tb(&all);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r.stdout
+    };
+    assert_eq!(
+        run(&[
+            "busybox",
+            "sh",
+            "-c",
+            "readlink /etc/mtab; grep -c ' / overlay ' /etc/mtab"
+        ]),
+        "/proc/mounts\n1\n"
+    );
+    assert_eq!(run(&["busybox", "id", "-G"]), "0\n");
+    assert_eq!(
+        run(&[
+            "-u",
+            "nobody",
+            "--group-add",
+            "daemon",
+            "--group-add",
+            "4242",
+            "busybox",
+            "id",
+            "-G"
+        ]),
+        "65534 1 4242\n"
+    );
+    // memberships come from the image's /etc/group
+    let r = lab.tb(&[
+        "run",
+        "--name",
+        "grp-src",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 'wheel:x:10:root,nobody' >> /etc/group; echo 'staff:x:50:nobody' >> /etc/group",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(lab.tb(&["commit", "grp-src", "grp:1"]).code, 0);
+    assert_eq!(run(&["-u", "nobody", "grp:1", "id", "-G"]), "65534 10 50\n");
+    assert_eq!(run(&["-u", "nobody:daemon", "grp:1", "id", "-G"]), "1\n");
+    assert_eq!(run(&["grp:1", "id", "-G"]), "0 10\n");
+
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "grp-exec",
+        "--network",
+        "none",
+        "--group-add",
+        "77",
+        "grp:1",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let e = lab.tb(&["exec", "-u", "nobody", "grp-exec", "id", "-G"]);
+    assert_eq!(
+        (e.code, e.stdout.as_str()),
+        (0, "65534 10 50 77\n"),
+        "{}",
+        e.stderr
+    );
+    let e = lab.tb(&["exec", "grp-exec", "id", "-G"]);
+    assert_eq!(e.stdout, "0 10 77\n");
+    let d = lab.tb(&["diff", "grp-exec"]);
+    assert!(!d.stdout.contains("mtab"), "{}", d.stdout);
+    let inspect = lab.inspect("grp-exec");
+    assert_eq!(inspect["HostConfig"]["GroupAdd"], serde_json::json!(["77"]));
+    let x = lab.tb(&["export", "grp-exec"]);
+    assert_eq!(x.code, 0);
+    assert_eq!(lab.tb(&["rm", "-f", "grp-exec", "grp-src"]).code, 0);
+
+    let before = lab.container_count();
+    let bad = lab.tb(&["run", "--rm", "--group-add", "nosuch", "busybox", "true"]);
+    assert_eq!(bad.code, 125);
+    assert!(bad.stderr.contains("--group-add nosuch"), "{}", bad.stderr);
+    assert_eq!(lab.container_count(), before, "nothing left behind");
+}

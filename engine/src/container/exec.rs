@@ -47,7 +47,7 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
         ));
     }
     let spec: Spec = read_json(&container.spec_path())?;
-    let process = process_for(&spec, pid, opts)?;
+    let process = process_for(&spec, pid, opts, &container.options.group_add)?;
     let seccomp = spec
         .linux()
         .as_ref()
@@ -98,7 +98,7 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
 }
 
 /// The container's process description with exec's changes applied.
-fn process_for(spec: &Spec, pid: i32, opts: &ExecOptions) -> Result<Process> {
+fn process_for(spec: &Spec, pid: i32, opts: &ExecOptions, group_add: &[String]) -> Result<Process> {
     let base = spec
         .process()
         .clone()
@@ -130,11 +130,13 @@ fn process_for(spec: &Spec, pid: i32, opts: &ExecOptions) -> Result<Process> {
     let mut caps = base.capabilities().clone().unwrap_or_default();
     if let Some(u) = &opts.user {
         // the container's files as they are now, not the image's
-        let resolved = user::resolve(u, &[PathBuf::from(format!("/proc/{pid}/root"))])?;
+        let root = [PathBuf::from(format!("/proc/{pid}/root"))];
+        let mut resolved = user::resolve(u, &root)?;
+        user::add_groups(&mut resolved, group_add, &root)?;
         let mut usr = process.user().clone();
         usr.set_uid(resolved.uid);
         usr.set_gid(resolved.gid);
-        usr.set_additional_gids(None);
+        usr.set_additional_gids((!resolved.groups.is_empty()).then_some(resolved.groups));
         process.set_user(usr);
         let held = if resolved.uid == 0 {
             caps.bounding().clone()

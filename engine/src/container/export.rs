@@ -12,6 +12,6 @@ use crate::store::Store;
 pub fn export(store: &Store, key: &str, out: impl Write) -> Result<()> {
     let c = Container::find(store, key)?;
     let mut layers = vec![c.upper()];
-    layers.extend(c.lower_dirs.iter().cloned());
+    layers.extend(c.overlay_lowers());
     Ok(write_merged_tar(&layers, out)?)
 }

@@ -74,7 +74,8 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         .clone()
         .or_else(|| image_config.as_ref().and_then(|c| c.user().clone()))
         .unwrap_or_default();
-    let resolved = user::resolve(&user_spec, &lower_dirs)?;
+    let mut resolved = user::resolve(&user_spec, &lower_dirs)?;
+    user::add_groups(&mut resolved, &opts.group_add, &lower_dirs)?;
     // network checks come before anything is written
     let mut opts = opts.clone();
     let mut labels: std::collections::BTreeMap<String, String> = image_config
@@ -129,6 +130,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
             fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
         }
         write_etc_files(&container)?;
+        write_init_layer(&container)?;
         let spec = spec::build(&SpecInput {
             id: &id,
             args,
@@ -166,6 +168,14 @@ fn created_state(opts: &RunOptions) -> State {
         state.supervisor_start_ticks = crate::util::procfs::start_ticks(me);
     }
     state
+}
+
+/// The init layer as Docker's: /etc/mtab is a link to /proc/mounts.
+fn write_init_layer(c: &Container) -> Result<()> {
+    let etc = c.init_layer().join("etc");
+    fs::create_dir_all(&etc).map_err(|e| ContainerError::io(&etc, e))?;
+    let mtab = etc.join("mtab");
+    std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(|e| ContainerError::io(&mtab, e))
 }
 
 fn write_etc_files(c: &Container) -> Result<()> {

@@ -64,6 +64,9 @@ pub struct RunOptions {
     /// `--cap-add`, `--cap-drop`: capability names (or ALL).
     #[serde(default)]
     pub cap_add: Vec<String>,
+    /// `--group-add`: supplementary groups (names or GIDs).
+    #[serde(default)]
+    pub group_add: Vec<String>,
     #[serde(default)]
     pub cap_drop: Vec<String>,
     /// `--privileged`: every capability, no seccomp filter, no masked paths.

@@ -105,6 +105,22 @@ impl Container {
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
+    /// Docker's init layer: what every container has above the image and
+    /// below its own changes (not in `diff` or `commit`): /etc/mtab.
+    pub fn init_layer(&self) -> PathBuf {
+        self.dir.join("init")
+    }
+    /// The overlay's lower dirs: the init layer (when the container has
+    /// one) over the image's layers.
+    pub fn overlay_lowers(&self) -> Vec<PathBuf> {
+        let init = self.init_layer();
+        let mut lowers = Vec::with_capacity(self.lower_dirs.len() + 1);
+        if init.is_dir() {
+            lowers.push(init);
+        }
+        lowers.extend(self.lower_dirs.iter().cloned());
+        lowers
+    }
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }

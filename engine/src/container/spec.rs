@@ -226,6 +226,7 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
             UserBuilder::default()
                 .uid(input.user.uid)
                 .gid(input.user.gid)
+                .additional_gids(input.user.groups.clone())
                 .build()
                 .expect("user"),
         )
@@ -432,6 +433,7 @@ mod tests {
             uid: 1000,
             gid: 1000,
             home: "/".into(),
+            groups: vec![],
         };
         let spec = build(&SpecInput {
             id: "abc",

@@ -109,7 +109,7 @@ fn run_once(
     };
     let launch = Launch::new(spec.clone(), stdio)
         .rootfs(RootfsSource::Overlay {
-            lower: container.lower_dirs.clone(),
+            lower: container.overlay_lowers(),
             upper: container.upper(),
             work: container.work(),
         })

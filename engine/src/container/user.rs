@@ -10,6 +10,10 @@ pub struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
     pub home: String,
+    /// Supplementary groups: the primary group (as Docker since the fix for
+    /// GHSA-rc4r-wh2q-q6c4), those of /etc/group that list the user by name
+    /// (only when no group is given, as runc), then `--group-add`.
+    pub groups: Vec<u32>,
 }
 
 fn read_from_layers(lowers: &[PathBuf], rel: &str) -> Option<String> {
@@ -37,6 +41,10 @@ pub fn resolve(spec: &str, lowers: &[PathBuf]) -> Result<ResolvedUser> {
     };
     let user = if user.is_empty() { "0" } else { user };
     let entry = lookup(&passwd, user);
+    let name = entry
+        .as_ref()
+        .filter(|f| f.len() >= 6)
+        .map(|f| f[0].to_string());
     let (uid, mut gid, home) = match (&entry, user.parse::<u32>()) {
         (Some(f), _) if f.len() >= 6 => (
             f[2].parse().unwrap_or(0),
@@ -63,7 +71,49 @@ pub fn resolve(spec: &str, lowers: &[PathBuf]) -> Result<ResolvedUser> {
                 })?,
         };
     }
-    Ok(ResolvedUser { uid, gid, home })
+    let mut groups = vec![gid];
+    if let (None, Some(name)) = (grp, &name) {
+        for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            let member = f.get(3).is_some_and(|m| m.split(',').any(|m| m == name));
+            if let (true, Some(g)) = (member, f.get(2).and_then(|g| g.parse().ok())) {
+                if !groups.contains(&g) {
+                    groups.push(g);
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        home,
+        groups,
+    })
+}
+
+/// Adds `--group-add` groups (names from the image's /etc/group, or numbers)
+/// to the user's supplementary groups.
+pub fn add_groups(user: &mut ResolvedUser, extra: &[String], lowers: &[PathBuf]) -> Result<()> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let group = read_from_layers(lowers, "etc/group").unwrap_or_default();
+    for g in extra {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&group, g)
+                .filter(|f| f.first() == Some(&g.as_str()))
+                .and_then(|f| f.get(2).and_then(|v| v.parse().ok()))
+                .ok_or_else(|| {
+                    ContainerError::BadOption(format!(
+                        "--group-add {g}: no such group in the image's /etc/group: use a numeric GID"
+                    ))
+                })?,
+        };
+        if !user.groups.contains(&gid) {
+            user.groups.push(gid);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -80,14 +130,19 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/nonexistent:/bin/false\n",
         )
         .unwrap();
-        std::fs::write(etc.join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        std::fs::write(
+            etc.join("group"),
+            "root:x:0:\nstaff:x:50:\nwheel:x:10:root,nobody\nadm:x:4:nobody\n",
+        )
+        .unwrap();
         let lowers = vec![dir.path().to_path_buf()];
         assert_eq!(
             resolve("", &lowers).unwrap(),
             ResolvedUser {
                 uid: 0,
                 gid: 0,
-                home: "/root".into()
+                home: "/root".into(),
+                groups: vec![0, 10],
             }
         );
         assert_eq!(resolve("nobody", &lowers).unwrap().uid, 65534);
@@ -96,11 +151,31 @@ mod tests {
             ResolvedUser {
                 uid: 1000,
                 gid: 50,
-                home: "/".into()
+                home: "/".into(),
+                groups: vec![50],
             }
         );
         assert_eq!(resolve("1000:7", &lowers).unwrap().gid, 7);
         assert!(resolve("alice", &lowers).is_err());
         assert!(resolve("0:nogroup", &lowers).is_err());
+        // membership by name, none with an explicit group (as runc)
+        assert_eq!(
+            resolve("nobody", &lowers).unwrap().groups,
+            vec![65534, 10, 4]
+        );
+        assert_eq!(
+            resolve("65534", &lowers).unwrap().groups,
+            vec![65534, 10, 4]
+        );
+        assert_eq!(resolve("nobody:staff", &lowers).unwrap().groups, vec![50]);
+        let mut u = resolve("root", &lowers).unwrap();
+        add_groups(
+            &mut u,
+            &["staff".into(), "99".into(), "wheel".into()],
+            &lowers,
+        )
+        .unwrap();
+        assert_eq!(u.groups, vec![0, 10, 50, 99]);
+        assert!(add_groups(&mut u, &["nogroup".into()], &lowers).is_err());
     }
 }
