@@ -7,17 +7,10 @@ use std::process::{Command, Stdio};
 
 use super::probes::MODULES_DIR;
 use super::Check;
-use crate::network::cni;
+use crate::network::{cni, config, PLUGINS};
 
-/// The plugins twinbox's networks run.
-const REFERENCE_PLUGINS: [&str; 6] = [
-    "bridge",
-    "host-local",
-    "portmap",
-    "firewall",
-    "tuning",
-    "loopback",
-];
+/// The Debian package with the reference plugins.
+const PLUGINS_PACKAGE: &str = "containernetworking-plugins";
 
 /// Every network check, in the order doctor prints them.
 pub fn checks() -> Vec<Check> {
@@ -112,21 +105,18 @@ fn check_ip_forward() -> Check {
 }
 
 /// The plugin directory, and the CNI versions its `bridge` plugin speaks (asked with
-/// CNI_COMMAND=VERSION as a runtime would).
+/// CNI_COMMAND=VERSION as a runtime would). Fails when a plugin twinbox's own
+/// networks run is missing; a missing `network create -d` driver only warns.
 fn check_cni_plugins() -> Check {
     const NAME: &str = "cni plugins";
-    const HINT: &str = "apt-get install containernetworking-plugins";
     let Some(dir) = cni::plugin_dir() else {
         return Check::fail(
             NAME,
-            format!("no bridge plugin in {}", cni::PLUGIN_DIRS.join(", ")),
-            HINT,
+            format!("no bridge plugin in {}", cni::plugin_dirs().join(", ")),
+            format!("apt-get install {PLUGINS_PACKAGE}"),
         );
     };
-    let missing: Vec<&str> = REFERENCE_PLUGINS
-        .into_iter()
-        .filter(|p| !dir.join(p).exists())
-        .collect();
+    let (missing, missing_drivers) = missing_plugins(|p| dir.join(p).is_file());
     let versions = Command::new(dir.join("bridge"))
         .env("CNI_COMMAND", "VERSION")
         .stdin(Stdio::null())
@@ -142,23 +132,65 @@ fn check_cni_plugins() -> Check {
             })
         });
     let detail = format!(
-        "{} (CNI versions: {})",
+        "{} ({}; CNI versions: {})",
         dir.display(),
+        PLUGINS.join(" "),
         versions.as_deref().unwrap_or("unknown")
     );
     if !missing.is_empty() {
         return Check::fail(
             NAME,
             format!("{detail}; missing {}", missing.join(" ")),
-            HINT,
+            format!(
+                "apt-get install {PLUGINS_PACKAGE} (networks run {})",
+                missing.join(" ")
+            ),
         );
     }
-    match versions {
-        Some(_) => Check::ok(NAME, detail),
-        None => Check::warn(
+    if versions.is_none() {
+        return Check::warn(
             NAME,
             detail,
-            "the bridge plugin did not answer CNI_COMMAND=VERSION: reinstall containernetworking-plugins",
-        ),
+            format!(
+                "the bridge plugin did not answer CNI_COMMAND=VERSION: reinstall {PLUGINS_PACKAGE}"
+            ),
+        );
+    }
+    if !missing_drivers.is_empty() {
+        return Check::warn(
+            NAME,
+            format!("{detail}; no {} driver", missing_drivers.join(" ")),
+            format!(
+                "network create -d {} needs its plugin: apt-get install {PLUGINS_PACKAGE}",
+                missing_drivers[0]
+            ),
+        );
+    }
+    Check::ok(NAME, detail)
+}
+
+/// The plugins twinbox's networks run, then the `network create` drivers, that
+/// `present` does not find.
+fn missing_plugins(present: impl Fn(&str) -> bool) -> (Vec<&'static str>, Vec<&'static str>) {
+    let needed = PLUGINS.into_iter().filter(|p| !present(p)).collect();
+    let drivers = config::DRIVERS
+        .into_iter()
+        .filter(|d| !PLUGINS.contains(d) && !present(d))
+        .collect();
+    (needed, drivers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_plugins_twinbox_runs_are_required() {
+        let (needed, drivers) = missing_plugins(|_| false);
+        assert_eq!(needed, ["bridge", "host-local", "portmap"]);
+        assert_eq!(drivers, ["macvlan", "ipvlan"]);
+        // firewall, tuning and loopback are nobody's business here any more
+        let have = ["bridge", "host-local", "portmap", "macvlan", "ipvlan"];
+        assert_eq!(missing_plugins(|p| have.contains(&p)), (vec![], vec![]));
     }
 }

@@ -183,6 +183,9 @@ fn taken_subnets(store_root: &Path) -> Result<Vec<(Subnet, String)>> {
     Ok(taken)
 }
 
+/// The `network create -d` drivers: each is the CNI plugin of that name.
+pub const DRIVERS: [&str; 3] = ["bridge", "macvlan", "ipvlan"];
+
 /// Writes a new network's config list. Refuses taken names and clashing subnets.
 pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
     validate_name(&opts.name)?;
@@ -200,7 +203,7 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
         return Err(NetworkError::Exists(opts.name.clone()));
     }
     let driver = opts.driver.clone().unwrap_or_else(|| "bridge".into());
-    if !["bridge", "macvlan", "ipvlan"].contains(&driver.as_str()) {
+    if !DRIVERS.contains(&driver.as_str()) {
         return Err(NetworkError::BadOption(format!(
             "network driver {driver:?} is not built in: use bridge, macvlan or ipvlan, or write your own config list into {}",
             dir.display()

@@ -150,6 +150,11 @@ pub fn load(store_root: &Path, name: &str) -> Result<Value> {
         .map_err(|e| NetworkError::Netns(format!("{}: {e}", path.display())))
 }
 
+/// The CNI plugins twinbox's own networks run (the default `bridge` and
+/// `network create`'s bridge networks): doctor requires exactly these. NAT and
+/// forwarding are twinbox's rules (see `netfilter`), not the `firewall` plugin.
+pub const PLUGINS: [&str; 3] = ["bridge", "host-local", "portmap"];
+
 /// Address leases of every twinbox network, host-wide: bridges are host-wide
 /// devices, and several stores may share `twinbox0`. On tmpfs, like the namespaces.
 pub const IPAM_DIR: &str = "/run/twinbox/ipam";
@@ -594,5 +599,37 @@ pub fn resolv_conf() -> String {
         "nameserver 8.8.8.8\nnameserver 8.8.4.4\n".into()
     } else {
         host
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every plugin type in a config list, IPAM plugins included.
+    fn types(conflist: &Value) -> Vec<String> {
+        let mut all = vec![];
+        for p in conflist["plugins"].as_array().into_iter().flatten() {
+            for t in [&p["type"], &p["ipam"]["type"]] {
+                if let Some(t) = t.as_str() {
+                    all.push(t.to_string());
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn doctor_requires_exactly_the_plugins_the_default_network_runs() {
+        let mut used = types(&bridge_conflist(
+            "bridge",
+            "twinbox0",
+            Ipv4Addr::new(10, 77, 0, 0),
+            false,
+        ));
+        used.sort();
+        let mut needed: Vec<String> = PLUGINS.iter().map(|p| p.to_string()).collect();
+        needed.sort();
+        assert_eq!(used, needed);
     }
 }
