@@ -65,13 +65,15 @@ pub struct VmRunArgs {
     /// Words added to the guest kernel's command line (e.g. "loglevel=7")
     #[arg(long = "kernel-args", default_value = "")]
     kernel_args: String,
-    /// Seconds the guest may take to reach its init
+    /// How long the guest may take to reach its init: seconds (60) or a
+    /// duration (90s, 5m)
     #[arg(
         long = "boot-timeout",
         env = "TWINBOX_BOOT_TIMEOUT",
-        default_value_t = 60
+        default_value = "60",
+        value_parser = twinbox_engine::util::time::parse_timeout
     )]
-    boot_timeout: u64,
+    boot_timeout: Duration,
     /// Print how long each phase took (to stderr)
     #[arg(long)]
     timings: bool,
@@ -210,7 +212,7 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
         kernel_args: args.kernel_args.clone(),
         memory_mib,
         vcpus: args.cpus,
-        boot_timeout: Duration::from_secs(args.boot_timeout),
+        boot_timeout: args.boot_timeout,
         run_timeout: None,
         auto_remove: args.rm,
         rootfs,

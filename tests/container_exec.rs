@@ -185,6 +185,26 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Polls the host's /proc until a process runs exactly `argv` (10 s at most).
+fn wait_for_process(argv: &[&str]) {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want));
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no process {argv:?} after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Drives an interactive busybox shell: echo, window size, a terminal name,
 /// ctrl-c reaching the foreground process, the exit status, and the user's
 /// terminal mode restored afterwards.
@@ -197,9 +217,15 @@ fn shell_session(lab: &Lab, args: &[&str]) {
     term.expect("stty size; echo ab''cd"); // echoed as typed
     term.expect("33 101");
     term.expect("abcd");
-    term.send(b"sleep 600\r");
-    term.expect("sleep 600");
-    std::thread::sleep(Duration::from_millis(300));
+    // a number no other session uses, so the host can see when it runs
+    static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let secs = 600_000 + (std::process::id() % 100_000) * 10 + n;
+    term.send(format!("sleep {secs}\r").as_bytes());
+    term.expect(&format!("sleep {secs}"));
+    // ctrl-c only once sleep runs: the shell made it the foreground group
+    // before exec, and it shows as `sleep SECS` only after exec
+    wait_for_process(&["sleep", &secs.to_string()]);
     term.send(b"\x03");
     term.send(b"echo after-$?\r");
     term.expect("after-130");

@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::net::{fetch, host_address};
+use common::net::{fetch, host_address, kill_supervisor};
 use common::{host, lab, Lab, Run};
 
 /// A lab whose containers and networks go when the test ends, pass or fail.
@@ -60,11 +60,7 @@ impl NetLab {
 
     /// A detached busybox httpd answering `hello-NAME`.
     fn web(&self, name: &str, extra: &[&str]) {
-        let script = format!("echo hello-{name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp");
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["busybox", "sh", "-c", &script]);
-        self.ok(&args);
+        common::net::serve(self, name, extra);
     }
 
     fn ip_of(&self, name: &str, network: &str) -> String {
@@ -724,12 +720,7 @@ fn start_stop_cycles_on_a_user_network_leak_nothing() {
     // a supervisor killed with -9: the next command finishes the DEL
     lab.web("victim", &["--network", "leaky", "-p", "18304:80"]);
     assert_eq!(fetch("http://127.0.0.1:18304/"), "hello-victim\n");
-    let sup = lab.inspect("victim")["Twinbox"]["SupervisorPid"]
-        .as_i64()
-        .unwrap();
-    // SAFETY: a pid this test's container recorded
-    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(300));
+    kill_supervisor(&lab, "victim");
     lab.ok(&["ps", "-a"]);
     lab.ok(&["rm", "-f", "victim"]);
     assert_eq!(

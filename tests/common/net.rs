@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::host;
+use super::{host, Lab};
 
 /// The host's first global IPv4 address (not loopback, not our bridges).
 pub fn host_address() -> Option<String> {
@@ -41,5 +41,44 @@ pub fn fetch(url: &str) -> String {
             _ if Instant::now() > deadline => return String::new(),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
+    }
+}
+
+/// The shell of a busybox httpd that answers `hello-NAME` on port 80.
+pub fn httpd_script(name: &str) -> String {
+    format!("echo hello-{name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+}
+
+/// `run -d --name NAME [EXTRA] busybox` with [`httpd_script`].
+pub fn serve(lab: &Lab, name: &str, extra: &[&str]) {
+    let script = httpd_script(name);
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    let r = lab.tb(&args);
+    assert_eq!(r.code, 0, "twinbox {args:?}: {}", r.stderr);
+}
+
+/// SIGKILL to container `name`'s supervisor, returning once the process is
+/// gone (reaped: a zombie would still count as alive), so the next command
+/// is the one that finds it dead and finishes the CNI DEL.
+pub fn kill_supervisor(lab: &Lab, name: &str) {
+    let pid = lab.inspect(name)["Twinbox"]["SupervisorPid"]
+        .as_i64()
+        .expect("supervisor pid") as i32;
+    // SAFETY: a pid this test's container recorded
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_gone(pid);
+}
+
+/// Polls until process `pid` no longer exists (10 s at most, then panics).
+pub fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still there after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

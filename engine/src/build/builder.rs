@@ -1793,46 +1793,8 @@ fn normalize_port(w: &str) -> std::result::Result<String, String> {
     Ok(format!("{port}/{proto}"))
 }
 
-/// Go durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`), in nanoseconds.
-pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
-    let bad = || format!("{s:?} is not a duration: use e.g. 30s, 1m or 500ms");
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let scale = match unit.as_str() {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += v * scale;
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(bad());
-    }
-    Ok(total as u64)
-}
+/// Go durations as HEALTHCHECK takes them; one parser for every duration.
+pub use crate::util::time::parse_duration;
 
 /// The first line of an instruction, shortened for progress and errors.
 fn short(text: &str) -> String {

@@ -599,7 +599,8 @@ fn start_detached(
         .arg(
             config
                 .boot_timeout
-                .map(|d| d.as_secs())
+                // whole seconds, rounded up: 0 would mean none
+                .map(|d| d.as_secs_f64().ceil() as u64)
                 .unwrap_or(0)
                 .to_string(),
         )
