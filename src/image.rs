@@ -507,6 +507,21 @@ fn system_check(root: &Path, repair: bool) -> Result<i32> {
                 format!("{n} problems: `twinbox system check --repair` fixes what it safely can"),
         }
     );
+    for lease in &report.dead_leases {
+        println!("{lease}");
+    }
+    if !report.dead_leases.is_empty() {
+        let released = report.dead_leases.iter().filter(|l| l.released).count();
+        eprintln!(
+            "{} dead address leases (this host's, any store's): {}",
+            report.dead_leases.len(),
+            if repair {
+                format!("{released} released")
+            } else {
+                "`twinbox system check --repair` releases them".to_string()
+            }
+        );
+    }
     if report.reclaimable > 0 {
         eprintln!(
             "{} unused blobs and layers: {}",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::net::{fetch, host_address};
+use common::net::{fetch, host_address, kill_supervisor};
 use common::{host, lab, Lab};
 
 /// The leak test counts host-wide things: the tests of this file take turns.
@@ -17,19 +17,7 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn serve(lab: &Lab, name: &str, publish: &str) {
-    let r = lab.tb(&[
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-p",
-        publish,
-        "busybox",
-        "sh",
-        "-c",
-        &format!("echo hello-{name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp"),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    common::net::serve(lab, name, &["-p", publish]);
 }
 
 #[test]
@@ -247,12 +235,7 @@ fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
 
     serve(&lab, "victim", "18184:80");
     assert_eq!(fetch("http://127.0.0.1:18184/"), "hello-victim\n");
-    let sup = lab.inspect("victim")["Twinbox"]["SupervisorPid"]
-        .as_i64()
-        .expect("supervisor pid");
-    // SAFETY: a pid this test's container recorded
-    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(300));
+    kill_supervisor(&lab, "victim");
     // the next command (any that reads the state) finishes the DEL
     let r = lab.tb(&["ps", "-a"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -306,4 +289,213 @@ fn doctor_reports_network_support() {
         "iptables-legacy"
     };
     assert!(netfilter.contains(expected), "{netfilter} vs {backend}");
+}
+
+/// The directory of the real reference plugins (as twinbox finds them).
+fn plugin_dir() -> std::path::PathBuf {
+    ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|d| d.join("bridge").is_file())
+        .expect("the CNI reference plugins")
+}
+
+/// A portmap ADD that does its work (real NAT rules) and then hangs past
+/// TWINBOX_CNI_TIMEOUT, with a child of its own still running: the run fails
+/// in one line, and the DEL that follows leaves no rule, lease, namespace or
+/// process behind. The real plugins run from a CNI_PATH directory where only
+/// portmap is wrapped.
+#[test]
+fn a_portmap_add_that_times_out_leaves_nothing() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let real = plugin_dir();
+    let wrap = tempfile::tempdir().unwrap();
+    let w = wrap.path();
+    for p in ["bridge", "host-local", "loopback"] {
+        std::os::unix::fs::symlink(real.join(p), w.join(p)).unwrap();
+    }
+    let script = format!(
+        "#!/bin/sh\n\
+         if [ \"$CNI_COMMAND\" != ADD ]; then exec {portmap}; fi\n\
+         echo \"$CNI_CONTAINERID\" > {dir}/id\n\
+         {portmap} > /dev/null || exit 1\n\
+         iptables-save -t nat > {dir}/during\n\
+         sleep 600 & echo $! > {dir}/child\n\
+         wait\n",
+        portmap = real.join("portmap").display(),
+        dir = w.display(),
+    );
+    let plugin = w.join("portmap");
+    std::fs::write(&plugin, script).unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // the bridge and its shared chains exist before: only this run's count
+    let r = lab.tb(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let out = lab
+        .cmd(&["run", "--rm", "-p", "18185:80", "busybox", "true"])
+        .env("CNI_PATH", w)
+        .env("TWINBOX_CNI_TIMEOUT", "5s")
+        .output()
+        .unwrap();
+    let r = common::Run::from(out);
+    assert_ne!(r.code, 0, "the run must fail");
+    assert!(
+        r.stderr.contains("portmap") && r.stderr.contains("no answer within 5s"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    // portmap did add its rules before it hung
+    let during = std::fs::read_to_string(w.join("during")).expect("portmap's ADD ran");
+    assert!(during.contains("--dport 18185"), "{during}");
+    // the plugin's own child went with it
+    let child: i32 = std::fs::read_to_string(w.join("child"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    common::net::wait_gone(child);
+    let nat = host("iptables-save", &["-t", "nat"]);
+    assert!(!nat.contains("--dport 18185"), "NAT rules left:\n{nat}");
+    let id = std::fs::read_to_string(w.join("id")).unwrap();
+    let id = id.trim();
+    for lease in std::fs::read_dir("/run/twinbox/ipam/bridge")
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(lease.path()).unwrap_or_default();
+        assert!(!text.starts_with(id), "lease {:?} left", lease.path());
+    }
+    assert_eq!(lab.container_count(), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&lab.root().display().to_string()),
+        "a namespace mount left"
+    );
+}
+
+/// A lease whose owner is gone with its store (made here by the real
+/// host-local plugin for an owner that never had a namespace, as a killed
+/// build leaves it): `system check` lists it without failing, `--repair`
+/// releases it, and a live container's lease of the same age is kept.
+#[test]
+fn check_repair_releases_dead_leases_and_keeps_live_ones() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let pid = std::process::id();
+    let net = format!("keep{}", pid % 100_000);
+    let r = lab.tb(&["network", "create", &net]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "--network",
+        &net,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let inspect = lab.inspect("live");
+    let live_ip = inspect["NetworkSettings"]["Networks"][&net]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = lab.tb(&["network", "inspect", &net]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let live_lease = std::path::PathBuf::from(format!(
+        "/run/twinbox/ipam/{}/{net}/{live_ip}",
+        v[0]["Id"].as_str().unwrap()
+    ));
+    assert!(live_lease.exists(), "{}", live_lease.display());
+
+    // the dead one: a real lease in a network directory of this test's own
+    let data_dir = format!("/run/twinbox/ipam/tbtest-{pid}");
+    let subnet = format!("198.18.{}.0/24", pid % 250);
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "gone",
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir},
+    });
+    let mut add = std::process::Command::new(plugin_dir().join("host-local"))
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", format!("build-{pid}-gone"))
+        .env("CNI_NETNS", "/proc/self/ns/net")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", plugin_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+    }
+    let out = add.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dead_ip = result["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let dead_lease = std::path::PathBuf::from(format!("{data_dir}/gone/{dead_ip}"));
+    assert!(dead_lease.exists(), "{}", dead_lease.display());
+    // both older than any ADD could take
+    for lease in [&dead_lease, &live_lease] {
+        let ok = std::process::Command::new("touch")
+            .args(["-d", "1 hour ago"])
+            .arg(lease)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    let dead_line = format!("lease {dead_ip} (network tbtest-{pid}/gone, owner build-{pid}-gone)");
+    let check = lab.tb(&["system", "check"]);
+    assert_eq!(
+        check.code, 0,
+        "another store's lease is no problem of this one: {}{}",
+        check.stdout, check.stderr
+    );
+    assert!(check.stdout.contains(&dead_line), "{}", check.stdout);
+    assert!(
+        !check.stdout.contains(&format!("lease {live_ip} ")),
+        "{}",
+        check.stdout
+    );
+    let repair = lab.tb(&["system", "check", "--repair"]);
+    assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
+    assert!(
+        repair.stdout.contains(&format!(
+            "{dead_line}: its address is in no network namespace (released)"
+        )),
+        "{}",
+        repair.stdout
+    );
+    let dead_gone = !dead_lease.exists();
+    let live_kept = live_lease.exists();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    assert!(dead_gone, "{} still there", dead_lease.display());
+    assert!(live_kept, "the live container's lease was released");
+    let again = lab.tb(&["system", "check"]);
+    assert!(!again.stdout.contains(&dead_line), "{}", again.stdout);
+    let r = lab.tb(&["exec", "live", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(r.stdout.contains(&live_ip), "{}", r.stdout);
+    assert_eq!(lab.tb(&["rm", "-f", "live"]).code, 0);
+    assert_eq!(lab.tb(&["network", "rm", &net]).code, 0);
 }

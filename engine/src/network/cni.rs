@@ -3,6 +3,7 @@
 //! or in reverse (DEL), chaining each result into the next as `prevResult`.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,29 +15,43 @@ use super::{NetworkError, Result};
 /// Where distributions put the reference plugins.
 pub const PLUGIN_DIRS: &[&str] = &["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"];
 
+/// Where plugins are looked for: the directories of `CNI_PATH` (colon
+/// separated, as libcni and nerdctl read it) first, then [`PLUGIN_DIRS`].
+pub fn plugin_dirs() -> Vec<String> {
+    let mut dirs: Vec<String> = std::env::var("CNI_PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(String::from)
+        .collect();
+    for d in PLUGIN_DIRS {
+        if !dirs.iter().any(|x| x == d) {
+            dirs.push(d.to_string());
+        }
+    }
+    dirs
+}
+
 /// A plugin that hangs must not hang twinbox.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `PLUGIN_TIMEOUT`, or `TWINBOX_CNI_TIMEOUT` seconds where a machine is known
-/// to be slow (the nested test machine runs iptables in software emulation).
-fn plugin_timeout() -> Duration {
-    std::env::var("TWINBOX_CNI_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s: &u64| s > 0)
-        .map_or(PLUGIN_TIMEOUT, Duration::from_secs)
+/// `PLUGIN_TIMEOUT`, or `TWINBOX_CNI_TIMEOUT` (seconds or a duration) where a
+/// machine is known to be slow (the nested test machine runs iptables in
+/// software emulation).
+pub fn plugin_timeout() -> Duration {
+    crate::util::time::env_timeout("TWINBOX_CNI_TIMEOUT").unwrap_or(PLUGIN_TIMEOUT)
 }
 
 /// The first plugin directory that holds the `bridge` plugin.
 pub fn plugin_dir() -> Option<PathBuf> {
-    PLUGIN_DIRS
-        .iter()
+    plugin_dirs()
+        .into_iter()
         .map(PathBuf::from)
         .find(|d| d.join("bridge").is_file())
 }
 
 fn find_plugin(name: &str) -> Result<PathBuf> {
-    PLUGIN_DIRS
+    plugin_dirs()
         .iter()
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
@@ -70,7 +85,10 @@ impl Op {
 }
 
 /// Runs every plugin of `conflist` for `op`. `prev` is the cached ADD result (DEL,
-/// CHECK). Returns the final result (ADD) or `prev` unchanged.
+/// CHECK). Returns the final result (ADD) or `prev` unchanged. A failed ADD
+/// (an error or a timeout) is followed by DEL of the whole list, as the CNI
+/// spec asks of runtimes: what the plugins before it added (an address lease,
+/// a veth, portmap's NAT chains) does not stay.
 pub fn run_list(conflist: &Value, op: Op, at: &Attachment, prev: Option<&Value>) -> Result<Value> {
     let name = conflist["name"].as_str().unwrap_or("");
     let version = conflist["cniVersion"].as_str().unwrap_or("1.0.0");
@@ -110,6 +128,13 @@ pub fn run_list(conflist: &Value, op: Op, at: &Attachment, prev: Option<&Value>)
             Err(e) if op == Op::Del => {
                 first_err.get_or_insert(e);
             }
+            Err(e) if op == Op::Add => {
+                let added = (!result.is_null()).then_some(&result);
+                if let Err(undo) = run_list(conflist, Op::Del, at, added) {
+                    tracing::warn!("DEL after a failed ADD of network {name}: {undo}");
+                }
+                return Err(e);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -119,9 +144,20 @@ pub fn run_list(conflist: &Value, op: Op, at: &Attachment, prev: Option<&Value>)
     }
 }
 
+/// SIGKILL to the plugin's whole process group, then reaps the plugin.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the group the plugin leads (process_group(0)
+        // above); it has not been reaped yet, so the id is still its own.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn exec(kind: &str, op: Op, at: &Attachment, conf: &Value) -> Result<Value> {
     let path = find_plugin(kind)?;
-    let cni_path = PLUGIN_DIRS.join(":");
+    let cni_path = plugin_dirs().join(":");
     let mut child = Command::new(&path)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -133,6 +169,9 @@ fn exec(kind: &str, op: Op, at: &Attachment, conf: &Value) -> Result<Value> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // its own process group: a timeout kills the iptables runs it started
+        // too, so none of them adds a rule after the DEL that follows
+        .process_group(0)
         .spawn()
         .map_err(|e| NetworkError::Plugin {
             plugin: kind.to_string(),
@@ -162,12 +201,13 @@ fn exec(kind: &str, op: Op, at: &Attachment, conf: &Value) -> Result<Value> {
                 (start.elapsed() / 8).clamp(Duration::from_millis(1), Duration::from_millis(50)),
             ),
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Err(NetworkError::Plugin {
                     plugin: kind.to_string(),
                     op: op.as_str(),
-                    message: format!("no answer within {} s", timeout.as_secs()),
+                    message: format!(
+                        "no answer within {timeout:?} (TWINBOX_CNI_TIMEOUT sets the limit)"
+                    ),
                 });
             }
         }

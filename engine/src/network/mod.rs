@@ -5,6 +5,7 @@
 
 pub mod cni;
 pub mod config;
+pub mod leases;
 pub mod names;
 pub mod netfilter;
 pub mod netns;

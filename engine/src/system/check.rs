@@ -5,10 +5,11 @@
 //! config and layer blobs (present, sizes as the descriptors say) and its
 //! unpacked layers; every container record against live processes, cgroups and
 //! mounts; leftovers (scratch of dead processes, unused blobs and layers, empty
-//! cgroups nobody owns), and counts what `image prune` would reclaim. `--repair` fixes what can be fixed without losing a
+//! cgroups nobody owns, dead address leases of any store), and counts what `image prune` would reclaim. `--repair` fixes what can be fixed without losing a
 //! committed image or a volume: a missing unpacked layer is unpacked again from
 //! its blob; a corrupt blob, a dangling name, a dead container's cgroup, a stale
-//! mount and scratch are removed; and it says what it did.
+//! mount and scratch are removed, a dead address lease is released; and it
+//! says what it did.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -61,6 +62,34 @@ pub struct CheckReport {
     pub reclaimable: usize,
     /// How many of those `--repair` removed.
     pub reclaimed: usize,
+    /// Address leases (host-wide, any store's) whose owner is provably gone:
+    /// not damage to this store, so not problems; `--repair` releases them.
+    pub dead_leases: Vec<DeadLease>,
+}
+
+/// A dead address lease, and whether `--repair` released it.
+#[derive(Debug, Clone)]
+pub struct DeadLease {
+    pub lease: crate::network::leases::Lease,
+    pub released: bool,
+}
+
+impl std::fmt::Display for DeadLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // a container's 64-hex id as ps shows it; build steps' and VMs' whole
+        let owner = &self.lease.owner;
+        let hex_id = owner.len() == 64 && owner.bytes().all(|b| b.is_ascii_hexdigit());
+        let owner = if hex_id { &owner[..12] } else { owner };
+        write!(
+            f,
+            "lease {} (network {}, owner {owner}): its address is in no network namespace",
+            self.lease.address, self.lease.network
+        )?;
+        if self.released {
+            f.write_str(" (released)")?;
+        }
+        Ok(())
+    }
 }
 
 impl CheckReport {
@@ -484,8 +513,8 @@ fn check_containers(
     Ok(())
 }
 
-/// Scratch of dead processes, stale mounts, unused blobs and layers, and empty
-/// cgroups no container of this store owns.
+/// Scratch of dead processes, stale mounts, unused blobs and layers, empty
+/// cgroups no container of this store owns, and dead address leases.
 fn check_leftovers(
     store: &Store,
     repair: bool,
@@ -525,7 +554,20 @@ fn check_leftovers(
         report.reclaimed = gc.blobs.len() + gc.layers.len();
     }
     check_cgroups(store, repair, report);
+    check_leases(Path::new(crate::network::IPAM_DIR), repair, report);
     Ok(())
+}
+
+/// Leases host-local keeps for twinbox's networks whose address no network
+/// namespace holds any more (their owner died and its store went before DEL).
+fn check_leases(ipam_dir: &Path, repair: bool, report: &mut CheckReport) {
+    use crate::network::leases;
+    let mut dead = leases::dead(ipam_dir);
+    dead.sort_by(|a, b| (&a.network, a.address).cmp(&(&b.network, b.address)));
+    for lease in dead {
+        let released = repair && leases::release(&lease).unwrap_or(false);
+        report.dead_leases.push(DeadLease { lease, released });
+    }
 }
 
 /// Mounts below the store whose container is neither running nor created (a
