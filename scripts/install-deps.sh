@@ -17,7 +17,7 @@ fi
 if [ -n "${TWINBOX_CALLER:-}" ]; then
     trap 'chown -R "$TWINBOX_CALLER" "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true' EXIT
 fi
-packages=(busybox-static runc util-linux iproute2 tar gcc libc6-dev pkg-config qemu-system-x86 linux-image-amd64 cpio docker-registry skopeo umoci apache2-utils mmdebstrap chromium xz-utils e2fsprogs docker.io containernetworking-plugins iptables nftables postgresql postgresql-client)
+packages=(busybox-static runc util-linux iproute2 tar gcc libc6-dev pkg-config qemu-system-x86 linux-image-amd64 cpio docker-registry skopeo umoci apache2-utils mmdebstrap chromium xz-utils e2fsprogs docker.io containernetworking-plugins iptables nftables postgresql postgresql-client qemu-system-arm)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,6 +35,28 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     if [ -n "$added_policy" ]; then rm -f "$policy"; fi
+fi
+# The arch lesson boots Debian's arm64 kernel with Debian's arm64 busybox under
+# qemu-system-aarch64: both are fetched once as arm64 packages and kept as two
+# files. apt reads the arm64 index into lists of its own here, so neither
+# dpkg's architectures nor the system's apt state change.
+arm64_dir=/usr/local/share/twinbox/arm64
+if [ ! -s "$arm64_dir/vmlinuz" ] || [ ! -s "$arm64_dir/busybox" ]; then
+    echo "install-deps: fetching Debian's arm64 kernel and busybox into $arm64_dir"
+    fetch=$(mktemp -d)
+    chmod 755 "$fetch"
+    mkdir -p "$fetch/lists/partial" "$fetch/cache/archives/partial" "$fetch/x" "$arm64_dir"
+    arm64_apt=(-o APT::Architecture=arm64 -o APT::Architectures::=arm64
+        -o Dir::State::Lists="$fetch/lists" -o Dir::Cache="$fetch/cache"
+        -o Dir::State::status=/dev/null -o APT::Sandbox::User=root)
+    apt-get "${arm64_apt[@]}" update -qq
+    kernel_pkg=$(apt-cache "${arm64_apt[@]}" depends linux-image-arm64 | awk '/Depends: linux-image-/ {print $2; exit}')
+    (cd "$fetch" && apt-get "${arm64_apt[@]}" download -qq "$kernel_pkg" busybox-static)
+    dpkg-deb --fsys-tarfile "$fetch"/linux-image-*.deb | tar -x -C "$fetch/x" --wildcards './boot/vmlinuz-*'
+    dpkg-deb -x "$fetch"/busybox-static_*.deb "$fetch/x"
+    install -m 644 "$fetch"/x/boot/vmlinuz-* "$arm64_dir/vmlinuz"
+    install -m 755 "$fetch/x/bin/busybox" "$arm64_dir/busybox"
+    rm -rf "$fetch"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     for dir in "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do

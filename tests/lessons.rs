@@ -995,3 +995,36 @@ fn exercise_lesson_runs_postgres_with_e_p_d_queries_it_and_keeps_its_data() {
     let rm = lab.tb(&["rm", "-f", "-v", "pg-contract"]);
     assert_eq!(rm.code, 0, "{}", rm.stderr);
 }
+
+#[test]
+fn arch_lesson_arm64_fails_in_a_container_and_boots_in_an_emulated_vm() {
+    let Some(lab) = lab() else { return };
+    let parts = [
+        "/usr/local/share/twinbox/arm64/vmlinuz",
+        "/usr/local/share/twinbox/arm64/busybox",
+        "/usr/bin/qemu-system-aarch64",
+    ];
+    if let Some(missing) = parts.iter().find(|p| !Path::new(p).is_file()) {
+        eprintln!("skipping: no {missing} (scripts/install-deps.sh fetches the arm64 parts)");
+        return;
+    }
+    let (r, j) = lesson(&lab, &["lesson", "arch", "--runs", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    let f = &j["facts"];
+    assert_eq!(f["binary_machine"], "AArch64");
+    assert_eq!(f["on_host"]["exec_format_error"], true, "{}", f["on_host"]);
+    if f["binfmt_aarch64"].is_null() {
+        // no emulator registered with the kernel: the container refuses it
+        assert_eq!(
+            f["container"]["exec_format_error"], true,
+            "{}",
+            f["container"]
+        );
+    }
+    let vm = &f["vm"];
+    assert_eq!(vm["ran"], true, "{vm}");
+    assert_eq!(vm["machine"], "aarch64", "{vm}");
+    assert!(vm["kernel"].as_str().unwrap().contains("arm64"), "{vm}");
+    assert_eq!(lab.container_count(), 0);
+}

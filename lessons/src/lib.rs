@@ -19,9 +19,11 @@
 pub mod backend;
 pub mod charts;
 pub mod compare;
+pub mod console_vm;
 pub mod container;
 pub mod context;
 pub mod guided;
+pub mod image;
 pub mod lessons;
 pub mod measure;
 pub mod render;

@@ -2,6 +2,7 @@
 //! title, the VM backend note, the explanation, the lesson's own steps, then
 //! the summary (tables, charts, findings, caveats).
 
+mod arch;
 mod disk;
 mod distro;
 mod dockerfile;
@@ -79,6 +80,7 @@ pub static LESSONS: &[&dyn Lesson] = &[
     &dockerfile::DockerfileLesson,
     &network::Network,
     &exercise::Exercise,
+    &arch::Arch,
 ];
 
 /// A part of the course: a heading and its lessons, in the order taught.
@@ -92,7 +94,7 @@ pub struct Part {
 pub const COURSE: &[Part] = &[
     Part {
         title: "what a container is",
-        lessons: &["kernel", "identity", "isolation", "shared-kernel"],
+        lessons: &["kernel", "identity", "isolation", "shared-kernel", "arch"],
     },
     Part {
         title: "what each costs",

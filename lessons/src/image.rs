@@ -1,0 +1,131 @@
+//! Images a lesson makes for itself: a few files as one layer, with the
+//! architecture they are for (the arch lesson's arm64 busybox).
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
+};
+use twinbox_engine::image::bootstrap::DEFAULT_PATH_ENV;
+use twinbox_engine::image::layer::{commit_layer, write_image};
+use twinbox_engine::image::{Image, Reference};
+use twinbox_engine::store::Store;
+use twinbox_engine::util::time::now_rfc3339;
+
+use crate::LessonError;
+
+/// An image of one layer holding `files` (path in the image, content; all
+/// executable, owned by root), for `arch`, named `name`.
+pub fn single_layer(
+    store: &Store,
+    name: &str,
+    files: &[(&str, Vec<u8>)],
+    arch: Arch,
+    created_by: &str,
+) -> Result<Image, LessonError> {
+    let bad = |e: String| LessonError::BadInput(format!("image {name}: {e}"));
+    let reference = Reference::parse(name)?;
+    let tar = layer_tar(files).map_err(|e| bad(e.to_string()))?;
+    let layer = commit_layer(store, &tar, None)?;
+    let created = now_rfc3339();
+    let config = ImageConfigurationBuilder::default()
+        .created(created.clone())
+        .architecture(arch)
+        .os(Os::Linux)
+        .config(
+            ConfigBuilder::default()
+                .env(vec![DEFAULT_PATH_ENV.to_string()])
+                .build()
+                .map_err(|e| bad(e.to_string()))?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![layer.diff_id.to_string()])
+                .build()
+                .map_err(|e| bad(e.to_string()))?,
+        )
+        .history(vec![HistoryBuilder::default()
+            .created(created)
+            .created_by(created_by.to_string())
+            .build()
+            .map_err(|e| bad(e.to_string()))?])
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(write_image(store, &reference, &config, vec![layer])?)
+}
+
+/// The files and the directories above them, with zero mtimes (the same
+/// files give the same layer).
+fn layer_tar(files: &[(&str, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _) in files {
+        let mut at = String::new();
+        for part in path
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+        {
+            at = if at.is_empty() {
+                part.to_string()
+            } else {
+                format!("{at}/{part}")
+            };
+            if !dirs.contains(&at) {
+                dirs.push(at.clone());
+            }
+        }
+    }
+    for dir in ["dev", "proc", "sys", "tmp"] {
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_string());
+        }
+    }
+    for dir in &dirs {
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        b.append_data(&mut h, dir, std::io::empty())?;
+    }
+    for (path, data) in files {
+        let mut h = header(tar::EntryType::Regular, 0o755, data.len() as u64);
+        b.append_data(&mut h, path, &data[..])?;
+    }
+    b.into_inner()
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_holds_the_files_and_their_directories() {
+        let tar = layer_tar(&[("usr/bin/x", b"abc".to_vec()), ("bin/y", Vec::new())]).unwrap();
+        let names: Vec<String> = tar::Archive::new(&tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        for want in ["usr", "usr/bin", "bin", "tmp", "usr/bin/x", "bin/y"] {
+            assert!(
+                names.iter().any(|n| n.trim_end_matches('/') == want),
+                "{want} missing from {names:?}"
+            );
+        }
+        assert_eq!(
+            tar,
+            layer_tar(&[("usr/bin/x", b"abc".to_vec()), ("bin/y", Vec::new())]).unwrap()
+        );
+    }
+}
