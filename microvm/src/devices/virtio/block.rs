@@ -1,5 +1,7 @@
-//! virtio-blk backed by a file: read, write, flush, get-id, read-only disks.
-//! Requests are served on the device's I/O thread ([`super::worker`]).
+//! virtio-blk backed by a file: read, write, flush, get-id, read-only disks,
+//! and discard on writable ones (a hole punched in the file, so a guest's
+//! `fstrim` or `-o discard` gives the host its space back). Requests are
+//! served on the device's I/O thread ([`super::worker`]).
 //!
 //! A request is a descriptor chain: a 16-byte header the device reads (type,
 //! sector), data buffers, and one status byte the device writes. Anything
@@ -9,11 +11,12 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestMemoryMmap};
 
 use super::{VirtioDevice, F_EVENT_IDX, F_VERSION_1, TYPE_BLOCK};
 
@@ -24,17 +27,27 @@ const QUEUE_SIZE: u16 = 256;
 const F_SEG_MAX: u64 = 1 << 2;
 const F_RO: u64 = 1 << 5;
 const F_FLUSH: u64 = 1 << 9;
+const F_DISCARD: u64 = 1 << 13;
 
 // Request types and status values (5.2.6).
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
 const T_FLUSH: u32 = 4;
 const T_GET_ID: u32 = 8;
+const T_DISCARD: u32 = 11;
 const S_OK: u8 = 0;
 const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
 
 const HEADER_LEN: u32 = 16;
+/// One discard segment: sector (u64), sector count (u32), flags (u32).
+const SEGMENT_LEN: u32 = 16;
+/// Discard granularity in sectors (4 KiB: the host file system's block).
+const DISCARD_ALIGNMENT: u32 = 8;
+/// The most sectors one discard request covers (1 GiB).
+const MAX_DISCARD_SECTORS: u32 = 1 << 21;
+/// virtio_blk_config up to the write-zeroes fields (5.2.4).
+const CONFIG_LEN: usize = 60;
 /// The serial number GET_ID returns: at most 20 bytes.
 pub const ID_LEN: usize = 20;
 
@@ -55,7 +68,7 @@ pub struct Block {
     sectors: u64,
     read_only: bool,
     id: [u8; ID_LEN],
-    config: [u8; 24],
+    config: [u8; CONFIG_LEN],
     queue_sizes: [u16; 1],
 }
 
@@ -80,10 +93,14 @@ impl Block {
     }
 
     fn new(file: File, sectors: u64, read_only: bool, id: &str) -> Block {
-        let mut config = [0u8; 24];
+        let mut config = [0u8; CONFIG_LEN];
         config[0..8].copy_from_slice(&sectors.to_le_bytes());
         // seg_max: every descriptor but the header and the status.
         config[12..16].copy_from_slice(&(QUEUE_SIZE as u32 - 2).to_le_bytes());
+        // max_discard_sectors, max_discard_seg, discard_sector_alignment
+        config[36..40].copy_from_slice(&MAX_DISCARD_SECTORS.to_le_bytes());
+        config[40..44].copy_from_slice(&1u32.to_le_bytes());
+        config[44..48].copy_from_slice(&DISCARD_ALIGNMENT.to_le_bytes());
         let mut id_bytes = [0u8; ID_LEN];
         let n = id.len().min(ID_LEN);
         id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
@@ -153,8 +170,64 @@ impl Block {
                 }
                 _ => (S_IOERR, 0),
             },
+            T_DISCARD if self.read_only => (S_IOERR, 0),
+            T_DISCARD => (self.discard(mem, data), 0),
             _ => (S_UNSUPP, 0),
         }
+    }
+
+    /// Punches a hole for each segment (all must lie within the disk and be
+    /// at most [`MAX_DISCARD_SECTORS`] long); the file keeps its size, and
+    /// the guest reads zeros there afterwards.
+    fn discard(&mut self, mem: &GuestMemoryMmap, data: &[Descriptor]) -> u8 {
+        let [segments] = data else {
+            return S_IOERR;
+        };
+        let len = segments.len();
+        if segments.is_write_only() || len == 0 || !len.is_multiple_of(SEGMENT_LEN) {
+            return S_IOERR;
+        }
+        for index in 0..len / SEGMENT_LEN {
+            let Some(at) = segments.addr().checked_add(u64::from(index * SEGMENT_LEN)) else {
+                return S_IOERR;
+            };
+            let Ok(raw) = mem.read_obj::<[u8; 16]>(at) else {
+                return S_IOERR;
+            };
+            let sector = u64::from_le_bytes(raw[0..8].try_into().expect("8 bytes"));
+            let count = u32::from_le_bytes(raw[8..12].try_into().expect("4 bytes"));
+            let flags = u32::from_le_bytes(raw[12..16].try_into().expect("4 bytes"));
+            // Only the unmap flag exists for discard; anything else is a bad request.
+            if flags & !1 != 0 || count > MAX_DISCARD_SECTORS {
+                return S_UNSUPP;
+            }
+            let in_range = sector
+                .checked_add(u64::from(count))
+                .is_some_and(|end| end <= self.sectors);
+            if !in_range {
+                return S_IOERR;
+            }
+            if count == 0 {
+                continue;
+            }
+            // SAFETY: fallocate on our own open file, with plain integers.
+            let rc = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    (sector * SECTOR_SIZE) as libc::off_t,
+                    (u64::from(count) * SECTOR_SIZE) as libc::off_t,
+                )
+            };
+            if rc != 0 {
+                // A file system without holes: the guest stops asking.
+                return match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EOPNOTSUPP) => S_UNSUPP,
+                    _ => S_IOERR,
+                };
+            }
+        }
+        S_OK
     }
 
     /// Reads (`into_guest`) or writes whole sectors from `sector` through the
@@ -201,8 +274,8 @@ impl VirtioDevice for Block {
     }
 
     fn features(&self) -> u64 {
-        let ro = if self.read_only { F_RO } else { 0 };
-        F_VERSION_1 | F_EVENT_IDX | F_SEG_MAX | F_FLUSH | ro
+        let access = if self.read_only { F_RO } else { F_DISCARD };
+        F_VERSION_1 | F_EVENT_IDX | F_SEG_MAX | F_FLUSH | access
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -397,10 +470,68 @@ mod tests {
         assert_eq!(status, S_OK);
     }
 
+    /// Writes discard segments at 0x20000 and submits them.
+    fn discard(r: &mut Rig, segments: &[(u64, u32, u32)]) -> (u32, u8) {
+        for (i, (sector, count, flags)) in segments.iter().enumerate() {
+            let at = 0x20000 + i as u64 * 16;
+            r.mem.write_obj(*sector, GuestAddress(at)).unwrap();
+            r.mem.write_obj(*count, GuestAddress(at + 8)).unwrap();
+            r.mem.write_obj(*flags, GuestAddress(at + 12)).unwrap();
+        }
+        r.simple(T_DISCARD, 0, segments.len() as u32 * 16, 0)
+    }
+
+    #[test]
+    fn discard_punches_a_hole_and_reads_back_zeros() {
+        let mut r = rig(false);
+        assert_ne!(r.disk.features() & F_DISCARD, 0);
+        let mut max_segments = [0u8; 4];
+        r.disk.read_config(40, &mut max_segments);
+        assert_eq!(u32::from_le_bytes(max_segments), 1);
+        // The rig's file is 64 KiB of data: all allocated.
+        let blocks = |r: &Rig| {
+            use std::os::unix::fs::MetadataExt;
+            r.file.as_file().metadata().unwrap().blocks()
+        };
+        let before = blocks(&r);
+        assert_eq!(discard(&mut r, &[(8, 32, 1)]), (1, S_OK));
+        let after = blocks(&r);
+        assert!(after < before, "the hole gave the space back");
+        assert_eq!(r.file.as_file().metadata().unwrap().len(), 128 * 512);
+        let (_, status) = r.simple(T_IN, 8, 512, WRITE);
+        assert_eq!(status, S_OK);
+        let mut got = [1u8; 512];
+        r.mem.read_slice(&mut got, GuestAddress(0x20000)).unwrap();
+        assert_eq!(got, [0; 512], "a discarded sector reads as zeros");
+        let (_, status) = r.simple(T_IN, 40, 512, WRITE);
+        assert_eq!(status, S_OK);
+        r.mem.read_slice(&mut got, GuestAddress(0x20000)).unwrap();
+        assert_eq!(got, [40; 512], "the sector after the hole is kept");
+    }
+
+    #[test]
+    fn bad_discards_are_errors_and_read_only_disks_refuse_them() {
+        let mut r = rig(false);
+        assert_eq!(discard(&mut r, &[(120, 16, 0)]).1, S_IOERR, "past the end");
+        assert_eq!(discard(&mut r, &[(u64::MAX, 2, 0)]).1, S_IOERR, "overflow");
+        assert_eq!(discard(&mut r, &[(0, 8, 2)]).1, S_UNSUPP, "unknown flag");
+        assert_eq!(discard(&mut r, &[(0, 0, 0)]).1, S_OK, "nothing to do");
+        // A segment the device may not read, and a torn one.
+        assert_eq!(r.simple(T_DISCARD, 0, 16, WRITE).1, S_IOERR);
+        assert_eq!(r.simple(T_DISCARD, 0, 12, 0).1, S_IOERR);
+        let mut ro = rig(true);
+        assert_eq!(ro.disk.features() & F_DISCARD, 0);
+        assert_eq!(discard(&mut ro, &[(0, 8, 0)]).1, S_IOERR);
+        let mut content = Vec::new();
+        ro.file.reopen().unwrap().read_to_end(&mut content).unwrap();
+        assert!(content[..512].iter().all(|&b| b == 0), "sector 0 kept");
+        assert!(content[512..1024].iter().all(|&b| b == 1), "sector 1 kept");
+    }
+
     #[test]
     fn unknown_types_are_unsupported() {
         let mut r = rig(false);
-        assert_eq!(r.simple(11, 0, 512, 0).1, S_UNSUPP);
+        assert_eq!(r.simple(12, 0, 512, 0).1, S_UNSUPP);
         assert_eq!(r.simple(0xdead, 0, 512, 0).1, S_UNSUPP);
     }
 
@@ -530,35 +661,12 @@ mod tests {
 
     // --- fuzz target: random queues (proptest, runs on stable in cargo test) --
 
-    /// A guest address: mostly inside the rig's 1 MiB (and its data areas),
-    /// sometimes straddling its end or far outside it.
-    fn address() -> impl proptest::strategy::Strategy<Value = u64> {
-        use proptest::prelude::*;
-        prop_oneof![
-            4 => prop_oneof![Just(0x10000u64), Just(0x20000), Just(0x30000), Just(0x50000)],
-            3 => 0u64..(1 << 20),
-            1 => ((1u64 << 20) - 64)..((1 << 20) + 64),
-            1 => any::<u64>(),
-        ]
-    }
-
-    fn length() -> impl proptest::strategy::Strategy<Value = u32> {
-        use proptest::prelude::*;
-        prop_oneof![
-            4 => prop_oneof![Just(1u32), Just(16), Just(512), Just(1024), Just(4096)],
-            2 => 0u32..70_000,
-            1 => any::<u32>(),
-        ]
-    }
+    /// Where the rig's buffers live, and the lengths its requests use.
+    const DATA_AREAS: &[u64] = &[0x10000, 0x20000, 0x30000, 0x50000];
+    const LENGTHS: &[u32] = &[1, 16, 512, 1024, 4096];
 
     fn descriptor() -> impl proptest::strategy::Strategy<Value = (u64, u32, u16, u16)> {
-        use proptest::prelude::*;
-        (
-            address(),
-            length(),
-            0u16..8,
-            prop_oneof![0u16..16, any::<u16>()],
-        )
+        crate::devices::virtio::fuzz::descriptor(DATA_AREAS, LENGTHS)
     }
 
     proptest::proptest! {

@@ -7,6 +7,8 @@
 //! with an error status (or gives the buffer back unused), never the VMM.
 
 pub mod block;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod mmio;
 pub mod net;
 pub mod worker;

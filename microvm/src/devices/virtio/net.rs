@@ -638,33 +638,12 @@ mod tests {
 
     // --- fuzz target: random queues ------------------------------------------
 
-    fn address() -> impl proptest::strategy::Strategy<Value = u64> {
-        use proptest::prelude::*;
-        prop_oneof![
-            4 => prop_oneof![Just(0x10000u64), Just(0x20000), Just(0x30000)],
-            3 => 0u64..(1 << 20),
-            1 => ((1u64 << 20) - 64)..((1 << 20) + 64),
-            1 => any::<u64>(),
-        ]
-    }
-
-    fn length() -> impl proptest::strategy::Strategy<Value = u32> {
-        use proptest::prelude::*;
-        prop_oneof![
-            4 => prop_oneof![Just(0u32), Just(12), Just(64), Just(1514), Just(2048)],
-            2 => 0u32..70_000,
-            1 => any::<u32>(),
-        ]
-    }
+    /// Where the rig's buffers live, and the lengths its requests use.
+    const DATA_AREAS: &[u64] = &[0x10000, 0x20000, 0x30000];
+    const LENGTHS: &[u32] = &[0, 12, 64, 1514, 2048];
 
     fn descriptor() -> impl proptest::strategy::Strategy<Value = (u64, u32, u16, u16)> {
-        use proptest::prelude::*;
-        (
-            address(),
-            length(),
-            0u16..8,
-            prop_oneof![0u16..16, any::<u16>()],
-        )
+        crate::devices::virtio::fuzz::descriptor(DATA_AREAS, LENGTHS)
     }
 
     proptest::proptest! {
