@@ -422,8 +422,9 @@ mod tests {
     fn lines_become_medians_and_ratios() {
         let text = "noise\n@@vmio@@ disk-build - 117.4 21MB\r\n\
             @@vmio@@ boot twinbox 900.0\n@@vmio@@ boot qemu 1200.5\n@@vmio@@ boot twinbox 1100\n\
-            @@vmio@@ disk twinbox 3.10 4.10\n@@vmio@@ disk qemu 5.00 7.00\n\
-            @@vmio@@ tcp twinbox 2.0\n@@vmio@@ tcp qemu vm-io: connecting failed\n";
+            @@vmio@@ disk twinbox 3.50 4.50\n@@vmio@@ disk qemu 5.00 7.00\n\
+            @@vmio@@ tcp twinbox 2.0\n@@vmio@@ tcp qemu vm-io: connecting failed\n\
+            @@vmio@@ memory released 2097152\n";
         let r = Results::parse(text);
         assert_eq!(r.disk_build_ms, Some(117.4));
         assert_eq!(r.boot["twinbox"], vec![900.0, 1100.0]);
@@ -438,5 +439,9 @@ mod tests {
         let table = r.render(&args);
         assert!(table.contains("2.00x"), "{table}");
         assert!(table.contains("problem: tcp qemu"), "{table}");
+        assert!(
+            table.contains("2.00 MiB (setup pages released), ? (kept)"),
+            "{table}"
+        );
     }
 }
