@@ -293,11 +293,7 @@ impl Results {
         r
     }
 
-    /// (name, unit, twinbox's median, QEMU's median, higher is better)
-    fn rows(
-        &self,
-        args: &Args,
-    ) -> Vec<(&'static str, &'static str, Option<f64>, Option<f64>, bool)> {
+    fn rows(&self, args: &Args) -> Vec<Row> {
         let med = |m: &BTreeMap<String, Vec<f64>>, b: &str| m.get(b).and_then(|v| median(v));
         let rate = |m: &BTreeMap<String, Vec<f64>>, b: &str, mib: u32| {
             med(m, b).map(|secs| f64::from(mib) / secs)
@@ -403,6 +399,9 @@ impl Results {
         })
     }
 }
+
+/// (name, unit, twinbox's median, QEMU's median, higher is better)
+type Row = (&'static str, &'static str, Option<f64>, Option<f64>, bool);
 
 fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
