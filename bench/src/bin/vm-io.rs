@@ -143,6 +143,7 @@ while [ $i -lt __RUNS__ ]; do
         out=$(twinbox vm run --backend $b --rm --rootfs disk --network none --disk $data:ro busybox sh -c \
             'a=$(cut -d" " -f1 /proc/uptime); dd if=/dev/vdb of=/dev/null bs=1M 2>/dev/null; b=$(cut -d" " -f1 /proc/uptime); echo "secs $a $b"' 2>&1)
         echo "@@vmio@@ disk $b $(echo "$out" | sed -n 's/^secs //p')"
+        echo "$out" | grep -q '^secs ' || echo "@@vmio@@ failed $b disk: $(echo "$out" | tail -n 5 | tr '\n' '|')"
         twinbox vm run -d --backend $b --name tcp-$b --rootfs disk busybox sh -c 'nc -l -p 5001 >/dev/null' >/dev/null
         addr=$(twinbox vm inspect tcp-$b 2>/dev/null | sed -n 's/.*"address": *"\([0-9.]*\)".*/\1/p' | head -n 1)
         [ $i = 1 ] && [ $b = qemu ] && echo "@@vmio@@ qemu-cmd - $(ps -o args | grep '^[^ ]*qemu-system' | cut -c1-90 | head -n 1)"
