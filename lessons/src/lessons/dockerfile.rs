@@ -13,7 +13,7 @@ use twinbox_engine::image::inspect::history;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
 use super::vm_serving::VmHalf;
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::charts;
 use crate::context::{BuildDir, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::measure::http;
@@ -74,10 +74,7 @@ impl Lesson for DockerfileLesson {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 

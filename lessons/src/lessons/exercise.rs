@@ -16,7 +16,7 @@ use twinbox_engine::image::postgres;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
 use super::vm_serving::VmHalf;
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::charts;
 use crate::container::Detached;
 use crate::context::{BuildDir, Context, RUN_TIMEOUT};
@@ -102,10 +102,7 @@ impl Lesson for Exercise {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let m = measure(ctx, report)?;
-        present(&m, report);
-        explain(&m, report);
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
 }
 
