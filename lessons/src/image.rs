@@ -1,14 +1,11 @@
 //! Images a lesson makes for itself: a few files as one layer, with the
 //! architecture they are for (the arch lesson's arm64 busybox).
 
-use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
-};
-use twinbox_engine::image::bootstrap::DEFAULT_PATH_ENV;
+use oci_spec::image::Arch;
+use twinbox_engine::image::bootstrap::{header, single_layer_config};
 use twinbox_engine::image::layer::{commit_layer, write_image};
 use twinbox_engine::image::{Image, Reference};
 use twinbox_engine::store::Store;
-use twinbox_engine::util::time::now_rfc3339;
 
 use crate::LessonError;
 
@@ -25,31 +22,14 @@ pub fn single_layer(
     let reference = Reference::parse(name)?;
     let tar = layer_tar(files).map_err(|e| bad(e.to_string()))?;
     let layer = commit_layer(store, &tar, None)?;
-    let created = now_rfc3339();
-    let config = ImageConfigurationBuilder::default()
-        .created(created.clone())
-        .architecture(arch)
-        .os(Os::Linux)
-        .config(
-            ConfigBuilder::default()
-                .env(vec![DEFAULT_PATH_ENV.to_string()])
-                .build()
-                .map_err(|e| bad(e.to_string()))?,
-        )
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![layer.diff_id.to_string()])
-                .build()
-                .map_err(|e| bad(e.to_string()))?,
-        )
-        .history(vec![HistoryBuilder::default()
-            .created(created)
-            .created_by(created_by.to_string())
-            .build()
-            .map_err(|e| bad(e.to_string()))?])
-        .build()
-        .map_err(|e| bad(e.to_string()))?;
+    let mut config = single_layer_config(
+        &layer.diff_id.to_string(),
+        None,
+        Default::default(),
+        created_by,
+        None,
+    );
+    config.set_architecture(arch);
     Ok(write_image(store, &reference, &config, vec![layer])?)
 }
 
@@ -92,17 +72,6 @@ fn layer_tar(files: &[(&str, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
         b.append_data(&mut h, path, &data[..])?;
     }
     b.into_inner()
-}
-
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h
 }
 
 #[cfg(test)]

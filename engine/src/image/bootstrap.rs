@@ -21,7 +21,7 @@ const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sb
 const GROUP: &str = "root:x:0:\ndaemon:x:1:\ntty:x:5:\nnogroup:x:65534:\n";
 
 /// A root-owned entry with a zero mtime, so the same input gives the same digest.
-pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+pub fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -166,7 +166,7 @@ pub fn bootstrap_busybox(store: &Store, name: &str) -> Result<Image> {
 /// The config of an image made of one layer (a bootstrapped base, an
 /// import): PATH, the shell as Cmd if one is given, the labels, and the
 /// history: the layer's origin, then the Cmd.
-pub(crate) fn single_layer_config(
+pub fn single_layer_config(
     diff_id: &str,
     shell: Option<&str>,
     labels: std::collections::HashMap<String, String>,

@@ -12,7 +12,7 @@ use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::inspect::history;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
-use super::vm_serving::VmHalf;
+use super::vm_serving::{vm_memory_text, VmHalf};
 use super::{three_acts, Lesson};
 use crate::charts;
 use crate::context::{BuildDir, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
@@ -416,7 +416,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
                 _ => "not sampled".into(),
             })
             .into(),
-        m.vm.cell(vm_memory_text),
+        m.vm.cell(|v| vm_memory_text(&v.process_rss, &v.guest_resident, v.configured_bytes)),
     ]);
     report.tables.push(t);
     report.charts.push(Chart {
@@ -438,19 +438,6 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         ],
         note: None,
     });
-}
-
-fn vm_memory_text(v: &VmServedApp) -> String {
-    match (&v.process_rss, &v.guest_resident) {
-        (Measured::Value(rss), Measured::Value(guest)) => format!(
-            "{} VM process RSS ({} of it guest RAM touched, of {} configured)",
-            format_bytes(*rss),
-            format_bytes(*guest),
-            format_bytes(v.configured_bytes)
-        ),
-        (Measured::Value(rss), _) => format!("{} VM process RSS", format_bytes(*rss)),
-        (Measured::Failed(why), _) => format!("not sampled: {why}"),
-    }
 }
 
 /// Act three: what the builds and the page show.
@@ -485,7 +472,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             format_ms(v.first_answer_ms),
             if v.emulated { " under software emulation" } else { "" },
             format_ms(c.first_answer_ms),
-            vm_memory_text(v),
+            vm_memory_text(&v.process_rss, &v.guest_resident, v.configured_bytes),
             match (c.cgroup_bytes, c.supervisor_rss) {
                 (Some(a), Some(b)) => format_bytes(a + b),
                 _ => "(not sampled)".into(),

@@ -15,7 +15,7 @@ use twinbox_engine::container::{lifecycle, Container, RunOptions};
 use twinbox_engine::image::postgres;
 use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
-use super::vm_serving::VmHalf;
+use super::vm_serving::{vm_memory_text, VmHalf};
 use super::{three_acts, Lesson};
 use crate::charts;
 use crate::container::Detached;
@@ -700,7 +700,7 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     t.row(vec![
         "memory (container: cgroup + supervisor RSS; VM: its process's RSS)".into(),
         first.clone().map(memory_text).into(),
-        m.vm.cell(vm_memory_text),
+        m.vm.cell(|v| vm_memory_text(&v.process_rss, &v.guest_resident, v.configured_bytes)),
     ]);
     t.row(vec![
         "stop until the server exited".into(),
@@ -749,19 +749,6 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         &vm_query,
         emulated,
     ));
-}
-
-fn vm_memory_text(v: &VmDb) -> String {
-    match (&v.process_rss, &v.guest_resident) {
-        (Measured::Value(rss), Measured::Value(guest)) => format!(
-            "{} VM process RSS ({} of it guest RAM touched, of {} configured)",
-            format_bytes(*rss),
-            format_bytes(*guest),
-            format_bytes(v.configured_bytes)
-        ),
-        (Measured::Value(rss), _) => format!("{} VM process RSS", format_bytes(*rss)),
-        (Measured::Failed(why), _) => format!("not sampled: {why}"),
-    }
 }
 
 fn memory_text(s: &Served) -> String {
@@ -819,7 +806,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             format_ms(c.ready_ms),
             v.query.as_ref().map_or("(not timed)".into(), Stats::describe),
             c.query.as_ref().map_or("(not timed)".into(), Stats::describe),
-            vm_memory_text(v),
+            vm_memory_text(&v.process_rss, &v.guest_resident, v.configured_bytes),
             memory_text(c)
         ));
     }

@@ -245,18 +245,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
                 let _ = http::get_until(addr, SMALL, Duration::from_secs(20), || true);
                 let (latency, tput, bytes) = time_path(addr, runs);
                 large_bytes = large_bytes.or(bytes);
-                ctx.show(
-                    Side::Host,
-                    &format!("wget -qO- http://{addr}{SMALL}   # ×{runs}, and {LARGE} ×3"),
-                );
-                ctx.say.output(&format!(
-                    "median {} per request, {} per second\n",
-                    latency
-                        .value()
-                        .map_or("failed".into(), |s| format_ms(s.median)),
-                    tput.value()
-                        .map_or("failed".into(), |b| format_bytes(*b as u64))
-                ));
+                show_timed(ctx, addr, runs, &latency, &tput);
                 Path {
                     name,
                     addr: addr.to_string(),
@@ -375,18 +364,7 @@ fn vm_half(
         Ok((ip, inside, host_side))
     });
     for (name, addr, (latency, tput, bytes)) in timed {
-        ctx.show(
-            Side::Host,
-            &format!("wget -qO- http://{addr}{SMALL}   # ×{runs}, and {LARGE} ×3"),
-        );
-        ctx.say.output(&format!(
-            "median {} per request, {} per second\n",
-            latency
-                .value()
-                .map_or("failed".into(), |s| format_ms(s.median)),
-            tput.value()
-                .map_or("failed".into(), |b| format_bytes(*b as u64))
-        ));
+        show_timed(ctx, addr, runs, &latency, &tput);
         *large_bytes = large_bytes.or(bytes);
         paths.push(Path {
             name,
@@ -587,6 +565,28 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
 }
 
 /// `runs` small GETs timed one by one, then the large file three times.
+/// What a student sees for one timed path: the command, then its medians.
+fn show_timed(
+    ctx: &Context,
+    addr: SocketAddr,
+    runs: usize,
+    latency: &Measured<Stats>,
+    tput: &Measured<f64>,
+) {
+    ctx.show(
+        Side::Host,
+        &format!("wget -qO- http://{addr}{SMALL}   # ×{runs}, and {LARGE} ×3"),
+    );
+    ctx.say.output(&format!(
+        "median {} per request, {} per second\n",
+        latency
+            .value()
+            .map_or("failed".into(), |s| format_ms(s.median)),
+        tput.value()
+            .map_or("failed".into(), |b| format_bytes(*b as u64))
+    ));
+}
+
 fn time_path(addr: SocketAddr, runs: usize) -> (Measured<Stats>, Measured<f64>, Option<u64>) {
     let mut times = Vec::new();
     let mut why = None;

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::report::{Cell, Measured};
+use crate::report::{format_bytes, Cell, Measured};
 
 /// The VM half of a service lesson.
 pub enum VmHalf<T> {
@@ -74,5 +74,24 @@ impl<T: Serialize> VmHalf<T> {
             VmHalf::Failed(why) => json!({"ran": true, "failed": why}),
             VmHalf::NotHere(why) => json!({"ran": false, "why": why}),
         }
+    }
+}
+
+/// The VM's memory in one phrase: the process's resident set and the guest
+/// RAM part of it, or why it was not sampled.
+pub(super) fn vm_memory_text(
+    process_rss: &Measured<u64>,
+    guest_resident: &Measured<u64>,
+    configured_bytes: u64,
+) -> String {
+    match (process_rss, guest_resident) {
+        (Measured::Value(rss), Measured::Value(guest)) => format!(
+            "{} VM process RSS ({} of it guest RAM touched, of {} configured)",
+            format_bytes(*rss),
+            format_bytes(*guest),
+            format_bytes(configured_bytes)
+        ),
+        (Measured::Value(rss), _) => format!("{} VM process RSS", format_bytes(*rss)),
+        (Measured::Failed(why), _) => format!("not sampled: {why}"),
     }
 }
