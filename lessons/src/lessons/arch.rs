@@ -16,7 +16,7 @@ use twinbox_engine::container::RunOptions;
 use twinbox_engine::network::NetworkMode;
 use twinbox_microvm::guest::cpio::{CpioWriter, Meta};
 
-use super::Lesson;
+use super::{three_acts, Lesson};
 use crate::console_vm;
 use crate::container::Detached;
 use crate::context::{Context, RUN_TIMEOUT};
@@ -77,86 +77,102 @@ impl Lesson for Arch {
     }
 
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
-        let files = match Arm64Files::find() {
-            Ok(f) => f,
-            Err(missing) => {
-                ctx.say.failure(&missing);
-                report.failures.push(missing.clone());
-                report.fact("missing", missing);
-                return Ok(());
-            }
-        };
-        let host_machine = uname_m();
-        ctx.host_step(report, "uname -m", &format!("{host_machine}\n"));
-        let machine = elf_machine(&files.busybox);
-        ctx.host_step(
-            report,
-            &format!("readelf -h {} | grep Machine", files.busybox.display()),
-            &format!(
-                "  Machine:                           {}\n",
-                machine_name(machine)
-            ),
-        );
-
-        // on the host itself
-        ctx.say.heading("the arm64 busybox on this host");
-        let direct = run_direct(&files.busybox);
-        let shown = format!("{} {}", files.busybox.display(), PROBE.join(" "));
-        ctx.host_step(report, &shown, &format!("{}\n", direct.text()));
-
-        // in a container
-        ctx.say.heading("the same binary in a container");
-        make_image(ctx, &files, false)?;
-        let opts = RunOptions {
-            cmd: probe_argv("/bin/busybox"),
-            network: NetworkMode::None,
-            auto_remove: true,
-            ..Default::default()
-        };
-        let container = run_container(ctx, report, IMAGE, &opts);
-        let binfmt = binfmt_aarch64();
-        if let Some(entry) = &binfmt {
-            ctx.say.note(&format!(
-                "this host's kernel has a binfmt_misc entry for aarch64 ({entry}): it hands such binaries to an emulator, so a run that works went through emulation"
-            ));
-        }
-
-        // through user-space emulation
-        let emulated = if Path::new(USER_EMULATOR).is_file() {
-            ctx.say
-                .heading("the same binary through qemu-user-static, in a container");
-            make_image(ctx, &files, true)?;
-            let mut cmd = vec![USER_EMULATOR.to_string()];
-            cmd.extend(probe_argv("/bin/busybox"));
-            let opts = RunOptions {
-                cmd,
-                ..opts.clone()
-            };
-            Some(run_container(ctx, report, IMAGE_EMULATED, &opts))
-        } else {
-            ctx.say.note(&format!(
-                "{USER_EMULATOR} is not installed (package qemu-user-static): the emulated run in a container is left out"
-            ));
-            None
-        };
-
-        // a whole arm64 machine
-        ctx.say
-            .heading("an arm64 kernel and that busybox, under qemu-system-aarch64");
-        let vm = boot_vm(ctx, report, &files);
-
-        present(
-            report,
-            &host_machine,
-            machine,
-            &direct,
-            &container,
-            emulated.as_ref(),
-            &vm,
-            binfmt,
-        );
-        Ok(())
+        three_acts(ctx, report, measure, present, explain)
     }
+}
+
+/// What the four runs of the arm64 busybox gave (None: the arm64 parts are
+/// missing, and the lesson said which).
+struct Measurements {
+    host_machine: String,
+    machine: Option<u16>,
+    direct: Outcome,
+    container: Outcome,
+    emulated: Option<Outcome>,
+    vm: VmOutcome,
+    binfmt: Option<String>,
+}
+
+/// Act one: the binary on the host, in a container, through qemu-user and in
+/// an arm64 VM.
+fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Option<Measurements>, LessonError> {
+    let files = match Arm64Files::find() {
+        Ok(f) => f,
+        Err(missing) => {
+            ctx.say.failure(&missing);
+            report.failures.push(missing.clone());
+            report.fact("missing", missing);
+            return Ok(None);
+        }
+    };
+    let host_machine = uname_m();
+    ctx.host_step(report, "uname -m", &format!("{host_machine}\n"));
+    let machine = elf_machine(&files.busybox);
+    ctx.host_step(
+        report,
+        &format!("readelf -h {} | grep Machine", files.busybox.display()),
+        &format!(
+            "  Machine:                           {}\n",
+            machine_name(machine)
+        ),
+    );
+
+    // on the host itself
+    ctx.say.heading("the arm64 busybox on this host");
+    let direct = run_direct(&files.busybox);
+    let shown = format!("{} {}", files.busybox.display(), PROBE.join(" "));
+    ctx.host_step(report, &shown, &format!("{}\n", direct.text()));
+
+    // in a container
+    ctx.say.heading("the same binary in a container");
+    make_image(ctx, &files, false)?;
+    let opts = RunOptions {
+        cmd: probe_argv("/bin/busybox"),
+        network: NetworkMode::None,
+        auto_remove: true,
+        ..Default::default()
+    };
+    let container = run_container(ctx, report, IMAGE, &opts);
+    let binfmt = binfmt_aarch64();
+    if let Some(entry) = &binfmt {
+        ctx.say.note(&format!(
+            "this host's kernel has a binfmt_misc entry for aarch64 ({entry}): it hands such binaries to an emulator, so a run that works went through emulation"
+        ));
+    }
+
+    // through user-space emulation
+    let emulated = if Path::new(USER_EMULATOR).is_file() {
+        ctx.say
+            .heading("the same binary through qemu-user-static, in a container");
+        make_image(ctx, &files, true)?;
+        let mut cmd = vec![USER_EMULATOR.to_string()];
+        cmd.extend(probe_argv("/bin/busybox"));
+        let opts = RunOptions {
+            cmd,
+            ..opts.clone()
+        };
+        Some(run_container(ctx, report, IMAGE_EMULATED, &opts))
+    } else {
+        ctx.say.note(&format!(
+            "{USER_EMULATOR} is not installed (package qemu-user-static): the emulated run in a container is left out"
+        ));
+        None
+    };
+
+    // a whole arm64 machine
+    ctx.say
+        .heading("an arm64 kernel and that busybox, under qemu-system-aarch64");
+    let vm = boot_vm(ctx, report, &files);
+
+    Ok(Some(Measurements {
+        host_machine,
+        machine,
+        direct,
+        container,
+        emulated,
+        vm,
+        binfmt,
+    }))
 }
 
 /// Debian's arm64 kernel and busybox, as install-deps.sh keeps them.
@@ -510,17 +526,21 @@ fn binfmt_aarch64() -> Option<String> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn present(
-    report: &mut LessonReport,
-    host_machine: &str,
-    machine: Option<u16>,
-    direct: &Outcome,
-    container: &Outcome,
-    emulated: Option<&Outcome>,
-    vm: &VmOutcome,
-    binfmt: Option<String>,
-) {
-    let host_release = report.host_kernel.clone();
+/// Act two: the table of the four runs, the checks and the facts.
+fn present(m: &Option<Measurements>, report: &mut LessonReport) {
+    let Some(Measurements {
+        host_machine,
+        machine,
+        direct,
+        container,
+        emulated,
+        vm,
+        binfmt,
+    }) = m
+    else {
+        return;
+    };
+    let (machine, emulated) = (*machine, emulated.as_ref());
     let mut t = Table::new(
         "the arm64 busybox, four ways",
         &["where", "uname -m", "kernel", "time"],
@@ -565,33 +585,6 @@ fn present(
     );
     report.tables.push(t);
 
-    if container.exec_format_error() {
-        report.findings.push(format!(
-            "The arm64 busybox ({}) did not run in the container: the host's kernel refused it with \"exec format error\", as it did outside any container. A container is processes on the host's {host_machine} CPU and its kernel {host_release}; no packaging changes which instructions the CPU understands.",
-            machine_name(machine)
-        ));
-    } else if binfmt.is_some() && container.output.is_some() {
-        report.findings.push(format!(
-            "The arm64 busybox ran in the container only because this host's kernel has a binfmt_misc entry ({}) that hands aarch64 programs to an emulator: the container did not make it run, the emulator did, on the host's kernel {host_release}.",
-            binfmt.as_deref().unwrap_or("")
-        ));
-    }
-    if let Some((m, k)) = emulated.and_then(Outcome::uname) {
-        report.findings.push(format!(
-            "Through qemu-aarch64-static the same binary said it runs on {m} with kernel {k}: the emulator translates its arm64 instructions and passes its system calls to the host's kernel. It is user-space emulation inside a container, still on the host's kernel, not an arm64 container."
-        ));
-    }
-    if let Some((m, k)) = vm.ran.uname() {
-        report.findings.push(format!(
-            "Under qemu-system-aarch64 the arm64 kernel {k} booted to the same busybox, which said {m}{}; its init spoke {} after QEMU started, all of it in software emulation of an arm64 CPU. A VM can be of another architecture because it brings its own kernel and, emulated, its own CPU.",
-            vm.cpu
-                .as_deref()
-                .map(|c| format!(" on a CPU that /proc/cpuinfo describes as \"{c}\""))
-                .unwrap_or_default(),
-            vm.to_init_ms.map(format_ms).unwrap_or_else(|| "late".into())
-        ));
-    }
-    report.caveats.push("Both emulated runs are software emulation (QEMU's TCG): much slower than the same code on a real arm64 CPU. Docker's multi-architecture images and `--platform` use the same qemu-user trick through binfmt_misc.".into());
     report.check(
         "the container's refusal",
         &Measured::from_option(
@@ -624,4 +617,49 @@ fn present(
                "total_ms": vm.total_ms, "error": vm.ran.error, "emulated": true}),
     );
     report.fact("binfmt_aarch64", binfmt);
+}
+
+/// Act three: what the runs show.
+fn explain(m: &Option<Measurements>, report: &mut LessonReport) {
+    let Some(Measurements {
+        host_machine,
+        machine,
+        container,
+        emulated,
+        vm,
+        binfmt,
+        ..
+    }) = m
+    else {
+        return;
+    };
+    let (machine, emulated) = (*machine, emulated.as_ref());
+    let host_release = report.host_kernel.clone();
+    if container.exec_format_error() {
+        report.findings.push(format!(
+            "The arm64 busybox ({}) did not run in the container: the host's kernel refused it with \"exec format error\", as it did outside any container. A container is processes on the host's {host_machine} CPU and its kernel {host_release}; no packaging changes which instructions the CPU understands.",
+            machine_name(machine)
+        ));
+    } else if binfmt.is_some() && container.output.is_some() {
+        report.findings.push(format!(
+            "The arm64 busybox ran in the container only because this host's kernel has a binfmt_misc entry ({}) that hands aarch64 programs to an emulator: the container did not make it run, the emulator did, on the host's kernel {host_release}.",
+            binfmt.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some((m, k)) = emulated.and_then(Outcome::uname) {
+        report.findings.push(format!(
+            "Through qemu-aarch64-static the same binary said it runs on {m} with kernel {k}: the emulator translates its arm64 instructions and passes its system calls to the host's kernel. It is user-space emulation inside a container, still on the host's kernel, not an arm64 container."
+        ));
+    }
+    if let Some((m, k)) = vm.ran.uname() {
+        report.findings.push(format!(
+            "Under qemu-system-aarch64 the arm64 kernel {k} booted to the same busybox, which said {m}{}; its init spoke {} after QEMU started, all of it in software emulation of an arm64 CPU. A VM can be of another architecture because it brings its own kernel and, emulated, its own CPU.",
+            vm.cpu
+                .as_deref()
+                .map(|c| format!(" on a CPU that /proc/cpuinfo describes as \"{c}\""))
+                .unwrap_or_default(),
+            vm.to_init_ms.map(format_ms).unwrap_or_else(|| "late".into())
+        ));
+    }
+    report.caveats.push("Both emulated runs are software emulation (QEMU's TCG): much slower than the same code on a real arm64 CPU. Docker's multi-architecture images and `--platform` use the same qemu-user trick through binfmt_misc.".into());
 }
