@@ -115,7 +115,15 @@ fn run_once(
         })
         .die_with_parent(true);
 
+    // this supervisor owns the container from here: until the record says
+    // running, its cgroup fills while it is still `created`, and a check or a
+    // recovery must know someone alive is starting it (or that it died doing so)
     let me = std::process::id() as i32;
+    let mut starting = State::created();
+    starting.supervisor_pid = Some(me);
+    starting.supervisor_start_ticks = procfs::start_ticks(me);
+    starting.restart_count = restarts;
+    container.write_state(&starting)?;
     let spawned = match super::network::setup(container)
         .map_err(|e| match e {
             super::ContainerError::Runtime(r) => r,

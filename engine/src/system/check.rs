@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
-use super::recover::{owner_is_dead, release_cgroup};
+use super::recover::{owner_is_alive, owner_is_dead, release_cgroup};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::{Container, State, Status};
 use crate::image::gc::{self, Candidates};
@@ -489,8 +489,9 @@ fn check_containers(
             continue;
         }
         // a created container may be starting right now (its cgroup comes
-        // first): only an exited one's cgroup, or live processes, are wrong
-        if state.status != Status::Running {
+        // first): only an exited one's cgroup, or live processes, are wrong,
+        // and only once no live supervisor is between the two states
+        if state.status != Status::Running && !owner_is_alive(&state) {
             let cg = Cgroup::new(Path::new(DEFAULT_FS_ROOT), &container.cgroup_path());
             let busy = |cg: &Cgroup| cg.pids().is_ok_and(|p| !p.is_empty());
             let wrong = cg

@@ -44,7 +44,8 @@ impl Recovered {
 }
 
 /// True when a record says running but the supervisor that owned it is gone,
-/// or says created with an owner (a `--rm` container being started) that is gone.
+/// or says created with an owner (the creator of a `--rm` container, or the
+/// supervisor starting any container) that is gone.
 pub(crate) fn owner_is_dead(state: &State) -> bool {
     let owned = match state.status {
         Status::Running => true,
@@ -54,9 +55,19 @@ pub(crate) fn owner_is_dead(state: &State) -> bool {
     if !owned {
         return false;
     }
+    !supervisor_alive(state)
+}
+
+/// True when the record names a supervisor and that very process still runs
+/// (pid and start time: a reused pid is not it).
+pub(crate) fn owner_is_alive(state: &State) -> bool {
+    state.supervisor_pid.is_some() && supervisor_alive(state)
+}
+
+fn supervisor_alive(state: &State) -> bool {
     match (state.supervisor_pid, state.supervisor_start_ticks) {
-        (Some(pid), Some(ticks)) => procfs::start_ticks(pid) != Some(ticks),
-        _ => true,
+        (Some(pid), Some(ticks)) => procfs::start_ticks(pid) == Some(ticks),
+        _ => false,
     }
 }
 
