@@ -72,21 +72,41 @@ fn leftovers(lab: &Lab) -> Vec<String> {
         if let Ok(rd) = fs::read_dir(format!("/sys/fs/cgroup/{hier}/twinbox")) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                // build-<pid>-<hex>: a leftover when its builder is gone (other
-                // tests' builds may be running meanwhile)
-                let owner = n
-                    .strip_prefix("build-")
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|p| p.parse::<i32>().ok());
-                if let Some(pid) = owner {
-                    if !Path::new(&format!("/proc/{pid}")).exists() {
-                        out.push(format!("cgroup {hier}/{n}"));
-                    }
+                if dead_build_step(&n) {
+                    out.push(format!("cgroup {hier}/{n}"));
                 }
             }
         }
     }
+    // host-local leases (one file per address, the owner's id first) taken
+    // since this lab began: older ones may be other runs' (killed builds)
+    let since = fs::metadata(lab.root()).and_then(|m| m.created());
+    for net in fs::read_dir("/run/twinbox/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in fs::read_dir(net.path()).into_iter().flatten().flatten() {
+            let recent = match (&since, lease.metadata().and_then(|m| m.modified())) {
+                (Ok(since), Ok(at)) => at >= *since,
+                _ => false,
+            };
+            let owner = fs::read_to_string(lease.path()).unwrap_or_default();
+            if recent && dead_build_step(owner.lines().next().unwrap_or("")) {
+                out.push(format!("lease {} of {owner:?}", lease.path().display()));
+            }
+        }
+    }
     out
+}
+
+/// build-<pid>-<hex> (a RUN step's id) of a builder that is gone: a leftover
+/// (other tests' builds may be running meanwhile).
+fn dead_build_step(id: &str) -> bool {
+    id.strip_prefix("build-")
+        .and_then(|r| r.split('-').next())
+        .and_then(|p| p.parse::<i32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 const FLASK_STYLE: &str = r#"# the course's example, on an offline base

@@ -80,20 +80,30 @@ fn network_none_has_only_loopback_and_host_shares() {
         "/sys/class/net",
     ]);
     assert_eq!(r.stdout.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    // the host's own network namespace, and so its interfaces (other tests
+    // add and remove veths meanwhile: only the ones there before and after
+    // must be seen)
+    let before = host("ls", &["/sys/class/net"]);
     let r = lab.tb(&[
         "run",
         "--rm",
         "--network",
         "host",
         "busybox",
-        "ls",
-        "/sys/class/net",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; ls /sys/class/net",
     ]);
-    let host_ifaces = host("ls", &["/sys/class/net"]);
-    assert_eq!(
-        r.stdout.split_whitespace().count(),
-        host_ifaces.split_whitespace().count()
-    );
+    let after = host("ls", &["/sys/class/net"]);
+    let mut lines = r.stdout.split_whitespace();
+    let ns = lines.next().unwrap_or_default();
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(ns, host_ns.display().to_string(), "{}", r.stderr);
+    let seen: Vec<&str> = lines.collect();
+    let after: Vec<&str> = after.split_whitespace().collect();
+    for iface in before.split_whitespace().filter(|i| after.contains(i)) {
+        assert!(seen.contains(&iface), "{iface} not seen in {seen:?}");
+    }
 }
 
 #[test]

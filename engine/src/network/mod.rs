@@ -276,6 +276,11 @@ pub struct Attached {
     /// name, its aliases on this network and its short id.
     #[serde(default)]
     pub names: Vec<String>,
+    /// The CNI container id ADD was given: DEL must give the same one, or
+    /// host-local keeps the address (a build step's id is not its directory's
+    /// name). Empty in caches written before it was kept: the directory's name.
+    #[serde(default)]
+    pub container_id: String,
 }
 
 impl Attached {
@@ -357,6 +362,7 @@ pub fn add(
         runtime_config,
         result: Value::Null,
         names: req.names.clone(),
+        container_id: id.to_string(),
     };
     before_add(&attached)?;
     let at = cni::Attachment {
@@ -405,11 +411,21 @@ pub fn del(id: &str, a: &Attached) -> Result<()> {
     cni::run_list(&a.conflist, cni::Op::Del, &at, prev).map(|_| ())
 }
 
-fn id_of(container_dir: &Path) -> String {
+/// A store container's id: its directory's name.
+fn dir_id(container_dir: &Path) -> String {
     container_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The CNI container id an attachment was added with.
+fn id_of(container_dir: &Path, a: &Attached) -> String {
+    if a.container_id.is_empty() {
+        dir_id(container_dir)
+    } else {
+        a.container_id.clone()
+    }
 }
 
 /// Containers live in STORE/containers/ID (build steps elsewhere: no peers).
@@ -488,7 +504,7 @@ pub fn connect(container_dir: &Path, req: &Request) -> Result<Attached> {
     };
     let a = match add(
         store_root,
-        &id_of(container_dir),
+        &dir_id(container_dir),
         &netns,
         &ifname,
         req,
@@ -513,7 +529,7 @@ pub fn disconnect(container_dir: &Path, network: &str) -> Result<()> {
     let Some(a) = all.iter().find(|a| a.network == network) else {
         return Ok(());
     };
-    let outcome = del(&id_of(container_dir), a);
+    let outcome = del(&id_of(container_dir, a), a);
     let rest: Vec<Attached> = all
         .iter()
         .filter(|x| x.network != network)
@@ -570,9 +586,8 @@ pub fn detach(container_dir: &Path) -> Result<()> {
     let netns = netns_path(container_dir);
     let mut outcome = Ok(());
     let all = attached(container_dir);
-    let id = id_of(container_dir);
     for a in all.iter().rev() {
-        if let Err(e) = del(&id, a) {
+        if let Err(e) = del(&id_of(container_dir, a), a) {
             outcome = outcome.and(Err(e));
         }
     }
