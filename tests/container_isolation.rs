@@ -194,3 +194,44 @@ fn user_workdir_env_and_read_only_root() {
         "a non-root user holds no capabilities"
     );
 }
+
+#[test]
+fn the_workload_starts_with_default_signals_whatever_twinbox_inherited() {
+    use std::os::unix::process::CommandExt;
+    let Some(lab) = lab() else { return };
+    let mut cmd = lab.cmd(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    // as a shell's `twinbox run ... &` starts it: SIGINT and SIGQUIT ignored
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("missing")
+            .to_string()
+    };
+    assert_eq!(field("SigIgn:"), "0000000000000000", "{status}");
+    assert_eq!(field("SigBlk:"), "0000000000000000", "{status}");
+}

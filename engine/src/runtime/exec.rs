@@ -52,6 +52,50 @@ fn cstrings(items: &[String]) -> Result<Vec<CString>, InitError> {
         .map_err(|_| InitError::setup("exec", "an argument or variable holds a NUL byte"))
 }
 
+/// Every signal back to its default action and none blocked. execve keeps
+/// ignored signals ignored, and with no daemon in between the workload would
+/// inherit whatever the user's twinbox inherited: a shell's `cmd &` ignores
+/// SIGINT, and then ctrl-c could not stop anything in the container.
+fn default_signals() {
+    // the kernel's struct sigaction (x86_64, aarch64): the C library's
+    // wrapper refuses the signals it keeps for itself (32, 33), the kernel does not
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads one valid struct of the kernel's layout
+        // (8-byte mask) and installs no handler.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    // SAFETY: an empty set, initialised by sigemptyset before it is read.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
 /// Replaces the process; returns only the error that stopped it.
 pub fn execve(program: &Path, argv: &[String], env: &[String]) -> InitError {
     let (Ok(prog), Ok(args), Ok(envs)) = (
@@ -61,6 +105,7 @@ pub fn execve(program: &Path, argv: &[String], env: &[String]) -> InitError {
     ) else {
         return InitError::setup("exec", "an argument or variable holds a NUL byte");
     };
+    default_signals();
     let err = match nix::unistd::execve(&prog, &args, &envs) {
         Err(e) => e,
         Ok(never) => match never {},
