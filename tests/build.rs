@@ -11,6 +11,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -1403,6 +1404,9 @@ impl GitDaemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // `git daemon` runs git-daemon as its child: a group of their own
+            // lets drop end both
+            .process_group(0)
             .spawn()
             .expect("git daemon");
         let d = GitDaemon { child, port };
@@ -1420,6 +1424,8 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
+        // SAFETY: a signal to the process group this test made for the daemon
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
