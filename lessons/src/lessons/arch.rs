@@ -525,7 +525,6 @@ fn binfmt_aarch64() -> Option<String> {
     None
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Act two: the table of the four runs, the checks and the facts.
 fn present(m: &Option<Measurements>, report: &mut LessonReport) {
     let Some(Measurements {
