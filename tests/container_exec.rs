@@ -251,6 +251,24 @@ fn interactive_terminals_for_run_and_exec() {
     // exec's terminal comes from the container's own devpts
     let r = lab.tb(&["exec", "-t", "ex-t", "tty"]);
     assert_eq!(r.stdout.trim(), "/dev/pts/0", "{}", r.stderr);
+    // and so does run's (the init opens it after pivot_root), owned by the user
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "-t",
+        "-u",
+        "1000",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; stat -c %u:%G $(tty); ls /dev/pts",
+    ]);
+    assert_eq!(
+        r.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["/dev/pts/0", "1000:tty", "0", "ptmx"],
+        "{}",
+        r.stderr
+    );
 
     // the output of a -t container is in its log, with the terminal's line ends
     let r = lab.tb(&[

@@ -712,3 +712,63 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
     assert_eq!(doc["state"]["status"], "creating");
     assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
 }
+
+/// `process.terminal` with `--console-socket`: the master arrives on the
+/// socket (runc's protocol) and the slave is the container's own /dev/pts/0.
+#[test]
+fn console_socket_gets_a_terminal_from_the_containers_devpts() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let b = bundle(&lab, "console", &["sh", "-c", "tty; ls /dev/pts"]);
+    edit_spec(&b, |s| s["process"]["terminal"] = true.into());
+    let sock_path = lab.root().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let id = format!("tb-console-{}", std::process::id());
+    let made = create(
+        &lab,
+        &b,
+        &id,
+        &["--console-socket", sock_path.to_str().unwrap()],
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let (conn, _) = listener.accept().unwrap();
+    let mut data = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut data)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a descriptor on the console socket");
+    // SAFETY: the kernel installed this descriptor for us.
+    let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    // the slave's last close makes the master read EIO after the data
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/dev/pts/0", "0", "ptmx"],
+        "{out:?}"
+    );
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+}

@@ -12,7 +12,7 @@ use oci_spec::runtime::Spec;
 use super::logs::LogWriter;
 use super::record::{Container, State, Status};
 use super::restart::{self, RestartPolicy};
-use super::terminal::{self, Pty, RawMode};
+use super::terminal::{self, RawMode};
 use super::{signals, ContainerError, Result};
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
@@ -80,32 +80,18 @@ fn run_once(
 ) -> Result<(i32, bool)> {
     let devnull = File::open("/dev/null").map_err(|e| ContainerError::io("/dev/null", e))?;
 
-    // Output: pipes we read, or with -t a fresh pseudo-terminal whose master we keep.
+    // Output: pipes we read, or with -t a pseudo-terminal the init opens in
+    // the container's own devpts and whose master it sends us.
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let pty = if container.options.tty {
-        Some(Pty::open(std::path::Path::new("/dev/ptmx"))?)
-    } else {
-        None
-    };
     let stdin_fd: RawFd = match (attached, container.options.interactive) {
         (true, true) => 0,
         _ => devnull.as_raw_fd(),
     };
-    let stdio = match &pty {
-        Some(p) => {
-            let slave = p.slave.as_raw_fd();
-            Stdio {
-                stdin: slave,
-                stdout: slave,
-                stderr: slave,
-            }
-        }
-        None => Stdio {
-            stdin: stdin_fd,
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
-        },
+    let stdio = Stdio {
+        stdin: stdin_fd,
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
     };
     let launch = Launch::new(spec.clone(), stdio)
         .rootfs(RootfsSource::Overlay {
@@ -113,7 +99,8 @@ fn run_once(
             upper: container.upper(),
             work: container.work(),
         })
-        .die_with_parent(true);
+        .die_with_parent(true)
+        .console(container.options.tty);
 
     // this supervisor owns the container from here: until the record says
     // running, its cgroup fills while it is still `created`, and a check or a
@@ -151,7 +138,6 @@ fn run_once(
     drop(err_w);
     drop(devnull);
     drop(launch);
-    let pty_master = pty.map(|p| p.master);
     let pid = spawned.pid.as_raw();
     signals::forward_to(pid);
 
@@ -172,7 +158,7 @@ fn run_once(
 
     let mut log = LogWriter::open(&container.log_path())
         .map_err(|e| ContainerError::io(container.log_path(), e))?;
-    match &pty_master {
+    match &spawned.console {
         Some(master) => {
             drop((out_r, err_r));
             // detached: clients come and go through `attach`

@@ -6,8 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -17,48 +16,15 @@ use oci_spec::runtime::{LinuxSeccomp, Process};
 use super::logs::LogWriter;
 use super::{signals, ContainerError, Result};
 use crate::cgroups::Cgroup;
+use crate::runtime::console::Pty;
 use crate::runtime::enter::{enter, Enter};
 use crate::runtime::{wait_exit, Stdio};
 
-/// Both ends of a pseudo-terminal.
-pub struct Pty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
-}
-
-impl Pty {
-    /// A new pty from the devpts instance whose multiplexer is `ptmx`
-    /// (`/dev/ptmx` for the host's, `/proc/PID/root/dev/pts/ptmx` for a
-    /// running container's, so the process sees its terminal in its /dev/pts).
-    pub fn open(ptmx: &Path) -> Result<Pty> {
-        let master: OwnedFd = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(ptmx)
-            .map_err(|e| ContainerError::io(ptmx, e))?
-            .into();
-        let fd = master.as_raw_fd();
-        let unlock: libc::c_int = 0;
-        // SAFETY: TIOCSPTLCK with a pointer to a live int; fd is our master.
-        if unsafe { libc::ioctl(fd, libc::TIOCSPTLCK, &unlock) } < 0 {
-            return Err(ContainerError::io(ptmx, std::io::Error::last_os_error()));
-        }
-        // SAFETY: TIOCGPTPEER opens the slave of our master without a path lookup.
-        let slave = unsafe {
-            libc::ioctl(
-                fd,
-                libc::TIOCGPTPEER,
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            )
-        };
-        if slave < 0 {
-            return Err(ContainerError::io(ptmx, std::io::Error::last_os_error()));
-        }
-        // SAFETY: slave is a fresh descriptor we own.
-        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
-        Ok(Pty { master, slave })
-    }
+/// A new pty from the devpts instance whose multiplexer is `ptmx`
+/// (`/proc/PID/root/dev/pts/ptmx` for a running container's, so the process
+/// sees its terminal in its /dev/pts).
+fn open_pty(ptmx: &Path) -> Result<Pty> {
+    crate::runtime::console::open_pty(ptmx).map_err(|e| ContainerError::io(ptmx, e))
 }
 
 /// The user's terminal in raw mode until dropped (then exactly as it was).
@@ -343,7 +309,7 @@ pub fn exec_with_terminal(
     interactive: bool,
 ) -> Result<i32> {
     let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
-    let pty = Pty::open(Path::new(&ptmx))?;
+    let pty = open_pty(Path::new(&ptmx))?;
     let slave = pty.slave.as_raw_fd();
     let child = enter(&Enter {
         target: nix::unistd::Pid::from_raw(pid),

@@ -23,6 +23,8 @@ pub struct InitContext<'a> {
     pub filter: Option<&'a CompiledFilter>,
     pub root: &'a Path,
     pub channel: &'a Channel,
+    /// The socket to send the terminal's master on (`Launch::console`).
+    pub console: Option<RawFd>,
 }
 
 /// Runs in the child. Never returns on success (execve replaces it).
@@ -130,8 +132,12 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 
     // 4. Standard streams, working directory, and what to exec (resolved now,
     //    while we may still read every directory as root).
-    set_stdio(ctx.launch.stdio)?;
-    if process.terminal().unwrap_or(false) {
+    match ctx.console {
+        Some(sock) => super::console::make_terminal(sock, process.user().uid())
+            .map_err(|e| InitError::setup("open a terminal on /dev/ptmx", e))?,
+        None => set_stdio(ctx.launch.stdio)?,
+    }
+    if ctx.console.is_some() || process.terminal().unwrap_or(false) {
         take_controlling_terminal()?;
     }
     chdir(process.cwd())

@@ -6,6 +6,7 @@
 //! would read them: cgroup, mounts, pivot_root, hostname, network, user,
 //! capabilities, no_new_privs, seccomp, exec.
 
+pub mod console;
 pub mod devices;
 pub mod enter;
 pub mod exec;
@@ -20,7 +21,7 @@ pub mod oci;
 pub mod security;
 pub mod sync;
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -107,6 +108,9 @@ pub struct Launch {
     pub no_pivot: bool,
     /// Descriptors after stderr passed on to the workload (runc's --preserve-fds).
     pub preserve_fds: u32,
+    /// Give the workload a terminal from the container's own devpts instead
+    /// of `stdio`; its master comes back in [`Spawned::console`].
+    pub console: bool,
 }
 
 impl Launch {
@@ -121,7 +125,12 @@ impl Launch {
             run_hooks: false,
             no_pivot: false,
             preserve_fds: 0,
+            console: false,
         }
+    }
+    pub fn console(mut self, yes: bool) -> Self {
+        self.console = yes;
+        self
     }
     pub fn run_hooks(mut self, yes: bool) -> Self {
         self.run_hooks = yes;
@@ -150,6 +159,8 @@ impl Launch {
 pub struct Spawned {
     pub pid: Pid,
     pub cgroup: Option<Cgroup>,
+    /// The master of the workload's terminal (with [`Launch::console`]).
+    pub console: Option<OwnedFd>,
 }
 
 /// The cgroup limits a spec asks for, in the cgroups module's terms.
@@ -255,7 +266,11 @@ pub fn spawn_with(
         answer,
     );
     match result {
-        Ok(pid) => Ok(Spawned { pid, cgroup }),
+        Ok((pid, console)) => Ok(Spawned {
+            pid,
+            cgroup,
+            console,
+        }),
         Err(e) => {
             if let Some(cg) = &cgroup {
                 let _ = cg.destroy();
@@ -272,11 +287,18 @@ fn clone_init(
     filter: Option<&security::seccomp::CompiledFilter>,
     root: &Path,
     answer: &mut dyn FnMut(Pid, sync::Request) -> std::result::Result<String, String>,
-) -> Result<Pid> {
+) -> Result<(Pid, Option<OwnedFd>)> {
     let channel = sync::Channel::new().map_err(|e| RuntimeError::Io {
         path: "pipe".into(),
         source: e,
     })?;
+    let console = match launch.console {
+        true => Some(console::channel().map_err(|e| RuntimeError::Io {
+            path: "console socket".into(),
+            source: e,
+        })?),
+        false => None,
+    };
     let ctx = init::InitContext {
         launch,
         plan,
@@ -284,6 +306,7 @@ fn clone_init(
         filter,
         root,
         channel: &channel,
+        console: console.as_ref().map(|(_, init_end)| init_end.as_raw_fd()),
     };
     let mut stack = ChildStack::new(8 << 20).map_err(|e| RuntimeError::Io {
         path: "clone stack".into(),
@@ -304,8 +327,29 @@ fn clone_init(
     .map_err(RuntimeError::Clone)?;
     drop(stack);
     channel.close_child_end();
+    let console = console.map(|(ours, init_end)| {
+        drop(init_end);
+        ours
+    });
     match channel.wait_for_child_with(pid.as_raw(), &mut |req| answer(pid, req)) {
-        sync::ChildReport::Execed | sync::ChildReport::Ready => Ok(pid),
+        sync::ChildReport::Execed | sync::ChildReport::Ready => {
+            // the init sent the master before it reported (or execed)
+            let master = match &console {
+                Some(sock) => match console::recv_fd(sock.as_raw_fd(), false) {
+                    Ok(fd) => Some(fd),
+                    Err(e) => {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        return Err(RuntimeError::Io {
+                            path: "console socket".into(),
+                            source: e,
+                        });
+                    }
+                },
+                None => None,
+            };
+            Ok((pid, master))
+        }
         sync::ChildReport::Failed { exit_code, message } => {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(pid, None);

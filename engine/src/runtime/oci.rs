@@ -141,32 +141,34 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .map_err(|e| io(path, std::io::Error::other(e.to_string())))
 }
 
-/// A new pty whose master goes to the caller's console socket (runc's
-/// protocol: one SCM_RIGHTS message); the slave is returned for the process.
-fn pty_for(console_socket: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let pty = nix::pty::openpty(None, None).map_err(|e| io(Path::new("openpty"), e.into()))?;
+/// Hands a terminal's master to the caller's console socket (runc's
+/// protocol: one SCM_RIGHTS message).
+fn send_console(console_socket: &Path, master: &OwnedFd) -> Result<()> {
     let sock = std::os::unix::net::UnixStream::connect(console_socket)
         .map_err(|e| io(console_socket, e))?;
-    let fds = [pty.master.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| io(console_socket, e.into()))?;
+    super::console::send_fd(sock.as_raw_fd(), master.as_raw_fd(), b"/dev/ptmx")
+        .map_err(|e| io(console_socket, e))
+}
+
+/// A new pty from the devpts of the container whose init is `pid`, its master
+/// sent to the console socket; the slave is returned for the process.
+fn pty_for(console_socket: &Path, pid: i32) -> Result<OwnedFd> {
+    let ptmx = PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx"));
+    let pty = super::console::open_pty(&ptmx).map_err(|e| io(&ptmx, e))?;
+    send_console(console_socket, &pty.master)?;
     Ok(pty.slave)
 }
 
 /// The process's stdio: the slave of a new pty when it wants a terminal and a
 /// console socket takes the master, else this process's own. The fd returned
 /// keeps the slave open until the process has it.
-fn stdio_for(console_socket: Option<&Path>, terminal: bool) -> Result<(Option<OwnedFd>, Stdio)> {
+fn stdio_for(
+    console_socket: Option<&Path>,
+    terminal: bool,
+    pid: i32,
+) -> Result<(Option<OwnedFd>, Stdio)> {
     let slave = match (console_socket, terminal) {
-        (Some(sock), true) => Some(pty_for(sock)?),
+        (Some(sock), true) => Some(pty_for(sock, pid)?),
         _ => None,
     };
     let stdio = match &slave {
@@ -251,10 +253,16 @@ impl OciRuntime {
             // root (as runc's 0622); the state directory guards it
             nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
                 .map_err(|e| io(&fifo, e.into()))?;
-            let (_slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal)?;
+            // with a terminal, the init makes it in the container's devpts
+            let stdio = Stdio {
+                stdin: 0,
+                stdout: 1,
+                stderr: 2,
+            };
             let mut launch = Launch::new(spec.clone(), stdio)
                 .exec_fifo(&fifo)
-                .run_hooks(true);
+                .run_hooks(true)
+                .console(terminal);
             launch.no_pivot = opts.no_pivot;
             launch.preserve_fds = opts.preserve_fds;
             let mut state = OciState {
@@ -290,6 +298,16 @@ impl OciRuntime {
                 Ok(json)
             };
             let spawned = spawn_with(&launch, &mut answer)?;
+            if let (Some(master), Some(sock)) = (&spawned.console, &opts.console_socket) {
+                if let Err(e) = send_console(sock, master) {
+                    let _ = nix::sys::signal::kill(spawned.pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(spawned.pid, None);
+                    if let Some(cg) = &spawned.cgroup {
+                        let _ = cg.destroy();
+                    }
+                    return Err(e);
+                }
+            }
             state.pid = spawned.pid.as_raw();
             state.start_ticks = procfs::start_ticks(spawned.pid.as_raw());
             write_json_atomic(&dir.join("state.json"), &state)
@@ -546,7 +564,7 @@ impl OciRuntime {
                 "exec with a terminal needs --console-socket".into(),
             ));
         }
-        let (slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal)?;
+        let (slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal, state.pid)?;
         let cgroup = the_cgroup(&spec);
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let child = enter(&Enter {
