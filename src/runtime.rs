@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use twinbox_engine::runtime::oci::{CreateOptions, ExecOptions, OciRuntime, DEFAULT_STATE_ROOT};
+use twinbox_engine::runtime::oci::{
+    CreateOptions, ExecOptions, OciRuntime, UpdateOptions, DEFAULT_STATE_ROOT,
+};
 
 use crate::container::{parse_signal, require_root};
 
@@ -173,8 +175,59 @@ pub enum RuntimeCommand {
         format: String,
         id: String,
     },
+    /// Change the container's cgroup limits
+    Update {
+        /// OCI linux.resources JSON from this file, or - for stdin
+        #[arg(short = 'r', long)]
+        resources: Option<PathBuf>,
+        /// Memory limit (bytes, or with a unit: 64m, 1g)
+        #[arg(short = 'm', long)]
+        memory: Option<String>,
+        /// CFS quota per period in microseconds (-1: none)
+        #[arg(long, allow_hyphen_values = true)]
+        cpu_quota: Option<i64>,
+        /// CFS period in microseconds
+        #[arg(long)]
+        cpu_period: Option<u64>,
+        /// Relative CPU weight
+        #[arg(long = "cpu-share")]
+        cpu_share: Option<u64>,
+        /// Most processes at once (0 or less: no limit)
+        #[arg(long, allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        id: String,
+    },
+    /// Print the container's resource usage as runc's stats events (JSON lines)
+    Events {
+        /// One event, then exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between events (e.g. 5s, 500ms)
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// What this runtime supports, as runc's `features` JSON
     Features,
+}
+
+/// A Go-style duration as runc takes it: `5s`, `500ms`, `1m`, `1.5s`.
+fn parse_interval(s: &str) -> Result<std::time::Duration> {
+    let bad = || anyhow::anyhow!("invalid --interval {s:?}: use a duration such as 5s or 500ms");
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Runs the runtime command line `args` (without the program name); returns
@@ -327,6 +380,55 @@ fn dispatch(cli: &RuncCli) -> Result<i32> {
                 other => bail!("unknown ps format {other:?}: use table or json"),
             }
             Ok(0)
+        }
+        RuntimeCommand::Update {
+            resources,
+            memory,
+            cpu_quota,
+            cpu_period,
+            cpu_share,
+            pids_limit,
+            id,
+        } => {
+            rt.update(
+                id,
+                &UpdateOptions {
+                    resources: resources.clone(),
+                    memory: memory.clone(),
+                    cpu_quota: *cpu_quota,
+                    cpu_period: *cpu_period,
+                    cpu_shares: *cpu_share,
+                    pids_limit: *pids_limit,
+                },
+            )?;
+            Ok(0)
+        }
+        RuntimeCommand::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let every = parse_interval(interval)?;
+            let mut out = std::io::stdout().lock();
+            loop {
+                let event = rt.stats(id);
+                match event {
+                    Ok(ev) => {
+                        if writeln!(out, "{ev}").and_then(|_| out.flush()).is_err() {
+                            return Ok(0); // the reader went away
+                        }
+                    }
+                    // streaming ends when the container does
+                    Err(_) if !*stats && rt.state(id).is_ok_and(|s| s.status == "stopped") => {
+                        return Ok(0)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                if *stats {
+                    return Ok(0);
+                }
+                std::thread::sleep(every);
+            }
         }
         RuntimeCommand::Features => {
             println!(

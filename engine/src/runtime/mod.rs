@@ -165,10 +165,16 @@ pub struct Spawned {
 
 /// The cgroup limits a spec asks for, in the cgroups module's terms.
 pub fn resources_of(spec: &Spec) -> Resources {
+    match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        Some(res) => resources_from(res),
+        None => Resources::default(),
+    }
+}
+
+/// `linux.resources` (or runc's `update --resources` document) in the cgroups
+/// module's terms.
+pub fn resources_from(res: &oci_spec::runtime::LinuxResources) -> Resources {
     let mut r = Resources::default();
-    let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
-        return r;
-    };
     if let Some(m) = res.memory() {
         r.memory_bytes = m.limit().filter(|v| *v > 0).map(|v| v as u64);
         r.memory_swap_bytes = m.swap().filter(|v| *v > 0).map(|v| v as u64);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::{Hook, Process, Spec};
+use oci_spec::runtime::{Hook, LinuxResources, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use super::enter::{enter, Enter};
@@ -34,6 +34,11 @@ pub struct OciState {
     pub bundle: PathBuf,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// runc's extras, which callers such as containerd's go-runc read.
+    #[serde(default)]
+    pub rootfs: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     /// Not in the spec: lets a reused pid be told apart.
     #[serde(default, rename = "twinboxStartTicks")]
     pub start_ticks: Option<u64>,
@@ -69,6 +74,63 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     /// Exec into a paused container instead of refusing.
     pub ignore_paused: bool,
+}
+
+/// runc's `update` flags: a linux.resources document (a file, or `-` for
+/// stdin) with single limits on top.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub resources: Option<PathBuf>,
+    /// Bytes, or with a unit (64m, 1g).
+    pub memory: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
+}
+
+impl UpdateOptions {
+    /// The resources to apply: the document, then the flags over it.
+    pub fn resources(&self) -> Result<LinuxResources> {
+        use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            RuntimeError::Spec(format!("{what}: not an OCI linux.resources JSON: {e}"))
+        };
+        let mut res: LinuxResources = match &self.resources {
+            Some(p) if p == Path::new("-") => serde_json::from_reader(std::io::stdin().lock())
+                .map_err(|e| bad("the resources on stdin", &e))?,
+            Some(p) => {
+                let data = fs::read(p).map_err(|e| io(p, e))?;
+                serde_json::from_slice(&data).map_err(|e| bad(&p.display().to_string(), &e))?
+            }
+            None => LinuxResources::default(),
+        };
+        if let Some(m) = &self.memory {
+            let bytes = crate::cgroups::parse_memory_size(m)?;
+            let mut mem: LinuxMemory = res.memory().unwrap_or_default();
+            mem.set_limit(Some(bytes as i64));
+            res.set_memory(Some(mem));
+        }
+        if self.cpu_quota.is_some() || self.cpu_period.is_some() || self.cpu_shares.is_some() {
+            let mut cpu: LinuxCpu = res.cpu().clone().unwrap_or_default();
+            if self.cpu_quota.is_some() {
+                cpu.set_quota(self.cpu_quota);
+            }
+            if self.cpu_period.is_some() {
+                cpu.set_period(self.cpu_period);
+            }
+            if self.cpu_shares.is_some() {
+                cpu.set_shares(self.cpu_shares);
+            }
+            res.set_cpu(Some(cpu));
+        }
+        if let Some(limit) = self.pids_limit {
+            let mut pids = LinuxPids::default();
+            pids.set_limit(limit);
+            res.set_pids(Some(pids));
+        }
+        Ok(res)
+    }
 }
 
 pub struct OciRuntime {
@@ -272,6 +334,14 @@ impl OciRuntime {
                 pid: 0,
                 bundle: bundle.clone(),
                 annotations: spec.annotations().clone().unwrap_or_default(),
+                rootfs: spec
+                    .root()
+                    .as_ref()
+                    .map(|r| r.path().clone())
+                    .unwrap_or_default(),
+                created: Some(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                ),
                 start_ticks: None,
             };
             let mut answer = |pid: Pid, req: Request| -> std::result::Result<String, String> {
@@ -476,6 +546,58 @@ impl OciRuntime {
             ))
         })?;
         cg.set_frozen(frozen).map_err(Into::into)
+    }
+
+    /// Changes the running container's cgroup limits (runc's `update`): the
+    /// memory, CPU and pids fields of `resources`; device rules are left alone.
+    pub fn update(&self, id: &str, opts: &UpdateOptions) -> Result<()> {
+        let resources = opts.resources()?;
+        let state = self.state(id)?;
+        if state.status == "stopped" {
+            return Err(state_err(format!("container {id} is not running")));
+        }
+        let (spec, _) = Self::load_spec(&state.bundle)?;
+        let cg = the_cgroup(&spec).ok_or_else(|| {
+            state_err(format!(
+                "container {id} has no cgroup (linux.cgroupsPath) to update"
+            ))
+        })?;
+        let mut res = super::resources_from(&resources);
+        res.device_rules.clear();
+        cg.create(&res).map_err(Into::into)
+    }
+
+    /// runc's `events --stats` document: `{"type":"stats","id":..,"data":{cpu,
+    /// memory, pids}}` read from the container's cgroup.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        let state = self.state(id)?;
+        if state.status == "stopped" {
+            return Err(state_err(format!("container {id} is not running")));
+        }
+        let (spec, _) = Self::load_spec(&state.bundle)?;
+        let usage = match the_cgroup(&spec) {
+            Some(cg) => cg.usage()?,
+            None => Default::default(),
+        };
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        Ok(serde_json::json!({
+            "type": "stats",
+            "id": id,
+            "data": {
+                "cpu": {"usage": {"total": n(usage.cpu_usage_ns), "kernel": 0, "user": 0},
+                        "throttling": {}},
+                "memory": {"usage": {"usage": n(usage.memory_bytes),
+                                     "max": n(usage.memory_peak_bytes),
+                                     "limit": usage.memory_limit_bytes.unwrap_or(u64::MAX),
+                                     "failcnt": 0},
+                           "swap": {"limit": 0, "failcnt": 0},
+                           "kernel": {"limit": 0, "failcnt": 0},
+                           "kernelTCP": {"limit": 0, "failcnt": 0}},
+                "pids": {"current": n(usage.pids_current), "limit": n(usage.pids_max)},
+                "blkio": {},
+                "hugetlb": {}
+            }
+        }))
     }
 
     /// Host pids of the container's processes (its cgroup, or just the init).
