@@ -42,6 +42,10 @@ pub const POINTS: &[(&str, &str)] = &[
         "rmi: the name removed, blobs and layers not collected",
     ),
     (
+        "build.step-running",
+        "build: a RUN step's process running in its cgroup, the step not done",
+    ),
+    (
         "build.step-committed",
         "build: a step's layer cached, the image not committed",
     ),

@@ -255,6 +255,7 @@ fn execute(
         })
         .die_with_parent(true);
         let spawned = runtime::spawn(&launch)?;
+        crate::fault::point("build.step-running");
         drop(out_w);
         drop(devnull);
         let tail = relay(out_r, on_line);

@@ -32,6 +32,8 @@ pub struct Recovered {
     pub temp_entries: usize,
     /// Container directories a create left without a record.
     pub unfinished_creates: usize,
+    /// Cgroups of build steps whose build process is gone.
+    pub build_cgroups: usize,
 }
 
 impl Recovered {
@@ -40,6 +42,7 @@ impl Recovered {
             && self.marked_exited.is_empty()
             && self.temp_entries == 0
             && self.unfinished_creates == 0
+            && self.build_cgroups == 0
     }
 }
 
@@ -94,6 +97,7 @@ fn stale_dirs(store: &Store) -> (Vec<String>, Vec<PathBuf>) {
 pub fn recover(store: &Store) -> Recovered {
     let mut done = Recovered {
         temp_entries: crate::image::gc::clean_temp(store, &super::InUse),
+        build_cgroups: release_dead_builds_cgroups(),
         ..Recovered::default()
     };
     let (stale, unfinished) = stale_dirs(store);
@@ -147,6 +151,46 @@ pub fn recover(store: &Store) -> Recovered {
     done
 }
 
+/// A build step's cgroup is named `build-<builder pid>-<random>` (build/run.rs)
+/// and is no container's: one whose builder is gone was left by a killed
+/// build. What is still in it is killed and it goes; any store's recovery may
+/// do it, as the pid tells (a reused pid keeps it until that process ends).
+fn release_dead_builds_cgroups() -> usize {
+    let Ok(parent) = Cgroup::new(Path::new(DEFAULT_FS_ROOT), Path::new("twinbox")) else {
+        return 0;
+    };
+    let Ok(rd) = fs::read_dir(parent.path()) else {
+        return 0;
+    };
+    let mut released = 0;
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = build_cgroup_owner(&name) else {
+            continue;
+        };
+        if crate::image::gc::process_exists(pid) {
+            continue;
+        }
+        let Ok(cg) = Cgroup::new(
+            Path::new(DEFAULT_FS_ROOT),
+            &Path::new("twinbox").join(&name),
+        ) else {
+            continue;
+        };
+        let _ = cg.kill_all(libc::SIGKILL);
+        if cg.destroy().is_ok() {
+            released += 1;
+        }
+    }
+    released
+}
+
+/// The builder's pid in a build step's cgroup name, `build-<pid>-<random>`.
+fn build_cgroup_owner(name: &str) -> Option<i32> {
+    let (pid, _) = name.strip_prefix("build-")?.split_once('-')?;
+    pid.parse().ok().filter(|p| *p > 0)
+}
+
 /// Kills whatever is left in the container's cgroup and removes it.
 pub(crate) fn release_cgroup(container: &Container) {
     let Ok(cg) = Cgroup::new(Path::new(DEFAULT_FS_ROOT), &container.cgroup_path()) else {
@@ -155,5 +199,25 @@ pub(crate) fn release_cgroup(container: &Container) {
     if cg.exists() {
         let _ = cg.kill_all(libc::SIGKILL);
         let _ = cg.destroy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_cgroup_owner;
+
+    #[test]
+    fn a_build_steps_cgroup_names_its_builder() {
+        assert_eq!(build_cgroup_owner("build-3305-a70899843a53"), Some(3305));
+        for other in [
+            "build-x-1",
+            "build-3305",
+            "3305-a",
+            "build--1",
+            "build-0-a",
+            "abc",
+        ] {
+            assert_eq!(build_cgroup_owner(other), None, "{other}");
+        }
     }
 }
