@@ -13,9 +13,19 @@ if [ "$(id -u)" != 0 ]; then
     echo "install-deps: run as root: $0 needs namespaces, cgroups and KVM" >&2
     exit 1
 fi
-# Started through sudo by a user: what the build writes stays theirs.
+# Started through sudo by a user: what the build writes stays theirs, the
+# target dir and what cargo and rustup write in their home (crates.io's
+# index and sources, the package cache lock), or their own cargo fails later.
 if [ -n "${TWINBOX_CALLER:-}" ]; then
-    trap 'chown -R "$TWINBOX_CALLER" "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true' EXIT
+    give_back() {
+        chown -R "$TWINBOX_CALLER" "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true
+        for dir in "${CARGO_HOME:-$HOME/.cargo}" "${RUSTUP_HOME:-$HOME/.rustup}"; do
+            case "$dir" in
+            "$HOME"/*) [ -d "$dir" ] && chown -R "$TWINBOX_CALLER" "$dir" 2>/dev/null || true ;;
+            esac
+        done
+    }
+    trap give_back EXIT
 fi
 packages=(busybox-static runc util-linux iproute2 tar gcc libc6-dev pkg-config qemu-system-x86 linux-image-amd64 cpio docker-registry skopeo umoci apache2-utils mmdebstrap chromium xz-utils e2fsprogs docker.io containernetworking-plugins iptables nftables postgresql postgresql-client qemu-system-arm)
 missing=()

@@ -202,7 +202,8 @@ fn counts(lab: &ConcLab) -> Counts {
         .filter(|l| {
             l.contains(&lab.bridge)
                 || l.contains(&lab.subnet_prefix)
-                || l.contains(&format!("\"{}\"", lab.network))
+                // the bridge plugin's comments, as iptables-save escapes them
+                || l.contains(&format!("\\\"{}\\\"", lab.network))
         })
         .count();
     Counts {

@@ -27,6 +27,11 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     let image = Image::resolve(store, image_name)?;
     let image_config = image.config.config().clone();
     let _lock = store.lock()?;
+    // an `rmi` may have collected the image's layers between the resolve and
+    // the lock; from here on the record written under this lock keeps them
+    if image.lower_dirs(store).iter().any(|d| !d.is_dir()) {
+        return Err(crate::image::ImageError::NotFound(image_name.to_string()).into());
+    }
     let existing = Container::list(store)?;
     let name = match &opts.name {
         Some(n) => {
