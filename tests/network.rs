@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::net::{fetch, host_address, kill_supervisor};
@@ -205,43 +206,97 @@ fn unknown_network_is_one_line_and_creates_nothing() {
     assert_eq!(lab.container_count(), 0);
 }
 
-/// What a leak would grow: links, netfilter rules, address leases.
-fn footprint() -> (usize, usize, usize) {
-    let links = host("ip", &["-o", "link"]).lines().count();
-    let rules = host("nft", &["list", "ruleset"]).lines().count();
+/// What a leak of this test's containers would leave, counted in their own
+/// scope (other tests on the host start and end containers on the same
+/// default bridge meanwhile): leases of the addresses they had, netfilter lines
+/// naming those addresses or the ports they published, and network namespaces
+/// pinned in this store. A leaked veth or rule has one of these with it.
+fn footprint(lab: &Lab, addresses: &BTreeSet<String>, ports: &[&str]) -> (usize, usize, usize) {
     let leases = std::fs::read_dir("/run/twinbox/ipam/bridge")
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| addresses.contains(&*e.file_name().to_string_lossy()))
+                .count()
+        })
         .unwrap_or(0);
-    (links, rules, leases)
+    let rules = host("nft", &["list", "ruleset"])
+        .lines()
+        .filter(|l| {
+            let words: Vec<&str> = l
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .collect();
+            words
+                .iter()
+                .any(|w| addresses.contains(*w) || ports.contains(w))
+        })
+        .count();
+    let root = lab.root().display().to_string();
+    let netns = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&root) && l.contains(" - nsfs "))
+        .count();
+    (leases, rules, netns)
+}
+
+/// The container's address on the default bridge, from inside it.
+fn address_from(out: &str) -> String {
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {out:?}"))
+        .to_string()
 }
 
 #[test]
 fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
     let _turn = turn();
     let Some(lab) = lab() else { return };
+    let ports = ["18183", "18184"];
+    let mut addresses = BTreeSet::new();
+    let show = "ip -o -4 addr show eth0";
     // the first container creates the bridge and portmap's shared chains
-    let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "true"]);
+    let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "sh", "-c", show]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let before = footprint();
+    let before = footprint(&lab, &addresses, &ports);
     for _ in 0..20 {
-        let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "true"]);
+        let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "sh", "-c", show]);
         assert_eq!(r.code, 0, "{}", r.stderr);
+        addresses.insert(address_from(&r.stdout));
     }
     assert_eq!(
-        footprint(),
+        addresses.len(),
+        20,
+        "each run had its own address: {addresses:?}"
+    );
+    assert_eq!(
+        footprint(&lab, &addresses, &ports),
         before,
-        "links, nft lines, leases after 20 cycles"
+        "leases, nft lines, namespaces after 20 cycles (addresses {addresses:?})"
     );
 
     serve(&lab, "victim", "18184:80");
     assert_eq!(fetch("http://127.0.0.1:18184/"), "hello-victim\n");
+    let r = lab.tb(&["exec", "victim", "sh", "-c", show]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    addresses.insert(address_from(&r.stdout));
+    assert_ne!(
+        footprint(&lab, &addresses, &ports),
+        before,
+        "a running container is counted"
+    );
     kill_supervisor(&lab, "victim");
     // the next command (any that reads the state) finishes the DEL
     let r = lab.tb(&["ps", "-a"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = lab.tb(&["rm", "-f", "victim"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(footprint(), before, "after kill -9 of a supervisor and rm");
+    assert_eq!(
+        footprint(&lab, &addresses, &ports),
+        before,
+        "after kill -9 of a supervisor and rm"
+    );
 }
 
 trait NetRun {
