@@ -178,7 +178,21 @@ fn system_check_reports_and_repairs_a_damaged_store() {
         .unwrap()
         .trim_start_matches("sha256:")
         .to_string();
+    // the stale record below is made while the image is whole
+    let r = lab.tb(&["create", "--name", "stale", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let stale_id = r.stdout;
     std::fs::remove_dir_all(root.join("layers").join(&busybox_layer)).unwrap();
+    // a container of an image with a layer missing is refused, saying what to do
+    let r = lab.tb(&["create", "busybox", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.trim().lines().count() == 1
+            && r.stderr.contains(&busybox_layer)
+            && r.stderr.contains("system check --repair"),
+        "{}",
+        r.stderr
+    );
     // truncate the extra image's only layer blob
     let truncated = root
         .join("blobs/sha256")
@@ -191,9 +205,7 @@ fn system_check_reports_and_repairs_a_damaged_store() {
         .set_len(len / 2)
         .unwrap();
     // a stale record: running, with a supervisor pid that does not exist
-    let r = lab.tb(&["create", "--name", "stale", "busybox", "true"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let stale_id = r.stdout.trim().to_string();
+    let stale_id = stale_id.trim().to_string();
     let state_path = root.join("containers").join(&stale_id).join("state.json");
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();

@@ -29,8 +29,19 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     let _lock = store.lock()?;
     // an `rmi` may have collected the image's layers between the resolve and
     // the lock; from here on the record written under this lock keeps them
-    if image.lower_dirs(store).iter().any(|d| !d.is_dir()) {
-        return Err(crate::image::ImageError::NotFound(image_name.to_string()).into());
+    if let Some(missing) = image
+        .layers
+        .iter()
+        .find(|l| !store.layer_dir(&l.chain_id).is_dir())
+    {
+        Image::resolve(store, image_name)?; // gone: "no such image"
+        return Err(crate::image::ImageError::Layer {
+            digest: missing.chain_id.to_string(),
+            message: format!(
+                "of image {image_name} is missing from the store: `twinbox system check --repair` unpacks it again"
+            ),
+        }
+        .into());
     }
     let existing = Container::list(store)?;
     let name = match &opts.name {
