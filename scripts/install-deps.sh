@@ -13,6 +13,12 @@ if [ "$(id -u)" != 0 ]; then
     echo "install-deps: run as root: $0 needs namespaces, cgroups and KVM" >&2
     exit 1
 fi
+# sudo kept the user's PATH (for their cargo), which has no sbin directories on
+# Debian: without them twinbox and the CNI plugins find no iptables or nft.
+case ":$PATH:" in
+*:/usr/sbin:*) ;;
+*) export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;;
+esac
 # Started through sudo by a user: what the build writes stays theirs, the
 # target dir and what cargo and rustup write in their home (crates.io's
 # index and sources, the package cache lock), or their own cargo fails later.
