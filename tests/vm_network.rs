@@ -110,7 +110,13 @@ fn a_vm_joins_the_bridge_and_kill_9_of_its_vmm_leaves_nothing() {
 
     // The VMM this test started, by its pid.
     common::host("kill", &["-9", &pid.to_string()]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // until it is gone (a big process takes a while to die under load; a fixed
+    // pause made the next command see it alive), 20 s at most
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while proc_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // The next command recovers: DEL, the namespace goes.
     let ps = lab.tb(&["vm", "ps", "-a"]);
     assert!(ps.stdout.contains("Failed"), "{}", ps.stdout);
