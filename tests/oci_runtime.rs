@@ -772,3 +772,99 @@ fn console_socket_gets_a_terminal_from_the_containers_devpts() {
     );
     assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
 }
+
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_range() {
+    let Some(lab) = lab() else { return };
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return;
+    }
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; \
+                  echo x > /dev/null && echo null-ok; stat -c %u /bin/busybox; \
+                  touch /new 2>/dev/null || echo root-readonly";
+    let b = bundle(&lab, "userns", &["sh", "-c", script]);
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    edit_spec(&b, |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map.clone();
+        s["root"]["readonly"] = true.into();
+    });
+    let id = format!("tb-userns-{}", std::process::id());
+    let ours = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    let words: Vec<&str> = ours.stdout.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "0",
+            "100000",
+            "65536",
+            "0",
+            "100000",
+            "65536",
+            "0",
+            "0",
+            "null-ok",
+            "65534",
+            "root-readonly"
+        ],
+        "root inside is 100000 outside; the host's root owns nothing inside: {}",
+        ours.stdout
+    );
+    let theirs = runc(&b, &format!("{id}-runc"));
+    if theirs.code == 0 {
+        assert_eq!(ours.stdout, theirs.stdout, "same as runc");
+    }
+
+    // a created container's init is uid 100000 on the host; exec joins its
+    // user namespace
+    let b = bundle(&lab, "userns-exec", &["sleep", "30"]);
+    edit_spec(&b, |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map.clone();
+    });
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", state["pid"])).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().collect::<Vec<_>>(),
+        ["Uid:", "100000", "100000", "100000", "100000"]
+    );
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    let out = runtime(
+        &lab,
+        &["exec", &id, "sh", "-c", "id -u; cat /proc/self/uid_map"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "100000", "65536"]
+    );
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+
+    // mappings without a user namespace: refused, nothing left behind
+    edit_spec(&b, |s| {
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "user");
+    });
+    let refused = create(&lab, &b, &id, &[]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("need a user namespace"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!lab.root().join("runtime-state").join(&id).exists());
+}

@@ -50,13 +50,18 @@ fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
                 .map_err(|e| InitError::setup(&format!("mkdir for {name}"), e))?;
         }
         let _ = std::fs::remove_file(&path);
-        mknod(
+        if make_node(
             &path,
             kind,
             mode,
             makedev(d.major() as u64, d.minor() as u64),
+            d.path(),
         )
-        .map_err(|e| InitError::setup(&format!("mknod {name}"), e))?;
+        .map_err(|e| InitError::setup(&format!("mknod {name}"), e))?
+            == Node::Bound
+        {
+            continue; // the host's node, with the host's mode and owner
+        }
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
             &path,
@@ -74,7 +79,44 @@ fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
     Ok(())
 }
 
-pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
+#[derive(PartialEq, Eq)]
+enum Node {
+    Made,
+    Bound,
+}
+
+/// mknod, or where that is not allowed (a user namespace: no device may be
+/// created there) a bind mount of the host's node at `host` on an empty file,
+/// as runc does.
+fn make_node(
+    path: &Path,
+    kind: SFlag,
+    mode: Mode,
+    dev: libc::dev_t,
+    host: &Path,
+) -> Result<Node, nix::Error> {
+    match mknod(path, kind, mode, dev) {
+        Ok(()) => Ok(Node::Made),
+        Err(nix::errno::Errno::EPERM) => {
+            std::fs::write(path, b"")
+                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            nix::mount::mount(
+                Some(host),
+                path,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )?;
+            Ok(Node::Bound)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Fills the container's /dev. `console_from_stdin`: a terminal session whose
+/// stdin already is its terminal gets it as /dev/console (with a console
+/// socket the init binds its new terminal there itself, later).
+pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Result<(), InitError> {
     let dev = root.join("dev");
     if !dev.is_dir() {
         return Ok(());
@@ -82,13 +124,17 @@ pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = dev.join(name);
         let _ = std::fs::remove_file(&path);
-        mknod(
+        let made = make_node(
             &path,
             SFlag::S_IFCHR,
             Mode::from_bits_truncate(0o666),
             makedev(*major, *minor),
+            &Path::new("/dev").join(name),
         )
         .map_err(|e| InitError::setup(&format!("mknod /dev/{name}"), e))?;
+        if made == Node::Bound {
+            continue;
+        }
         // mknod honours the umask; the nodes must be world-usable.
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
@@ -111,11 +157,12 @@ pub fn populate_dev(root: &Path, spec: &Spec) -> Result<(), InitError> {
     }
     add_spec_devices(root, spec)?;
     // A terminal session gets the terminal as /dev/console, as `docker run -t` does.
-    if spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false)
+    if console_from_stdin
+        && spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
     {
         if let Ok(tty) = std::fs::read_link("/proc/self/fd/0") {
             let console = dev.join("console");

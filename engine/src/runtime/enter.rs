@@ -38,10 +38,12 @@ pub struct Enter<'a> {
     pub preserve_fds: u32,
 }
 
-/// Namespaces in the order they are joined: the cgroup namespace after the
-/// cgroup (so the cgroup is its root), the mount namespace last (it replaces our
-/// root and working directory).
-const JOIN_ORDER: [(&str, LinuxNamespaceType); 5] = [
+/// Namespaces in the order they are joined: the user namespace first (it owns
+/// the others, and joining it gives the capabilities to enter them), the
+/// cgroup namespace after the cgroup (so the cgroup is its root), the mount
+/// namespace last (it replaces our root and working directory).
+const JOIN_ORDER: [(&str, LinuxNamespaceType); 6] = [
+    ("user", LinuxNamespaceType::User),
     ("cgroup", LinuxNamespaceType::Cgroup),
     ("ipc", LinuxNamespaceType::Ipc),
     ("uts", LinuxNamespaceType::Uts),
@@ -79,6 +81,7 @@ fn flag_of(typ: LinuxNamespaceType) -> CloneFlags {
         LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         _ => CloneFlags::empty(),
     }
 }

@@ -49,8 +49,25 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     }
 
-    // 1. Resource limits: enter the cgroup, then make it our cgroup namespace's root.
-    if let Some(cg) = ctx.cgroup {
+    // The start fifo, opened while the host's paths are still ours to reach.
+    let exec_fifo = match &ctx.launch.exec_fifo {
+        Some(p) => Some(StartFifo::open(p)?),
+        None => None,
+    };
+
+    // 1. Identity and resource limits. A new user namespace is mapped by the
+    //    parent, which also puts us in the cgroup; then we become its root.
+    //    Otherwise we enter the cgroup ourselves. Then the cgroup becomes our
+    //    cgroup namespace's root.
+    if ctx.plan.has_new(LinuxNamespaceType::User) {
+        if !ctx.channel.request_id_maps() {
+            return Err(InitError {
+                exit_code: 125,
+                message: "container init: the user namespace's id maps were not written".into(),
+            });
+        }
+        super::userns::become_root()?;
+    } else if let Some(cg) = ctx.cgroup {
         cg.join(0).map_err(|e| InitError::setup("join cgroup", e))?;
     }
     if ctx.plan.new_cgroup {
@@ -78,11 +95,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             RootfsSource::Prepared => mounts::bind_self(ctx.root)?,
         }
         mounts::mount_all(ctx.root, spec, ctx.plan.shares_host_network())?;
-        super::devices::populate_dev(ctx.root, spec)?;
-        let exec_fifo = match &ctx.launch.exec_fifo {
-            Some(p) => Some(StartFifo::open(p)?),
-            None => None,
-        };
+        super::devices::populate_dev(ctx.root, spec, ctx.console.is_none())?;
         let hook_state = runtime_hooks(ctx)?;
         if ctx.launch.no_pivot {
             mounts::move_into(ctx.root)?;
@@ -105,10 +118,6 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         // and `create` must still wait for `start` (ns_itype). As runc does,
         // the root is bound onto itself (in the mount namespace we share) and
         // entered with chroot: pivot_root would move everyone's root.
-        let exec_fifo = match &ctx.launch.exec_fifo {
-            Some(p) => Some(StartFifo::open(p)?),
-            None => None,
-        };
         let hook_state = runtime_hooks(ctx)?;
         if ctx.root != Path::new("/") {
             if matches!(ctx.launch.rootfs, RootfsSource::Prepared) {
@@ -133,8 +142,13 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     // 4. Standard streams, working directory, and what to exec (resolved now,
     //    while we may still read every directory as root).
     match ctx.console {
-        Some(sock) => super::console::make_terminal(sock, process.user().uid())
-            .map_err(|e| InitError::setup("open a terminal on /dev/ptmx", e))?,
+        Some(sock) => {
+            super::console::make_terminal(sock, process.user().uid())
+                .map_err(|e| InitError::setup("open a terminal on /dev/ptmx", e))?;
+            if ctx.plan.has_new(LinuxNamespaceType::Mount) {
+                mounts::bind_console()?;
+            }
+        }
         None => set_stdio(ctx.launch.stdio)?,
     }
     if ctx.console.is_some() || process.terminal().unwrap_or(false) {

@@ -20,6 +20,7 @@ pub mod namespaces;
 pub mod oci;
 pub mod security;
 pub mod sync;
+pub mod userns;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -248,6 +249,7 @@ pub fn spawn_with(
         return Err(RuntimeError::Spec("process is missing".into()));
     }
     let plan = namespaces::NamespacePlan::from_spec(spec)?;
+    userns::validate(spec, &plan)?;
 
     let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
         Some(path) => {
@@ -337,7 +339,20 @@ fn clone_init(
         drop(init_end);
         ours
     });
-    match channel.wait_for_child_with(pid.as_raw(), &mut |req| answer(pid, req)) {
+    let mut handle = |req| match req {
+        // the child's new user namespace: map it, then put it in the cgroup
+        // (mapped, it no longer owns the host's cgroup files)
+        sync::Request::IdMaps => {
+            userns::write_maps(pid.as_raw(), &launch.spec)?;
+            if let Some(cg) = cgroup {
+                cg.join(pid.as_raw())
+                    .map_err(|e| format!("join cgroup: {e}"))?;
+            }
+            Ok(String::new())
+        }
+        other => answer(pid, other),
+    };
+    match channel.wait_for_child_with(pid.as_raw(), &mut handle) {
         sync::ChildReport::Execed | sync::ChildReport::Ready => {
             // the init sent the master before it reported (or execed)
             let master = match &console {

@@ -331,15 +331,46 @@ fn refuse_symlinked_kernel_fs(root: &Path, dest: &Path, typ: &str) -> Step {
     }
 }
 
+/// Remounts a bind mount with `flags`. In a user namespace the mount's
+/// nosuid/nodev/noexec and access-time flags are locked and a remount that
+/// drops them fails with EPERM: then it is retried keeping them, as runc does.
 fn remount_bind(dest: &Path, flags: MsFlags, what: &str) -> Step {
+    let remount = |flags: MsFlags| {
+        mount(
+            None::<&str>,
+            dest,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+    };
+    match remount(flags) {
+        Err(nix::errno::Errno::EPERM) => remount(flags | paths::locked_flags(dest)),
+        other => other,
+    }
+    .map_err(|e| InitError::setup(&format!("{what} (remount)"), e))
+}
+
+/// Binds our terminal (stdin, the slave of the pty just made) on
+/// /dev/console, as runc does for a terminal.
+pub fn bind_console() -> Step {
+    let console = Path::new("/dev/console");
+    if !Path::new("/dev").is_dir() {
+        return Ok(());
+    }
+    let pts = fs::read_link("/proc/self/fd/0")
+        .map_err(|e| InitError::setup("find the terminal's name", e))?;
+    if console.symlink_metadata().is_err() {
+        fs::write(console, b"").map_err(|e| InitError::setup("create /dev/console", e))?;
+    }
     mount(
+        Some(&pts),
+        console,
         None::<&str>,
-        dest,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+        MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(|e| InitError::setup(&format!("{what} (remount)"), e))
+    .map_err(|e| InitError::setup("bind /dev/console", e))
 }
 
 /// pivot_root(".", ".") then detach the old root: the host's tree is gone.

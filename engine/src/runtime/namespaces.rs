@@ -43,10 +43,16 @@ impl NamespacePlan {
         for ns in list {
             let t = ns.typ();
             match (t, ns.path()) {
-                (LinuxNamespaceType::User, _) | (LinuxNamespaceType::Time, _) => {
-                    return Err(RuntimeError::Spec(format!(
-                        "{t:?} namespaces are not supported yet: remove it from linux.namespaces"
-                    )))
+                (LinuxNamespaceType::Time, _) => {
+                    return Err(RuntimeError::Spec(
+                        "time namespaces are not supported yet: remove it from linux.namespaces"
+                            .into(),
+                    ))
+                }
+                (LinuxNamespaceType::User, Some(_)) => {
+                    return Err(RuntimeError::Spec(
+                        "joining an existing user namespace is not supported: give the user namespace no path (a new one with linux.uidMappings)".into(),
+                    ))
                 }
                 (LinuxNamespaceType::Pid, Some(_)) => {
                     return Err(RuntimeError::Spec(

@@ -315,6 +315,13 @@ impl OciRuntime {
             // root (as runc's 0622); the state directory guards it
             nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
                 .map_err(|e| io(&fifo, e.into()))?;
+            // mkfifo honours the umask, which would leave it 0600: the init
+            // of a user namespace (or a non-root user) could not open it
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
+                    .map_err(|e| io(&fifo, e))?;
+            }
             // with a terminal, the init makes it in the container's devpts
             let stdio = Stdio {
                 stdin: 0,

@@ -3,8 +3,9 @@
 //! closes the pipe (it is CLOEXEC), which the parent reads as "execed".
 //! Before that the child may ask the parent for things only the parent can do,
 //! and wait on a second pipe for each answer (NUL-terminated): run the hooks
-//! that belong between namespace setup and pivot_root ("H"), or take the
-//! seccomp listener descriptor and hand it to the agent ("S<fd>").
+//! that belong between namespace setup and pivot_root ("H"), take the
+//! seccomp listener descriptor and hand it to the agent ("S<fd>"), or write
+//! the id maps of its new user namespace ("M").
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,6 +22,10 @@ pub enum ChildReport {
 
 /// What the child asks of the parent before it is ready.
 pub enum Request {
+    /// Write our uid_map and gid_map (and put us in the cgroup): a process in a
+    /// new user namespace cannot map itself to anything but its own id, and
+    /// once mapped it no longer owns the host's cgroup files.
+    IdMaps,
     /// Run prestart and createRuntime; answer with the state JSON.
     Hooks,
     /// The seccomp notify listener, copied out of the child: pass it to the agent.
@@ -61,6 +66,11 @@ impl Channel {
     /// parent refused (a hook failed) or went away.
     pub fn request_hooks(&self) -> Option<String> {
         self.request("H\n")
+    }
+
+    /// Child: ask the parent to write our id maps; `false` when it could not.
+    pub fn request_id_maps(&self) -> bool {
+        self.request("M\n").is_some()
     }
 
     /// Child: the parent copies `fd` (our seccomp listener) with pidfd_getfd
@@ -140,6 +150,7 @@ impl Channel {
                     while let Some(request) = take_request(&mut buf) {
                         let result = match request {
                             Ok(ParsedRequest::Hooks) => answer(Request::Hooks),
+                            Ok(ParsedRequest::IdMaps) => answer(Request::IdMaps),
                             Ok(ParsedRequest::Listener(fd)) => copy_fd(child, fd)
                                 .map_err(|e| format!("copy the seccomp listener: {e}"))
                                 .and_then(|fd| answer(Request::SeccompListener(fd))),
@@ -180,17 +191,21 @@ impl Channel {
 
 enum ParsedRequest {
     Hooks,
+    IdMaps,
     Listener(RawFd),
 }
 
 /// The first complete request at the start of `buf`, removed from it.
 fn take_request(buf: &mut Vec<u8>) -> Option<Result<ParsedRequest, String>> {
-    if !matches!(buf.first(), Some(b'H' | b'S')) {
+    if !matches!(buf.first(), Some(b'H' | b'S' | b'M')) {
         return None;
     }
     let end = buf.iter().position(|b| *b == b'\n')?;
     let line: Vec<u8> = buf.drain(..=end).collect();
     let line = String::from_utf8_lossy(&line[..end]).into_owned();
+    if line == "M" {
+        return Some(Ok(ParsedRequest::IdMaps));
+    }
     Some(match line.strip_prefix('S') {
         None => Ok(ParsedRequest::Hooks),
         Some(n) => n

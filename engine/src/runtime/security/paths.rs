@@ -123,8 +123,18 @@ pub fn readonly_path(path: &Path) -> Result<(), SecurityError> {
         Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Ok(()),
         Err(e) => return Err(fail(e)),
     }
-    let existing = statvfs(path).map_err(fail)?.flags();
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    statvfs(path).map_err(fail)?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(path);
+    mount(Some(path), path, None::<&str>, flags, None::<&str>).map_err(fail)
+}
+
+/// The `nosuid`/`nodev`/`noexec` and access-time flags the mount at `path`
+/// has: a remount in a user namespace must keep them (they are locked).
+pub fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(existing) = statvfs(path).map(|s| s.flags()) else {
+        return MsFlags::empty();
+    };
+    let mut flags = MsFlags::empty();
     for (has, keep) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
@@ -137,7 +147,7 @@ pub fn readonly_path(path: &Path) -> Result<(), SecurityError> {
             flags |= keep;
         }
     }
-    mount(Some(path), path, None::<&str>, flags, None::<&str>).map_err(fail)
+    flags
 }
 
 /// `/dev/null` opened without following a final symlink, as an `O_PATH` descriptor.
