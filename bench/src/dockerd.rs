@@ -1,8 +1,10 @@
 //! A private dockerd (Debian's docker.io) as a bench peer: its own socket, data
-//! and exec roots, and its own bridge device (a /24 the host does not route),
-//! with no iptables (it would rewrite the host's FORWARD policy under other
-//! programs): published ports go through docker-proxy, Docker's userland proxy.
-//! Stopped, its bridge deleted and its directory removed on drop.
+//! and exec roots, and no iptables (it would rewrite the host's FORWARD policy
+//! under other programs). With `Bridge::Own` it gets a bridge device of its own
+//! (a /24 the host does not route) and published ports go through docker-proxy,
+//! Docker's userland proxy; with `Bridge::None` it has no bridge (`--bridge=none`:
+//! builds and `--network none` runs only). Stopped, its bridge deleted and its
+//! directory removed on drop. Its clients run with BuildKit on.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,18 @@ use crate::stats::{last_line, timed};
 
 pub struct Dockerd {
     dir: PathBuf,
-    bridge: String,
+    /// The bridge device this bench made for it, if any.
+    bridge: Option<String>,
     child: Child,
+}
+
+/// Whether the private dockerd gets a bridge network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bridge {
+    /// A bridge device of its own: `run` on Docker's default network and `-p` work.
+    Own,
+    /// `--bridge=none`: only `--network none` (and builds with it).
+    None,
 }
 
 const DOCKERD: &str = "/usr/sbin/dockerd";
@@ -51,34 +63,40 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 impl Dockerd {
     /// Starts it under `dir`; an error says why Docker cannot be the peer here.
-    pub fn start(dir: &Path) -> Result<Dockerd, String> {
+    pub fn start(dir: &Path, with: Bridge) -> Result<Dockerd, String> {
         if !Path::new(DOCKERD).exists() || !Path::new(DOCKER).exists() {
             return Err("Debian's docker.io is not installed".into());
         }
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let net = free_subnet().ok_or("no free 10.198-199.N.0/24 for docker's bridge")?;
-        let bridge = format!("tbdk{}", std::process::id() % 100_000);
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
-        let made = (|| {
-            ip(&["addr", "add", &format!("{net}.1/24"), "dev", &bridge])?;
-            ip(&["link", "set", &bridge, "up"])
-        })();
-        if let Err(e) = made {
-            let _ = ip(&["link", "delete", &bridge]);
-            return Err(e);
-        }
-        let log = fs::File::create(dir.join("dockerd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(DOCKERD)
-            .args(["--iptables=false", "--ip6tables=false"])
-            .arg(format!("--bridge={bridge}"))
-            .arg(format!("--data-root={}", dir.join("data").display()))
-            .arg(format!("--exec-root={}", dir.join("exec").display()))
-            .arg(format!("--pidfile={}", dir.join("pid").display()))
-            .arg(format!("-H=unix://{}", dir.join("sock").display()))
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{DOCKERD}: {e}"))?;
+        let bridge = match with {
+            Bridge::Own => Some(own_bridge()?),
+            Bridge::None => None,
+        };
+        let spawned = fs::File::create(dir.join("dockerd.log"))
+            .and_then(|log| Ok((log.try_clone()?, log)))
+            .map_err(|e| format!("{}: {e}", dir.join("dockerd.log").display()))
+            .and_then(|(out, err)| {
+                Command::new(DOCKERD)
+                    .args(["--iptables=false", "--ip6tables=false"])
+                    .arg(format!("--bridge={}", bridge.as_deref().unwrap_or("none")))
+                    .arg(format!("--data-root={}", dir.join("data").display()))
+                    .arg(format!("--exec-root={}", dir.join("exec").display()))
+                    .arg(format!("--pidfile={}", dir.join("pid").display()))
+                    .arg(format!("-H=unix://{}", dir.join("sock").display()))
+                    .stdout(out)
+                    .stderr(err)
+                    .spawn()
+                    .map_err(|e| format!("{DOCKERD}: {e}"))
+            });
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(b) = &bridge {
+                    let _ = ip(&["link", "delete", b]);
+                }
+                return Err(e);
+            }
+        };
         let d = Dockerd {
             dir: dir.to_path_buf(),
             bridge,
@@ -98,7 +116,7 @@ impl Dockerd {
         ))
     }
 
-    /// `docker ARGS` against this daemon.
+    /// `docker ARGS` against this daemon (BuildKit on for `build`).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(DOCKER);
         c.args(args)
@@ -106,6 +124,7 @@ impl Dockerd {
                 "DOCKER_HOST",
                 format!("unix://{}", self.dir.join("sock").display()),
             )
+            .env("DOCKER_BUILDKIT", "1")
             .stdin(Stdio::null());
         c
     }
@@ -143,7 +162,27 @@ impl Drop for Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = ip(&["link", "delete", &self.bridge]);
+        if let Some(b) = &self.bridge {
+            let _ = ip(&["link", "delete", b]);
+        }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A bridge device for a private dockerd, on a free /24, up.
+fn own_bridge() -> Result<String, String> {
+    let net = free_subnet().ok_or("no free 10.198-199.N.0/24 for docker's bridge")?;
+    let bridge = format!("tbdk{}", std::process::id() % 100_000);
+    ip(&["link", "add", &bridge, "type", "bridge"])?;
+    let made = (|| {
+        ip(&["addr", "add", &format!("{net}.1/24"), "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])
+    })();
+    match made {
+        Ok(()) => Ok(bridge),
+        Err(e) => {
+            let _ = ip(&["link", "delete", &bridge]);
+            Err(e)
+        }
     }
 }

@@ -17,11 +17,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use twinbox_bench::dockerd::{Bridge, Dockerd};
 use twinbox_bench::setup::DEFAULT_TWINBOX;
 use twinbox_bench::stats::{self, Stats};
 
@@ -68,69 +69,6 @@ fn main() {
     if let Err(e) = run(&args) {
         eprintln!("build-bench: {e}");
         std::process::exit(1);
-    }
-}
-
-struct Dockerd {
-    dir: PathBuf,
-    child: std::process::Child,
-}
-
-impl Dockerd {
-    fn start(dir: &Path) -> Result<Dockerd> {
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let log = fs::File::create(dir.join("dockerd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new("/usr/sbin/dockerd")
-            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-            .arg(format!("--data-root={}", dir.join("data").display()))
-            .arg(format!("--exec-root={}", dir.join("exec").display()))
-            .arg(format!("--pidfile={}", dir.join("pid").display()))
-            .arg(format!("-H=unix://{}", dir.join("sock").display()))
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("dockerd: {e} (install docker.io)"))?;
-        let d = Dockerd {
-            dir: dir.to_path_buf(),
-            child,
-        };
-        for _ in 0..300 {
-            if d.docker(&["info"])
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-            {
-                return Ok(d);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err("dockerd did not come up".into())
-    }
-
-    fn docker(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
-        Command::new("/usr/bin/docker")
-            .args(args)
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", self.dir.join("sock").display()),
-            )
-            .env("DOCKER_BUILDKIT", "1")
-            .stdin(Stdio::null())
-            .output()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // SAFETY: SIGTERM to the dockerd this benchmark started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        for _ in 0..400 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -189,26 +127,10 @@ fn run(args: &Args) -> Result<()> {
     timed(tb(&["image", "bootstrap", "busybox"]))?;
     let base = scratch.path().join("busybox.tar");
     timed(tb(&["save", "-o", base.to_str().unwrap(), "busybox"]))?;
-    let dockerd = Dockerd::start(&scratch.path().join("dockerd"))?;
-    let load = dockerd
-        .docker(&["load", "-i", base.to_str().unwrap()])
-        .map_err(|e| e.to_string())?;
-    if !load.status.success() {
-        return Err(format!(
-            "docker load: {}",
-            String::from_utf8_lossy(&load.stderr)
-        ));
-    }
-    let docker = |a: &[&str]| {
-        let mut c = Command::new("/usr/bin/docker");
-        c.env(
-            "DOCKER_HOST",
-            format!("unix://{}", dockerd.dir.join("sock").display()),
-        )
-        .env("DOCKER_BUILDKIT", "1")
-        .args(a);
-        c
-    };
+    // builds run with --network none: the peer needs no bridge
+    let dockerd = Dockerd::start(&scratch.path().join("dockerd"), Bridge::None)?;
+    dockerd.output(&["load", "-i", base.to_str().unwrap()])?;
+    let docker = |a: &[&str]| dockerd.cmd(a);
     let c = ctx.to_str().unwrap();
     let buildah = Command::new("buildah")
         .arg("--version")

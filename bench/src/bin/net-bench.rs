@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use twinbox_bench::dockerd::Dockerd;
+use twinbox_bench::dockerd::{Bridge, Dockerd};
 use twinbox_bench::setup::prepare;
 use twinbox_bench::stats::{last_line, timed, Stats};
 use twinbox_bench::table::{ms, Table};
@@ -391,7 +391,7 @@ fn get(addr: SocketAddr, path: &str) -> Result<(u64, Duration), String> {
 /// A private dockerd with the busybox of the twinbox store loaded (`save`,
 /// then `docker load`): the same image both ways.
 fn start_docker(tb: &Twinbox, dir: &Path) -> Result<Dockerd, String> {
-    let d = Dockerd::start(dir)?;
+    let d = Dockerd::start(dir, Bridge::Own)?;
     let archive = dir.join("busybox.tar");
     let archive = archive.to_str().ok_or("scratch path is not UTF-8")?;
     tb.output(&["save", "-o", archive, "busybox"])?;
