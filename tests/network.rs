@@ -554,3 +554,62 @@ fn check_repair_releases_dead_leases_and_keeps_live_ones() {
     assert_eq!(lab.tb(&["rm", "-f", "live"]).code, 0);
     assert_eq!(lab.tb(&["network", "rm", &net]).code, 0);
 }
+
+/// `system check` runs CNI CHECK on a running container's attachments: intact
+/// it finds nothing, with the container's eth0 deleted behind twinbox's back it
+/// names the container and the network; `rm -f` still releases everything.
+#[test]
+fn check_runs_cni_check_on_running_containers() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let ports = ["18186"];
+    let none = BTreeSet::new();
+    let r = lab.tb(&["run", "--rm", "-p", "18186:80", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // the probe's address is not known yet: no lease or rule can name it
+    let before = footprint(&lab, &none, &ports);
+    let r = lab.tb(&[
+        "run", "-d", "--name", "probe", "-p", "18186:80", "busybox", "sleep", "600",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let check = lab.tb(&["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(
+        !check.stdout.contains("container probe"),
+        "{}",
+        check.stdout
+    );
+
+    let inspect = lab.inspect("probe");
+    let ip = inspect["NetworkSettings"]["IPAddress"].as_str().unwrap();
+    let addresses = BTreeSet::from([ip.to_string()]);
+    assert_ne!(
+        footprint(&lab, &addresses, &ports),
+        before,
+        "probe is counted"
+    );
+    let id = inspect["Id"].as_str().unwrap().to_string();
+    let netns = lab.containers_dir().join(id).join("netns");
+    let ok = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "link", "delete", "eth0"])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "deleting eth0 in {}", netns.display());
+    let check = lab.tb(&["system", "check"]);
+    assert_ne!(check.code, 0, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("container probe: its attachment to network bridge is broken"),
+        "{}",
+        check.stdout
+    );
+    let r = lab.tb(&["rm", "-f", "probe"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        footprint(&lab, &addresses, &ports),
+        before,
+        "leases, nft lines, namespaces after rm of the broken container"
+    );
+}

@@ -247,11 +247,9 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
         // per network id: two stores may each have a network of the same name
         "dataDir": format!("{}/{id}", super::IPAM_DIR),
     });
-    let mtu = match opts.options.get("mtu") {
-        Some(m) => m
-            .parse::<u32>()
-            .map_err(|_| NetworkError::BadOption(format!("-o mtu={m}: give a number of bytes")))?,
-        None => super::host_mtu(),
+    let mtu = match mtu_option(&opts.options)? {
+        Some(m) => m,
+        None => super::mtu::uplink(),
     };
     let first = match driver.as_str() {
         "bridge" => json!({
@@ -321,6 +319,23 @@ pub fn create(store_root: &Path, opts: &CreateOptions) -> Result<Network> {
     Ok(Network::from_conflist(&opts.name, path, conflist))
 }
 
+/// `-o mtu=N`, or Docker's `-o com.docker.network.driver.mtu=N`: 68 up to
+/// 65535, what a bridge and a veth take.
+fn mtu_option(options: &BTreeMap<String, String>) -> Result<Option<u32>> {
+    let given = ["mtu", "com.docker.network.driver.mtu"]
+        .into_iter()
+        .find_map(|k| options.get(k).map(|v| (k, v)));
+    let Some((key, value)) = given else {
+        return Ok(None);
+    };
+    match value.parse::<u32>() {
+        Ok(m) if (68..=65535).contains(&m) => Ok(Some(m)),
+        _ => Err(NetworkError::BadOption(format!(
+            "-o {key}={value}: give a number of bytes from 68 to 65535"
+        ))),
+    }
+}
+
 /// The interface of the host's default route: where macvlan/ipvlan attach.
 fn default_parent() -> Option<String> {
     let routes = fs::read_to_string("/proc/net/route").ok()?;
@@ -374,4 +389,30 @@ fn delete_link(dev: &str) {
         .args(["link", "delete", dev])
         .stderr(std::process::Stdio::null())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn mtu_option_takes_twinbox_and_docker_keys_in_range() {
+        assert_eq!(mtu_option(&opts(&[])).unwrap(), None);
+        assert_eq!(mtu_option(&opts(&[("mtu", "9000")])).unwrap(), Some(9000));
+        assert_eq!(
+            mtu_option(&opts(&[("com.docker.network.driver.mtu", "65520")])).unwrap(),
+            Some(65520)
+        );
+        for bad in ["67", "65536", "big", ""] {
+            let e = mtu_option(&opts(&[("mtu", bad)])).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("-o mtu={bad}: ")), "{e}");
+        }
+    }
 }

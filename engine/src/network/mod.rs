@@ -6,6 +6,7 @@
 pub mod cni;
 pub mod config;
 pub mod leases;
+pub mod mtu;
 pub mod names;
 pub mod netfilter;
 pub mod netns;
@@ -181,7 +182,7 @@ pub fn bridge_conflist(name: &str, device: &str, subnet: Ipv4Addr, internal: boo
                 "isGateway": !internal,
                 "ipMasq": false,
                 "hairpinMode": true,
-                "mtu": host_mtu(),
+                "mtu": mtu::uplink(),
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": format!("{subnet}/16"), "gateway": gateway.to_string()}]],
@@ -215,24 +216,6 @@ pub fn bridge_of(conflist: &Value) -> Option<netfilter::Bridge> {
         internal: meta["internal"].as_bool().unwrap_or(false),
         network_wide: meta["netfilter"].as_str() == Some(NETWORK_WIDE),
     })
-}
-
-/// The MTU of the interface holding the default route (1500 if unknown).
-pub fn host_mtu() -> u32 {
-    let routes = fs::read_to_string("/proc/net/route").unwrap_or_default();
-    routes
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
-        })
-        .find_map(|dev| {
-            fs::read_to_string(format!("/sys/class/net/{dev}/mtu"))
-                .ok()
-                .and_then(|m| m.trim().parse().ok())
-        })
-        .unwrap_or(1500)
 }
 
 /// The first 10.N.0.0/16 (N from 77) that no host route overlaps.
@@ -409,6 +392,40 @@ pub fn del(id: &str, a: &Attached) -> Result<()> {
     };
     let prev = (!a.result.is_null()).then_some(&a.result);
     cni::run_list(&a.conflist, cni::Op::Del, &at, prev).map(|_| ())
+}
+
+/// CNI CHECK of every cached attachment of a running container: the plugins
+/// verify that what ADD made is still there (the interface and its addresses
+/// and routes in the namespace, the address lease). Returns
+/// each failing attachment's network and the plugin's message.
+pub fn check(container_dir: &Path) -> Vec<(String, NetworkError)> {
+    let mut failed = vec![];
+    for a in attached(container_dir) {
+        if a.result.is_null() {
+            failed.push((
+                a.network.clone(),
+                NetworkError::Netns("ADD never finished (no cached result)".into()),
+            ));
+            continue;
+        }
+        let id = id_of(container_dir, &a);
+        let at = cni::Attachment {
+            container_id: &id,
+            netns: &a.netns,
+            ifname: &a.ifname,
+            runtime_config: &a.runtime_config,
+        };
+        // portmap 1.1.1's CHECK looks for an IPv6 DNAT chain it never makes
+        // for an IPv4-only container, and fails every healthy one
+        let mut conflist = a.conflist.clone();
+        if let Some(plugins) = conflist["plugins"].as_array_mut() {
+            plugins.retain(|p| p["type"].as_str() != Some("portmap"));
+        }
+        if let Err(e) = cni::run_list(&conflist, cni::Op::Check, &at, Some(&a.result)) {
+            failed.push((a.network.clone(), e));
+        }
+    }
+    failed
 }
 
 /// A store container's id: its directory's name.

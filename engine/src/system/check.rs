@@ -4,7 +4,7 @@
 //! What is checked, in order: every blob's digest; every image's manifest,
 //! config and layer blobs (present, sizes as the descriptors say) and its
 //! unpacked layers; every container record against live processes, cgroups and
-//! mounts; leftovers (scratch of dead processes, unused blobs and layers, empty
+//! mounts, and a running container's networks (CNI CHECK); leftovers (scratch of dead processes, unused blobs and layers, empty
 //! cgroups nobody owns, dead address leases of any store), and counts what `image prune` would reclaim. `--repair` fixes what can be fixed without losing a
 //! committed image or a volume: a missing unpacked layer is unpacked again from
 //! its blob; a corrupt blob, a dangling name, a dead container's cgroup, a stale
@@ -487,6 +487,18 @@ fn check_containers(
                 }
             }
             continue;
+        }
+        // a running container's networks: CNI CHECK against the cached results
+        if state.status == Status::Running && owner_is_alive(&state) {
+            for (network, e) in crate::network::check(&path) {
+                report.found(
+                    subject.clone(),
+                    format!(
+                        "its attachment to network {network} is broken ({e}); restart it (`twinbox restart {}`)",
+                        container.name
+                    ),
+                );
+            }
         }
         // a created container may be starting right now (its cgroup comes
         // first): only an exited one's cgroup, or live processes, are wrong,
