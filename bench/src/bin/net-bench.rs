@@ -10,8 +10,10 @@
 //!   (connect, GET a small page, read to the end) and throughput (GET a 32 MiB
 //!   file), through `-p` on 127.0.0.1 and straight to the container's address
 //!   on the bridge, against the same server on the host's loopback
-//!   (`--network host`, the physical limit), and through Docker's `-p` (its
-//!   userland docker-proxy, as iptables stays off) on the same private dockerd.
+//!   (`--network host`, the physical limit), through `-p` from a user network
+//!   at the uplink's MTU (the same path with small packets: what the link size
+//!   alone is worth), and through Docker's `-p` (its userland docker-proxy, as
+//!   iptables stays off) on the same private dockerd.
 //!
 //! Reported: medians, p10–p90 and ratios, twinbox against Docker in the same
 //! run. Goals (issue 11, printed, not asserted): throughput through `-p` within
@@ -46,7 +48,7 @@ struct Args {
     /// Size of the throughput file in MiB
     #[arg(long, default_value_t = 32)]
     mib: u32,
-    /// First of four host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p)
+    /// First of five host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p, published from the network at the uplink's MTU)
     #[arg(long, default_value_t = 18470)]
     port: u16,
     /// Leave Docker out (by default a private dockerd is started as the peer)
@@ -108,7 +110,9 @@ impl Drop for Cleanup<'_> {
         for name in &self.1 {
             let _ = self.0.cmd(&["rm", "-f", name]).output();
         }
-        let _ = self.0.cmd(&["network", "rm", "netbench"]).output();
+        for net in ["netbench", "netbench-uplink"] {
+            let _ = self.0.cmd(&["network", "rm", net]).output();
+        }
     }
 }
 
@@ -125,7 +129,19 @@ fn run(args: &Args) -> Result<(), String> {
     };
     tb.timed(&["image", "bootstrap", "busybox"])?;
     tb.output(&["network", "create", "netbench"])?;
-    let _cleanup = Cleanup(&tb, vec!["nb-bridge".into(), "nb-host".into()]);
+    // the same bridge at the uplink's MTU: what the link size alone is worth
+    let uplink = twinbox_engine::network::mtu::uplink();
+    tb.output(&[
+        "network",
+        "create",
+        "-o",
+        &format!("mtu={uplink}"),
+        "netbench-uplink",
+    ])?;
+    let _cleanup = Cleanup(
+        &tb,
+        vec!["nb-bridge".into(), "nb-host".into(), "nb-uplink".into()],
+    );
 
     // start time, the series interleaved so load drifts hit them alike
     let modes = ["none", "bridge", "netbench"];
@@ -201,9 +217,10 @@ fn run(args: &Args) -> Result<(), String> {
         }
     );
 
-    // the same busybox httpd twice: published from the bridge, and on host loopback
-    let (published, direct_port, loopback, on_host) =
-        (args.port, 80u16, args.port + 1, args.port + 2);
+    // the same busybox httpd: published from the bridge, on host loopback, and
+    // published from a bridge at the uplink's MTU
+    let (published, direct_port, loopback, on_host, small_mtu) =
+        (args.port, 80u16, args.port + 1, args.port + 2, args.port + 4);
     let serve = |name: &str, extra: &[&str], port: u16| -> Result<(), String> {
         let script = format!(
             "dd if=/dev/zero of=/tmp/big bs=1M count={} 2>/dev/null; echo ok > /tmp/small; exec httpd -f -p {port} -h /tmp",
@@ -218,26 +235,47 @@ fn run(args: &Args) -> Result<(), String> {
     let publish_any = format!("{on_host}:80");
     serve("nb-bridge", &["-p", &publish, "-p", &publish_any], 80)?;
     serve("nb-host", &["--network", "host"], loopback)?;
+    let publish_small = format!("127.0.0.1:{small_mtu}:80");
+    serve(
+        "nb-uplink",
+        &["--network", "netbench-uplink", "-p", &publish_small],
+        80,
+    )?;
     let inspect = tb.output(&["inspect", "nb-bridge"])?;
     let v: serde_json::Value = serde_json::from_str(&inspect).map_err(|e| e.to_string())?;
     let ip = v[0]["NetworkSettings"]["IPAddress"]
         .as_str()
         .ok_or("no address for nb-bridge")?
         .to_string();
+    let mtu_of = |dev: &str| {
+        twinbox_engine::network::mtu::link(dev).map_or("?".to_string(), |m| m.to_string())
+    };
+    println!(
+        "MTU: loopback {}, twinbox0 {}, uplink {uplink}",
+        mtu_of("lo"),
+        mtu_of("twinbox0")
+    );
     let mut targets = vec![
         (
-            "host loopback (--network host)",
+            "host loopback (--network host)".to_string(),
             format!("127.0.0.1:{loopback}"),
         ),
         (
-            "published -p, to 127.0.0.1",
+            "published -p, to 127.0.0.1".to_string(),
             format!("127.0.0.1:{published}"),
         ),
-        ("bridge address, no -p", format!("{ip}:{direct_port}")),
+        (
+            "bridge address, no -p".to_string(),
+            format!("{ip}:{direct_port}"),
+        ),
+        (
+            format!("published -p, to 127.0.0.1, MTU {uplink}"),
+            format!("127.0.0.1:{small_mtu}"),
+        ),
     ];
     if let Some(host_ip) = host_address() {
         targets.push((
-            "published -p, to the host's address",
+            "published -p, to the host's address".to_string(),
             format!("{host_ip}:{on_host}"),
         ));
     }
@@ -248,7 +286,7 @@ fn run(args: &Args) -> Result<(), String> {
     };
     match &docker_served {
         Ok(()) => targets.push((
-            "docker -p, to 127.0.0.1 (docker-proxy)",
+            "docker -p, to 127.0.0.1 (docker-proxy)".to_string(),
             format!("127.0.0.1:{docker_port}"),
         )),
         Err(e) => println!("docker -p: unavailable ({e})"),
@@ -294,7 +332,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
         let s = Stats::of(&lat);
         t.row(vec![
-            label.to_string(),
+            label.clone(),
             ms(s.median),
             spread(&s),
             format!("{rate:.0}"),
