@@ -11,8 +11,8 @@
 //!   file), through `-p` on 127.0.0.1 and straight to the container's address
 //!   on the bridge, against the same server on the host's loopback
 //!   (`--network host`, the physical limit), through `-p` from a user network
-//!   at the uplink's MTU (the same path with small packets: what the link size
-//!   alone is worth), and through Docker's `-p` (its userland docker-proxy, as
+//!   at loopback's packet size (`-o mtu=65520`, where the default network has
+//!   the uplink's MTU: what the link size alone is worth), and through Docker's `-p` (its userland docker-proxy, as
 //!   iptables stays off) on the same private dockerd.
 //!
 //! Reported: medians, p10–p90 and ratios, twinbox against Docker in the same
@@ -48,7 +48,7 @@ struct Args {
     /// Size of the throughput file in MiB
     #[arg(long, default_value_t = 32)]
     mib: u32,
-    /// First of five host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p, published from the network at the uplink's MTU)
+    /// First of five host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p, published from the network with large packets)
     #[arg(long, default_value_t = 18470)]
     port: u16,
     /// Leave Docker out (by default a private dockerd is started as the peer)
@@ -61,6 +61,10 @@ struct Args {
     #[arg(long, default_value = "/var/tmp")]
     tmp: PathBuf,
 }
+
+/// The link size of the large-packet network: loopback's 65536 as far as a
+/// bridge and a veth go (65535), rounded down to 8 bytes.
+const LARGE_MTU: u32 = 65520;
 
 fn main() {
     let args = Args::parse();
@@ -110,7 +114,7 @@ impl Drop for Cleanup<'_> {
         for name in &self.1 {
             let _ = self.0.cmd(&["rm", "-f", name]).output();
         }
-        for net in ["netbench", "netbench-uplink"] {
+        for net in ["netbench", "netbench-large"] {
             let _ = self.0.cmd(&["network", "rm", net]).output();
         }
     }
@@ -129,18 +133,17 @@ fn run(args: &Args) -> Result<(), String> {
     };
     tb.timed(&["image", "bootstrap", "busybox"])?;
     tb.output(&["network", "create", "netbench"])?;
-    // the same bridge at the uplink's MTU: what the link size alone is worth
-    let uplink = twinbox_engine::network::mtu::uplink();
+    // a bridge with loopback's packet size: what the link size alone is worth
     tb.output(&[
         "network",
         "create",
         "-o",
-        &format!("mtu={uplink}"),
-        "netbench-uplink",
+        &format!("mtu={LARGE_MTU}"),
+        "netbench-large",
     ])?;
     let _cleanup = Cleanup(
         &tb,
-        vec!["nb-bridge".into(), "nb-host".into(), "nb-uplink".into()],
+        vec!["nb-bridge".into(), "nb-host".into(), "nb-large".into()],
     );
 
     // start time, the series interleaved so load drifts hit them alike
@@ -218,9 +221,14 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     // the same busybox httpd: published from the bridge, on host loopback, and
-    // published from a bridge at the uplink's MTU
-    let (published, direct_port, loopback, on_host, small_mtu) =
-        (args.port, 80u16, args.port + 1, args.port + 2, args.port + 4);
+    // published from a bridge with large packets
+    let (published, direct_port, loopback, on_host, large_mtu) = (
+        args.port,
+        80u16,
+        args.port + 1,
+        args.port + 2,
+        args.port + 4,
+    );
     let serve = |name: &str, extra: &[&str], port: u16| -> Result<(), String> {
         let script = format!(
             "dd if=/dev/zero of=/tmp/big bs=1M count={} 2>/dev/null; echo ok > /tmp/small; exec httpd -f -p {port} -h /tmp",
@@ -235,10 +243,10 @@ fn run(args: &Args) -> Result<(), String> {
     let publish_any = format!("{on_host}:80");
     serve("nb-bridge", &["-p", &publish, "-p", &publish_any], 80)?;
     serve("nb-host", &["--network", "host"], loopback)?;
-    let publish_small = format!("127.0.0.1:{small_mtu}:80");
+    let publish_large = format!("127.0.0.1:{large_mtu}:80");
     serve(
-        "nb-uplink",
-        &["--network", "netbench-uplink", "-p", &publish_small],
+        "nb-large",
+        &["--network", "netbench-large", "-p", &publish_large],
         80,
     )?;
     let inspect = tb.output(&["inspect", "nb-bridge"])?;
@@ -251,9 +259,10 @@ fn run(args: &Args) -> Result<(), String> {
         twinbox_engine::network::mtu::link(dev).map_or("?".to_string(), |m| m.to_string())
     };
     println!(
-        "MTU: loopback {}, twinbox0 {}, uplink {uplink}",
+        "MTU: loopback {}, twinbox0 {}, uplink {}",
         mtu_of("lo"),
-        mtu_of("twinbox0")
+        mtu_of("twinbox0"),
+        twinbox_engine::network::mtu::uplink()
     );
     let mut targets = vec![
         (
@@ -269,8 +278,8 @@ fn run(args: &Args) -> Result<(), String> {
             format!("{ip}:{direct_port}"),
         ),
         (
-            format!("published -p, to 127.0.0.1, MTU {uplink}"),
-            format!("127.0.0.1:{small_mtu}"),
+            format!("published -p, to 127.0.0.1, MTU {LARGE_MTU}"),
+            format!("127.0.0.1:{large_mtu}"),
         ),
     ];
     if let Some(host_ip) = host_address() {
