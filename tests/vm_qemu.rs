@@ -16,7 +16,7 @@ use twinbox_engine::image::Image;
 use twinbox_engine::store::Store;
 use twinbox_microvm::guest::{build_initrd, GuestSpec};
 use twinbox_microvm::host::{self, GuestKernel, KernelFormat};
-use twinbox_microvm::qemu::{QemuOptions, QemuOutcome, QemuRunner};
+use twinbox_microvm::qemu::{QemuOptions, QemuOutcome, QemuRunner, MACHINE_ENV};
 
 struct Guest {
     lab: common::Lab,
@@ -349,5 +349,133 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
     let nat = common::host("iptables", &["-t", "nat", "-S"]);
     assert!(!nat.contains("18493") && !nat.contains(&address), "{nat}");
     assert!(!common::host("iptables", &["-S"]).contains(&address));
+    assert_eq!(lab.tb(&["vm", "rm", name]).code, 0);
+}
+
+/// QEMU's `-M microvm` device path, as `vm run --backend qemu` takes it on a
+/// host whose KVM QEMU can use: virtio-mmio devices (found by the guest
+/// through QEMU's ACPI tables, LNRO0005) for the image's disk root, the VM's
+/// own writable disk, an extra read-only disk and the network card. Here
+/// (no such KVM) QEMU emulates the CPU and would take q35; microvm is asked
+/// for ([`MACHINE_ENV`]) and boots under TCG with the TSC's frequency given.
+/// Also: the writable disk is mounted with `discard`, so a deleted big file
+/// leaves the host's sparse file small; and QEMU's memory is recorded by the
+/// memory lesson's method when the VM ends.
+#[test]
+fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_memory() {
+    let Some(g) = guest() else { return };
+    if twinbox_engine::network::cni::plugin_dir().is_none() {
+        eprintln!("skipping: no CNI plugins");
+        return;
+    }
+    let lab = &g.lab;
+    let extra = lab.root().join("extra.img");
+    std::fs::write(&extra, vec![0x5au8; 1 << 20]).unwrap();
+    let name = "vmqemu-microvm";
+    let _guard = VmGuard { lab, name };
+    let workload = concat!(
+        "mkdir -p /www && cd /www && ",
+        "{ echo mmio=$(ls -d /sys/bus/platform/drivers/virtio-mmio/LNRO0005:* | wc -l); ",
+        "for d in vda vdb vdc; do echo $d ro=$(cat /sys/block/$d/ro) serial=$(cat /sys/block/$d/serial); done; ",
+        "dd if=/dev/vdc of=/dev/null bs=64k 2>/dev/null && echo dd=ok; ",
+        "dd if=/dev/zero of=/big bs=1M count=48 conv=fsync 2>/dev/null && rm /big && sync && echo big=written-and-removed; ",
+        "echo extra=$(head -c 4 /dev/vdc); } >index.html; ",
+        "cat index.html; exec httpd -f -p 80 -h /www"
+    );
+    let kernel = g.kernel.path.display().to_string();
+    let extra_ro = format!("{}:ro", extra.display());
+    let r: common::Run = lab
+        .cmd(&[
+            "vm",
+            "run",
+            "-d",
+            "--backend",
+            "qemu",
+            "--name",
+            name,
+            "--rootfs",
+            "disk",
+            "--disk-size",
+            "128m",
+            "--disk",
+            &extra_ro,
+            "--network",
+            "bridge",
+            "-p",
+            "18494:80",
+            "--kernel",
+            &kernel,
+            "--boot-timeout",
+            "300",
+            "busybox",
+            "sh",
+            "-c",
+            workload,
+        ])
+        .env(MACHINE_ENV, "microvm")
+        .output()
+        .expect("run twinbox")
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    let inspect = lab.tb(&["vm", "inspect", name]);
+    let all: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let pid = all[0]["state"]["pid"].as_i64().unwrap();
+    let qemu: Vec<String> = children(pid)
+        .into_iter()
+        .map(|c| twinbox_engine::util::procfs::cmdline(c as i32))
+        .filter(|c| c.contains("qemu-system"))
+        .collect();
+    assert_eq!(qemu.len(), 1, "one QEMU under the VMM process {pid}");
+    for want in ["-M microvm", "virtio-blk-device", "virtio-net-device"] {
+        assert!(qemu[0].contains(want), "{want} in {}", qemu[0]);
+    }
+
+    // Emulated boots take a while: keep trying for up to 5 minutes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut page = String::new();
+    while page.is_empty() && std::time::Instant::now() < deadline {
+        page = common::net::fetch("http://127.0.0.1:18494/");
+    }
+    let log = lab.tb(&["vm", "logs", "--console", name]).stdout;
+    assert_eq!(
+        page,
+        concat!(
+            "mmio=4\n",
+            "vda ro=1 serial=twinbox-vda\n",
+            "vdb ro=0 serial=twinbox-vdb\n",
+            "vdc ro=1 serial=twinbox-vdc\n",
+            "dd=ok\n",
+            "big=written-and-removed\n",
+            "extra=ZZZZ\n"
+        ),
+        "console: {log}"
+    );
+    // 48 MiB went through the writable disk and were deleted: with `discard`
+    // their blocks are holes in the host's file again.
+    let rw = lab.root().join("vms").join(&id).join("rw.ext4");
+    let meta = std::fs::metadata(&rw).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.len(), 128 << 20);
+    let allocated = meta.blocks() * 512;
+    assert!(
+        allocated < 24 << 20,
+        "{} holds {allocated} bytes after the guest deleted its 48 MiB file",
+        rw.display()
+    );
+
+    assert_eq!(lab.tb(&["vm", "stop", name]).code, 0);
+    let inspect = lab.tb(&["vm", "inspect", name]);
+    let all: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let memory = &all[0]["state"]["memory"];
+    let (rss, guest, overhead) = (
+        memory["process_rss"].as_u64().unwrap_or(0),
+        memory["guest_resident"].as_u64().unwrap_or(0),
+        memory["vmm_overhead"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        guest > 0 && guest <= 256 << 20 && overhead > 0 && rss == guest + overhead,
+        "QEMU's memory in the record: {memory}"
+    );
     assert_eq!(lab.tb(&["vm", "rm", name]).code, 0);
 }

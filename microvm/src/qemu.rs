@@ -13,7 +13,11 @@
 //! kernel calibrates the TSC against the PIT, which fails when the emulating
 //! host is busy, and microvm then has no HPET or ACPI PM timer to fall back on
 //! (measured on a loaded 2-core host: 6 of 6 microvm boots hung after
-//! "tsc: Marking TSC unstable", q35 booted every time in 6-9 s). microvm has
+//! "tsc: Marking TSC unstable", q35 booted every time in 6-9 s). microvm
+//! under TCG does boot when the kernel is told the TSC's frequency
+//! (`tsc_early_khz`: TCG's TSC is the host's, measured here), which it gets
+//! when [`MACHINE_ENV`] asks for microvm: how tests cover microvm's device
+//! path on hosts without a usable KVM. microvm has
 //! no i8042 either, so there `reboot=k` would end the VM only after the
 //! kernel's fallbacks (about 1.5 s): it gets `reboot=t` (triple fault), which
 //! `-no-reboot` turns into QEMU's exit just the same.
@@ -41,9 +45,13 @@ use serde::Serialize;
 use twinbox_init::{ConsoleFilter, ConsoleItem, Marker, INIT_PATH};
 
 use crate::host::{self, GuestKernel};
+use crate::vmm::memory::{self, VmmMemory};
 use crate::vmm::DiskConfig;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+/// Overrides the machine type (`microvm` or `q35`), to test and measure the
+/// other machine's device path on a host where it is not the choice.
+pub const MACHINE_ENV: &str = "TWINBOX_QEMU_MACHINE";
 
 /// How long QEMU may take to exit after the workload's exit was reported.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -93,6 +101,10 @@ pub enum QemuError {
         stderr: String,
         tail: String,
     },
+    #[error("{MACHINE_ENV}={0}: use microvm or q35")]
+    UnknownMachine(String),
+    #[error("{MACHINE_ENV}=microvm: this QEMU has no microvm machine: unset it")]
+    NoMicrovm,
 }
 
 /// CPU emulation or hardware virtualization.
@@ -195,6 +207,8 @@ pub struct QemuRun {
     pub exit_code: Option<u8>,
     pub ended: Instant,
     pub end: QemuEnd,
+    /// QEMU's memory by the memory lesson's method, last sampled before it ended.
+    pub memory: Option<VmmMemory>,
 }
 
 /// Why QEMU ended.
@@ -241,6 +255,8 @@ pub struct QemuOutcome {
     pub emulated: bool,
     pub accel: Accel,
     pub machine: Machine,
+    /// QEMU's memory by the memory lesson's method, last sampled before it ended.
+    pub memory: Option<VmmMemory>,
 }
 
 /// A QEMU binary and the way to run it on this host.
@@ -265,10 +281,18 @@ impl QemuRunner {
                 Accel::Tcg
             }
         };
-        let machine = if accel == Accel::Kvm && has_machine(&binary, "microvm") {
-            Machine::Microvm
-        } else {
-            Machine::Q35
+        let machine = match std::env::var(MACHINE_ENV).ok().as_deref() {
+            None => {
+                if accel == Accel::Kvm && has_machine(&binary, "microvm") {
+                    Machine::Microvm
+                } else {
+                    Machine::Q35
+                }
+            }
+            Some("microvm") if has_machine(&binary, "microvm") => Machine::Microvm,
+            Some("microvm") => return Err(QemuError::NoMicrovm),
+            Some("q35") => Machine::Q35,
+            Some(other) => return Err(QemuError::UnknownMachine(other.to_string())),
         };
         Ok(QemuRunner {
             binary,
@@ -286,6 +310,12 @@ impl QemuRunner {
             format!("rdinit={INIT_PATH}"),
             "quiet".to_string(),
         ];
+        if (self.machine, self.accel) == (Machine::Microvm, Accel::Tcg) {
+            // No timer to calibrate the TSC against (see the module comment).
+            if let Some(khz) = host_tsc_khz() {
+                args.push(format!("tsc_early_khz={khz}"));
+            }
+        }
         args.extend(opts.extra_cmdline.iter().cloned());
         args.join(" ")
     }
@@ -322,7 +352,12 @@ impl QemuRunner {
         for (index, disk) in opts.disks.iter().enumerate() {
             // A comma in an option value is written twice.
             let file = disk.path.display().to_string().replace(',', ",,");
-            let readonly = if disk.read_only { ",readonly=on" } else { "" };
+            // Writable disks pass the guest's discards on (holes in the file).
+            let readonly = if disk.read_only {
+                ",readonly=on"
+            } else {
+                ",discard=unmap"
+            };
             args.push("-drive".into());
             args.push(format!(
                 "file={file},format=raw,if=none,id=vd{index}{readonly}"
@@ -358,7 +393,8 @@ impl QemuRunner {
         live: Option<&mut dyn Write>,
     ) -> Result<QemuOutcome, QemuError> {
         let mut watch = ConsoleWatch::new(live);
-        let (started, ended, stderr_text) = self.follow(kernel, initrd, opts, &mut watch)?;
+        let (started, ended, stderr_text, memory) =
+            self.follow(kernel, initrd, opts, &mut watch)?;
         let total = started.elapsed();
         let status = match ended {
             Ok(status) => status,
@@ -418,6 +454,7 @@ impl QemuRunner {
             emulated: self.accel == Accel::Tcg,
             accel: self.accel,
             machine: self.machine,
+            memory,
         })
     }
 
@@ -434,7 +471,8 @@ impl QemuRunner {
     ) -> Result<QemuRun, QemuError> {
         let mut watch = ConsoleWatch::new(None);
         watch.raw = Some(console);
-        let (started, ended, stderr_text) = self.follow(kernel, initrd, opts, &mut watch)?;
+        let (started, ended, stderr_text, memory) =
+            self.follow(kernel, initrd, opts, &mut watch)?;
         let end = match ended {
             Ok(status) => QemuEnd::Exited {
                 status,
@@ -456,6 +494,7 @@ impl QemuRunner {
             exit_code: watch.exit_code,
             ended: Instant::now(),
             end,
+            memory,
         })
     }
 
@@ -506,15 +545,17 @@ impl QemuRunner {
         })?;
         let console = spawn_reader(child.stdout.take().expect("piped"));
         let stderr = spawn_reader(child.stderr.take().expect("piped"));
+        let sampler = MemorySampler::start(child.id() as i32, u64::from(opts.memory_mib) << 20);
         let limits = Limits {
             deadline: far_deadline(started, opts.timeout),
             boot: opts.boot_timeout.map(|b| (far_deadline(started, b), b)),
             stop: opts.stop.clone(),
         };
         let ended = watch.follow(&console, &mut child, &limits);
+        let memory = sampler.finish();
         // The readers end once QEMU is gone and its pipes close.
         let stderr_text: Vec<u8> = stderr.iter().flat_map(|(_, chunk)| chunk).collect();
-        Ok((started, ended, stderr_text))
+        Ok((started, ended, stderr_text, memory))
     }
 }
 
@@ -522,7 +563,48 @@ type FollowResult = (
     Instant,
     Result<std::process::ExitStatus, FollowEnd>,
     Vec<u8>,
+    Option<VmmMemory>,
 );
+
+/// How often QEMU's memory is sampled while it runs.
+const MEMORY_SAMPLE: Duration = Duration::from_millis(50);
+
+/// Samples the QEMU process's memory ([`memory::measure_process`]) while it
+/// runs. QEMU is another process, so it cannot measure itself at the guest's
+/// end as twinbox's VMM does: the last whole sample before it exits stands in.
+struct MemorySampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Option<VmmMemory>>>,
+}
+
+impl MemorySampler {
+    fn start(pid: i32, guest_bytes: u64) -> MemorySampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("qemu-memory".into())
+            .spawn(move || {
+                let mut last = None;
+                while !flag.load(Ordering::Acquire) {
+                    // A look at a process tearing down has no guest mapping
+                    // and does not replace the last whole one.
+                    if let Some(m) = memory::measure_process(pid, guest_bytes) {
+                        last = Some(m);
+                    }
+                    std::thread::sleep(MEMORY_SAMPLE);
+                }
+                last
+            })
+            .map_err(|e| tracing::warn!("cannot sample QEMU's memory: {e}"))
+            .ok();
+        MemorySampler { stop, thread }
+    }
+
+    fn finish(self) -> Option<VmmMemory> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.and_then(|t| t.join().ok()).flatten()
+    }
+}
 
 /// `start + limit`, where a limit too large for the clock means "never".
 fn far_deadline(start: Instant, limit: Duration) -> Instant {
@@ -772,6 +854,26 @@ fn spawn_reader(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<(Instant
 }
 
 /// Whether `qemu -machine help` lists `name`.
+/// The host's TSC frequency in kHz, measured once against CLOCK_MONOTONIC
+/// over 50 ms (TCG's guest TSC is the host's).
+fn host_tsc_khz() -> Option<u64> {
+    static KHZ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *KHZ.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: rdtsc reads the time-stamp counter; no memory is touched.
+            let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+            let (t0, c0) = (Instant::now(), tsc());
+            std::thread::sleep(Duration::from_millis(50));
+            let (c1, t1) = (tsc(), Instant::now());
+            let micros = t1.duration_since(t0).as_micros() as u64;
+            (micros > 0 && c1 > c0).then(|| (c1 - c0) * 1000 / micros)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    })
+}
+
 fn has_machine(binary: &Path, name: &str) -> bool {
     Command::new(binary)
         .args(["-machine", "help"])
@@ -894,7 +996,7 @@ mod tests {
             micro.ends_with(concat!(
                 "-drive file=/store/cache/disk,,1.ext4,format=raw,if=none,id=vd0,readonly=on ",
                 "-device virtio-blk-device,drive=vd0,serial=twinbox-vda ",
-                "-drive file=/vms/x/rw.ext4,format=raw,if=none,id=vd1 ",
+                "-drive file=/vms/x/rw.ext4,format=raw,if=none,id=vd1,discard=unmap ",
                 "-device virtio-blk-device,drive=vd1,serial=twinbox-vdb ",
                 "-netdev tap,id=net0,fd=7 ",
                 "-device virtio-net-device,netdev=net0,mac=02:00:00:aa:bb:0c"

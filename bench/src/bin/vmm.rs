@@ -103,6 +103,7 @@ fn child(guest: &Path) -> Result<(), String> {
         stop_grace: Duration::ZERO,
         disks: Vec::new(),
         net: None,
+        block_io: Default::default(),
     };
     let payload = Payload::Raw {
         code,

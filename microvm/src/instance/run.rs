@@ -132,6 +132,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         .as_ref()
         .map_or("virtio_mmio", |q| q.machine.virtio_transport());
     let kernel = choose_kernel(req.kernel.as_deref())?;
+    let block_io = vmm::BlockIo::from_env()?;
     let mut record = create(
         req.store,
         NewVm {
@@ -177,6 +178,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         boot_timeout: Some(req.boot_timeout),
         disks,
         net: network_card(req.store, &record),
+        block_io,
         ..VmConfig::default()
     };
     match mode {
@@ -564,8 +566,7 @@ fn boot_qemu(
     Ok(Outcome {
         end,
         exit_code: run.exit_code,
-        // QEMU's memory is another process's: the lessons sample it from outside.
-        memory: None,
+        memory: run.memory,
         timeline: Timeline {
             started,
             vmm_entered,
@@ -683,6 +684,7 @@ pub fn vmm_main(
         boot_timeout: (boot_timeout_secs > 0).then(|| Duration::from_secs(boot_timeout_secs)),
         disks: load_disks(store, &record)?,
         net: network_card(store, &record),
+        block_io: vmm::BlockIo::from_env()?,
         ..VmConfig::default()
     };
     let (_, exit_code, _) = boot(

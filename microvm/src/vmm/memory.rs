@@ -126,6 +126,52 @@ pub fn split_rss(smaps: &str, guest_ranges: &[(u64, u64)]) -> VmmMemory {
     }
 }
 
+/// Another VMM process (QEMU) measured the same way from outside:
+/// `/proc/PID/smaps`, with guest RAM the anonymous mapping of the configured
+/// size (QEMU may round it up by a little). `None` when the process is gone
+/// or has no such mapping (any more: it is tearing down).
+pub fn measure_process(pid: i32, guest_bytes: u64) -> Option<VmmMemory> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    split_by_guest_size(&smaps, guest_bytes)
+}
+
+/// The accounting behind [`measure_process`], on smaps text (for tests).
+pub fn split_by_guest_size(smaps: &str, guest_bytes: u64) -> Option<VmmMemory> {
+    let mut total = 0u64;
+    let mut guest: Option<u64> = None;
+    let mut is_guest_ram = false;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(s), Ok(e)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) {
+                // fields: range perms offset dev inode [path]
+                let anonymous = words.nth(4).is_none();
+                let size = e.saturating_sub(s);
+                is_guest_ram = anonymous
+                    && guest.is_none()
+                    && size >= guest_bytes
+                    && size <= guest_bytes + (8 << 20);
+                continue;
+            }
+        }
+        if first == "Rss:" {
+            let kib: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += kib * 1024;
+            if is_guest_ram {
+                guest = Some(kib * 1024);
+                is_guest_ram = false;
+            }
+        }
+    }
+    let guest = guest?;
+    (total > 0).then(|| VmmMemory {
+        process_rss: total,
+        guest_resident: guest,
+        vmm_overhead: total.saturating_sub(guest),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +193,26 @@ Rss:                  12 kB
         assert_eq!(m.process_rss, (800 + 20000 + 12) * 1024);
         assert_eq!(m.guest_resident, 20000 * 1024);
         assert_eq!(m.vmm_overhead, 812 * 1024);
+    }
+
+    #[test]
+    fn another_process_s_guest_ram_is_the_mapping_of_its_size() {
+        let smaps = "\
+55d0c0000000-55d0c0100000 r-xp 00000000 08:01 123 /usr/bin/qemu-system-x86_64
+Rss:                 800 kB
+7e0000000000-7e0010000000 r--p 00000000 08:01 9 /var/tmp/initrd
+Rss:                   4 kB
+7f0000000000-7f0010000000 rw-p 00000000 00:00 0
+Rss:               20000 kB
+7f1000000000-7f1010200000 rw-p 00000000 00:00 0
+Rss:               50000 kB
+";
+        let m = split_by_guest_size(smaps, 256 << 20).unwrap();
+        assert_eq!(m.process_rss, (800 + 4 + 20000 + 50000) * 1024);
+        assert_eq!(m.guest_resident, 20000 * 1024, "the first anonymous one");
+        assert_eq!(m.vmm_overhead, (800 + 4 + 50000) * 1024);
+        assert!(split_by_guest_size(smaps, 2048 << 20).is_none());
+        assert!(measure_process(i32::MAX, 1 << 20).is_none());
     }
 
     #[test]
