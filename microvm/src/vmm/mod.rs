@@ -462,9 +462,11 @@ fn load_payload(
 /// notifications as ioeventfds served by its I/O thread, except disks served
 /// on the vCPU thread ([`BlockIo::Vcpu`]), whose notifications are MMIO exits.
 ///
-/// The disks' default is the I/O thread. Measured with bench vm-io (nested
-/// KVM, one host CPU, 1 vCPU, `dd` of a 128 MiB disk with bs=1M, medians of
-/// 3): I/O thread BENCH_THREAD MiB/s, vCPU thread BENCH_VCPU MiB/s. BENCH_WHY
+/// The disks' default is the I/O thread: the guest's notification stays in
+/// the host kernel (ioeventfd) and the vCPU runs on while the request is read
+/// from the file, where on the vCPU thread every notification is an exit to
+/// the VMM and the vCPU waits for the I/O. bench vm-io measures both
+/// (`TWINBOX_BLK_IO=vcpu`); its figures are in bench/README.md.
 fn attach_devices(
     vm: &Vm,
     config: &VmConfig,
