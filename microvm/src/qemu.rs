@@ -953,10 +953,18 @@ mod tests {
             "{joined}"
         );
         let cmdline = args.last().unwrap();
+        // microvm under TCG is told the TSC's frequency (nothing to calibrate it with)
+        let khz = host_tsc_khz().expect("the TSC's frequency");
+        assert!(khz > 100_000, "{khz} kHz");
         assert_eq!(
-            cmdline,
-            "console=ttyS0 reboot=t panic=-1 rdinit=/twinbox/init quiet"
+            *cmdline,
+            format!(
+                "console=ttyS0 reboot=t panic=-1 rdinit=/twinbox/init quiet tsc_early_khz={khz}"
+            )
         );
+        let kvm = runner(Machine::Microvm, Accel::Kvm);
+        let kvm_cmdline = kvm.kernel_cmdline(&QemuOptions::default());
+        assert!(!kvm_cmdline.contains("tsc_early_khz"), "{kvm_cmdline}");
         let q35 = runner(Machine::Q35, Accel::Kvm);
         let joined = q35
             .args(Path::new("k"), Path::new("i"), &QemuOptions::default())

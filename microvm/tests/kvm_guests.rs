@@ -75,6 +75,7 @@ fn boot(name: &str, vcpus: u8, timeout: Duration) -> (Outcome, String) {
         stop_grace: Duration::ZERO,
         disks: Vec::new(),
         net: None,
+        block_io: Default::default(),
     };
     let payload = raw(assemble(name));
     let stop = Arc::new(AtomicBool::new(false));
@@ -151,6 +152,7 @@ fn the_caller_can_stop_a_running_vm() {
         stop_grace: Duration::ZERO,
         disks: Vec::new(),
         net: None,
+        block_io: Default::default(),
     };
     let payload = raw(assemble("spin"));
     let outcome = vmm::run(
@@ -174,6 +176,7 @@ fn a_stop_request_reaches_the_guest_which_ends_itself() {
         stop_grace: Duration::from_secs(30),
         disks: Vec::new(),
         net: None,
+        block_io: Default::default(),
     };
     let flag = stop.clone();
     let asker = std::thread::spawn(move || {
@@ -202,6 +205,7 @@ fn a_guest_that_ignores_the_stop_request_is_powered_off_after_the_grace() {
         stop_grace: Duration::from_millis(300),
         disks: Vec::new(),
         net: None,
+        block_io: Default::default(),
     };
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(true));
@@ -230,6 +234,7 @@ fn nonsense_sizes_are_refused_with_advice() {
             stop_grace: Duration::ZERO,
             disks: Vec::new(),
             net: None,
+            block_io: Default::default(),
         };
         let payload = raw(vec![0xf4]);
         let stop = Arc::new(AtomicBool::new(false));

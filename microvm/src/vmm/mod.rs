@@ -97,15 +97,18 @@ pub const BLOCK_IO_ENV: &str = "TWINBOX_BLK_IO";
 impl BlockIo {
     /// From [`BLOCK_IO_ENV`], the default when it is unset.
     pub fn from_env() -> Result<BlockIo, VmmError> {
-        match std::env::var(BLOCK_IO_ENV) {
-            Err(std::env::VarError::NotPresent) => Ok(BlockIo::default()),
-            Ok(v) if v == "thread" => Ok(BlockIo::Thread),
-            Ok(v) if v == "vcpu" => Ok(BlockIo::Vcpu),
-            Ok(v) => Err(VmmError::Config(format!(
-                "{BLOCK_IO_ENV}={v}: use thread or vcpu"
-            ))),
-            Err(_) => Err(VmmError::Config(format!(
-                "{BLOCK_IO_ENV} is not valid UTF-8: use thread or vcpu"
+        match std::env::var_os(BLOCK_IO_ENV) {
+            None => Ok(BlockIo::default()),
+            Some(v) => BlockIo::parse(&v.to_string_lossy()),
+        }
+    }
+
+    fn parse(value: &str) -> Result<BlockIo, VmmError> {
+        match value {
+            "thread" => Ok(BlockIo::Thread),
+            "vcpu" => Ok(BlockIo::Vcpu),
+            other => Err(VmmError::Config(format!(
+                "{BLOCK_IO_ENV}={other}: use thread or vcpu"
             ))),
         }
     }
@@ -643,5 +646,19 @@ fn stop_vcpus(vcpu_stop: &AtomicBool, threads: Vec<thread::JoinHandle<()>>) {
             thread::sleep(Duration::from_millis(2));
         }
         let _ = handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_io_is_thread_or_vcpu_and_says_so_otherwise() {
+        assert_eq!(BlockIo::default(), BlockIo::Thread);
+        assert_eq!(BlockIo::parse("thread").unwrap(), BlockIo::Thread);
+        assert_eq!(BlockIo::parse("vcpu").unwrap(), BlockIo::Vcpu);
+        let e = BlockIo::parse("io_uring").unwrap_err().to_string();
+        assert_eq!(e, "TWINBOX_BLK_IO=io_uring: use thread or vcpu");
     }
 }
