@@ -175,9 +175,9 @@ pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
     if args.name == "tour" {
         ctx.say.title("twinbox lesson tour");
         ctx.say.paragraph(&format!(
-            "Five short lessons, each running the same workload as a container and as a microVM on this machine: {}. Timed measurements repeat {} times (change with --runs); on a machine without hardware virtualization the VMs run under software emulation and the tour takes a few minutes.",
+            "Five short lessons, each running the same workload as a container and as a microVM on this machine: {}. Timed measurements repeat {} (change with --runs); on a machine without hardware virtualization the VMs run under software emulation and the tour takes a few minutes.",
             TOUR.join(", "),
-            args.runs.map_or("3".to_string(), |r| r.to_string())
+            args.runs.map_or("as often as each lesson chooses".to_string(), |r| format!("{r} times"))
         ));
     }
     if args.name == "course" {
@@ -188,11 +188,11 @@ pub fn lesson(root: &Path, args: LessonArgs) -> Result<i32> {
             COURSE.len()
         ));
     }
-    let mut reports: Vec<LessonReport> = Vec::new();
-    for name in names {
-        let lesson = lessons::find(name)?;
-        reports.push(lessons::run(lesson, &mut ctx)?);
-    }
+    let reports: Vec<LessonReport> = if names.len() == 1 {
+        vec![lessons::run(lessons::find(names[0])?, &mut ctx)?]
+    } else {
+        lessons::run_all(&names, &mut ctx)?
+    };
     finish(&reports, args.report.as_deref(), json_out)
 }
 
@@ -228,12 +228,7 @@ fn list() -> Result<i32> {
             .map(|l| {
                 vec![
                     format!("  {}", l.name()),
-                    if l.uses_vm() {
-                        "container + microVM"
-                    } else {
-                        "container"
-                    }
-                    .to_string(),
+                    l.sides().to_string(),
                     l.summary().to_string(),
                 ]
             })

@@ -308,25 +308,15 @@ fn html_report_opens_in_chromium_with_charts_and_values() {
     let Some(t) = tour() else { return };
     let report = t.lab.root().join("tour.html");
     assert!(report.is_file(), "no report at {}", report.display());
-    let html = std::fs::read_to_string(&report).unwrap();
-    for external in ["<script", "<link", "src=\"http", "@import"] {
-        assert!(
-            !html.contains(external),
-            "the report must be self-contained: {external}"
-        );
-    }
-    let Some(dom) = chromium_dom(&report, t.lab.root()) else {
+    let Some(dom) = charts_in_chromium(&report, t.lab.root(), &t.reports) else {
         return;
     };
-    assert!(dom.contains("<svg"), "no SVG in the DOM");
-    let charts = dom.matches("class=\"chart\"").count();
     let expected: usize = t
         .reports
         .iter()
         .map(|r| r["charts"].as_array().unwrap().len())
         .sum();
     assert!(expected >= 3);
-    assert_eq!(charts, expected, "one SVG chart per chart in the JSON");
     // measured values in the DOM: boot ids, and every bar's number
     let kernel = &t.reports[0]["facts"];
     for id in [&kernel["host"]["boot_id"], &kernel["vm"]["boot_id"]] {
@@ -348,6 +338,80 @@ fn html_report_opens_in_chromium_with_charts_and_values() {
         );
     }
     assert!(dom.contains("What this shows"));
+}
+
+/// `twinbox ARGS... --json --report FILE.html`, the JSON parsed, and the
+/// report opened in headless Chromium: every chart of the JSON is an SVG in
+/// the page with its measured bars.
+fn lesson_with_report(lab: &Lab, args: &[&str]) -> (Run, Value) {
+    let page = lab.root().join(format!("{}.html", args[1]));
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--json", "--report", page.to_str().unwrap()]);
+    let (r, j) = lesson(lab, &all);
+    assert!(
+        page.is_file(),
+        "{args:?} wrote no report at {}: {}",
+        page.display(),
+        tail(&r.stderr)
+    );
+    charts_in_chromium(&page, lab.root(), std::slice::from_ref(&j));
+    (r, j)
+}
+
+/// The report as headless Chromium builds it has one chart figure per chart
+/// of the JSON, each an SVG with one bar per measured value (the value as
+/// the bar's data-value), and the lessons' findings.
+fn charts_in_chromium(page: &Path, scratch: &Path, reports: &[Value]) -> Option<String> {
+    let html = std::fs::read_to_string(page).unwrap();
+    for external in ["<script", "<link", "src=\"http", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the report must be self-contained: {external}"
+        );
+    }
+    let dom = chromium_dom(page, scratch)?;
+    let figures: Vec<&str> = dom.split("<figure class=\"chart\"").skip(1).collect();
+    let charts: Vec<&Value> = reports
+        .iter()
+        .flat_map(|r| r["charts"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        figures.len(),
+        charts.len(),
+        "one chart in the page per chart in the JSON"
+    );
+    for (figure, chart) in figures.iter().zip(&charts) {
+        let figure = &figure[..figure.find("</figure>").expect("a closed figure")];
+        assert!(figure.contains("<svg"), "chart without SVG: {figure}");
+        let bars: Vec<f64> = figure
+            .split("data-value=\"")
+            .skip(1)
+            .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
+            .collect();
+        let measured: Vec<f64> = chart["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["value"]["value"].as_f64())
+            .collect();
+        assert_eq!(bars.len(), measured.len(), "{}: {figure}", chart["title"]);
+        for (b, m) in bars.iter().zip(&measured) {
+            assert!(
+                (b - m).abs() < 1e-9,
+                "{}: bar {b}, JSON {m}",
+                chart["title"]
+            );
+        }
+    }
+    for r in reports {
+        assert!(
+            dom.contains(&format!("id=\"lesson-{}\"", r["lesson"].as_str().unwrap())),
+            "no section for {} in the page",
+            r["lesson"]
+        );
+    }
+    assert!(dom.contains("What this shows"));
+    Some(dom)
 }
 
 /// The DOM as headless Chromium builds it; None (and says why) without Chromium.
@@ -489,14 +553,13 @@ fn distro_lesson_needs_debian_then_shows_one_kernel() {
 #[test]
 fn scale_lesson_runs_many_containers_and_vms_one_by_one_and_finds_where_each_meets_ram() {
     let Some(lab) = lab() else { return };
-    let (r, j) = lesson(
+    let (r, j) = lesson_with_report(
         &lab,
         &[
             "lesson",
             "scale",
             "--runs",
             "1",
-            "--json",
             "--count",
             "24",
             "--vm-budget",
@@ -650,19 +713,7 @@ fn bad_input_is_one_clear_line() {
 #[test]
 fn identity_lesson_handmade_container_is_in_the_kernel_but_not_in_ps() {
     let Some(lab) = lab() else { return };
-    let report = lab.root().join("identity.html");
-    let (r, j) = lesson(
-        &lab,
-        &[
-            "lesson",
-            "identity",
-            "--runs",
-            "1",
-            "--json",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
+    let (r, j) = lesson_with_report(&lab, &["lesson", "identity", "--runs", "1"]);
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let f = &j["facts"];
@@ -686,9 +737,6 @@ fn identity_lesson_handmade_container_is_in_the_kernel_but_not_in_ps() {
         host_pid_ns.to_string_lossy().as_ref()
     );
     assert!(!j["findings"].as_array().unwrap().is_empty());
-    assert!(std::fs::read_to_string(&report)
-        .unwrap()
-        .contains("identity"));
     // nothing left: no containers, the hand-made cgroup removed, its process gone
     assert_eq!(lab.container_count(), 0);
     let cg = h["cgroup"]["value"].as_str().unwrap();
@@ -703,7 +751,7 @@ fn identity_lesson_handmade_container_is_in_the_kernel_but_not_in_ps() {
 #[test]
 fn shared_kernel_lesson_one_container_moves_a_count_the_host_and_others_see() {
     let Some(lab) = lab() else { return };
-    let (r, j) = lesson(&lab, &["lesson", "shared-kernel", "--runs", "1", "--json"]);
+    let (r, j) = lesson_with_report(&lab, &["lesson", "shared-kernel", "--runs", "1"]);
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let k = &j["facts"]["kernel_wide"];
@@ -733,7 +781,7 @@ fn shared_kernel_lesson_one_container_moves_a_count_the_host_and_others_see() {
 #[test]
 fn dockerfile_lesson_builds_cached_and_edited_and_serves_the_page() {
     let Some(lab) = lab() else { return };
-    let (r, j) = lesson(&lab, &["lesson", "dockerfile", "--runs", "1", "--json"]);
+    let (r, j) = lesson_with_report(&lab, &["lesson", "dockerfile", "--runs", "1"]);
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let f = &j["facts"];
@@ -796,7 +844,7 @@ fn vm_half(vm: &Value, served: impl FnOnce(&Value)) {
 #[test]
 fn network_lesson_sees_veth_bridge_nat_and_times_three_paths() {
     let Some(lab) = lab() else { return };
-    let (r, j) = lesson(&lab, &["lesson", "network", "--runs", "5", "--json"]);
+    let (r, j) = lesson_with_report(&lab, &["lesson", "network", "--runs", "5"]);
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let f = &j["facts"];
@@ -850,7 +898,7 @@ fn exercise_lesson_runs_postgres_with_e_p_d_queries_it_and_keeps_its_data() {
     assert_eq!(none.code, 125);
     assert!(none.stderr.contains("has no --steps"), "{}", none.stderr);
 
-    let (r, j) = lesson(&lab, &["lesson", "exercise", "--runs", "1", "--json"]);
+    let (r, j) = lesson_with_report(&lab, &["lesson", "exercise", "--runs", "1"]);
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let f = &j["facts"];
@@ -1008,7 +1056,7 @@ fn arch_lesson_arm64_fails_in_a_container_and_boots_in_an_emulated_vm() {
         eprintln!("skipping: no {missing} (scripts/install-deps.sh fetches the arm64 parts)");
         return;
     }
-    let (r, j) = lesson(&lab, &["lesson", "arch", "--runs", "1", "--json"]);
+    let (r, j) = lesson_with_report(&lab, &["lesson", "arch", "--runs", "1"]);
     assert_eq!(r.code, 0, "{}", tail(&r.stderr));
     no_failures(&j);
     let f = &j["facts"];
@@ -1026,5 +1074,96 @@ fn arch_lesson_arm64_fails_in_a_container_and_boots_in_an_emulated_vm() {
     assert_eq!(vm["ran"], true, "{vm}");
     assert_eq!(vm["machine"], "aarch64", "{vm}");
     assert!(vm["kernel"].as_str().unwrap().contains("arm64"), "{vm}");
+    assert_eq!(lab.container_count(), 0);
+}
+
+#[test]
+fn desktop_lesson_runs_a_container_inside_a_vm_that_runs_twinbox() {
+    let Some(lab) = lab() else { return };
+    let (r, j) = lesson_with_report(&lab, &["lesson", "desktop", "--runs", "1"]);
+    let f = &j["facts"];
+    let host_boot = host_file("/proc/sys/kernel/random/boot_id");
+    // the container on the host runs on the host's kernel
+    let hc = value(&f["host_container"]["kernel"], "the container on the host");
+    assert_eq!(hc["boot_id"], host_boot.as_str(), "{hc}");
+    assert!(
+        value(&f["host_container"]["ms"], "host container")["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let vm = &f["vm"];
+    if vm["ran"] != true {
+        // no VM backend here: the lesson must say why, as a failure
+        assert!(!vm["why"].as_str().unwrap_or_default().is_empty(), "{vm}");
+        assert_eq!(r.code, 1, "a VM half that could not run is a failure");
+        return;
+    }
+    assert_eq!(r.code, 0, "{}", tail(&r.stderr));
+    no_failures(&j);
+    // the chain's inner container reports the VM's kernel, not the host's
+    let vm_boot = vm["kernel"]["boot_id"].as_str().unwrap();
+    assert_ne!(vm_boot, host_boot, "the VM booted a kernel of its own");
+    let inner = value(&vm["container_kernel"], "the container in the VM");
+    assert_eq!(inner["boot_id"], vm_boot, "{vm}");
+    assert_eq!(inner["release"], vm["kernel"]["release"], "{vm}");
+    assert_eq!(vm["container_is_vm_kernel"], true);
+    for k in ["direct_ms", "boot_ms"] {
+        assert!(vm[k].as_f64().unwrap() > 0.0, "{k}: {vm}");
+    }
+    assert_eq!(vm["container_ms"].as_array().unwrap().len(), 1, "{vm}");
+    assert!(f["chain"].as_str().unwrap().contains("twinbox → container"));
+    // four paths in the table and the chart, and the answer in numbers
+    assert_eq!(j["charts"][0]["bars"].as_array().unwrap().len(), 5);
+    assert!(j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x.as_str().unwrap().contains("Isn't that less efficient?")));
+    assert_eq!(lab.container_count(), 0);
+}
+
+#[test]
+fn exercise_steps_wait_for_enter_on_a_terminal_and_check_each_step() {
+    let Some(lab) = lab() else { return };
+    let mut term = common::terminal::Terminal::new();
+    let mut child = term.spawn(&lab, &["lesson", "exercise", "--steps"]);
+    const PROMPT: &str = "[Enter: check, s: skip, q: stop]";
+    term.expect("press Enter here when it is done");
+    // step 1 not done yet: Enter checks it, finds no image, and asks again
+    term.expect("1. a base image");
+    term.expect(PROMPT);
+    term.send(b"\n");
+    let said = term.expect(PROMPT);
+    assert!(said.contains('✗'), "{said}");
+    assert!(said.contains("fix it and press Enter"), "{said}");
+    // the student does it in another terminal (here: the name the check
+    // looks for, made by `tag` instead of the slower bootstrap), then Enter
+    let tagged = lab.tb(&["tag", "busybox", "postgres-base"]);
+    assert_eq!(tagged.code, 0, "{}", tagged.stderr);
+    term.send(b"\n");
+    let said = term.expect(PROMPT);
+    assert!(said.contains('✓'), "{said}");
+    assert!(said.contains("2. the build context"), "{said}");
+    // s skips step 2 unchecked, q stops at step 3
+    term.send(b"s\n");
+    let said = term.expect(PROMPT);
+    assert!(said.contains("3. three steps"), "{said}");
+    assert!(!said.contains('✓'), "a skipped step is not checked: {said}");
+    term.send(b"q\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--steps did not stop after q"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // the steps after q are still printed, for the student to read
+    term.expect("4. prints the new container's id");
+    assert_eq!(status.code(), Some(0), "nothing checked was wrong");
     assert_eq!(lab.container_count(), 0);
 }

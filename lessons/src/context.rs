@@ -262,6 +262,7 @@ impl Context {
             boot_timeout: BOOT_TIMEOUT,
             run_timeout: RUN_TIMEOUT,
             stop: Default::default(),
+            rootfs: Default::default(),
         }
     }
 
@@ -271,8 +272,12 @@ impl Context {
         let vm = self.vm()?;
         let p = vm.prepare(req).map_err(|e| e.to_string())?;
         self.say.note(&format!(
-            "(guest kernel {}, initramfs {} ready in {})",
+            "(guest kernel {}, {} {} ready in {})",
             p.kernel_release,
+            match req.rootfs {
+                twinbox_microvm::instance::Rootfs::Initramfs => "initramfs",
+                twinbox_microvm::instance::Rootfs::Disk { .. } => "image disk",
+            },
             crate::report::format_bytes(p.initramfs_bytes),
             crate::report::format_ms(p.build_ms)
         ));
@@ -345,6 +350,16 @@ impl Context {
         Ok(run)
     }
 
+    /// Shows what a command shown before it ran printed (its output, then
+    /// its failure) and keeps the step for the report.
+    pub fn record(&self, report: &mut LessonReport, step: Step) {
+        self.say.output(&step.output);
+        if let Some(e) = &step.error {
+            self.say.failure(&format!("failed: {e}"));
+        }
+        report.steps.push(step);
+    }
+
     /// Records something the lesson looked at on the host.
     pub fn host_step(&self, report: &mut LessonReport, command: &str, output: &str) {
         self.show(Side::Host, command);
@@ -407,6 +422,27 @@ impl Drop for BootSpinner {
 /// `sh -c SCRIPT` as a command vector.
 pub fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
+}
+
+/// Run options on the default network with one TCP port published, as
+/// `--network bridge -p [HOST_IP:]HOST_PORT:CONTAINER_PORT` gives them.
+pub fn published(
+    host_ip: Option<std::net::IpAddr>,
+    host_port: u16,
+    container_port: u16,
+) -> RunOptions {
+    RunOptions {
+        network: twinbox_engine::network::NetworkMode::Cni(
+            twinbox_engine::network::DEFAULT_NETWORK.to_string(),
+        ),
+        ports: vec![twinbox_engine::network::PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol: "tcp".into(),
+        }],
+        ..Default::default()
+    }
 }
 
 /// Run options with just a command.

@@ -92,6 +92,26 @@ pub struct Step {
     pub duration_ms: Option<f64>,
 }
 
+impl Step {
+    /// A command that ran on `side` for `ms`: exit code 0, or 1 with `error`.
+    pub fn ran(
+        side: Side,
+        command: String,
+        output: String,
+        error: Option<String>,
+        ms: f64,
+    ) -> Step {
+        Step {
+            side,
+            command,
+            exit_code: Some(if error.is_some() { 1 } else { 0 }),
+            output,
+            error,
+            duration_ms: Some(ms),
+        }
+    }
+}
+
 /// A table cell: text, or a measurement that failed (rendered as such).
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]

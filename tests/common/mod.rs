@@ -5,6 +5,7 @@
 
 pub mod dockerd;
 pub mod net;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

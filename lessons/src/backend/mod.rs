@@ -19,7 +19,7 @@ use twinbox_engine::image::Image;
 use twinbox_engine::store::Store;
 use twinbox_microvm::guest::{build_initrd, GuestSpec, Initrd};
 use twinbox_microvm::host::{self, GuestKernel, KvmKind};
-use twinbox_microvm::instance;
+use twinbox_microvm::instance::{self, Rootfs};
 
 use crate::report::{BackendNote, Measured};
 use crate::LessonError;
@@ -61,6 +61,10 @@ pub struct VmRequest<'a> {
     pub run_timeout: Duration,
     /// Set to end the VM early (the lesson measured what it needed).
     pub stop: Arc<AtomicBool>,
+    /// The image in the initramfs (the default), or as a disk under an
+    /// overlay (`vm run --rootfs disk`), where a container runtime inside can
+    /// pivot_root as on any installed system.
+    pub rootfs: Rootfs,
 }
 
 /// A boot phase as the backend measured it.
@@ -180,9 +184,31 @@ fn guest_initrd(req: &VmRequest, kernel: &GuestKernel) -> Result<Initrd, LessonE
     build_initrd(req.store, req.image, &spec, kernel).map_err(LessonError::Guest)
 }
 
+/// `twinbox vm run ...` for the request, as typed.
+fn vm_run_line(req: &VmRequest) -> String {
+    let line = crate::shell::vm_run(req.image_ref, &req.options, req.memory_mib, req.vcpus);
+    match req.rootfs {
+        Rootfs::Initramfs => line,
+        Rootfs::Disk { .. } => line.replacen("vm run", "vm run --rootfs disk", 1),
+    }
+}
+
 /// What either backend boots for `req`, and how long building it took.
 fn prepare_guest(req: &VmRequest, kernel: &GuestKernel) -> Result<Prepared, LessonError> {
     let t0 = std::time::Instant::now();
+    if let Rootfs::Disk { .. } = req.rootfs {
+        // the image's disk, built once per image; the initramfs is only the
+        // init and the modules, made at boot
+        let disk = twinbox_microvm::guest::disk::root_disk(req.store, req.image)
+            .map_err(LessonError::Guest)?;
+        return Ok(Prepared {
+            kernel: kernel.path.clone(),
+            kernel_release: kernel.version.clone(),
+            initramfs_bytes: disk.bytes,
+            initramfs_cache: Some(disk.path),
+            build_ms: t0.elapsed().as_secs_f64() * 1e3,
+        });
+    }
     let initrd = guest_initrd(req, kernel)?;
     Ok(Prepared {
         kernel: kernel.path.clone(),

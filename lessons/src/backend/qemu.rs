@@ -68,15 +68,19 @@ impl Qemu {
 }
 
 /// A VM with a network card (and maybe `-p`).
-fn networked(req: &VmRequest) -> bool {
-    req.options.network != NetworkMode::None || !req.options.ports.is_empty()
+/// Whether the VM goes the way `vm run --backend qemu` goes: with a network
+/// card, or with the image as a disk.
+fn through_instance(req: &VmRequest) -> bool {
+    req.options.network != NetworkMode::None
+        || !req.options.ports.is_empty()
+        || req.rootfs != instance::Rootfs::Initramfs
 }
 
 impl Qemu {
     /// A VM with a network card goes the way `vm run --backend qemu` goes
     /// (the same record, CNI attach and tap on the bridge as twinbox's VMM);
     /// QEMU is this process's child, sampled from outside for its memory.
-    fn run_networked(
+    fn run_through_instance(
         &self,
         req: &VmRequest,
         live: Box<dyn Write + Send>,
@@ -115,9 +119,8 @@ impl VmBackend for Qemu {
     }
 
     fn command_line(&self, req: &VmRequest) -> String {
-        if networked(req) {
-            let line = shell::vm_run(req.image_ref, &req.options, req.memory_mib, req.vcpus);
-            return line.replacen("vm run", "vm run --backend qemu", 1);
+        if through_instance(req) {
+            return super::vm_run_line(req).replacen("vm run", "vm run --backend qemu", 1);
         }
         let initrd = std::path::Path::new("initramfs.cpio.gz");
         let mut opts = self.options(req, "x");
@@ -128,8 +131,8 @@ impl VmBackend for Qemu {
     }
 
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
-        if networked(req) {
-            return self.run_networked(req, live);
+        if through_instance(req) {
+            return self.run_through_instance(req, live);
         }
         let started = Instant::now();
         let initrd = super::guest_initrd(req, &self.kernel)?;

@@ -11,7 +11,6 @@ use twinbox_microvm::instance::{self, Mode, RunRequest, Started};
 
 use super::{Phase, Prepared, VmBackend, VmMemory, VmRequest, VmRun};
 use crate::report::{BackendNote, Measured};
-use crate::shell;
 use crate::LessonError;
 
 pub struct OwnVmm {
@@ -67,7 +66,7 @@ impl VmBackend for OwnVmm {
     }
 
     fn command_line(&self, req: &VmRequest) -> String {
-        shell::vm_run(req.image_ref, &req.options, req.memory_mib, req.vcpus)
+        super::vm_run_line(req)
     }
 
     fn run(&self, req: &VmRequest, live: Box<dyn Write + Send>) -> Result<VmRun, LessonError> {
@@ -126,7 +125,7 @@ pub(super) fn run_instance(
         boot_timeout: req.boot_timeout,
         run_timeout: Some(req.run_timeout),
         auto_remove: true,
-        rootfs: Default::default(),
+        rootfs: req.rootfs,
         disks: Vec::new(),
         backend,
     };

@@ -93,19 +93,8 @@ impl Context {
         let result = build::build(&self.store, &opts, &mut rec);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let output: String = rec.lines.iter().map(|l| format!("{l}\n")).collect();
-        self.say.output(&output);
         let error = result.as_ref().err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            self.say.failure(&format!("failed: {e}"));
-        }
-        report.steps.push(Step {
-            side: Side::Host,
-            command,
-            output,
-            exit_code: Some(if error.is_some() { 1 } else { 0 }),
-            error,
-            duration_ms: Some(ms),
-        });
+        self.record(report, Step::ran(Side::Host, command, output, error, ms));
         result
             .map(|r| Built {
                 ms,

@@ -76,6 +76,12 @@ impl Lesson for Arch {
         false
     }
 
+    /// Its VM is an arm64 machine under qemu-system-aarch64, not the lesson
+    /// VM backend's.
+    fn sides(&self) -> &'static str {
+        "container + arm64 VM (QEMU)"
+    }
+
     fn run(&self, ctx: &Context, report: &mut LessonReport) -> Result<(), LessonError> {
         three_acts(ctx, report, measure, present, explain)
     }
@@ -527,19 +533,12 @@ fn binfmt_aarch64() -> Option<String> {
 
 /// Act two: the table of the four runs, the checks and the facts.
 fn present(m: &Option<Measurements>, report: &mut LessonReport) {
-    let Some(Measurements {
-        host_machine,
-        machine,
-        direct,
-        container,
-        emulated,
-        vm,
-        binfmt,
-    }) = m
-    else {
+    let Some(m) = m else {
         return;
     };
-    let (machine, emulated) = (*machine, emulated.as_ref());
+    let (host_machine, direct, container, vm, binfmt) =
+        (&m.host_machine, &m.direct, &m.container, &m.vm, &m.binfmt);
+    let (machine, emulated) = (m.machine, m.emulated.as_ref());
     let mut t = Table::new(
         "the arm64 busybox, four ways",
         &["where", "uname -m", "kernel", "time"],
@@ -620,19 +619,11 @@ fn present(m: &Option<Measurements>, report: &mut LessonReport) {
 
 /// Act three: what the runs show.
 fn explain(m: &Option<Measurements>, report: &mut LessonReport) {
-    let Some(Measurements {
-        host_machine,
-        machine,
-        container,
-        emulated,
-        vm,
-        binfmt,
-        ..
-    }) = m
-    else {
+    let Some(m) = m else {
         return;
     };
-    let (machine, emulated) = (*machine, emulated.as_ref());
+    let (host_machine, container, vm, binfmt) = (&m.host_machine, &m.container, &m.vm, &m.binfmt);
+    let (machine, emulated) = (m.machine, m.emulated.as_ref());
     let host_release = report.host_kernel.clone();
     if container.exec_format_error() {
         report.findings.push(format!(

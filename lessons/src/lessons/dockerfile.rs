@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use twinbox_engine::container::RunOptions;
 use twinbox_engine::image::inspect::history;
-use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
 use super::vm_serving::{vm_memory_text, VmHalf};
 use super::{three_acts, Lesson};
 use crate::charts;
-use crate::context::{BuildDir, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
+use crate::context::{
+    published, BuildDir, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB,
+};
 use crate::measure::http;
 use crate::report::{
     format_bytes, format_ms, Cell, Chart, LessonReport, Measured, Side, Table, Unit,
@@ -204,16 +204,7 @@ fn serve_vm(ctx: &Context, report: &mut LessonReport) -> Measured<VmServedApp> {
         Ok(p) => p,
         Err(e) => return Measured::failed(format!("no free port on 127.0.0.1: {e}")),
     };
-    let opts = RunOptions {
-        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
-        ports: vec![PortMapping {
-            host_ip: None,
-            host_port,
-            container_port: APP_PORT,
-            protocol: "tcp".into(),
-        }],
-        ..Default::default()
-    };
+    let opts = published(None, host_port, APP_PORT);
     let req = ctx.vm_request(TAG, &image, &opts, VM_MEMORY_MIB);
     if let Err(why) = ctx.prepare_vm(&req) {
         return Measured::failed(why);
@@ -293,16 +284,7 @@ fn serve(ctx: &Context, report: &mut LessonReport) -> Measured<Served> {
         Ok(p) => p,
         Err(e) => return Measured::failed(format!("no free port on 127.0.0.1: {e}")),
     };
-    let opts = RunOptions {
-        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
-        ports: vec![PortMapping {
-            host_ip: Some(Ipv4Addr::LOCALHOST.into()),
-            host_port,
-            container_port: APP_PORT,
-            protocol: "tcp".into(),
-        }],
-        ..Default::default()
-    };
+    let opts = published(Some(Ipv4Addr::LOCALHOST.into()), host_port, APP_PORT);
     let t0 = Instant::now();
     let d = match ctx.detached(report, TAG, &opts) {
         Ok(d) => d,

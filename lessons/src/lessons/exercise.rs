@@ -13,13 +13,12 @@ use serde::Serialize;
 use twinbox_engine::container::options::parse_volume;
 use twinbox_engine::container::{lifecycle, Container, RunOptions};
 use twinbox_engine::image::postgres;
-use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
 use super::vm_serving::{vm_memory_text, VmHalf};
 use super::{three_acts, Lesson};
 use crate::charts;
 use crate::container::Detached;
-use crate::context::{BuildDir, Context, RUN_TIMEOUT};
+use crate::context::{published, BuildDir, Context, RUN_TIMEOUT};
 use crate::guided::{within, Checked, Guided, GuidedStep};
 use crate::measure::psql::{self, Target};
 use crate::measure::time::Stats;
@@ -196,13 +195,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     }
     let name = free_name(ctx, "psql");
     let volume = free_volume(ctx, "pgdata");
-    let target = Target {
-        client,
-        host: "0.0.0.0".into(),
-        port,
-        user: "postgres".into(),
-        password: PASSWORD.into(),
-    };
+    let target = course_target(client, port);
     let runs = report.runs;
 
     ctx.say
@@ -323,18 +316,7 @@ fn bootstrap_base(ctx: &Context, report: &mut LessonReport) -> Measured<String> 
             Measured::failed(e.to_string()),
         ),
     };
-    match &error {
-        Some(e) => ctx.say.failure(&format!("failed: {e}")),
-        None => ctx.say.output(&output),
-    }
-    report.steps.push(Step {
-        side: Side::Host,
-        command,
-        output,
-        exit_code: Some(if error.is_some() { 1 } else { 0 }),
-        error,
-        duration_ms: Some(ms),
-    });
+    ctx.record(report, Step::ran(Side::Host, command, output, error, ms));
     measured
 }
 
@@ -368,14 +350,7 @@ fn serve_vm(
     };
     let opts = RunOptions {
         env: vec![format!("POSTGRES_PASSWORD={PASSWORD}")],
-        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
-        ports: vec![PortMapping {
-            host_ip: None,
-            host_port,
-            container_port: COURSE_PORT,
-            protocol: "tcp".into(),
-        }],
-        ..Default::default()
+        ..published(None, host_port, COURSE_PORT)
     };
     let ready_timeout = if ctx.emulated() {
         VM_READY_TIMEOUT_EMULATED
@@ -500,14 +475,7 @@ fn serve(
         // it every time, and so does this lesson
         env: vec![format!("POSTGRES_PASSWORD={PASSWORD}")],
         volumes: vec![volume_spec],
-        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
-        ports: vec![PortMapping {
-            host_ip: None,
-            host_port: target.port,
-            container_port: COURSE_PORT,
-            protocol: "tcp".into(),
-        }],
-        ..Default::default()
+        ..published(None, target.port, COURSE_PORT)
     };
     let t0 = Instant::now();
     let mut d = match ctx.detached(report, TAG, &opts) {
@@ -1076,18 +1044,24 @@ fn stopped(store: &twinbox_engine::store::Store, name: &str) -> Checked {
     }
 }
 
-/// psql from the host on `port` answers `sql` with something holding `want`.
-fn answers(port: u16, sql: &str, want: &str, timeout: Duration) -> Checked {
-    let Some(client) = psql::find_client() else {
-        return Checked::Wrong("no psql on this host: apt-get install postgresql-client".into());
-    };
-    let target = Target {
+/// psql as the course types it: `psql -h 0.0.0.0 -p PORT -U postgres`, with
+/// the exercise's password.
+fn course_target(client: std::path::PathBuf, port: u16) -> Target {
+    Target {
         client,
         host: "0.0.0.0".into(),
         port,
         user: "postgres".into(),
         password: PASSWORD.into(),
+    }
+}
+
+/// psql from the host on `port` answers `sql` with something holding `want`.
+fn answers(port: u16, sql: &str, want: &str, timeout: Duration) -> Checked {
+    let Some(client) = psql::find_client() else {
+        return Checked::Wrong("no psql on this host: apt-get install postgresql-client".into());
     };
+    let target = course_target(client, port);
     within(timeout, || {
         match target.run(&["-tAc", sql], Duration::from_secs(10)) {
             Ok(a) if a.output.contains(want) => Checked::Ok(format!(

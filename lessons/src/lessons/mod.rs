@@ -3,6 +3,7 @@
 //! the summary (tables, charts, findings, caveats).
 
 mod arch;
+mod desktop;
 mod disk;
 mod distro;
 mod dockerfile;
@@ -34,6 +35,14 @@ pub trait Lesson: Sync {
     fn explanation(&self) -> &'static [&'static str];
     /// Whether the lesson boots VMs (and so needs a VM backend).
     fn uses_vm(&self) -> bool;
+    /// What the lesson runs, for `twinbox lesson list`.
+    fn sides(&self) -> &'static str {
+        if self.uses_vm() {
+            "container + microVM"
+        } else {
+            "container"
+        }
+    }
     /// `--runs` when not given.
     fn default_runs(&self) -> usize {
         1
@@ -81,6 +90,7 @@ pub static LESSONS: &[&dyn Lesson] = &[
     &network::Network,
     &exercise::Exercise,
     &arch::Arch,
+    &desktop::Desktop,
 ];
 
 /// A part of the course: a heading and its lessons, in the order taught.
@@ -94,7 +104,14 @@ pub struct Part {
 pub const COURSE: &[Part] = &[
     Part {
         title: "what a container is",
-        lessons: &["kernel", "identity", "isolation", "shared-kernel", "arch"],
+        lessons: &[
+            "kernel",
+            "identity",
+            "isolation",
+            "shared-kernel",
+            "arch",
+            "desktop",
+        ],
     },
     Part {
         title: "what each costs",
@@ -127,6 +144,28 @@ pub fn find(name: &str) -> Result<&'static dyn Lesson, LessonError> {
         .copied()
         .find(|l| l.name() == name)
         .ok_or_else(|| LessonError::UnknownLesson(name.to_string()))
+}
+
+/// Runs several lessons one after another (`tour`, `course`) for one report:
+/// a lesson that cannot run at all (an image missing, a bad host) is recorded
+/// as failed with the reason, and the next one still runs.
+pub fn run_all(names: &[&str], ctx: &mut Context) -> Result<Vec<LessonReport>, LessonError> {
+    let lessons: Vec<&dyn Lesson> = names.iter().map(|n| find(n)).collect::<Result<_, _>>()?;
+    let mut reports = Vec::new();
+    for lesson in lessons {
+        match run(lesson, ctx) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                ctx.say
+                    .failure(&format!("lesson {} could not run: {e}", lesson.name()));
+                let mut r = LessonReport::new(lesson.name(), lesson.title());
+                r.explanation = lesson.explanation().iter().map(|p| p.to_string()).collect();
+                r.failures.push(format!("the lesson could not run: {e}"));
+                reports.push(r);
+            }
+        }
+    }
+    Ok(reports)
 }
 
 /// Runs one lesson from its title to its summary.

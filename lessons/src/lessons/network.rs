@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 use twinbox_engine::container::RunOptions;
-use twinbox_engine::network::{NetworkMode, PortMapping, DEFAULT_NETWORK};
 
 use super::vm_serving::VmHalf;
 use super::{three_acts, Lesson};
 use crate::charts;
-use crate::context::{sh, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
+use crate::context::{published, sh, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::measure::http;
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Table, Unit};
@@ -123,14 +122,8 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     let runs = report.runs;
     let host_port = http::free_port().map_err(|e| LessonError::io("finding a free port", e))?;
     let opts = RunOptions {
-        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
-        ports: vec![PortMapping {
-            host_ip: Some(Ipv4Addr::LOCALHOST.into()),
-            host_port,
-            container_port: PORT,
-            protocol: "tcp".into(),
-        }],
-        ..crate::context::cmd_opts(sh(INSIDE))
+        cmd: sh(INSIDE),
+        ..published(Some(Ipv4Addr::LOCALHOST.into()), host_port, PORT)
     };
     ctx.say
         .heading("inside: a server in a container on the default bridge");
@@ -319,14 +312,8 @@ fn vm_half(
         Err(e) => return Measured::failed(format!("no free port: {e}")),
     };
     let opts = RunOptions {
-        network: NetworkMode::Cni(DEFAULT_NETWORK.to_string()),
-        ports: vec![PortMapping {
-            host_ip: None,
-            host_port,
-            container_port: PORT,
-            protocol: "tcp".into(),
-        }],
-        ..crate::context::cmd_opts(sh(VM_INSIDE))
+        cmd: sh(VM_INSIDE),
+        ..published(None, host_port, PORT)
     };
     let req = ctx.vm_request(BUSYBOX, image, &opts, VM_MEMORY_MIB);
     if let Err(why) = ctx.prepare_vm(&req) {
