@@ -375,6 +375,7 @@ fn charts_in_chromium(page: &Path, scratch: &Path, reports: &[Value]) -> Option<
         .iter()
         .flat_map(|r| r["charts"].as_array().unwrap())
         .collect();
+    assert!(!charts.is_empty(), "the lessons drew no chart");
     assert_eq!(
         figures.len(),
         charts.len(),

@@ -20,7 +20,7 @@ use super::{three_acts, Lesson};
 use crate::console_vm;
 use crate::container::Detached;
 use crate::context::{Context, RUN_TIMEOUT};
-use crate::report::{format_ms, Cell, LessonReport, Measured, Side, Step, Table};
+use crate::report::{format_ms, Cell, LessonReport, Measured, Side, Step, Table, Unit};
 use crate::shell;
 use crate::LessonError;
 
@@ -582,6 +582,42 @@ fn present(m: &Option<Measurements>, report: &mut LessonReport) {
         vm.to_init_ms,
     );
     report.tables.push(t);
+    let answered = |o: &Outcome, ms: Option<f64>| -> Measured<f64> {
+        match (o.uname(), ms) {
+            (Some(_), Some(ms)) => Measured::Value(ms),
+            _ => Measured::failed(o.text()),
+        }
+    };
+    let mut points = vec![
+        (
+            format!("on the host ({host_machine})"),
+            Side::Host,
+            answered(direct, direct.ms),
+        ),
+        (
+            "in a container".to_string(),
+            Side::Container,
+            answered(container, container.ms),
+        ),
+    ];
+    if let Some(e) = emulated {
+        points.push((
+            "in a container, through qemu-aarch64-static".into(),
+            Side::Container,
+            answered(e, e.ms),
+        ));
+    }
+    points.push((
+        "arm64 VM, to its init".into(),
+        Side::Vm,
+        answered(&vm.ran, vm.to_init_ms),
+    ));
+    report.charts.push(crate::charts::growth(
+        "the arm64 busybox: time to its answer, or why there was none",
+        Unit::Milliseconds,
+        &points,
+        Some("the qemu-user and VM runs are software emulation of an arm64 CPU".into()),
+    ));
 
     report.check(
         "the container's refusal",

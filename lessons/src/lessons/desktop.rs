@@ -455,9 +455,17 @@ fn chain_script() -> String {
     CHAIN_SCRIPT.replace("__DIRECT_RUNS__", &DIRECT_RUNS.to_string())
 }
 
-/// The shared libraries a program links (ldd's absolute paths).
+/// The shared libraries a program links, with the loader itself: what
+/// `ldd` lists, asked of the loader directly where there is no ldd (ldd is
+/// a script around `ld.so --list`).
 fn libraries(program: &Path) -> Vec<PathBuf> {
-    let Ok(out) = Command::new("ldd").arg(program).output() else {
+    let out = Command::new("ldd").arg(program).output().or_else(|_| {
+        Command::new("/lib64/ld-linux-x86-64.so.2")
+            .arg("--list")
+            .arg(program)
+            .output()
+    });
+    let Ok(out) = out else {
         return Vec::new();
     };
     let mut libs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)

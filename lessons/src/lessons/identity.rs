@@ -15,7 +15,7 @@ use twinbox_engine::util::id::random_hex;
 
 use super::{three_acts, Lesson};
 use crate::context::{sh, Context, BUSYBOX};
-use crate::report::{Cell, LessonReport, Measured, Table};
+use crate::report::{Cell, LessonReport, Measured, Side, Table, Unit};
 use crate::LessonError;
 
 pub struct Identity;
@@ -270,6 +270,44 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         ]);
     }
     report.tables.push(t);
+    let own = |v: &Measured<KernelView>| v.as_ref().map(|k| k.own_namespaces.len() as f64);
+    report.charts.push(crate::charts::growth(
+        &format!(
+            "namespaces of its own, of the {} an engine sets up",
+            NAMESPACES.len()
+        ),
+        Unit::Count,
+        &[
+            (
+                "twinbox container".into(),
+                Side::Container,
+                own(&m.container),
+            ),
+            (
+                "hand-made (unshare)".into(),
+                Side::Container,
+                own(&m.handmade),
+            ),
+        ],
+        None,
+    ));
+    report.charts.push(crate::charts::growth(
+        "who can list them",
+        Unit::Count,
+        &[
+            (
+                "the kernel: processes in a PID namespace not the host's".into(),
+                Side::Host,
+                Measured::Value(m.kernel_list.len() as f64),
+            ),
+            (
+                "twinbox ps: containers".into(),
+                Side::Container,
+                Measured::Value(m.twinbox_list.len() as f64),
+            ),
+        ],
+        None,
+    ));
 
     let listed =
         |pid: Option<i32>| pid.is_some_and(|p| m.twinbox_list.iter().any(|(_, q)| *q == Some(p)));

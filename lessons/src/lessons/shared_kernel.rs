@@ -14,7 +14,7 @@ use twinbox_engine::runtime::security::seccomp;
 use super::{three_acts, Lesson};
 use crate::backend::VmRun;
 use crate::context::{cmd_opts, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
-use crate::report::{Cell, LessonReport, Measured, Table};
+use crate::report::{Cell, LessonReport, Measured, Side, Table, Unit};
 use crate::LessonError;
 
 pub struct SharedKernel;
@@ -229,6 +229,11 @@ fn oci_allow() -> oci_spec::runtime::LinuxSeccompAction {
     oci_spec::runtime::LinuxSeccompAction::ScmpActAllow
 }
 
+/// The kernel's task count one side saw, as a chart's value.
+fn tasks(v: &Measured<Look>) -> Measured<f64> {
+    v.as_ref().map(|l| l.tasks as f64)
+}
+
 /// Act two: the shared numbers side by side, and the rights table.
 fn present(m: &Measurements, report: &mut LessonReport) {
     let look = |v: &Measured<Look>, f: fn(&Look) -> String| -> Cell { v.as_ref().map(f).into() };
@@ -253,6 +258,25 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         ]);
     }
     report.tables.push(t);
+    report.charts.push(crate::charts::growth(
+        &format!("tasks the kernel runs, while container A holds {TASKS} sleepers"),
+        Unit::Count,
+        &[
+            ("host, before A".into(), Side::Host, tasks(&m.host_before)),
+            (
+                "host, while A runs".into(),
+                Side::Host,
+                tasks(&m.host_during),
+            ),
+            (
+                "container B, while A runs".into(),
+                Side::Container,
+                tasks(&m.other_container),
+            ),
+            ("microVM, while A runs".into(), Side::Vm, tasks(&m.vm)),
+        ],
+        None,
+    ));
 
     let r = |v: &Measured<Rights>, f: fn(&Rights) -> String| -> Cell { v.as_ref().map(f).into() };
     let vm_devices = match m.vm_backend.as_deref() {
