@@ -210,14 +210,28 @@ impl RunArgs {
             }
         }
         let mut seccomp_unconfined = false;
+        let mut seccomp_profile = None;
         for o in &self.security_opt {
             match o.as_str() {
                 "seccomp=unconfined" | "seccomp:unconfined" => seccomp_unconfined = true,
                 // twinbox always sets no_new_privs, as this asks
                 "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
-                other => bail!(
-                    "unsupported --security-opt {other:?}: use seccomp=unconfined or no-new-privileges"
-                ),
+                other => match other
+                    .strip_prefix("seccomp=")
+                    .or_else(|| other.strip_prefix("seccomp:"))
+                {
+                    Some(file) => {
+                        let text = std::fs::read_to_string(file).map_err(|e| {
+                            anyhow::anyhow!(
+                                "cannot read seccomp profile {file}: {e}: give a Docker JSON profile file"
+                            )
+                        })?;
+                        seccomp_profile = Some(text);
+                    }
+                    None => bail!(
+                        "unsupported --security-opt {other:?}: use seccomp=unconfined, seccomp=FILE.json or no-new-privileges"
+                    ),
+                },
             }
         }
         let shm_size = self
@@ -252,6 +266,7 @@ impl RunArgs {
             group_add: self.group_add.clone(),
             privileged: self.privileged,
             seccomp_unconfined,
+            seccomp_profile,
             stop_signal: match &self.stop_signal {
                 Some(s) => {
                     parse_signal(s)?;
@@ -543,6 +558,9 @@ pub struct AttachArgs {
     /// Do not forward your input
     #[arg(long)]
     no_stdin: bool,
+    /// Send the signals twinbox gets to the container's process (without -t)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     container: String,
 }
 
@@ -554,7 +572,12 @@ pub fn attach(root: &Path, args: AttachArgs) -> Result<i32> {
     };
     let store = open_store(root)?;
     let c = Container::find(&store, &args.container)?;
-    Ok(engine::attach::attach(&c, keys, args.no_stdin)?)
+    Ok(engine::attach::attach(
+        &c,
+        keys,
+        args.no_stdin,
+        args.sig_proxy,
+    )?)
 }
 
 #[derive(Args, Debug)]

@@ -337,9 +337,104 @@ fn attach_to_a_detached_terminal_and_detach() {
     );
     let r = lab.tb(&["attach", "--detach-keys", "ctrl-", "ex-at"]);
     assert!(r.stderr.contains("invalid detach keys"), "{}", r.stderr);
-    let r = lab.tb(&["run", "-d", "--name", "ex-at2", "busybox", "sleep", "100"]);
+}
+
+/// `attach` to containers run without -t, as Docker's: stdout and stderr
+/// stream to ours, our input reaches a -i container's stdin, the container's
+/// exit code is attach's, signals go to the container (--sig-proxy), and the
+/// detach keys leave it running.
+#[test]
+fn attach_without_a_terminal() {
+    use std::process::Stdio;
+    let Some(lab) = lab() else { return };
+    let script = "echo ready; while read l; do echo \"got $l\"; echo \"err $l\" >&2; \
+                  [ \"$l\" = quit ] && exit 4; done";
+    let r = lab.tb(&[
+        "run", "-di", "--name", "ex-ai", "busybox", "sh", "-c", script,
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = lab.tb(&["attach", "ex-at2"]);
-    assert!(r.stderr.contains("has no terminal"), "{}", r.stderr);
-    lab.tb(&["rm", "-f", "ex-at2"]);
+    let mut child = lab
+        .cmd(&["attach", "ex-ai"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got one\ngot quit\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err one\nerr quit\n");
+    let r = lab.tb(&["logs", "ex-ai"]);
+    assert!(r.stdout.starts_with("ready\ngot one\n"), "{:?}", r.stdout);
+
+    // a signal to attach reaches the container, whose exit code attach returns
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "ex-as",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo caught; exit 6' TERM; while true; do echo tick; sleep 0.2; done",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut child = lab
+        .cmd(&["attach", "ex-as"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while find(&seen, b"tick").is_none() {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "attach ended before any output");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(6));
+    assert!(
+        find(&seen, b"caught").is_some(),
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+
+    // the detach keys leave a -i container running
+    let r = lab.tb(&["run", "-di", "--name", "ex-ad", "busybox", "sh"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut child = lab
+        .cmd(&["attach", "ex-ad"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin.write_all(b"echo still''here\n").unwrap();
+    let mut seen = Vec::new();
+    while find(&seen, b"stillhere\n").is_none() {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "attach ended before any output");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stdin.write_all(b"\x10\x11").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    drop(stdin);
+    let r = lab.tb(&["inspect", "--format", "{{.State.Status}}", "ex-ad"]);
+    assert_eq!(r.stdout.trim(), "running", "{}", r.stderr);
+    for name in ["ex-ai", "ex-as", "ex-ad"] {
+        lab.tb(&["rm", "-f", name]);
+    }
 }

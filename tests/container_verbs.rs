@@ -208,3 +208,139 @@ fn capabilities_privileged_and_seccomp_options() {
     );
     assert_eq!(lab.container_count(), 0);
 }
+
+/// `--security-opt seccomp=FILE.json` in Docker's profile format: a rule's
+/// errnoRet, includes/excludes by capability, architecture and kernel; exec'd
+/// processes get the same filter; bad files fail with one clear line.
+#[test]
+fn seccomp_profile_from_a_docker_json_file() {
+    let Some(lab) = lab() else { return };
+    let block_mkdir = lab.root().join("block-mkdir.json");
+    std::fs::write(
+        &block_mkdir,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", block_mkdir.display());
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "sc-mkdir",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let probe = "mkdir /made; echo mkdir=$?; touch /file; echo touch=$?";
+    let r = lab.tb(&["exec", "sc-mkdir", "sh", "-c", probe]);
+    assert_eq!(r.stdout, "mkdir=1\ntouch=0\n", "{}", r.stderr);
+    assert!(r.stderr.contains("Operation not permitted"), "{}", r.stderr);
+    lab.tb(&["rm", "-f", "sc-mkdir"]);
+
+    // Docker's default profile's shape: archMap, capability and arch filters
+    let shaped = lab.root().join("shaped.json");
+    std::fs::write(
+        &shaped,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+            "syscalls": [
+              {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "args": null,
+               "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+              {"names": ["chroot"], "action": "SCMP_ACT_ERRNO", "includes": {"arches": ["s390x"]}},
+              {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+               "includes": {"caps": ["CAP_SYS_ADMIN"], "minKernel": "4.0"}}
+            ]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", shaped.display());
+    let probe = "unshare -n true; echo unshare=$?; chroot / true; echo chroot=$?; \
+                 hostname x 2>&1; echo hostname=$?";
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert!(
+        r.stdout.contains("unshare=1\nchroot=0\n"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert!(
+        r.stdout.contains("unshare=0\nchroot=0\n") && r.stdout.contains("Permission denied"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+
+    // the copy of Docker's default.json that Debian's containers-common ships
+    let debian_default = std::path::Path::new("/usr/share/containers/seccomp.json");
+    if debian_default.exists() {
+        let opt = format!("seccomp={}", debian_default.display());
+        let r = lab.tb(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir /d && echo made; unshare -n true; echo unshare=$?",
+        ]);
+        assert_eq!(r.stdout, "made\nunshare=1\n", "{}", r.stderr);
+    }
+
+    let missing = lab.root().join("missing.json");
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", missing.display()),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("cannot read seccomp profile"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&missing, r#"{"syscalls": []}"#).unwrap();
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", missing.display()),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("defaultAction is missing"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.container_count(), 0);
+}

@@ -1,9 +1,10 @@
-//! `attach` to a detached `-t` container. Its supervisor holds the pty master
-//! and listens on `attach.sock` in the container's directory; each client that
-//! connects is sent the master descriptor (only to set the window size on it)
-//! and then gets the terminal's output on the socket while what it writes goes
-//! to the terminal. The client leaves with the detach keys; the container and
-//! its log go on untouched.
+//! `attach` to a detached container. Its supervisor listens on `attach.sock`
+//! in the container's directory. With `-t` it holds the pty master: each
+//! client that connects is sent `t` and the master descriptor (only to set the
+//! window size on it) and then gets the terminal's output on the socket while
+//! what it writes goes to the terminal. Without a terminal the client gets `p`
+//! and the framed stdout and stderr of [`streams`]. The client leaves with the
+//! detach keys; the container and its log go on untouched.
 
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut, Read, Write};
@@ -16,7 +17,8 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 
 use super::logs::LogWriter;
 use super::record::{Container, Status};
-use super::terminal::{self, DetachKeys, RawMode, RelayEnd};
+use super::streams;
+use super::terminal::{self, DetachKeys, DetachMatcher, RawMode, RelayEnd};
 use super::{ContainerError, Result};
 
 const SOCKET: &str = "attach.sock";
@@ -133,12 +135,14 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
     }
 }
 
-/// Receives the one byte and the pty master the supervisor sends first.
-fn receive_master(stream: &UnixStream) -> Result<OwnedFd> {
+/// Receives the byte the supervisor sends first, and with a terminal the pty
+/// master that comes with it.
+fn receive_hello(stream: &UnixStream) -> Result<(u8, Option<OwnedFd>)> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let bad = |what: String| ContainerError::Supervisor(format!("attach: {what}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let msg = recvmsg::<()>(
         stream.as_raw_fd(),
         &mut iov,
@@ -146,20 +150,33 @@ fn receive_master(stream: &UnixStream) -> Result<OwnedFd> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(|e| bad(e.to_string()))?;
+    let mut fd = None;
     for cmsg in msg.cmsgs().map_err(|e| bad(e.to_string()))? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
+            if let Some(&first) = fds.first() {
                 // SAFETY: the kernel just installed this descriptor for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                fd = Some(unsafe { OwnedFd::from_raw_fd(first) });
             }
         }
     }
-    Err(bad("the supervisor sent no terminal".into()))
+    let _ = stream.set_read_timeout(None);
+    if msg.bytes == 0 {
+        return Err(bad("the supervisor closed the connection".into()));
+    }
+    Ok((byte[0], fd))
 }
 
 /// Client side (`twinbox attach`): the user's terminal joined to the
-/// container's. Returns 0 when detached, else the container's exit code.
-pub fn attach(container: &Container, keys: DetachKeys, no_stdin: bool) -> Result<i32> {
+/// container's, or without one its stdout and stderr streamed to ours and,
+/// when it was started with -i, our input to its stdin (signals we get go to
+/// its process with `sig_proxy`, as Docker's --sig-proxy). Returns 0 when
+/// detached, else the container's exit code.
+pub fn attach(
+    container: &Container,
+    keys: DetachKeys,
+    no_stdin: bool,
+    sig_proxy: bool,
+) -> Result<i32> {
     let state = container.state()?;
     if state.status != Status::Running {
         return Err(ContainerError::BadOption(
@@ -171,28 +188,43 @@ pub fn attach(container: &Container, keys: DetachKeys, no_stdin: bool) -> Result
             "you cannot attach to a paused container, unpause it first".into(),
         ));
     }
-    if !container.options.tty {
-        return Err(ContainerError::BadOption(format!(
-            "container {} has no terminal: attach works on containers run with -t; use `twinbox logs -f {}` for its output",
-            container.name, container.name
-        )));
-    }
     let dir = open_dir(container)?;
     let stream = UnixStream::connect(short_path(&dir))
         .map_err(|e| ContainerError::io(container.dir.join(SOCKET), e))?;
     drop(dir);
-    let master = receive_master(&stream)?;
-    let stream: OwnedFd = stream.into();
+    let (hello, master) = receive_hello(&stream)?;
     let input = container.options.interactive && !no_stdin;
-    let raw = input.then(RawMode::enter);
-    let end = terminal::relay_stream(&stream, master.as_raw_fd(), input, true, Some(keys), None);
-    drop(raw);
+    let end = match master {
+        Some(master) if hello == b't' => {
+            let stream: OwnedFd = stream.into();
+            let raw = input.then(RawMode::enter);
+            let end =
+                terminal::relay_stream(&stream, master.as_raw_fd(), input, true, Some(keys), None);
+            drop(raw);
+            end
+        }
+        None if hello == streams::HELLO => {
+            if let (true, Some(pid)) = (sig_proxy, state.pid) {
+                super::signals::forward_to(pid);
+            }
+            let end = relay_streams(stream, input, keys);
+            super::signals::stop_forwarding();
+            end
+        }
+        _ => {
+            return Err(ContainerError::Supervisor(
+                "attach: the supervisor answered in a way this twinbox does not know".into(),
+            ))
+        }
+    };
     if end == RelayEnd::Detached {
-        let mut out = std::io::stdout();
-        let _ = out.write_all(b"\r\n").and_then(|_| out.flush());
+        if container.options.tty {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"\r\n").and_then(|_| out.flush());
+        }
         return Ok(0);
     }
-    // the terminal closed: the container is ending; report its exit code
+    // the streams closed: the container is ending; report its exit code
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let state = container.state()?;
@@ -203,5 +235,66 @@ pub fn attach(container: &Container, keys: DetachKeys, no_stdin: bool) -> Result
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Copies the framed output to our stdout and stderr, and our input (with
+/// `input`) to the supervisor, until it closes the connection or we detach.
+fn relay_streams(mut stream: UnixStream, input: bool, keys: DetachKeys) -> RelayEnd {
+    let mut demux = streams::Demux::default();
+    let mut matcher = DetachMatcher::new(keys);
+    let mut stdin_open = input;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds is a valid pollfd array for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return RelayEnd::Closed;
+        }
+        if fds[0].revents != 0 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return RelayEnd::Closed,
+                Ok(k) => {
+                    for (which, data) in demux.feed(&buf[..k]) {
+                        // a closed stdout or stderr of ours is not the container's problem
+                        let _ = if which == 2 {
+                            std::io::stderr().write_all(&data)
+                        } else {
+                            let mut out = std::io::stdout();
+                            out.write_all(&data).and_then(|_| out.flush())
+                        };
+                    }
+                }
+            }
+        }
+        if fds[1].revents != 0 {
+            match std::io::stdin().lock().read(&mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(k) => {
+                    let (data, detached) = matcher.feed(&buf[..k]);
+                    if stream.write_all(&data).is_err() {
+                        return RelayEnd::Closed;
+                    }
+                    if detached {
+                        return RelayEnd::Detached;
+                    }
+                }
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod record;
 pub mod restart;
 pub mod signals;
 pub mod spec;
+pub mod streams;
 pub mod supervisor;
 pub mod terminal;
 pub mod ulimit;

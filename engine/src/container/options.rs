@@ -75,6 +75,10 @@ pub struct RunOptions {
     /// `--security-opt seccomp=unconfined`.
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// `--security-opt seccomp=FILE.json`: the profile's text (Docker's JSON
+    /// format), kept so that restarts do not need the file.
+    #[serde(default)]
+    pub seccomp_profile: Option<String>,
     /// `--stop-signal` (else the image's StopSignal, resolved at create).
     #[serde(default)]
     pub stop_signal: Option<String>,

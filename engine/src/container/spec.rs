@@ -335,6 +335,12 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
         ))
         .build()
         .expect("linux");
+    if let Some(text) = &opts.seccomp_profile {
+        let kernel = security::seccomp::running_kernel();
+        let profile = security::seccomp::profile_from_docker_json(text, &bounding, kernel)
+            .map_err(|e| ContainerError::BadOption(format!("--security-opt seccomp: {e}")))?;
+        linux.set_seccomp(Some(profile));
+    }
     if opts.privileged || opts.seccomp_unconfined {
         linux.set_seccomp(None);
     }

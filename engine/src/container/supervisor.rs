@@ -84,8 +84,18 @@ fn run_once(
     // the container's own devpts and whose master it sends us.
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let stdin_fd: RawFd = match (attached, container.options.interactive) {
-        (true, true) => 0,
+    // detached with -i: a stdin pipe that stays open for `attach` clients
+    let stdin_pipe = match (
+        attached,
+        container.options.interactive,
+        container.options.tty,
+    ) {
+        (false, true, false) => Some(pipe()?),
+        _ => None,
+    };
+    let stdin_fd: RawFd = match (attached, container.options.interactive, &stdin_pipe) {
+        (true, true, _) => 0,
+        (_, _, Some((r, _))) => r.as_raw_fd(),
         _ => devnull.as_raw_fd(),
     };
     let stdio = Stdio {
@@ -138,6 +148,7 @@ fn run_once(
     drop(err_w);
     drop(devnull);
     drop(launch);
+    let stdin_w = stdin_pipe.map(|(_, w)| w);
     let pid = spawned.pid.as_raw();
     signals::forward_to(pid);
 
@@ -175,7 +186,14 @@ fn run_once(
                 }
             }
         }
-        None => relay(out_r, err_r, &mut log, attached),
+        None => match (!attached).then(|| super::attach::listen(container)) {
+            // detached: clients come and go through `attach`
+            Some(Ok(listener)) => {
+                super::streams::serve(out_r, err_r, stdin_w, &listener, &mut log, false);
+                super::attach::unlisten(container);
+            }
+            _ => relay(out_r, err_r, &mut log, attached),
+        },
     }
     let _ = log.flush_all();
 

@@ -42,6 +42,10 @@ pub use seccomp::{docker_default_profile, CompiledFilter};
 /// What can go wrong while hardening a container process.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
+    /// A Docker JSON seccomp profile that cannot be used.
+    #[error("seccomp profile: {0}")]
+    SeccompProfile(String),
+
     /// A capability name that is not one of Linux's `CAP_*` names.
     #[error("unknown capability {0:?}")]
     UnknownCapability(String),

@@ -43,11 +43,14 @@ use oci_spec::runtime::{
 use super::SecurityError;
 
 mod bpf;
+mod docker_json;
 mod listener;
 mod profile;
 mod syscalls_x86_64;
 
+pub use docker_json::profile_from_docker_json;
 pub use listener::{process_state, send_to_agent};
+pub use profile::running_kernel;
 
 /// The kernel's limit on the length of a BPF program (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;

@@ -296,18 +296,21 @@ fn arg(index: usize, op: LinuxSeccompOperator, value: u64, value_two: u64) -> Li
 
 /// Whether the running kernel is at least `major.minor` (true if unknown).
 fn kernel_at_least(major: u32, minor: u32) -> bool {
+    running_kernel() >= (major, minor)
+}
+
+/// The running kernel's (major, minor); (u32::MAX, 0) if unknown, so that
+/// version checks pass as they would on a new kernel.
+pub fn running_kernel() -> (u32, u32) {
     // SAFETY: uname fills a zeroed, properly sized struct.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: uts is a valid utsname.
     if unsafe { libc::uname(&mut uts) } != 0 {
-        return true;
+        return (u32::MAX, 0);
     }
     // SAFETY: the kernel NUL-terminates release.
     let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
-    match parse_release(&release.to_string_lossy()) {
-        Some(version) => version >= (major, minor),
-        None => true,
-    }
+    parse_release(&release.to_string_lossy()).unwrap_or((u32::MAX, 0))
 }
 
 /// `"6.18.44-fc-v657"` → `(6, 18)`.
