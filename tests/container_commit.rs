@@ -54,6 +54,15 @@ fn diff_lists_added_changed_and_deleted_paths() {
     let mut sorted = lines.clone();
     sorted.sort_by_key(|l| l[2..].to_string());
     assert_eq!(lines, sorted, "sorted by path");
+    // the runtime's own mount points (/etc/hosts, /etc/resolv.conf,
+    // /etc/hostname) are not changes, as in Docker
+    ok(
+        &lab.tb(&["run", "--name", "quiet", "busybox", "true"]),
+        "run",
+    );
+    let d = lab.tb(&["diff", "quiet"]);
+    ok(&d, "diff");
+    assert_eq!(d.stdout, "", "a container that changed nothing");
     let missing = lab.tb(&["diff", "no-such-container"]);
     assert_ne!(missing.code, 0);
     assert!(

@@ -153,7 +153,8 @@ fn dev_entries_match_dockers() {
         let theirs = dockerd.docker(&["run", "--rm", "--device", bad, "busybox", "true"]);
         let ours = lab.tb(&["run", "--rm", "--device", bad, "busybox", "true"]);
         assert_ne!(theirs.code, 0);
-        assert_eq!(ours.code, 125, "{}", ours.stderr);
+        // 127 for a missing device, 125 for a file that is not one
+        assert_eq!(ours.code, theirs.code, "{}", ours.stderr);
         let why = ours.stderr.trim().rsplit(": ").next().unwrap().to_string();
         assert!(
             theirs.stderr.contains(&why),

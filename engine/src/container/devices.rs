@@ -112,7 +112,13 @@ pub fn resolve(device: &Device) -> Result<Vec<LinuxDevice>> {
         Some(n) => bad(nix::errno::Errno::from_raw(n).desc().to_lowercase()),
         None => bad(e.to_string()),
     };
-    let meta = std::fs::metadata(&device.host).map_err(why)?;
+    let meta = std::fs::metadata(&device.host).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ContainerError::NoSuchDevice(format!(
+            "error gathering device information while adding custom device {:?}: no such file or directory",
+            device.host.display().to_string()
+        )),
+        _ => why(e),
+    })?;
     if meta.is_dir() {
         let mut out = Vec::new();
         walk(&device.host, &device.container, &[], &mut out);

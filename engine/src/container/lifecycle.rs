@@ -186,10 +186,16 @@ fn created_state(opts: &RunOptions) -> State {
     state
 }
 
-/// The init layer as Docker's: /etc/mtab is a link to /proc/mounts.
+/// The init layer as Docker's: /etc/mtab is a link to /proc/mounts, and the
+/// files the runtime bind-mounts over exist (empty), so that making the mount
+/// points changes nothing above the image (`diff` and `commit` stay clean).
 fn write_init_layer(c: &Container) -> Result<()> {
     let etc = c.init_layer().join("etc");
     fs::create_dir_all(&etc).map_err(|e| ContainerError::io(&etc, e))?;
+    for file in ["hostname", "hosts", "resolv.conf"] {
+        let p = etc.join(file);
+        fs::write(&p, b"").map_err(|e| ContainerError::io(&p, e))?;
+    }
     let mtab = etc.join("mtab");
     std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(|e| ContainerError::io(&mtab, e))
 }

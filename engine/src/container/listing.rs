@@ -76,7 +76,7 @@ const STATUSES: &[&str] = &[
 ];
 
 fn bad(msg: String) -> ContainerError {
-    ContainerError::BadOption(msg)
+    ContainerError::BadFilter(msg)
 }
 
 fn parse_filters(

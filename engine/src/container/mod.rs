@@ -47,6 +47,12 @@ pub enum ContainerError {
     BadName(String),
     #[error("invalid option: {0}")]
     BadOption(String),
+    /// A `--filter` the listing does not know (Docker's daemon refuses it: exit 1).
+    #[error("{0}")]
+    BadFilter(String),
+    /// A `--device` that does not exist on the host (Docker: exit 127).
+    #[error("{0}")]
+    NoSuchDevice(String),
     #[error("container {0} is running: stop it first, or use `rm -f`")]
     Running(String),
     #[error("container {0} is not running")]
@@ -93,6 +99,8 @@ impl ContainerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ContainerError::Runtime(e) => e.exit_code(),
+            ContainerError::BadFilter(_) => 1,
+            ContainerError::NoSuchDevice(_) => 127,
             _ => 125,
         }
     }
