@@ -410,6 +410,12 @@ fn kill_and_delete_fail_like_runc() {
     wait_until("stopped", || status_of(&lab, &id2) == "stopped");
     let again = runtime(&lab, &["kill", &id2, "KILL"]);
     assert_ne!(again.code, 0, "kill of a stopped container must fail");
+    let all = runtime(&lab, &["kill", "--all", &id2, "KILL"]);
+    assert_eq!(
+        all.code, 0,
+        "kill --all of a stopped container succeeds as runc's: {}",
+        all.stderr
+    );
     assert_eq!(runtime(&lab, &["delete", &id2]).code, 0);
 }
 

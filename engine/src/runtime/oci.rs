@@ -465,7 +465,10 @@ impl OciRuntime {
     /// Signals the init, or with `all` every process of the container's cgroup.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let state = self.state(id)?;
-        if state.status == "stopped" {
+        // `--all` signals the cgroup, which may still hold processes after the
+        // init stopped (no PID namespace); runc allows it, and containerd's
+        // `task delete -f` of a stopped task depends on that
+        if state.status == "stopped" && !all {
             return Err(state_err(format!("container {id} is not running")));
         }
         let sig = Signal::try_from(signal)
@@ -477,6 +480,11 @@ impl OciRuntime {
             {
                 return cg.kill_all(signal).map_err(Into::into);
             }
+        }
+        if state.status == "stopped" {
+            // no cgroup to signal, and the init's pid may belong to another
+            // process by now
+            return Ok(());
         }
         kill(Pid::from_raw(state.pid), sig).map_err(|e| io(Path::new("kill"), e.into()))
     }
