@@ -55,7 +55,7 @@ fn bridge_gives_eth0_route_hosts_and_resolv_conf() {
     let Some(lab) = lab() else { return };
     let r = lab.tb(&[
         "run", "--rm", "--hostname", "box1", "busybox", "sh", "-c",
-        "ip -4 -o addr show eth0; ip route; grep box1 /etc/hosts; grep -c nameserver /etc/resolv.conf",
+        "ip -4 -o addr show eth0; ip route; grep box1 /etc/hosts; grep -c nameserver /etc/resolv.conf; echo mtu=$(cat /sys/class/net/eth0/mtu)",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ip = r
@@ -72,8 +72,34 @@ fn bridge_gives_eth0_route_hosts_and_resolv_conf() {
         .to_string();
     assert!(r.stdout.contains("default via"), "{}", r.stdout);
     assert!(r.stdout.contains(&format!("{ip}\tbox1")), "{}", r.stdout);
-    let mtu = host("ip", &["-o", "link", "show", "twinbox0"]);
-    assert!(mtu.contains("twinbox0"));
+    // the default network takes the host's MTU: the bridge and the container's
+    // eth0 carry the MTU of the interface the host's default route uses
+    let mtu_of = |dev: &str| -> Option<u32> {
+        let line = host("ip", &["-o", "link", "show", dev]);
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == "mtu")?;
+        words.next()?.parse().ok()
+    };
+    let bridge = mtu_of("twinbox0").expect("twinbox0 has an mtu");
+    let inside: u32 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("mtu="))
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no mtu from inside: {}", r.stdout));
+    assert_eq!(inside, bridge, "eth0 and twinbox0 differ");
+    let route = host("ip", &["-o", "route", "show", "default"]);
+    let uplink = route
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .map(str::to_string);
+    if let Some(uplink_mtu) = uplink.as_deref().and_then(mtu_of) {
+        assert_eq!(
+            bridge, uplink_mtu,
+            "twinbox0 does not carry the uplink's mtu"
+        );
+    }
 }
 
 /// A namespace made by the test with a veth to the host (a /30 of a
