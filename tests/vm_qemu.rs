@@ -421,11 +421,19 @@ fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_m
     let inspect = lab.tb(&["vm", "inspect", name]);
     let all: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     let pid = all[0]["state"]["pid"].as_i64().unwrap();
-    let qemu: Vec<String> = children(pid)
-        .into_iter()
-        .map(|c| twinbox_engine::util::procfs::cmdline(c as i32))
-        .filter(|c| c.contains("qemu-system"))
-        .collect();
+    // the detached VMM answers with the id before it has started QEMU
+    let spawned = std::time::Instant::now() + Duration::from_secs(30);
+    let qemu: Vec<String> = loop {
+        let found: Vec<String> = children(pid)
+            .into_iter()
+            .map(|c| twinbox_engine::util::procfs::cmdline(c as i32))
+            .filter(|c| c.contains("qemu-system"))
+            .collect();
+        if !found.is_empty() || std::time::Instant::now() > spawned {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(qemu.len(), 1, "one QEMU under the VMM process {pid}");
     for want in ["-M microvm", "virtio-blk-device", "virtio-net-device"] {
         assert!(qemu[0].contains(want), "{want} in {}", qemu[0]);
