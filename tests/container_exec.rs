@@ -5,9 +5,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use common::terminal::{find, Terminal};
 use common::*;
 
 fn init_pid(lab: &Lab, name: &str) -> i64 {
@@ -113,76 +114,6 @@ fn exec_joins_the_container_and_its_confinement() {
     let r = lab.tb(&["exec", "ex-a", "true"]);
     assert_ne!(r.code, 0);
     assert_eq!(r.stderr.trim(), "twinbox: container ex-a is not running");
-}
-
-/// A terminal for twinbox: the test holds the master, twinbox gets the slave as
-/// its stdin, stdout and stderr.
-struct Terminal {
-    master: std::fs::File,
-    slave: OwnedFd,
-    seen: Vec<u8>,
-}
-
-impl Terminal {
-    fn new() -> Terminal {
-        let ws = nix::pty::Winsize {
-            ws_row: 33,
-            ws_col: 101,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-        Terminal {
-            master: pty.master.into(),
-            slave: pty.slave,
-            seen: Vec::new(),
-        }
-    }
-
-    fn spawn(&self, lab: &Lab, args: &[&str]) -> std::process::Child {
-        let fd = |f: &OwnedFd| std::process::Stdio::from(f.try_clone().unwrap());
-        lab.cmd(args)
-            .stdin(fd(&self.slave))
-            .stdout(fd(&self.slave))
-            .stderr(fd(&self.slave))
-            .spawn()
-            .unwrap()
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-    }
-
-    /// Reads until `text` shows up (after what earlier calls consumed).
-    fn expect(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some(pos) = find(&self.seen, text.as_bytes()) {
-                self.seen.drain(..pos + text.len());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; got {:?}",
-                String::from_utf8_lossy(&self.seen)
-            );
-            let mut pfd = [nix::poll::PollFd::new(
-                self.master.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            if nix::poll::poll(&mut pfd, 200u16).unwrap_or(0) > 0 {
-                match self.master.read(&mut buf) {
-                    Ok(n) if n > 0 => self.seen.extend_from_slice(&buf[..n]),
-                    _ => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Polls the host's /proc until a process runs exactly `argv` (10 s at most).
