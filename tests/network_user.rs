@@ -677,15 +677,15 @@ fn footprint(lab: &NetLab, net: &serde_json::Value) -> (usize, usize, usize, usi
     (veths, rules, leases, mounts, reservations)
 }
 
-/// Cycles on a user network with a published port; 30 by default so CI stays
-/// fast, `TWINBOX_NET_CYCLES=200` for the full count.
+/// The 200 start/stop cycles on a user network with a published port
+/// (`TWINBOX_NET_CYCLES=N` for fewer or more by hand).
 #[test]
 fn start_stop_cycles_on_a_user_network_leak_nothing() {
     let Some(lab) = netlab() else { return };
     let cycles: usize = std::env::var("TWINBOX_NET_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(200);
     let net = lab.network(&["leaky"]);
     // a peer stays up the whole time: its hosts file must end as it began
     lab.ok(&[
