@@ -922,9 +922,9 @@ pub struct CpArgs {
     /// Keep owners (uid/gid) as they are in the source
     #[arg(short = 'a', long)]
     archive: bool,
-    /// CONTAINER:PATH or a host path
+    /// CONTAINER:PATH, a host path, or - (a tar archive read from standard input)
     src: String,
-    /// CONTAINER:PATH or a host path
+    /// CONTAINER:PATH, a host path, or - (a tar archive written to standard output)
     dst: String,
 }
 

@@ -50,6 +50,9 @@ pub enum ContainerError {
     /// A `--filter` the listing does not know (Docker's daemon refuses it: exit 1).
     #[error("{0}")]
     BadFilter(String),
+    /// `cp` refused its input or could not find a path (Docker's CLI: exit 1).
+    #[error("{0}")]
+    Copy(String),
     /// A `--device` that does not exist on the host (Docker: exit 127).
     #[error("{0}")]
     NoSuchDevice(String),
@@ -99,7 +102,7 @@ impl ContainerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ContainerError::Runtime(e) => e.exit_code(),
-            ContainerError::BadFilter(_) => 1,
+            ContainerError::BadFilter(_) | ContainerError::Copy(_) => 1,
             ContainerError::NoSuchDevice(_) => 127,
             _ => 125,
         }

@@ -9,9 +9,14 @@
 //! A running container is reached through its init's root (`/proc/PID/root`,
 //! mounts and volumes included); a stopped one through a temporary read-write
 //! mount of its overlay (changes land in its writable layer).
+//!
+//! `-` on the host side streams a tar archive instead ([`archive`]).
+
+mod archive;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::io::IsTerminal;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -32,12 +37,17 @@ pub enum Location {
     Host(PathBuf),
     /// A container (name or id) and a path inside it.
     Container(String, String),
+    /// `-`: a tar archive on standard output or standard input.
+    Stdio,
 }
 
 impl Location {
     /// `NAME:PATH` is a container path; anything else (including `./a:b`, a
     /// path starting with `/` or `.`) is a host path, as Docker reads them.
     pub fn parse(s: &str) -> Location {
+        if s == "-" {
+            return Location::Stdio;
+        }
         if !s.starts_with('/') && !s.starts_with('.') {
             if let Some((c, p)) = s.split_once(':') {
                 if !c.is_empty() && !c.contains('/') {
@@ -54,7 +64,7 @@ fn err(what: impl std::fmt::Display, e: impl Into<std::io::Error>) -> ContainerE
 }
 
 fn bad(msg: String) -> ContainerError {
-    ContainerError::BadOption(msg)
+    ContainerError::Copy(msg)
 }
 
 /// The container's root directory, held open for the copy.
@@ -169,8 +179,24 @@ pub fn copy(store: &Store, src: &Location, dst: &Location, archive: bool) -> Res
             let root = open_root(store, &c)?;
             copy_in(&root, host, path, archive)
         }
+        (Location::Container(name, path), Location::Stdio) => {
+            let c = Container::find(store, name)?;
+            let root = open_root(store, &c)?;
+            archive::write_archive(&root, path, std::io::stdout().lock())
+        }
+        (Location::Stdio, Location::Container(name, path)) => {
+            if std::io::stdin().is_terminal() {
+                return Err(bad(
+                    "cp - reads a tar archive from standard input: pipe one in (e.g. tar -c . | twinbox cp - NAME:/dir)"
+                        .into(),
+                ));
+            }
+            let c = Container::find(store, name)?;
+            let root = open_root(store, &c)?;
+            archive::read_archive(store, &root, std::io::stdin().lock(), path, archive)
+        }
         _ => Err(bad(
-            "cp copies between a container and the host: give CONTAINER:PATH on exactly one side"
+            "cp copies between a container and the host (- is a tar archive on standard input or output): give CONTAINER:PATH on exactly one side"
                 .into(),
         )),
     }
@@ -477,6 +503,7 @@ mod tests {
             Location::Host("/tmp/a:b".into())
         );
         assert_eq!(Location::parse("./a:b"), Location::Host("./a:b".into()));
+        assert_eq!(Location::parse("-"), Location::Stdio);
         assert_eq!(
             Location::parse("file.txt"),
             Location::Host("file.txt".into())
