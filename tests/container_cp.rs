@@ -146,7 +146,11 @@ fn raw_entry(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, da
     h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
     h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
     h.set_entry_type(kind);
-    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o640 });
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o640
+    });
     h.set_uid(1234);
     h.set_gid(4321);
     h.set_mtime(1_000_000_000);
@@ -213,7 +217,11 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
 
     // out: a tar archive on stdout, named after the path, links kept as links
     let out = lab.cmd(&["cp", "cp-t:/data", "-"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut archive = tar::Archive::new(&out.stdout[..]);
     let mut seen = Vec::new();
     for e in archive.entries().unwrap() {
@@ -257,8 +265,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
         b = bait.display()
     ));
     assert_eq!(
-        r.stdout,
-        "from the archive\nf.txt\n0:0:640\nlinked\nx\n1000000000\n1000000000\n",
+        r.stdout, "from the archive\nf.txt\n0:0:640\nlinked\nx\n1000000000\n1000000000\n",
         "{}",
         r.stderr
     );
@@ -266,51 +273,114 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container(&format!("cat {}/new/f.txt", bait.display()));
     assert_eq!(r.stdout, "from the archive\n", "{}", r.stderr);
-    assert!(listing(&bait).is_empty(), "wrote on the host: {:?}", listing(&bait));
+    assert!(
+        listing(&bait).is_empty(),
+        "wrote on the host: {:?}",
+        listing(&bait)
+    );
     // -a keeps the archive's owners; gzip is read as Docker's cp reads it
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &good).unwrap();
-    let r = piped(&lab, &["cp", "-a", "-", "cp-t:/data/in"], &gz.finish().unwrap());
+    let r = piped(
+        &lab,
+        &["cp", "-a", "-", "cp-t:/data/in"],
+        &gz.finish().unwrap(),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container("stat -c %u:%g /data/in/new/f.txt");
     assert_eq!(r.stdout, "1234:4321\n", "{}", r.stderr);
 
     // hostile archives: one line, exit 1, nothing written (not even the good first entry)
     let hostile: [(&str, Vec<u8>); 5] = [
-        ("../", tar_of(&[("first.txt", Regular, "", b"1"), ("../escape.txt", Regular, "", b"x")])),
-        ("../", tar_of(&[("first.txt", Regular, "", b"1"), ("a/../../escape.txt", Regular, "", b"x")])),
-        ("symlink", tar_of(&[("first.txt", Regular, "", b"1"), ("up", Symlink, "../../../etc", b"")])),
-        ("hard link", tar_of(&[("first.txt", Regular, "", b"1"), ("pw", Link, "/etc/passwd", b"")])),
-        ("hard link", tar_of(&[("first.txt", Regular, "", b"1"), ("pw", Link, "../in.txt", b"")])),
+        (
+            "../",
+            tar_of(&[
+                ("first.txt", Regular, "", b"1"),
+                ("../escape.txt", Regular, "", b"x"),
+            ]),
+        ),
+        (
+            "../",
+            tar_of(&[
+                ("first.txt", Regular, "", b"1"),
+                ("a/../../escape.txt", Regular, "", b"x"),
+            ]),
+        ),
+        (
+            "symlink",
+            tar_of(&[
+                ("first.txt", Regular, "", b"1"),
+                ("up", Symlink, "../../../etc", b""),
+            ]),
+        ),
+        (
+            "hard link",
+            tar_of(&[
+                ("first.txt", Regular, "", b"1"),
+                ("pw", Link, "/etc/passwd", b""),
+            ]),
+        ),
+        (
+            "hard link",
+            tar_of(&[
+                ("first.txt", Regular, "", b"1"),
+                ("pw", Link, "../in.txt", b""),
+            ]),
+        ),
     ];
     for (what, tar) in &hostile {
         let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], tar);
         assert_eq!(r.code, 1, "{what}: {}", r.stderr);
         assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-        assert!(r.stderr.contains(what) && r.stderr.contains("refusing"), "{}", r.stderr);
-        let r = in_container("ls /data/in/first.txt /data/escape.txt /escape.txt /data/in/up /data/in/pw");
+        assert!(
+            r.stderr.contains(what) && r.stderr.contains("refusing"),
+            "{}",
+            r.stderr
+        );
+        let r = in_container(
+            "ls /data/in/first.txt /data/escape.txt /escape.txt /data/in/up /data/in/pw",
+        );
         assert_eq!(r.stdout, "", "written: {}", r.stdout);
     }
     // an absolute link the archive makes is the container's path, never the host's
     let abs = bait.display().to_string();
-    let sneaky = tar_of(&[("evil", Symlink, &abs, b""), ("evil/pwned.txt", Regular, "", b"p")]);
+    let sneaky = tar_of(&[
+        ("evil", Symlink, &abs, b""),
+        ("evil/pwned.txt", Regular, "", b"p"),
+    ]);
     let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], &sneaky);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container(&format!("cat {abs}/pwned.txt"));
     assert_eq!(r.stdout, "p");
-    assert!(listing(&bait).is_empty(), "wrote on the host: {:?}", listing(&bait));
+    assert!(
+        listing(&bait).is_empty(),
+        "wrote on the host: {:?}",
+        listing(&bait)
+    );
 
     // bad input: one clear line each
     for (input, args, want) in [
         (&b""[..], ["cp", "-", "cp-t:/data"], "empty"),
-        (&b"not a tar archive at all"[..], ["cp", "-", "cp-t:/data"], "not a tar archive"),
+        (
+            &b"not a tar archive at all"[..],
+            ["cp", "-", "cp-t:/data"],
+            "not a tar archive",
+        ),
         (&good[..], ["cp", "-", "cp-t:/no/such"], "no such directory"),
-        (&good[..], ["cp", "-", "cp-t:/data/in.txt"], "not a directory"),
+        (
+            &good[..],
+            ["cp", "-", "cp-t:/data/in.txt"],
+            "not a directory",
+        ),
         (&good[..], ["cp", "-", "-"], "CONTAINER:PATH"),
     ] {
         let r = piped(&lab, &args, input);
         assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains(want) && r.stderr.lines().count() == 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(want) && r.stderr.lines().count() == 1,
+            "{}",
+            r.stderr
+        );
     }
 
     // a reader that goes away: twinbox ends quietly, no panic
@@ -331,7 +401,10 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
     assert_eq!(lab.tb(&["stop", "-t", "0", "cp-t"]).code, 0);
     let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], &good);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let out = lab.cmd(&["cp", "cp-t:/data/in/new/f.txt", "-"]).output().unwrap();
+    let out = lab
+        .cmd(&["cp", "cp-t:/data/in/new/f.txt", "-"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let mut archive = tar::Archive::new(&out.stdout[..]);
     let mut e = archive.entries().unwrap().next().unwrap().unwrap();
@@ -340,7 +413,10 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
     std::io::Read::read_to_string(&mut e, &mut s).unwrap();
     assert_eq!(s, "from the archive\n");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(!mounts.contains(lab.root().to_str().unwrap()), "a cp mount stayed");
+    assert!(
+        !mounts.contains(lab.root().to_str().unwrap()),
+        "a cp mount stayed"
+    );
     let tmp: Vec<_> = std::fs::read_dir(lab.root().join("tmp"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

@@ -44,9 +44,16 @@ pub(super) fn write_archive(root: &Root, path: &str, out: impl Write) -> Result<
     let (parent, name) = parent_and_name(root, inner)?;
     match name {
         Some(name) if !contents_only(path) => {
-            fstatat(parent.as_fd(), name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(
-                |_| bad(format!("no such file or directory in the container: {path}")),
-            )?;
+            fstatat(
+                parent.as_fd(),
+                name.as_slice(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|_| {
+                bad(format!(
+                    "no such file or directory in the container: {path}"
+                ))
+            })?;
             let arc = PathBuf::from(OsStr::from_bytes(&name));
             add(&mut tar, parent.as_fd(), &name, &arc, &mut seen)?;
         }
@@ -87,7 +94,8 @@ fn add<W: Write>(
     match kind {
         SFlag::S_IFDIR => {
             h.set_entry_type(EntryType::Directory);
-            tar.append_data(&mut h, arc, std::io::empty()).map_err(out)?;
+            tar.append_data(&mut h, arc, std::io::empty())
+                .map_err(out)?;
             let fd = openat(
                 dir,
                 name,
@@ -141,7 +149,8 @@ fn add<W: Write>(
                 let _ = h.set_device_major(nix::sys::stat::major(st.st_rdev) as u32);
                 let _ = h.set_device_minor(nix::sys::stat::minor(st.st_rdev) as u32);
             }
-            tar.append_data(&mut h, arc, std::io::empty()).map_err(out)?;
+            tar.append_data(&mut h, arc, std::io::empty())
+                .map_err(out)?;
         }
         // sockets do not go into archives (neither do Docker's)
         _ => {}
@@ -221,8 +230,9 @@ fn spool(store: &Store, input: impl Read) -> Result<File> {
     }
     let copied = match head {
         [0x1f, 0x8b, ..] => std::io::copy(&mut flate2::read::MultiGzDecoder::new(input), &mut file),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => zstd::stream::Decoder::new(input)
-            .and_then(|mut z| std::io::copy(&mut z, &mut file)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            zstd::stream::Decoder::new(input).and_then(|mut z| std::io::copy(&mut z, &mut file))
+        }
         _ => std::io::copy(&mut input, &mut file),
     };
     copied.map_err(|e| bad(format!("cannot read the archive on standard input: {e}")))?;
@@ -239,9 +249,8 @@ fn check(spool: &mut File) -> Result<Vec<Option<PathBuf>>> {
     for entry in tar.entries().map_err(not_a_tar)? {
         let entry = entry.map_err(not_a_tar)?;
         let raw = entry.path().map_err(not_a_tar)?.into_owned();
-        let rel = inside(&raw).ok_or_else(|| {
-            refuse(&raw, "leaves the destination directory (../)")
-        })?;
+        let rel =
+            inside(&raw).ok_or_else(|| refuse(&raw, "leaves the destination directory (../)"))?;
         let kind = entry.header().entry_type();
         let link = entry.link_name().map_err(not_a_tar)?;
         match kind {
@@ -362,10 +371,7 @@ fn extract(
     let kind = h.entry_type();
     let mode = Mode::from_bits_truncate(h.mode().unwrap_or(0o644) & 0o7777);
     let (uid, gid) = if archive {
-        (
-            h.uid().unwrap_or(0) as u32,
-            h.gid().unwrap_or(0) as u32,
-        )
+        (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32)
     } else {
         (0, 0)
     };
@@ -436,10 +442,15 @@ fn extract(
                 .and_then(|t| inside(&t))
                 .ok_or_else(|| bad(format!("{}: a hard link without a target", here())))?;
             let path = Path::new(dest).join(&target);
-            let from = open_in_root(root, &path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
-                .map_err(|e| bad(format!("{}: its link target {} ({e})", here(), path.display())))?;
-            linkat(&from, "", parent, name, AtFlags::AT_EMPTY_PATH)
-                .map_err(|e| err(here(), e))?;
+            let from =
+                open_in_root(root, &path, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(|e| {
+                    bad(format!(
+                        "{}: its link target {} ({e})",
+                        here(),
+                        path.display()
+                    ))
+                })?;
+            linkat(&from, "", parent, name, AtFlags::AT_EMPTY_PATH).map_err(|e| err(here(), e))?;
             return Ok(None);
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -459,7 +470,13 @@ fn extract(
             mknodat(parent, name, sflag, mode, dev).map_err(|e| err(here(), e))?;
             fchownat(parent, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|e| err(here(), e))?;
-            let _ = utimensat(parent, name, &mtime, &mtime, UtimensatFlags::NoFollowSymlink);
+            let _ = utimensat(
+                parent,
+                name,
+                &mtime,
+                &mtime,
+                UtimensatFlags::NoFollowSymlink,
+            );
             // mknod's mode went through the umask (glibc refuses a symlink here)
             let _ = nix::sys::stat::fchmodat(
                 parent,
@@ -472,7 +489,13 @@ fn extract(
         _ => return Ok(None),
     }
     fchownat(parent, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| err(here(), e))?;
-    let _ = utimensat(parent, name, &mtime, &mtime, UtimensatFlags::NoFollowSymlink);
+    let _ = utimensat(
+        parent,
+        name,
+        &mtime,
+        &mtime,
+        UtimensatFlags::NoFollowSymlink,
+    );
     Ok(None)
 }
 
@@ -483,7 +506,10 @@ mod tests {
     #[test]
     fn entry_paths_stay_inside() {
         assert_eq!(inside(Path::new("./a/b")), Some(PathBuf::from("a/b")));
-        assert_eq!(inside(Path::new("/etc/passwd")), Some(PathBuf::from("etc/passwd")));
+        assert_eq!(
+            inside(Path::new("/etc/passwd")),
+            Some(PathBuf::from("etc/passwd"))
+        );
         assert_eq!(inside(Path::new("a/../b")), Some(PathBuf::from("b")));
         assert_eq!(inside(Path::new("./")), Some(PathBuf::new()));
         assert_eq!(inside(Path::new("../x")), None);
