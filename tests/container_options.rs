@@ -166,6 +166,70 @@ fn dev_entries_match_dockers() {
     assert_eq!(lab.container_count(), 0);
 }
 
+/// What a container sees of /sys/fs/cgroup: entries, modes, mounts (without
+/// ids, device numbers and the mount root, which names Docker's cgroup path),
+/// what can be written, and that each hierarchy shows the container's own cgroup.
+const CGROUP_VIEW: &str = "cd /sys/fs/cgroup; stat -c '%n %a %F' . *; \
+    grep cgroup /proc/self/mountinfo | cut -d' ' -f5-; \
+    touch probe && echo tmpfs writable; mkdir memory/probe; echo 1 > pids/pids.max; \
+    ls memory | tr '\\n' ' '; echo; ls systemd | tr '\\n' ' '; echo; \
+    cat memory/memory.limit_in_bytes pids/pids.max; head -1 pids/cgroup.procs";
+
+/// `/sys/fs/cgroup` as Docker shows it on this host (on cgroup v1: a tmpfs with
+/// one read-only mount per hierarchy, each the container's own cgroup).
+#[test]
+fn cgroup_view_matches_dockers() {
+    let Some(lab) = lab() else { return };
+    let Some(dockerd) = common::dockerd::Dockerd::start(&lab.root().join("dockerd")) else {
+        return;
+    };
+    let tar = lab.root().join("busybox.tar");
+    let r = lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = dockerd.docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sh",
+        "-c",
+        CGROUP_VIEW,
+    ];
+    let theirs = dockerd.docker(&args);
+    let ours = lab.tb(&args);
+    assert_eq!(theirs.code, 0, "docker: {}", theirs.stderr);
+    assert_eq!(ours.code, 0, "twinbox: {}", ours.stderr);
+    assert_eq!(ours.stdout, theirs.stdout);
+    assert_eq!(ours.stderr, theirs.stderr);
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // v1: the limits read back through read-only mounts of the own cgroup
+        for want in [
+            "/sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,memory\n",
+            "tmpfs writable\n",
+            "67108864\n50\n1\n",
+        ] {
+            assert!(
+                ours.stdout.contains(want),
+                "{want:?} missing:\n{}",
+                ours.stdout
+            );
+        }
+        assert!(
+            ours.stderr.contains("Read-only file system"),
+            "{}",
+            ours.stderr
+        );
+    }
+    assert_eq!(lab.container_count(), 0);
+}
+
 /// `--privileged` gets every device node of the host's /dev at its path
 /// (but /dev/console and /dev/ptmx, which stay the container's own).
 #[test]

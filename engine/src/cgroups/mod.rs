@@ -143,7 +143,7 @@ pub fn detect_mode(fs_root: &Path) -> Result<CgroupMode, CgroupError> {
         return Ok(CgroupMode::V2);
     }
     let hierarchies = v1::discover(fs_root)?;
-    if hierarchies.is_empty() {
+    if !hierarchies.iter().any(v1::Hierarchy::controls) {
         return Err(CgroupError::NoCgroupFs {
             root: fs_root.to_path_buf(),
         });
@@ -714,7 +714,7 @@ pub(crate) mod testutil {
     /// A v1 layout: one directory per controller plus name=systemd, the root
     /// cpuset populated, and a controller-less cgroup2 at unified/ when hybrid.
     pub fn fake_v1(root: &Path, hybrid: bool) {
-        for c in super::v1::CONTROLLERS.iter().chain(&["systemd"]) {
+        for c in super::v1::CONTROLLERS {
             std::fs::create_dir_all(root.join(c)).unwrap();
             write(&root.join(c).join("cgroup.procs"), "");
         }

@@ -12,10 +12,11 @@ use super::{
     usage_keyed, usage_u64, write_value, CgroupError, Resources, Usage,
 };
 
-/// The controllers a container is placed in, when mounted. name=systemd is left
-/// alone: it only tracks services, and the container must not appear in it.
+/// The hierarchies a container is placed in, when mounted: the controllers, and
+/// name=systemd (mounted at `systemd`), where runc and Docker place it too, so
+/// the container's `/sys/fs/cgroup/systemd` shows its own cgroup, not the host's.
 pub(super) const CONTROLLERS: &[&str] = &[
-    "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer",
+    "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "systemd",
 ];
 
 /// The kernel reports "no memory limit" as LONG_MAX rounded down to a page
@@ -35,6 +36,11 @@ pub(super) struct Hierarchy {
 impl Hierarchy {
     fn has(&self, controller: &str) -> bool {
         self.controllers.contains(&controller)
+    }
+
+    /// True for a hierarchy with a resource controller (not only name=systemd).
+    pub(super) fn controls(&self) -> bool {
+        self.controllers.iter().any(|c| *c != "systemd")
     }
 }
 
@@ -137,7 +143,7 @@ impl V1 {
 
     pub(super) fn create(&self, res: &Resources) -> Result<(), CgroupError> {
         let hs = self.hierarchies()?;
-        if hs.is_empty() {
+        if !hs.iter().any(Hierarchy::controls) {
             return Err(CgroupError::NoCgroupFs {
                 root: self.fs_root.clone(),
             });
@@ -477,7 +483,7 @@ mod tests {
             assert_eq!(read(&d.join("cpuset.cpus")), "0-1");
             assert_eq!(read(&d.join("cpuset.mems")), "0");
         }
-        assert!(!root.join("systemd/twinbox").exists());
+        assert!(root.join("systemd/twinbox").is_dir());
         assert!(!root.join("unified/twinbox").exists());
         assert_eq!(cg.path(), dir("memory"));
     }
@@ -535,7 +541,7 @@ mod tests {
             let procs = tmp.path().join(c).join("twinbox/j/cgroup.procs");
             assert_eq!(read(&procs), "0", "{c}");
         }
-        assert!(!tmp.path().join("systemd/twinbox/j").exists());
+        assert!(!tmp.path().join("unified/twinbox/j").exists());
     }
 
     #[test]

@@ -227,10 +227,9 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
 
     if typ == "cgroup" || typ == "cgroup2" {
-        // A v1 hierarchy per controller is more than a teaching container needs;
-        // cgroup2 (with our cgroup namespace) shows the container its own limits.
+        // cgroup2 (with our cgroup namespace) shows the container its own limits
         if !host_cgroup2 {
-            return Ok(());
+            return cgroup_v1_view(&dest, opts.flags, &what);
         }
         fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
         return mount(
@@ -334,6 +333,85 @@ fn refuse_symlinked_kernel_fs(root: &Path, dest: &Path, typ: &str) -> Step {
 /// Remounts a bind mount with `flags`. In a user namespace the mount's
 /// nosuid/nodev/noexec and access-time flags are locked and a remount that
 /// drops them fails with EPERM: then it is retried keeping them, as runc does.
+/// `/sys/fs/cgroup` on a v1 host, as runc makes it for Docker: a tmpfs holding
+/// one read-only mount per v1 hierarchy of the host, each rooted at the
+/// container's own cgroup (the root of our cgroup namespace), and the host's
+/// links for co-mounted controllers (`cpu -> cpu,cpuacct`). The hybrid layout's
+/// controller-less cgroup2 (`unified`) is left out, as Docker's.
+fn cgroup_v1_view(dest: &Path, flags: MsFlags, what: &str) -> Step {
+    let setup = |e: std::io::Error| InitError::setup(what, e);
+    let hierarchies = host_v1_hierarchies();
+    fs::create_dir_all(dest).map_err(setup)?;
+    let rw = flags & !MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), dest, Some("tmpfs"), rw, Some("mode=755"))
+        .map_err(|e| InitError::setup(what, e))?;
+    for (name, subsystems) in &hierarchies {
+        let dir = dest.join(name);
+        fs::create_dir(&dir).map_err(setup)?;
+        if let Err(e) = mount(
+            Some("cgroup"),
+            &dir,
+            Some("cgroup"),
+            rw,
+            Some(subsystems.as_str()),
+        ) {
+            // e.g. in a user namespace, where v1 hierarchies cannot be mounted
+            tracing::debug!("cgroup view: {name} not mounted: {e}");
+            let _ = fs::remove_dir(&dir);
+            continue;
+        }
+        remount_bind(&dir, flags | MsFlags::MS_RDONLY, what)?;
+    }
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            if let Ok(target) = fs::read_link(e.path()) {
+                if hierarchies.iter().any(|(n, _)| Path::new(n) == target) {
+                    let _ = std::os::unix::fs::symlink(&target, dest.join(e.file_name()));
+                }
+            }
+        }
+    }
+    // as Docker's: read and search for everyone, written by nobody but root
+    fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o555)).map_err(setup)
+}
+
+/// The host's v1 hierarchies mounted directly under /sys/fs/cgroup, in mount
+/// order: (directory name, the options naming it: controllers and `name=`).
+fn host_v1_hierarchies() -> Vec<(String, String)> {
+    let subsystems: Vec<String> = fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype), Some(super_opts)) =
+            (fields.get(4), fields.get(sep + 1), fields.get(sep + 3))
+        else {
+            continue;
+        };
+        let point = Path::new(point);
+        if *fstype != "cgroup" || point.parent() != Some(Path::new("/sys/fs/cgroup")) {
+            continue;
+        }
+        let naming: Vec<&str> = super_opts
+            .split(',')
+            .filter(|o| o.starts_with("name=") || subsystems.iter().any(|s| s == o))
+            .collect();
+        let name = point.file_name().unwrap_or_default().to_string_lossy();
+        if !naming.is_empty() && !out.iter().any(|(n, _)| *n == name) {
+            out.push((name.into_owned(), naming.join(",")));
+        }
+    }
+    out
+}
+
 fn remount_bind(dest: &Path, flags: MsFlags, what: &str) -> Step {
     let remount = |flags: MsFlags| {
         mount(
