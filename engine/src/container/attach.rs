@@ -20,6 +20,7 @@ use super::record::{Container, Status};
 use super::streams;
 use super::terminal::{self, DetachKeys, DetachMatcher, RawMode, RelayEnd};
 use super::{ContainerError, Result};
+use crate::util::poll;
 
 const SOCKET: &str = "attach.sock";
 
@@ -65,32 +66,12 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
     let mut clients: Vec<UnixStream> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let mut fds = vec![
-            libc::pollfd {
-                fd: master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        fds.extend(clients.iter().map(|c| libc::pollfd {
-            fd: c.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }));
-        // SAFETY: fds is a valid pollfd array for the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let mut fds = vec![master.as_raw_fd(), listener.as_raw_fd()];
+        fds.extend(clients.iter().map(|c| c.as_raw_fd()));
+        let Ok(ready) = poll::wait_readable(&fds, None) else {
             return;
-        }
-        if fds[0].revents != 0 {
+        };
+        if ready[0] {
             // EIO once the last slave descriptor is closed
             match master_file.read(&mut buf) {
                 Ok(0) | Err(_) => return,
@@ -102,10 +83,7 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
             }
         }
         let mut gone = Vec::new();
-        for (i, pfd) in fds[2..].iter().enumerate() {
-            if pfd.revents == 0 {
-                continue;
-            }
+        for (i, _) in ready[2..].iter().enumerate().filter(|(_, r)| **r) {
             match clients[i].read(&mut buf) {
                 Ok(0) | Err(_) => gone.push(i),
                 Ok(k) => {
@@ -116,7 +94,7 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
         for i in gone.into_iter().rev() {
             clients.remove(i);
         }
-        if fds[1].revents != 0 {
+        if ready[1] {
             if let Ok((client, _)) = listener.accept() {
                 let _ = client.set_write_timeout(Some(Duration::from_secs(2)));
                 let fd = [master.as_raw_fd()];
@@ -246,27 +224,11 @@ fn relay_streams(mut stream: UnixStream, input: bool, keys: DetachKeys) -> Relay
     let mut stdin_open = input;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: stream.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: fds is a valid pollfd array for the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let fds = [stream.as_raw_fd(), if stdin_open { 0 } else { -1 }];
+        let Ok(ready) = poll::wait_readable(&fds, None) else {
             return RelayEnd::Closed;
-        }
-        if fds[0].revents != 0 {
+        };
+        if ready[0] {
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => return RelayEnd::Closed,
                 Ok(k) => {
@@ -282,7 +244,7 @@ fn relay_streams(mut stream: UnixStream, input: bool, keys: DetachKeys) -> Relay
                 }
             }
         }
-        if fds[1].revents != 0 {
+        if ready[1] {
             match std::io::stdin().lock().read(&mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(k) => {

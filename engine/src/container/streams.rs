@@ -13,6 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use super::logs::LogWriter;
+use crate::util::poll;
 
 /// The first byte a client gets from a supervisor without a terminal.
 pub const HELLO: u8 = b'p';
@@ -50,14 +51,6 @@ impl Demux {
     }
 }
 
-fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
-}
-
 /// Supervisor side: copies the container's stdout and stderr into the log and
 /// to every attached client until the container closes both, and the clients'
 /// input into `stdin` (when the container has one). A client that cannot keep
@@ -81,33 +74,28 @@ pub fn serve(
     let mut clients: Vec<UnixStream> = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     while files.iter().any(Option::is_some) {
-        let mut fds: Vec<libc::pollfd> = files
+        let mut fds: Vec<(i32, libc::c_short)> = files
             .iter()
-            .map(|f| pollfd(f.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN))
+            .map(|f| (f.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN))
             .collect();
-        fds.push(pollfd(listener.as_raw_fd(), libc::POLLIN));
+        fds.push((listener.as_raw_fd(), libc::POLLIN));
         let stdin_fd = match (&stdin, pending.is_empty()) {
             (Some(f), false) => f.as_raw_fd(),
             _ => -1,
         };
-        fds.push(pollfd(stdin_fd, libc::POLLOUT));
+        fds.push((stdin_fd, libc::POLLOUT));
         // while input waits for the container, clients are not read
         let read_clients = pending.is_empty();
         fds.extend(
             clients
                 .iter()
-                .map(|c| pollfd(if read_clients { c.as_raw_fd() } else { -1 }, libc::POLLIN)),
+                .map(|c| (if read_clients { c.as_raw_fd() } else { -1 }, libc::POLLIN)),
         );
-        // SAFETY: fds is a valid pollfd array for the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let Ok(ready) = poll::wait(&fds, None) else {
             return;
-        }
+        };
         for i in 0..2 {
-            if fds[i].revents == 0 {
+            if !ready[i] {
                 continue;
             }
             let Some(f) = files[i].as_mut() else { continue };
@@ -129,7 +117,7 @@ pub fn serve(
                 }
             }
         }
-        if fds[3].revents != 0 {
+        if ready[3] {
             if let Some(f) = stdin.as_mut() {
                 match f.write(&pending) {
                     Ok(k) => {
@@ -145,10 +133,7 @@ pub fn serve(
             }
         }
         let mut gone = Vec::new();
-        for (i, pfd) in fds[4..].iter().enumerate() {
-            if pfd.revents == 0 {
-                continue;
-            }
+        for (i, _) in ready[4..].iter().enumerate().filter(|(_, r)| **r) {
             match clients[i].read(&mut buf) {
                 Ok(0) | Err(_) => gone.push(i),
                 Ok(k) if stdin.is_some() => pending.extend_from_slice(&buf[..k]),
@@ -158,7 +143,7 @@ pub fn serve(
         for i in gone.into_iter().rev() {
             clients.remove(i);
         }
-        if fds[2].revents != 0 {
+        if ready[2] {
             if let Ok((mut client, _)) = listener.accept() {
                 let _ = client.set_write_timeout(Some(Duration::from_secs(2)));
                 if client.write_all(&[HELLO]).is_ok() {

@@ -16,6 +16,7 @@ use super::terminal::{self, RawMode};
 use super::{signals, ContainerError, Result};
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::atomic::read_json;
+use crate::util::poll;
 use crate::util::procfs;
 use crate::util::time::now_rfc3339;
 
@@ -258,26 +259,13 @@ fn relay(out: OwnedFd, err: OwnedFd, log: &mut LogWriter, echo: bool) {
     let mut files = [Some(File::from(out)), Some(File::from(err))];
     let mut buf = vec![0u8; 32 * 1024];
     while files.iter().any(Option::is_some) {
-        let mut fds: Vec<libc::pollfd> = files
-            .iter()
-            .map(|f| libc::pollfd {
-                fd: f.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: fds is a valid array of pollfd for the call's duration.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let fds = files
+            .each_ref()
+            .map(|f| f.as_ref().map_or(-1, |f| f.as_raw_fd()));
+        let Ok(ready) = poll::wait_readable(&fds, None) else {
             break;
-        }
-        for (i, pfd) in fds.iter().enumerate() {
-            if pfd.revents == 0 {
-                continue;
-            }
+        };
+        for i in (0..fds.len()).filter(|&i| ready[i]) {
             let Some(f) = files[i].as_mut() else { continue };
             match f.read(&mut buf) {
                 Ok(0) | Err(_) => files[i] = None,

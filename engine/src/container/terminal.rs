@@ -19,6 +19,7 @@ use crate::cgroups::Cgroup;
 use crate::runtime::console::Pty;
 use crate::runtime::enter::{enter, Enter};
 use crate::runtime::{wait_exit, Stdio};
+use crate::util::poll;
 
 /// A new pty from the devpts instance whose multiplexer is `ptmx`
 /// (`/proc/PID/root/dev/pts/ptmx` for a running container's, so the process
@@ -231,36 +232,19 @@ pub fn relay_stream(
     let mut buf = vec![0u8; 16 * 1024];
     let mut matcher = detach.map(DetachMatcher::new);
     let end = loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: stream.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: winch.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+        let fds = [
+            stream.as_raw_fd(),
+            if stdin_open { 0 } else { -1 },
+            winch.as_raw_fd(),
         ];
-        // SAFETY: fds is a valid pollfd array for the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let Ok(ready) = poll::wait_readable(&fds, None) else {
             break RelayEnd::Closed;
-        }
-        if fds[2].revents != 0 {
+        };
+        if ready[2] {
             let _ = winch.read(&mut buf);
             copy_window_size(winsize_fd);
         }
-        if fds[0].revents != 0 {
+        if ready[0] {
             // EIO once the last slave descriptor is closed
             match master_file.read(&mut buf) {
                 Ok(0) | Err(_) => break RelayEnd::Closed,
@@ -275,7 +259,7 @@ pub fn relay_stream(
                 }
             }
         }
-        if fds[1].revents != 0 {
+        if ready[1] {
             match std::io::stdin().lock().read(&mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(k) => match matcher.as_mut() {

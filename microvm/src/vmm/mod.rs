@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use twinbox_engine::util::poll::wait_readable;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -589,14 +590,8 @@ fn wait_for_end(
     let lock = || timer.lock().unwrap_or_else(|e| e.into_inner());
     let mut stop_deadline: Option<Instant> = None;
     loop {
-        let mut pfd = libc::pollfd {
-            fd: exit_evt.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd that lives across the call.
-        let ready = unsafe { libc::poll(&mut pfd, 1, 20) };
-        if ready > 0 {
+        let reset = wait_readable(&[exit_evt.as_raw_fd()], Some(Duration::from_millis(20)));
+        if reset.is_ok_and(|r| r[0]) {
             return VmEnd::Reset;
         }
         match stop_deadline {

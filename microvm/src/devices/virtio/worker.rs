@@ -3,10 +3,11 @@
 //! QueueNotify write never leaves the kernel) and serves the queue that fired,
 //! and on the device's host file (a tap) while the device wants its input.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
+use twinbox_engine::util::poll::wait_readable;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::mmio::MmioTransport;
@@ -54,43 +55,31 @@ impl Drop for Worker {
 }
 
 fn serve(transport: &Mutex<MmioTransport>, notifiers: &[EventFd], stop: &EventFd) {
-    let mut fds: Vec<libc::pollfd> = std::iter::once(stop)
+    let mut fds: Vec<RawFd> = std::iter::once(stop)
         .chain(notifiers)
-        .map(|e| libc::pollfd {
-            fd: e.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|e| e.as_raw_fd())
         .collect();
-    // The host file's slot: a negative fd is ignored by poll(2).
+    // The host file's slot: a negative fd is skipped.
     let host = fds.len();
-    fds.push(libc::pollfd {
-        fd: -1,
-        events: libc::POLLIN,
-        revents: 0,
-    });
+    fds.push(-1);
     loop {
-        fds[host].fd = transport
+        fds[host] = transport
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .host_fd()
             .unwrap_or(-1);
-        fds[host].revents = 0;
-        // SAFETY: `fds` is a valid array of pollfds that outlives the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        let ready = match wait_readable(&fds, None) {
+            Ok(ready) => ready,
+            Err(err) => {
+                tracing::warn!("virtio I/O thread: poll: {err}");
+                return;
             }
-            tracing::warn!("virtio I/O thread: poll: {err}");
+        };
+        if ready[0] {
             return;
         }
-        if fds[0].revents != 0 {
-            return;
-        }
-        for (index, pfd) in fds[1..host].iter().enumerate() {
-            if pfd.revents & libc::POLLIN != 0 {
+        for (index, &ready) in ready[1..host].iter().enumerate() {
+            if ready {
                 // Many notifications coalesce into one count: one pass serves all.
                 let _ = notifiers[index].read();
                 transport
@@ -99,7 +88,7 @@ fn serve(transport: &Mutex<MmioTransport>, notifiers: &[EventFd], stop: &EventFd
                     .notify(index);
             }
         }
-        if fds[host].fd >= 0 && fds[host].revents != 0 {
+        if ready[host] {
             // Errors and hang-ups too: the device finds out by reading and
             // stops asking to be polled.
             transport
