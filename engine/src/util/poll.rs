@@ -78,7 +78,7 @@ mod tests {
         // SAFETY: a handler that does nothing, without SA_RESTART, so poll sees EINTR.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = nothing as usize;
+            sa.sa_sigaction = nothing as *const () as usize;
             libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
         }
         let (r, mut w) = std::io::pipe().unwrap();
