@@ -78,6 +78,28 @@ fn exec_joins_the_container_and_its_confinement() {
         "{}",
         r.stderr
     );
+    // --env-file, and --privileged: every capability of the caller, no seccomp filter
+    let env_file = lab.root().join("exec.env");
+    std::fs::write(&env_file, "# a comment\nFROM_FILE=yes\n").unwrap();
+    let r = lab.tb(&[
+        "exec",
+        "--privileged",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "ex-a",
+        "sh",
+        "-c",
+        "echo $FROM_FILE; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let caller = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = caller.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert_eq!(
+        r.stdout,
+        format!("yes\n{cap_eff}\nSeccomp:\t0\n"),
+        "{}",
+        r.stderr
+    );
     let r = lab.tb(&["exec", "ex-a", "no-such-program"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
     assert!(
