@@ -158,18 +158,34 @@ fn wait_for_process(argv: &[&str]) {
     }
 }
 
-/// Drives an interactive busybox shell: echo, window size, a terminal name,
+/// Drives an interactive busybox shell: echo, window size at start and after
+/// a resize (SIGWINCH), a terminal name,
 /// ctrl-c reaching the foreground process, the exit status, and the user's
 /// terminal mode restored afterwards.
 fn shell_session(lab: &Lab, args: &[&str]) {
     let mut term = Terminal::new();
     let before = nix::sys::termios::tcgetattr(term.slave.as_fd()).unwrap();
-    let mut child = term.spawn(lab, args);
+    let mut child = term.spawn_controlling(lab, args);
     term.expect("# ");
     term.send(b"stty size; echo ab''cd\r");
     term.expect("stty size; echo ab''cd"); // echoed as typed
     term.expect("33 101");
     term.expect("abcd");
+    // the window grows: the client gets SIGWINCH and passes the size on
+    term.resize(41, 132);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        term.send(b"stty size\r");
+        let answer = term.expect("# ");
+        if answer.contains("41 132") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container never saw the new size: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // a number no other session uses, so the host can see when it runs
     static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

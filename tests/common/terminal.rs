@@ -41,6 +41,50 @@ impl Terminal {
             .unwrap()
     }
 
+    /// As [`Terminal::spawn`], with the slave as the child's controlling
+    /// terminal in a session of its own, as a shell at a real terminal runs
+    /// a command: the kernel then signals it (SIGWINCH) when the window
+    /// changes size.
+    pub fn spawn_controlling(&self, lab: &Lab, args: &[&str]) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let fd = |f: &OwnedFd| std::process::Stdio::from(f.try_clone().unwrap());
+        let mut cmd = lab.cmd(args);
+        cmd.stdin(fd(&self.slave))
+            .stdout(fd(&self.slave))
+            .stderr(fd(&self.slave));
+        // SAFETY: between fork and exec the child only makes async-signal-safe
+        // calls (setsid, ioctl) on its own stdin.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Gives the window a new size, as a person resizing it does.
+    pub fn resize(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives
+        // for the call.
+        let r = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&self.master),
+                libc::TIOCSWINSZ,
+                &ws,
+            )
+        };
+        assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.master.write_all(bytes).unwrap();
     }
