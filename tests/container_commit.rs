@@ -183,11 +183,13 @@ fn commit_of_a_running_container_leaves_it_running() {
         ]),
         "run -d",
     );
-    // the file appears once the shell ran
-    for _ in 0..50 {
-        if lab.tb(&["diff", "live"]).stdout.contains("A /state") {
-            break;
-        }
+    // the file appears once the shell ran (a busy host may take a while)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lab.tb(&["diff", "live"]).stdout.contains("A /state") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container's shell did not write /state within 30 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     ok(

@@ -231,7 +231,21 @@ fn hostile_archives_are_refused_and_change_nothing() {
     let esc = escape.display().to_string();
     let dotdot = format!("../../../../../../../..{esc}/dotdot");
     let absolute = format!("{esc}/absolute");
-    let shadow_before = std::fs::metadata("/etc/shadow").ok().map(|m| m.len());
+    // a host file of this test's own stands for /etc/shadow where the test
+    // looks at the target afterwards (the real one changes whenever anything
+    // on the host edits users); a hard link or a write through one would show
+    // in its link count or its bytes
+    let victim = PathBuf::from(format!("/tmp/twinbox-victim-{}", std::process::id()));
+    std::fs::write(&victim, b"secret\n").unwrap();
+    let _victim_guard = TmpFile(victim.clone());
+    let victim_path = victim.display().to_string();
+    let victim_in_hosttmp = format!("hosttmp/twinbox-victim-{}", std::process::id());
+    let victim_state = || {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&victim).unwrap();
+        (m.nlink(), std::fs::read(&victim).unwrap())
+    };
+    let victim_before = victim_state();
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("dotdot", tar_of(&[file(&dotdot, b"x")]), "'..'"),
@@ -262,6 +276,28 @@ fn hostile_archives_are_refused_and_change_nothing() {
                 ..raw("shadow", tar::EntryType::Link)
             }]),
             "hard link",
+        ),
+        (
+            "hard link to a host file",
+            tar_of(&[Raw {
+                link: &victim_path,
+                ..raw("victim", tar::EntryType::Link)
+            }]),
+            "hard link",
+        ),
+        (
+            "hard link to a host file through a symlink to its directory",
+            tar_of(&[
+                Raw {
+                    link: "/tmp",
+                    ..raw("hosttmp", tar::EntryType::Symlink)
+                },
+                Raw {
+                    link: &victim_in_hosttmp,
+                    ..raw("victim", tar::EntryType::Link)
+                },
+            ]),
+            "victim",
         ),
         (
             "hard link through a symlink to /etc",
@@ -326,8 +362,9 @@ fn hostile_archives_are_refused_and_change_nothing() {
         );
         assert!(!Path::new(&absolute).exists());
         assert_eq!(
-            std::fs::metadata("/etc/shadow").ok().map(|m| m.len()),
-            shadow_before
+            victim_state(),
+            victim_before,
+            "{what}: the host file changed"
         );
         eprintln!("{what}: refused: {err}");
     };

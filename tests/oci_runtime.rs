@@ -120,14 +120,9 @@ fn create_start_state_kill_delete() {
         "a running container is not deleted without --force"
     );
     assert_eq!(runtime(&lab, &["kill", &id, "KILL"]).code, 0);
-    for _ in 0..100 {
-        let s: serde_json::Value =
-            serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
-        if s["status"] == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the killed container to stop", || {
+        status_of(&lab, &id) == "stopped"
+    });
     assert_eq!(runtime(&lab, &["delete", &id]).code, 0);
     assert_ne!(runtime(&lab, &["state", &id]).code, 0, "gone after delete");
 }
@@ -307,8 +302,11 @@ fn status_of(lab: &Lab, id: &str) -> String {
     v["status"].as_str().unwrap_or("gone").to_string()
 }
 
+/// Polls `done` until it holds; the 30 s bound only stops a hang (a busy
+/// host can be slow, so it is far above what any step needs).
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..250 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if done() {
             return;
         }

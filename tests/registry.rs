@@ -189,15 +189,13 @@ fn pull_by_digest_and_unknown_names() {
 #[test]
 fn unreachable_registry_fails_fast() {
     let Some(lab) = empty_lab() else { return };
-    let port = harness::free_port();
-    let start = Instant::now();
+    // held closed for the whole test; a refused connection ends the pull (the
+    // client retries nothing on transport errors), and the error says it was
+    // refused, not timed out (how fast it fails belongs in bench/)
+    let closed = harness::closed_port();
+    let port = closed.port;
     let r = lab.tb(&["pull", &format!("127.0.0.1:{port}/app:v1")]);
     let line = one_line_error(&r, "closed port");
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
     assert!(
         line.contains(&format!("cannot reach registry 127.0.0.1:{port}"))
             && line.contains("connection refused"),

@@ -1,6 +1,6 @@
-//! The real registry (CNCF distribution, Debian's `docker-registry`) on a free
-//! loopback port with its own config and temp storage, killed when the guard
-//! drops; a throttling TCP proxy for interrupting pulls; skopeo.
+//! The real registry (CNCF distribution, Debian's `docker-registry`) on a
+//! loopback port it picks itself, with its own config and temp storage, killed
+//! when the guard drops; a throttling TCP proxy for interrupting pulls; skopeo.
 
 #![allow(dead_code)]
 
@@ -20,13 +20,61 @@ pub struct Registry {
     pub port: u16,
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A loopback port that refuses connections for as long as the guard lives:
+/// a TCP socket bound to it and never listening holds it, so no other program
+/// can take it meanwhile (a port found free and released could be).
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+pub fn closed_port() -> ClosedPort {
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let socket = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .unwrap();
+    let port = getsockname::<SockaddrIn>(std::os::fd::AsRawFd::as_raw_fd(&socket))
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .port();
+    ClosedPort {
+        _socket: socket,
+        port,
+    }
+}
+
+/// The TCP port process `pid` listens on, read from its own sockets (its file
+/// descriptors' inodes matched in its network namespace's socket table).
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // local address, state (0A: LISTEN), inode
+        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+        if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+            return None;
+        }
+        u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+    })
 }
 
 pub fn require(tool: &str) {
@@ -72,12 +120,13 @@ impl Registry {
             .prefix("twinbox-registry")
             .tempdir_in("/var/tmp")
             .unwrap();
-        let port = free_port();
+        // port 0: the registry binds a port of the kernel's choosing, read back
+        // below (a port found free here and bound later could be taken between)
         let config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n{extra}",
+             http:\n  addr: 127.0.0.1:0\n{extra}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -91,12 +140,21 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let mut reg = Registry { child, dir, port };
+        let mut reg = Registry {
+            child,
+            dir,
+            port: 0,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some((status, _)) = http_get(port, "/v2/") {
-                if status == 200 || status == 401 {
-                    break;
+            if reg.port == 0 {
+                reg.port = listening_port(reg.child.id()).unwrap_or(0);
+            }
+            if reg.port != 0 {
+                if let Some((status, _)) = http_get(reg.port, "/v2/") {
+                    if status == 200 || status == 401 {
+                        break;
+                    }
                 }
             }
             if let Ok(Some(status)) = reg.child.try_wait() {
