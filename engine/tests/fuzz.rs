@@ -1,15 +1,18 @@
 //! Fuzz targets that run on stable, inside `cargo test`: every parser that reads what a
 //! user or a remote party wrote gets generated and mutated input. Each target asserts
 //! that the parser never panics and that what it accepts is consistent (round trips,
-//! exact arithmetic, nothing written outside the layer). The case count is bounded
-//! (`PROPTEST_CASES`, default below) so CI time stays fixed; a failing input is kept in
-//! `fuzz.proptest-regressions` beside this file and replayed first on every run, and
-//! the bugs found are pinned as plain regression tests at the end.
+//! exact arithmetic, nothing written outside the layer). Each target runs for a time
+//! budget (`TWINBOX_FUZZ_SECONDS`, 3 s by default so CI time stays fixed; see
+//! fuzz/budget.rs); a failing input is kept in `fuzz.proptest-regressions` beside
+//! this file and replayed first on every run, and the bugs found are pinned as plain
+//! regression tests at the end.
 //!
 //! Targets: image references, memory sizes, durations, Dockerfiles, layer tar
-//! streams (unpacker and the whole ingest path), and image documents (index,
+//! streams (unpacker and the whole ingest path), image documents (index,
 //! manifest, config, Docker's manifest.json: the JSON a registry or an archive
-//! hands us) through `load`. The virtqueue parser has its own in the microvm crate.
+//! hands us) through `load`, and a registry's own answers (a manifest's media
+//! type from its header and body, `WWW-Authenticate` challenges). The virtqueue
+//! parser has its own in the microvm crate.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -28,18 +31,10 @@ use twinbox_engine::store::Store;
 use twinbox_engine::system::check;
 use twinbox_engine::system::InUse;
 
-fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        // Shrinking a tar stream can take long; a kept failure is small enough.
-        max_shrink_iters: 256,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "fuzz/budget.rs"]
+mod budget;
+
+use budget::fuzz;
 
 // ---------------------------------------------------------------- image references
 
@@ -67,67 +62,88 @@ fn reference_text() -> impl Strategy<Value = String> {
     ]
 }
 
-proptest! {
-    #![proptest_config(config(2000))]
-
-    /// Whatever the parser accepts prints back to a reference that parses to itself.
-    #[test]
-    fn image_reference_round_trips(text in reference_text()) {
-        if let Ok(r) = Reference::parse(&text) {
-            let full = r.full();
-            let again = Reference::parse(&full)
-                .map_err(|e| TestCaseError::fail(format!("{full:?} from {text:?}: {e}")))?;
-            prop_assert_eq!(&again, &r);
-            prop_assert_eq!(again.full(), full);
-            // The short form people type means the same image.
-            let familiar = Reference::parse(&r.familiar())
-                .map_err(|e| TestCaseError::fail(format!("familiar of {text:?}: {e}")))?;
-            prop_assert_eq!(familiar.full(), r.full());
-        }
-    }
+/// Whatever the parser accepts prints back to a reference that parses to itself.
+#[test]
+fn image_reference_round_trips() {
+    fuzz(
+        "image_reference_round_trips",
+        2000,
+        reference_text(),
+        |text| {
+            if let Ok(r) = Reference::parse(&text) {
+                let full = r.full();
+                let again = Reference::parse(&full)
+                    .map_err(|e| TestCaseError::fail(format!("{full:?} from {text:?}: {e}")))?;
+                prop_assert_eq!(&again, &r);
+                prop_assert_eq!(again.full(), full);
+                // The short form people type means the same image.
+                let familiar = Reference::parse(&r.familiar())
+                    .map_err(|e| TestCaseError::fail(format!("familiar of {text:?}: {e}")))?;
+                prop_assert_eq!(familiar.full(), r.full());
+            }
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------- sizes and durations
 
-proptest! {
-    #![proptest_config(config(2000))]
-
-    #[test]
-    fn memory_size_never_panics(text in prop_oneof!["[0-9.kmgtbKMGTB -]{0,24}", any::<String>()]) {
+#[test]
+fn memory_size_never_panics() {
+    let text = prop_oneof!["[0-9.kmgtbKMGTB -]{0,24}", any::<String>()];
+    fuzz("memory_size_never_panics", 2000, text, |text| {
         let _ = parse_memory_size(&text);
-    }
+        Ok(())
+    });
+}
 
-    /// `N<unit>` is exactly N times the unit, and too big for 64 bits is an error.
-    #[test]
-    fn memory_size_is_exact(n in any::<u64>(), unit in 0usize..5, upper in any::<bool>(), b in any::<bool>()) {
-        let (suffix, shift) = [("", 0u32), ("k", 10), ("m", 20), ("g", 30), ("t", 40)][unit];
-        let mut s = format!("{n}{suffix}");
-        if b && !suffix.is_empty() {
-            s.push('b');
-        }
-        if upper {
-            s = s.to_ascii_uppercase();
-        }
-        let expected = n.checked_mul(1u64 << shift);
-        match (parse_memory_size(&s), expected) {
-            (Ok(v), Some(e)) => prop_assert_eq!(v, e),
-            (Err(_), None) => {}
-            (got, e) => prop_assert!(false, "{s:?}: got {got:?}, expected {e:?}"),
-        }
-    }
+/// `N<unit>` is exactly N times the unit, and too big for 64 bits is an error.
+#[test]
+fn memory_size_is_exact() {
+    let values = (any::<u64>(), 0usize..5, any::<bool>(), any::<bool>());
+    fuzz(
+        "memory_size_is_exact",
+        2000,
+        values,
+        |(n, unit, upper, b)| {
+            let (suffix, shift) = [("", 0u32), ("k", 10), ("m", 20), ("g", 30), ("t", 40)][unit];
+            let mut s = format!("{n}{suffix}");
+            if b && !suffix.is_empty() {
+                s.push('b');
+            }
+            if upper {
+                s = s.to_ascii_uppercase();
+            }
+            let expected = n.checked_mul(1u64 << shift);
+            match (parse_memory_size(&s), expected) {
+                (Ok(v), Some(e)) => prop_assert_eq!(v, e),
+                (Err(_), None) => {}
+                (got, e) => prop_assert!(false, "{s:?}: got {got:?}, expected {e:?}"),
+            }
+            Ok(())
+        },
+    );
+}
 
-    #[test]
-    fn duration_never_panics(text in prop_oneof!["[0-9.hmsnuµ]{0,24}", any::<String>()]) {
+#[test]
+fn duration_never_panics() {
+    let text = prop_oneof!["[0-9.hmsnuµ]{0,24}", any::<String>()];
+    fuzz("duration_never_panics", 2000, text, |text| {
         let _ = parse_duration(&text);
-    }
+        Ok(())
+    });
+}
 
-    /// `XhYmZs` is exactly that many nanoseconds.
-    #[test]
-    fn duration_is_exact(h in 0u64..1000, m in 0u64..1000, s in 0u64..1000, ms in 0u64..1000) {
+/// `XhYmZs` is exactly that many nanoseconds.
+#[test]
+fn duration_is_exact() {
+    let parts = (0u64..1000, 0u64..1000, 0u64..1000, 0u64..1000);
+    fuzz("duration_is_exact", 2000, parts, |(h, m, s, ms)| {
         let text = format!("{h}h{m}m{s}s{ms}ms");
         let expected = ((h * 3600 + m * 60 + s) * 1000 + ms) * 1_000_000;
         prop_assert_eq!(parse_duration(&text), Ok(expected));
-    }
+        Ok(())
+    });
 }
 
 // ---------------------------------------------------------------- Dockerfiles
@@ -224,20 +240,28 @@ fn dockerfile_text() -> impl Strategy<Value = String> {
     ]
 }
 
-proptest! {
-    #![proptest_config(config(3000))]
-
-    /// Any text gives a Dockerfile or a list of problems with line numbers inside
-    /// the file, never a panic.
-    #[test]
-    fn dockerfile_parser_never_panics(text in dockerfile_text()) {
-        let lines = text.lines().count().max(1);
-        let (_, problems) = dockerfile::parse_with_problems(&text);
-        for p in &problems {
-            prop_assert!(p.line <= lines + 1, "problem on line {} of {lines}: {p:?}", p.line);
-        }
-        let _ = dockerfile::parse(&text);
-    }
+/// Any text gives a Dockerfile or a list of problems with line numbers inside
+/// the file, never a panic.
+#[test]
+fn dockerfile_parser_never_panics() {
+    fuzz(
+        "dockerfile_parser_never_panics",
+        3000,
+        dockerfile_text(),
+        |text| {
+            let lines = text.lines().count().max(1);
+            let (_, problems) = dockerfile::parse_with_problems(&text);
+            for p in &problems {
+                prop_assert!(
+                    p.line <= lines + 1,
+                    "problem on line {} of {lines}: {p:?}",
+                    p.line
+                );
+            }
+            let _ = dockerfile::parse(&text);
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------- layer tar streams
@@ -420,60 +444,88 @@ fn deep_dst(root: &Path) -> PathBuf {
     dst
 }
 
-proptest! {
-    #![proptest_config(config(600))]
+/// The unpacker either writes a layer inside its directory or refuses, never a
+/// panic and never a byte outside.
+#[test]
+fn unpacker_stays_inside_the_layer() {
+    fuzz(
+        "unpacker_stays_inside_the_layer",
+        600,
+        tar_stream(),
+        |bytes| {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let outside = tmp.path().join("outside");
+            fs::create_dir(&outside).expect("outside dir");
+            fs::write(outside.join("sentinel"), b"keep").expect("sentinel");
+            let dst = deep_dst(&tmp.path().join("layer"));
+            let before = listing(tmp.path(), &dst);
+            let _ = unpack_layer(bytes.as_slice(), &dst);
+            prop_assert_eq!(listing(tmp.path(), &dst), before);
+            prop_assert_eq!(
+                fs::read(outside.join("sentinel")).ok(),
+                Some(b"keep".to_vec())
+            );
+            no_escape(&outside)
+        },
+    );
+}
 
-    /// The unpacker either writes a layer inside its directory or refuses, never a
-    /// panic and never a byte outside.
-    #[test]
-    fn unpacker_stays_inside_the_layer(bytes in tar_stream()) {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let outside = tmp.path().join("outside");
-        fs::create_dir(&outside).expect("outside dir");
-        fs::write(outside.join("sentinel"), b"keep").expect("sentinel");
-        let dst = deep_dst(&tmp.path().join("layer"));
-        let before = listing(tmp.path(), &dst);
-        let _ = unpack_layer(bytes.as_slice(), &dst);
-        prop_assert_eq!(listing(tmp.path(), &dst), before);
-        prop_assert_eq!(fs::read(outside.join("sentinel")).ok(), Some(b"keep".to_vec()));
-        no_escape(&outside)?;
-    }
-
-    /// The whole ingest path (decompression by media type, digest and diff id checks,
-    /// commit into the store) on gzip and plain streams, right or wrong: a refused
-    /// layer leaves the store's blobs and layers as they were.
-    #[test]
-    fn ingest_refuses_cleanly(
-        bytes in tar_stream(),
-        gzip in any::<bool>(),
-        honest in any::<bool>(),
-        garbage in prop::collection::vec(any::<u8>(), 0..64),
-    ) {
-        use std::io::Write;
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(tmp.path().join("store")).expect("store");
-        let diff_id = Digest::of(&bytes);
-        let (media_type, blob) = if gzip {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(&bytes).expect("gzip");
-            let mut blob = gz.finish().expect("gzip");
-            if !honest {
-                blob.extend_from_slice(&garbage);
+/// The whole ingest path (decompression by media type, digest and diff id checks,
+/// commit into the store) on gzip and plain streams, right or wrong: a refused
+/// layer leaves the store's blobs and layers as they were.
+#[test]
+fn ingest_refuses_cleanly() {
+    let inputs = (
+        tar_stream(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..64),
+    );
+    fuzz(
+        "ingest_refuses_cleanly",
+        600,
+        inputs,
+        |(bytes, gzip, honest, garbage)| {
+            use std::io::Write;
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(tmp.path().join("store")).expect("store");
+            let diff_id = Digest::of(&bytes);
+            let (media_type, blob) = if gzip {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&bytes).expect("gzip");
+                let mut blob = gz.finish().expect("gzip");
+                if !honest {
+                    blob.extend_from_slice(&garbage);
+                }
+                ("application/vnd.oci.image.layer.v1.tar+gzip", blob)
+            } else {
+                ("application/vnd.oci.image.layer.v1.tar", bytes.clone())
+            };
+            let digest = if honest {
+                Digest::of(&blob)
+            } else {
+                Digest::of(&garbage)
+            };
+            let kept = |s: &Store| {
+                (
+                    listing(&s.root().join("blobs"), Path::new("")),
+                    listing(&s.root().join("layers"), Path::new("")),
+                )
+            };
+            let before = kept(&store);
+            let src = LayerSource {
+                media_type,
+                digest: &digest,
+                size: Some(blob.len() as u64),
+                diff_id: &diff_id,
+            };
+            let result = ingest_layer(&store, None, &src, blob.as_slice(), &mut |_| {});
+            if result.is_err() {
+                prop_assert_eq!(kept(&store), before);
             }
-            ("application/vnd.oci.image.layer.v1.tar+gzip", blob)
-        } else {
-            ("application/vnd.oci.image.layer.v1.tar", bytes.clone())
-        };
-        let digest = if honest { Digest::of(&blob) } else { Digest::of(&garbage) };
-        let kept = |s: &Store| (listing(&s.root().join("blobs"), Path::new("")), listing(&s.root().join("layers"), Path::new("")));
-        let before = kept(&store);
-        let src = LayerSource { media_type, digest: &digest, size: Some(blob.len() as u64), diff_id: &diff_id };
-        let result = ingest_layer(&store, None, &src, blob.as_slice(), &mut |_| {});
-        if result.is_err() {
-            prop_assert_eq!(kept(&store), before);
-        }
-        no_escape(&tmp.path().join("outside"))?;
-    }
+            no_escape(&tmp.path().join("outside"))
+        },
+    );
 }
 
 // ---------------------------------------------------------------- image documents
@@ -699,33 +751,150 @@ fn archive_bytes(a: &ImageArchive) -> Vec<u8> {
     out
 }
 
-proptest! {
-    #![proptest_config(config(300))]
-
-    /// `load` of an archive whose documents are right, subtly wrong or junk: a
-    /// refusal leaves the store as it was, an accepted image checks clean.
-    #[test]
-    fn load_refuses_bad_documents_cleanly(a in image_archive()) {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(tmp.path().join("store")).expect("store");
-        let kept = |s: &Store| {
-            (
-                listing(&s.root().join("blobs"), Path::new("")),
-                listing(&s.root().join("layers"), Path::new("")),
-                fs::read(s.root().join("index.json")).ok(),
-            )
-        };
-        let before = kept(&store);
-        let bytes = archive_bytes(&a);
-        match load_reader(&store, bytes.as_slice(), &mut |_, _| {}, &InUse) {
-            Err(_) => prop_assert_eq!(kept(&store), before),
-            Ok(_) => {
-                let report = check(&store, false).expect("check");
-                prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+/// `load` of an archive whose documents are right, subtly wrong or junk: a
+/// refusal leaves the store as it was, an accepted image checks clean.
+#[test]
+fn load_refuses_bad_documents_cleanly() {
+    fuzz(
+        "load_refuses_bad_documents_cleanly",
+        300,
+        image_archive(),
+        |a| {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(tmp.path().join("store")).expect("store");
+            let kept = |s: &Store| {
+                (
+                    listing(&s.root().join("blobs"), Path::new("")),
+                    listing(&s.root().join("layers"), Path::new("")),
+                    fs::read(s.root().join("index.json")).ok(),
+                )
+            };
+            let before = kept(&store);
+            let bytes = archive_bytes(&a);
+            match load_reader(&store, bytes.as_slice(), &mut |_, _| {}, &InUse) {
+                Err(_) => prop_assert_eq!(kept(&store), before),
+                Ok(_) => {
+                    let report = check(&store, false).expect("check");
+                    prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+                }
             }
-        }
-        no_escape(&tmp.path().join("outside"))?;
-    }
+            no_escape(&tmp.path().join("outside"))
+        },
+    );
+}
+
+// ---------------------------------------------------------------- registry answers
+
+/// What a registry answers a manifest request with: a Content-Type header (or
+/// none) and a body that is a manifest, an index, schema 1 or anything at all.
+fn manifest_answer() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
+    let content_type = proptest::option::of(prop_oneof![
+        Just("application/vnd.oci.image.manifest.v1+json".to_string()),
+        Just("application/vnd.oci.image.index.v1+json".to_string()),
+        Just("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8".to_string()),
+        Just("application/json".to_string()),
+        any::<String>(),
+    ]);
+    let body = prop_oneof![
+        json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        (
+            json_value(),
+            json_value(),
+            json_value(),
+            proptest::option::of(0u32..3)
+        )
+            .prop_map(|(media_type, manifests, layers, schema)| {
+                let mut doc = serde_json::json!({});
+                for (key, value) in [
+                    ("mediaType", media_type),
+                    ("manifests", manifests),
+                    ("layers", layers),
+                ] {
+                    if !value.is_null() {
+                        doc[key] = value;
+                    }
+                }
+                if let Some(v) = schema {
+                    doc["schemaVersion"] = v.into();
+                }
+                serde_json::to_vec(&doc).unwrap()
+            }),
+        prop::collection::vec(any::<u8>(), 0..64),
+    ];
+    (content_type, body)
+}
+
+/// Text for a challenge parameter's value: quotes, backslashes, commas, `=`.
+fn challenge_value() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-zA-Z0-9:/._ ,=\"\\\\-]{0,24}", any::<String>()]
+}
+
+/// A manifest answer is classified or refused with an error, never a panic; what
+/// is classified is one of the four manifest media types.
+#[test]
+fn registry_manifest_answers_are_classified_or_refused() {
+    use twinbox_engine::registry::media::{
+        classify, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+    };
+    fuzz(
+        "registry_manifest_answers_are_classified_or_refused",
+        2000,
+        manifest_answer(),
+        |(content_type, body)| {
+            if let Ok((_, media_type)) = classify(content_type.as_deref(), &body, "fuzz:1") {
+                prop_assert!(
+                    [
+                        OCI_MANIFEST,
+                        OCI_INDEX,
+                        DOCKER_MANIFEST,
+                        DOCKER_MANIFEST_LIST
+                    ]
+                    .contains(&media_type.as_str()),
+                    "classified as {media_type:?}"
+                );
+            }
+            Ok(())
+        },
+    );
+}
+
+/// A `WWW-Authenticate` header never panics the parser, and a Bearer challenge
+/// built from any quoted values gives those values back.
+#[test]
+fn registry_challenges_give_back_their_values() {
+    use twinbox_engine::registry::auth::Challenge;
+    let inputs = (
+        challenge_value(),
+        challenge_value(),
+        challenge_value(),
+        any::<String>(),
+    );
+    fuzz(
+        "registry_challenges_give_back_their_values",
+        2000,
+        inputs,
+        |(realm, service, scope, junk)| {
+            let _ = Challenge::parse(&junk);
+            let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+            let header = format!(
+                "Bearer realm={},service={},scope={}",
+                quote(&realm),
+                quote(&service),
+                quote(&scope)
+            );
+            prop_assert_eq!(
+                Challenge::parse(&header),
+                Some(Challenge::Bearer {
+                    realm,
+                    service: Some(service),
+                    scope: Some(scope)
+                }),
+                "{}",
+                header
+            );
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------- what the fuzzing found

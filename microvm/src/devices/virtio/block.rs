@@ -669,51 +669,61 @@ mod tests {
         crate::devices::virtio::fuzz::descriptor(DATA_AREAS, LENGTHS)
     }
 
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
-
-        /// Whatever the driver puts in the descriptor table, the available
-        /// ring and the request headers, the device neither panics nor
-        /// spins, gives back at most what was offered, and writes the disk
-        /// only within its bounds (its length never changes).
-        #[test]
-        fn random_queues_never_take_the_vmm_down(
-            table in proptest::collection::vec(descriptor(), 16),
-            heads in proptest::collection::vec(proptest::prelude::any::<u16>(), 16),
-            avail_idx in proptest::prelude::any::<u16>(),
-            headers in proptest::collection::vec(
-                (proptest::prelude::prop_oneof![0u32..12, proptest::prelude::any::<u32>()],
-                 proptest::prelude::prop_oneof![0u64..140, proptest::prelude::any::<u64>()]),
-                3),
-            read_only in proptest::prelude::any::<bool>(),
-        ) {
-            let mut r = rig(read_only);
-            for (i, (addr, len, flags, next)) in table.iter().enumerate() {
-                r.desc(i as u16, *addr, *len, *flags, *next);
-            }
-            for (i, head) in heads.iter().enumerate() {
-                r.mem.write_obj(*head, GuestAddress(AVAIL + 4 + i as u64 * 2)).unwrap();
-            }
-            for (at, (kind, sector)) in [0x10000u64, 0x20000, 0x50000].iter().zip(&headers) {
-                r.header(*at, *kind, *sector);
-            }
-            r.mem.write_obj(avail_idx, GuestAddress(AVAIL + 2)).unwrap();
-            r.disk.process_queue(&r.mem, 0, &mut r.queues);
-            let used: u16 = r.mem.read_obj(GuestAddress(USED + 2)).unwrap();
-            proptest::prop_assert!(used <= avail_idx.min(16), "used {} of {}", used, avail_idx);
-            proptest::prop_assert_eq!(r.file.as_file().metadata().unwrap().len(), 128 * 512);
-            // The same device still serves a good request on a reset queue
-            // (the random one may have been left past its ring).
-            let mut q = Queue::new(16).unwrap();
-            q.set_size(16);
-            q.set_desc_table_address(Some(DESC as u32), Some(0));
-            q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-            q.set_used_ring_address(Some(USED as u32), Some(0));
-            q.set_ready(true);
-            r.queues = vec![q];
-            r.avail_idx = 0;
-            r.mem.write_obj(0u16, GuestAddress(USED + 2)).unwrap();
-            proptest::prop_assert_eq!(r.simple(T_IN, 2, 512, WRITE), (513, S_OK));
-        }
+    /// Whatever the driver puts in the descriptor table, the available
+    /// ring and the request headers, the device neither panics nor
+    /// spins, gives back at most what was offered, and writes the disk
+    /// only within its bounds (its length never changes).
+    #[test]
+    fn random_queues_never_take_the_vmm_down() {
+        let inputs = (
+            proptest::collection::vec(descriptor(), 16),
+            proptest::collection::vec(proptest::prelude::any::<u16>(), 16),
+            proptest::prelude::any::<u16>(),
+            proptest::collection::vec(
+                (
+                    proptest::prelude::prop_oneof![0u32..12, proptest::prelude::any::<u32>()],
+                    proptest::prelude::prop_oneof![0u64..140, proptest::prelude::any::<u64>()],
+                ),
+                3,
+            ),
+            proptest::prelude::any::<bool>(),
+        );
+        crate::devices::virtio::fuzz::fuzz(
+            "virtio-blk random queues",
+            300,
+            inputs,
+            |(table, heads, avail_idx, headers, read_only)| {
+                let mut r = rig(read_only);
+                for (i, (addr, len, flags, next)) in table.iter().enumerate() {
+                    r.desc(i as u16, *addr, *len, *flags, *next);
+                }
+                for (i, head) in heads.iter().enumerate() {
+                    r.mem
+                        .write_obj(*head, GuestAddress(AVAIL + 4 + i as u64 * 2))
+                        .unwrap();
+                }
+                for (at, (kind, sector)) in [0x10000u64, 0x20000, 0x50000].iter().zip(&headers) {
+                    r.header(*at, *kind, *sector);
+                }
+                r.mem.write_obj(avail_idx, GuestAddress(AVAIL + 2)).unwrap();
+                r.disk.process_queue(&r.mem, 0, &mut r.queues);
+                let used: u16 = r.mem.read_obj(GuestAddress(USED + 2)).unwrap();
+                proptest::prop_assert!(used <= avail_idx.min(16), "used {} of {}", used, avail_idx);
+                proptest::prop_assert_eq!(r.file.as_file().metadata().unwrap().len(), 128 * 512);
+                // The same device still serves a good request on a reset queue
+                // (the random one may have been left past its ring).
+                let mut q = Queue::new(16).unwrap();
+                q.set_size(16);
+                q.set_desc_table_address(Some(DESC as u32), Some(0));
+                q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
+                q.set_used_ring_address(Some(USED as u32), Some(0));
+                q.set_ready(true);
+                r.queues = vec![q];
+                r.avail_idx = 0;
+                r.mem.write_obj(0u16, GuestAddress(USED + 2)).unwrap();
+                proptest::prop_assert_eq!(r.simple(T_IN, 2, 512, WRITE), (513, S_OK));
+                Ok(())
+            },
+        );
     }
 }

@@ -5,6 +5,11 @@
 
 use proptest::prelude::*;
 
+// The engine's fuzz targets' time budget (`TWINBOX_FUZZ_SECONDS`), shared.
+#[path = "../../../../engine/tests/fuzz/budget.rs"]
+mod budget;
+pub use budget::fuzz;
+
 /// The guest memory of the devices' test rigs.
 pub const RIG_MEMORY: u64 = 1 << 20;
 

@@ -646,42 +646,57 @@ mod tests {
         crate::devices::virtio::fuzz::descriptor(DATA_AREAS, LENGTHS)
     }
 
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
-
-        /// Whatever both queues hold, the device neither panics nor spins,
-        /// gives back at most what was offered, and puts on the wire only
-        /// frames no larger than a frame can be.
-        #[test]
-        fn random_queues_never_take_the_vmm_down(
-            tables in proptest::collection::vec(proptest::collection::vec(descriptor(), 16), 2),
-            heads in proptest::collection::vec(proptest::prelude::any::<u16>(), 16),
-            avail in proptest::collection::vec(proptest::prelude::any::<u16>(), 2),
-            frames in proptest::collection::vec(1usize..3000, 0..6),
-        ) {
-            let mut r = rig();
-            for (q, table) in tables.iter().enumerate() {
-                for (i, (addr, len, flags, next)) in table.iter().enumerate() {
-                    r.desc(q, i as u16, *addr, *len, *flags, *next);
+    /// Whatever both queues hold, the device neither panics nor spins,
+    /// gives back at most what was offered, and puts on the wire only
+    /// frames no larger than a frame can be.
+    #[test]
+    fn random_queues_never_take_the_vmm_down() {
+        let inputs = (
+            proptest::collection::vec(proptest::collection::vec(descriptor(), 16), 2),
+            proptest::collection::vec(proptest::prelude::any::<u16>(), 16),
+            proptest::collection::vec(proptest::prelude::any::<u16>(), 2),
+            proptest::collection::vec(1usize..3000, 0..6),
+        );
+        crate::devices::virtio::fuzz::fuzz(
+            "virtio-net random queues",
+            200,
+            inputs,
+            |(tables, heads, avail, frames)| {
+                let mut r = rig();
+                for (q, table) in tables.iter().enumerate() {
+                    for (i, (addr, len, flags, next)) in table.iter().enumerate() {
+                        r.desc(q, i as u16, *addr, *len, *flags, *next);
+                    }
+                    for (i, head) in heads.iter().enumerate() {
+                        r.mem
+                            .write_obj(*head, GuestAddress(RINGS[q].1 + 4 + i as u64 * 2))
+                            .unwrap();
+                    }
+                    r.mem
+                        .write_obj(avail[q], GuestAddress(RINGS[q].1 + 2))
+                        .unwrap();
                 }
-                for (i, head) in heads.iter().enumerate() {
-                    r.mem.write_obj(*head, GuestAddress(RINGS[q].1 + 4 + i as u64 * 2)).unwrap();
+                for (i, len) in frames.iter().enumerate() {
+                    let _ = r.wire.write_all(&frame(*len.max(&14), i as u8));
                 }
-                r.mem.write_obj(avail[q], GuestAddress(RINGS[q].1 + 2)).unwrap();
-            }
-            for (i, len) in frames.iter().enumerate() {
-                let _ = r.wire.write_all(&frame(*len.max(&14), i as u8));
-            }
-            r.net.process_queue(&r.mem, TX, &mut r.queues);
-            r.host_input();
-            r.net.process_queue(&r.mem, RX, &mut r.queues);
-            for q in [RX, TX] {
-                let used: u16 = r.mem.read_obj(GuestAddress(RINGS[q].2 + 2)).unwrap();
-                proptest::prop_assert!(used <= avail[q].min(16), "queue {} used {} of {}", q, used, avail[q]);
-            }
-            while let Some(f) = r.wire_frame() {
-                proptest::prop_assert!(f.len() <= MAX_FRAME);
-            }
-        }
+                r.net.process_queue(&r.mem, TX, &mut r.queues);
+                r.host_input();
+                r.net.process_queue(&r.mem, RX, &mut r.queues);
+                for q in [RX, TX] {
+                    let used: u16 = r.mem.read_obj(GuestAddress(RINGS[q].2 + 2)).unwrap();
+                    proptest::prop_assert!(
+                        used <= avail[q].min(16),
+                        "queue {} used {} of {}",
+                        q,
+                        used,
+                        avail[q]
+                    );
+                }
+                while let Some(f) = r.wire_frame() {
+                    proptest::prop_assert!(f.len() <= MAX_FRAME);
+                }
+                Ok(())
+            },
+        );
     }
 }
