@@ -103,6 +103,9 @@ pub struct RunArgs {
     /// Every capability and host device, no seccomp filter, no masked paths
     #[arg(long)]
     privileged: bool,
+    /// User namespace: host (default), or auto (root inside is an unprivileged id range on the host)
+    #[arg(long, default_value = "host")]
+    userns: String,
     /// Add a host device: HOST[:CONTAINER][:rwm] (a directory adds the devices below it)
     #[arg(long = "device")]
     device: Vec<String>,
@@ -265,6 +268,7 @@ impl RunArgs {
             cap_drop: self.cap_drop.clone(),
             group_add: self.group_add.clone(),
             privileged: self.privileged,
+            userns: twinbox_engine::container::userns::parse_mode(&self.userns)?,
             seccomp_unconfined,
             seccomp_profile,
             stop_signal: match &self.stop_signal {
@@ -810,6 +814,11 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "Init": o.init.is_some(),
             "Ulimits": o.ulimits,
             "GroupAdd": (!o.group_add.is_empty()).then_some(&o.group_add),
+            "UsernsMode": if c.id_range.is_some() { "auto" } else { "" },
+            "IDMappings": c.id_range.map(|r| json!({
+                "UidMap": [format!("0:{}:{}", r.uid, r.size)],
+                "GidMap": [format!("0:{}:{}", r.gid, r.size)],
+            })),
             "RestartPolicy": {
                 "Name": o.restart.to_string().split(':').next().unwrap_or("no"),
                 "MaximumRetryCount": match o.restart { RestartPolicy::OnFailure { max } => max, _ => 0 },

@@ -301,6 +301,21 @@ fn isolation_lesson_container_pid_namespace_hides_the_host() {
     assert_eq!(f["container"]["inside"]["interfaces"], "lo");
     assert_eq!(f["vm"]["host_sees_workload"], false, "{f}");
     assert!(!f["vm"]["vmm"].as_array().unwrap().is_empty());
+    // with --userns=auto root inside is an unprivileged uid on the host
+    let u = &f["container_userns"];
+    let host_uid = u["host_uid"]
+        .as_u64()
+        .expect("the host found the userns container");
+    assert!(host_uid >= 65536, "{u}");
+    assert!(
+        u["inside_user"]
+            .as_str()
+            .unwrap()
+            .starts_with("uid=0(root)"),
+        "{u}"
+    );
+    assert_eq!(u["uid_map"], format!("0 {host_uid} 65536"), "{u}");
+    assert_eq!(u["host_view"][0]["uid"], host_uid, "{u}");
 }
 
 #[test]

@@ -64,6 +64,9 @@ pub fn container_run(image: &str, opts: &RunOptions, detach: bool) -> String {
     if let Some(p) = opts.pids_limit {
         w.extend(["--pids-limit".into(), p.to_string()]);
     }
+    if opts.userns == twinbox_engine::container::userns::UsernsMode::Auto {
+        w.push("--userns=auto".into());
+    }
     // the library's default network is none, the CLI's is the bridge: say
     // which, so the printed command does what the lesson did
     match &opts.network {

@@ -34,6 +34,13 @@ pub fn commit(store: &Store, container: &Container, opts: &CommitOptions) -> Res
         Some(r) => vec![Reference::parse(r)?],
         None => Vec::new(),
     };
+    if container.id_range.is_some() {
+        // its writable layer holds the host's ids of its range, not the image's
+        return Err(ContainerError::BadOption(format!(
+            "commit of container {} is not supported: it runs with --userns=auto; copy its files out with `cp` or run it with --userns=host",
+            container.name
+        )));
+    }
     let base = Image::resolve(store, &container.image_id)?;
     let config = image_config(&base, container, opts)?;
     let frozen = opts.pause && !pause::is_paused(container) && pause::pause(container).is_ok();

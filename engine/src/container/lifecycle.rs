@@ -63,6 +63,10 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         },
     };
     let id = new_id();
+    let id_range = match opts.userns {
+        super::userns::UsernsMode::Auto => Some(super::userns::allocate(&existing)?),
+        super::userns::UsernsMode::Host => None,
+    };
     let hostname = match (&opts.network, &opts.hostname) {
         (NetworkMode::Container(_), Some(_)) => {
             return Err(ContainerError::BadOption(
@@ -139,6 +143,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         hostname: hostname.clone(),
         options: opts.clone(),
         lower_dirs,
+        id_range,
         dir: store.containers_dir().join(&id),
     };
     let result = (|| -> Result<()> {
@@ -147,7 +152,10 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         }
         write_etc_files(&container)?;
         write_init_layer(&container)?;
-        let spec = spec::build(&SpecInput {
+        if let Some(range) = &container.id_range {
+            own_by_container_root(&container, range, &new_volumes)?;
+        }
+        let mut spec = spec::build(&SpecInput {
             id: &id,
             args,
             hostname: &hostname,
@@ -159,6 +167,9 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
             cgroup_path: &container.cgroup_path(),
             netns: netns.as_deref(),
         })?;
+        if let Some(range) = &container.id_range {
+            super::userns::apply(&mut spec, range);
+        }
         write_json_atomic(&container.spec_path(), &spec)?;
         container.write_state(&created_state(opts))?;
         crate::fault::point("create.before-record");
@@ -171,6 +182,33 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         return Err(e);
     }
     Ok(container)
+}
+
+/// With a user namespace: the container's root owns its writable layer, its
+/// /etc files and the volumes made for it (their files shifted into its
+/// range); bind mounts keep their host owners, as Podman's without `:U`.
+fn own_by_container_root(
+    c: &Container,
+    range: &super::userns::IdRange,
+    new_volumes: &[String],
+) -> Result<()> {
+    for p in [
+        c.upper(),
+        c.dir.join("hostname"),
+        c.dir.join("hosts"),
+        c.dir.join("resolv.conf"),
+    ] {
+        super::userns::own(&p, range)?;
+    }
+    for v in c
+        .options
+        .volumes
+        .iter()
+        .filter(|v| v.name.as_ref().is_some_and(|n| new_volumes.contains(n)))
+    {
+        super::userns::shift_tree(&v.source, range)?;
+    }
+    Ok(())
 }
 
 /// The first state of a container. A `--rm` container is owned by the process

@@ -27,6 +27,7 @@ pub mod supervisor;
 pub mod terminal;
 pub mod ulimit;
 pub mod user;
+pub mod userns;
 pub mod volumes;
 
 use std::path::PathBuf;

@@ -98,6 +98,9 @@ pub struct RunOptions {
     /// `--label KEY=VALUE`; at create the image's labels are merged under them.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `--userns`: the host's user namespace, or one of the container's own.
+    #[serde(default)]
+    pub userns: super::userns::UsernsMode,
 }
 
 /// `--label KEY[=VALUE]` (Docker keeps a bare KEY with an empty value).

@@ -82,6 +82,9 @@ pub struct Container {
     pub options: RunOptions,
     /// Unpacked image layers, topmost first (overlayfs lowerdir order).
     pub lower_dirs: Vec<PathBuf>,
+    /// The host ids of its user namespace (`--userns=auto`); held until rm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_range: Option<super::userns::IdRange>,
     #[serde(skip)]
     pub dir: PathBuf,
 }

@@ -125,6 +125,24 @@ pub fn enter(e: &Enter) -> Result<Pid, RuntimeError> {
     }
 }
 
+/// True when the user namespace owning namespace `fd` is the one we are in.
+fn owned_by_our_userns(fd: &OwnedFd) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::MetadataExt;
+    const NS_GET_USERNS: libc::c_ulong = 0xb701; // _IO(0xb7, 0x1)
+                                                 // SAFETY: ioctl on a namespace fd we hold; returns a new fd or -1.
+    let owner = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_USERNS) };
+    if owner < 0 {
+        return false;
+    }
+    // SAFETY: a new fd from the ioctl, owned by nobody else.
+    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(owner) });
+    match (owner.metadata(), std::fs::metadata("/proc/self/ns/user")) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
 fn join_and_exec(
     e: &Enter,
     namespaces: &[(LinuxNamespaceType, OwnedFd)],
@@ -138,8 +156,17 @@ fn join_and_exec(
         cg.join(0)
             .map_err(|err| InitError::setup("join cgroup", err))?;
     }
-    for (typ, fd) in namespaces {
-        setns(fd, flag_of(*typ)).map_err(|err| InitError::setup(&format!("setns {typ}"), err))?;
+    // a namespace our user namespace owns (a CNI network's, in a container
+    // with a user namespace of its own) is entered while we still may
+    let ours: Vec<bool> = namespaces
+        .iter()
+        .map(|(typ, fd)| *typ != LinuxNamespaceType::User && owned_by_our_userns(fd))
+        .collect();
+    for early in [true, false] {
+        for ((typ, fd), _) in namespaces.iter().zip(&ours).filter(|(_, o)| **o == early) {
+            setns(fd, flag_of(*typ))
+                .map_err(|err| InitError::setup(&format!("setns {typ}"), err))?;
+        }
     }
     init::set_stdio(e.stdio)?;
     if e.process.terminal().unwrap_or(false) {

@@ -25,6 +25,9 @@ pub struct InitContext<'a> {
     pub channel: &'a Channel,
     /// The socket to send the terminal's master on (`Launch::console`).
     pub console: Option<RawFd>,
+    /// The overlay root already assembled by the runtime (over idmapped
+    /// layers, for a user namespace), to attach instead of mounting one.
+    pub root_mount: Option<RawFd>,
 }
 
 /// Runs in the child. Never returns on success (execve replaces it).
@@ -75,6 +78,9 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             .map_err(|e| InitError::setup("unshare cgroup namespace", e))?;
     }
     for (typ, path) in &ctx.plan.join {
+        if ctx.plan.joined_by_parent(*typ) {
+            continue;
+        }
         join_namespace(*typ, path)?;
     }
 
@@ -89,9 +95,11 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         )
         .map_err(|e| InitError::setup("make / private", e))?;
         match &ctx.launch.rootfs {
-            RootfsSource::Overlay { lower, upper, work } => {
-                mounts::mount_overlay(ctx.root, lower, upper, work)?
-            }
+            RootfsSource::Overlay { lower, upper, work } => match ctx.root_mount {
+                Some(fd) => super::idmap::attach(fd, ctx.root)
+                    .map_err(|e| InitError::setup("mount the root", e))?,
+                None => mounts::mount_overlay(ctx.root, lower, upper, work)?,
+            },
             RootfsSource::Prepared => mounts::bind_self(ctx.root)?,
         }
         mounts::mount_all(ctx.root, spec, ctx.plan.shares_host_network())?;

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod failure;
 pub mod features;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod loopback;
 pub mod mounts;
@@ -25,6 +26,7 @@ pub mod userns;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -265,14 +267,38 @@ pub fn spawn_with(
         None => None,
     };
 
+    // a user namespace's root: its layers idmapped, assembled here
+    let root_mount = match &launch.rootfs {
+        RootfsSource::Overlay { lower, upper, work }
+            if plan.has_new(oci_spec::runtime::LinuxNamespaceType::User) =>
+        {
+            let made = idmap::userns_of(spec)
+                .and_then(|userns| idmap::overlay(lower, upper, work, &userns));
+            match made {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    if let Some(cg) = &cgroup {
+                        let _ = cg.destroy();
+                    }
+                    return Err(RuntimeError::Init {
+                        exit_code: 125,
+                        message: format!("container root over idmapped layers: {e}"),
+                    });
+                }
+            }
+        }
+        _ => None,
+    };
     let result = clone_init(
         launch,
         &plan,
         cgroup.as_ref(),
         filter.as_ref(),
         &root,
+        root_mount.as_ref().map(|fd| fd.as_raw_fd()),
         answer,
     );
+    drop(root_mount);
     match result {
         Ok((pid, console)) => Ok(Spawned {
             pid,
@@ -294,6 +320,7 @@ fn clone_init(
     cgroup: Option<&Cgroup>,
     filter: Option<&security::seccomp::CompiledFilter>,
     root: &Path,
+    root_mount: Option<RawFd>,
     answer: &mut dyn FnMut(Pid, sync::Request) -> std::result::Result<String, String>,
 ) -> Result<(Pid, Option<OwnedFd>)> {
     let channel = sync::Channel::new().map_err(|e| RuntimeError::Io {
@@ -315,12 +342,14 @@ fn clone_init(
         root,
         channel: &channel,
         console: console.as_ref().map(|(_, init_end)| init_end.as_raw_fd()),
+        root_mount,
     };
     let mut stack = ChildStack::new(8 << 20).map_err(|e| RuntimeError::Io {
         path: "clone stack".into(),
         source: e,
     })?;
     let flags = plan.clone_flags();
+    let entered = ParentJoins::enter(plan)?;
     // SAFETY: without CLONE_VM the child runs `init::run` on its own copy of
     // memory; the callback never returns into the parent's frames (it execs or
     // exits with _exit).
@@ -332,7 +361,9 @@ fn clone_init(
             Some(libc::SIGCHLD),
         )
     }
-    .map_err(RuntimeError::Clone)?;
+    .map_err(RuntimeError::Clone);
+    entered.leave()?;
+    let pid = pid?;
     drop(stack);
     channel.close_child_end();
     let console = console.map(|(ours, init_end)| {
@@ -376,6 +407,53 @@ fn clone_init(
             let _ = waitpid(pid, None);
             Err(RuntimeError::Init { exit_code, message })
         }
+    }
+}
+
+/// The namespaces [`namespaces::NamespacePlan::joined_by_parent`] names,
+/// entered by this thread for the clone and left right after it.
+struct ParentJoins(Vec<(CloneFlags, OwnedFd)>);
+
+impl ParentJoins {
+    fn enter(plan: &namespaces::NamespacePlan) -> Result<Self> {
+        let mut back = ParentJoins(Vec::new());
+        for (typ, path) in plan.join.iter().filter(|(t, _)| plan.joined_by_parent(*t)) {
+            let (flag, name) = match typ {
+                oci_spec::runtime::LinuxNamespaceType::Network => (CloneFlags::CLONE_NEWNET, "net"),
+                oci_spec::runtime::LinuxNamespaceType::Ipc => (CloneFlags::CLONE_NEWIPC, "ipc"),
+                _ => (CloneFlags::CLONE_NEWUTS, "uts"),
+            };
+            let io = |p: &Path, e: std::io::Error| RuntimeError::Io {
+                path: p.to_path_buf(),
+                source: e,
+            };
+            let ours = PathBuf::from(format!("/proc/thread-self/ns/{name}"));
+            let entered = std::fs::File::open(&ours)
+                .map_err(|e| io(&ours, e))
+                .and_then(|current| {
+                    let target = std::fs::File::open(path).map_err(|e| io(path, e))?;
+                    nix::sched::setns(&target, flag).map_err(|e| io(path, e.into()))?;
+                    Ok(current)
+                });
+            match entered {
+                Ok(current) => back.0.push((flag, OwnedFd::from(current))),
+                Err(e) => {
+                    back.leave()?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(back)
+    }
+
+    fn leave(self) -> Result<()> {
+        for (flag, fd) in self.0.into_iter().rev() {
+            nix::sched::setns(&fd, flag).map_err(|e| RuntimeError::Io {
+                path: "/proc/thread-self/ns".into(),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
     }
 }
 

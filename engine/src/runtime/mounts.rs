@@ -241,19 +241,37 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
         )
         .map_err(|e| InitError::setup(&what, e));
     }
-    if typ == "sysfs" && host_network {
-        // sysfs shows the network namespace of whoever mounts it; with the host's
-        // network, bind the host's /sys read-only instead, as runc does.
-        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+    let bind_host_sys = |dest: &Path| -> Step {
+        fs::create_dir_all(dest).map_err(|e| InitError::setup(&what, e))?;
         mount(
             Some("/sys"),
-            &dest,
+            dest,
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
         .map_err(|e| InitError::setup(&what, e))?;
-        return remount_bind(&dest, opts.flags | MsFlags::MS_RDONLY, &what);
+        remount_bind(dest, opts.flags | MsFlags::MS_RDONLY, &what)
+    };
+    if typ == "sysfs" && host_network {
+        // sysfs shows the network namespace of whoever mounts it; with the host's
+        // network, bind the host's /sys read-only instead, as runc does.
+        return bind_host_sys(&dest);
+    }
+    if typ == "sysfs" {
+        // in a user namespace that does not own the network namespace (a
+        // CNI network's), sysfs cannot be mounted: bind it, as runc does
+        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        return match mount(
+            Some("sysfs"),
+            &dest,
+            Some("sysfs"),
+            opts.flags,
+            None::<&str>,
+        ) {
+            Err(nix::errno::Errno::EPERM) => bind_host_sys(&dest),
+            other => other.map_err(|e| InitError::setup(&what, e)),
+        };
     }
 
     if bind {

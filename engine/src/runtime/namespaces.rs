@@ -77,6 +77,18 @@ impl NamespacePlan {
         self.new.contains(&t)
     }
 
+    /// With a new user namespace, the namespaces joined by path that the
+    /// host's user namespace owns (a CNI network's) are entered by the
+    /// runtime around clone(2): from inside the new one, setns(2) to them
+    /// needs capabilities the container's root does not have there.
+    pub fn joined_by_parent(&self, t: LinuxNamespaceType) -> bool {
+        self.has_new(LinuxNamespaceType::User)
+            && matches!(
+                t,
+                LinuxNamespaceType::Network | LinuxNamespaceType::Ipc | LinuxNamespaceType::Uts
+            )
+    }
+
     /// True when the container keeps the host's network namespace.
     pub fn shares_host_network(&self) -> bool {
         !self.has_new(LinuxNamespaceType::Network)

@@ -24,6 +24,13 @@ echo ready
 sleep 3
 echo bye";
 
+/// The same question asked of a container with a user namespace.
+const USERNS_SCRIPT: &str = "echo \"user: $(id)\"
+echo \"uid_map: $(cat /proc/self/uid_map)\"
+echo ready
+sleep 1
+echo bye";
+
 impl Lesson for Isolation {
     fn name(&self) -> &'static str {
         "isolation"
@@ -45,6 +52,11 @@ impl Lesson for Isolation {
              system (mount). The processes themselves are still host processes: the host \
              can list them, signal them and read their memory, and without a user namespace \
              the container's root is the host's root.",
+            "With a user namespace (`--userns=auto`) root inside is an ordinary, \
+             unprivileged user id on the host: the kernel maps the container's ids 0-65535 \
+             onto a range of host ids no one else holds (its /proc/self/uid_map says which), \
+             and the image's files, owned by root on disk, are shown to it as its own \
+             through idmapped mounts.",
             "A VM's isolation is the hardware boundary: the guest kernel has its own \
              processes, network stack and file systems that the host kernel knows nothing \
              about. From the host, a VM is one process (the VMM); the programs inside it \
@@ -71,6 +83,7 @@ struct Measurements {
     /// The container's script among the host's processes.
     c_host_sees: Vec<HostProcess>,
     c_pids: Vec<i32>,
+    userns: UsernsView,
     v_inside: Measured<Inside>,
     /// The VM's script among the host's processes (none expected).
     v_host_sees: Vec<HostProcess>,
@@ -103,6 +116,30 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         &format!("ps -eo pid,user,args | grep {tag}   # while the container runs"),
         &c_listing,
     );
+
+    // the same question with a user namespace: who is root inside, on the host?
+    let u_tag = format!("{tag}-userns");
+    let mut u_opts = cmd_opts(vec![
+        "sh".into(),
+        "-c".into(),
+        USERNS_SCRIPT.into(),
+        u_tag.clone(),
+    ]);
+    u_opts.userns = twinbox_engine::container::userns::UsernsMode::Auto;
+    let mut d = ctx.detached(report, BUSYBOX, &u_opts)?;
+    let u_ready = d.wait_for_output("ready", Duration::from_secs(30), &mut out);
+    let u_host_sees = if u_ready {
+        find_tagged(&u_tag)
+    } else {
+        Vec::new()
+    };
+    let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
+    ctx.host_step(
+        report,
+        &format!("ps -eo pid,user,args | grep {u_tag}   # while the --userns=auto container runs"),
+        &listing(&u_host_sees, "(none)"),
+    );
+    let userns = UsernsView::parse(&end.output, u_host_sees);
 
     // VM: boots in a thread; the host looks once the script says ready
     let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
@@ -141,6 +178,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         c_inside,
         c_host_sees,
         c_pids,
+        userns,
         v_inside,
         v_host_sees,
         vmm,
@@ -190,6 +228,12 @@ fn present(m: &Measurements, report: &mut LessonReport) {
         m.c_inside.user.clone().into(),
         v(|i| i.user.clone()),
     ]);
+    t.row(vec![
+        "user with --userns=auto".into(),
+        "-".into(),
+        format!("{} (uid_map {})", m.userns.user, m.userns.uid_map).into(),
+        "-".into(),
+    ]);
     report.tables.push(t);
 
     let mut h = Table::new("the view from the host", &["", "container", "microVM"]);
@@ -212,6 +256,14 @@ fn present(m: &Measurements, report: &mut LessonReport) {
             Measured::Value(_) => format!("found {} (unexpected)", m.v_host_sees.len()).into(),
             Measured::Failed(w) => Cell::Failed { failed: w.clone() },
         },
+    ]);
+    h.row(vec![
+        "root of a --userns=auto container, seen from the host".into(),
+        match m.userns.host_uid {
+            Some(uid) => format!("uid {uid}, an unprivileged user").into(),
+            None => "not found".into(),
+        },
+        "-".into(),
     ]);
     h.row(vec![
         "what the host sees instead".into(),
@@ -248,8 +300,17 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             "Yet the host saw the container's script as an ordinary process (host pid {}, user {}): a container is isolated by the host kernel, not from it. {}",
             m.c_host_sees[0].pid,
             m.c_host_sees[0].user,
-            if m.c_host_sees[0].user == "root" { "It runs as the host's root, because twinbox uses no user namespace." } else { "" }
+            if m.c_host_sees[0].user == "root" { "It runs as the host's root, because the container has no user namespace (Docker's default)." } else { "" }
         ));
+    }
+    match m.userns.host_uid {
+        Some(uid) => report.findings.push(format!(
+            "Run with --userns=auto, the same busybox said `{}` inside, yet the host saw its process as uid {uid}: its uid_map `{}` maps root inside onto that unprivileged host user. Escaping such a container gives an attacker nobody's rights on the host.",
+            m.userns.user, m.userns.uid_map
+        )),
+        None => report.findings.push(
+            "Unexpected on this run: the host did not find the --userns=auto container's script.".into(),
+        ),
     }
     if let Some(i) = m.v_inside.value() {
         report.findings.push(format!(
@@ -263,7 +324,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             }
         ));
     }
-    report.caveats.push("twinbox runs containers without a user namespace (as Docker does by default): root inside is root outside, held back by dropped capabilities, seccomp and the namespaces.".into());
+    report.caveats.push("By default twinbox runs containers without a user namespace (as Docker does): root inside is root outside, held back by dropped capabilities, seccomp and the namespaces; `--userns=auto` gives each container a range of host ids of its own, as Podman's does.".into());
     report.fact(
         "host",
         json!({"hostname": m.host.hostname, "processes": m.host.processes, "pid1": m.host.pid1}),
@@ -277,6 +338,15 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             "host_sees_workload": !m.c_host_sees.is_empty(),
             "host_view": m.c_host_sees,
             "cgroup_pids": m.c_pids,
+        }),
+    );
+    report.fact(
+        "container_userns",
+        json!({
+            "inside_user": m.userns.user,
+            "uid_map": m.userns.uid_map,
+            "host_uid": m.userns.host_uid,
+            "host_view": m.userns.host_sees,
         }),
     );
     report.fact(
@@ -361,6 +431,37 @@ fn short(s: &str, n: usize) -> String {
     }
 }
 
+/// The `--userns=auto` container: who it is inside, and on the host.
+struct UsernsView {
+    user: String,
+    /// The first line of its /proc/self/uid_map, spaces squeezed.
+    uid_map: String,
+    host_sees: Vec<HostProcess>,
+    /// The uid the host saw its script run as.
+    host_uid: Option<u32>,
+}
+
+impl UsernsView {
+    fn parse(output: &str, host_sees: Vec<HostProcess>) -> UsernsView {
+        let text = output.replace("\r\n", "\n");
+        let field = |key: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let host_uid = host_sees.first().map(|p| p.uid);
+        UsernsView {
+            user: field("user:"),
+            uid_map: field("uid_map:"),
+            host_sees,
+            host_uid,
+        }
+    }
+}
+
 /// The host's own view, for the table.
 struct HostView {
     hostname: String,
@@ -405,6 +506,7 @@ impl HostView {
 #[derive(Debug, Clone, Serialize)]
 pub struct HostProcess {
     pub pid: i32,
+    pub uid: u32,
     pub user: String,
     pub args: String,
 }
@@ -427,6 +529,7 @@ fn host_process(pid: i32) -> Option<HostProcess> {
     let (uid, _) = twinbox_engine::util::procfs::owner_and_parent(pid)?;
     Some(HostProcess {
         pid,
+        uid,
         user: if uid == 0 {
             "root".into()
         } else {

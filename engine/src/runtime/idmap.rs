@@ -1,0 +1,212 @@
+//! The overlay root of a container with a user namespace, built on the host
+//! side before clone(2): each image layer is cloned as an idmapped mount
+//! (mount_setattr MOUNT_ATTR_IDMAP with the container's mapping), so a file
+//! owned by uid 0 on disk shows as owned by the container's root (host uid N)
+//! without a copy; overlayfs is assembled over those detached mounts (5.19+
+//! takes idmapped lower layers, 6.15+ takes detached ones) with the host's
+//! credentials, so whiteouts and opaque directories read as usual; the init
+//! attaches the finished overlay at its root with move_mount(2).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+// linux/mount.h
+const OPEN_TREE_CLONE: u32 = 1;
+const AT_RECURSIVE: u32 = 0x8000;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSMOUNT_CLOEXEC: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+}
+
+fn check(rc: libc::c_long, what: &str) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(rc)
+}
+
+/// A user namespace holding the spec's mappings, to give mount_setattr: made
+/// by a short-lived child that unshares one, mapped from here, then killed
+/// (the namespace lives on in the returned descriptor).
+pub fn userns_of(spec: &Spec) -> io::Result<OwnedFd> {
+    let mut stack = vec![0u8; 64 << 10];
+    // SAFETY: without CLONE_VM the child runs on its own copy of memory; it
+    // only sleeps until killed, and never returns into the parent's frames.
+    let pid = unsafe {
+        nix::sched::clone(
+            Box::new(|| loop {
+                libc::pause();
+            }),
+            &mut stack,
+            nix::sched::CloneFlags::CLONE_NEWUSER,
+            Some(libc::SIGCHLD),
+        )
+    }
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("clone a user namespace: {e}"),
+        )
+    })?;
+    let result = super::userns::write_maps(pid.as_raw(), spec)
+        .map_err(io::Error::other)
+        .and_then(|_| {
+            std::fs::File::open(format!("/proc/{}/ns/user", pid.as_raw())).map(OwnedFd::from)
+        });
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    result
+}
+
+/// A detached copy of `dir`'s mount, shown through `userns`'s mapping.
+fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
+    let path = cstr(&dir.to_string_lossy())?;
+    // SAFETY: open_tree with a NUL-terminated path and flags; returns a new fd.
+    let fd = check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+            )
+        },
+        &format!("open_tree {}", dir.display()),
+    )?;
+    // SAFETY: fd was just returned to us by open_tree and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr on our detached mount with a mount_attr of the size we pass.
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        },
+        &format!(
+            "idmap {} (the kernel or the file system may not allow idmapped mounts)",
+            dir.display()
+        ),
+    )?;
+    Ok(fd)
+}
+
+fn fsconfig(fs: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
+    let (k, v) = (cstr(key)?, cstr(value)?);
+    // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        },
+        &format!("overlay {key}"),
+    )?;
+    Ok(())
+}
+
+/// The container's overlay (`lower` topmost first) over idmapped layers, as
+/// a detached mount for [`attach`].
+pub fn overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    userns: &OwnedFd,
+) -> io::Result<OwnedFd> {
+    let layers = lower
+        .iter()
+        .map(|l| idmapped_clone(l, userns))
+        .collect::<io::Result<Vec<_>>>()?;
+    // SAFETY: fsopen with a NUL-terminated file system name.
+    let fs = check(
+        unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) },
+        "fsopen overlay",
+    )?;
+    // SAFETY: a new fd from fsopen, owned by nobody else.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    // the detached layers are reached through our descriptors for them
+    let me = std::process::id();
+    for l in &layers {
+        fsconfig(
+            &fs,
+            "lowerdir+",
+            &format!("/proc/{me}/fd/{}", l.as_raw_fd()),
+        )?;
+    }
+    fsconfig(&fs, "upperdir", &upper.to_string_lossy())?;
+    fsconfig(&fs, "workdir", &work.to_string_lossy())?;
+    // SAFETY: fsconfig command with no key or value.
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        },
+        "create the overlay over idmapped layers",
+    )?;
+    // SAFETY: fsmount on a created context; returns a new fd.
+    let mnt = check(
+        unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) },
+        "fsmount overlay",
+    )?;
+    // SAFETY: a new fd from fsmount, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as i32) })
+}
+
+/// Init: mounts the detached overlay made by [`overlay`] on `root`.
+pub fn attach(mount: libc::c_int, root: &Path) -> io::Result<()> {
+    let to = cstr(&root.to_string_lossy())?;
+    // SAFETY: move_mount of a detached mount fd onto a NUL-terminated path.
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                mount,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        },
+        &format!("attach the overlay on {}", root.display()),
+    )?;
+    Ok(())
+}
