@@ -72,8 +72,8 @@ pub fn userns_of(spec: &Spec) -> io::Result<OwnedFd> {
 /// A detached copy of `dir`'s mount, shown through `userns`'s mapping.
 fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
     let path = cstr(&dir.to_string_lossy())?;
-    // SAFETY: open_tree with a NUL-terminated path and flags; returns a new fd.
     let fd = check(
+        // SAFETY: open_tree with a NUL-terminated path and flags; returns a new fd.
         unsafe {
             libc::syscall(
                 libc::SYS_open_tree,
@@ -99,8 +99,8 @@ fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
-    // SAFETY: mount_setattr on our detached mount with a mount_attr of the size we pass.
     check(
+        // SAFETY: mount_setattr on our detached mount with a mount_attr of the size we pass.
         unsafe {
             libc::syscall(
                 libc::SYS_mount_setattr,
@@ -121,8 +121,8 @@ fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
 
 fn fsconfig(fs: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
     let (k, v) = (cstr(key)?, cstr(value)?);
-    // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
     check(
+        // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
         unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
@@ -150,8 +150,8 @@ pub fn overlay(
         .iter()
         .map(|l| idmapped_clone(l, userns))
         .collect::<io::Result<Vec<_>>>()?;
-    // SAFETY: fsopen with a NUL-terminated file system name.
     let fs = check(
+        // SAFETY: fsopen with a NUL-terminated file system name.
         unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) },
         "fsopen overlay",
     )?;
@@ -168,8 +168,8 @@ pub fn overlay(
     }
     fsconfig(&fs, "upperdir", &upper.to_string_lossy())?;
     fsconfig(&fs, "workdir", &work.to_string_lossy())?;
-    // SAFETY: fsconfig command with no key or value.
     check(
+        // SAFETY: fsconfig command with no key or value.
         unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
@@ -182,8 +182,8 @@ pub fn overlay(
         },
         "create the overlay over idmapped layers",
     )?;
-    // SAFETY: fsmount on a created context; returns a new fd.
     let mnt = check(
+        // SAFETY: fsmount on a created context; returns a new fd.
         unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) },
         "fsmount overlay",
     )?;
@@ -194,8 +194,8 @@ pub fn overlay(
 /// Init: mounts the detached overlay made by [`overlay`] on `root`.
 pub fn attach(mount: libc::c_int, root: &Path) -> io::Result<()> {
     let to = cstr(&root.to_string_lossy())?;
-    // SAFETY: move_mount of a detached mount fd onto a NUL-terminated path.
     check(
+        // SAFETY: move_mount of a detached mount fd onto a NUL-terminated path.
         unsafe {
             libc::syscall(
                 libc::SYS_move_mount,
