@@ -1,6 +1,6 @@
 //! twinbox-bench: twinbox against runc, measured side by side in one run.
 //!
-//! Five series are timed, interleaved round-robin so that machine noise falls
+//! Eight series are timed, interleaved round-robin so that machine noise falls
 //! on all of them alike, with a pause before each run so that each starts cold:
 //!
 //! - `twinbox run --rm busybox true`: the whole Docker-like path (image lookup,
@@ -8,7 +8,10 @@
 //! - `twinbox runtime run -b BUNDLE ID`: the OCI runtime alone;
 //! - `runc run -b BUNDLE ID`: the peer, on the *same* bundle and config.json;
 //! - both runtimes again on a copy of the config with `linux.cgroupsPath` set:
-//!   without it runc still makes a cgroup per container, twinbox runtime none.
+//!   without it runc still makes a cgroup per container, twinbox runtime none;
+//! - `twinbox run --rm --network none busybox true` against its floor,
+//!   `unshare -mpuin -f /bin/true` (the namespaces alone, no image, no cgroup);
+//! - the same run with `--userns=auto` (a user namespace, idmapped layers).
 //!
 //! Each series gets its warm-up runs, then N timed runs; the report gives the
 //! median, the p10–p90 spread and the ratio of the medians twinbox/runc. It also
@@ -30,9 +33,9 @@ use twinbox_bench::stats::{last_line, timed, Stats};
 /// Where `cargo build --release` puts the twinbox binary.
 const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/twinbox");
 /// Target from the issue: `twinbox runtime run` median at or below this share of runc's.
-const RUNTIME_RATIO_TARGET: f64 = 0.5;
-/// Target from the issue: the full `run --rm` median under this.
-const RUN_RM_TARGET_MS: f64 = 20.0;
+const RUNTIME_RATIO_TARGET: f64 = 0.35;
+/// Target from the issue: `run --rm --network none busybox true` median under this.
+const RUN_RM_TARGET_MS: f64 = 10.0;
 /// Target from the design: a detached container's supervisor stays under 2 MiB.
 const SUPERVISOR_RSS_TARGET_KIB: u64 = 2048;
 
@@ -99,7 +102,7 @@ fn run(args: &Args) -> Result<()> {
         ),
     );
     let pause = Duration::from_millis(args.pause_ms);
-    let mut samples: [Vec<Duration>; 5] = Default::default();
+    let mut samples: [Vec<Duration>; SERIES] = Default::default();
     for n in 0..total {
         let times = lab.round(n, pause)?;
         if n >= args.warmup {
@@ -297,6 +300,16 @@ impl Lab {
         )
     }
 
+    fn twinbox_run_rm_none(&self, extra: &[&str]) -> Result<Duration> {
+        timed(
+            self.twinbox_cmd()
+                .args(["run", "--rm", "--network", "none"])
+                .args(extra)
+                .args(["busybox", "true"]),
+            "twinbox run --rm --network none busybox true",
+        )
+    }
+
     fn twinbox_runtime_run(&self, bundle: &Path, id: &str) -> Result<Duration> {
         let mut c = self.twinbox_cmd();
         c.args(["runtime", "--root"])
@@ -319,8 +332,8 @@ impl Lab {
 
     /// One timed run of every series, in `Series::ALL` order, with a pause
     /// before each so that every run starts cold, as a user's command does.
-    fn round(&self, n: u32, pause: Duration) -> Result<[Duration; 5]> {
-        let mut out = [Duration::ZERO; 5];
+    fn round(&self, n: u32, pause: Duration) -> Result<[Duration; SERIES]> {
+        let mut out = [Duration::ZERO; SERIES];
         for (slot, series) in out.iter_mut().zip(Series::ALL) {
             std::thread::sleep(pause);
             let id = format!("bench-{n}");
@@ -330,6 +343,12 @@ impl Lab {
                 Series::Runc => self.runc_run(&self.bundle, &id)?,
                 Series::RuntimeCgroup => self.twinbox_runtime_run(&self.bundle_cg, &id)?,
                 Series::RuncCgroup => self.runc_run(&self.bundle_cg, &id)?,
+                Series::RunRmNone => self.twinbox_run_rm_none(&[])?,
+                Series::RunRmUserns => self.twinbox_run_rm_none(&["--userns=auto"])?,
+                Series::Floor => timed(
+                    Command::new("unshare").args(["-mpuin", "-f", "/bin/true"]),
+                    "unshare -mpuin -f /bin/true",
+                )?,
             };
         }
         Ok(out)
@@ -392,7 +411,9 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
-/// The five timed series, in the order each round runs them.
+const SERIES: usize = 8;
+
+/// The timed series, in the order each round runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Series {
     RunRm,
@@ -400,15 +421,21 @@ enum Series {
     Runc,
     RuntimeCgroup,
     RuncCgroup,
+    RunRmNone,
+    RunRmUserns,
+    Floor,
 }
 
 impl Series {
-    const ALL: [Series; 5] = [
+    const ALL: [Series; SERIES] = [
         Series::RunRm,
         Series::Runtime,
         Series::Runc,
         Series::RuntimeCgroup,
         Series::RuncCgroup,
+        Series::RunRmNone,
+        Series::RunRmUserns,
+        Series::Floor,
     ];
 }
 
@@ -419,6 +446,8 @@ enum Target {
     MedianBelowMs(f64),
     /// the ratio of the medians twinbox/runc at or below this
     RatioAtMost(f64),
+    /// a cost shown, with no goal
+    None,
 }
 
 /// One row: a twinbox series against a runc series.
@@ -440,12 +469,14 @@ impl Comparison {
         match self.target {
             Target::MedianBelowMs(ms) => self.twinbox.median < ms,
             Target::RatioAtMost(r) => self.ratio() <= r,
+            Target::None => true,
         }
     }
     fn target_text(&self) -> String {
         match self.target {
             Target::MedianBelowMs(ms) => format!("twinbox < {ms:.0} ms"),
             Target::RatioAtMost(r) => format!("ratio <= {r:.2}x"),
+            Target::None => "-".into(),
         }
     }
 }
@@ -475,19 +506,37 @@ impl Report {
         twinbox: &Path,
         runc: &Path,
         runc_version: String,
-        stats: [Stats; 5],
+        stats: [Stats; SERIES],
         supervisor: SupervisorMemory,
     ) -> Self {
-        let [run_rm, runtime, runc_plain, runtime_cg, runc_cg] = stats;
+        let [run_rm, runtime, runc_plain, runtime_cg, runc_cg, run_none, run_userns, floor] = stats;
         let comparisons = vec![
             Comparison {
+                name: "run_rm_network_none",
+                label: "run --rm --network none  vs  unshare floor",
+                twinbox_command: "twinbox run --rm --network none busybox true",
+                runc_command: "unshare -mpuin -f /bin/true",
+                twinbox: run_none,
+                runc: floor,
+                target: Target::MedianBelowMs(RUN_RM_TARGET_MS),
+            },
+            Comparison {
+                name: "run_rm_userns_auto",
+                label: "the same with --userns=auto  vs  without",
+                twinbox_command: "twinbox run --rm --network none --userns=auto busybox true",
+                runc_command: "twinbox run --rm --network none busybox true",
+                twinbox: run_userns,
+                runc: run_none,
+                target: Target::None,
+            },
+            Comparison {
                 name: "run_rm",
-                label: "run --rm busybox true  vs  runc run",
+                label: "run --rm (bridge network)  vs  runc run",
                 twinbox_command: "twinbox run --rm busybox true",
                 runc_command: "runc run -b BUNDLE ID",
                 twinbox: run_rm,
                 runc: runc_plain,
-                target: Target::MedianBelowMs(RUN_RM_TARGET_MS),
+                target: Target::None,
             },
             Comparison {
                 name: "runtime_run",
@@ -539,7 +588,7 @@ impl Report {
             "comparison",
             "twinbox",
             "p10–p90",
-            "runc",
+            "peer",
             "p10–p90",
             "ratio",
             "target",
