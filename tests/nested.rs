@@ -30,6 +30,7 @@ const DEFAULT_TIMEOUT_S: u64 = 1200;
 /// Building the initramfs before QEMU starts, on top of the QEMU time bound.
 const SETUP_ALLOWANCE: Duration = Duration::from_secs(120);
 const MARK: &str = "@@nested@@ ";
+const JSON_MARK: &str = "@@nested-json@@ ";
 
 #[derive(Debug)]
 struct TestLine {
@@ -40,6 +41,8 @@ struct TestLine {
 #[derive(Debug)]
 struct Outcome {
     tests: BTreeMap<String, TestLine>,
+    /// `@@nested-json@@ <name> <JSON>` lines: what a lesson printed with --json.
+    json: BTreeMap<String, String>,
     /// The console and the harness's own messages, for failure reports.
     log: String,
 }
@@ -140,12 +143,13 @@ fn run_harness() -> Result<Option<Outcome>, String> {
         ));
     }
     let tests = parse_results(&log);
+    let json = parse_json_lines(&log);
     if !log.lines().any(|l| l == "@@nested@@ done") {
         return Err(format!(
             "the nested machine did not finish its tests:\n{log}"
         ));
     }
-    Ok(Some(Outcome { tests, log }))
+    Ok(Some(Outcome { tests, json, log }))
 }
 
 /// `@@nested@@ <name> <status> <details>` lines from the console.
@@ -158,6 +162,16 @@ fn parse_results(log: &str) -> BTreeMap<String, TestLine> {
             let status = parts.next()?.to_string();
             let details = parts.next().unwrap_or_default().to_string();
             Some((name, TestLine { status, details }))
+        })
+        .collect()
+}
+
+/// `@@nested-json@@ <name> <JSON>` lines from the console, unparsed.
+fn parse_json_lines(log: &str) -> BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|line| {
+            let (name, json) = line.strip_prefix(JSON_MARK)?.split_once(' ')?;
+            Some((name.to_string(), json.to_string()))
         })
         .collect()
 }
@@ -374,4 +388,183 @@ fn lesson_tour_runs_on_twinbox_own_vmm() {
     if let Some(details) = vm_test("lesson-tour-twinbox") {
         println!("nested lesson tour: {details}");
     }
+}
+
+/// A lesson run in the nested machine by tests/nested/lesson-checks.sh with
+/// `--runs 1 --json --vm-backend twinbox`: it ran with no failure, its VM
+/// half on twinbox's own VMM (hardware-assisted, not QEMU, not emulated), and
+/// its report comes back as JSON.
+fn nested_lesson(name: &str) -> Option<serde_json::Value> {
+    let test = format!("lesson-{name}");
+    let details = vm_test(&test)?;
+    println!("nested lesson {name}: {details}");
+    let run = nested()?;
+    let text = run
+        .json
+        .get(&test)
+        .unwrap_or_else(|| panic!("{test}: the nested machine printed no JSON"));
+    let json: serde_json::Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{test}: the printed JSON does not parse ({e}): {text}"));
+    let report = match json {
+        serde_json::Value::Array(mut reports) if reports.len() == 1 => reports.remove(0),
+        other => panic!("{test}: want one lesson report: {other}"),
+    };
+    assert_eq!(report["lesson"], name);
+    let backend = &report["vm_backend"];
+    assert_eq!(backend["name"], "twinbox", "{test}: {backend}");
+    assert_eq!(backend["emulated"], false, "{test}: {backend}");
+    let failures = report["failures"].as_array().expect("failures");
+    assert!(failures.is_empty(), "{test}: {failures:?}");
+    Some(report)
+}
+
+/// A measured value (`{"value": x}`), or a panic with why it was not.
+fn measured<'a>(v: &'a serde_json::Value, what: &str) -> &'a serde_json::Value {
+    v.get("value")
+        .unwrap_or_else(|| panic!("{what} was not measured: {v}"))
+}
+
+/// A service lesson's VM half: it must have run here (twinbox's VMM boots
+/// the kernel and has a network card).
+fn vm_half_ran<'a>(vm: &'a serde_json::Value, what: &str) -> &'a serde_json::Value {
+    assert_eq!(vm["ran"], true, "{what}: the VM half did not run: {vm}");
+    measured(vm, what)
+}
+
+#[test]
+fn limits_lesson_on_twinbox_vmm_oom_kills_in_the_container_and_in_the_vm() {
+    let Some(j) = nested_lesson("limits") else {
+        return;
+    };
+    let c = &j["facts"]["container"];
+    assert_eq!(measured(&c["oom_killed"], "OOM kill"), true, "{c}");
+    assert_eq!(measured(&j["facts"]["vm"]["exit_code"], "VM exit"), 137);
+    // the container sees the nested host's RAM, the VM its own
+    assert_ne!(j["facts"]["vm"]["memtotal_seen"], c["memtotal_seen"]);
+}
+
+#[test]
+fn shared_kernel_lesson_on_twinbox_vmm_the_vm_does_not_see_the_count() {
+    let Some(j) = nested_lesson("shared-kernel") else {
+        return;
+    };
+    let k = &j["facts"]["kernel_wide"];
+    let started = j["facts"]["tasks_started"].as_i64().unwrap();
+    assert!(k["host_rise"].as_i64().unwrap() >= started / 2, "{k}");
+    assert_eq!(k["vm_saw_host_tasks"], false, "{k}");
+}
+
+#[test]
+fn dockerfile_lesson_on_twinbox_vmm_serves_the_page_both_ways() {
+    let Some(j) = nested_lesson("dockerfile") else {
+        return;
+    };
+    let f = &j["facts"];
+    assert_eq!(f["unchanged_rebuild_reran_nothing"], true, "{f}");
+    assert_eq!(f["edit_reran_only_the_last_steps"], true, "{f}");
+    let served = measured(&f["container"], "the container's page");
+    assert!(
+        served["page"].as_str().unwrap().contains("version 2"),
+        "{served}"
+    );
+    let vm = vm_half_ran(&f["vm"], "the microVM's page");
+    let page = vm["page"].as_str().unwrap();
+    assert!(
+        page.contains("served by") && page.contains("version 2"),
+        "{vm}"
+    );
+    assert!(vm["first_answer_ms"].as_f64().unwrap() > 0.0, "{vm}");
+}
+
+#[test]
+fn network_lesson_on_twinbox_vmm_times_the_vm_paths_over_virtio_net() {
+    let Some(j) = nested_lesson("network") else {
+        return;
+    };
+    let f = &j["facts"];
+    assert_eq!(f["veth_on_bridge"], true, "{f}");
+    assert_eq!(f["nat_rule_for_container"], true, "{f}");
+    let vm = vm_half_ran(&f["vm"], "the VM's network");
+    let inside = vm["inside"].as_str().unwrap();
+    assert!(inside.contains(vm["ip"].as_str().unwrap()), "{vm}");
+    assert!(inside.contains("eth0 driver: virtio_net"), "{vm}");
+    assert_eq!(vm["nat_rule_for_vm"], true, "{vm}");
+    let paths = f["paths"].as_array().unwrap();
+    assert_eq!(
+        paths.len(),
+        5,
+        "loopback, two container and two VM paths: {f}"
+    );
+    for p in paths {
+        assert!(
+            measured(&p["throughput"], "throughput").as_f64().unwrap() > 0.0,
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn scale_lesson_on_twinbox_vmm_starts_vms_one_by_one() {
+    let Some(j) = nested_lesson("scale") else {
+        return;
+    };
+    let c = &j["facts"]["containers"];
+    assert_eq!(c["running"], 8, "{c}");
+    let v = &j["facts"]["vms"];
+    assert_eq!(v["count"], 2, "a 512 MiB budget holds two 256 MiB VMs: {v}");
+    assert_eq!(v["running"], 2, "{v}");
+    let c_meets = measured(&c["reach"], "containers' reach")["meets_available_at"]
+        .as_u64()
+        .unwrap();
+    let v_meets = measured(&v["reach"], "VMs' reach")["meets_available_at"]
+        .as_u64()
+        .unwrap();
+    assert!(c_meets > v_meets, "{c_meets} containers vs {v_meets} VMs");
+}
+
+#[test]
+fn desktop_lesson_on_twinbox_vmm_runs_the_container_on_the_vm_kernel() {
+    let Some(j) = nested_lesson("desktop") else {
+        return;
+    };
+    let vm = &j["facts"]["vm"];
+    assert_eq!(vm["ran"], true, "{vm}");
+    let vm_boot = vm["kernel"]["boot_id"].as_str().unwrap();
+    let host = measured(
+        &j["facts"]["host_container"]["kernel"],
+        "the host's container",
+    );
+    assert_ne!(
+        host["boot_id"], vm_boot,
+        "the VM booted a kernel of its own"
+    );
+    let inner = measured(&vm["container_kernel"], "the container in the VM");
+    assert_eq!(inner["boot_id"], vm_boot, "{vm}");
+    assert_eq!(vm["container_is_vm_kernel"], true, "{vm}");
+    assert!(vm["boot_ms"].as_f64().unwrap() > 0.0, "{vm}");
+}
+
+#[test]
+fn exercise_lesson_on_twinbox_vmm_queries_postgres_both_ways() {
+    if !Path::new("/usr/lib/postgresql").is_dir() {
+        eprintln!("skipping: no PostgreSQL on this host to carry into the nested machine");
+        return;
+    }
+    let Some(j) = nested_lesson("exercise") else {
+        return;
+    };
+    let f = &j["facts"];
+    let first = measured(&f["container"], "the first container");
+    assert!(
+        first["answer"].as_str().unwrap().contains("PostgreSQL"),
+        "{first}"
+    );
+    assert_eq!(f["data_survived"], true, "{f}");
+    let vm = vm_half_ran(&f["vm"], "the database in the microVM");
+    assert!(
+        vm["answer"].as_str().unwrap().contains("PostgreSQL"),
+        "{vm}"
+    );
+    assert!(vm["ready_ms"].as_f64().unwrap() > 0.0, "{vm}");
+    assert!(vm["query"]["median"].as_f64().unwrap() > 0.0, "{vm}");
 }

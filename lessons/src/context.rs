@@ -30,9 +30,13 @@ pub use serve::{Serving, VmServed};
 pub const BUSYBOX: &str = "busybox";
 /// Guest RAM for lesson VMs unless a lesson needs another size.
 pub const VM_MEMORY_MIB: u64 = 256;
-/// How long a guest may take to reach its init. Generous: under software
-/// emulation a stock kernel takes seconds to boot.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a guest may take to reach its init: `TWINBOX_BOOT_TIMEOUT`, as
+/// for `vm run`, else 180 s. Generous: under software emulation a stock
+/// kernel takes seconds to boot (and minutes nested under emulation).
+pub fn boot_timeout() -> Duration {
+    twinbox_engine::util::time::env_timeout("TWINBOX_BOOT_TIMEOUT")
+        .unwrap_or(Duration::from_secs(180))
+}
 /// How long a lesson's workload may run, in a container or a VM.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -259,7 +263,7 @@ impl Context {
             options: opts.clone(),
             memory_mib,
             vcpus: 1,
-            boot_timeout: BOOT_TIMEOUT,
+            boot_timeout: boot_timeout(),
             run_timeout: RUN_TIMEOUT,
             stop: Default::default(),
             rootfs: Default::default(),

@@ -211,7 +211,9 @@ fi
 
 if ! help=$(twinbox vm run --help 2>&1); then
     why="this twinbox has no 'vm run': $(echo "$help" | head -n 1)"
-    for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-rootfs-disk vm-vs-qemu lesson-tour-twinbox; do
+    for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-rootfs-disk vm-vs-qemu lesson-tour-twinbox \
+        lesson-limits lesson-shared-kernel lesson-dockerfile lesson-network lesson-scale lesson-desktop \
+        lesson-exercise; do
         result "$name" skip "$why"
     done
 else
@@ -397,6 +399,16 @@ else
     # Last: VM networking (it enables the CNI plugins, which would otherwise
     # put every VM above on the bridge by default).
     . /etc/nested/network-checks.sh
+
+    # Then the lessons whose VM half the tour does not cover (they publish
+    # ports: after the network checks, with the CNI plugins in place).
+    if [ -x /usr/local/bin/cni-enable ]; then
+        . /etc/nested/lesson-checks.sh
+    else
+        for name in limits shared-kernel dockerfile network scale desktop exercise; do
+            result "lesson-$name" skip "no CNI plugins in the nested machine (see run.sh)"
+        done
+    fi
 fi
 
 echo "@@nested@@ done"

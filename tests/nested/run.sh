@@ -142,10 +142,11 @@ ldd "$twinbox" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
-# --- tools twinbox runs: mke2fs builds the images' VM disks ---------------------
-for tool in mke2fs; do
+# --- tools twinbox runs: mke2fs builds the images' VM disks; iproute2's ip, ----
+# which the network lesson shows the host side with (busybox's has no `master`)
+for tool in mke2fs ip; do
     path=$(command -v "$tool" || true)
-    [ -n "$path" ] || die "$tool not found: apt-get install e2fsprogs (scripts/install-deps.sh does)"
+    [ -n "$path" ] || die "$tool not found: apt-get install e2fsprogs iproute2 (scripts/install-deps.sh does)"
     cp -L "$path" "$root/usr/sbin/$tool"
     ldd "$path" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
         mkdir -p "$root$(dirname "$lib")"
@@ -162,6 +163,28 @@ for tool in ${TWINBOX_NESTED_TOOLS:-}; do
         cp -L "$lib" "$root$lib"
     done
 done
+# --- the course's database exercise: PostgreSQL's base image and psql ----------
+# The nested machine has no Debian mirror: the base image `twinbox image
+# bootstrap postgres` makes from this host's PostgreSQL comes along as a saved
+# image, and the host's psql (the program, not Debian's Perl wrapper) with its
+# libraries, where the lesson looks for it.
+pg_psql=$(ls -1d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$pg_psql" ]; then
+    pg_store=$work/postgres-store
+    if "$twinbox" --root "$pg_store" image bootstrap postgres >/dev/null &&
+        "$twinbox" --root "$pg_store" save -o "$root/etc/nested/postgres-base.tar" postgres-base:latest; then
+        mkdir -p "$root$(dirname "$pg_psql")"
+        cp -L "$pg_psql" "$root$pg_psql"
+        ldd "$pg_psql" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+            mkdir -p "$root$(dirname "$lib")"
+            cp -L "$lib" "$root$lib"
+        done
+        echo "nested: postgres base image carried ($(du -h "$root/etc/nested/postgres-base.tar" | cut -f1)), psql $pg_psql" >&2
+    else
+        echo "nested: could not make the postgres base image: the exercise lesson will fail" >&2
+    fi
+    rm -rf "$pg_store"
+fi
 # --- QEMU, the peer the VMM is compared with on the same nested KVM ------------
 # Only the x86 firmware it needs for -M microvm/q35 with -kernel comes along.
 qemu_in_guest=/usr/bin/qemu-system-x86_64
@@ -278,6 +301,7 @@ done
 # --- the rest of the guest's files ---------------------------------------------
 cp "$here/guest-tests.sh" "$root/init"
 cp "$here/network-checks.sh" "$root/etc/nested/network-checks.sh"
+cp "$here/lesson-checks.sh" "$root/etc/nested/lesson-checks.sh"
 chmod 755 "$root/init"
 echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
 echo "root:x:0:" >"$root/etc/group"

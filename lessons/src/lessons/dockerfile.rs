@@ -14,7 +14,7 @@ use super::vm_serving::{vm_memory_text, VmHalf};
 use super::{three_acts, Lesson};
 use crate::charts;
 use crate::context::{
-    published, BuildDir, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB,
+    boot_timeout, published, BuildDir, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB,
 };
 use crate::measure::http;
 use crate::report::{
@@ -211,7 +211,7 @@ fn serve_vm(ctx: &Context, report: &mut LessonReport) -> Measured<VmServedApp> {
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
     let served = ctx.vm_serving(report, &req, |s| {
-        let page = http::get_until(addr, PATH, BOOT_TIMEOUT, || s.running())?.text();
+        let page = http::get_until(addr, PATH, boot_timeout(), || s.running())?.text();
         let first_answer_ms = s.elapsed_ms();
         ctx.say.output(&page);
         Ok((page, first_answer_ms))
@@ -426,17 +426,38 @@ fn present(m: &Measurements, report: &mut LessonReport) {
 fn explain(m: &Measurements, report: &mut LessonReport) {
     let b: Vec<Option<&Build>> = m.builds.iter().map(|b| b.value()).collect();
     if let [Some(cold), Some(warm), Some(edit)] = b.as_slice() {
+        let unchanged = if warm.ran.is_empty() {
+            format!(
+                "it took {} and took {} of {} steps from the cache (nothing ran)",
+                format_ms(warm.ms),
+                warm.cached,
+                warm.steps
+            )
+        } else {
+            format!(
+                "it took {} but ran {} again: the cache should have given every step, and here it did not",
+                format_ms(warm.ms),
+                warm.ran.join(", ")
+            )
+        };
+        let edited = if edit_reran_only_the_end(cold, edit) {
+            format!(
+                "{} step(s) came from the cache and only {} ran again, because the COPY of app.sh is the first step that sees the change",
+                edit.cached,
+                edit.ran.join(", ")
+            )
+        } else {
+            format!(
+                "{} step(s) came from the cache and {} ran: not what the cache should do, since only the COPY of app.sh and what follows it see the change",
+                edit.cached,
+                if edit.ran.is_empty() { "nothing".to_string() } else { edit.ran.join(", ") }
+            )
+        };
         report.findings.push(format!(
-            "The first build (--no-cache) ran {} in {}. Built again unchanged, it took {} and took {} of {} steps from the cache{}. After adding one line to app.sh it took {}: {} step(s) came from the cache and only {} ran again, because the COPY of app.sh is the first step that sees the change.",
+            "The first build (--no-cache) ran {} in {}. Built again unchanged, {unchanged}. After adding one line to app.sh it took {}: {edited}.",
             cold.ran.join(" and "),
             format_ms(cold.ms),
-            format_ms(warm.ms),
-            warm.cached,
-            warm.steps,
-            if warm.ran.is_empty() { " (nothing ran)" } else { "" },
             format_ms(edit.ms),
-            edit.cached,
-            if edit.ran.is_empty() { "nothing".to_string() } else { edit.ran.join(", ") },
         ));
     }
     if let Some(s) = m.served.value() {
@@ -449,11 +470,16 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     }
     if let (Some(c), Some(v)) = (m.served.value(), m.vm.value()) {
         report.findings.push(format!(
-            "The same image as a microVM answered the same page through 127.0.0.1:{} after {}{}, against {} for the container: the VM boots a kernel and its init before the same CMD starts. It held {} against the container's {}.",
+            "The same image as a microVM answered the same page through 127.0.0.1:{} after {}{}, against {} for the container: {}. It held {} against the container's {}.",
             v.host_port,
             format_ms(v.first_answer_ms),
             if v.emulated { " under software emulation" } else { "" },
             format_ms(c.first_answer_ms),
+            if v.first_answer_ms > c.first_answer_ms {
+                "the VM boots a kernel and its init before the same CMD starts"
+            } else {
+                "not slower this time, although the VM boots a kernel and its init before the same CMD starts (the container's start was slow on this busy machine)"
+            },
             vm_memory_text(&v.process_rss, &v.guest_resident, v.configured_bytes),
             match (c.cgroup_bytes, c.supervisor_rss) {
                 (Some(a), Some(b)) => format_bytes(a + b),
@@ -489,16 +515,21 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         .copied()
         .flatten()
         .map(|w| w.ran.is_empty() && w.cached == w.steps);
-    let edit_reran_only_the_end = match (b.first().copied().flatten(), b.get(2).copied().flatten())
-    {
-        (Some(c), Some(e)) => Some(e.cached >= 1 && e.cached < e.steps && e.steps == c.steps),
+    let reran_only_the_end = match (b.first().copied().flatten(), b.get(2).copied().flatten()) {
+        (Some(c), Some(e)) => Some(edit_reran_only_the_end(c, e)),
         _ => None,
     };
     report.fact("builds", &m.builds);
     report.fact("unchanged_rebuild_reran_nothing", unchanged_reran_nothing);
-    report.fact("edit_reran_only_the_last_steps", edit_reran_only_the_end);
+    report.fact("edit_reran_only_the_last_steps", reran_only_the_end);
     report.fact("container", &m.served);
     report.fact("vm", m.vm.fact());
+}
+
+/// Whether the build after the edit took the steps before the edited COPY
+/// from the cache and reran only from there on.
+fn edit_reran_only_the_end(cold: &Build, edit: &Build) -> bool {
+    edit.cached >= 1 && edit.cached < edit.steps && edit.steps == cold.steps
 }
 
 #[cfg(test)]

@@ -166,23 +166,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
 
 /// Act two: the table of what each side and the host see, and the chart.
 fn present(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        host,
-        c_seen,
-        c_peak,
-        c_sup,
-        c_pss,
-        c_total,
-        v_rss,
-        v_guest,
-        v_over,
-        v_method,
-        v_seen,
-        v_used,
-        configured,
-        ..
-    } = m;
-    let configured = *configured;
+    let configured = m.configured;
     let b = |m: &Measured<u64>| -> Cell { m.as_ref().map(|v| format_bytes(*v)).into() };
     let mut t = Table::new(
         "memory, as each side and the host see it",
@@ -190,19 +174,19 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     );
     t.row(vec![
         "RAM the inside sees (MemTotal)".into(),
-        c_seen
+        m.c_seen
             .as_ref()
-            .map(|m| {
+            .map(|seen| {
                 format!(
                     "{} (the host's: {})",
-                    format_bytes(m.total),
-                    format_bytes(host.total)
+                    format_bytes(seen.total),
+                    format_bytes(m.host.total)
                 )
             })
             .into(),
-        v_seen
+        m.v_seen
             .as_ref()
-            .map(|m| format!("{} (its own RAM)", format_bytes(m.total)))
+            .map(|seen| format!("{} (its own RAM)", format_bytes(seen.total)))
             .into(),
     ]);
     t.row(vec![
@@ -212,11 +196,11 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     ]);
     t.row(vec![
         "used by the workload".into(),
-        c_peak
+        m.c_peak
             .as_ref()
             .map(|v| format!("{} cgroup peak", format_bytes(*v)))
             .into(),
-        v_used
+        m.v_used
             .as_ref()
             .map(|v| {
                 format!(
@@ -228,19 +212,23 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     ]);
     t.row(vec![
         "process on the host that runs it".into(),
-        c_sup
+        m.c_sup
             .as_ref()
             .map(|v| format!("supervisor: {} RSS", format_bytes(*v)))
             .into(),
-        v_rss
+        m.v_rss
             .as_ref()
             .map(|v| format!("VMM: {} RSS", format_bytes(*v)))
             .into(),
     ]);
-    t.row(vec!["  of which guest RAM".into(), "-".into(), b(v_guest)]);
+    t.row(vec![
+        "  of which guest RAM".into(),
+        "-".into(),
+        b(&m.v_guest),
+    ]);
     t.row(vec![
         "  of which the process itself".into(),
-        c_pss
+        m.c_pss
             .as_ref()
             .map(|v| {
                 format!(
@@ -249,39 +237,39 @@ fn present(m: &Measurements, report: &mut LessonReport) {
                 )
             })
             .into(),
-        v_over
+        m.v_over
             .as_ref()
             .map(|v| format!("{} VMM overhead (RSS − guest RAM)", format_bytes(*v)))
             .into(),
     ]);
     t.row(vec![
         "total on the host".into(),
-        c_total
+        m.c_total
             .as_ref()
             .map(|v| format!("{} (cgroup peak + supervisor RSS)", format_bytes(*v)))
             .into(),
-        v_rss
+        m.v_rss
             .as_ref()
             .map(|v| format!("{} (VMM RSS, guest RAM included)", format_bytes(*v)))
             .into(),
     ]);
     report.tables.push(t);
     report.charts.push(charts::host_memory(
-        c_total,
-        v_rss,
+        &m.c_total,
+        &m.v_rss,
         configured,
         Some(format!(
             "container: cgroup peak ({}) plus the supervisor's RSS; microVM: {}",
-            c_peak
+            m.c_peak
                 .as_ref()
                 .map(|v| format_bytes(*v))
                 .value()
                 .cloned()
                 .unwrap_or_else(|| "failed".into()),
-            if v_method.is_empty() {
+            if m.v_method.is_empty() {
                 "not measured".to_string()
             } else {
-                v_method.clone()
+                m.v_method.clone()
             }
         )),
     ));
@@ -289,36 +277,19 @@ fn present(m: &Measurements, report: &mut LessonReport) {
 
 /// Act three: what this shows, quoting the numbers; caveats; facts.
 fn explain(m: &Measurements, report: &mut LessonReport) {
-    let Measurements {
-        host,
-        c_mems,
-        c_current,
-        c_seen,
-        c_peak,
-        c_sup,
-        c_pss,
-        c_total,
-        v_rss,
-        v_guest,
-        v_over,
-        v_method,
-        v_seen,
-        v_used,
-        configured,
-    } = m;
-    let configured = *configured;
-    if let (Some(c), Some(v)) = (c_total.value(), v_rss.value()) {
+    let configured = m.configured;
+    if let (Some(c), Some(v)) = (m.c_total.value(), m.v_rss.value()) {
         if c < v {
             report.findings.push(format!(
                 "Running `{WORKLOAD}` cost {} on the host as a container (its cgroup peaked at {} and its supervisor had {} resident) and {} as a microVM, whose VMM process held {} of guest RAM and {} of its own. The VM also reserved {} that no other program can count on, while its guest reported {} in use.",
                 format_bytes(*c),
-                c_peak.value().map_or("?".into(), |v| format_bytes(*v)),
-                c_sup.value().map_or("?".into(), |v| format_bytes(*v)),
+                m.c_peak.value().map_or("?".into(), |v| format_bytes(*v)),
+                m.c_sup.value().map_or("?".into(), |v| format_bytes(*v)),
                 format_bytes(*v),
-                v_guest.value().map_or("?".into(), |v| format_bytes(*v)),
-                v_over.value().map_or("?".into(), |v| format_bytes(*v)),
+                m.v_guest.value().map_or("?".into(), |v| format_bytes(*v)),
+                m.v_over.value().map_or("?".into(), |v| format_bytes(*v)),
                 format_bytes(configured),
-                v_used.value().map_or("an amount that was not measured".into(), |v| format_bytes(*v)),
+                m.v_used.value().map_or("an amount that was not measured".into(), |v| format_bytes(*v)),
             ));
         } else {
             report.findings.push(format!(
@@ -328,11 +299,11 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             ));
         }
     }
-    if let Some(seen) = c_seen.value() {
+    if let Some(seen) = m.c_seen.value() {
         report.findings.push(format!(
             "Inside the container, /proc/meminfo reports {} of RAM: that is the host's memory. A container has no RAM of its own to report; a memory limit (see the limits lesson) is enforced by its cgroup without changing this number. Inside the VM, MemTotal is {}: the RAM it was given, minus what its kernel keeps for itself.",
             format_bytes(seen.total),
-            v_seen.value().map_or("not measured".into(), |m| format_bytes(m.total))
+            m.v_seen.value().map_or("not measured".into(), |seen| format_bytes(seen.total))
         ));
     }
     report.caveats.push(
@@ -345,15 +316,15 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     );
     report.fact(
         "container",
-        json!({"cgroup_peak_bytes": c_peak, "cgroup_current_bytes": c_current,
-               "supervisor_rss_bytes": c_sup, "supervisor_pss_bytes": c_pss, "total_bytes": c_total,
-               "memtotal_seen_bytes": c_seen.value().map(|m| m.total), "runs": c_mems}),
+        json!({"cgroup_peak_bytes": m.c_peak, "cgroup_current_bytes": m.c_current,
+               "supervisor_rss_bytes": m.c_sup, "supervisor_pss_bytes": m.c_pss, "total_bytes": m.c_total,
+               "memtotal_seen_bytes": m.c_seen.value().map(|seen| seen.total), "runs": m.c_mems}),
     );
     report.fact(
         "vm",
-        json!({"configured_bytes": configured, "process_rss_bytes": v_rss, "guest_resident_bytes": v_guest,
-               "vmm_overhead_bytes": v_over, "guest_used_bytes": v_used,
-               "memtotal_seen_bytes": v_seen.value().map(|m| m.total), "method": v_method}),
+        json!({"configured_bytes": configured, "process_rss_bytes": m.v_rss, "guest_resident_bytes": m.v_guest,
+               "vmm_overhead_bytes": m.v_over, "guest_used_bytes": m.v_used,
+               "memtotal_seen_bytes": m.v_seen.value().map(|seen| seen.total), "method": m.v_method}),
     );
-    report.fact("host_memtotal_bytes", host.total);
+    report.fact("host_memtotal_bytes", m.host.total);
 }

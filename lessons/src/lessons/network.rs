@@ -14,7 +14,7 @@ use twinbox_engine::container::RunOptions;
 use super::vm_serving::VmHalf;
 use super::{three_acts, Lesson};
 use crate::charts;
-use crate::context::{published, sh, Context, BOOT_TIMEOUT, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
+use crate::context::{boot_timeout, published, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::measure::http;
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Table, Unit};
@@ -321,7 +321,7 @@ fn vm_half(
     }
     let mut timed = Vec::new();
     let served = ctx.vm_serving(report, &req, |s| {
-        if !s.wait_for("ready", BOOT_TIMEOUT) {
+        if !s.wait_for("ready", boot_timeout()) {
             return Err("the VM's server did not start".into());
         }
         let inside = s.output();
@@ -523,7 +523,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         if let (Some(vp), Some(cp)) = (vm_path, ct_path) {
             if let (Some(a), Some(b)) = (cp.latency_ms.value(), vp.latency_ms.value()) {
                 report.findings.push(format!(
-                    "The microVM's server ({}, eth0 inside the guest) answered a small request in {} over the same bridge, against {} for the container{}: the packet also crosses a tap, the VMM's virtio-net device and the guest's own network stack{}.",
+                    "The microVM's server ({}, eth0 inside the guest) answered a small request in {} over the same bridge, against {} for the container{}: {} a tap, the VMM's virtio-net device and the guest's own network stack{}.",
                     v.ip,
                     format_ms(b.median),
                     format_ms(a.median),
@@ -531,6 +531,11 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
                         .and_then(|p| p.throughput.value())
                         .map(|t| format!(", and moved {}/s", format_bytes(*t as u64)))
                         .unwrap_or_default(),
+                    if b.median > a.median {
+                        "the packet also crosses"
+                    } else {
+                        "no slower this time (the machine's noise is larger than the difference), although the packet also crosses"
+                    },
                     if v.emulated { " (here under software emulation, which inflates the VM's numbers many times)" } else { "" }
                 ));
             }

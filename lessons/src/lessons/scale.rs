@@ -17,7 +17,7 @@ use super::{three_acts, Lesson};
 use crate::backend::{qemu, VmRun};
 use crate::charts::growth;
 use crate::container::Detached;
-use crate::context::{sh, Context, BOOT_TIMEOUT, BUSYBOX, VM_MEMORY_MIB};
+use crate::context::{boot_timeout, sh, Context, BUSYBOX, VM_MEMORY_MIB};
 use crate::measure::memory::{host_meminfo, process_memory};
 use crate::report::{
     format_bytes, format_ms, Cell, LessonReport, Measured, Side, Step, Table, Unit,
@@ -292,7 +292,7 @@ fn microvms(
     };
     let mut req = ctx.vm_request(BUSYBOX, image, &opts, VM_MEMORY_MIB);
     // the first VM runs while all the others boot
-    req.run_timeout = (BOOT_TIMEOUT + Duration::from_secs(30)) * vms as u32;
+    req.run_timeout = (boot_timeout() + Duration::from_secs(30)) * vms as u32;
     let vm = match ctx.prepare_vm(&req).and_then(|_| ctx.vm()) {
         Ok(vm) => vm,
         Err(why) => {
@@ -336,7 +336,7 @@ fn microvms(
                 line_start: true,
             };
             handles.push(s.spawn(move || vm.run(req, Box::new(live))));
-            let deadline = Instant::now() + BOOT_TIMEOUT + Duration::from_secs(30);
+            let deadline = Instant::now() + boot_timeout() + Duration::from_secs(30);
             while up.load(Ordering::Acquire) < i + 1
                 && !handles[i].is_finished()
                 && Instant::now() < deadline
