@@ -6,7 +6,7 @@
 //! `@@nested@@ <name> ok|fail|skip <details>`; the tests here assert on those lines.
 //!
 //! The machine boots once per test binary; every test below waits for that run.
-//! Time bound: `TWINBOX_NESTED_TIMEOUT` seconds for the QEMU run (default 1200).
+//! Time bound: `TWINBOX_NESTED_TIMEOUT` seconds for the QEMU run (default 2400).
 //! `TWINBOX_NESTED=skip` skips these tests on purpose (say so when you use it).
 
 mod common;
@@ -26,7 +26,7 @@ use common::{bin, is_root};
 const VM_RUN_MAY_BE_MISSING: bool = false;
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nested/run.sh");
-const DEFAULT_TIMEOUT_S: u64 = 1200;
+const DEFAULT_TIMEOUT_S: u64 = 2400;
 /// Building the initramfs before QEMU starts, on top of the QEMU time bound.
 const SETUP_ALLOWANCE: Duration = Duration::from_secs(120);
 const MARK: &str = "@@nested@@ ";
@@ -215,6 +215,11 @@ fn parses_result_lines() {
     assert_eq!(tests["b"].details, "");
     assert!(!tests.contains_key("x"));
     assert_eq!(tests.len(), 2, "`done` is not a test result");
+    let json = parse_json_lines(
+        "@@nested@@ a ok\n@@nested-json@@ lesson-x {\"lesson\": \"x\"}\n@@nested-json@@ lesson-y",
+    );
+    assert_eq!(json["lesson-x"], "{\"lesson\": \"x\"}");
+    assert_eq!(json.len(), 1, "a marker with no JSON is not a report");
     assert!(Path::new(HARNESS).is_file());
 }
 
@@ -405,8 +410,10 @@ fn nested_lesson(name: &str) -> Option<serde_json::Value> {
         .unwrap_or_else(|| panic!("{test}: the nested machine printed no JSON"));
     let json: serde_json::Value = serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("{test}: the printed JSON does not parse ({e}): {text}"));
+    // one lesson: its report; a list (tour, course) would be an array
     let report = match json {
         serde_json::Value::Array(mut reports) if reports.len() == 1 => reports.remove(0),
+        serde_json::Value::Object(_) => json,
         other => panic!("{test}: want one lesson report: {other}"),
     };
     assert_eq!(report["lesson"], name);
@@ -424,25 +431,6 @@ fn measured<'a>(v: &'a serde_json::Value, what: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("{what} was not measured: {v}"))
 }
 
-/// A service lesson's VM half: it must have run here (twinbox's VMM boots
-/// the kernel and has a network card).
-fn vm_half_ran<'a>(vm: &'a serde_json::Value, what: &str) -> &'a serde_json::Value {
-    assert_eq!(vm["ran"], true, "{what}: the VM half did not run: {vm}");
-    measured(vm, what)
-}
-
-#[test]
-fn limits_lesson_on_twinbox_vmm_oom_kills_in_the_container_and_in_the_vm() {
-    let Some(j) = nested_lesson("limits") else {
-        return;
-    };
-    let c = &j["facts"]["container"];
-    assert_eq!(measured(&c["oom_killed"], "OOM kill"), true, "{c}");
-    assert_eq!(measured(&j["facts"]["vm"]["exit_code"], "VM exit"), 137);
-    // the container sees the nested host's RAM, the VM its own
-    assert_ne!(j["facts"]["vm"]["memtotal_seen"], c["memtotal_seen"]);
-}
-
 #[test]
 fn shared_kernel_lesson_on_twinbox_vmm_the_vm_does_not_see_the_count() {
     let Some(j) = nested_lesson("shared-kernel") else {
@@ -452,55 +440,6 @@ fn shared_kernel_lesson_on_twinbox_vmm_the_vm_does_not_see_the_count() {
     let started = j["facts"]["tasks_started"].as_i64().unwrap();
     assert!(k["host_rise"].as_i64().unwrap() >= started / 2, "{k}");
     assert_eq!(k["vm_saw_host_tasks"], false, "{k}");
-}
-
-#[test]
-fn dockerfile_lesson_on_twinbox_vmm_serves_the_page_both_ways() {
-    let Some(j) = nested_lesson("dockerfile") else {
-        return;
-    };
-    let f = &j["facts"];
-    assert_eq!(f["unchanged_rebuild_reran_nothing"], true, "{f}");
-    assert_eq!(f["edit_reran_only_the_last_steps"], true, "{f}");
-    let served = measured(&f["container"], "the container's page");
-    assert!(
-        served["page"].as_str().unwrap().contains("version 2"),
-        "{served}"
-    );
-    let vm = vm_half_ran(&f["vm"], "the microVM's page");
-    let page = vm["page"].as_str().unwrap();
-    assert!(
-        page.contains("served by") && page.contains("version 2"),
-        "{vm}"
-    );
-    assert!(vm["first_answer_ms"].as_f64().unwrap() > 0.0, "{vm}");
-}
-
-#[test]
-fn network_lesson_on_twinbox_vmm_times_the_vm_paths_over_virtio_net() {
-    let Some(j) = nested_lesson("network") else {
-        return;
-    };
-    let f = &j["facts"];
-    assert_eq!(f["veth_on_bridge"], true, "{f}");
-    assert_eq!(f["nat_rule_for_container"], true, "{f}");
-    let vm = vm_half_ran(&f["vm"], "the VM's network");
-    let inside = vm["inside"].as_str().unwrap();
-    assert!(inside.contains(vm["ip"].as_str().unwrap()), "{vm}");
-    assert!(inside.contains("eth0 driver: virtio_net"), "{vm}");
-    assert_eq!(vm["nat_rule_for_vm"], true, "{vm}");
-    let paths = f["paths"].as_array().unwrap();
-    assert_eq!(
-        paths.len(),
-        5,
-        "loopback, two container and two VM paths: {f}"
-    );
-    for p in paths {
-        assert!(
-            measured(&p["throughput"], "throughput").as_f64().unwrap() > 0.0,
-            "{p}"
-        );
-    }
 }
 
 #[test]
@@ -542,29 +481,4 @@ fn desktop_lesson_on_twinbox_vmm_runs_the_container_on_the_vm_kernel() {
     assert_eq!(inner["boot_id"], vm_boot, "{vm}");
     assert_eq!(vm["container_is_vm_kernel"], true, "{vm}");
     assert!(vm["boot_ms"].as_f64().unwrap() > 0.0, "{vm}");
-}
-
-#[test]
-fn exercise_lesson_on_twinbox_vmm_queries_postgres_both_ways() {
-    if !Path::new("/usr/lib/postgresql").is_dir() {
-        eprintln!("skipping: no PostgreSQL on this host to carry into the nested machine");
-        return;
-    }
-    let Some(j) = nested_lesson("exercise") else {
-        return;
-    };
-    let f = &j["facts"];
-    let first = measured(&f["container"], "the first container");
-    assert!(
-        first["answer"].as_str().unwrap().contains("PostgreSQL"),
-        "{first}"
-    );
-    assert_eq!(f["data_survived"], true, "{f}");
-    let vm = vm_half_ran(&f["vm"], "the database in the microVM");
-    assert!(
-        vm["answer"].as_str().unwrap().contains("PostgreSQL"),
-        "{vm}"
-    );
-    assert!(vm["ready_ms"].as_f64().unwrap() > 0.0, "{vm}");
-    assert!(vm["query"]["median"].as_f64().unwrap() > 0.0, "{vm}");
 }

@@ -212,8 +212,7 @@ fi
 if ! help=$(twinbox vm run --help 2>&1); then
     why="this twinbox has no 'vm run': $(echo "$help" | head -n 1)"
     for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-rootfs-disk vm-vs-qemu lesson-tour-twinbox \
-        lesson-limits lesson-shared-kernel lesson-dockerfile lesson-network lesson-scale lesson-desktop \
-        lesson-exercise; do
+        lesson-shared-kernel lesson-scale lesson-desktop; do
         result "$name" skip "$why"
     done
 else
@@ -405,7 +404,7 @@ else
     if [ -x /usr/local/bin/cni-enable ]; then
         . /etc/nested/lesson-checks.sh
     else
-        for name in limits shared-kernel dockerfile network scale desktop exercise; do
+        for name in shared-kernel scale desktop; do
             result "lesson-$name" skip "no CNI plugins in the nested machine (see run.sh)"
         done
     fi

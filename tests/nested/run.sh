@@ -20,7 +20,7 @@
 #   TWINBOX_INIT             guest init (default: the one twinbox embeds; a twinbox-init beside TWINBOX_BIN, else
 #                            target/{release,debug}/twinbox-init, if scripts/build-init.sh ran)
 #   TWINBOX_NESTED_KERNEL    outer and guest kernel (default: newest /boot/vmlinuz-*)
-#   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 1200)
+#   TWINBOX_NESTED_TIMEOUT   seconds for the whole QEMU run (default 2400)
 #   TWINBOX_NESTED_LOG       also copy the console log to this file
 #   TWINBOX_NESTED_WORKDIR   where the work directory is made (default /var/tmp)
 #   TWINBOX_NESTED_TOOLS     more host tools to carry, with their libraries, for
@@ -97,7 +97,7 @@ if [ -z "$init" ]; then
     done
 fi
 
-timeout_s=${TWINBOX_NESTED_TIMEOUT:-1200}
+timeout_s=${TWINBOX_NESTED_TIMEOUT:-2400}
 [[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] ||
     die "TWINBOX_NESTED_TIMEOUT=$timeout_s is not a number of seconds: use e.g. 600"
 
@@ -163,28 +163,6 @@ for tool in ${TWINBOX_NESTED_TOOLS:-}; do
         cp -L "$lib" "$root$lib"
     done
 done
-# --- the course's database exercise: PostgreSQL's base image and psql ----------
-# The nested machine has no Debian mirror: the base image `twinbox image
-# bootstrap postgres` makes from this host's PostgreSQL comes along as a saved
-# image, and the host's psql (the program, not Debian's Perl wrapper) with its
-# libraries, where the lesson looks for it.
-pg_psql=$(ls -1d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -n "$pg_psql" ]; then
-    pg_store=$work/postgres-store
-    if "$twinbox" --root "$pg_store" image bootstrap postgres >/dev/null &&
-        "$twinbox" --root "$pg_store" save -o "$root/etc/nested/postgres-base.tar" postgres-base:latest; then
-        mkdir -p "$root$(dirname "$pg_psql")"
-        cp -L "$pg_psql" "$root$pg_psql"
-        ldd "$pg_psql" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
-            mkdir -p "$root$(dirname "$lib")"
-            cp -L "$lib" "$root$lib"
-        done
-        echo "nested: postgres base image carried ($(du -h "$root/etc/nested/postgres-base.tar" | cut -f1)), psql $pg_psql" >&2
-    else
-        echo "nested: could not make the postgres base image: the exercise lesson will fail" >&2
-    fi
-    rm -rf "$pg_store"
-fi
 # --- QEMU, the peer the VMM is compared with on the same nested KVM ------------
 # Only the x86 firmware it needs for -M microvm/q35 with -kernel comes along.
 qemu_in_guest=/usr/bin/qemu-system-x86_64
