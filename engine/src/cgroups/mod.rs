@@ -10,6 +10,7 @@
 //! limit without a swap limit means "no swap", `--cpus 0.5` is a quota of 50 ms per
 //! 100 ms period, and a pids limit of 0 or less means unlimited.
 
+mod device_filter;
 mod v1;
 mod v2;
 
@@ -24,6 +25,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+pub use device_filter::DeviceFilterError;
 
 /// Where the cgroup filesystem is normally mounted.
 pub const DEFAULT_FS_ROOT: &str = "/sys/fs/cgroup";
@@ -113,6 +116,8 @@ pub enum CgroupError {
     TooManyCpus { cpus: f64, host: usize },
     #[error("invalid resource limits: {0}")]
     InvalidResources(String),
+    #[error(transparent)]
+    DeviceFilter(#[from] DeviceFilterError),
 }
 
 /// Which cgroup layout the host uses.

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{
-    collect_procs, join_dir, read_string, remove_cgroup_dir, shares_to_weight, signal_pids,
-    usage_keyed, usage_u64, write_value, CgroupError, Resources, Usage,
+    collect_procs, device_filter, join_dir, read_string, remove_cgroup_dir, shares_to_weight,
+    signal_pids, usage_keyed, usage_u64, write_value, CgroupError, Resources, Usage,
 };
 
 /// Enabled whenever the host offers them, so usage() has numbers even for a
@@ -110,9 +110,9 @@ impl V2 {
             };
             write_value(&dir.join("pids.max"), &value)?;
         }
+        // No rules (an update of the limits) keeps the filter already attached.
         if !res.device_rules.is_empty() {
-            // v2 filters devices with a BPF program attached to the cgroup
-            tracing::debug!("cgroup v2: device rules are not enforced (no device BPF program yet)");
+            device_filter::apply(&dir, &res.device_rules)?;
         }
         Ok(())
     }
