@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{three_acts, Lesson};
 use crate::context::{cmd_opts, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
-use crate::report::{Cell, LessonReport, Measured, Table};
+use crate::report::{Cell, LessonReport, Measured, Side, Step, Table};
 use crate::LessonError;
 
 pub struct Isolation;
@@ -126,20 +126,37 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         u_tag.clone(),
     ]);
     u_opts.userns = twinbox_engine::container::userns::UsernsMode::Auto;
-    let mut d = ctx.detached(report, BUSYBOX, &u_opts)?;
-    let u_ready = d.wait_for_output("ready", Duration::from_secs(30), &mut out);
-    let u_host_sees = if u_ready {
-        find_tagged(&u_tag)
-    } else {
-        Vec::new()
+    // a kernel or store that cannot give it (no idmapped mounts on the store's
+    // file system) costs this part of the lesson, not the lesson
+    let userns = match ctx.detached(report, BUSYBOX, &u_opts) {
+        Ok(mut d) => {
+            let u_ready = d.wait_for_output("ready", Duration::from_secs(30), &mut out);
+            let u_host_sees = if u_ready {
+                find_tagged(&u_tag)
+            } else {
+                Vec::new()
+            };
+            let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
+            ctx.host_step(
+                report,
+                &format!("ps -eo pid,user,args | grep {u_tag}   # while the --userns=auto container runs"),
+                &listing(&u_host_sees, "(none)"),
+            );
+            UsernsView::parse(&end.output, u_host_sees)
+        }
+        Err(why) => {
+            // the command was shown; record it with its error, as a student saw it
+            report.steps.push(Step {
+                side: Side::Container,
+                command: crate::shell::container_run(BUSYBOX, &u_opts, true),
+                output: String::new(),
+                exit_code: None,
+                error: Some(why.to_string()),
+                duration_ms: None,
+            });
+            UsernsView::unavailable(why.to_string())
+        }
     };
-    let end = ctx.finish_detached(report, d, RUN_TIMEOUT)?;
-    ctx.host_step(
-        report,
-        &format!("ps -eo pid,user,args | grep {u_tag}   # while the --userns=auto container runs"),
-        &listing(&u_host_sees, "(none)"),
-    );
-    let userns = UsernsView::parse(&end.output, u_host_sees);
 
     // VM: boots in a thread; the host looks once the script says ready
     let req = ctx.vm_request(BUSYBOX, &image, &opts, VM_MEMORY_MIB);
@@ -308,9 +325,14 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             "Run with --userns=auto, the same busybox said `{}` inside, yet the host saw its process as uid {uid}: its uid_map `{}` maps root inside onto that unprivileged host user. Escaping such a container gives an attacker nobody's rights on the host.",
             m.userns.user, m.userns.uid_map
         )),
-        None => report.findings.push(
-            "Unexpected on this run: the host did not find the --userns=auto container's script.".into(),
-        ),
+        None => match &m.userns.unavailable {
+            Some(why) => report.findings.push(format!(
+                "A --userns=auto container could not start on this host ({why}), so this run cannot show root inside mapped to an unprivileged host user."
+            )),
+            None => report.findings.push(
+                "Unexpected on this run: the host did not find the --userns=auto container's script.".into(),
+            ),
+        },
     }
     if let Some(i) = m.v_inside.value() {
         report.findings.push(format!(
@@ -347,6 +369,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             "uid_map": m.userns.uid_map,
             "host_uid": m.userns.host_uid,
             "host_view": m.userns.host_sees,
+            "unavailable": m.userns.unavailable,
         }),
     );
     report.fact(
@@ -439,6 +462,8 @@ struct UsernsView {
     host_sees: Vec<HostProcess>,
     /// The uid the host saw its script run as.
     host_uid: Option<u32>,
+    /// Why such a container could not start here, if it could not.
+    unavailable: Option<String>,
 }
 
 impl UsernsView {
@@ -458,6 +483,17 @@ impl UsernsView {
             uid_map: field("uid_map:"),
             host_sees,
             host_uid,
+            unavailable: None,
+        }
+    }
+
+    fn unavailable(why: String) -> UsernsView {
+        UsernsView {
+            user: String::new(),
+            uid_map: String::new(),
+            host_sees: Vec::new(),
+            host_uid: None,
+            unavailable: Some(why),
         }
     }
 }
