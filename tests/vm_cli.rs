@@ -278,3 +278,145 @@ fn the_qemu_backend_runs_the_same_guest_anywhere() {
     let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(v[0]["backend"], "qemu", "{}", inspect.stdout);
 }
+
+/// The `VmCacheList` entries of `system df --format json` under `disks/`.
+fn df_disks(lab: &Lab) -> Vec<(String, u64)> {
+    let r = lab.tb(&["system", "df", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["VmCacheList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| {
+            let name = c["Name"].as_str()?;
+            name.starts_with("disks/")
+                .then(|| (name.to_string(), c["Size"].as_u64().unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// `vm run --rootfs disk` builds the image's disk once into the store's
+/// cache; `system df` counts it, it stays while any name of the image does,
+/// `rmi` of the last one removes it, and `image prune` collects a disk whose
+/// image is gone. On a PVM host the stock kernel cannot boot, but the disk is
+/// made before the boot starts, so a 2 s boot timeout is enough.
+#[test]
+fn an_images_vm_disk_is_counted_and_removed_with_the_image() {
+    let Some(lab) = lab() else { return };
+    if kvm_kind() == "absent" {
+        eprintln!("skipping: no usable KVM here, and `vm run` refuses before building a disk");
+        return;
+    }
+    if std::process::Command::new("mke2fs")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: no mke2fs (e2fsprogs) to build image disks");
+        return;
+    }
+    assert_eq!(df_disks(&lab), Vec::new(), "no disk before a VM ran");
+    let kernel = common::newest_kernel().unwrap();
+    let r = lab.tb(&[
+        "vm",
+        "run",
+        "--rm",
+        "--rootfs",
+        "disk",
+        "--kernel",
+        &kernel,
+        "--boot-timeout",
+        "2",
+        "busybox",
+        "true",
+    ]);
+    // 0 where the kernel boots, 125 (boot timeout) on PVM
+    assert!(r.code == 0 || r.code == 125, "{}: {}", r.code, r.stderr);
+    let disks_dir = lab.root().join("cache/disks");
+    let files = files_under(&disks_dir);
+    assert_eq!(files.len(), 1, "one disk for the image: {files:?}");
+    let file = files[0].clone();
+    let hex = file.split('.').next().unwrap();
+    assert!(
+        lab.root().join("blobs/sha256").join(hex).is_file(),
+        "named after a stored manifest: {file}"
+    );
+    let listed = df_disks(&lab);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].0, format!("disks/{file}"));
+    // blocks allocated, at least busybox's binary
+    assert!(listed[0].1 > 500_000, "{listed:?}");
+    let table = lab.tb(&["system", "df"]);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("VM Disks/Initramfs"))
+        .unwrap_or_else(|| panic!("{}", table.stdout))
+        .to_string();
+    let total: usize = row
+        .trim_start_matches("VM Disks/Initramfs")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // the disk, plus any initramfs parts the run left
+    assert!(total >= 1, "{row}");
+
+    // a second run reuses the cached disk (same file, same inode)
+    let ino =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(&disks_dir.join(&file));
+    let r = lab.tb(&[
+        "vm",
+        "run",
+        "--rm",
+        "--rootfs",
+        "disk",
+        "--kernel",
+        &kernel,
+        "--boot-timeout",
+        "2",
+        "busybox",
+        "true",
+    ]);
+    assert!(r.code == 0 || r.code == 125, "{}: {}", r.code, r.stderr);
+    assert_eq!(
+        ino(&disks_dir.join(&file)),
+        before,
+        "rebuilt instead of reused"
+    );
+
+    // a disk left behind by an image that is gone (as after a crash between
+    // removing the image and its cache): collected by the next prune
+    let orphan = format!("{}.ext4", "ab".repeat(32));
+    std::fs::copy(disks_dir.join(&file), disks_dir.join(&orphan)).unwrap();
+    assert_eq!(df_disks(&lab).len(), 2);
+    let r = lab.tb(&["image", "prune"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        files_under(&disks_dir),
+        vec![file.clone()],
+        "orphan collected, image's kept"
+    );
+
+    // another name of the same image keeps the disk; removing the last removes it
+    assert_eq!(lab.tb(&["tag", "busybox", "course/other:1"]).code, 0);
+    let r = lab.tb(&["rmi", "busybox"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        files_under(&disks_dir),
+        vec![file.clone()],
+        "image still named"
+    );
+    let r = lab.tb(&["rmi", "course/other:1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        files_under(&disks_dir),
+        Vec::<String>::new(),
+        "removed with the image"
+    );
+    assert_eq!(df_disks(&lab), Vec::new());
+    assert_eq!(vm_count(&lab), 0, "--rm runs leave no VM");
+}
