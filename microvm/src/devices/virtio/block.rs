@@ -10,13 +10,12 @@
 //! is given back unused.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::{VirtioDevice, F_EVENT_IDX, F_VERSION_1, TYPE_BLOCK};
 
@@ -233,6 +232,12 @@ impl Block {
     /// Reads (`into_guest`) or writes whole sectors from `sector` through the
     /// data buffers, which must all point the right way. `None` on any
     /// violation or I/O error; the bytes moved otherwise.
+    ///
+    /// One `preadv`/`pwritev` moves the whole request: the data buffers
+    /// become iovecs over guest memory (each checked to lie inside it). One
+    /// system call per buffer made sequential reads cost a call per 4 KiB
+    /// page, which held twinbox at about half of QEMU's `dd` throughput in
+    /// the nested bench.
     fn transfer(
         &mut self,
         mem: &GuestMemoryMmap,
@@ -246,22 +251,88 @@ impl Block {
         let total = data
             .iter()
             .try_fold(0u64, |sum, d| sum.checked_add(d.len() as u64))?;
-        let end = sector.checked_mul(SECTOR_SIZE)?.checked_add(total)?;
+        let start = sector.checked_mul(SECTOR_SIZE)?;
+        let end = start.checked_add(total)?;
         if !total.is_multiple_of(SECTOR_SIZE) || end > self.sectors * SECTOR_SIZE {
             return None;
         }
-        self.file.seek(SeekFrom::Start(sector * SECTOR_SIZE)).ok()?;
+        // Bounded by the disk's size (checked above) and the chain's length.
+        let mut slices = Vec::with_capacity(data.len());
         for d in data {
-            let (addr, len) = (d.addr(), d.len() as usize);
-            let moved = if into_guest {
-                mem.read_exact_volatile_from(addr, &mut self.file, len)
-            } else {
-                mem.write_all_volatile_to(addr, &mut self.file, len)
-            };
-            moved.ok()?;
+            for slice in mem.get_slices(d.addr(), d.len() as usize) {
+                slices.push(slice.ok()?);
+            }
         }
+        let guards: Vec<_> = slices.iter().map(|s| s.ptr_guard_mut()).collect();
+        let mut iovecs: Vec<libc::iovec> = guards
+            .iter()
+            .filter(|g| g.len() > 0)
+            .map(|g| libc::iovec {
+                iov_base: g.as_ptr().cast(),
+                iov_len: g.len(),
+            })
+            .collect();
+        move_all(&self.file, &mut iovecs, start, into_guest).ok()?;
         u32::try_from(total).ok()
     }
+}
+
+/// The most iovecs one `preadv`/`pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// Reads the file at `offset` into `iovecs` (`into_memory`), or writes them
+/// there, until every byte has moved: short transfers continue where they
+/// stopped, `EINTR` is retried, and end of file (the disk shrank under the
+/// VMM) is an error. `iovecs` is consumed.
+fn move_all(
+    file: &File,
+    iovecs: &mut [libc::iovec],
+    mut offset: u64,
+    into_memory: bool,
+) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < iovecs.len() {
+        let batch = &iovecs[first..iovecs.len().min(first + IOV_MAX)];
+        let at = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: each iovec covers memory inside a guest memory region that
+        // outlives the call (its slice's guard is held by the caller); the
+        // count is at most IOV_MAX.
+        let n = unsafe {
+            if into_memory {
+                libc::preadv(file.as_raw_fd(), batch.as_ptr(), batch.len() as i32, at)
+            } else {
+                libc::pwritev(file.as_raw_fd(), batch.as_ptr(), batch.len() as i32, at)
+            }
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut moved = n as usize;
+        offset += moved as u64;
+        while moved > 0 {
+            let Some(iov) = iovecs.get_mut(first) else {
+                break; // the kernel never moves more than was asked
+            };
+            if moved >= iov.iov_len {
+                moved -= iov.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: stays inside the same iovec (moved < its length).
+                iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(moved) }.cast();
+                iov.iov_len -= moved;
+                moved = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl VirtioDevice for Block {
@@ -442,6 +513,130 @@ mod tests {
         r.file.reopen().unwrap().read_to_end(&mut content).unwrap();
         assert!(content[10 * 512..11 * 512].iter().all(|&b| b == 0xab));
         assert!(content[11 * 512..12 * 512].iter().all(|&b| b == 11));
+    }
+
+    /// A read and a write whose data is split over buffers of uneven sizes
+    /// (each not a sector, together whole sectors) scattered in guest memory.
+    #[test]
+    fn requests_spread_over_many_buffers_move_as_one() {
+        let mut r = rig(false);
+        let buffers = [
+            (0x20000u64, 100u32),
+            (0x48000, 412),
+            (0x21000, 1000),
+            (0x60000, 24),
+        ];
+        let chain = |r: &mut Rig, kind: u32, sector: u64, flags: u16| {
+            r.header(0x10000, kind, sector);
+            r.mem.write_obj(0xffu8, GuestAddress(0x30000)).unwrap();
+            r.desc(0, 0x10000, 16, NEXT, 1);
+            for (i, (addr, len)) in buffers.iter().enumerate() {
+                let i = i as u16 + 1;
+                r.desc(i, *addr, *len, NEXT | flags, i + 1);
+            }
+            r.desc(buffers.len() as u16 + 1, 0x30000, 1, WRITE, 0);
+            let (_, len) = r.submit(0);
+            (len, r.status(0x30000))
+        };
+        // sectors 5..8 read: 1536 bytes, the first 100 into the first buffer...
+        assert_eq!(chain(&mut r, T_IN, 5, WRITE), (1537, S_OK));
+        let mut got = Vec::new();
+        for (addr, len) in buffers {
+            let mut part = vec![0u8; len as usize];
+            r.mem.read_slice(&mut part, GuestAddress(addr)).unwrap();
+            got.extend(part);
+        }
+        let want: Vec<u8> = (5..8u8).flat_map(|n| [n; 512]).collect();
+        assert_eq!(got, want);
+        // ...and written back two sectors further on, in the same order.
+        assert_eq!(chain(&mut r, T_OUT, 20, 0), (1, S_OK));
+        let mut content = Vec::new();
+        r.file.reopen().unwrap().read_to_end(&mut content).unwrap();
+        assert_eq!(&content[20 * 512..23 * 512], &want[..]);
+        assert!(content[23 * 512..24 * 512].iter().all(|&b| b == 23));
+    }
+
+    /// A buffer may cross from one guest memory region into the next when
+    /// they touch, never into a hole between them.
+    #[test]
+    fn buffers_cross_adjacent_regions_but_not_holes() {
+        let mut r = rig(false);
+        r.mem = GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0), 0x40000),
+            (GuestAddress(0x40000), 0xc0000),
+        ])
+        .unwrap();
+        r.header(0x10000, T_IN, 2);
+        r.desc(0, 0x10000, 16, NEXT, 1);
+        r.desc(1, 0x40000 - 256, 512, NEXT | WRITE, 2);
+        r.desc(2, 0x30000, 1, WRITE, 0);
+        assert_eq!(r.submit(0), (0, 513));
+        assert_eq!(r.status(0x30000), S_OK);
+        let mut got = [0u8; 512];
+        r.mem
+            .read_slice(&mut got, GuestAddress(0x40000 - 256))
+            .unwrap();
+        assert_eq!(got, [2; 512]);
+
+        let mut r = rig(false);
+        r.mem = GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0), 0x40000),
+            (GuestAddress(0x50000), 0xb0000),
+        ])
+        .unwrap();
+        r.header(0x10000, T_IN, 2);
+        r.desc(0, 0x10000, 16, NEXT, 1);
+        r.desc(1, 0x40000 - 256, 512, NEXT | WRITE, 2);
+        r.desc(2, 0x30000, 1, WRITE, 0);
+        assert_eq!(r.submit(0), (0, 1));
+        assert_eq!(r.status(0x30000), S_IOERR);
+        // the part inside memory was not written either
+        let mut head = [7u8; 256];
+        r.mem
+            .read_slice(&mut head, GuestAddress(0x40000 - 256))
+            .unwrap();
+        assert_eq!(head, [0; 256]);
+    }
+
+    /// More iovecs than one call takes are moved in batches, each resuming
+    /// where the last stopped; reading past the file's end is an error.
+    #[test]
+    fn move_all_batches_iovecs_and_stops_at_the_end_of_the_file() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..3000 * 7).map(|i| (i % 251) as u8).collect();
+        file.write_all(&content).unwrap();
+        let mut buf = vec![0u8; 3000 * 7];
+        let mut iovecs: Vec<libc::iovec> = buf
+            .chunks_mut(7)
+            .map(|c| libc::iovec {
+                iov_base: c.as_mut_ptr().cast(),
+                iov_len: c.len(),
+            })
+            .collect();
+        assert!(iovecs.len() > 2 * IOV_MAX);
+        move_all(file.as_file(), &mut iovecs, 0, true).unwrap();
+        assert_eq!(buf, content);
+        // written back at an offset through the same kind of list
+        let mut iovecs: Vec<libc::iovec> = buf
+            .chunks_mut(5)
+            .map(|c| libc::iovec {
+                iov_base: c.as_mut_ptr().cast(),
+                iov_len: c.len(),
+            })
+            .collect();
+        move_all(file.as_file(), &mut iovecs, 100, false).unwrap();
+        let mut back = Vec::new();
+        file.reopen().unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(&back[..100], &content[..100]);
+        assert_eq!(&back[100..], &content[..]);
+        let mut tail = [0u8; 64];
+        let mut iovecs = [libc::iovec {
+            iov_base: tail.as_mut_ptr().cast(),
+            iov_len: tail.len(),
+        }];
+        let end = back.len() as u64 - 32;
+        let err = move_all(file.as_file(), &mut iovecs, end, true).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
@@ -667,6 +862,79 @@ mod tests {
 
     fn descriptor() -> impl proptest::strategy::Strategy<Value = (u64, u32, u16, u16)> {
         crate::devices::virtio::fuzz::descriptor(DATA_AREAS, LENGTHS)
+    }
+
+    /// However a request's data is cut into buffers (any sizes, scattered),
+    /// a read brings exactly the disk's bytes from its sector on and a write
+    /// puts exactly the buffers' bytes there; a total that is not whole
+    /// sectors or runs past the disk is refused and moves nothing.
+    #[test]
+    fn any_split_of_a_request_moves_the_same_bytes() {
+        let inputs = (
+            0u64..132,
+            proptest::collection::vec(1u32..1200, 1..10),
+            proptest::prelude::any::<bool>(),
+            proptest::prelude::any::<u8>(),
+            0u8..4,
+        );
+        crate::devices::virtio::fuzz::fuzz(
+            "virtio-blk split requests",
+            200,
+            inputs,
+            |(sector, mut lengths, write, fill, pad)| {
+                // mostly whole sectors, so that the good path is the common one
+                if pad != 0 {
+                    let total: u32 = lengths.iter().sum();
+                    *lengths.last_mut().unwrap() += (512 - total % 512) % 512;
+                }
+                let mut r = rig(false);
+                let original: Vec<u8> = (0..128u8).flat_map(|n| [n; 512]).collect();
+                // buffer i at 0x40000 + i * 0x1000 (each under 0x1000 long)
+                let at = |i: usize| 0x40000 + i as u64 * 0x1000;
+                r.header(0x10000, if write { T_OUT } else { T_IN }, sector);
+                r.mem.write_obj(0xffu8, GuestAddress(0x30000)).unwrap();
+                r.desc(0, 0x10000, 16, NEXT, 1);
+                let flags = if write { 0 } else { WRITE };
+                for (i, len) in lengths.iter().enumerate() {
+                    r.mem
+                        .write_slice(&vec![fill; *len as usize], GuestAddress(at(i)))
+                        .unwrap();
+                    let i16 = i as u16 + 1;
+                    r.desc(i16, at(i), *len, NEXT | flags, i16 + 1);
+                }
+                r.desc(lengths.len() as u16 + 1, 0x30000, 1, WRITE, 0);
+                let (_, used) = r.submit(0);
+                let status = r.status(0x30000);
+                let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+                let fits = total.is_multiple_of(512) && sector * 512 + total <= 128 * 512;
+                let mut content = Vec::new();
+                r.file.reopen().unwrap().read_to_end(&mut content).unwrap();
+                let from = (sector * 512) as usize;
+                if !fits {
+                    proptest::prop_assert_eq!((used, status), (1, S_IOERR));
+                    proptest::prop_assert!(content == original, "a refused request wrote");
+                    return Ok(());
+                }
+                proptest::prop_assert_eq!(status, S_OK);
+                let range = from..from + total as usize;
+                if write {
+                    proptest::prop_assert_eq!(used, 1);
+                    proptest::prop_assert!(content[range.clone()].iter().all(|&b| b == fill));
+                    proptest::prop_assert!(content[..from] == original[..from]);
+                    proptest::prop_assert!(content[range.end..] == original[range.end..]);
+                } else {
+                    proptest::prop_assert_eq!(u64::from(used), total + 1);
+                    let mut got = Vec::new();
+                    for (i, len) in lengths.iter().enumerate() {
+                        let mut part = vec![0u8; *len as usize];
+                        r.mem.read_slice(&mut part, GuestAddress(at(i))).unwrap();
+                        got.extend(part);
+                    }
+                    proptest::prop_assert!(got == original[range], "read the wrong bytes");
+                }
+                Ok(())
+            },
+        );
     }
 
     /// Whatever the driver puts in the descriptor table, the available
