@@ -843,6 +843,8 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "MemoryPeakBytes": s.memory_peak_bytes,
             "Cgroup": usage,
             "LowerDirs": c.lower_dirs,
+            "UsernsLayers": c.id_range.map(|_| if c.shifted_lower_dirs.is_empty() { "idmapped" } else { "chowned" }),
+            "ShiftedLowerDirs": (!c.shifted_lower_dirs.is_empty()).then_some(&c.shifted_lower_dirs),
         },
     }))
 }

@@ -174,3 +174,287 @@ fn auto_works_on_a_cni_network_and_a_bad_mode_is_refused() {
     );
     assert_eq!(lab.container_count(), 0, "nothing left behind");
 }
+
+/// `twinbox` with the chown fallback forced (as on a kernel that cannot
+/// idmap the store's file system).
+fn chowned(lab: &common::Lab, args: &[&str]) -> common::Run {
+    lab.cmd(args)
+        .env("TWINBOX_USERNS_FORCE_CHOWN", "1")
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn build_stdin(lab: &common::Lab, tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = lab
+        .cmd(&["build", "-q", "--network", "none", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn without_idmapped_mounts_the_layers_are_chowned_copies_that_go_with_the_image() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(lab) = lab() else { return };
+    // three layers: owners other than root, setuid, a hard link, a file the
+    // next layer deletes (whiteout) and a directory it replaces (opaque)
+    build_stdin(
+        &lab,
+        "owners",
+        "FROM busybox\n\
+         RUN mkdir -p /data/sub /o && echo hi > /data/sub/f && ln /data/sub/f /data/link \
+             && chown -R 1000:1001 /data && chmod 4755 /data/sub/f && touch /o/old /data/gone\n\
+         RUN rm -rf /o /data/gone && mkdir /o && touch /o/new\n",
+    );
+    let script = "id -u; stat -c '%u:%g %a' / /bin/busybox /data /data/sub/f; \
+                  stat -c %i /data/sub/f /data/link; ls /o; ls /data; touch /made";
+    let r = chowned(
+        &lab,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "c1",
+            "--network",
+            "none",
+            "--userns=auto",
+            "owners",
+            "sh",
+            "-c",
+            &format!("{script}; sleep 60"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c1 = lab.inspect("c1");
+    assert_eq!(c1["Twinbox"]["UsernsLayers"], "chowned");
+    let shifted: Vec<std::path::PathBuf> = c1["Twinbox"]["ShiftedLowerDirs"]
+        .as_array()
+        .expect("the record names its chowned copies")
+        .iter()
+        .map(|p| p.as_str().unwrap().into())
+        .collect();
+    assert_eq!(shifted.len(), 3, "one copy per layer");
+    let base = c1["HostConfig"]["IDMappings"]["UidMap"][0]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    // inside: the image's owners and modes, as with idmapped mounts
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = lab.tb(&["logs", "c1"]).stdout;
+        if out.lines().count() >= 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..5],
+        ["0", "0:0 755", "0:0 755", "1000:1001 755", "1000:1001 4755"],
+        "{out}"
+    );
+    assert_eq!(lines[5], lines[6], "hard links stay one file: {out}");
+    assert_eq!(lines[7], "new", "the replaced directory is opaque: {out}");
+    assert_eq!(
+        lines[8..],
+        ["link", "sub"],
+        "the deleted file is whited out: {out}"
+    );
+    // on the host: the copies carry the shifted ids, the image's layers do not
+    let top = &shifted[0];
+    let md = std::fs::metadata(shifted[1].join("data/sub/f")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (base + 1000, base + 1001));
+    assert_eq!(md.mode() & 0o7777, 0o4755);
+    let bottom = shifted.last().unwrap();
+    assert_eq!(
+        std::fs::metadata(bottom.join("bin/busybox")).unwrap().uid(),
+        base
+    );
+    let image_layer = &c1["Twinbox"]["LowerDirs"][2];
+    let image_layer = std::path::Path::new(image_layer.as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(image_layer.join("bin/busybox"))
+            .unwrap()
+            .uid(),
+        0
+    );
+    let id = c1["Id"].as_str().unwrap().to_string();
+    let made = lab.containers_dir().join(&id).join("upper/made");
+    for _ in 0..50 {
+        if made.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), base);
+
+    // a second container on another range gets copies of its own; the first's stay
+    let r = chowned(
+        &lab,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--userns=auto",
+            "owners",
+            "stat",
+            "-c",
+            "%u",
+            "/data",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "1000");
+    let copies =
+        |layer: &std::path::Path| std::fs::read_dir(layer.parent().unwrap()).unwrap().count();
+    assert_eq!(copies(top), 2, "a copy per (layer, range)");
+
+    // the copies are kept while the image is, and go with it
+    assert_eq!(lab.tb(&["rm", "-f", "c1"]).code, 0);
+    assert!(top.exists(), "kept for the next container of that range");
+    let r = lab.tb(&["rmi", "owners"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for dir in &shifted[..2] {
+        assert!(
+            !dir.parent().unwrap().exists(),
+            "{} outlived its layer",
+            dir.display()
+        );
+    }
+    assert!(
+        bottom.exists(),
+        "busybox's layer (still an image) keeps its copies"
+    );
+    assert_eq!(lab.tb(&["rmi", "busybox"]).code, 0);
+    assert!(!bottom.exists());
+}
+
+#[test]
+fn a_chowned_copy_gives_file_capabilities_to_the_range_root() {
+    let Some(lab) = lab() else { return };
+    // a rootfs of busybox and a copy of it carrying cap_net_raw (a v2
+    // capability, as setcap writes on the host). Checked on the host: the
+    // engine's containers run with no_new_privs, which ignores file
+    // capabilities at exec
+    let busybox = std::fs::read_dir(lab.root().join("layers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("bin/busybox"))
+        .find(|p| p.exists())
+        .unwrap();
+    let data = std::fs::read(&busybox).unwrap();
+    let tar_path = lab.root().join("caps.tar");
+    let cap: Vec<u8>;
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+        let file = |b: &mut tar::Builder<std::fs::File>, name: &str| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, data.as_slice()).unwrap();
+        };
+        file(&mut b, "bin/busybox");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_link(&mut h, "bin/sh", "busybox").unwrap();
+        let mut cap_v2 = 0x0200_0001u32.to_le_bytes().to_vec(); // v2, effective
+        cap_v2.extend_from_slice(&(1u32 << 13).to_le_bytes()); // permitted: cap_net_raw
+        cap_v2.extend_from_slice(&[0; 12]);
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", cap_v2.as_slice())])
+            .unwrap();
+        file(&mut b, "cap/grep");
+        cap = cap_v2;
+        b.finish().unwrap();
+    }
+    let r = lab.tb(&["import", tar_path.to_str().unwrap(), "caps"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = chowned(
+        &lab,
+        &[
+            "create",
+            "--name",
+            "capk",
+            "--network",
+            "none",
+            "--userns=auto",
+            "caps",
+            "/cap/grep",
+            "x",
+            "/",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let k = lab.inspect("capk");
+    let base = k["HostConfig"]["IDMappings"]["UidMap"][0]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    let xattr = |dir: &serde_json::Value| -> Vec<u8> {
+        let path = std::path::Path::new(dir.as_str().unwrap()).join("cap/grep");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let mut buf = vec![0u8; 64];
+        // SAFETY: lgetxattr into a buffer of the length we pass.
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                c"security.capability".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert!(
+            n > 0,
+            "{}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        buf.truncate(n as usize);
+        buf
+    };
+    let le = |b: &[u8]| u32::from_le_bytes(b[..4].try_into().unwrap());
+    let image = xattr(&k["Twinbox"]["LowerDirs"][0]);
+    assert_eq!(image, cap, "the image's layer keeps its v2 capability");
+    // v2 names no root: in a user namespace only v3 naming its root counts
+    // (what an idmapped mount shows the same v2 capability as)
+    let copy = xattr(&k["Twinbox"]["ShiftedLowerDirs"][0]);
+    assert_eq!(copy.len(), 24, "{copy:?}");
+    assert_eq!(le(&copy), 0x0300_0001, "v3, effective");
+    assert_eq!(&copy[4..20], &cap[4..20], "the same capability sets");
+    assert_eq!(le(&copy[20..]), base, "owned by the container's root");
+    assert_eq!(lab.tb(&["rm", "capk"]).code, 0);
+}

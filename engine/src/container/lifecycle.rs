@@ -83,6 +83,14 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         (_, None) => id[..12].to_string(),
     };
     let lower_dirs = image.lower_dirs(store);
+    let shifted_lower_dirs = match &id_range {
+        Some(range)
+            if super::userns::layer_ownership(store)? == super::userns::LayerOwnership::Chowned =>
+        {
+            super::userns::shifted_layers(store, &lower_dirs, range)?
+        }
+        _ => Vec::new(),
+    };
     let args = spec::command_line(image_config.as_ref(), opts);
     if args.is_empty() {
         return Err(ContainerError::BadOption(
@@ -144,6 +152,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         options: opts.clone(),
         lower_dirs,
         id_range,
+        shifted_lower_dirs,
         dir: store.containers_dir().join(&id),
     };
     let result = (|| -> Result<()> {
@@ -199,6 +208,11 @@ fn own_by_container_root(
         c.dir.join("resolv.conf"),
     ] {
         super::userns::own(&p, range)?;
+    }
+    // the init layer is a lower dir like the image's: idmapped with them, or
+    // chowned as their copies are
+    if !c.shifted_lower_dirs.is_empty() {
+        super::userns::shift_tree(&c.init_layer(), range)?;
     }
     for v in c
         .options

@@ -85,6 +85,10 @@ pub struct Container {
     /// The host ids of its user namespace (`--userns=auto`); held until rm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_range: Option<super::userns::IdRange>,
+    /// With `id_range` where layers cannot be idmapped: the copies of
+    /// `lower_dirs` chowned into the range, mounted in their place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shifted_lower_dirs: Vec<PathBuf>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -114,14 +118,18 @@ impl Container {
         self.dir.join("init")
     }
     /// The overlay's lower dirs: the init layer (when the container has
-    /// one) over the image's layers.
+    /// one) over the image's layers (or their chowned copies).
     pub fn overlay_lowers(&self) -> Vec<PathBuf> {
         let init = self.init_layer();
         let mut lowers = Vec::with_capacity(self.lower_dirs.len() + 1);
         if init.is_dir() {
             lowers.push(init);
         }
-        lowers.extend(self.lower_dirs.iter().cloned());
+        if self.shifted_lower_dirs.is_empty() {
+            lowers.extend(self.lower_dirs.iter().cloned());
+        } else {
+            lowers.extend(self.shifted_lower_dirs.iter().cloned());
+        }
         lowers
     }
     pub fn work(&self) -> PathBuf {

@@ -111,6 +111,7 @@ fn run_once(
             work: container.work(),
         })
         .die_with_parent(true)
+        .layers_shifted(!container.shifted_lower_dirs.is_empty())
         .console(container.options.tty);
 
     // this supervisor owns the container from here: until the record says

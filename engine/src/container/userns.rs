@@ -7,12 +7,13 @@
 //! the container frees it. The image's files keep their owners on disk and
 //! are shown through idmapped mounts (the runtime's `idmap`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::{Container, ContainerError, Result};
+use crate::store::Store;
 
 /// Ids per container: 0-65535 inside, as Podman's auto.
 pub const RANGE_SIZE: u32 = 65536;
@@ -138,6 +139,141 @@ pub fn allocate(existing: &[Container]) -> Result<IdRange> {
                 "--userns=auto: every id range is held by a container: remove some, or give the twinbox user more ids in /etc/subuid and /etc/subgid".into(),
             )
         })
+}
+
+/// Set to `1`, `--userns=auto` copies the layers with shifted owners even
+/// where idmapped mounts work: a switch for tests and for diagnosis.
+pub const FORCE_CHOWN_ENV: &str = "TWINBOX_USERNS_FORCE_CHOWN";
+
+/// How a `--userns=auto` container is shown its image's files as its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerOwnership {
+    /// The layers themselves, through idmapped mounts.
+    Idmapped,
+    /// Copies of the layers chowned into the range.
+    Chowned,
+}
+
+/// The probe's answer, kept in the store: asked again only when the kernel
+/// or the store's file system changes.
+#[derive(Debug, Serialize, Deserialize)]
+struct Probe {
+    kernel: String,
+    fs_type: String,
+    idmapped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn probe_path(store: &Store) -> PathBuf {
+    store.root().join("cache").join("userns-layers.json")
+}
+
+/// Idmapped where this kernel can idmap the store's layers, else chowned
+/// copies; probed once (a user namespace, an idmapped mount and an overlay,
+/// a few milliseconds) and remembered.
+pub fn layer_ownership(store: &Store) -> Result<LayerOwnership> {
+    if std::env::var(FORCE_CHOWN_ENV).is_ok_and(|v| v == "1") {
+        return Ok(LayerOwnership::Chowned);
+    }
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let layers = store.root().join("layers");
+    let fs_type = nix::sys::statfs::statfs(&layers)
+        .map(|s| format!("{:x}", s.filesystem_type().0))
+        .unwrap_or_default();
+    let path = probe_path(store);
+    if let Ok(p) = crate::store::atomic::read_json::<Probe>(&path) {
+        if p.kernel == kernel && p.fs_type == fs_type {
+            return Ok(if p.idmapped {
+                LayerOwnership::Idmapped
+            } else {
+                LayerOwnership::Chowned
+            });
+        }
+    }
+    let scratch = store.temp_dir("idmap-probe")?;
+    let answer = crate::runtime::idmap::probe(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(e) = &answer {
+        tracing::info!(error = %e, "no idmapped layers on this store: --userns=auto copies them chowned");
+    }
+    let probe = Probe {
+        kernel,
+        fs_type,
+        idmapped: answer.is_ok(),
+        error: answer.err().map(|e| e.to_string()),
+    };
+    // not kept, it is asked again next time
+    let _ = crate::store::atomic::write_json_atomic(&path, &probe);
+    Ok(if probe.idmapped {
+        LayerOwnership::Idmapped
+    } else {
+        LayerOwnership::Chowned
+    })
+}
+
+/// The container's lower dirs for [`LayerOwnership::Chowned`]: for each
+/// image layer (`layers/<hex>`) its copy for `range`, made now if the store
+/// has none (`layers-shifted/<hex>/<uid>-<gid>-<size>`). Called under the
+/// store lock, so no collection removes a layer while it is copied.
+pub fn shifted_layers(store: &Store, lower: &[PathBuf], range: &IdRange) -> Result<Vec<PathBuf>> {
+    let shift = crate::layer::shift::Shift {
+        uid: range.uid,
+        gid: range.gid,
+        size: range.size,
+    };
+    let name = format!("{}-{}-{}", range.uid, range.gid, range.size);
+    let mut out = Vec::with_capacity(lower.len());
+    for layer in lower {
+        let hex = layer
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = store.shifted_layers_dir(&hex).join(&name);
+        if !dest.is_dir() {
+            let started = std::time::Instant::now();
+            let tmp = store.temp_dir("shift")?;
+            let staged = tmp.join("layer");
+            let made =
+                crate::layer::shift::copy_shifted(layer, &staged, &shift).and_then(|stats| {
+                    // the copy is durable before it is visible, as an unpacked layer
+                    let f = std::fs::File::open(&staged)?;
+                    // SAFETY: syncfs on a descriptor owned by `f`.
+                    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    std::fs::create_dir_all(dest.parent().expect("layers-shifted/<hex>"))?;
+                    std::fs::rename(&staged, &dest)?;
+                    Ok(stats)
+                });
+            let _ = std::fs::remove_dir_all(&tmp);
+            let stats = made.map_err(|e| {
+                ContainerError::io(
+                    &dest,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "copy layer {} with owners shifted into the container's range: {e}",
+                            layer.display()
+                        ),
+                    ),
+                )
+            })?;
+            tracing::info!(
+                layer = %hex,
+                entries = stats.entries,
+                bytes = stats.bytes,
+                reflinked = stats.reflinked,
+                ms = started.elapsed().as_millis() as u64,
+                "layer copied with shifted owners"
+            );
+        }
+        out.push(dest);
+    }
+    Ok(out)
 }
 
 /// Adds the user namespace and its mappings to the container's spec.

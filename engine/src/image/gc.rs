@@ -197,6 +197,15 @@ fn collect_with(
             doomed_dirs.push(grave);
             report.layers.push(id);
         }
+        // a layer's copies with shifted owners go with it (and any whose
+        // layer went before, in a crash between the two renames)
+        for copies in orphan_shifted_layers(store) {
+            let grave = store.temp_dir("gc")?.join("layer");
+            if fs::rename(&copies, &grave).is_ok() {
+                report.bytes_freed += super::dir_size(&grave);
+                doomed_dirs.push(grave);
+            }
+        }
     }
     for grave in doomed_dirs {
         if let Some(parent) = grave.parent() {
@@ -211,6 +220,17 @@ fn collect_with(
         holders.blobs_removed(store);
     }
     Ok(report)
+}
+
+/// `layers-shifted/<hex>` directories whose layer is not in the store.
+fn orphan_shifted_layers(store: &Store) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = fs::read_dir(store.root().join(crate::store::SHIFTED_LAYERS)) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| !store.root().join("layers").join(e.file_name()).exists())
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Removes VM cache files (`cache/disks/<manifest-hex>.ext4`, ...) whose

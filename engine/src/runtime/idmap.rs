@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Spec};
 
 // linux/mount.h
 const OPEN_TREE_CLONE: u32 = 1;
@@ -40,6 +40,19 @@ fn check(rc: libc::c_long, what: &str) -> io::Result<libc::c_long> {
 /// by a short-lived child that unshares one, mapped from here, then killed
 /// (the namespace lives on in the returned descriptor).
 pub fn userns_of(spec: &Spec) -> io::Result<OwnedFd> {
+    let linux = spec.linux().as_ref();
+    userns_for(
+        &linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default(),
+        &linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default(),
+    )
+}
+
+/// [`userns_of`] from the mappings themselves.
+pub fn userns_for(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> io::Result<OwnedFd> {
     let mut stack = vec![0u8; 64 << 10];
     // SAFETY: without CLONE_VM the child runs on its own copy of memory; it
     // only sleeps until killed, and never returns into the parent's frames.
@@ -59,7 +72,7 @@ pub fn userns_of(spec: &Spec) -> io::Result<OwnedFd> {
             format!("clone a user namespace: {e}"),
         )
     })?;
-    let result = super::userns::write_maps(pid.as_raw(), spec)
+    let result = super::userns::write_map_lists(pid.as_raw(), uids, gids)
         .map_err(io::Error::other)
         .and_then(|_| {
             std::fs::File::open(format!("/proc/{}/ns/user", pid.as_raw())).map(OwnedFd::from)
@@ -150,22 +163,100 @@ pub fn overlay(
         .iter()
         .map(|l| idmapped_clone(l, userns))
         .collect::<io::Result<Vec<_>>>()?;
+    detached_overlay(&layers, upper, work)
+}
+
+/// The container's overlay over layers whose owners are already the user
+/// namespace's (copies chowned into its range), made here with the host's
+/// credentials as [`overlay`] is (a mount inside the user namespace would
+/// read the layers' overlay xattrs as that namespace), for [`attach`].
+pub fn plain_overlay(lower: &[PathBuf], upper: &Path, work: &Path) -> io::Result<OwnedFd> {
+    let layers = lower
+        .iter()
+        .map(|l| {
+            fs_open_path(l)
+                .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", l.display())))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    detached_overlay(&layers, upper, work)
+}
+
+fn fs_open_path(dir: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map(OwnedFd::from)
+}
+
+/// Whether this kernel gives a container's root over idmapped layers on the
+/// file system of `scratch` (an empty directory there, left empty): an
+/// idmapped clone of a directory under an overlay made from descriptors.
+/// Kernels before 5.19 idmap no overlay lower layer, before 6.3 no tmpfs,
+/// before 6.15 no detached layers; the answer is the kernel's own.
+pub fn probe(scratch: &Path) -> io::Result<()> {
+    let map = |host: u32| {
+        vec![LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host)
+            .size(65536u32)
+            .build()
+            .expect("id mapping")]
+    };
+    let userns = userns_for(&map(0x8000_0000), &map(0x8000_0000))?;
+    let (lower, upper, work) = (
+        scratch.join("lower"),
+        scratch.join("upper"),
+        scratch.join("work"),
+    );
+    for d in [&lower, &upper, &work] {
+        std::fs::create_dir(d)?;
+    }
+    let made = overlay(&[lower], &upper, &work, &userns).map(drop);
+    for d in ["lower", "upper", "work"] {
+        let _ = std::fs::remove_dir_all(scratch.join(d));
+    }
+    made
+}
+
+/// An overlay over `layers` (descriptors of directories or detached mounts,
+/// topmost first), as a detached mount. `lowerdir+` takes one layer at a
+/// time (6.8+); older kernels get them joined in one `lowerdir` (up to the
+/// 256 bytes fsconfig takes: about 15 layers).
+fn detached_overlay(layers: &[OwnedFd], upper: &Path, work: &Path) -> io::Result<OwnedFd> {
+    // the layers are reached through our descriptors for them
+    let me = std::process::id();
+    let paths: Vec<String> = layers
+        .iter()
+        .map(|l| format!("/proc/{me}/fd/{}", l.as_raw_fd()))
+        .collect();
+    let fs = new_overlay_context()?;
+    let one_by_one = paths.iter().try_for_each(|p| fsconfig(&fs, "lowerdir+", p));
+    let fs = match one_by_one {
+        Ok(()) => fs,
+        Err(plus) => {
+            // a kernel without `lowerdir+`: a fresh context, all layers at once
+            let fs = new_overlay_context()?;
+            fsconfig(&fs, "lowerdir", &paths.join(":"))
+                .map_err(|e| io::Error::new(e.kind(), format!("{plus}; {e}")))?;
+            fs
+        }
+    };
+    finish_overlay(fs, upper, work)
+}
+
+fn new_overlay_context() -> io::Result<OwnedFd> {
     let fs = check(
         // SAFETY: fsopen with a NUL-terminated file system name.
         unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) },
         "fsopen overlay",
     )?;
     // SAFETY: a new fd from fsopen, owned by nobody else.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    // the detached layers are reached through our descriptors for them
-    let me = std::process::id();
-    for l in &layers {
-        fsconfig(
-            &fs,
-            "lowerdir+",
-            &format!("/proc/{me}/fd/{}", l.as_raw_fd()),
-        )?;
-    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fs as i32) })
+}
+
+fn finish_overlay(fs: OwnedFd, upper: &Path, work: &Path) -> io::Result<OwnedFd> {
     fsconfig(&fs, "upperdir", &upper.to_string_lossy())?;
     fsconfig(&fs, "workdir", &work.to_string_lossy())?;
     check(
@@ -180,7 +271,7 @@ pub fn overlay(
                 0,
             )
         },
-        "create the overlay over idmapped layers",
+        "create the overlay",
     )?;
     let mnt = check(
         // SAFETY: fsmount on a created context; returns a new fd.

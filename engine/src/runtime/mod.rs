@@ -114,6 +114,9 @@ pub struct Launch {
     /// Give the workload a terminal from the container's own devpts instead
     /// of `stdio`; its master comes back in [`Spawned::console`].
     pub console: bool,
+    /// With a user namespace: the overlay's lower dirs are already owned by
+    /// its ids (copies chowned into its range), so they are not idmapped.
+    pub layers_shifted: bool,
 }
 
 impl Launch {
@@ -129,7 +132,12 @@ impl Launch {
             no_pivot: false,
             preserve_fds: 0,
             console: false,
+            layers_shifted: false,
         }
+    }
+    pub fn layers_shifted(mut self, yes: bool) -> Self {
+        self.layers_shifted = yes;
+        self
     }
     pub fn console(mut self, yes: bool) -> Self {
         self.console = yes;
@@ -267,13 +275,18 @@ pub fn spawn_with(
         None => None,
     };
 
-    // a user namespace's root: its layers idmapped, assembled here
+    // a user namespace's root: its layers idmapped (or already chowned into
+    // its range), assembled here with the host's credentials
     let root_mount = match &launch.rootfs {
         RootfsSource::Overlay { lower, upper, work }
             if plan.has_new(oci_spec::runtime::LinuxNamespaceType::User) =>
         {
-            let made = idmap::userns_of(spec)
-                .and_then(|userns| idmap::overlay(lower, upper, work, &userns));
+            let made = if launch.layers_shifted {
+                idmap::plain_overlay(lower, upper, work)
+            } else {
+                idmap::userns_of(spec)
+                    .and_then(|userns| idmap::overlay(lower, upper, work, &userns))
+            };
             match made {
                 Ok(fd) => Some(fd),
                 Err(e) => {
@@ -282,7 +295,11 @@ pub fn spawn_with(
                     }
                     return Err(RuntimeError::Init {
                         exit_code: 125,
-                        message: format!("container root over idmapped layers: {e}"),
+                        message: if launch.layers_shifted {
+                            format!("container root over chowned layers: {e}")
+                        } else {
+                            format!("container root over idmapped layers: {e}")
+                        },
                     });
                 }
             }

@@ -61,7 +61,16 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 /// the kernel requires).
 pub fn write_maps(pid: i32, spec: &Spec) -> std::result::Result<(), String> {
     let (uids, gids) = mappings(spec);
-    for (file, text) in [("uid_map", map_text(&uids)), ("gid_map", map_text(&gids))] {
+    write_map_lists(pid, &uids, &gids)
+}
+
+/// [`write_maps`] from the mappings themselves.
+pub fn write_map_lists(
+    pid: i32,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> std::result::Result<(), String> {
+    for (file, text) in [("uid_map", map_text(uids)), ("gid_map", map_text(gids))] {
         let path = format!("/proc/{pid}/{file}");
         std::fs::OpenOptions::new()
             .write(true)

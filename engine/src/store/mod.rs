@@ -60,6 +60,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// digest and derived from it (VM disks and initramfs): gone when the image is.
 pub const VM_CACHE_DIRS: &[&str] = &["disks", "initramfs"];
 
+/// Top directory of the layers copied with shifted owners.
+pub const SHIFTED_LAYERS: &str = "layers-shifted";
+
 /// A handle on the store directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -112,6 +115,13 @@ impl Store {
     /// Directory of an unpacked layer, keyed by its chain id.
     pub fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
         self.root.join("layers").join(chain_id.hex())
+    }
+
+    /// Where a layer's copies with owners shifted into a user namespace's
+    /// range live (`--userns=auto` without idmapped mounts): one directory
+    /// per layer, gone with the layer.
+    pub fn shifted_layers_dir(&self, chain_hex: &str) -> PathBuf {
+        self.root.join(SHIFTED_LAYERS).join(chain_hex)
     }
 
     pub fn containers_dir(&self) -> PathBuf {

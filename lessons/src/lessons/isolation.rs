@@ -56,7 +56,8 @@ impl Lesson for Isolation {
              unprivileged user id on the host: the kernel maps the container's ids 0-65535 \
              onto a range of host ids no one else holds (its /proc/self/uid_map says which), \
              and the image's files, owned by root on disk, are shown to it as its own \
-             through idmapped mounts.",
+             through idmapped mounts (where the kernel cannot idmap the store's file \
+             system, through a copy of the image's layers chowned into that range).",
             "A VM's isolation is the hardware boundary: the guest kernel has its own \
              processes, network stack and file systems that the host kernel knows nothing \
              about. From the host, a VM is one process (the VMM); the programs inside it \
