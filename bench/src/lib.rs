@@ -2,6 +2,7 @@
 //! p10–p90) and printing series as a table with their ratio to a peer measured in
 //! the same run.
 
+pub mod containerd;
 pub mod dockerd;
 pub mod setup;
 pub mod stats;

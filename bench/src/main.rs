@@ -1,6 +1,6 @@
 //! twinbox-bench: twinbox against runc, measured side by side in one run.
 //!
-//! Eight series are timed, interleaved round-robin so that machine noise falls
+//! Ten series are timed, interleaved round-robin so that machine noise falls
 //! on all of them alike, with a pause before each run so that each starts cold:
 //!
 //! - `twinbox run --rm busybox true`: the whole Docker-like path (image lookup,
@@ -11,7 +11,11 @@
 //!   without it runc still makes a cgroup per container, twinbox runtime none;
 //! - `twinbox run --rm --network none busybox true` against its floor,
 //!   `unshare -mpuin -f /bin/true` (the namespaces alone, no image, no cgroup);
-//! - the same run with `--userns=auto` (a user namespace, idmapped layers).
+//! - the same run with `--userns=auto` (a user namespace, idmapped layers);
+//! - `ctr run --rm busybox true` under one private containerd (Debian's 1.6,
+//!   the runc shim), with `--runc-binary` twinbox (as `twinbox-runc`) and
+//!   runc: the path Kubernetes' CRI takes (skipped, saying why, without
+//!   containerd).
 //!
 //! Each series gets its warm-up runs, then N timed runs; the report gives the
 //! median, the p10–p90 spread and the ratio of the medians twinbox/runc. It also
@@ -28,6 +32,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{json, Value};
+use twinbox_bench::containerd::Containerd;
 use twinbox_bench::stats::{last_line, timed, Stats};
 
 /// Where `cargo build --release` puts the twinbox binary.
@@ -36,6 +41,10 @@ const DEFAULT_TWINBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/re
 const RUNTIME_RATIO_TARGET: f64 = 0.35;
 /// Target from the issue: `run --rm --network none busybox true` median under this.
 const RUN_RM_TARGET_MS: f64 = 10.0;
+/// Target from the issue: under containerd, twinbox no slower than runc.
+const CONTAINERD_RATIO_TARGET: f64 = 1.0;
+/// The name `ctr image import` gives the busybox archive.
+const CTR_IMAGE: &str = "docker.io/library/busybox:latest";
 /// Target from the design: a detached container's supervisor stays under 2 MiB.
 const SUPERVISOR_RSS_TARGET_KIB: u64 = 2048;
 
@@ -116,7 +125,16 @@ fn run(args: &Args) -> Result<()> {
     progress(args, "measuring the supervisor RSS of a detached container");
     let supervisor = lab.supervisor_rss()?;
 
-    let report = Report::new(args, &twinbox, &runc, runc_version, stats, supervisor);
+    let containerd = lab.containerd.as_ref().err().cloned();
+    let report = Report::new(
+        args,
+        &twinbox,
+        &runc,
+        runc_version,
+        stats,
+        supervisor,
+        containerd,
+    );
     if args.json {
         println!(
             "{}",
@@ -217,6 +235,10 @@ struct Lab {
     bundle_cg: PathBuf,
     runc_state: PathBuf,
     twinbox_state: PathBuf,
+    /// A private containerd, or why there is none.
+    containerd: std::result::Result<Containerd, String>,
+    /// The twinbox binary under the name containerd's shim calls (argv[0]).
+    twinbox_runc: PathBuf,
 }
 
 impl Lab {
@@ -229,6 +251,8 @@ impl Lab {
             bundle_cg: scratch.join("bundle-cgroup"),
             runc_state: scratch.join("runc-state"),
             twinbox_state: scratch.join("twinbox-state"),
+            containerd: Err("not started".into()),
+            twinbox_runc: scratch.join("twinbox-runc"),
         };
         for d in [
             &lab.store,
@@ -284,7 +308,39 @@ impl Lab {
         spec["root"]["path"] = json!(rootfs.display().to_string());
         spec["linux"]["cgroupsPath"] = json!(format!("/twinbox-bench-{}", std::process::id()));
         write_json(&lab.bundle_cg.join("config.json"), &spec)?;
+
+        // containerd with busybox imported; twinbox linked as twinbox-runc
+        let mut lab = lab;
+        lab.containerd = Containerd::start(&scratch.join("containerd"))?;
+        if let Ok(ctd) = &lab.containerd {
+            let archive = scratch.join("busybox.tar");
+            check(
+                lab.twinbox_cmd()
+                    .args(["save", "-o"])
+                    .arg(&archive)
+                    .arg("busybox"),
+                "twinbox save busybox",
+            )?;
+            ctd.import(&archive)?;
+            fs::hard_link(&lab.twinbox, &lab.twinbox_runc)
+                .or_else(|_| fs::copy(&lab.twinbox, &lab.twinbox_runc).map(drop))
+                .map_err(|e| format!("{}: {e}", lab.twinbox_runc.display()))?;
+        }
         Ok(lab)
+    }
+
+    /// `ctr run --rm busybox true` with `runtime` as the shim's runc.
+    fn ctr_run(&self, runtime: &Path, state: &str, id: &str) -> Result<Duration> {
+        match &self.containerd {
+            Ok(ctd) => ctd.time_run(
+                runtime,
+                &self.store.with_file_name(state),
+                CTR_IMAGE,
+                id,
+                &["true"],
+            ),
+            Err(_) => Ok(Duration::ZERO),
+        }
     }
 
     fn twinbox_cmd(&self) -> Command {
@@ -345,6 +401,8 @@ impl Lab {
                 Series::RuncCgroup => self.runc_run(&self.bundle_cg, &id)?,
                 Series::RunRmNone => self.twinbox_run_rm_none(&[])?,
                 Series::RunRmUserns => self.twinbox_run_rm_none(&["--userns=auto"])?,
+                Series::CtrTwinbox => self.ctr_run(&self.twinbox_runc, "ctr-twinbox-state", &id)?,
+                Series::CtrRunc => self.ctr_run(&self.runc, "ctr-runc-state", &id)?,
                 Series::Floor => timed(
                     Command::new("unshare").args(["-mpuin", "-f", "/bin/true"]),
                     "unshare -mpuin -f /bin/true",
@@ -411,7 +469,7 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
-const SERIES: usize = 8;
+const SERIES: usize = 10;
 
 /// The timed series, in the order each round runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +481,8 @@ enum Series {
     RuncCgroup,
     RunRmNone,
     RunRmUserns,
+    CtrTwinbox,
+    CtrRunc,
     Floor,
 }
 
@@ -435,6 +495,8 @@ impl Series {
         Series::RuncCgroup,
         Series::RunRmNone,
         Series::RunRmUserns,
+        Series::CtrTwinbox,
+        Series::CtrRunc,
         Series::Floor,
     ];
 }
@@ -465,11 +527,12 @@ impl Comparison {
     fn ratio(&self) -> f64 {
         self.twinbox.median / self.runc.median
     }
-    fn met(&self) -> bool {
+    /// Whether the goal is met; `None` for a row without one.
+    fn met(&self) -> Option<bool> {
         match self.target {
-            Target::MedianBelowMs(ms) => self.twinbox.median < ms,
-            Target::RatioAtMost(r) => self.ratio() <= r,
-            Target::None => true,
+            Target::MedianBelowMs(ms) => Some(self.twinbox.median < ms),
+            Target::RatioAtMost(r) => Some(self.ratio() <= r),
+            Target::None => None,
         }
     }
     fn target_text(&self) -> String {
@@ -498,6 +561,8 @@ struct Report {
     runc_version: String,
     comparisons: Vec<Comparison>,
     supervisor: SupervisorMemory,
+    /// Why the containerd rows are missing, if they are.
+    containerd_skipped: Option<String>,
 }
 
 impl Report {
@@ -508,9 +573,11 @@ impl Report {
         runc_version: String,
         stats: [Stats; SERIES],
         supervisor: SupervisorMemory,
+        containerd_skipped: Option<String>,
     ) -> Self {
-        let [run_rm, runtime, runc_plain, runtime_cg, runc_cg, run_none, run_userns, floor] = stats;
-        let comparisons = vec![
+        let [run_rm, runtime, runc_plain, runtime_cg, runc_cg, run_none, run_userns, ctr_twinbox, ctr_runc, floor] =
+            stats;
+        let mut comparisons = vec![
             Comparison {
                 name: "run_rm_network_none",
                 label: "run --rm --network none  vs  unshare floor",
@@ -557,6 +624,17 @@ impl Report {
                 target: Target::RatioAtMost(RUNTIME_RATIO_TARGET),
             },
         ];
+        if containerd_skipped.is_none() {
+            comparisons.push(Comparison {
+                name: "containerd_ctr_run_rm",
+                label: "ctr run --rm (containerd, runc shim): twinbox  vs  runc",
+                twinbox_command: "ctr run --runc-binary twinbox-runc --rm busybox ID true",
+                runc_command: "ctr run --runc-binary runc --rm busybox ID true",
+                twinbox: ctr_twinbox,
+                runc: ctr_runc,
+                target: Target::RatioAtMost(CONTAINERD_RATIO_TARGET),
+            });
+        }
         Report {
             runs: args.runs,
             warmup: args.warmup,
@@ -566,6 +644,7 @@ impl Report {
             runc_version,
             comparisons,
             supervisor,
+            containerd_skipped,
         }
     }
 
@@ -604,7 +683,10 @@ impl Report {
                     format!("{:.2}", c.runc.median),
                     spread(&c.runc),
                     format!("{:.2}x", c.ratio()),
-                    format!("{}: {}", c.target_text(), verdict(c.met())),
+                    match c.met() {
+                        Some(met) => format!("{}: {}", c.target_text(), verdict(met)),
+                        None => "-".into(),
+                    },
                 ]
             })
             .collect();
@@ -628,6 +710,9 @@ impl Report {
         line(&header);
         for r in &rows {
             line(&r.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        if let Some(why) = &self.containerd_skipped {
+            println!("no containerd rows: {why}");
         }
         println!();
         let kib = |b: Option<u64>| b.map_or("?".to_string(), |b| (b / 1024).to_string());
@@ -675,6 +760,7 @@ impl Report {
             "runc": self.runc,
             "runc_version": self.runc_version,
             "comparisons": comparisons,
+            "containerd_skipped": self.containerd_skipped,
             "supervisor_rss": {
                 "bytes": self.supervisor.rss_bytes,
                 "kib": self.rss_kib(),
