@@ -266,3 +266,49 @@ fn system_check_reports_and_repairs_a_damaged_store() {
     let clean = lab.tb(&["system", "check"]);
     assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
 }
+
+/// A container cgroup left behind by a removal that gave up (or a store
+/// deleted underneath) goes with the next command of any store once it is
+/// empty and old enough; one with a process in it stays.
+#[test]
+fn an_empty_container_cgroup_nobody_owns_is_released_by_the_next_command() {
+    let Some(lab) = lab() else { return };
+    let hex = |seed: u32| format!("{:08x}", std::process::id() ^ seed).repeat(8);
+    let (empty, busy) = (hex(0x0e0e_0e0e), hex(0xb0b0_b0b0));
+    let (empty_dir, busy_dir) = (cgroup_dir(&empty), cgroup_dir(&busy));
+    for dir in [&empty_dir, &busy_dir] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(busy_dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    // made two minutes ago, as far as its directory's time tells
+    for dir in [&empty_dir, &busy_dir] {
+        let st = std::process::Command::new("touch")
+            .args(["-d", "-2 min"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    let ps = lab.tb(&["ps", "-a"]);
+    let empty_left = empty_dir.exists();
+    let busy_left = busy_dir.exists();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // the sleeper's cgroup: move nothing back, it is dead; remove by hand
+    wait_for("the sleeper's cgroup to empty", || {
+        std::fs::remove_dir(&busy_dir).is_ok() || !busy_dir.exists()
+    });
+    let _ = std::fs::remove_dir(&empty_dir);
+    assert_eq!(ps.code, 0, "{}", ps.stderr);
+    assert!(
+        !empty_left,
+        "{} is still there after `ps`",
+        empty_dir.display()
+    );
+    assert!(busy_left, "a cgroup with a process in it was removed");
+}

@@ -38,8 +38,20 @@ pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
 /// Docker's default CFS period for `--cpus`.
 pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
 
-/// How long `destroy` keeps retrying a busy cgroup directory.
-const REMOVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `destroy` keeps retrying a busy cgroup directory. A SIGKILLed
+/// process leaves its cgroup only once it has exited, which on a loaded
+/// machine (page reclaim, a process in uninterruptible I/O) can take seconds;
+/// giving up sooner leaked container cgroups under CI load.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A child of a cgroup, as `Cgroup::children` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildCgroup {
+    pub name: String,
+    /// Time since the directory last changed: its creation for a leaf cgroup
+    /// (the kernel does not stamp it when files inside are written).
+    pub age: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -411,6 +423,27 @@ impl Cgroup {
             Backend::V1(b) => b.is_frozen(),
             Backend::V2(b) => b.is_frozen(),
         }
+    }
+
+    /// The cgroups directly below this one (in the hierarchy `path` names),
+    /// empty when it does not exist.
+    pub fn children(&self) -> Vec<ChildCgroup> {
+        let Ok(rd) = std::fs::read_dir(self.path()) else {
+            return Vec::new();
+        };
+        let now = std::time::SystemTime::now();
+        rd.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| ChildCgroup {
+                name: e.file_name().to_string_lossy().into_owned(),
+                age: e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// Remove the cgroup (and any child cgroups) in every hierarchy. Busy

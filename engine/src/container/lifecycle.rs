@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::names::{new_id, random_name, validate_name};
+use super::names::{new_id, unused_random_name, validate_name};
 use super::network;
 use super::options::RunOptions;
 use super::record::{Container, State, Status};
@@ -55,12 +55,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
             }
             n
         }
-        None => loop {
-            let n = random_name();
-            if !existing.iter().any(|c| c.name == n) {
-                break n;
-            }
-        },
+        None => unused_random_name(|n| existing.iter().any(|c| c.name == n)),
     };
     let id = new_id();
     let id_range = match opts.userns {
@@ -442,7 +437,11 @@ pub fn remove(container: &Container, force: bool) -> Result<()> {
     }
     network::release(container)?;
     if let Some(cg) = cgroup_of(container) {
-        let _ = cg.destroy();
+        // a cgroup still busy after destroy's wait is reclaimed by a later
+        // command's recovery once empty: removal goes on
+        if let Err(e) = cg.destroy() {
+            tracing::warn!(container = %container.name, error = %e, "cgroup left for recovery");
+        }
     }
     crate::fault::point("rm.cgroup-released");
     container.discard()

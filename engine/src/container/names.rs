@@ -49,6 +49,22 @@ pub fn random_name() -> String {
     )
 }
 
+/// A random name that `taken` refuses not: a few draws among the 400 pairs,
+/// then a number after one (`keen_lovelace2`), as Docker does on collisions.
+pub fn unused_random_name(taken: impl Fn(&str) -> bool) -> String {
+    for _ in 0..32 {
+        let n = random_name();
+        if !taken(&n) {
+            return n;
+        }
+    }
+    let base = random_name();
+    (2..)
+        .map(|i| format!("{base}{i}"))
+        .find(|n| !taken(n))
+        .unwrap_or(base)
+}
+
 /// `rename`: a new unique name for a container (its id and hostname stay).
 pub fn rename(store: &crate::store::Store, container: &super::Container, new: &str) -> Result<()> {
     let new = validate_name(new)?;
@@ -82,5 +98,19 @@ mod tests {
         }
         assert!(validate_name(&random_name()).is_ok());
         assert_eq!(new_id().len(), 64);
+    }
+
+    #[test]
+    fn unused_names_avoid_every_taken_one_even_when_all_pairs_are() {
+        let every_pair: std::collections::HashSet<String> = ADJECTIVES
+            .iter()
+            .flat_map(|a| SCIENTISTS.iter().map(move |s| format!("{a}_{s}")))
+            .collect();
+        let n = unused_random_name(|n| every_pair.contains(n));
+        assert!(!every_pair.contains(&n), "{n}");
+        assert!(n.ends_with('2'), "{n}");
+        assert!(validate_name(&n).is_ok());
+        let one = unused_random_name(|n| n == "brave_lovelace");
+        assert_ne!(one, "brave_lovelace");
     }
 }

@@ -208,7 +208,9 @@ fn run_once(
             state.memory_peak_bytes = usage.memory_peak_bytes;
         }
         let _ = cg.kill_all(libc::SIGKILL);
-        let _ = cg.destroy();
+        if let Err(e) = cg.destroy() {
+            tracing::warn!(container = %container.name, error = %e, "cgroup left for rm or recovery");
+        }
     }
     let _ = super::network::release(container);
     state.status = Status::Exited;

@@ -11,15 +11,14 @@
 //! mount and scratch are removed, a dead address lease is released; and it
 //! says what it did.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
-use super::recover::{owner_is_alive, owner_is_dead, release_cgroup};
+use super::recover::{self, owner_is_alive, owner_is_dead, release_cgroup};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::{Container, State, Status};
 use crate::image::gc::{self, Candidates};
@@ -110,11 +109,6 @@ impl CheckReport {
         self.problems.last_mut().expect("just pushed")
     }
 }
-
-/// An empty cgroup under twinbox/ that no container of this store names is only
-/// called an orphan after this long: another store on the same host may be
-/// creating a container with it right now.
-const ORPHAN_CGROUP_AGE: Duration = Duration::from_secs(60);
 
 /// Checks the store; with `repair`, fixes what can be fixed safely.
 pub fn check(store: &Store, repair: bool) -> Result<CheckReport, StoreError> {
@@ -634,46 +628,20 @@ fn check_mounts(store: &Store, repair: bool, report: &mut CheckReport) {
     }
 }
 
-/// Empty cgroups under twinbox/ that no container of this store names.
+/// Empty cgroups under twinbox/ that no container of this store names (the
+/// ones recovery could not remove, since every command recovers first).
 fn check_cgroups(store: &Store, repair: bool, report: &mut CheckReport) {
     let Ok(parent) = Cgroup::new(Path::new(DEFAULT_FS_ROOT), Path::new("twinbox")) else {
         return;
     };
-    let Ok(rd) = fs::read_dir(parent.path()) else {
-        return;
-    };
-    let ids: HashSet<String> = fs::read_dir(store.containers_dir())
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let now = SystemTime::now();
-    let mut by_age: HashMap<String, Duration> = HashMap::new();
-    for entry in rd.flatten() {
-        if !entry.path().is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if ids.contains(&name) {
-            continue;
-        }
-        let age = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .unwrap_or_default();
-        by_age.insert(name, age);
-    }
-    for (name, age) in by_age {
-        if age < ORPHAN_CGROUP_AGE {
+    let ours = recover::container_ids(store);
+    for child in parent.children() {
+        if ours.contains(&child.name) || child.age < recover::ORPHAN_CGROUP_AGE {
             continue;
         }
         let Ok(cg) = Cgroup::new(
             Path::new(DEFAULT_FS_ROOT),
-            &Path::new("twinbox").join(&name),
+            &Path::new("twinbox").join(&child.name),
         ) else {
             continue;
         };
@@ -681,7 +649,7 @@ fn check_cgroups(store: &Store, repair: bool, report: &mut CheckReport) {
             continue; // processes live in it: another store's container, not ours to touch
         }
         let p = report.found(
-            format!("cgroup twinbox/{name}"),
+            format!("cgroup twinbox/{}", child.name),
             "empty and owned by no container",
         );
         if repair && cg.destroy().is_ok() {

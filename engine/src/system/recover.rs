@@ -12,8 +12,10 @@
 //! The scan reads one small `state.json` per container and takes the store lock
 //! only when something is stale, so a healthy store pays a directory listing.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::container::{Container, State, Status};
@@ -32,8 +34,9 @@ pub struct Recovered {
     pub temp_entries: usize,
     /// Container directories a create left without a record.
     pub unfinished_creates: usize,
-    /// Cgroups of build steps whose build process is gone.
-    pub build_cgroups: usize,
+    /// Cgroups nothing owns any more: build steps whose build process is
+    /// gone, empty container cgroups no record names.
+    pub cgroups: usize,
 }
 
 impl Recovered {
@@ -42,7 +45,7 @@ impl Recovered {
             && self.marked_exited.is_empty()
             && self.temp_entries == 0
             && self.unfinished_creates == 0
-            && self.build_cgroups == 0
+            && self.cgroups == 0
     }
 }
 
@@ -97,7 +100,7 @@ fn stale_dirs(store: &Store) -> (Vec<String>, Vec<PathBuf>) {
 pub fn recover(store: &Store) -> Recovered {
     let mut done = Recovered {
         temp_entries: crate::image::gc::clean_temp(store, &super::InUse),
-        build_cgroups: release_dead_builds_cgroups(),
+        cgroups: release_orphan_cgroups(store),
         ..Recovered::default()
     };
     let (stale, unfinished) = stale_dirs(store);
@@ -151,38 +154,75 @@ pub fn recover(store: &Store) -> Recovered {
     done
 }
 
-/// A build step's cgroup is named `build-<builder pid>-<random>` (build/run.rs)
-/// and is no container's: one whose builder is gone was left by a killed
-/// build. What is still in it is killed and it goes; any store's recovery may
-/// do it, as the pid tells (a reused pid keeps it until that process ends).
-fn release_dead_builds_cgroups() -> usize {
+/// How old an empty container cgroup that no record names must be before it
+/// counts as left behind: younger ones may belong to a start in progress (the
+/// cgroup is made just before the container's first process joins it).
+pub(crate) const ORPHAN_CGROUP_AGE: Duration = Duration::from_secs(60);
+
+/// Cgroups under twinbox/ that nothing owns any more, killed and removed:
+/// - a build step's, `build-<builder pid>-<random>` (build/run.rs), whose
+///   builder is gone (a killed build); the pid tells, so any store may do it
+///   (a reused pid keeps it until that process ends);
+/// - a container's, named by its id, that is empty, older than
+///   `ORPHAN_CGROUP_AGE` and not a container of this store: its processes are
+///   gone and whoever made it could not remove it (a removal that gave up on
+///   a busy directory, a store deleted underneath). Empty means nothing runs
+///   in it, so removing it cannot hurt another store's container: a container
+///   has a cgroup only while it runs.
+fn release_orphan_cgroups(store: &Store) -> usize {
     let Ok(parent) = Cgroup::new(Path::new(DEFAULT_FS_ROOT), Path::new("twinbox")) else {
         return 0;
     };
-    let Ok(rd) = fs::read_dir(parent.path()) else {
+    let children = parent.children();
+    if children.is_empty() {
         return 0;
-    };
+    }
+    let ours = container_ids(store);
     let mut released = 0;
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = build_cgroup_owner(&name) else {
-            continue;
+    for child in children {
+        let orphan = match build_cgroup_owner(&child.name) {
+            Some(pid) => !crate::image::gc::process_exists(pid),
+            None => {
+                is_container_id(&child.name)
+                    && child.age >= ORPHAN_CGROUP_AGE
+                    && !ours.contains(&child.name)
+            }
         };
-        if crate::image::gc::process_exists(pid) {
+        if !orphan {
             continue;
         }
         let Ok(cg) = Cgroup::new(
             Path::new(DEFAULT_FS_ROOT),
-            &Path::new("twinbox").join(&name),
+            &Path::new("twinbox").join(&child.name),
         ) else {
             continue;
         };
-        let _ = cg.kill_all(libc::SIGKILL);
+        if build_cgroup_owner(&child.name).is_some() {
+            let _ = cg.kill_all(libc::SIGKILL);
+        } else if !cg.pids().is_ok_and(|p| p.is_empty()) {
+            continue; // processes live in it: another store's container
+        }
         if cg.destroy().is_ok() {
             released += 1;
         }
     }
     released
+}
+
+/// The ids of this store's containers (their directory names).
+pub(crate) fn container_ids(store: &Store) -> HashSet<String> {
+    fs::read_dir(store.containers_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A container id: 64 lowercase hex digits.
+pub(crate) fn is_container_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The builder's pid in a build step's cgroup name, `build-<pid>-<random>`.

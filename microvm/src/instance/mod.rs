@@ -144,13 +144,14 @@ pub fn create(store: &Store, new: NewVm) -> Result<VmRecord> {
         source,
     })?;
     let _lock = store.lock()?;
+    let existing = list(store)?;
     let name = match new.name {
         Some(name) => {
             names::validate_name(name).map_err(|_| InstanceError::BadName(name.to_string()))?
         }
-        None => names::random_name(),
+        None => names::unused_random_name(|n| existing.iter().any(|vm| vm.name == n)),
     };
-    if list(store)?.iter().any(|vm| vm.name == name) {
+    if existing.iter().any(|vm| vm.name == name) {
         return Err(InstanceError::NameInUse(name));
     }
     let record = VmRecord {
