@@ -363,11 +363,29 @@ pub fn add(
 }
 
 /// Netfilter rules of the bridge networks twinbox knows (after ADD: the bridge
-/// plugin has made the bridge by then).
+/// plugin has made the bridge by then), and the bridge's MTU.
 fn secure(a: &Attached) -> Result<()> {
     match bridge_of(&a.conflist) {
-        Some(b) => netfilter::ensure(&b),
+        Some(b) => {
+            align_bridge_mtu(&b.device, &a.conflist);
+            netfilter::ensure(&b)
+        }
         None => Ok(()),
+    }
+}
+
+/// The bridge carries its network's MTU. The plugin sets it only when it makes
+/// the bridge, and the kernel moves an unset one with its ports (a bridge left
+/// without ports and then joined by a 1500-byte one stays at 1500): set once,
+/// it holds, so every port and the host side agree.
+fn align_bridge_mtu(device: &str, conflist: &Value) {
+    let Some(want) = conflist["plugins"][0]["mtu"].as_u64() else {
+        return;
+    };
+    if mtu::link(device).is_some_and(|have| u64::from(have) != want) {
+        if let Err(e) = fs::write(format!("/sys/class/net/{device}/mtu"), want.to_string()) {
+            tracing::warn!(bridge = device, mtu = want, error = %e, "cannot set the bridge's mtu");
+        }
     }
 }
 
