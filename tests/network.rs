@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::net::{fetch, host_address, kill_supervisor};
+use common::net::{fetch, free_port, host_address, kill_supervisor};
 use common::{host, lab, Lab};
 
 /// The leak test counts host-wide things: the tests of this file take turns.
@@ -25,26 +25,31 @@ fn serve(lab: &Lab, name: &str, publish: &str) {
 fn published_port_answers_on_loopback_any_and_host_address() {
     let _turn = turn();
     let Some(lab) = lab() else { return };
-    serve(&lab, "web", "18181:80");
+    let port = free_port();
+    serve(&lab, "web", &format!("{port}:80"));
     let want = "hello-web\n";
-    assert_eq!(fetch("http://127.0.0.1:18181/"), want);
-    assert_eq!(fetch("http://0.0.0.0:18181/"), want);
+    assert_eq!(fetch(&format!("http://127.0.0.1:{port}/")), want);
+    assert_eq!(fetch(&format!("http://0.0.0.0:{port}/")), want);
     if let Some(ip) = host_address() {
-        assert_eq!(fetch(&format!("http://{ip}:18181/")), want);
+        assert_eq!(fetch(&format!("http://{ip}:{port}/")), want);
         // and from another container, through the host's address
-        let r = lab.sh(&format!("timeout 5 wget -qO- http://{ip}:18181/"));
+        let r = lab.sh(&format!("timeout 5 wget -qO- http://{ip}:{port}/"));
         assert_eq!(r.stdout, want, "{}", r.stderr);
     }
     let r = lab.tb(&["port", "web"]);
-    assert_eq!(r.stdout.trim(), "80/tcp -> 0.0.0.0:18181");
+    assert_eq!(r.stdout.trim(), format!("80/tcp -> 0.0.0.0:{port}"));
     let r = lab.tb(&["ps"]);
-    assert!(r.stdout.contains("0.0.0.0:18181->80/tcp"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("0.0.0.0:{port}->80/tcp")),
+        "{}",
+        r.stdout
+    );
 
     // the same port again: one line, nothing created
     let before = lab.container_count();
-    let r = lab.tb(&["run", "-d", "-p", "18181:80", "busybox", "true"]);
+    let r = lab.tb(&["run", "-d", "-p", &format!("{port}:80"), "busybox", "true"]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("18181"), "{}", r.stderr);
+    assert!(r.stderr.contains(&port.to_string()), "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert_eq!(lab.container_count(), before);
 }
@@ -237,7 +242,7 @@ fn unknown_network_is_one_line_and_creates_nothing() {
 /// default bridge meanwhile): leases of the addresses they had, netfilter lines
 /// naming those addresses or the ports they published, and network namespaces
 /// pinned in this store. A leaked veth or rule has one of these with it.
-fn footprint(lab: &Lab, addresses: &BTreeSet<String>, ports: &[&str]) -> (usize, usize, usize) {
+fn footprint(lab: &Lab, addresses: &BTreeSet<String>, ports: &[String]) -> (usize, usize, usize) {
     let leases = std::fs::read_dir("/run/twinbox/ipam/bridge")
         .map(|d| {
             d.flatten()
@@ -253,7 +258,7 @@ fn footprint(lab: &Lab, addresses: &BTreeSet<String>, ports: &[&str]) -> (usize,
                 .collect();
             words
                 .iter()
-                .any(|w| addresses.contains(*w) || ports.contains(w))
+                .any(|w| addresses.contains(*w) || ports.iter().any(|p| p == w))
         })
         .count();
     let root = lab.root().display().to_string();
@@ -279,15 +284,17 @@ fn address_from(out: &str) -> String {
 fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
     let _turn = turn();
     let Some(lab) = lab() else { return };
-    let ports = ["18183", "18184"];
+    let (cycled, served) = (free_port(), free_port());
+    let ports = [cycled.to_string(), served.to_string()];
+    let cycled = format!("{cycled}:80");
     let mut addresses = BTreeSet::new();
     let show = "ip -o -4 addr show eth0";
     // the first container creates the bridge and portmap's shared chains
-    let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "sh", "-c", show]);
+    let r = lab.tb(&["run", "--rm", "-p", &cycled, "busybox", "sh", "-c", show]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let before = footprint(&lab, &addresses, &ports);
     for _ in 0..20 {
-        let r = lab.tb(&["run", "--rm", "-p", "18183:80", "busybox", "sh", "-c", show]);
+        let r = lab.tb(&["run", "--rm", "-p", &cycled, "busybox", "sh", "-c", show]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         addresses.insert(address_from(&r.stdout));
     }
@@ -302,8 +309,11 @@ fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
         "leases, nft lines, namespaces after 20 cycles (addresses {addresses:?})"
     );
 
-    serve(&lab, "victim", "18184:80");
-    assert_eq!(fetch("http://127.0.0.1:18184/"), "hello-victim\n");
+    serve(&lab, "victim", &format!("{served}:80"));
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{served}/")),
+        "hello-victim\n"
+    );
     let r = lab.tb(&["exec", "victim", "sh", "-c", show]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     addresses.insert(address_from(&r.stdout));
@@ -414,8 +424,16 @@ fn a_portmap_add_that_times_out_leaves_nothing() {
     let r = lab.tb(&["run", "--rm", "busybox", "true"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
+    let port = free_port();
     let out = lab
-        .cmd(&["run", "--rm", "-p", "18185:80", "busybox", "true"])
+        .cmd(&[
+            "run",
+            "--rm",
+            "-p",
+            &format!("{port}:80"),
+            "busybox",
+            "true",
+        ])
         .env("CNI_PATH", w)
         .env("TWINBOX_CNI_TIMEOUT", "5s")
         .output()
@@ -430,7 +448,7 @@ fn a_portmap_add_that_times_out_leaves_nothing() {
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     // portmap did add its rules before it hung
     let during = std::fs::read_to_string(w.join("during")).expect("portmap's ADD ran");
-    assert!(during.contains("--dport 18185"), "{during}");
+    assert!(during.contains(&format!("--dport {port}")), "{during}");
     // the plugin's own child went with it
     let child: i32 = std::fs::read_to_string(w.join("child"))
         .unwrap()
@@ -439,7 +457,10 @@ fn a_portmap_add_that_times_out_leaves_nothing() {
         .unwrap();
     common::net::wait_gone(child);
     let nat = host("iptables-save", &["-t", "nat"]);
-    assert!(!nat.contains("--dport 18185"), "NAT rules left:\n{nat}");
+    assert!(
+        !nat.contains(&format!("--dport {port}")),
+        "NAT rules left:\n{nat}"
+    );
     let id = std::fs::read_to_string(w.join("id")).unwrap();
     let id = id.trim();
     for lease in std::fs::read_dir("/run/twinbox/ipam/bridge")
@@ -588,14 +609,16 @@ fn check_repair_releases_dead_leases_and_keeps_live_ones() {
 fn check_runs_cni_check_on_running_containers() {
     let _turn = turn();
     let Some(lab) = lab() else { return };
-    let ports = ["18186"];
+    let port = free_port();
+    let ports = [port.to_string()];
+    let publish = format!("{port}:80");
     let none = BTreeSet::new();
-    let r = lab.tb(&["run", "--rm", "-p", "18186:80", "busybox", "true"]);
+    let r = lab.tb(&["run", "--rm", "-p", &publish, "busybox", "true"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // the probe's address is not known yet: no lease or rule can name it
     let before = footprint(&lab, &none, &ports);
     let r = lab.tb(&[
-        "run", "-d", "--name", "probe", "-p", "18186:80", "busybox", "sleep", "600",
+        "run", "-d", "--name", "probe", "-p", &publish, "busybox", "sleep", "600",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let check = lab.tb(&["system", "check"]);

@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::net::{fetch, host_address, kill_supervisor};
+use common::net::{fetch, free_port, free_udp_port, host_address, kill_supervisor};
 use common::{host, lab, Lab, Run};
 
 /// A lab whose containers and networks go when the test ends, pass or fail.
@@ -567,15 +567,17 @@ fn published_tcp_udp_and_publish_all_answer_from_the_host() {
     let Some(lab) = netlab() else { return };
     lab.network(&["pub"]);
     // TCP: busybox httpd with -p, fetched on loopback, 0.0.0.0 and the host address
-    lab.web("web", &["--network", "pub", "-p", "18301:80"]);
-    assert_eq!(fetch("http://127.0.0.1:18301/"), "hello-web\n");
-    assert_eq!(fetch("http://0.0.0.0:18301/"), "hello-web\n");
+    let tcp = free_port();
+    lab.web("web", &["--network", "pub", "-p", &format!("{tcp}:80")]);
+    assert_eq!(fetch(&format!("http://127.0.0.1:{tcp}/")), "hello-web\n");
+    assert_eq!(fetch(&format!("http://0.0.0.0:{tcp}/")), "hello-web\n");
     if let Some(ip) = host_address() {
-        assert_eq!(fetch(&format!("http://{ip}:18301/")), "hello-web\n");
+        assert_eq!(fetch(&format!("http://{ip}:{tcp}/")), "hello-web\n");
     }
 
     // UDP: a datagram to the published port reaches a socket in the container's
     // namespace and the answer comes back through the same mapping
+    let udp = free_udp_port();
     lab.ok(&[
         "run",
         "-d",
@@ -584,17 +586,17 @@ fn published_tcp_udp_and_publish_all_answer_from_the_host() {
         "--network",
         "pub",
         "-p",
-        "18302:9999/udp",
+        &format!("{udp}:9999/udp"),
         "busybox",
         "sleep",
         "60",
     ]);
     let echo = udp_echo_in(lab.container_dir("udp").join("netns"), 9999);
     let target = host_address().unwrap_or_else(|| "127.0.0.1".into());
-    assert_eq!(udp_ask(&format!("{target}:18302")), "echo-ping");
+    assert_eq!(udp_ask(&format!("{target}:{udp}")), "echo-ping");
     echo.join().unwrap();
     let r = lab.ok(&["port", "udp"]);
-    assert_eq!(r.stdout.trim(), "9999/udp -> 0.0.0.0:18302");
+    assert_eq!(r.stdout.trim(), format!("9999/udp -> 0.0.0.0:{udp}"));
 
     // -P: every EXPOSEd port of the image on a free high port
     let ctx = lab.root().join("ctx");
@@ -702,6 +704,7 @@ fn start_stop_cycles_on_a_user_network_leak_nothing() {
     let hosts_before = lab.ok(&["exec", "peer", "cat", "/etc/hosts"]).stdout;
     let before = footprint(&lab, &net);
     assert_eq!(before.0, 1, "the peer's veth");
+    let cycled = format!("{}:80", free_port());
     for i in 0..cycles {
         let name = format!("c{i}");
         lab.ok(&[
@@ -712,14 +715,21 @@ fn start_stop_cycles_on_a_user_network_leak_nothing() {
             "--network",
             "leaky",
             "-p",
-            "18303:80",
+            &cycled,
             "busybox",
             "true",
         ]);
     }
     // a supervisor killed with -9: the next command finishes the DEL
-    lab.web("victim", &["--network", "leaky", "-p", "18304:80"]);
-    assert_eq!(fetch("http://127.0.0.1:18304/"), "hello-victim\n");
+    let victim = free_port();
+    lab.web(
+        "victim",
+        &["--network", "leaky", "-p", &format!("{victim}:80")],
+    );
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{victim}/")),
+        "hello-victim\n"
+    );
     kill_supervisor(&lab, "victim");
     lab.ok(&["ps", "-a"]);
     lab.ok(&["rm", "-f", "victim"]);

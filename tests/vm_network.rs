@@ -9,6 +9,7 @@ mod common;
 
 use std::path::Path;
 
+use common::net::free_port;
 use common::{lab, Lab};
 
 /// Skips (None) where VMs or the bridge network cannot run.
@@ -42,6 +43,8 @@ fn a_vm_joins_the_bridge_and_kill_9_of_its_vmm_leaves_nothing() {
     let Some((lab, kernel)) = vm_lab() else {
         return;
     };
+    let port = free_port().to_string();
+    let publish = format!("{port}:80");
     let r = lab.tb(&[
         "vm",
         "run",
@@ -49,7 +52,7 @@ fn a_vm_joins_the_bridge_and_kill_9_of_its_vmm_leaves_nothing() {
         "--name",
         "vmnet-web",
         "-p",
-        "18471:80",
+        &publish,
         "--kernel",
         &kernel,
         "--boot-timeout",
@@ -69,7 +72,7 @@ fn a_vm_joins_the_bridge_and_kill_9_of_its_vmm_leaves_nothing() {
     assert_eq!(v[0]["network"]["network"], "bridge");
     let ps = lab.tb(&["vm", "ps"]);
     assert!(
-        ps.stdout.contains(&address) && ps.stdout.contains("0.0.0.0:18471->80/tcp"),
+        ps.stdout.contains(&address) && ps.stdout.contains(&format!("0.0.0.0:{port}->80/tcp")),
         "{}",
         ps.stdout
     );
@@ -77,7 +80,7 @@ fn a_vm_joins_the_bridge_and_kill_9_of_its_vmm_leaves_nothing() {
     assert!(lease_exists(&address), "no host-local lease for {address}");
     let nat = nat_rules();
     assert!(
-        nat.contains(&format!("{address}:80")) && nat.contains("18471"),
+        nat.contains(&format!("{address}:80")) && nat.contains(&port),
         "{nat}"
     );
     // The VMM's tap is a port of the bridge in the VM's namespace, with eth0.
@@ -124,7 +127,7 @@ fn a_vm_joins_the_bridge_and_kill_9_of_its_vmm_leaves_nothing() {
     assert!(!netns.exists(), "the VM's namespace is gone");
     assert!(!lease_exists(&address), "the address is released");
     let nat = nat_rules();
-    assert!(!nat.contains("18471") && !nat.contains(&address), "{nat}");
+    assert!(!nat.contains(&port) && !nat.contains(&address), "{nat}");
     assert!(
         !filter_rules().contains(&address),
         "firewall rules are gone"
@@ -138,6 +141,8 @@ fn a_vm_that_ends_releases_its_address_and_ports() {
     let Some((lab, kernel)) = vm_lab() else {
         return;
     };
+    let port = free_port();
+    let publish = format!("{port}:80");
     let r = lab.tb(&[
         "vm",
         "run",
@@ -145,7 +150,7 @@ fn a_vm_that_ends_releases_its_address_and_ports() {
         "--network",
         "bridge",
         "-p",
-        "18472:80",
+        &publish,
         "--kernel",
         &kernel,
         "--boot-timeout",
@@ -155,7 +160,7 @@ fn a_vm_that_ends_releases_its_address_and_ports() {
     ]);
     // PVM: the boot timeout ends it; elsewhere the guest runs `true`.
     assert!(r.code == 0 || r.code == 125, "{}", r.stderr);
-    assert!(!nat_rules().contains("18472"));
+    assert!(!nat_rules().contains(&format!("dport {port}")));
     let vms = lab.root().join("vms");
     let left = std::fs::read_dir(&vms).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "--rm leaves no VM directory");

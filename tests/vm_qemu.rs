@@ -260,6 +260,8 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
         "echo extra=$(head -c 4 /dev/vdb); } >index.html; ",
         "cat index.html; exec httpd -f -p 80 -h /www"
     );
+    let port = common::net::free_port().to_string();
+    let publish = format!("{port}:80");
     let r = lab.tb(&[
         "vm",
         "run",
@@ -275,7 +277,7 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
         "--network",
         "bridge",
         "-p",
-        "18493:80",
+        &publish,
         "--kernel",
         &g.kernel.path.display().to_string(),
         "--boot-timeout",
@@ -295,7 +297,7 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
     let pid = v["state"]["pid"].as_i64().unwrap();
     let ps = lab.tb(&["vm", "ps"]);
     assert!(
-        ps.stdout.contains(&address) && ps.stdout.contains("0.0.0.0:18493->80/tcp"),
+        ps.stdout.contains(&address) && ps.stdout.contains(&format!("0.0.0.0:{port}->80/tcp")),
         "{}",
         ps.stdout
     );
@@ -306,7 +308,7 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let mut page = String::new();
     while page.is_empty() && std::time::Instant::now() < deadline {
-        page = common::net::fetch("http://127.0.0.1:18493/");
+        page = common::net::fetch(&format!("http://127.0.0.1:{port}/"));
     }
     let log = lab.tb(&["vm", "logs", "--console", name]).stdout;
     assert_eq!(
@@ -347,7 +349,7 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
     assert!(!netns.exists(), "the VM's namespace is gone");
     assert!(!lease.exists(), "the address is released");
     let nat = common::host("iptables", &["-t", "nat", "-S"]);
-    assert!(!nat.contains("18493") && !nat.contains(&address), "{nat}");
+    assert!(!nat.contains(&port) && !nat.contains(&address), "{nat}");
     assert!(!common::host("iptables", &["-S"]).contains(&address));
     assert_eq!(lab.tb(&["vm", "rm", name]).code, 0);
 }
@@ -363,6 +365,8 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
 /// memory lesson's method when the VM ends.
 #[test]
 fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_memory() {
+    let port = common::net::free_port();
+    let publish = format!("{port}:80");
     let Some(g) = guest() else { return };
     if twinbox_engine::network::cni::plugin_dir().is_none() {
         eprintln!("skipping: no CNI plugins");
@@ -402,7 +406,7 @@ fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_m
             "--network",
             "bridge",
             "-p",
-            "18494:80",
+            &publish,
             "--kernel",
             &kernel,
             "--boot-timeout",
@@ -443,7 +447,7 @@ fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_m
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let mut page = String::new();
     while page.is_empty() && std::time::Instant::now() < deadline {
-        page = common::net::fetch("http://127.0.0.1:18494/");
+        page = common::net::fetch(&format!("http://127.0.0.1:{port}/"));
     }
     let log = lab.tb(&["vm", "logs", "--console", name]).stdout;
     assert_eq!(

@@ -82,3 +82,20 @@ pub fn wait_gone(pid: i32) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A TCP port nothing on the host listens on right now (the kernel's pick), for
+/// `-p PORT:...`: tests never assume a fixed host port is free.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free tcp port")
+}
+
+/// The same for UDP.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free udp port")
+}
