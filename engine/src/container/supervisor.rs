@@ -153,6 +153,10 @@ fn run_once(
     let stdin_w = stdin_pipe.map(|(_, w)| w);
     let pid = spawned.pid.as_raw();
     signals::forward_to(pid);
+    // detached: clients come and go through `attach`. The socket exists before
+    // the record says running and `run -d` returns, so an attach right after
+    // finds it (it used to be made after, and a quick attach found nothing).
+    let listener = (!attached).then(|| super::attach::listen(container));
 
     let mut state = State::created();
     state.status = Status::Running;
@@ -174,8 +178,7 @@ fn run_once(
     match &spawned.console {
         Some(master) => {
             drop((out_r, err_r));
-            // detached: clients come and go through `attach`
-            match (!attached).then(|| super::attach::listen(container)) {
+            match listener {
                 Some(Ok(listener)) => {
                     super::attach::serve(master, &listener, &mut log);
                     super::attach::unlisten(container);
@@ -188,8 +191,7 @@ fn run_once(
                 }
             }
         }
-        None => match (!attached).then(|| super::attach::listen(container)) {
-            // detached: clients come and go through `attach`
+        None => match listener {
             Some(Ok(listener)) => {
                 super::streams::serve(out_r, err_r, stdin_w, &listener, &mut log, false);
                 super::attach::unlisten(container);

@@ -199,8 +199,8 @@ fn release_orphan_cgroups(store: &Store) -> usize {
         };
         if build_cgroup_owner(&child.name).is_some() {
             let _ = cg.kill_all(libc::SIGKILL);
-        } else if !cg.pids().is_ok_and(|p| p.is_empty()) {
-            continue; // processes live in it: another store's container
+        } else if !cg.pids().is_ok_and(|p| p.is_empty()) || !cg.children().is_empty() {
+            continue; // processes (or cgroups of their own) live in it: another store's container
         }
         if cg.destroy().is_ok() {
             released += 1;
