@@ -72,8 +72,9 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
             return;
         };
         if ready[0] {
-            // EIO once the last slave descriptor is closed
+            // EIO once the last slave descriptor is closed; a signal is not the end
             match master_file.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(0) | Err(_) => return,
                 Ok(k) => {
                     let _ = log.feed(0, &buf[..k]);

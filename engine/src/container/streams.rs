@@ -100,6 +100,7 @@ pub fn serve(
             }
             let Some(f) = files[i].as_mut() else { continue };
             match f.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(0) | Err(_) => files[i] = None,
                 Ok(k) => {
                     let data = &buf[..k];
