@@ -237,6 +237,27 @@ impl V1 {
         Ok(())
     }
 
+    /// [`super::Cgroup::join_self`]: "0" into each hierarchy's `tasks`
+    /// (`cgroup.procs` where a tree has no `tasks`).
+    pub(super) fn join_self(&self) -> Result<(), CgroupError> {
+        let hs = self.hierarchies()?;
+        let dirs = self.existing_dirs(&hs);
+        if dirs.is_empty() {
+            return Err(CgroupError::NotCreated {
+                path: self.main_dir(),
+            });
+        }
+        for dir in dirs {
+            let tasks = dir.join("tasks");
+            if tasks.is_file() {
+                super::join_file(&tasks, 0)?;
+            } else {
+                join_dir(&dir, 0)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn usage(&self) -> Result<Usage, CgroupError> {
         let hs = self.hierarchies()?;
         if self.existing_dirs(&hs).is_empty() {

@@ -18,7 +18,6 @@ use super::{ContainerError, Result};
 use crate::cgroups::{Cgroup, DEFAULT_FS_ROOT};
 use crate::image::Image;
 use crate::network::NetworkMode;
-use crate::store::atomic::write_json_atomic;
 use crate::store::Store;
 
 /// Creates a container from an image: record, overlay dirs, /etc files and the
@@ -174,7 +173,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         if let Some(range) = &container.id_range {
             super::userns::apply(&mut spec, range);
         }
-        write_json_atomic(&container.spec_path(), &spec)?;
+        container.write_record(&container.spec_path(), &spec)?;
         container.write_state(&created_state(opts))?;
         crate::fault::point("create.before-record");
         // written last: a directory without it is not a container yet

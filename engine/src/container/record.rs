@@ -2,7 +2,7 @@
 //! asked, written once) and `state.json` (what happened, written by whoever owns
 //! the process). Both are replaced atomically.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -164,7 +164,18 @@ impl Container {
     }
 
     pub fn save(&self) -> Result<()> {
-        Ok(write_json_atomic(&self.dir.join("container.json"), self)?)
+        self.write_record(&self.dir.join("container.json"), self)
+    }
+
+    /// Writes one of its records: durably, unless the container is `--rm`
+    /// (gone after a reboot anyway, so its records skip the fsyncs, a few
+    /// milliseconds of every `run --rm`).
+    pub fn write_record<T: serde::Serialize>(&self, path: &Path, value: &T) -> Result<()> {
+        if self.options.auto_remove {
+            Ok(crate::store::atomic::write_json_volatile(path, value)?)
+        } else {
+            Ok(write_json_atomic(path, value)?)
+        }
     }
 
     pub fn load(store: &Store, id: &str) -> Result<Container> {
@@ -175,7 +186,7 @@ impl Container {
     }
 
     pub fn write_state(&self, state: &State) -> Result<()> {
-        Ok(write_json_atomic(&self.state_path(), state)?)
+        self.write_record(&self.state_path(), state)
     }
 
     /// The recorded state, corrected by what is true now: a container whose

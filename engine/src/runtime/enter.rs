@@ -153,7 +153,8 @@ fn join_and_exec(
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     }
     if let Some(cg) = e.cgroup {
-        cg.join(0)
+        // a forked child, one thread: the cheap way in
+        cg.join_self()
             .map_err(|err| InitError::setup("join cgroup", err))?;
     }
     // a namespace our user namespace owns (a CNI network's, in a container

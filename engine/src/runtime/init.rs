@@ -71,7 +71,9 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         }
         super::userns::become_root()?;
     } else if let Some(cg) = ctx.cgroup {
-        cg.join(0).map_err(|e| InitError::setup("join cgroup", e))?;
+        // we are the only thread of this process: the cheap way in
+        cg.join_self()
+            .map_err(|e| InitError::setup("join cgroup", e))?;
     }
     if ctx.plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP)

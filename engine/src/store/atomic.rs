@@ -45,6 +45,33 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &data)
 }
 
+/// [`write_json_atomic`] without the fsyncs: the rename still makes it
+/// all-or-nothing for a process that dies (kill -9), but a power cut may lose
+/// it. For records nothing needs after a reboot (a `--rm` container's: the
+/// container itself does not survive one, and a directory whose
+/// `container.json` is missing or torn reads as a create that never finished).
+pub fn write_json_volatile<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let data = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        super::random_hex(4)
+    ));
+    let result = fs::write(&tmp, &data).and_then(|_| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| StoreError::io(path, e))
+}
+
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = fs::read(path).map_err(|e| StoreError::io(path, e))?;
     serde_json::from_slice(&data).map_err(|e| StoreError::Json {
