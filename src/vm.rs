@@ -83,7 +83,9 @@ pub struct VmRunArgs {
     disks: Vec<String>,
     /// Where the guest's root file system comes from: the image as a disk
     /// built once per image and shared read-only by every VM of it (with a
-    /// writable overlay of the VM's own), or the image inside the initramfs
+    /// writable overlay of the VM's own), or the image inside the initramfs.
+    /// The disk is EROFS where mkfs.erofs is installed and the guest kernel
+    /// has erofs, else ext4; TWINBOX_DISK_FS=ext4|erofs chooses
     #[arg(long, value_enum, default_value = "initramfs")]
     rootfs: RootfsArg,
     /// With --rootfs disk: the VM's writable layer on a sparse disk of this
@@ -254,7 +256,11 @@ fn run(root: &Path, args: VmRunArgs) -> Result<i32> {
             } else {
                 "cached".into()
             };
-            eprintln!("image disk             {} ({how})", human_size(disk.bytes));
+            eprintln!(
+                "image disk             {} {} ({how})",
+                human_size(disk.bytes),
+                disk.fs.name()
+            );
         }
         print_timings(&finished.outcome.timeline.timings(), &finished);
     }

@@ -55,7 +55,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ),
     (
         "vm.disk-built",
-        "vm run --rootfs disk: the image's ext4 written in scratch, its layers mounted, not cached",
+        "vm run --rootfs disk: the image's disk written in scratch, its layers mounted, not cached",
     ),
     (
         "vm.disk-cached",

@@ -117,6 +117,19 @@ if [ "$code" = 0 ]; then
 else
     result bootstrap fail "exit $code: $out"
 fi
+# Image archives the harness carried (TWINBOX_NESTED_IMAGES): loaded, then
+# the archive's copy is dropped (the machine's memory is its disk).
+for archive in /etc/nested/images/*.tar; do
+    [ -f "$archive" ] || continue
+    t=$(now)
+    run 600 twinbox load -i "$archive"
+    rm -f "$archive"
+    if [ "$code" = 0 ]; then
+        result "load-$(basename "$archive" .tar)" ok "$(echo "$out" | tail -n 1) ($(since "$t"))"
+    else
+        result "load-$(basename "$archive" .tar)" fail "exit $code: $out"
+    fi
+done
 
 # scripts/nested.sh SCRIPT: run it instead of the tests, report its status.
 if [ -e /etc/nested/script ]; then

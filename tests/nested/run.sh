@@ -25,6 +25,9 @@
 #   TWINBOX_NESTED_WORKDIR   where the work directory is made (default /var/tmp)
 #   TWINBOX_NESTED_TOOLS     more host tools to carry, with their libraries, for
 #                            debugging by hand (e.g. "tcpdump strace")
+#   TWINBOX_NESTED_IMAGES    image archives (`twinbox save`, space-separated paths)
+#                            loaded into the guest's store before the tests or the
+#                            script (the machine has no network to pull or bootstrap)
 # Exit codes: 0 every test ok or skipped, 1 a test failed, 2 cannot set up
 # (missing QEMU, kernel, ...), 3 the guest did not finish in time or crashed.
 set -euo pipefail
@@ -110,8 +113,8 @@ outer_modules=(irqbypass kvm ccp kvm-amd overlay)
 net_modules=(bridge veth tun nf_tables nft_compat nft_chain_nat nft_masq xt_nat xt_MASQUERADE
     xt_mark xt_multiport xt_comment xt_conntrack xt_addrtype)
 # Modules the inner VMs may need from the guest kernel's /lib/modules (virtio
-# devices on the MMIO transport, ext4 for disk images).
-inner_modules=(virtio_mmio virtio_blk virtio_net virtio_console crc32c_generic ext4 overlay)
+# devices on the MMIO transport, ext4 and erofs for disk images).
+inner_modules=(virtio_mmio virtio_blk virtio_net virtio_console crc32c_generic ext4 erofs overlay)
 
 mkdir -p "${TWINBOX_NESTED_WORKDIR:-/var/tmp}"
 work=$(mktemp -d "${TWINBOX_NESTED_WORKDIR:-/var/tmp}/twinbox-nested.XXXXXX")
@@ -154,6 +157,22 @@ for tool in mke2fs ip; do
     done
 done
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+# mkfs.erofs where the host has erofs-utils: twinbox's default image disks are
+# EROFS where it runs (ext4 otherwise, as on a host without it)
+if path=$(command -v mkfs.erofs); then
+    cp -L "$path" "$root/usr/sbin/mkfs.erofs"
+    ldd "$path" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+fi
+if [ -n "${TWINBOX_NESTED_IMAGES:-}" ]; then
+    mkdir -p "$root/etc/nested/images"
+    for archive in $TWINBOX_NESTED_IMAGES; do
+        [ -f "$archive" ] || die "TWINBOX_NESTED_IMAGES: $archive is not a file"
+        cp "$archive" "$root/etc/nested/images/"
+    done
+fi
 for tool in ${TWINBOX_NESTED_TOOLS:-}; do
     path=$(command -v "$tool" || true)
     [ -n "$path" ] || die "TWINBOX_NESTED_TOOLS: $tool not found on this host"

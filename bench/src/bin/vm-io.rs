@@ -17,7 +17,8 @@
 //! - TCP host→guest: `--tcp-mib` MiB sent from the nested host to `nc -l` in
 //!   the guest, through the bridge, the VM's namespace and the tap; the clock
 //!   runs from the connection to the guest's close after the last byte;
-//! - the image disk's build time (the first `--rootfs disk` run of the image).
+//! - the image disk's build time (the first `--rootfs disk` run of the image)
+//!   and its file system (EROFS where mkfs.erofs runs, else ext4).
 //!
 //! Timings inside the nested machine are emulated: only the ratios between
 //! the two VMMs mean something. Goal (issue 13): each at least as good as
@@ -131,7 +132,7 @@ cni-enable
 data=/tmp/vmio-data.img
 dd if=/dev/zero of=$data bs=1M count=__DISK_MIB__ 2>/dev/null || echo "@@vmio@@ failed - making the data disk $data"
 out=$(twinbox vm run --rm --rootfs disk --network none --timings busybox true 2>&1)
-echo "@@vmio@@ disk-build - $(echo "$out" | sed -n 's/.*built in \([0-9.]*\) ms.*/\1/p') $(echo "$out" | sed -n 's/^image disk *\([^ ]*\) .*/\1/p')"
+echo "@@vmio@@ disk-build - $(echo "$out" | sed -n 's/.*built in \([0-9.]*\) ms.*/\1/p') $(echo "$out" | sed -n 's/^image disk *\([^ ]*\) \([a-z0-9]*\) .*/\1 \2/p')"
 # twinbox's VMM memory beyond guest RAM (the memory lesson's method), with the
 # setup pages released (the default) and kept
 for keep in released kept; do
@@ -256,6 +257,8 @@ struct Results {
     tcp: BTreeMap<String, Vec<f64>>,
     disk_build_ms: Option<f64>,
     disk_size: Option<String>,
+    /// The image disk's file system (`ext4`, `erofs`).
+    disk_fs: Option<String>,
     /// twinbox's VMM bytes beyond guest RAM: "released" (default), "kept".
     memory: BTreeMap<String, f64>,
     /// The start of QEMU's command line as the nested machine ran it.
@@ -286,6 +289,7 @@ impl Results {
                 "disk-build" => {
                     r.disk_build_ms = number(0);
                     r.disk_size = values.get(1).map(|s| s.to_string());
+                    r.disk_fs = values.get(2).map(|s| s.to_string());
                     continue;
                 }
                 "memory" => {
@@ -429,7 +433,8 @@ impl Results {
         out.push('\n');
         out.push_str(&io.render());
         out.push_str(&format!(
-            "image disk (busybox, ext4 by mke2fs -d): {} built in {} ms\nruns per cell: {} (medians); disk {} MiB, {} small reads, TCP {} MiB\n",
+            "image disk (busybox, {}): {} built in {} ms\nruns per cell: {} (medians); disk {} MiB, {} small reads, TCP {} MiB\n",
+            self.disk_fs.as_deref().unwrap_or("?"),
             self.disk_size.as_deref().unwrap_or("?"),
             self.disk_build_ms
                 .map_or("?".to_string(), |v| format!("{v:.1}")),
@@ -488,6 +493,7 @@ impl Results {
             },
             "disk_build_ms": self.disk_build_ms,
             "disk_size": self.disk_size,
+            "disk_fs": self.disk_fs,
             "qemu_command": self.qemu_command,
             "vmm_memory_bytes": self.memory,
             "problems": self.problems,
@@ -514,7 +520,7 @@ mod tests {
 
     #[test]
     fn lines_become_medians_and_ratios() {
-        let text = "noise\n@@vmio@@ disk-build - 117.4 21MB\r\n\
+        let text = "noise\n@@vmio@@ disk-build - 117.4 2.0MB erofs\r\n\
             @@vmio@@ boot twinbox 900.0\n@@vmio@@ boot qemu 1200.5\n@@vmio@@ boot twinbox 1100\n\
             @@vmio@@ disk twinbox 3.50 4.50 5.50\n@@vmio@@ disk qemu 5.00 7.00 11.0\n\
             @@vmio@@ disk twinbox-vcpu 1.0 3.0 7.0\n@@vmio@@ disk twinbox-vcpu\n\
@@ -522,6 +528,7 @@ mod tests {
             @@vmio@@ memory released 2097152\n";
         let r = Results::parse(text);
         assert_eq!(r.disk_build_ms, Some(117.4));
+        assert_eq!(r.disk_fs.as_deref(), Some("erofs"));
         assert_eq!(r.boot["twinbox"], vec![900.0, 1100.0]);
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
         let args = Args::parse_from([

@@ -199,8 +199,9 @@ fn prepare_guest(req: &VmRequest, kernel: &GuestKernel) -> Result<Prepared, Less
     if let Rootfs::Disk { .. } = req.rootfs {
         // the image's disk, built once per image; the initramfs is only the
         // init and the modules, made at boot
-        let disk = twinbox_microvm::guest::disk::root_disk(req.store, req.image)
-            .map_err(LessonError::Guest)?;
+        use twinbox_microvm::guest::disk;
+        let fs = disk::DiskFs::choose(kernel.modules_dir.as_deref()).map_err(LessonError::Guest)?;
+        let disk = disk::root_disk(req.store, req.image, fs).map_err(LessonError::Guest)?;
         return Ok(Prepared {
             kernel: kernel.path.clone(),
             kernel_release: kernel.version.clone(),

@@ -59,6 +59,12 @@ impl ModuleIndex {
         ModuleIndex { modules, builtin }
     }
 
+    /// The kernel has module `name`, as a file or built in.
+    pub fn provides(&self, name: &str) -> bool {
+        let name = module_name(name);
+        self.modules.contains_key(&name) || self.builtin.contains(&name)
+    }
+
     /// The files to load for `names`, dependencies first, each once. Built-in
     /// modules are skipped; an unknown name is an error naming `dep_file`.
     pub fn resolve(&self, names: &[String], dep_file: &Path) -> Result<Vec<String>, GuestError> {

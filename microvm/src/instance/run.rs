@@ -153,7 +153,7 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         .hostname
         .get_or_insert_with(|| record.name.to_string());
     let mut spec = GuestSpec::from_image(req.image, &options);
-    let (image_disk, disks) = match vm_disks(&req, &record, &mut spec, transport) {
+    let (image_disk, disks) = match vm_disks(&req, &record, &mut spec, &kernel, transport) {
         Ok(disks) => disks,
         Err(e) => {
             remove(req.store, &record, true)?;
@@ -295,13 +295,16 @@ fn vm_disks(
     req: &RunRequest,
     record: &VmRecord,
     spec: &mut GuestSpec,
+    kernel: &GuestKernel,
     transport: &str,
 ) -> Result<(Option<ImageDisk>, Vec<DiskConfig>)> {
     let mut files: Vec<(PathBuf, bool)> = Vec::new();
     let mut modules: Vec<String> = Vec::new();
     let mut image_disk = None;
     if let Rootfs::Disk { writable_bytes } = req.rootfs {
-        let disk = disk::root_disk(req.store, req.image).map_err(InstanceError::Disk)?;
+        let fs =
+            disk::DiskFs::choose(kernel.modules_dir.as_deref()).map_err(InstanceError::Disk)?;
+        let disk = disk::root_disk(req.store, req.image, fs).map_err(InstanceError::Disk)?;
         files.push((disk.path.clone(), true));
         image_disk = Some(disk);
         let upper_device = match writable_bytes {
@@ -315,11 +318,15 @@ fn vm_disks(
         };
         spec.root_disk = Some(crate::guest::RootDisk {
             device: "/dev/vda".into(),
-            fstype: disk::FSTYPE.into(),
-            upper_device,
+            fstype: fs.name().into(),
+            upper_device: upper_device.clone(),
         });
-        // ext4 asks the crypto API for crc32c at every mount.
-        modules.extend(["crc32c_generic", "ext4", "overlay"].map(String::from));
+        modules.extend(fs.modules().iter().map(|m| m.to_string()));
+        // the VM's own writable layer is ext4 whatever the image disk is
+        if upper_device.is_some() {
+            modules.extend(disk::DiskFs::Ext4.modules().iter().map(|m| m.to_string()));
+        }
+        modules.push("overlay".into());
     }
     files.extend(req.disks.iter().cloned());
     if !files.is_empty() {
