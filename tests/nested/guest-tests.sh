@@ -224,7 +224,7 @@ fi
 
 if ! help=$(twinbox vm run --help 2>&1); then
     why="this twinbox has no 'vm run': $(echo "$help" | head -n 1)"
-    for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-rootfs-disk vm-vs-qemu lesson-tour-twinbox \
+    for name in vm-uname vm-boot-id vm-cpus vm-exit-code vm-console vm-elf-pvh vm-detached vm-virtio-blk vm-rootfs-disk vm-debian-disk vm-vs-qemu lesson-tour-twinbox \
         lesson-shared-kernel lesson-scale lesson-desktop; do
         result "$name" skip "$why"
     done
@@ -369,6 +369,40 @@ else
         result vm-rootfs-disk ok "$(echo "$first" | grep '^image disk' | tr -s ' '); second VM from the cache does not see the first's file; its 64 MiB disk holds ${allocated} KiB after a 32 MiB file was deleted (discard) ($(since "$t"))"
     else
         result vm-rootfs-disk fail "first: exit $first_code: $first; second: exit $code: $out; disks: $disks; second's disk allocated: [$allocated] KiB"
+    fi
+
+    # A Debian image (carried in by the harness: the machine has no mirror)
+    # boots from its own disk: Debian's userland on the image's file system
+    # under the guest's kernel; `rmi` then takes the image's disk along.
+    t=$(now)
+    if ! twinbox image inspect debian:bookworm >/dev/null 2>&1; then
+        result vm-debian-disk skip "no debian:bookworm in the nested machine: the harness carries one only where this host can bootstrap it (mmdebstrap and a Debian mirror)"
+    else
+        run 400 twinbox vm run --rm --rootfs disk --timings debian:bookworm sh -c '
+            . /etc/os-release; echo "os=$ID-$VERSION_CODENAME"
+            echo "dpkg=$(dpkg-query -W -f="\${Status}" dpkg)"
+            echo "kernel=$(uname -r)"
+            echo "root=$(grep -c "^overlay / overlay" /proc/mounts)"'
+        debian_code=$code
+        debian_out=$out
+        disk_line=$(echo "$out" | grep '^image disk' | tr -s ' ')
+        disks_before=$(ls /var/lib/twinbox/cache/disks | tr '\n' ' ')
+        run 120 twinbox rmi debian:bookworm
+        disks_after=$(ls /var/lib/twinbox/cache/disks | tr '\n' ' ')
+        if [ "$code" = 0 ] && [ "$(echo $disks_before | wc -w)" = 2 ] && [ "$(echo $disks_after | wc -w)" = 1 ]; then
+            rmi_ok=yes
+        else
+            rmi_ok="no (rmi exit $code: $out; disks before: $disks_before, after: $disks_after)"
+        fi
+        if [ "$debian_code" = 0 ] && echo "$debian_out" | grep -qx "os=debian-bookworm" &&
+            echo "$debian_out" | grep -qx "dpkg=install ok installed" &&
+            echo "$debian_out" | grep -qx "kernel=$version" && echo "$debian_out" | grep -qx "root=1" &&
+            echo "$disk_line" | grep -q "(built in" && [ "$rmi_ok" = yes ]; then
+            result vm-debian-disk ok "os=debian-bookworm, dpkg installed, kernel $version, overlay root; $disk_line; rmi removed its disk ($(since "$t"))"
+        else
+            console=$(echo "$debian_out" | tail -n 15 | tr '\n' '|')
+            result vm-debian-disk fail "exit $debian_code: $console; rmi removed the disk: $rmi_ok"
+        fi
     fi
 
     # The lesson tour with twinbox's own VMM as the VM half (on the CI host it
