@@ -458,3 +458,41 @@ fn a_chowned_copy_gives_file_capabilities_to_the_range_root() {
     assert_eq!(le(&copy[20..]), base, "owned by the container's root");
     assert_eq!(lab.tb(&["rm", "capk"]).code, 0);
 }
+
+#[test]
+fn a_store_others_cannot_search_is_refused_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(lab) = lab() else { return };
+    let root = lab.root();
+    let mode = std::fs::metadata(root).unwrap().permissions().mode();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns=auto",
+        "busybox",
+        "true",
+    ]);
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot reach") && r.stderr.contains("chmod o+x"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert_eq!(lab.container_count(), 0, "nothing left behind");
+    // searchable again: it runs
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns=auto",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

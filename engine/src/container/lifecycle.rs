@@ -58,7 +58,10 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     };
     let id = new_id();
     let id_range = match opts.userns {
-        super::userns::UsernsMode::Auto => Some(super::userns::allocate(&existing)?),
+        super::userns::UsernsMode::Auto => {
+            super::userns::check_reachable(store)?;
+            Some(super::userns::allocate(&existing)?)
+        }
         super::userns::UsernsMode::Host => None,
     };
     let hostname = match (&opts.network, &opts.hostname) {

@@ -276,6 +276,30 @@ pub fn shifted_layers(store: &Store, lower: &[PathBuf], range: &IdRange) -> Resu
     Ok(out)
 }
 
+/// The container's root is an unprivileged host id: it must be able to
+/// walk to its root file system, so every directory from `/` down to the
+/// store's containers must let others search it. A store made with
+/// `mktemp -d` (mode 700) does not, and the init would fail later with a bare
+/// "permission denied" when it mounts its root.
+pub fn check_reachable(store: &Store) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = store.containers_dir();
+    for d in dir.ancestors() {
+        let Ok(md) = std::fs::metadata(d) else {
+            continue;
+        };
+        if md.mode() & 0o001 == 0 {
+            return Err(ContainerError::BadOption(format!(
+                "--userns=auto: the container's root, an unprivileged host user, cannot reach {} (mode {:o}): let others search it (chmod o+x {}) or use a store below directories that do",
+                d.display(),
+                md.mode() & 0o7777,
+                d.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Adds the user namespace and its mappings to the container's spec.
 pub fn apply(spec: &mut oci_spec::runtime::Spec, range: &IdRange) {
     use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType};
