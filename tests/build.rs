@@ -552,22 +552,10 @@ fn check_reports_problems_with_line_numbers() {
 fn stdin_dockerfile_quiet_mode_mounts_secrets_and_onbuild() {
     let Some(lab) = lab() else { return };
     // a Dockerfile on stdin, no context, -q prints the id only
-    let mut child = lab
-        .cmd(&["build", "-q", "-t", "piped", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"FROM busybox\nRUN echo from-stdin > /hello\nONBUILD RUN echo triggered > /onbuild\n",
-        )
-        .unwrap();
-    let out: Run = child.wait_with_output().unwrap().into();
+    let out = lab.piped(
+        &["build", "-q", "-t", "piped", "-"],
+        b"FROM busybox\nRUN echo from-stdin > /hello\nONBUILD RUN echo triggered > /onbuild\n",
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.trim().starts_with("sha256:") && out.stdout.lines().count() == 1,

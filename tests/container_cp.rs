@@ -170,27 +170,6 @@ fn tar_of(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// `twinbox ARGS` with `input` on its standard input.
-fn piped(lab: &Lab, args: &[&str], input: &[u8]) -> Run {
-    use std::io::Write;
-    let mut child = lab
-        .cmd(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    // the writer may meet a closed pipe when twinbox refuses early: that is fine
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out.into()
-}
-
 #[test]
 fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
     use tar::EntryType::{Directory, Link, Regular, Symlink};
@@ -256,7 +235,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
         ("/deep/er/x.txt", Regular, "", b"x\n"),
         ("out/through.txt", Regular, "", b"through\n"),
     ]);
-    let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], &good);
+    let r = lab.piped(&["cp", "-", "cp-t:/data/in"], &good);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container(&format!(
         "cd /data/in && cat new/f.txt && readlink new/l && stat -c %u:%g:%a new/f.txt && \
@@ -269,7 +248,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
         "{}",
         r.stderr
     );
-    let r = piped(&lab, &["cp", "-", "cp-t:/data/out"], &good);
+    let r = lab.piped(&["cp", "-", "cp-t:/data/out"], &good);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container(&format!("cat {}/new/f.txt", bait.display()));
     assert_eq!(r.stdout, "from the archive\n", "{}", r.stderr);
@@ -281,11 +260,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
     // -a keeps the archive's owners; gzip is read as Docker's cp reads it
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &good).unwrap();
-    let r = piped(
-        &lab,
-        &["cp", "-a", "-", "cp-t:/data/in"],
-        &gz.finish().unwrap(),
-    );
+    let r = lab.piped(&["cp", "-a", "-", "cp-t:/data/in"], &gz.finish().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container("stat -c %u:%g /data/in/new/f.txt");
     assert_eq!(r.stdout, "1234:4321\n", "{}", r.stderr);
@@ -329,7 +304,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
         ),
     ];
     for (what, tar) in &hostile {
-        let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], tar);
+        let r = lab.piped(&["cp", "-", "cp-t:/data/in"], tar);
         assert_eq!(r.code, 1, "{what}: {}", r.stderr);
         assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
         assert!(
@@ -348,7 +323,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
         ("evil", Symlink, &abs, b""),
         ("evil/pwned.txt", Regular, "", b"p"),
     ]);
-    let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], &sneaky);
+    let r = lab.piped(&["cp", "-", "cp-t:/data/in"], &sneaky);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = in_container(&format!("cat {abs}/pwned.txt"));
     assert_eq!(r.stdout, "p");
@@ -374,7 +349,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
         ),
         (&good[..], ["cp", "-", "-"], "CONTAINER:PATH"),
     ] {
-        let r = piped(&lab, &args, input);
+        let r = lab.piped(&args, input);
         assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
         assert!(
             r.stderr.contains(want) && r.stderr.lines().count() == 1,
@@ -399,7 +374,7 @@ fn cp_dash_streams_tar_archives_and_refuses_hostile_ones() {
 
     // a stopped container: the same, through its own filesystem; nothing left behind
     assert_eq!(lab.tb(&["stop", "-t", "0", "cp-t"]).code, 0);
-    let r = piped(&lab, &["cp", "-", "cp-t:/data/in"], &good);
+    let r = lab.piped(&["cp", "-", "cp-t:/data/in"], &good);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out = lab
         .cmd(&["cp", "cp-t:/data/in/new/f.txt", "-"])

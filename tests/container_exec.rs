@@ -116,20 +116,8 @@ fn exec_joins_the_container_and_its_confinement() {
     assert!(r.stdout.contains("sleep 1000"), "{}", r.stdout);
 
     // -i hands stdin over
-    let mut child = lab
-        .cmd(&["exec", "-i", "ex-a", "cat"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"via stdin\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "via stdin\n");
+    let out = lab.piped(&["exec", "-i", "ex-a", "cat"], b"via stdin\n");
+    assert_eq!(out.stdout, "via stdin\n", "{}", out.stderr);
 
     let r = lab.tb(&["stop", "-t", "1", "ex-a"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -322,23 +310,10 @@ fn attach_without_a_terminal() {
         "run", "-di", "--name", "ex-ai", "busybox", "sh", "-c", script,
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut child = lab
-        .cmd(&["attach", "ex-ai"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\nquit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "got one\ngot quit\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "err one\nerr quit\n");
+    let out = lab.piped(&["attach", "ex-ai"], b"one\nquit\n");
+    assert_eq!(out.code, 4);
+    assert_eq!(out.stdout, "got one\ngot quit\n");
+    assert_eq!(out.stderr, "err one\nerr quit\n");
     let r = lab.tb(&["logs", "ex-ai"]);
     assert!(r.stdout.starts_with("ready\ngot one\n"), "{:?}", r.stdout);
 

@@ -186,26 +186,11 @@ fn chowned(lab: &common::Lab, args: &[&str]) -> common::Run {
 }
 
 fn build_stdin(lab: &common::Lab, tag: &str, dockerfile: &str) {
-    use std::io::Write;
-    let mut child = lab
-        .cmd(&["build", "-q", "--network", "none", "-t", tag, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dockerfile.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "build: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = lab.piped(
+        &["build", "-q", "--network", "none", "-t", tag, "-"],
+        dockerfile.as_bytes(),
     );
+    assert_eq!(out.code, 0, "build: {}", out.stderr);
 }
 
 #[test]

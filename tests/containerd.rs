@@ -139,17 +139,7 @@ impl Drop for Containerd {
             let _ = self.ctr(&["task", "delete", "-f", id]);
             let _ = self.ctr(&["container", "rm", id]);
         }
-        // SAFETY: SIGTERM to the containerd this test started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::process::stop(&mut self.child, Duration::from_secs(10));
         for pid in self.shims() {
             // SAFETY: SIGKILL to a shim of the containerd this test started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -379,23 +369,9 @@ fn ctr_runs_execs_kills_and_deletes_with_twinbox_as_runc() {
 
     // the runtime's own update and events on containerd's task
     let runtime = |args: &[&str], stdin: &str| -> Run {
-        use std::io::Write;
-        let mut child = Command::new(&runc)
-            .arg("--root")
-            .arg(&state_dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().into()
+        let mut cmd = Command::new(&runc);
+        cmd.arg("--root").arg(&state_dir).args(args);
+        common::process::output_with_input(&mut cmd, stdin.as_bytes()).into()
     };
     let r = runtime(
         &["update", "--resources", "-", &id],

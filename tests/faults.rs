@@ -234,27 +234,8 @@ fn a_kill_at_every_crash_point_leaves_a_clean_working_store() {
                     "{point}"
                 );
                 assert_recovers(&lab, point);
-                let mut build = lab.cmd(&["build", "-t", "built:v1", "-"]);
-                build
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                let mut child = build.spawn().unwrap();
-                {
-                    use std::io::Write;
-                    child
-                        .stdin
-                        .take()
-                        .unwrap()
-                        .write_all(DOCKERFILE.as_bytes())
-                        .unwrap();
-                }
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "build again: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let out = lab.piped(&["build", "-t", "built:v1", "-"], DOCKERFILE.as_bytes());
+                assert!(out.code == 0, "build again: {}", out.stderr);
                 let r = lab.tb(&["run", "--rm", "built:v1", "cat", "/built.txt", "/again.txt"]);
                 assert_eq!(r.stdout, "built\nagain\n", "{}", r.stderr);
             }

@@ -523,25 +523,13 @@ fn check_repair_releases_dead_leases_and_keeps_live_ones() {
         "name": "gone",
         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir},
     });
-    let mut add = std::process::Command::new(plugin_dir().join("host-local"))
-        .env("CNI_COMMAND", "ADD")
+    let mut add = std::process::Command::new(plugin_dir().join("host-local"));
+    add.env("CNI_COMMAND", "ADD")
         .env("CNI_CONTAINERID", format!("build-{pid}-gone"))
         .env("CNI_NETNS", "/proc/self/ns/net")
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", plugin_dir())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-    }
-    let out = add.wait_with_output().unwrap();
+        .env("CNI_PATH", plugin_dir());
+    let out = common::process::output_with_input(&mut add, conf.to_string().as_bytes());
     assert!(
         out.status.success(),
         "{}",

@@ -2,27 +2,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::*;
-
-fn prune_with_answer(lab: &Lab, args: &[&str], answer: &str) -> Run {
-    let mut child = lab
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap().into()
-}
 
 #[test]
 fn system_prune_asks_refuses_and_removes() {
@@ -72,13 +52,13 @@ fn system_prune_asks_refuses_and_removes() {
     assert!(r.stderr.contains("give -f"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     // "n" keeps everything
-    let r = prune_with_answer(&lab, &["system", "prune"], "n\n");
+    let r = lab.piped(&["system", "prune"], b"n\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains("Deleted"), "{}", r.stdout);
     assert_eq!(lab.tb(&["ps", "-aq"]).stdout.lines().count(), 2);
 
     // "y": the stopped container goes, the running one, images and volumes stay
-    let r = prune_with_answer(&lab, &["system", "prune"], "y\n");
+    let r = lab.piped(&["system", "prune"], b"y\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Deleted Containers:\n"), "{}", r.stdout);
     assert!(r.stdout.contains("Total reclaimed space: "), "{}", r.stdout);
@@ -150,17 +130,11 @@ fn system_prune_warning_is_dockers() {
     for flags in [&[][..], &["-a"], &["--volumes"], &["-a", "--volumes"]] {
         let mut args = vec!["system", "prune"];
         args.extend_from_slice(flags);
-        let ours = prune_with_answer(&lab, &args, "n\n");
-        let mut child = std::process::Command::new(docker)
-            .args(&args)
-            .env("DOCKER_HOST", "unix:///nonexistent/twinbox-test.sock")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"n\n").unwrap();
-        let theirs: Run = child.wait_with_output().unwrap().into();
+        let ours = lab.piped(&args, b"n\n");
+        let mut cmd = std::process::Command::new(docker);
+        cmd.args(&args)
+            .env("DOCKER_HOST", "unix:///nonexistent/twinbox-test.sock");
+        let theirs: Run = process::output_with_input(&mut cmd, b"n\n").into();
         // Debian's docker 20.10 words it differently: compare with the newer CLI only
         if !theirs.stdout.contains("unused build cache")
             && !theirs.stdout.contains("all build cache")

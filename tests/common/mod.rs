@@ -5,6 +5,7 @@
 
 pub mod dockerd;
 pub mod net;
+pub mod process;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,11 @@ impl Lab {
 
     pub fn tb(&self, args: &[&str]) -> Run {
         self.cmd(args).output().expect("run twinbox").into()
+    }
+
+    /// `twinbox ARGS` with `input` on its standard input.
+    pub fn piped(&self, args: &[&str], input: &[u8]) -> Run {
+        process::output_with_input(&mut self.cmd(args), input).into()
     }
 
     /// `twinbox run --rm busybox sh -c SCRIPT`
