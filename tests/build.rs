@@ -769,17 +769,9 @@ fn normalized(v: &Value) -> Value {
 #[test]
 fn the_same_dockerfiles_give_what_docker_buildkit_gives() {
     let Some(lab) = lab() else { return };
-    let Some(dockerd) = Dockerd::start(&lab.root().join("dockerd")) else {
+    let Some(dockerd) = Dockerd::with_busybox(&lab) else {
         return;
     };
-    let base = lab.root().join("busybox.tar");
-    assert_eq!(
-        lab.tb(&["save", "-o", base.to_str().unwrap(), "busybox"])
-            .code,
-        0
-    );
-    let loaded = dockerd.docker(&["load", "-i", base.to_str().unwrap()]);
-    assert_eq!(loaded.code, 0, "{}", loaded.stderr);
 
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data, mode) in [
@@ -873,21 +865,7 @@ RUN --mount=type=secret,id=absent sh -c 'test -e /run/secrets/absent && echo the
         let ctx = context(&lab, &format!("diff-{name}"), files);
         fs::write(ctx.join("pkg.tar"), &tar_bytes).unwrap();
         let tag = format!("diff/{name}:1");
-        let ours = build(
-            &lab,
-            &[
-                "--network",
-                "none",
-                "--secret",
-                &secret_arg,
-                "-t",
-                &tag,
-                ctx.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(ours.code, 0, "{name}: {}", ours.stderr);
-        let theirs = dockerd.docker(&[
-            "build",
+        let args = [
             "--network",
             "none",
             "--secret",
@@ -895,7 +873,10 @@ RUN --mount=type=secret,id=absent sh -c 'test -e /run/secrets/absent && echo the
             "-t",
             &tag,
             ctx.to_str().unwrap(),
-        ]);
+        ];
+        let ours = build(&lab, &args);
+        assert_eq!(ours.code, 0, "{name}: {}", ours.stderr);
+        let theirs = dockerd.docker(&[&["build"][..], &args].concat());
         assert_eq!(theirs.code, 0, "{name}: docker: {}", theirs.stderr);
 
         let our_cfg = raw_config(&lab, &tag)["config"].clone();

@@ -241,17 +241,9 @@ fn ps_filters_and_formats() {
 #[test]
 fn formats_print_what_docker_prints() {
     let Some(lab) = lab() else { return };
-    let Some(dockerd) = Dockerd::start(&lab.root().join("dockerd")) else {
+    let Some(dockerd) = Dockerd::with_busybox(&lab) else {
         return;
     };
-    let tar = lab.root().join("busybox.tar");
-    assert_eq!(
-        lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"])
-            .code,
-        0
-    );
-    let r = dockerd.docker(&["load", "-i", tar.to_str().unwrap()]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     populate(&|a| dockerd.docker(a));
     populate(&|a| lab.tb(a));
     for args in SAME_OUTPUT {

@@ -116,14 +116,9 @@ const DEV_LISTING: &str =
 #[test]
 fn dev_entries_match_dockers() {
     let Some(lab) = lab() else { return };
-    let Some(dockerd) = common::dockerd::Dockerd::start(&lab.root().join("dockerd")) else {
+    let Some(dockerd) = common::dockerd::Dockerd::with_busybox(&lab) else {
         return;
     };
-    let tar = lab.root().join("busybox.tar");
-    let r = lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = dockerd.docker(&["load", "-i", tar.to_str().unwrap()]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     let mut device_sets: Vec<Vec<&str>> = vec![vec![]];
     if std::path::Path::new("/dev/net/tun").exists() {
         device_sets.push(vec![
@@ -180,14 +175,9 @@ const CGROUP_VIEW: &str = "cd /sys/fs/cgroup; stat -c '%n %a %F' . *; \
 #[test]
 fn cgroup_view_matches_dockers() {
     let Some(lab) = lab() else { return };
-    let Some(dockerd) = common::dockerd::Dockerd::start(&lab.root().join("dockerd")) else {
+    let Some(dockerd) = common::dockerd::Dockerd::with_busybox(&lab) else {
         return;
     };
-    let tar = lab.root().join("busybox.tar");
-    let r = lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = dockerd.docker(&["load", "-i", tar.to_str().unwrap()]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     let args = [
         "run",
         "--rm",

@@ -312,35 +312,22 @@ fn seccomp_profile_from_a_docker_json_file() {
         assert_eq!(r.stdout, "made\nunshare=1\n", "{}", r.stderr);
     }
 
+    // a profile run refuses (125) before making a container, saying `why`
+    let refused = |profile: &std::path::Path, why: &str| {
+        let r = lab.tb(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &format!("seccomp={}", profile.display()),
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert!(r.stderr.contains(why), "{}", r.stderr);
+    };
     let missing = lab.root().join("missing.json");
-    let r = lab.tb(&[
-        "run",
-        "--rm",
-        "--security-opt",
-        &format!("seccomp={}", missing.display()),
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(r.code, 125);
-    assert!(
-        r.stderr.contains("cannot read seccomp profile"),
-        "{}",
-        r.stderr
-    );
+    refused(&missing, "cannot read seccomp profile");
     std::fs::write(&missing, r#"{"syscalls": []}"#).unwrap();
-    let r = lab.tb(&[
-        "run",
-        "--rm",
-        "--security-opt",
-        &format!("seccomp={}", missing.display()),
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(r.code, 125);
-    assert!(
-        r.stderr.contains("defaultAction is missing"),
-        "{}",
-        r.stderr
-    );
+    refused(&missing, "defaultAction is missing");
     assert_eq!(lab.container_count(), 0);
 }

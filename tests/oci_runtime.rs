@@ -48,6 +48,16 @@ fn have_runc() -> bool {
         .unwrap_or(false)
 }
 
+/// A lab for a test that compares with runc; None (said why) without runc.
+fn lab_with_runc() -> Option<Lab> {
+    let lab = lab()?;
+    if !have_runc() {
+        eprintln!("skipping: runc not installed (apt-get install runc)");
+        return None;
+    }
+    Some(lab)
+}
+
 fn runtime(lab: &Lab, args: &[&str]) -> Run {
     let state = lab.root().join("runtime-state");
     let state_arg = state.to_str().unwrap().to_string();
@@ -70,11 +80,7 @@ fn runc(bundle: &Path, id: &str) -> Run {
 
 #[test]
 fn create_start_state_kill_delete() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "lifecycle", &["sleep", "30"]);
     let id = format!("tb-life-{}", std::process::id());
     // The created init keeps the stdio it was given until it exits, as with
@@ -129,11 +135,7 @@ fn create_start_state_kill_delete() {
 
 #[test]
 fn same_results_as_runc_on_the_same_bundle() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let probes: &[(&str, &[&str])] = &[
         ("exit-code", &["sh", "-c", "exit 7"]),
         ("pid", &["sh", "-c", "echo $$"]),
@@ -174,11 +176,7 @@ fn same_results_as_runc_on_the_same_bundle() {
 
 #[test]
 fn refuses_a_rootfs_whose_proc_is_a_symlink() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "proc-symlink", &["true"]);
     let proc_dir = b.join("rootfs/proc");
     let _ = std::fs::remove_dir_all(&proc_dir);
@@ -214,11 +212,7 @@ fn refuses_a_rootfs_whose_proc_is_a_symlink() {
 
 #[test]
 fn create_without_any_namespace_waits_for_start_in_the_hosts_namespaces() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "no-ns", &["sh", "-c", "touch /ran; sleep 30"]);
     edit_spec(&b, |s| {
         s["linux"]["namespaces"] = serde_json::json!([]);
@@ -317,11 +311,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn create_waits_for_start_even_without_a_pid_namespace() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "no-pidns", &["sh", "-c", "touch /ran; sleep 30"]);
     edit_spec(&b, |s| {
         let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
@@ -345,11 +335,7 @@ fn create_waits_for_start_even_without_a_pid_namespace() {
 
 #[test]
 fn kill_and_delete_fail_like_runc() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let unknown = runtime(&lab, &["delete", "tb-no-such-container"]);
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.contains("level=error"), "{}", unknown.stderr);
@@ -419,11 +405,7 @@ fn kill_and_delete_fail_like_runc() {
 
 #[test]
 fn hooks_run_in_order_and_a_failing_prestart_fails_create() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let out = lab.root().join("hooks.log");
     let state_copy = lab.root().join("hook-state.json");
     let hook = |word: &str| {
@@ -484,11 +466,7 @@ fn hooks_run_in_order_and_a_failing_prestart_fails_create() {
 
 #[test]
 fn exec_with_a_process_file_env_and_pid_files() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "exec", &["sleep", "30"]);
     let id = format!("tb-exec-{}", std::process::id());
     let pid_file = lab.root().join("init.pid");
@@ -539,11 +517,7 @@ fn exec_with_a_process_file_env_and_pid_files() {
 
 #[test]
 fn rlimits_and_oom_score_adj_reach_the_process() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(
         &lab,
         "limits",
@@ -568,11 +542,7 @@ fn rlimits_and_oom_score_adj_reach_the_process() {
 
 #[test]
 fn devices_recursive_mount_attributes_and_personality() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let script = "stat -c '%t,%T %a %u:%g' /dev/tb-null; \
         grep ' /hostdev/pts ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1 | head -n1; uname -m";
     let b = bundle(&lab, "spec-fields", &["sh", "-c", script]);
@@ -598,11 +568,7 @@ fn devices_recursive_mount_attributes_and_personality() {
 
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "no-bounding", &["true"]);
     edit_spec(&b, |s| {
         let caps = &mut s["process"]["capabilities"];
@@ -629,11 +595,7 @@ fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
 fn seccomp_notify_hands_the_listener_to_the_agent() {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
     use std::os::fd::AsRawFd;
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let listener_path = lab.root().join("agent.sock");
     let profile = |listener: Option<&Path>| {
         let mut p = serde_json::json!({
@@ -723,11 +685,7 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
 fn console_socket_gets_a_terminal_from_the_containers_devpts() {
     use std::io::Read;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let b = bundle(&lab, "console", &["sh", "-c", "tty; ls /dev/pts"]);
     edit_spec(&b, |s| s["process"]["terminal"] = true.into());
     let sock_path = lab.root().join("console.sock");
@@ -779,11 +737,7 @@ fn console_socket_gets_a_terminal_from_the_containers_devpts() {
 
 #[test]
 fn user_namespace_maps_root_to_an_unprivileged_range() {
-    let Some(lab) = lab() else { return };
-    if !have_runc() {
-        eprintln!("skipping: runc not installed (apt-get install runc)");
-        return;
-    }
+    let Some(lab) = lab_with_runc() else { return };
     let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; \
                   echo x > /dev/null && echo null-ok; stat -c %u /bin/busybox; \
                   touch /new 2>/dev/null || echo root-readonly";

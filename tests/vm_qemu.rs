@@ -222,6 +222,35 @@ fn children(pid: i64) -> Vec<i64> {
         .collect()
 }
 
+/// A guest for a VM on the containers' bridge; None (said why) without CNI
+/// plugins.
+fn guest_on_bridge() -> Option<Guest> {
+    let g = guest()?;
+    if twinbox_engine::network::cni::plugin_dir().is_none() {
+        eprintln!("skipping: no CNI plugins");
+        return None;
+    }
+    Some(g)
+}
+
+/// A 1 MiB extra disk of 'Z's (0x5a), for `--disk`.
+fn extra_disk(lab: &common::Lab) -> std::path::PathBuf {
+    let extra = lab.root().join("extra.img");
+    std::fs::write(&extra, vec![0x5au8; 1 << 20]).unwrap();
+    extra
+}
+
+/// The page a VM serves on the host's `port`, fetched until it answers:
+/// emulated boots take a while, so for up to 5 minutes (empty if never).
+fn page_within_5_minutes(port: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut page = String::new();
+    while page.is_empty() && std::time::Instant::now() < deadline {
+        page = common::net::fetch(&format!("http://127.0.0.1:{port}/"));
+    }
+    page
+}
+
 /// Whether `pid` still runs (a zombie no longer does).
 fn alive(pid: i64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -241,14 +270,9 @@ fn alive(pid: i64) -> bool {
 /// address or NAT rule once the next command has recovered.
 #[test]
 fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing() {
-    let Some(g) = guest() else { return };
-    if twinbox_engine::network::cni::plugin_dir().is_none() {
-        eprintln!("skipping: no CNI plugins");
-        return;
-    }
+    let Some(g) = guest_on_bridge() else { return };
     let lab = &g.lab;
-    let extra = lab.root().join("extra.img");
-    std::fs::write(&extra, vec![0x5au8; 1 << 20]).unwrap();
+    let extra = extra_disk(lab);
     let name = "vmqemu-web";
     let _guard = VmGuard { lab, name };
     let workload = concat!(
@@ -304,12 +328,7 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
     let lease = std::path::Path::new("/run/twinbox/ipam/bridge").join(&address);
     assert!(lease.exists(), "no host-local lease for {address}");
 
-    // Emulated boots take a while: keep trying for up to 5 minutes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    let mut page = String::new();
-    while page.is_empty() && std::time::Instant::now() < deadline {
-        page = common::net::fetch(&format!("http://127.0.0.1:{port}/"));
-    }
+    let page = page_within_5_minutes(&port.to_string());
     let log = lab.tb(&["vm", "logs", "--console", name]).stdout;
     assert_eq!(
         page, "root=overlay\nvda_ro=1 vdb_ro=1\ndd=ok\nwrite=ok\nextra=ZZZZ\n",
@@ -367,14 +386,9 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
 fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_memory() {
     let port = common::net::free_port();
     let publish = format!("{port}:80");
-    let Some(g) = guest() else { return };
-    if twinbox_engine::network::cni::plugin_dir().is_none() {
-        eprintln!("skipping: no CNI plugins");
-        return;
-    }
+    let Some(g) = guest_on_bridge() else { return };
     let lab = &g.lab;
-    let extra = lab.root().join("extra.img");
-    std::fs::write(&extra, vec![0x5au8; 1 << 20]).unwrap();
+    let extra = extra_disk(lab);
     let name = "vmqemu-microvm";
     let _guard = VmGuard { lab, name };
     let workload = concat!(
@@ -443,12 +457,7 @@ fn qemu_microvm_serves_over_virtio_mmio_discards_deleted_files_and_records_its_m
         assert!(qemu[0].contains(want), "{want} in {}", qemu[0]);
     }
 
-    // Emulated boots take a while: keep trying for up to 5 minutes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    let mut page = String::new();
-    while page.is_empty() && std::time::Instant::now() < deadline {
-        page = common::net::fetch(&format!("http://127.0.0.1:{port}/"));
-    }
+    let page = page_within_5_minutes(&port.to_string());
     let log = lab.tb(&["vm", "logs", "--console", name]).stdout;
     assert_eq!(
         page,

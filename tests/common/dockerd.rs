@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 
-use super::Run;
+use super::{Lab, Run};
 
 /// A private dockerd (Debian's docker.io) on its own socket, data and exec
 /// roots, with no iptables and no bridge; stopped and removed on drop.
@@ -46,6 +46,18 @@ impl Dockerd {
             "dockerd did not come up: {}",
             fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
         );
+    }
+
+    /// A private dockerd under the lab's root with the lab's busybox loaded
+    /// into it, so both sides run the same image; None (said why) as `start`.
+    pub fn with_busybox(lab: &Lab) -> Option<Dockerd> {
+        let d = Dockerd::start(&lab.root().join("dockerd"))?;
+        let tar = lab.root().join("busybox.tar");
+        let r = lab.tb(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
+        assert_eq!(r.code, 0, "save: {}", r.stderr);
+        let r = d.docker(&["load", "-i", tar.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "docker load: {}", r.stderr);
+        Some(d)
     }
 
     pub fn docker(&self, args: &[&str]) -> Run {
