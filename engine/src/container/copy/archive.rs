@@ -21,14 +21,15 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{
-    fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags,
-};
+use nix::sys::stat::{fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
 use tar::{EntryType, Header};
 
-use super::{bad, contents_only, dir_entries, err, open_in_root, parent_and_name, Root};
+use super::{
+    bad, contents_only, create_file, dir_entries, err, make_room, open_in_root, open_or_make_dir,
+    parent_and_name, set_owner_and_mode, Root,
+};
 use crate::container::Result;
 use crate::store::Store;
 
@@ -375,54 +376,21 @@ fn extract(
     } else {
         (0, 0)
     };
-    let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
     let mtime = TimeSpec::new(h.mtime().unwrap_or(0) as i64, 0);
     let here = || Path::new(dest).join(rel).display().to_string();
-    let is_dir = kind == EntryType::Directory;
-    // whatever is there goes first, unless both are directories: never write through it
-    if let Ok(st) = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        let there_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-        if !(there_dir && is_dir) {
-            let flag = if there_dir {
-                UnlinkatFlags::RemoveDir
-            } else {
-                UnlinkatFlags::NoRemoveDir
-            };
-            unlinkat(parent, name, flag).map_err(|e| err(here(), e))?;
-        }
-    }
+    let dir = parent.as_fd();
+    make_room(dir, name, kind == EntryType::Directory, &here)?;
     match kind {
         EntryType::Directory => {
-            if fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
-                mkdirat(parent, name, mode).map_err(|e| err(here(), e))?;
-            }
-            let fd = openat(
-                parent,
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| err(here(), e))?;
-            fchown(&fd, uid, gid).map_err(|e| err(here(), e))?;
-            fchmod(&fd, mode).map_err(|e| err(here(), e))?;
+            let fd = open_or_make_dir(dir, name, mode, &here)?;
+            set_owner_and_mode(&fd, uid, gid, mode, &here)?;
             return Ok(Some(mtime));
         }
         EntryType::Regular | EntryType::Continuous => {
-            let fd = openat(
-                parent,
-                name,
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                mode,
-            )
-            .map_err(|e| err(here(), e))?;
-            let mut out = File::from(fd);
+            let mut out = create_file(dir, name, mode, &here)?;
             std::io::copy(entry, &mut out).map_err(|e| err(here(), e))?;
-            fchown(&out, uid, gid).map_err(|e| err(here(), e))?;
-            fchmod(&out, mode).map_err(|e| err(here(), e))?;
+            set_owner_and_mode(&out, uid, gid, mode, &here)?;
             let _ = futimens(&out, &mtime, &mtime);
             return Ok(None);
         }
@@ -468,8 +436,14 @@ fn extract(
                 }
             };
             mknodat(parent, name, sflag, mode, dev).map_err(|e| err(here(), e))?;
-            fchownat(parent, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(|e| err(here(), e))?;
+            fchownat(
+                parent,
+                name,
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| err(here(), e))?;
             let _ = utimensat(
                 parent,
                 name,
@@ -488,7 +462,14 @@ fn extract(
         }
         _ => return Ok(None),
     }
-    fchownat(parent, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| err(here(), e))?;
+    fchownat(
+        parent,
+        name,
+        Some(uid),
+        Some(gid),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| err(here(), e))?;
     let _ = utimensat(
         parent,
         name,

@@ -17,7 +17,7 @@ mod archive;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::IsTerminal;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use super::record::{Container, Status};
 use super::{ContainerError, Result};
@@ -65,6 +65,84 @@ fn err(what: impl std::fmt::Display, e: impl Into<std::io::Error>) -> ContainerE
 
 fn bad(msg: String) -> ContainerError {
     ContainerError::Copy(msg)
+}
+
+// Writing one entry into the container (`cp` in, and `cp -` from an archive):
+// every step works on the entry's name in its held-open directory, so nothing
+// at the destination is ever followed. `here` names the entry in errors.
+
+/// Makes room for a new entry `name` in `dir`: whatever is there goes, unless
+/// both it and the new entry are directories (they merge). A symlink at the
+/// destination is replaced, never written through.
+fn make_room(
+    dir: BorrowedFd,
+    name: &[u8],
+    new_is_dir: bool,
+    here: &impl Fn() -> String,
+) -> Result<()> {
+    if let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let there_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+        if !(there_dir && new_is_dir) {
+            let flag = if there_dir {
+                UnlinkatFlags::RemoveDir
+            } else {
+                UnlinkatFlags::NoRemoveDir
+            };
+            unlinkat(dir, name, flag).map_err(|e| err(here(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The directory `name` in `dir`, made with `mode` if missing, opened without
+/// following a link.
+fn open_or_make_dir(
+    dir: BorrowedFd,
+    name: &[u8],
+    mode: Mode,
+    here: &impl Fn() -> String,
+) -> Result<OwnedFd> {
+    if fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
+        mkdirat(dir, name, mode).map_err(|e| err(here(), e))?;
+    }
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(here(), e))
+}
+
+/// A new regular file `name` in `dir` with `mode`: nothing may be there
+/// (`make_room` went first), and a link that appeared meanwhile is refused.
+fn create_file(
+    dir: BorrowedFd,
+    name: &[u8],
+    mode: Mode,
+    here: &impl Fn() -> String,
+) -> Result<File> {
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .map_err(|e| err(here(), e))?;
+    Ok(File::from(fd))
+}
+
+/// Gives an entry this copy made its owner and then its mode (after the
+/// chown, which clears setuid and setgid bits).
+fn set_owner_and_mode(
+    fd: impl AsFd,
+    uid: Uid,
+    gid: Gid,
+    mode: Mode,
+    here: &impl Fn() -> String,
+) -> Result<()> {
+    fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(|e| err(here(), e))?;
+    fchmod(fd.as_fd(), mode).map_err(|e| err(here(), e))
 }
 
 /// The container's root directory, held open for the copy.
@@ -417,66 +495,35 @@ fn import_entry(
     let md = fs::symlink_metadata(from).map_err(|e| err(from.display(), e))?;
     let mode = Mode::from_bits_truncate(md.mode() & 0o7777);
     let here = || String::from_utf8_lossy(name).into_owned();
-    // whatever is there and is not a directory we can merge into goes first:
-    // a symlink at the destination is replaced, never written through
-    if let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-        if !(is_dir && md.is_dir()) {
-            let flag = if is_dir {
-                UnlinkatFlags::RemoveDir
-            } else {
-                UnlinkatFlags::NoRemoveDir
-            };
-            unlinkat(dir, name, flag).map_err(|e| err(here(), e))?;
-        }
-    }
+    make_room(dir, name, md.is_dir(), &here)?;
     let (uid, gid) = if archive {
         (md.uid(), md.gid())
     } else {
         (0, 0)
     };
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
     if md.is_dir() {
-        if fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
-            mkdirat(dir, name, mode).map_err(|e| err(here(), e))?;
-        }
-        let fd = openat(
-            dir,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| err(here(), e))?;
+        let fd = open_or_make_dir(dir, name, mode, &here)?;
         for e in fs::read_dir(from)
             .map_err(|e| err(from.display(), e))?
             .flatten()
         {
             import_entry(&e.path(), fd.as_fd(), e.file_name().as_bytes(), archive)?;
         }
-        nix::unistd::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| err(here(), e))?;
-        fchmod(&fd, mode).map_err(|e| err(here(), e))?;
+        set_owner_and_mode(&fd, uid, gid, mode, &here)?;
     } else if md.is_file() {
-        let fd = openat(
-            dir,
-            name,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            mode,
-        )
-        .map_err(|e| err(here(), e))?;
-        let mut out = File::from(fd);
+        let mut out = create_file(dir, name, mode, &here)?;
         let mut input = File::open(from).map_err(|e| err(from.display(), e))?;
         std::io::copy(&mut input, &mut out).map_err(|e| err(here(), e))?;
-        nix::unistd::fchown(&out, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| err(here(), e))?;
-        fchmod(&out, mode).map_err(|e| err(here(), e))?;
+        set_owner_and_mode(&out, uid, gid, mode, &here)?;
     } else if md.file_type().is_symlink() {
         let target = fs::read_link(from).map_err(|e| err(from.display(), e))?;
         symlinkat(&target, dir, name).map_err(|e| err(here(), e))?;
         fchownat(
             dir,
             name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
+            Some(uid),
+            Some(gid),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| err(here(), e))?;
