@@ -16,7 +16,6 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Spec};
 
 // linux/mount.h
 const OPEN_TREE_CLONE: u32 = 1;
-const AT_RECURSIVE: u32 = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const FSOPEN_CLOEXEC: u32 = 1;
 const FSCONFIG_SET_STRING: u32 = 1;
@@ -99,36 +98,23 @@ fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
     )?;
     // SAFETY: fd was just returned to us by open_tree and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    check(
-        // SAFETY: mount_setattr on our detached mount with a mount_attr of the size we pass.
-        unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        },
-        &format!(
-            "idmap {} (the kernel or the file system may not allow idmapped mounts)",
-            dir.display()
-        ),
-    )?;
+    super::mounts::mount_setattr(
+        fd.as_raw_fd(),
+        c"",
+        (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+        MOUNT_ATTR_IDMAP,
+        0,
+        userns.as_raw_fd() as u64,
+    )
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "idmap {} (the kernel or the file system may not allow idmapped mounts): {e}",
+                dir.display()
+            ),
+        )
+    })?;
     Ok(fd)
 }
 

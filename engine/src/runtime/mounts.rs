@@ -124,8 +124,19 @@ fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
     })
 }
 
-/// Applies recursive attributes to `dest` and every mount below it.
-fn set_recursive_attrs(dest: &Path, set: u64, clr: u64, what: &str) -> Step {
+/// mount_setattr(2): sets the `set` attributes and clears the `clr` ones of
+/// the mount at `path` from `dirfd` (with AT_EMPTY_PATH in `flags`, of the
+/// mount `dirfd` is); `userns_fd` is the user namespace for MOUNT_ATTR_IDMAP,
+/// else 0. The kernel's error as it is.
+pub(super) fn mount_setattr(
+    dirfd: std::os::fd::RawFd,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    set: u64,
+    clr: u64,
+    userns_fd: u64,
+) -> std::io::Result<()> {
+    // linux/mount.h's struct mount_attr
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -137,28 +148,39 @@ fn set_recursive_attrs(dest: &Path, set: u64, clr: u64, what: &str) -> Step {
         attr_set: set,
         attr_clr: clr,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd,
     };
-    let c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
-        .map_err(|e| InitError::setup(what, e))?;
-    // SAFETY: mount_setattr with a valid path, flags and a mount_attr of the size we pass.
+    // SAFETY: mount_setattr with a NUL-terminated path, flags and a mount_attr
+    // of the size we pass, all alive for the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_RECURSIVE,
+            dirfd,
+            path.as_ptr(),
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     if rc != 0 {
-        return Err(InitError::setup(
-            &format!("{what}: recursive attributes"),
-            std::io::Error::last_os_error(),
-        ));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Applies recursive attributes to `dest` and every mount below it.
+fn set_recursive_attrs(dest: &Path, set: u64, clr: u64, what: &str) -> Step {
+    let c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+        .map_err(|e| InitError::setup(what, e))?;
+    mount_setattr(
+        libc::AT_FDCWD,
+        &c,
+        libc::AT_RECURSIVE as libc::c_uint,
+        set,
+        clr,
+        0,
+    )
+    .map_err(|e| InitError::setup(&format!("{what}: recursive attributes"), e))
 }
 
 fn parse_options(options: &[String]) -> MountOptions {
