@@ -390,6 +390,48 @@ impl Cgroup {
         }
     }
 
+    /// The files [`Cgroup::join_with`] writes, opened here (by root, on the
+    /// host): a child cloned after this, even one in a user namespace that
+    /// does not own them, joins through them, since the kernel checks the
+    /// credentials they were opened with (5.16+). On v1 each hierarchy's
+    /// `tasks` (see [`Cgroup::join_self`]), on v2 `cgroup.procs`.
+    pub fn join_files(&self) -> Result<Vec<(PathBuf, std::fs::File)>, CgroupError> {
+        let paths = match &self.backend {
+            Backend::V1(b) => b.join_self_files()?,
+            Backend::V2(b) => vec![b.procs_file()?],
+        };
+        paths
+            .into_iter()
+            .map(|p| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map(|f| (p.clone(), f))
+                    .map_err(|source| CgroupError::Join {
+                        pid: 0,
+                        path: p,
+                        source,
+                        hint: "run as root and check that the cgroup exists",
+                    })
+            })
+            .collect()
+    }
+
+    /// The calling process (one thread, as for [`Cgroup::join_self`]) joins
+    /// through files [`Cgroup::join_files`] opened.
+    pub fn join_with(files: &[(PathBuf, std::fs::File)]) -> Result<(), CgroupError> {
+        use std::io::Write;
+        for (path, f) in files {
+            (&*f).write_all(b"0").map_err(|source| CgroupError::Join {
+                pid: 0,
+                path: path.clone(),
+                source,
+                hint: "on cgroup v1 cpuset.cpus and cpuset.mems must be set; on v2 the pids or cpuset limit may refuse it",
+            })?;
+        }
+        Ok(())
+    }
+
     /// Current usage; values that cannot be read are `None`.
     pub fn usage(&self) -> Result<Usage, CgroupError> {
         match &self.backend {

@@ -240,6 +240,14 @@ impl V1 {
     /// [`super::Cgroup::join_self`]: "0" into each hierarchy's `tasks`
     /// (`cgroup.procs` where a tree has no `tasks`).
     pub(super) fn join_self(&self) -> Result<(), CgroupError> {
+        for file in self.join_self_files()? {
+            super::join_file(&file, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Each hierarchy's `tasks` (`cgroup.procs` where a tree has none).
+    pub(super) fn join_self_files(&self) -> Result<Vec<PathBuf>, CgroupError> {
         let hs = self.hierarchies()?;
         let dirs = self.existing_dirs(&hs);
         if dirs.is_empty() {
@@ -247,15 +255,17 @@ impl V1 {
                 path: self.main_dir(),
             });
         }
-        for dir in dirs {
-            let tasks = dir.join("tasks");
-            if tasks.is_file() {
-                super::join_file(&tasks, 0)?;
-            } else {
-                join_dir(&dir, 0)?;
-            }
-        }
-        Ok(())
+        Ok(dirs
+            .into_iter()
+            .map(|dir| {
+                let tasks = dir.join("tasks");
+                if tasks.is_file() {
+                    tasks
+                } else {
+                    dir.join("cgroup.procs")
+                }
+            })
+            .collect())
     }
 
     pub(super) fn usage(&self) -> Result<Usage, CgroupError> {

@@ -117,6 +117,10 @@ impl V2 {
         Ok(())
     }
 
+    pub(super) fn procs_file(&self) -> Result<PathBuf, CgroupError> {
+        Ok(self.existing_dir()?.join("cgroup.procs"))
+    }
+
     pub(super) fn join(&self, pid: i32) -> Result<(), CgroupError> {
         join_dir(&self.existing_dir()?, pid)
     }

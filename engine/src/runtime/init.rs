@@ -28,6 +28,9 @@ pub struct InitContext<'a> {
     /// The overlay root already assembled by the runtime (over idmapped
     /// layers, for a user namespace), to attach instead of mounting one.
     pub root_mount: Option<RawFd>,
+    /// The cgroup's join files, opened by the runtime as root before the
+    /// clone (`Cgroup::join_files`).
+    pub cgroup_files: &'a [(std::path::PathBuf, std::fs::File)],
 }
 
 /// Runs in the child. Never returns on success (execve replaces it).
@@ -58,10 +61,14 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         None => None,
     };
 
-    // 1. Identity and resource limits. A new user namespace is mapped by the
-    //    parent, which also puts us in the cgroup; then we become its root.
-    //    Otherwise we enter the cgroup ourselves. Then the cgroup becomes our
-    //    cgroup namespace's root.
+    // 1. Identity and resource limits. We enter the cgroup ourselves through
+    //    files the runtime opened (as root, so this works from a user
+    //    namespace not yet mapped; one thread moving itself, so no RCU grace
+    //    period on v1). A new user namespace is mapped by the parent; then we
+    //    become its root. Then the cgroup becomes our cgroup namespace's root.
+    if !ctx.cgroup_files.is_empty() {
+        Cgroup::join_with(ctx.cgroup_files).map_err(|e| InitError::setup("join cgroup", e))?;
+    }
     if ctx.plan.has_new(LinuxNamespaceType::User) {
         if !ctx.channel.request_id_maps() {
             return Err(InitError {
@@ -70,10 +77,6 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             });
         }
         super::userns::become_root()?;
-    } else if let Some(cg) = ctx.cgroup {
-        // we are the only thread of this process: the cheap way in
-        cg.join_self()
-            .map_err(|e| InitError::setup("join cgroup", e))?;
     }
     if ctx.plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP)

@@ -360,6 +360,15 @@ fn clone_init(
         channel: &channel,
         console: console.as_ref().map(|(_, init_end)| init_end.as_raw_fd()),
         root_mount,
+        cgroup_files: &[],
+    };
+    let cgroup_files = match cgroup {
+        Some(cg) => cg.join_files()?,
+        None => Vec::new(),
+    };
+    let ctx = init::InitContext {
+        cgroup_files: &cgroup_files,
+        ..ctx
     };
     let mut stack = ChildStack::new(8 << 20).map_err(|e| RuntimeError::Io {
         path: "clone stack".into(),
@@ -388,14 +397,10 @@ fn clone_init(
         ours
     });
     let mut handle = |req| match req {
-        // the child's new user namespace: map it, then put it in the cgroup
-        // (mapped, it no longer owns the host's cgroup files)
+        // the child's new user namespace: map it (the child joined its
+        // cgroup itself, through files opened here)
         sync::Request::IdMaps => {
             userns::write_maps(pid.as_raw(), &launch.spec)?;
-            if let Some(cg) = cgroup {
-                cg.join(pid.as_raw())
-                    .map_err(|e| format!("join cgroup: {e}"))?;
-            }
             Ok(String::new())
         }
         other => answer(pid, other),
