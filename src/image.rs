@@ -566,7 +566,8 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
                 "Containers": i.containers})).collect::<Vec<_>>(),
             "LayerList": du.layers.iter().map(|l| json!({
                 "ChainID": l.chain_id.to_string(), "DiffID": l.diff_id.to_string(),
-                "Blob": l.blob.to_string(), "Size": l.bytes, "BlobSize": l.blob_bytes,
+                "Blob": l.blob.to_string(), "Size": l.bytes, "ShiftedSize": l.shifted_bytes,
+                "BlobSize": l.blob_bytes,
                 "Images": l.images, "Containers": l.containers})).collect::<Vec<_>>(),
             "ContainerList": du.containers.iter().map(|c| json!({
                 "ID": c.id, "Name": c.name, "Image": c.image, "Running": c.running,
@@ -648,6 +649,7 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
                 l.chain_id.short().to_string(),
                 l.diff_id.short().to_string(),
                 human_size(l.bytes),
+                human_size(l.shifted_bytes),
                 human_size(l.blob_bytes),
                 l.images.to_string(),
                 l.containers.to_string(),
@@ -659,6 +661,7 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
             "CHAIN ID",
             "DIFF ID",
             "SIZE",
+            "USERNS COPIES",
             "BLOB SIZE",
             "IMAGES",
             "CONTAINERS",

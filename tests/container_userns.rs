@@ -315,6 +315,30 @@ fn without_idmapped_mounts_the_layers_are_chowned_copies_that_go_with_the_image(
         |layer: &std::path::Path| std::fs::read_dir(layer.parent().unwrap()).unwrap().count();
     assert_eq!(copies(top), 2, "a copy per (layer, range)");
 
+    // system df counts the copies with their layer
+    let df = lab.tb(&["system", "df", "--format", "json"]);
+    assert_eq!(df.code, 0, "{}", df.stderr);
+    let df: serde_json::Value = serde_json::from_str(&df.stdout).unwrap();
+    let copied: u64 = df["LayerList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ShiftedSize"].as_u64().unwrap())
+        .sum();
+    assert!(copied > 0, "no shifted copies counted: {df}");
+
+    // copies whose layer is gone (a crash between rmi's two removals) are
+    // found by system check and removed by --repair
+    let stray = lab.root().join("layers-shifted").join("f".repeat(64));
+    std::fs::create_dir_all(stray.join("0-0-65536/etc")).unwrap();
+    let check = lab.tb(&["system", "check"]);
+    assert_ne!(check.code, 0, "{}", check.stdout);
+    assert!(check.stdout.contains(&"f".repeat(64)), "{}", check.stdout);
+    let repair = lab.tb(&["system", "check", "--repair"]);
+    assert!(!stray.exists(), "{}{}", repair.stdout, repair.stderr);
+    let check = lab.tb(&["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+
     // the copies are kept while the image is, and go with it
     assert_eq!(lab.tb(&["rm", "-f", "c1"]).code, 0);
     assert!(top.exists(), "kept for the next container of that range");

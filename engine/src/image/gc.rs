@@ -223,7 +223,7 @@ fn collect_with(
 }
 
 /// `layers-shifted/<hex>` directories whose layer is not in the store.
-fn orphan_shifted_layers(store: &Store) -> Vec<std::path::PathBuf> {
+pub(crate) fn orphan_shifted_layers(store: &Store) -> Vec<std::path::PathBuf> {
     let Ok(rd) = fs::read_dir(store.root().join(crate::store::SHIFTED_LAYERS)) else {
         return Vec::new();
     };

@@ -115,6 +115,7 @@ pub fn check(store: &Store, repair: bool) -> Result<CheckReport, StoreError> {
     let mut report = CheckReport::default();
     let corrupt = check_blobs(store, repair, &mut report)?;
     check_images(store, repair, &corrupt, &mut report)?;
+    check_shifted_layers(store, repair, &mut report);
     check_containers(store, repair, &mut report)?;
     check_leftovers(store, repair, &mut report)?;
     Ok(report)
@@ -409,6 +410,23 @@ fn check_unpacked_layers(
             }
         }
         chain = Some(chain_id);
+    }
+}
+
+/// Copies of layers with owners shifted for `--userns=auto` (layers-shifted/)
+/// whose layer is gone: `rmi` removes the layer first, so a crash between the
+/// two removals leaves them (the next prune takes them too).
+fn check_shifted_layers(store: &Store, repair: bool, report: &mut CheckReport) {
+    for copies in gc::orphan_shifted_layers(store) {
+        let name = copies
+            .strip_prefix(store.root())
+            .unwrap_or(&copies)
+            .display()
+            .to_string();
+        let p = report.found(name, "copies with shifted owners of a layer that is gone");
+        if repair && fs::remove_dir_all(&copies).is_ok() {
+            p.repaired = Some("removed".into());
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct LayerUsage {
     pub blob_bytes: u64,
     /// The unpacked directory under layers/.
     pub bytes: u64,
+    /// Its copies with owners shifted for `--userns=auto` containers, made
+    /// where idmapped mounts cannot be used (layers-shifted/, one per id range).
+    pub shifted_bytes: u64,
     /// Images whose stack includes this layer.
     pub images: usize,
     /// Containers whose root filesystem stacks this layer.
@@ -104,14 +107,14 @@ impl DiskUsage {
         let bytes: u64 = self
             .layers
             .iter()
-            .map(|l| l.bytes + l.blob_bytes)
+            .map(|l| l.bytes + l.shifted_bytes + l.blob_bytes)
             .sum::<u64>()
             + self.image_metadata_bytes();
         let reclaimable = self
             .layers
             .iter()
             .filter(|l| l.containers == 0)
-            .map(|l| l.bytes + l.blob_bytes)
+            .map(|l| l.bytes + l.shifted_bytes + l.blob_bytes)
             .sum::<u64>()
             + self.dangling_blob_bytes;
         Summary {
@@ -127,12 +130,12 @@ impl DiskUsage {
         Summary {
             total: self.layers.len(),
             active: self.layers.iter().filter(|l| l.containers > 0).count(),
-            bytes: self.layers.iter().map(|l| l.bytes).sum(),
+            bytes: self.layers.iter().map(|l| l.bytes + l.shifted_bytes).sum(),
             reclaimable: self
                 .layers
                 .iter()
                 .filter(|l| l.containers == 0)
-                .map(|l| l.bytes)
+                .map(|l| l.bytes + l.shifted_bytes)
                 .sum(),
         }
     }
@@ -234,6 +237,7 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
             .map(|b| file_bytes(&store.blob_path(b)))
             .sum();
         let blob = blobs[0].clone();
+        let chain_id_hex = &chain_id.hex().to_string();
         layer_bytes.insert(chain_id.clone(), bytes);
         layers.push(LayerUsage {
             images: layer_images.get(&chain_id).copied().unwrap_or(0),
@@ -243,6 +247,7 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, ImageError> {
             blob,
             blob_bytes,
             bytes,
+            shifted_bytes: tree_bytes(&store.shifted_layers_dir(chain_id_hex)),
         });
     }
 
