@@ -580,3 +580,43 @@ fn desktop_lesson_on_twinbox_vmm_runs_the_container_on_the_vm_kernel() {
     assert_eq!(vm["container_is_vm_kernel"], true, "{vm}");
     assert!(vm["boot_ms"].as_f64().unwrap() > 0.0, "{vm}");
 }
+
+/// The dockerfile lesson's VM half: the image it built, booted by twinbox's
+/// VMM with `-p`, answers the host with the edited app's page.
+#[test]
+fn dockerfile_lesson_on_twinbox_vmm_serves_the_built_page_from_the_vm() {
+    let Some(j) = nested_lesson("dockerfile") else {
+        return;
+    };
+    let f = &j["facts"];
+    assert_eq!(f["unchanged_rebuild_reran_nothing"], true, "{f}");
+    assert_eq!(f["edit_reran_only_the_last_steps"], true, "{f}");
+    let vm = &f["vm"];
+    assert_eq!(vm["ran"], true, "{vm}");
+    let v = measured(vm, "the microVM half");
+    let page = v["page"].as_str().unwrap_or_default();
+    assert!(page.contains("served by") && page.contains("version 2"), "{v}");
+    assert!(v["first_answer_ms"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+}
+
+/// The network lesson's VM half: virtio-net inside the guest, its address on
+/// the containers' bridge, a NAT rule for its published port, and the two
+/// host-to-VM paths timed next to the container's.
+#[test]
+fn network_lesson_on_twinbox_vmm_puts_virtio_net_on_the_same_bridge() {
+    let Some(j) = nested_lesson("network") else {
+        return;
+    };
+    let f = &j["facts"];
+    assert_eq!(f["veth_on_bridge"], true, "{f}");
+    let vm = &f["vm"];
+    assert_eq!(vm["ran"], true, "{vm}");
+    let v = measured(vm, "the microVM half");
+    let ip = v["ip"].as_str().unwrap_or_default();
+    let inside = v["inside"].as_str().unwrap_or_default();
+    assert!(!ip.is_empty() && inside.contains(ip), "{v}");
+    assert!(inside.contains("eth0 driver: virtio_net"), "{v}");
+    assert_eq!(v["nat_rule_for_vm"], true, "{v}");
+    let paths = f["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 5, "loopback, container twice, VM twice: {paths:?}");
+}

@@ -8,7 +8,8 @@
 #
 # for tests/nested.rs to check what the lesson teaches, and a result line says
 # whether it ran (exit 0, the VM backend twinbox's VMM).
-#   lesson-shared-kernel lesson-scale lesson-desktop
+#   lesson-shared-kernel lesson-scale lesson-desktop lesson-dockerfile
+#   lesson-network
 # Not here: limits, whose CPU loop outlasts its lesson's wait on the emulated
 # nested CPU, and exercise, whose initdb does too. The tour's lessons run in
 # lesson-tour-twinbox.
@@ -40,3 +41,7 @@ lesson_check shared-kernel 600
 # a few containers and two VMs: the curves, not the hundreds
 lesson_check scale 900 --count 8 --vm-budget 512m
 lesson_check desktop 900
+# the course's app built, then served by a container and by a VM on the bridge
+lesson_check dockerfile 900
+# veth and virtio-net on one bridge, seen from inside and timed from the host
+lesson_check network 900
