@@ -595,7 +595,10 @@ fn dockerfile_lesson_on_twinbox_vmm_serves_the_built_page_from_the_vm() {
     assert_eq!(vm["ran"], true, "{vm}");
     let v = measured(vm, "the microVM half");
     let page = v["page"].as_str().unwrap_or_default();
-    assert!(page.contains("served by") && page.contains("version 2"), "{v}");
+    assert!(
+        page.contains("served by") && page.contains("version 2"),
+        "{v}"
+    );
     assert!(v["first_answer_ms"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
 }
 
@@ -618,5 +621,9 @@ fn network_lesson_on_twinbox_vmm_puts_virtio_net_on_the_same_bridge() {
     assert!(inside.contains("eth0 driver: virtio_net"), "{v}");
     assert_eq!(v["nat_rule_for_vm"], true, "{v}");
     let paths = f["paths"].as_array().expect("paths");
-    assert_eq!(paths.len(), 5, "loopback, container twice, VM twice: {paths:?}");
+    assert_eq!(
+        paths.len(),
+        5,
+        "loopback, container twice, VM twice: {paths:?}"
+    );
 }
