@@ -71,6 +71,16 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
         let Ok(ready) = poll::wait_readable(&fds, None) else {
             return;
         };
+        // which clients have input, by descriptor: writing the output below
+        // may drop clients, so positions in `ready` no longer name them (a
+        // client that left as output arrived made the old index run past the
+        // list and the supervisor panic, closing the attach socket)
+        let readable: Vec<RawFd> = clients
+            .iter()
+            .zip(&ready[2..])
+            .filter(|(_, r)| **r)
+            .map(|(c, _)| c.as_raw_fd())
+            .collect();
         if ready[0] {
             // EIO once the last slave descriptor is closed; a signal is not the end
             match master_file.read(&mut buf) {
@@ -83,18 +93,18 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
                 }
             }
         }
-        let mut gone = Vec::new();
-        for (i, _) in ready[2..].iter().enumerate().filter(|(_, r)| **r) {
-            match clients[i].read(&mut buf) {
-                Ok(0) | Err(_) => gone.push(i),
+        clients.retain_mut(|c| {
+            if !readable.contains(&c.as_raw_fd()) {
+                return true;
+            }
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => false,
                 Ok(k) => {
                     let _ = master_file.write_all(&buf[..k]);
+                    true
                 }
             }
-        }
-        for i in gone.into_iter().rev() {
-            clients.remove(i);
-        }
+        });
         if ready[1] {
             if let Ok((client, _)) = listener.accept() {
                 let _ = client.set_write_timeout(Some(Duration::from_secs(2)));

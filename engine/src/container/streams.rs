@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -94,6 +94,14 @@ pub fn serve(
         let Ok(ready) = poll::wait(&fds, None) else {
             return;
         };
+        // which clients have input, by descriptor: writing output below may
+        // drop clients, so positions in `ready` no longer name them
+        let readable: Vec<RawFd> = clients
+            .iter()
+            .zip(&ready[4..])
+            .filter(|(_, r)| **r)
+            .map(|(c, _)| c.as_raw_fd())
+            .collect();
         for i in 0..2 {
             if !ready[i] {
                 continue;
@@ -133,17 +141,20 @@ pub fn serve(
                 }
             }
         }
-        let mut gone = Vec::new();
-        for (i, _) in ready[4..].iter().enumerate().filter(|(_, r)| **r) {
-            match clients[i].read(&mut buf) {
-                Ok(0) | Err(_) => gone.push(i),
-                Ok(k) if stdin.is_some() => pending.extend_from_slice(&buf[..k]),
-                Ok(_) => {}
+        clients.retain_mut(|c| {
+            if !readable.contains(&c.as_raw_fd()) {
+                return true;
             }
-        }
-        for i in gone.into_iter().rev() {
-            clients.remove(i);
-        }
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => false,
+                Ok(k) => {
+                    if stdin.is_some() {
+                        pending.extend_from_slice(&buf[..k]);
+                    }
+                    true
+                }
+            }
+        });
         if ready[2] {
             if let Ok((mut client, _)) = listener.accept() {
                 let _ = client.set_write_timeout(Some(Duration::from_secs(2)));
