@@ -473,9 +473,7 @@ fn a_store_others_cannot_search_is_refused_with_what_to_do() {
     use std::os::unix::fs::PermissionsExt;
     let Some(lab) = lab() else { return };
     let root = lab.root();
-    let mode = std::fs::metadata(root).unwrap().permissions().mode();
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let r = lab.tb(&[
+    let run = [
         "run",
         "--rm",
         "--network",
@@ -483,7 +481,10 @@ fn a_store_others_cannot_search_is_refused_with_what_to_do() {
         "--userns=auto",
         "busybox",
         "true",
-    ]);
+    ];
+    let mode = std::fs::metadata(root).unwrap().permissions().mode();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let r = lab.tb(&run);
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode)).unwrap();
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(
@@ -494,14 +495,6 @@ fn a_store_others_cannot_search_is_refused_with_what_to_do() {
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert_eq!(lab.container_count(), 0, "nothing left behind");
     // searchable again: it runs
-    let r = lab.tb(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--userns=auto",
-        "busybox",
-        "true",
-    ]);
+    let r = lab.tb(&run);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }

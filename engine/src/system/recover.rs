@@ -180,7 +180,8 @@ fn release_orphan_cgroups(store: &Store) -> usize {
     let ours = container_ids(store);
     let mut released = 0;
     for child in children {
-        let orphan = match build_cgroup_owner(&child.name) {
+        let builder = build_cgroup_owner(&child.name);
+        let orphan = match builder {
             Some(pid) => !crate::image::gc::process_exists(pid),
             None => {
                 is_container_id(&child.name)
@@ -197,7 +198,7 @@ fn release_orphan_cgroups(store: &Store) -> usize {
         ) else {
             continue;
         };
-        if build_cgroup_owner(&child.name).is_some() {
+        if builder.is_some() {
             let _ = cg.kill_all(libc::SIGKILL);
         } else if !cg.pids().is_ok_and(|p| p.is_empty()) || !cg.children().is_empty() {
             continue; // processes (or cgroups of their own) live in it: another store's container

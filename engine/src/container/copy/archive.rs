@@ -381,6 +381,25 @@ fn extract(
     let here = || Path::new(dest).join(rel).display().to_string();
     let dir = parent.as_fd();
     make_room(dir, name, kind == EntryType::Directory, &here)?;
+    // owner and time of an entry that cannot be opened (symlink, device, fifo)
+    let own_and_date = || -> Result<()> {
+        fchownat(
+            parent,
+            name,
+            Some(uid),
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err(here(), e))?;
+        let _ = utimensat(
+            parent,
+            name,
+            &mtime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        );
+        Ok(())
+    };
     match kind {
         EntryType::Directory => {
             let fd = open_or_make_dir(dir, name, mode, &here)?;
@@ -436,21 +455,7 @@ fn extract(
                 }
             };
             mknodat(parent, name, sflag, mode, dev).map_err(|e| err(here(), e))?;
-            fchownat(
-                parent,
-                name,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| err(here(), e))?;
-            let _ = utimensat(
-                parent,
-                name,
-                &mtime,
-                &mtime,
-                UtimensatFlags::NoFollowSymlink,
-            );
+            own_and_date()?;
             // mknod's mode went through the umask (glibc refuses a symlink here)
             let _ = nix::sys::stat::fchmodat(
                 parent,
@@ -462,21 +467,7 @@ fn extract(
         }
         _ => return Ok(None),
     }
-    fchownat(
-        parent,
-        name,
-        Some(uid),
-        Some(gid),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| err(here(), e))?;
-    let _ = utimensat(
-        parent,
-        name,
-        &mtime,
-        &mtime,
-        UtimensatFlags::NoFollowSymlink,
-    );
+    own_and_date()?;
     Ok(None)
 }
 
