@@ -384,6 +384,9 @@ fn an_images_vm_disk_is_counted_and_removed_with_the_image() {
     let orphan = format!("{}.ext4", "ab".repeat(32));
     std::fs::copy(disks_dir.join(&file), disks_dir.join(&orphan)).unwrap();
     assert_eq!(df_disks(&lab).len(), 2);
+    let check = lab.tb(&["system", "check"]);
+    assert_ne!(check.code, 0, "{}", check.stdout);
+    assert!(check.stdout.contains(&orphan), "{}", check.stdout);
     let r = lab.tb(&["image", "prune"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(

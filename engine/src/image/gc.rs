@@ -233,11 +233,11 @@ pub(crate) fn orphan_shifted_layers(store: &Store) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// Removes VM cache files (`cache/disks/<manifest-hex>.ext4`, ...) whose
-/// image manifest is no longer stored; returns the bytes freed. Files being
-/// built (dot-names) are left to their builder.
-fn forget_vm_cache(store: &Store) -> u64 {
-    let mut freed = 0;
+/// VM cache files (`cache/disks/<manifest-hex>.erofs`, ...) whose image
+/// manifest is no longer stored. Files being built (dot-names) are their
+/// builder's.
+pub(crate) fn orphan_vm_cache(store: &Store) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     for dir in crate::store::VM_CACHE_DIRS {
         let Ok(rd) = fs::read_dir(store.root().join("cache").join(dir)) else {
             continue;
@@ -248,13 +248,21 @@ fn forget_vm_cache(store: &Store) -> u64 {
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
-            if store.root().join("blobs/sha256").join(hex).exists() {
-                continue;
+            if !store.root().join("blobs/sha256").join(hex).exists() {
+                out.push(e.path());
             }
-            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
-            if fs::remove_file(e.path()).is_ok() {
-                freed += bytes;
-            }
+        }
+    }
+    out
+}
+
+/// Removes the orphaned VM cache files; returns the bytes freed.
+fn forget_vm_cache(store: &Store) -> u64 {
+    let mut freed = 0;
+    for path in orphan_vm_cache(store) {
+        let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if fs::remove_file(&path).is_ok() {
+            freed += bytes;
         }
     }
     freed

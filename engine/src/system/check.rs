@@ -116,6 +116,7 @@ pub fn check(store: &Store, repair: bool) -> Result<CheckReport, StoreError> {
     let corrupt = check_blobs(store, repair, &mut report)?;
     check_images(store, repair, &corrupt, &mut report)?;
     check_shifted_layers(store, repair, &mut report);
+    check_vm_cache(store, repair, &mut report);
     check_containers(store, repair, &mut report)?;
     check_leftovers(store, repair, &mut report)?;
     Ok(report)
@@ -425,6 +426,22 @@ fn check_shifted_layers(store: &Store, repair: bool, report: &mut CheckReport) {
             .to_string();
         let p = report.found(name, "copies with shifted owners of a layer that is gone");
         if repair && fs::remove_dir_all(&copies).is_ok() {
+            p.repaired = Some("removed".into());
+        }
+    }
+}
+
+/// VM disks and initramfs parts (cache/) built from an image that is gone:
+/// `rmi` removes the image first, so a crash between the two leaves them.
+fn check_vm_cache(store: &Store, repair: bool, report: &mut CheckReport) {
+    for file in gc::orphan_vm_cache(store) {
+        let name = file
+            .strip_prefix(store.root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let p = report.found(name, "built for VMs from an image that is gone");
+        if repair && fs::remove_file(&file).is_ok() {
             p.repaired = Some("removed".into());
         }
     }
