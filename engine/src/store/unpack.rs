@@ -108,12 +108,15 @@ pub fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<UnpackStats> {
         let parent = rel.parent().unwrap_or(Path::new(""));
 
         if name == OPAQUE_MARKER {
-            make_opaque(&dst.join(parent))?;
+            make_opaque(&dir_inside(dst, parent, &raw)?)?;
             stats.whiteouts += 1;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            make_whiteout(&dst.join(parent).join(hidden))?;
+            if matches!(hidden, "" | "." | "..") {
+                return Err(refuse(&raw, "is a whiteout that names no file"));
+            }
+            make_whiteout(&dir_inside(dst, parent, &raw)?.join(hidden))?;
             stats.whiteouts += 1;
             continue;
         }
@@ -183,11 +186,38 @@ fn cpath(p: &Path) -> Result<CString> {
         .map_err(|_| StoreError::Unpack(format!("path {:?} contains a NUL byte", p)))
 }
 
-/// overlayfs reads a 0:0 character device as "deleted in this layer".
-fn make_whiteout(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+/// The directory `parent` under `dst`, made where missing, never reached through a
+/// symlink: whiteouts are written by hand, not by tar's checked `unpack_in`, and a
+/// layer's own symlink (`link -> /`) would otherwise carry a `link/.wh.passwd` to
+/// the host's files.
+fn dir_inside(dst: &Path, parent: &Path, entry: &Path) -> Result<PathBuf> {
+    let mut dir = dst.to_path_buf();
+    for part in parent.components() {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(refuse(
+                    entry,
+                    &format!(
+                        "lies under {:?}, which is not a directory in this layer",
+                        dir.strip_prefix(dst).unwrap_or(&dir)
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            }
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        }
     }
+    Ok(dir)
+}
+
+/// overlayfs reads a 0:0 character device as "deleted in this layer". `path`'s
+/// directory comes from [`dir_inside`]; the name itself may be a symlink, which
+/// remove_file removes rather than follows.
+fn make_whiteout(path: &Path) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let c = cpath(path)?;
     // SAFETY: mknod with a valid NUL-terminated path.
@@ -198,13 +228,13 @@ fn make_whiteout(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// overlayfs hides everything below a directory marked opaque.
+/// overlayfs hides everything below a directory marked opaque. `dir` comes from
+/// [`dir_inside`], so it is a real directory of this layer.
 fn make_opaque(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let c = cpath(dir)?;
-    // SAFETY: setxattr with valid NUL-terminated name and path and a 1-byte value.
+    // SAFETY: lsetxattr with valid NUL-terminated name and path and a 1-byte value.
     let rc = unsafe {
-        libc::setxattr(
+        libc::lsetxattr(
             c.as_ptr(),
             c"trusted.overlay.opaque".as_ptr(),
             b"y".as_ptr().cast(),
@@ -313,6 +343,46 @@ mod tests {
         let err = unpack_layer(&data[..], &dst).unwrap_err().to_string();
         assert!(err.contains("'..'"), "{err}");
         assert!(!dir.path().join("escape.tx").exists());
+    }
+
+    /// A layer's symlink to a directory outside, then whiteouts and an opaque marker
+    /// under it: found by the ingest fuzz target, which made `/twfz-long-name...` on
+    /// the host. Nothing outside may be made, removed or marked.
+    #[test]
+    fn whiteouts_under_a_symlink_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim"), b"keep").unwrap();
+        let dst = dir.path().join("layer");
+        let cases: [&str; 3] = ["link/.wh.victim", "link/made/.wh.x", "link/.wh..wh..opq"];
+        for case in cases {
+            std::fs::create_dir(&dst).unwrap();
+            let data = tar_with(|b| {
+                let mut h = file_header(0);
+                h.set_entry_type(EntryType::Symlink);
+                b.append_link(&mut h, "link", &outside).unwrap();
+                b.append_data(&mut file_header(0), case, &[][..]).unwrap();
+            });
+            let err = unpack_layer(&data[..], &dst).unwrap_err().to_string();
+            assert!(
+                err.contains("not a directory in this layer"),
+                "{case}: {err}"
+            );
+            assert_eq!(
+                std::fs::read(outside.join("victim")).unwrap(),
+                b"keep",
+                "{case}"
+            );
+            let left: Vec<_> = std::fs::read_dir(&outside)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(left, ["victim"], "{case}");
+            assert!(!is_opaque(&outside), "{case}");
+            std::fs::remove_dir_all(&dst).unwrap();
+        }
     }
 
     #[test]
