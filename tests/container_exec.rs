@@ -296,6 +296,37 @@ fn attach_to_a_detached_terminal_and_detach() {
     assert!(r.stderr.contains("invalid detach keys"), "{}", r.stderr);
 }
 
+/// Detaching while the container writes: the supervisor once dropped a leaving
+/// client (its write failed) and then read it by a stale position in its poll
+/// set, panicked and closed the attach socket; the next attach got ECONNRESET
+/// (2 of 4 CI runs). A container printing without pause makes every detach
+/// land on output in flight, and each cycle must leave it running and attachable.
+#[test]
+fn detaching_while_output_flows_keeps_the_container_attachable() {
+    let Some(lab) = lab() else { return };
+    let loop_ = "i=0; while :; do i=$((i+1)); echo tick$i; usleep 2000; done";
+    let r = lab.tb(&[
+        "run", "-dit", "--name", "ex-flow", "busybox", "sh", "-c", loop_,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for cycle in 0..25 {
+        let mut term = Terminal::new();
+        let mut child = term.spawn(&lab, &["attach", "ex-flow"]);
+        term.expect("tick");
+        term.send(b"\x10\x11");
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "cycle {cycle}: attach did not detach"
+        );
+        let r = lab.tb(&["inspect", "-f", "{{.State.Status}}", "ex-flow"]);
+        assert_eq!(r.stdout.trim(), "running", "cycle {cycle}: {}", r.stderr);
+    }
+    let r = lab.tb(&["rm", "-f", "ex-flow"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
 /// `attach` to containers run without -t, as Docker's: stdout and stderr
 /// stream to ours, our input reaches a -i container's stdin, the container's
 /// exit code is attach's, signals go to the container (--sig-proxy), and the
