@@ -36,8 +36,9 @@ fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
         if d.path() == Path::new("/dev/ptmx") {
             continue;
         }
-        let path = super::mounts::secure_join(root, d.path());
         let name = d.path().display().to_string();
+        let path = super::mounts::secure_join(root, d.path())
+            .map_err(|e| InitError::setup(&format!("find {name} in the root"), e))?;
         let kind = match d.typ() {
             T::C | T::U => SFlag::S_IFCHR,
             T::B => SFlag::S_IFBLK,
@@ -117,8 +118,11 @@ fn make_node(
 /// stdin already is its terminal gets it as /dev/console (with a console
 /// socket the init binds its new terminal there itself, later).
 pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Result<(), InitError> {
-    let dev = root.join("dev");
-    if !dev.is_dir() {
+    // Resolved inside the root: this runs before pivot_root, where an image's
+    // `dev -> /etc` joined plainly would put the nodes in the host's /etc.
+    let dev = super::mounts::secure_join(root, Path::new("/dev"))
+        .map_err(|e| InitError::setup("find /dev in the root", e))?;
+    if !dev.symlink_metadata().is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
     for (name, major, minor) in DEFAULT_DEVICES {
@@ -166,7 +170,13 @@ pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Resul
     {
         if let Ok(tty) = std::fs::read_link("/proc/self/fd/0") {
             let console = dev.join("console");
-            std::fs::write(&console, b"")
+            // a /dev that is the image's own (no tmpfs in the spec) may hold a
+            // `console -> /host/file` link, which a plain create would follow
+            let _ = std::fs::remove_file(&console);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&console)
                 .map_err(|e| InitError::setup("create /dev/console", e))?;
             nix::mount::mount(
                 Some(&tty),
@@ -179,4 +189,44 @@ pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image whose /dev is a link to a host directory: the nodes and links
+    /// must not land there (populate_dev runs before pivot_root). Needs root for
+    /// mknod, as the container init has.
+    #[test]
+    fn dev_link_in_the_image_stays_inside() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mknod needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("tty"), b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("dev")).unwrap();
+        let mut spec = Spec::default();
+        spec.set_linux(None);
+        populate_dev(&root, &spec, false).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["tty"]);
+        assert_eq!(std::fs::read(outside.join("tty")).unwrap(), b"keep");
+
+        // a link that stays inside the root is followed there, as runc does
+        std::fs::remove_file(root.join("dev")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("dev")).unwrap();
+        populate_dev(&root, &spec, false).unwrap();
+        assert!(root.join("etc/null").symlink_metadata().is_ok());
+        assert!(root.join("etc/fd").symlink_metadata().is_ok());
+    }
 }

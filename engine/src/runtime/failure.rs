@@ -2,6 +2,7 @@
 //! steps it calls (mounts, devices, exec) all import it without a loop.
 
 /// A failed step: the exit code Docker uses for it and a one-line message.
+#[derive(Debug)]
 pub struct InitError {
     pub exit_code: i32,
     pub message: String,

@@ -43,7 +43,9 @@ pub fn bind_self(root: &Path) -> Step {
 
 /// Joins `dest` under `root`, resolving symlinks as if `root` were "/", so an
 /// image cannot redirect a mount (say /proc -> /etc on the host) out of its root.
-pub fn secure_join(root: &Path, dest: &Path) -> PathBuf {
+/// More than 40 links is ELOOP, as the kernel says: handing back the 41st link
+/// unresolved would let whoever uses the path follow it on the host.
+pub fn secure_join(root: &Path, dest: &Path) -> std::io::Result<PathBuf> {
     let mut out = root.to_path_buf();
     let mut pending: Vec<PathBuf> = vec![dest.to_path_buf()];
     let mut hops = 0;
@@ -61,7 +63,10 @@ pub fn secure_join(root: &Path, dest: &Path) -> PathBuf {
                 Component::Normal(n) => {
                     let next = out.join(n);
                     match fs::read_link(&next) {
-                        Ok(target) if hops < 40 => {
+                        Ok(_) if hops >= 40 => {
+                            return Err(std::io::Error::from_raw_os_error(libc::ELOOP))
+                        }
+                        Ok(target) => {
                             hops += 1;
                             let rest: PathBuf = comps[i + 1..].iter().collect();
                             pending.push(rest);
@@ -74,7 +79,7 @@ pub fn secure_join(root: &Path, dest: &Path) -> PathBuf {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 struct MountOptions {
@@ -242,9 +247,9 @@ pub fn mount_all(root: &Path, spec: &Spec, host_network: bool) -> Step {
 fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> Step {
     let typ = m.typ().clone().unwrap_or_default();
     refuse_symlinked_kernel_fs(root, m.destination(), &typ)?;
-    let dest = secure_join(root, m.destination());
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let what = format!("mount {} on {}", typ, m.destination().display());
+    let dest = secure_join(root, m.destination()).map_err(|e| InitError::setup(&what, e))?;
     let bind = opts.bind || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
 
@@ -545,14 +550,39 @@ mod tests {
         fs::create_dir_all(root.join("real")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../..", root.join("up")).unwrap();
+        let join = |p: &str| secure_join(root, Path::new(p)).unwrap();
+        assert_eq!(join("/abs/passwd"), root.join("etc/passwd"));
+        assert_eq!(join("/up/x"), root.join("x"));
+        assert_eq!(join("/real/../proc"), root.join("proc"));
+    }
+
+    /// A chain of more links than the kernel follows, ending at a host directory:
+    /// the last link must not come back unresolved (a mount or mkdir on it would
+    /// follow it on the host).
+    #[test]
+    fn secure_join_refuses_too_many_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        for i in 0..41 {
+            std::os::unix::fs::symlink(format!("l{}", i + 1), root.join(format!("l{i}"))).unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, root.join("l41")).unwrap();
+        match secure_join(&root, Path::new("/l0")) {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
+            Ok(p) => {
+                let real = fs::canonicalize(&p).unwrap_or(p);
+                panic!("resolved to {real:?}, outside {root:?}: should be ELOOP")
+            }
+        }
+        // 40 links are still followed, to a place inside the root
+        fs::remove_file(root.join("l39")).unwrap();
+        std::os::unix::fs::symlink("/inside", root.join("l39")).unwrap();
         assert_eq!(
-            secure_join(root, Path::new("/abs/passwd")),
-            root.join("etc/passwd")
-        );
-        assert_eq!(secure_join(root, Path::new("/up/x")), root.join("x"));
-        assert_eq!(
-            secure_join(root, Path::new("/real/../proc")),
-            root.join("proc")
+            secure_join(&root, Path::new("/l0/x")).unwrap(),
+            root.join("inside/x")
         );
     }
 
