@@ -109,7 +109,7 @@ pub struct RunArgs {
     /// Add a host device: HOST[:CONTAINER][:rwm] (a directory adds the devices below it)
     #[arg(long = "device")]
     device: Vec<String>,
-    /// Security options: seccomp=unconfined, no-new-privileges
+    /// Security options: seccomp=unconfined|FILE.json, no-new-privileges[=true|false]
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
     /// Restart policy: no, on-failure[:N], always, unless-stopped
@@ -212,31 +212,7 @@ impl RunArgs {
                 MountRequest::Tmpfs(t) => tmpfs.push(t),
             }
         }
-        let mut seccomp_unconfined = false;
-        let mut seccomp_profile = None;
-        for o in &self.security_opt {
-            match o.as_str() {
-                "seccomp=unconfined" | "seccomp:unconfined" => seccomp_unconfined = true,
-                // twinbox always sets no_new_privs, as this asks
-                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
-                other => match other
-                    .strip_prefix("seccomp=")
-                    .or_else(|| other.strip_prefix("seccomp:"))
-                {
-                    Some(file) => {
-                        let text = std::fs::read_to_string(file).map_err(|e| {
-                            anyhow::anyhow!(
-                                "cannot read seccomp profile {file}: {e}: give a Docker JSON profile file"
-                            )
-                        })?;
-                        seccomp_profile = Some(text);
-                    }
-                    None => bail!(
-                        "unsupported --security-opt {other:?}: use seccomp=unconfined, seccomp=FILE.json or no-new-privileges"
-                    ),
-                },
-            }
-        }
+        let security = engine::security_opt::parse(&self.security_opt)?;
         let shm_size = self
             .shm_size
             .as_deref()
@@ -269,8 +245,9 @@ impl RunArgs {
             group_add: self.group_add.clone(),
             privileged: self.privileged,
             userns: twinbox_engine::container::userns::parse_mode(&self.userns)?,
-            seccomp_unconfined,
-            seccomp_profile,
+            seccomp_unconfined: security.seccomp_unconfined,
+            seccomp_profile: security.seccomp_profile,
+            no_new_privileges: security.no_new_privileges,
             stop_signal: match &self.stop_signal {
                 Some(s) => {
                     parse_signal(s)?;

@@ -20,7 +20,18 @@ const NAMESPACES: [&str; 6] = ["mnt", "pid", "net", "uts", "ipc", "cgroup"];
 #[test]
 fn exec_joins_the_container_and_its_confinement() {
     let Some(lab) = lab() else { return };
-    let r = lab.tb(&["run", "-d", "--name", "ex-a", "busybox", "sleep", "1000"]);
+    // no_new_privs is off by default: asked for, exec must carry it too
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "ex-a",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let pid = init_pid(&lab, "ex-a");
 

@@ -363,9 +363,9 @@ fn without_idmapped_mounts_the_layers_are_chowned_copies_that_go_with_the_image(
 fn a_chowned_copy_gives_file_capabilities_to_the_range_root() {
     let Some(lab) = lab() else { return };
     // a rootfs of busybox and a copy of it carrying cap_net_raw (a v2
-    // capability, as setcap writes on the host). Checked on the host: the
-    // engine's containers run with no_new_privs, which ignores file
-    // capabilities at exec
+    // capability, as setcap writes on the host). Checked on the host, then
+    // from inside: a user's exec of the copy gains the capability, unless
+    // `--security-opt no-new-privileges` (off by default, as Docker)
     let busybox = std::fs::read_dir(lab.root().join("layers"))
         .unwrap()
         .flatten()
@@ -466,6 +466,33 @@ fn a_chowned_copy_gives_file_capabilities_to_the_range_root() {
     assert_eq!(&copy[4..20], &cap[4..20], "the same capability sets");
     assert_eq!(le(&copy[20..]), base, "owned by the container's root");
     assert_eq!(lab.tb(&["rm", "capk"]).code, 0);
+
+    let effective = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--userns=auto",
+            "-u",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["caps", "/cap/grep", "CapEff", "/proc/self/status"]);
+        let r = chowned(&lab, &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().to_string()
+    };
+    assert_eq!(
+        effective(&[]),
+        "CapEff:\t0000000000002000",
+        "cap_net_raw from the file"
+    );
+    assert_eq!(
+        effective(&["--security-opt", "no-new-privileges"]),
+        "CapEff:\t0000000000000000",
+        "no_new_privs ignores file capabilities"
+    );
 }
 
 #[test]

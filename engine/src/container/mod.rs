@@ -20,6 +20,7 @@ pub mod pause;
 pub mod prune;
 pub mod record;
 pub mod restart;
+pub mod security_opt;
 pub mod signals;
 pub mod spec;
 pub mod streams;

@@ -79,6 +79,10 @@ pub struct RunOptions {
     /// format), kept so that restarts do not need the file.
     #[serde(default)]
     pub seccomp_profile: Option<String>,
+    /// `--security-opt no-new-privileges`: setuid bits and file capabilities
+    /// stop working (off by default, as Docker).
+    #[serde(default)]
+    pub no_new_privileges: bool,
     /// `--stop-signal` (else the image's StopSignal, resolved at create).
     #[serde(default)]
     pub stop_signal: Option<String>,

@@ -243,7 +243,7 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
                 .filter_map(super::ulimit::to_rlimit)
                 .collect::<Vec<_>>(),
         )
-        .no_new_privileges(true)
+        .no_new_privileges(opts.no_new_privileges)
         .build()
         .map_err(|e| ContainerError::BadOption(e.to_string()))?;
 

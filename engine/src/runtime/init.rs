@@ -188,10 +188,15 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
 }
 
 /// Switches user (keeping capabilities across setuid), sets the process's
-/// capabilities, forbids gaining privileges, and installs the syscall filter
-/// last (it also filters our own calls). `exec` runs the same steps, so an
-/// exec'd process is exactly as confined as the container's own. A filter with
-/// notify rules gives a listener descriptor: `hand_over` passes it to the
+/// capabilities, forbids gaining privileges when the spec asks, and installs
+/// the syscall filter. `exec` runs the same steps, so an exec'd process is
+/// exactly as confined as the container's own.
+///
+/// With `no_new_privs` the filter comes last (it also filters our own calls).
+/// Without it the kernel takes a filter only from a holder of CAP_SYS_ADMIN, so
+/// it comes first, while we still hold every capability, as runc does; the
+/// filter must then allow the calls below (Docker's profile does). A filter
+/// with notify rules gives a listener descriptor: `hand_over` passes it to the
 /// runtime (false: it could not), and our copy is closed.
 pub(super) fn drop_privileges(
     process: &Process,
@@ -199,6 +204,10 @@ pub(super) fn drop_privileges(
     preserve_fds: u32,
     hand_over: &dyn Fn(RawFd) -> bool,
 ) -> Step {
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if !no_new_privs {
+        install_filter(filter, hand_over)?;
+    }
     security::capabilities::prepare_user_switch()
         .map_err(|e| InitError::setup("keep capabilities", e))?;
     switch_user(process.user())?;
@@ -206,22 +215,27 @@ pub(super) fn drop_privileges(
         security::capabilities::apply(caps)
             .map_err(|e| InitError::setup_chain("capabilities", &e))?;
     }
-    if process.no_new_privileges().unwrap_or(false) {
-        security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
-    }
     close_other_fds(preserve_fds);
-    if let Some(filter) = filter {
-        let listener = security::seccomp::install(filter)
-            .map_err(|e| InitError::setup_chain("seccomp", &e))?;
-        if let Some(fd) = listener {
-            use std::os::fd::AsRawFd;
-            if !hand_over(fd.as_raw_fd()) {
-                return Err(InitError {
-                    exit_code: 125,
-                    message: "container init: seccomp listener could not be handed to the agent"
-                        .into(),
-                });
-            }
+    if no_new_privs {
+        security::set_no_new_privs().map_err(|e| InitError::setup("no_new_privs", e))?;
+        install_filter(filter, hand_over)?;
+    }
+    Ok(())
+}
+
+fn install_filter(filter: Option<&CompiledFilter>, hand_over: &dyn Fn(RawFd) -> bool) -> Step {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    let listener =
+        security::seccomp::install(filter).map_err(|e| InitError::setup_chain("seccomp", &e))?;
+    if let Some(fd) = listener {
+        use std::os::fd::AsRawFd;
+        if !hand_over(fd.as_raw_fd()) {
+            return Err(InitError {
+                exit_code: 125,
+                message: "container init: seccomp listener could not be handed to the agent".into(),
+            });
         }
     }
     Ok(())

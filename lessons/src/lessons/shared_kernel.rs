@@ -530,7 +530,7 @@ mod tests {
     #[test]
     fn reads_rights() {
         let r = parse_rights(
-            "NoNewPrivs:\t1\nSeccomp:\t2\nCapEff:\t00000000a80425fb\nproc-sys: read-only\nkernel-log: refused: dmesg: klogctl: Operation not permitted\n",
+            "NoNewPrivs:\t0\nSeccomp:\t2\nCapEff:\t00000000a80425fb\nproc-sys: read-only\nkernel-log: refused: dmesg: klogctl: Operation not permitted\n",
         )
         .unwrap();
         assert_eq!((r.capabilities, r.seccomp_mode), (14, 2));

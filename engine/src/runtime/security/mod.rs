@@ -1,6 +1,6 @@
 //! Hardening a container's init applies just before `execve`, as Docker does by
-//! default: capability sets, `no_new_privs`, a seccomp filter, and masked and
-//! read-only paths under `/proc` and `/sys`.
+//! default: capability sets, a seccomp filter, masked and read-only paths under
+//! `/proc` and `/sys`, and `no_new_privs` when asked.
 //!
 //! The order matters; the container init is expected to do this:
 //!
@@ -11,8 +11,8 @@
 //! capabilities::prepare_user_switch()       keep the permitted set across setuid
 //! setgroups / setgid / setuid               the spec's user
 //! capabilities::apply(&caps)                bounding set, then inheritable/permitted/effective, then ambient
-//! set_no_new_privs()                        when process.noNewPrivileges (twinbox's and Docker's
-//!                                           hardened default); anywhere before install
+//! set_no_new_privs()                        when process.noNewPrivileges (`--security-opt
+//!                                           no-new-privileges`; off by default, as Docker)
 //! seccomp::install(&filter)                 last: afterwards the process only needs execve
 //! execve
 //! ```
