@@ -34,39 +34,16 @@ impl MergedView {
 
     /// The real path of `rel` (relative, `/`-separated, no `..`) in the topmost
     /// layer that has it, or None when it does not exist in the merged tree.
+    /// Never a path that goes through a symlink: a layer's `link -> /etc` must
+    /// not make `link/shadow` the host's file.
     pub fn lookup(&self, rel: &Path) -> Option<PathBuf> {
-        let comps: Vec<_> = rel.components().collect();
-        'layers: for layer in &self.layers {
-            // an ancestor that is a whiteout, a non-directory or opaque ends the search
-            let mut here = layer.clone();
-            for (i, c) in comps.iter().enumerate() {
-                here.push(c);
-                let Ok(md) = here.symlink_metadata() else {
-                    continue 'layers;
-                };
-                if is_whiteout(&md) {
-                    return None;
-                }
-                let last = i + 1 == comps.len();
-                if last {
-                    return Some(here);
-                }
-                if !md.is_dir() {
-                    return None;
-                }
-                if is_opaque(&here) {
-                    // nothing below this layer shows through this directory
-                    let rest: PathBuf = comps[i + 1..].iter().collect();
-                    let p = here.join(rest);
-                    return p
-                        .symlink_metadata()
-                        .ok()
-                        .filter(|m| !is_whiteout(m))
-                        .map(|_| p);
-                }
-            }
-            if comps.is_empty() {
-                return Some(layer.clone());
+        for layer in &self.layers {
+            match in_layer(layer, rel) {
+                InLayer::Found { path, .. } => return Some(path),
+                InLayer::Absent {
+                    below_hidden: false,
+                } => continue,
+                InLayer::Absent { below_hidden: true } | InLayer::Hidden => return None,
             }
         }
         None
@@ -85,13 +62,17 @@ impl MergedView {
         let mut names = BTreeSet::new();
         let mut hidden = BTreeSet::new();
         for layer in &self.layers {
-            let dir = layer.join(rel);
-            let Ok(md) = dir.symlink_metadata() else {
-                continue;
+            let (dir, below_hidden) = match in_layer(layer, rel) {
+                InLayer::Found {
+                    path,
+                    md,
+                    below_hidden,
+                } if md.is_dir() => (path, below_hidden),
+                InLayer::Absent {
+                    below_hidden: false,
+                } => continue,
+                _ => break,
             };
-            if !md.is_dir() {
-                break;
-            }
             if let Ok(rd) = std::fs::read_dir(&dir) {
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
@@ -109,13 +90,12 @@ impl MergedView {
                     }
                 }
             }
-            if is_opaque(&dir) {
+            if below_hidden {
                 break;
             }
         }
         names.into_iter().collect()
     }
-
     /// Visits every path of the merged tree, parents before children and in
     /// name order within a directory; returns how many whiteouts hid a path.
     /// Layers that are not directories (never unpacked) are skipped.
@@ -228,6 +208,63 @@ impl MergedView {
     }
 }
 
+/// How one path stands in one layer.
+enum InLayer {
+    /// The layer has it; `below_hidden`: an opaque directory on the way (or the
+    /// path itself) hides the lower layers' entries there.
+    Found {
+        path: PathBuf,
+        md: Metadata,
+        below_hidden: bool,
+    },
+    /// Not in this layer; lower layers show through unless an opaque
+    /// directory on the way hides them.
+    Absent { below_hidden: bool },
+    /// A whiteout, or a file or symlink where a directory on the way would
+    /// be: the path does not exist in the merged tree.
+    Hidden,
+}
+
+/// Looks `rel` up in one layer a component at a time with lstat, so no symlink
+/// of the layer is ever followed (a plain join would follow one on the host).
+fn in_layer(layer: &Path, rel: &Path) -> InLayer {
+    let comps: Vec<_> = rel.components().collect();
+    let mut here = layer.to_path_buf();
+    let mut below_hidden = false;
+    if comps.is_empty() {
+        return match here.symlink_metadata() {
+            Ok(md) => InLayer::Found {
+                path: here,
+                md,
+                below_hidden,
+            },
+            Err(_) => InLayer::Absent { below_hidden },
+        };
+    }
+    for (i, c) in comps.iter().enumerate() {
+        here.push(c);
+        let Ok(md) = here.symlink_metadata() else {
+            return InLayer::Absent { below_hidden };
+        };
+        if is_whiteout(&md) {
+            return InLayer::Hidden;
+        }
+        let opaque = md.is_dir() && is_opaque(&here);
+        if i + 1 == comps.len() {
+            return InLayer::Found {
+                path: here,
+                md,
+                below_hidden: below_hidden || opaque,
+            };
+        }
+        if !md.is_dir() {
+            return InLayer::Hidden;
+        }
+        below_hidden |= opaque;
+    }
+    InLayer::Absent { below_hidden }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +338,63 @@ mod tests {
         })
         .unwrap();
         assert_eq!(names, ["etc", "etc/c", "link"]);
+    }
+
+    fn set_opaque(dir: &Path) {
+        let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated path and attribute name; the value is 1 byte.
+        let rc = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "setting trusted.* needs root");
+    }
+
+    /// A layer's symlinks to a host directory: nothing below them may be looked
+    /// up or listed on the host, also past an opaque directory (where lookup
+    /// joined the rest of the path in one go) and past resolve's 40 links, and
+    /// so COPY --from cannot copy the host's files into an image.
+    #[test]
+    fn symlinks_in_a_layer_are_never_followed_on_the_host() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("sub")).unwrap();
+        fs::write(outside.join("secret"), "host").unwrap();
+        fs::write(outside.join("sub/x"), "host").unwrap();
+        let layer = dir.path().join("layer");
+        fs::create_dir_all(layer.join("d")).unwrap();
+        set_opaque(&layer.join("d"));
+        std::os::unix::fs::symlink(&outside, layer.join("link")).unwrap();
+        std::os::unix::fs::symlink(&outside, layer.join("d/link")).unwrap();
+        for i in 0..40 {
+            std::os::unix::fs::symlink(format!("l{}", i + 1), layer.join(format!("d/l{i}")))
+                .unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, layer.join("d/l40")).unwrap();
+        let view = MergedView::new(vec![layer.clone()]);
+        for rel in ["link/secret", "d/link/secret", "d/link/sub/x"] {
+            assert_eq!(view.lookup(Path::new(rel)), None, "{rel}");
+        }
+        for rel in ["link/sub", "d/link/sub"] {
+            assert!(view.read_dir(Path::new(rel)).is_empty(), "{rel}");
+        }
+        let rel = view.resolve(Path::new("d/l0/secret"));
+        assert_eq!(view.lookup(&rel), None, "{rel:?}");
+
+        let origin = crate::build::copy::Origin::Image(&view);
+        for src in ["/d/l0/secret", "/d/l0/sub/x", "/d/l0/sub/*"] {
+            match origin.sources(src) {
+                Err(e) => assert!(e.contains("not found") || e.contains("no source"), "{e}"),
+                Ok(m) => panic!("COPY --from {src} found {m:?}"),
+            }
+        }
     }
 }
