@@ -405,3 +405,58 @@ fn secrets_as_env_and_files_tmpfs_size_and_required() {
         assert!(r.stderr.contains(says), "{mount}: {}", r.stderr);
     }
 }
+
+/// A stage whose bind source is a chain of more symlinks than a lookup follows,
+/// the last one naming a host directory: the source must not come out as a
+/// link that the bind mount then follows on the host (the RUN wrote into the
+/// host directory through it). COPY --from the same path is refused as well.
+#[test]
+fn bind_source_past_forty_links_never_reaches_the_host() {
+    let Some(lab) = lab() else { return };
+    let outside = lab.root().join("host-outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("secret"), "host\n").unwrap();
+    let ctx = context(
+        &lab,
+        "links",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS evil\n\
+             COPY d /d\n\
+             FROM busybox\n\
+             RUN --mount=type=bind,from=evil,source=/d/l0,target=/mnt,rw touch /mnt/escaped\n",
+        )],
+    );
+    let d = ctx.join("d");
+    fs::create_dir_all(&d).unwrap();
+    for i in 0..40 {
+        std::os::unix::fs::symlink(format!("l{}", i + 1), d.join(format!("l{i}"))).unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, d.join("l40")).unwrap();
+    let r = build(&lab, &["-t", "links:1", ctx.to_str().unwrap()]);
+    assert!(
+        !outside.join("escaped").exists(),
+        "the RUN wrote into the host directory: {}",
+        r.stderr
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("more than 40 symbolic links"),
+        "{}",
+        r.stderr
+    );
+
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS evil\nCOPY d /d\nFROM busybox\nCOPY --from=evil /d/l0/secret /stolen\n",
+    )
+    .unwrap();
+    let r = build(&lab, &["-t", "links:2", ctx.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "COPY --from took the host's file: {}", r.stdout);
+    assert!(
+        r.stderr.contains("more than 40 symbolic links"),
+        "{}",
+        r.stderr
+    );
+    assert!(scratch(lab.root()).is_empty(), "{:?}", scratch(lab.root()));
+}

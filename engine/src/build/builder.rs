@@ -854,7 +854,8 @@ impl Builder<'_> {
             copy::hash_entry(key, Path::new(""), &m.real)
                 .map_err(|e| BuildError::io(&m.real, e))?;
             copy::stage_entry(&m.real, dest, &own).map_err(|e| BuildError::io(&m.real, e))?;
-            if m.real.is_dir() {
+            // lstat: the source is a path of the stage, never a host path a link leads to
+            if m.real.symlink_metadata().is_ok_and(|md| md.is_dir()) {
                 for (rel, real) in origin.walk(m) {
                     copy::hash_entry(key, &rel, &real).map_err(|e| BuildError::io(&real, e))?;
                     copy::stage_entry(&real, &dest.join(&rel), &own)
@@ -1067,7 +1068,9 @@ impl Builder<'_> {
         let dest_rel = if link {
             PathBuf::from(clean_abs(&dest_abs).trim_start_matches('/'))
         } else {
-            image_view.resolve(Path::new(dest_abs.trim_start_matches('/')))
+            image_view
+                .resolve(Path::new(dest_abs.trim_start_matches('/')))
+                .map_err(|e| self.fail(step.line, &step.text, format!("destination: {e}")))?
         };
         let exclude = (!excludes.is_empty()).then(|| Ignore::parse(&excludes.join("\n")));
         let excluded = |rel: &Path| {
@@ -1380,7 +1383,9 @@ impl Builder<'_> {
         state.config().insert("WorkingDir".into(), json!(clean));
         state.history(format!("WORKDIR {clean}"), false);
         let view = state.view(self.store);
-        let rel = view.resolve(Path::new(clean.trim_start_matches('/')));
+        let rel = view
+            .resolve(Path::new(clean.trim_start_matches('/')))
+            .map_err(|e| self.fail(step.line, &step.text, e.to_string()))?;
         if clean == "/" || view.is_dir(&rel) {
             return Ok(true);
         }

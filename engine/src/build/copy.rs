@@ -78,7 +78,9 @@ impl Origin<'_> {
     /// that points outside of it is an error.
     fn resolve(&self, segs: &[String], src: &str) -> Result<PathBuf, String> {
         match self {
-            Origin::Image(view) => Ok(view.resolve(&segs.iter().collect::<PathBuf>())),
+            Origin::Image(view) => view
+                .resolve(&segs.iter().collect::<PathBuf>())
+                .map_err(|e| format!("source {src:?} cannot be found: {e}")),
             Origin::Context { .. } => {
                 let root = self.context_root()?;
                 let mut out: Vec<String> = Vec::new();
