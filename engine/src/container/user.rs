@@ -1,9 +1,11 @@
 //! Resolving `-u` / the image's User against the image's /etc/passwd and
 //! /etc/group, read from the layers (topmost first) before the container exists.
 
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use super::{ContainerError, Result};
+use crate::layer::merged::MergedView;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedUser {
@@ -16,13 +18,29 @@ pub struct ResolvedUser {
     pub groups: Vec<u32>,
 }
 
+/// The image's file `rel` as the container would see it: links resolved inside
+/// the image (an `etc/passwd -> /etc/shadow` is the image's shadow, never the
+/// host's), whiteouts honoured, and only a regular file of at most
+/// [`MAX_DB`] bytes read (a link to /dev/zero or a fifo must not hang us).
 fn read_from_layers(lowers: &[PathBuf], rel: &str) -> Option<String> {
-    lowers
-        .iter()
-        .map(|l| l.join(rel))
-        .find(|p| p.symlink_metadata().is_ok())
-        .and_then(|p| std::fs::read_to_string(p).ok())
+    use std::io::Read;
+    let view = MergedView::new(lowers.to_vec());
+    let real = view.lookup(&view.resolve(Path::new(rel)).ok()?)?;
+    if !real.symlink_metadata().ok()?.is_file() {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&real)
+        .ok()?;
+    let mut text = String::new();
+    file.take(MAX_DB).read_to_string(&mut text).ok()?;
+    Some(text)
 }
+
+/// More than any real /etc/passwd or /etc/group.
+const MAX_DB: u64 = 16 << 20;
 
 fn lookup<'a>(db: &'a str, name: &str) -> Option<Vec<&'a str>> {
     db.lines()
@@ -177,5 +195,25 @@ mod tests {
         .unwrap();
         assert_eq!(u.groups, vec![0, 10, 50, 99]);
         assert!(add_groups(&mut u, &["nogroup".into()], &lowers).is_err());
+    }
+
+    /// An image whose /etc/passwd is a link to a host file: the user is looked
+    /// up in the image (where the link leads nowhere), never in the host's file.
+    #[test]
+    fn passwd_links_resolve_inside_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host-passwd");
+        std::fs::write(&host, "root:x:0:0:root:/host-home:/bin/sh\n").unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, layer.join("etc/passwd")).unwrap();
+        let lowers = vec![layer.clone()];
+        assert_eq!(resolve("", &lowers).unwrap().home, "/");
+        // a link inside the image is followed there
+        std::fs::create_dir_all(layer.join("real")).unwrap();
+        std::fs::write(layer.join("real/pw"), "root:x:0:0:r:/image-home:/bin/sh\n").unwrap();
+        std::fs::remove_file(layer.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/real/pw", layer.join("etc/passwd")).unwrap();
+        assert_eq!(resolve("", &lowers).unwrap().home, "/image-home");
     }
 }
