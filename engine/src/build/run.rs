@@ -20,6 +20,7 @@ use crate::network::NetworkMode;
 use crate::runtime::{self, Launch, RootfsSource, Stdio};
 use crate::store::unpack::is_opaque;
 use crate::store::Store;
+use crate::util::path::beneath;
 
 /// How many output lines a failed RUN shows.
 pub const TAIL_LINES: usize = 10;
@@ -323,7 +324,11 @@ fn drop_mount_stubs(upper: &Path, image: &MergedView, mount_points: &[String]) {
     let mut parents: HashSet<PathBuf> = HashSet::new();
     for m in mount_points {
         let rel = PathBuf::from(m.trim_start_matches('/'));
-        let p = upper.join(&rel);
+        // the RUN may have left links in the upper dir (etc -> /host/dir): a
+        // path through one is not this layer's stub, and is not touched
+        let Some(p) = beneath(upper, &rel) else {
+            continue;
+        };
         let Ok(md) = p.symlink_metadata() else {
             continue;
         };
@@ -353,10 +358,15 @@ fn drop_mount_stubs(upper: &Path, image: &MergedView, mount_points: &[String]) {
     let mut parents: Vec<PathBuf> = parents.into_iter().collect();
     parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for rel in parents {
-        let p = upper.join(&rel);
+        let Some(p) = beneath(upper, &rel) else {
+            continue;
+        };
         let Ok(md) = p.symlink_metadata() else {
             continue;
         };
+        if !md.is_dir() {
+            continue;
+        }
         let empty = fs::read_dir(&p)
             .map(|mut r| r.next().is_none())
             .unwrap_or(false);
@@ -377,5 +387,34 @@ fn drop_mount_stubs(upper: &Path, image: &MergedView, mount_points: &[String]) {
         {
             let _ = fs::remove_dir(&p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A RUN that left `etc -> /host/dir` in its upper dir: dropping the
+    /// runtime's empty stubs (/etc/hosts...) must not remove the host's empty
+    /// files and directories of the same names.
+    #[test]
+    fn mount_stubs_are_never_dropped_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("pts")).unwrap();
+        fs::write(outside.join("hosts"), b"").unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir_all(upper.join("proc")).unwrap();
+        std::os::unix::fs::symlink(&outside, upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, upper.join("dev")).unwrap();
+        let points = ["/proc", "/etc/hosts", "/dev/pts"].map(String::from);
+        drop_mount_stubs(&upper, &MergedView::new(Vec::new()), &points);
+        assert!(outside.join("hosts").exists(), "the host's empty file went");
+        assert!(
+            outside.join("pts").is_dir(),
+            "the host's empty directory went"
+        );
+        // the layer's own stub does go
+        assert!(!upper.join("proc").exists());
     }
 }

@@ -4,6 +4,27 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// `root/rel` when every directory on the way is a real directory of `root`
+/// (lstat, no link followed), so the path cannot lead out of `root` through a
+/// link that lives in it; the last component may be anything, a link included.
+/// None for `..`, an absolute part, or anything but a directory on the way.
+pub fn beneath(root: &Path, rel: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = root.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(c) = parts.next() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => continue,
+            _ => return None,
+        }
+        if parts.peek().is_some() && !std::fs::symlink_metadata(&out).ok()?.is_dir() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// The first executable file called `name` in `$PATH`.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -51,6 +72,21 @@ mod tests {
             assert!(is_static_elf(&bb));
         }
         assert!(!is_static_elf(Path::new("/bin/ls")));
+    }
+
+    #[test]
+    fn beneath_refuses_links_and_climbs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
+        let b = |rel: &str| beneath(root, Path::new(rel));
+        assert_eq!(b("real/sub/x"), Some(root.join("real/sub/x")));
+        assert_eq!(b("link"), Some(root.join("link")));
+        assert_eq!(b("link/etc"), None);
+        assert_eq!(b("real/../link/etc"), None);
+        assert_eq!(b("/etc"), None);
+        assert_eq!(b("missing/x"), None);
     }
 
     #[test]
