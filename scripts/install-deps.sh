@@ -33,7 +33,7 @@ if [ -n "${TWINBOX_CALLER:-}" ]; then
     }
     trap give_back EXIT
 fi
-packages=(busybox-static runc util-linux iproute2 tar gcc libc6-dev pkg-config qemu-system-x86 linux-image-amd64 cpio docker-registry skopeo umoci apache2-utils mmdebstrap chromium xz-utils e2fsprogs erofs-utils docker.io containernetworking-plugins iptables nftables postgresql postgresql-client qemu-system-arm)
+packages=(busybox-static runc util-linux iproute2 tar gcc libc6-dev pkg-config qemu-system-x86 linux-image-amd64 cpio docker-registry skopeo umoci apache2-utils mmdebstrap chromium xz-utils e2fsprogs erofs-utils docker.io containernetworking-plugins iptables nftables postgresql postgresql-client qemu-system-arm iperf3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use twinbox_engine::image::gc::{self, Candidates};
 use twinbox_engine::image::{
-    bootstrap, debian, import, inspect, listing, load, postgres, remove, save, Image, Reference,
+    bootstrap, debian, import, inspect, iperf3, listing, load, postgres, remove, save, Image,
+    Reference,
 };
 use twinbox_engine::system;
 use twinbox_engine::system::usage::{self, Summary};
@@ -695,12 +696,12 @@ fn system_df(root: &Path, verbose: bool, format: &str) -> Result<i32> {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
-    /// Build a base image without any registry: busybox or postgres (from this
-    /// host's files) or debian[:SUITE] (with mmdebstrap from the Debian mirror)
+    /// Build a base image without any registry: busybox, postgres or iperf3 (from
+    /// this host's files) or debian[:SUITE] (with mmdebstrap from the Debian mirror)
     Bootstrap {
-        /// What to build: busybox, postgres, debian or debian:SUITE (default suite bookworm)
+        /// What to build: busybox, postgres, iperf3, debian or debian:SUITE (default suite bookworm)
         kind: String,
-        /// Name for the image (default: busybox:latest, postgres-base:latest, debian:SUITE)
+        /// Name for the image (default: busybox:latest, postgres-base:latest, iperf3:latest, debian:SUITE)
         #[arg(long)]
         name: Option<String>,
         /// Debian: extra packages, comma-separated
@@ -786,8 +787,16 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
                     store.release_lease();
                     img?
                 }
+                "iperf3" => {
+                    let img = iperf3::bootstrap_iperf3(
+                        &store,
+                        name.as_deref().unwrap_or(iperf3::DEFAULT_NAME),
+                    );
+                    store.release_lease();
+                    img?
+                }
                 other => {
-                    bail!("cannot bootstrap {other:?}: choose busybox, postgres or debian[:SUITE]")
+                    bail!("cannot bootstrap {other:?}: choose busybox, postgres, iperf3 or debian[:SUITE]")
                 }
             };
             let name = img.names.first().cloned().unwrap_or_default();

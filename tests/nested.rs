@@ -626,4 +626,21 @@ fn network_lesson_on_twinbox_vmm_puts_virtio_net_on_the_same_bridge() {
         5,
         "loopback, container twice, VM twice: {paths:?}"
     );
+    // every path measured by iperf3 (bytes really received), and ping
+    // answered on each address (a published port has none to ping)
+    for p in paths {
+        let run = measured(&p["iperf3"], "iperf3");
+        assert!(run["bytes"].as_u64().unwrap_or(0) > 0, "{p}");
+        assert!(measured(&p["throughput"], "throughput").as_f64().unwrap() > 0.0);
+        if p["name"].as_str().unwrap_or_default().contains("published") {
+            assert!(p["latency_ms"].is_null(), "{p}");
+        } else {
+            assert!(
+                measured(&p["latency_ms"], "ping")["median"]
+                    .as_f64()
+                    .unwrap()
+                    > 0.0
+            );
+        }
+    }
 }

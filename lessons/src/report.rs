@@ -278,7 +278,8 @@ impl LessonReport {
     }
 }
 
-/// "12.3 ms", "1.24 s".
+/// "0.052 ms", "12.3 ms", "1.24 s": below a millisecond (a ping on one
+/// host) three decimals, or every round trip there would read "0.1 ms".
 pub fn format_ms(ms: f64) -> String {
     if ms >= 10_000.0 {
         format!("{:.1} s", ms / 1000.0)
@@ -286,8 +287,10 @@ pub fn format_ms(ms: f64) -> String {
         format!("{:.2} s", ms / 1000.0)
     } else if ms >= 100.0 {
         format!("{ms:.0} ms")
-    } else {
+    } else if ms >= 1.0 || ms == 0.0 {
         format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.3} ms")
     }
 }
 
@@ -316,6 +319,7 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(format_ms(3.125), "3.1 ms");
+        assert_eq!(format_ms(0.0523), "0.052 ms");
         assert_eq!(format_ms(250.0), "250 ms");
         assert_eq!(format_ms(1500.0), "1.50 s");
         assert_eq!(format_ms(12_345.0), "12.3 s");

@@ -166,6 +166,44 @@ if path=$(command -v mkfs.erofs); then
         cp -L "$lib" "$root$lib"
     done
 fi
+# The lessons' measuring tools, as on the CI host: iperf3 (the network
+# lesson's client and loopback server) and psql (the exercise lesson's
+# client, found where Debian installs it). Missing ones are said, and the
+# lessons that need them say so again in the guest.
+carry() {
+    mkdir -p "$root$(dirname "$2")"
+    cp -L "$1" "$root$2"
+    ldd "$1" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+}
+if path=$(command -v iperf3); then
+    carry "$path" /usr/bin/iperf3
+else
+    echo "nested: no iperf3 on this host (apt-get install iperf3): the network lesson will fail" >&2
+fi
+psql=$(ls -1 /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$psql" ]; then
+    carry "$psql" "$psql"
+else
+    echo "nested: no psql on this host (apt-get install postgresql-client): the exercise lesson will fail" >&2
+fi
+# The lessons' base images, bootstrapped here from this host's files (the
+# guest has neither the packages nor ldd) and loaded into the guest's store
+# like TWINBOX_NESTED_IMAGES: iperf3 for the network lesson, postgres-base
+# for the exercise lesson.
+mkdir -p "$root/etc/nested/images" "$work/base-store"
+for base in iperf3 postgres; do
+    if TWINBOX_ROOT=$work/base-store "$twinbox" image bootstrap "$base" >"$work/base.out" 2>&1; then
+        name=$(cut -d' ' -f1 "$work/base.out")
+        TWINBOX_ROOT=$work/base-store "$twinbox" save "$name" -o "$root/etc/nested/images/${name%%:*}.tar" ||
+            die "saving $name for the guest failed"
+    else
+        echo "nested: no $base base image for the guest: $(tail -n 1 "$work/base.out")" >&2
+    fi
+done
+rm -rf "$work/base-store" "$work/base.out"
 if [ -n "${TWINBOX_NESTED_IMAGES:-}" ]; then
     mkdir -p "$root/etc/nested/images"
     for archive in $TWINBOX_NESTED_IMAGES; do

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod import;
 pub mod ingest;
 pub mod inspect;
+pub mod iperf3;
 pub mod layer;
 pub mod listing;
 pub mod load;

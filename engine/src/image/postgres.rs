@@ -64,7 +64,7 @@ enum Entry {
 /// Host paths copied into the image at the same place, with their parent
 /// directories and every symlink on the way resolved and kept.
 #[derive(Default)]
-struct Tree {
+pub(super) struct Tree {
     entries: BTreeMap<PathBuf, Entry>,
 }
 
@@ -74,7 +74,7 @@ impl Tree {
     /// merged-/usr host `/lib/x/libc.so.6` lands in `usr/lib/x` and the
     /// image's own `lib -> usr/lib` link (see [`Tree::mirror_top_links`])
     /// finds it.
-    fn add(&mut self, path: &Path) -> std::io::Result<()> {
+    pub(super) fn add(&mut self, path: &Path) -> std::io::Result<()> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Ok(());
         };
@@ -133,7 +133,7 @@ impl Tree {
     /// `lib -> usr/lib` and the like, as the host has them, so that the
     /// programs' interpreter (`/lib64/ld-linux-x86-64.so.2`) and library
     /// paths resolve in the image as they do on the host.
-    fn mirror_top_links(&mut self) -> std::io::Result<()> {
+    pub(super) fn mirror_top_links(&mut self) -> std::io::Result<()> {
         for top in ["lib", "lib32", "lib64", "libx32"] {
             let host = Path::new("/").join(top);
             if std::fs::symlink_metadata(&host).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -146,7 +146,15 @@ impl Tree {
         Ok(())
     }
 
-    fn append_to(&self, b: &mut tar::Builder<Vec<u8>>) -> std::io::Result<()> {
+    /// Drops the directories the busybox layer already has as real
+    /// directories, so this layer does not write them again.
+    pub(super) fn leave_busybox_dirs(&mut self) {
+        for d in ["bin", "usr", "usr/bin", "usr/sbin", "sbin", "etc", "var"] {
+            self.entries.remove(Path::new(d));
+        }
+    }
+
+    pub(super) fn append_to(&self, b: &mut tar::Builder<Vec<u8>>) -> std::io::Result<()> {
         for (path, entry) in &self.entries {
             match entry {
                 Entry::Dir => b.append_data(
@@ -173,10 +181,10 @@ impl Tree {
 }
 
 /// The shared libraries (and the interpreter) the given ELF files load, as
-/// `ldd` resolves them on this host.
-fn libraries_of(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// `ldd` resolves them on this host; `what` names the program for errors.
+pub(super) fn libraries_of(what: &str, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let fail = |m: String| ImageError::Bootstrap {
-        what: "postgres".into(),
+        what: what.into(),
         message: m,
     };
     let out = Command::new("ldd")
@@ -188,7 +196,7 @@ fn libraries_of(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for line in text.lines().map(str::trim) {
         if line.contains("=> not found") {
             return Err(fail(format!(
-                "a library the host's PostgreSQL needs is missing: {line}"
+                "a library the host's {what} needs is missing: {line}"
             )));
         }
         let path = match line.split_once("=> ") {
@@ -206,7 +214,7 @@ fn libraries_of(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
     libs.dedup();
     if libs.is_empty() {
         return Err(fail(format!(
-            "ldd found no libraries for the host's PostgreSQL: {}",
+            "ldd found no libraries for the host's {what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
@@ -256,7 +264,7 @@ pub fn postgres_rootfs_tar() -> Result<Vec<u8>> {
     for f in &elves {
         tree.add(f).map_err(io)?;
     }
-    for lib in libraries_of(&elves)? {
+    for lib in libraries_of("PostgreSQL", &elves)? {
         tree.add(&lib).map_err(io)?;
     }
     let share = PathBuf::from(format!("/usr/share/postgresql/{major}"));
@@ -271,10 +279,7 @@ pub fn postgres_rootfs_tar() -> Result<Vec<u8>> {
             tree.add(Path::new(optional)).map_err(io)?;
         }
     }
-    // the busybox layer has these as real directories
-    for d in ["bin", "usr", "usr/bin", "usr/sbin", "sbin", "etc", "var"] {
-        tree.entries.remove(Path::new(d));
-    }
+    tree.leave_busybox_dirs();
 
     let mut b = tar::Builder::new(Vec::new());
     append_busybox(&mut b, &busybox, &applets).map_err(io)?;
@@ -317,7 +322,7 @@ mod tests {
     fn ldd_lines_are_read() {
         // libraries_of runs ldd itself; here only that it finds libc for a
         // dynamic host program
-        let libs = libraries_of(&[PathBuf::from("/bin/ls")]).unwrap();
+        let libs = libraries_of("ls", &[PathBuf::from("/bin/ls")]).unwrap();
         assert!(
             libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
             "{libs:?}"

@@ -1,7 +1,9 @@
 //! network: what a container's network is (a veth pair, one end in the
 //! container's namespace as eth0, the other on the host's bridge; NAT and a
 //! published port in netfilter), seen from inside and from the host, and what
-//! the extra hops cost against loopback, measured with the same HTTP server.
+//! the extra hops cost against loopback, measured with real tools: iperf3
+//! (TCP throughput, and the round trip under that load) against the same
+//! iperf3 server everywhere, and ping (one small packet's round trip).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -14,25 +16,25 @@ use twinbox_engine::container::RunOptions;
 use super::vm_serving::VmHalf;
 use super::{three_acts, Lesson};
 use crate::charts;
-use crate::context::{boot_timeout, published, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
-use crate::measure::http;
+use crate::context::{boot_timeout, published, sh, Context, RUN_TIMEOUT, VM_MEMORY_MIB};
+use crate::measure::net::{self, IperfRun};
 use crate::measure::time::Stats;
-use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Table, Unit};
+use crate::report::{
+    format_bytes, format_ms, Chart, LessonReport, Measured, Side, Step, Table, Unit,
+};
 use crate::LessonError;
+use twinbox_engine::image::iperf3 as iperf3_image;
 
 pub struct Network;
 
-const PORT: u16 = 8080;
-/// Served by the same busybox httpd on every path: small for latency, the
-/// busybox binary itself (about 2 MiB) for throughput.
-const SMALL: &str = "/etc/hostname";
-const LARGE: &str = "/bin/busybox";
+/// iperf3's own port, inside the container and the VM.
+const PORT: u16 = 5201;
 /// The bridge device of the default network.
 const BRIDGE: &str = "twinbox0";
 
-const INSIDE: &str = "ip -4 addr show eth0; ip route; echo ready; exec httpd -f -p 8080 -h /";
+const INSIDE: &str = "ip -4 addr show eth0; ip route; echo ready; exec iperf3 -s -p 5201";
 /// The same in the VM, plus which driver the guest's kernel bound to eth0.
-const VM_INSIDE: &str = "ip -4 addr show eth0; ip route; echo \"eth0 driver: $(basename $(readlink /sys/class/net/eth0/device/driver))\"; echo ready; exec httpd -f -p 8080 -h /";
+const VM_INSIDE: &str = "ip -4 addr show eth0; ip route; echo \"eth0 driver: $(basename $(readlink /sys/class/net/eth0/device/driver))\"; echo ready; exec iperf3 -s -p 5201";
 
 impl Lesson for Network {
     fn name(&self) -> &'static str {
@@ -62,11 +64,15 @@ impl Lesson for Network {
              the same host bridge (twinbox0) as the containers'. The guest's kernel has its \
              own network stack; the host's bridge and netfilter rules are the same kind as the \
              container's.",
-            "The lesson starts a web server (busybox httpd) in a container, looks at both \
-             ends, and measures the same server's latency and throughput: through loopback on \
-             the host, to the container's address over the bridge, and through the published \
-             port; then the same server in a microVM, over the bridge and through its \
-             published port.",
+            "The lesson starts an iperf3 server in a container, looks at both ends, and \
+             measures with two real tools: iperf3 sends TCP data as fast as the path takes it \
+             (throughput) and reports the round-trip time the kernel's TCP measured while the \
+             path was full; ping sends one small packet at a time and times its echo (latency \
+             of an idle path). The paths: loopback on the host (the same iperf3 as a server \
+             there), the container's address over the bridge, its published port; then the \
+             same server in a microVM, over the bridge and through its published port. A \
+             published port is a TCP port: ping has no port to go to, so those two paths get \
+             iperf3's numbers only.",
         ]
     }
 
@@ -88,9 +94,13 @@ impl Lesson for Network {
 struct Path {
     name: &'static str,
     addr: String,
-    latency_ms: Measured<Stats>,
-    /// Bytes per second for the large file.
+    /// ping's round trips (milliseconds); None where ping cannot go: a
+    /// published port is a TCP port, not an address.
+    latency_ms: Option<Measured<Stats>>,
+    /// Bytes per second iperf3's receiver counted.
     throughput: Measured<f64>,
+    /// The whole iperf3 run (bytes, seconds, retransmits, round trip under load).
+    iperf3: Measured<IperfRun>,
 }
 
 /// The same server in a microVM: its view, the host's, two timed paths.
@@ -113,21 +123,27 @@ struct Measurements {
     veth_on_bridge: bool,
     nat_rule_for_container: bool,
     paths: Vec<Path>,
-    large_bytes: Option<u64>,
+    /// Seconds of iperf3 traffic on each path.
+    iperf3_seconds: u32,
 }
 
 /// Act one: the server in a container, both ends looked at, three paths timed.
 fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, LessonError> {
-    let image = ctx.image(BUSYBOX)?;
+    let iperf3 = net::find_iperf3().map_err(LessonError::BadInput)?;
     let runs = report.runs;
-    let host_port = http::free_port().map_err(|e| LessonError::io("finding a free port", e))?;
+    // a short transfer is enough to fill these paths; --runs 1 is a check
+    let secs: u32 = if runs <= 3 { 1 } else { 2 };
+    ctx.say
+        .heading("the measuring tool: iperf3, in an image built offline");
+    let image = iperf3_base(ctx, report)?;
+    let host_port = free_port()?;
     let opts = RunOptions {
         cmd: sh(INSIDE),
         ..published(Some(Ipv4Addr::LOCALHOST.into()), host_port, PORT)
     };
     ctx.say
-        .heading("inside: a server in a container on the default bridge");
-    let mut d = ctx.detached(report, BUSYBOX, &opts)?;
+        .heading("inside: an iperf3 server in a container on the default bridge");
+    let mut d = ctx.detached(report, iperf3_image::DEFAULT_NAME, &opts)?;
     let ready = d.wait_for_output("ready", Duration::from_secs(30), &mut std::io::stdout());
     let inside = d.output();
     let container_ip = if ready {
@@ -193,33 +209,29 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     });
     let nat_rule_for_container = !host_side[2].1.trim().is_empty();
 
-    // the same server binary on the host's loopback, serving the same files
-    let layers = image.lower_dirs(&ctx.store);
-    let loop_port = http::free_port().map_err(|e| LessonError::io("finding a free port", e))?;
-    let mut loopback = match layers.as_slice() {
-        [root] => start_host_httpd(root, loop_port).map_err(|e| e.to_string()),
-        _ => Err("the busybox image has more than one layer".to_string()),
-    };
+    // the same server program on the host's loopback
+    let loop_port = free_port()?;
+    let mut loopback = start_host_server(&iperf3, loop_port).map_err(|e| e.to_string());
     if loopback.is_ok() {
         ctx.host_step(
             report,
             &format!(
-                "busybox httpd -f -p 127.0.0.1:{loop_port} -h {} &   # the same server on the host, for comparison",
-                layers[0].display()
+                "iperf3 -s -B 127.0.0.1 -p {loop_port} &   # the same server on the host, for comparison"
             ),
             "",
         );
     }
 
     ctx.say.heading(&format!(
-        "{runs} small requests and 3 large ones on each path"
+        "on each path: iperf3 for {secs} s, then ping ×{}",
+        runs.max(3)
     ));
     let mut paths = Vec::new();
-    let mut large_bytes = None;
     let lo = SocketAddr::from((Ipv4Addr::LOCALHOST, loop_port));
-    let mut targets: Vec<(&'static str, Result<SocketAddr, String>)> = vec![(
+    let mut targets: Vec<(&'static str, Result<SocketAddr, String>, bool)> = vec![(
         "host loopback",
         loopback.as_ref().map(|_| lo).map_err(|e| e.clone()),
+        true,
     )];
     targets.push((
         "container over the bridge",
@@ -227,30 +239,32 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
             .value()
             .map(|ip| SocketAddr::from((*ip, PORT)))
             .ok_or_else(|| "no container address".to_string()),
+        true,
     ));
     targets.push((
         "published port (127.0.0.1 → DNAT)",
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, host_port))),
+        false,
     ));
-    for (name, target) in targets {
+    for (name, target, pingable) in targets {
         let path = match target {
-            Ok(addr) => {
-                let _ = http::get_until(addr, SMALL, Duration::from_secs(20), || true);
-                let (latency, tput, bytes) = time_path(addr, runs);
-                large_bytes = large_bytes.or(bytes);
-                show_timed(ctx, addr, runs, &latency, &tput);
-                Path {
-                    name,
-                    addr: addr.to_string(),
-                    latency_ms: latency,
-                    throughput: tput,
-                }
-            }
+            Ok(addr) => time_path(
+                ctx,
+                &iperf3,
+                name,
+                addr,
+                pingable,
+                runs,
+                secs,
+                Duration::from_secs(20),
+                &mut || true,
+            ),
             Err(why) => Path {
                 name,
                 addr: "-".into(),
-                latency_ms: Measured::failed(why.clone()),
-                throughput: Measured::failed(why),
+                latency_ms: pingable.then(|| Measured::failed(why.clone())),
+                throughput: Measured::failed(why.clone()),
+                iperf3: Measured::failed(why),
             },
         };
         paths.push(path);
@@ -269,12 +283,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         VmHalf::NotHere(why)
     } else {
         VmHalf::from_measured(vm_half(
-            ctx,
-            report,
-            &image,
-            runs,
-            &mut paths,
-            &mut large_bytes,
+            ctx, report, &image, &iperf3, runs, secs, &mut paths,
         ))
     };
     if let VmHalf::Failed(why) = &vm {
@@ -282,7 +291,9 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
     }
     report.check("container address", &container_ip);
     for p in &paths {
-        report.check(&format!("{} latency", p.name), &p.latency_ms);
+        if let Some(l) = &p.latency_ms {
+            report.check(&format!("{} latency", p.name), l);
+        }
         report.check(&format!("{} throughput", p.name), &p.throughput);
     }
     Ok(Measurements {
@@ -293,8 +304,42 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         veth_on_bridge,
         nat_rule_for_container,
         paths,
-        large_bytes,
+        iperf3_seconds: secs,
     })
+}
+
+fn free_port() -> Result<u16, LessonError> {
+    crate::measure::http::free_port().map_err(|e| LessonError::io("finding a free port", e))
+}
+
+/// `twinbox image bootstrap iperf3` (busybox and the host's iperf3 with its
+/// libraries), unless the image is already in the store.
+fn iperf3_base(
+    ctx: &Context,
+    report: &mut LessonReport,
+) -> Result<twinbox_engine::image::Image, LessonError> {
+    let command = "twinbox image bootstrap iperf3";
+    ctx.show(Side::Host, command);
+    if let Ok(img) = ctx.image(iperf3_image::DEFAULT_NAME) {
+        ctx.say.output(&format!(
+            "(already in the store: {} {})\n",
+            iperf3_image::DEFAULT_NAME,
+            img.id
+        ));
+        return Ok(img);
+    }
+    let t0 = Instant::now();
+    let result = iperf3_image::bootstrap_iperf3(&ctx.store, iperf3_image::DEFAULT_NAME);
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let (output, error) = match &result {
+        Ok(img) => (format!("{} {}\n", iperf3_image::DEFAULT_NAME, img.id), None),
+        Err(e) => (String::new(), Some(e.to_string())),
+    };
+    ctx.record(
+        report,
+        Step::ran(Side::Host, command.to_string(), output, error, ms),
+    );
+    Ok(result?)
 }
 
 /// The server in a microVM on the default bridge with a published port:
@@ -303,11 +348,12 @@ fn vm_half(
     ctx: &Context,
     report: &mut LessonReport,
     image: &twinbox_engine::image::Image,
+    iperf3: &std::path::Path,
     runs: usize,
+    secs: u32,
     paths: &mut Vec<Path>,
-    large_bytes: &mut Option<u64>,
 ) -> Measured<VmNet> {
-    let host_port = match http::free_port() {
+    let host_port = match crate::measure::http::free_port() {
         Ok(p) => p,
         Err(e) => return Measured::failed(format!("no free port: {e}")),
     };
@@ -315,7 +361,7 @@ fn vm_half(
         cmd: sh(VM_INSIDE),
         ..published(None, host_port, PORT)
     };
-    let req = ctx.vm_request(BUSYBOX, image, &opts, VM_MEMORY_MIB);
+    let req = ctx.vm_request(iperf3_image::DEFAULT_NAME, image, &opts, VM_MEMORY_MIB);
     if let Err(why) = ctx.prepare_vm(&req) {
         return Measured::failed(why);
     }
@@ -338,28 +384,33 @@ fn vm_half(
             format!("iptables -t nat -S | grep -e {ip} -e {host_port}"),
             nat,
         ));
-        for (name, addr) in [
-            ("microVM over the bridge", SocketAddr::from((ip, PORT))),
+        for (name, addr, pingable) in [
+            (
+                "microVM over the bridge",
+                SocketAddr::from((ip, PORT)),
+                true,
+            ),
             (
                 "microVM published port (127.0.0.1 → DNAT)",
                 SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
+                false,
             ),
         ] {
-            let _ = http::get_until(addr, SMALL, Duration::from_secs(30), || s.running());
-            timed.push((name, addr, time_path(addr, runs)));
+            timed.push(time_path(
+                ctx,
+                iperf3,
+                name,
+                addr,
+                pingable,
+                runs,
+                secs,
+                Duration::from_secs(30),
+                &mut || s.running(),
+            ));
         }
         Ok((ip, inside, host_side))
     });
-    for (name, addr, (latency, tput, bytes)) in timed {
-        show_timed(ctx, addr, runs, &latency, &tput);
-        *large_bytes = large_bytes.or(bytes);
-        paths.push(Path {
-            name,
-            addr: addr.to_string(),
-            latency_ms: latency,
-            throughput: tput,
-        });
-    }
+    paths.extend(timed);
     match served {
         Measured::Value(v) => {
             let (ip, inside, host_side) = v.found;
@@ -382,17 +433,30 @@ fn vm_half(
 /// Act two: the path table and two charts.
 fn present(m: &Measurements, report: &mut LessonReport) {
     let mut t = Table::new(
-        "the same HTTP server reached three ways",
-        &["path", "address", "latency (median, spread)", "throughput"],
+        "the same iperf3 server reached each way",
+        &[
+            "path",
+            "address",
+            "ping round trip (median, spread)",
+            "iperf3 throughput",
+            "TCP round trip under load",
+        ],
     );
     for p in &m.paths {
         t.row(vec![
             p.name.into(),
             p.addr.clone().into(),
-            p.latency_ms.as_ref().map(|s| s.describe()).into(),
+            match &p.latency_ms {
+                Some(l) => l.as_ref().map(|s| s.describe()).into(),
+                None => "no ping through a port".into(),
+            },
             p.throughput
                 .as_ref()
                 .map(|b| format!("{}/s", format_bytes(*b as u64)))
+                .into(),
+            p.iperf3
+                .as_ref()
+                .map(|r| r.mean_rtt_ms.map_or("-".into(), format_ms))
                 .into(),
         ]);
     }
@@ -444,19 +508,22 @@ fn present(m: &Measurements, report: &mut LessonReport) {
     ]);
     report.tables.push(t);
     report.charts.push(Chart {
-        title: "latency of one small request (median; whiskers: fastest to slowest)".into(),
+        title: "ping: round trip of one small packet (median; whiskers: fastest to slowest)".into(),
         unit: Unit::Milliseconds,
         bars: m
             .paths
             .iter()
-            .map(|p| charts::stats_bar(p.name, side_of(p.name), &p.latency_ms))
+            .filter_map(|p| {
+                let l = p.latency_ms.as_ref()?;
+                Some(charts::stats_bar(p.name, side_of(p.name), l))
+            })
             .collect(),
         note: None,
     });
     report.charts.push(Chart {
         title: format!(
-            "throughput, bytes per second ({} file, 3 times)",
-            m.large_bytes.map_or("large".into(), format_bytes)
+            "iperf3: TCP throughput, bytes per second ({} s on each path)",
+            m.iperf3_seconds
         ),
         unit: Unit::Bytes,
         bars: m
@@ -488,57 +555,80 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         ));
     }
     let get = |n: &str| m.paths.iter().find(|p| p.name.starts_with(n));
-    if let (Some(lo), Some(br)) = (get("host loopback"), get("container over")) {
-        if let (Some(l), Some(b)) = (lo.latency_ms.value(), br.latency_ms.value()) {
-            report.findings.push(format!(
-                "The same server answered a small request in {} (median) on the host's loopback and in {} over the veth and bridge{}: the extra hops cost {}.",
-                format_ms(l.median),
-                format_ms(b.median),
-                get("published")
-                    .and_then(|p| p.latency_ms.value())
-                    .map(|p| format!(", {} through the published port", format_ms(p.median)))
-                    .unwrap_or_default(),
-                if b.median - l.median >= 0.05 {
-                    format!("about {} per request", format_ms(b.median - l.median))
-                } else {
-                    "nothing measurable on this run".into()
-                }
-            ));
-        }
-        if let (Some(l), Some(b)) = (lo.throughput.value(), br.throughput.value()) {
-            report.findings.push(format!(
-                "Throughput: {}/s on loopback, {}/s to the container. Both stay in the host's memory: no network card is involved, the packets cross a few more kernel functions.",
-                format_bytes(*l as u64),
-                format_bytes(*b as u64)
-            ));
-        }
+    let ping_median = |p: Option<&Path>| {
+        p.and_then(|p| p.latency_ms.as_ref())
+            .and_then(|l| l.value())
+            .map(|s| s.median)
+    };
+    let tput = |p: Option<&Path>| p.and_then(|p| p.throughput.value()).copied();
+    let (lo, ct, ct_pub) = (
+        get("host loopback"),
+        get("container over"),
+        get("published port"),
+    );
+    if let (Some(l), Some(b)) = (ping_median(lo), ping_median(ct)) {
+        report.findings.push(format!(
+            "ping: one small packet went there and back in {} (median) on the host's loopback and in {} to the container over the veth and bridge ({}): the extra hops cost {}.",
+            format_ms(l),
+            format_ms(b),
+            times(b, l, "loopback's"),
+            if b - l >= 0.005 {
+                format!("about {} per round trip", format_ms(b - l))
+            } else {
+                "nothing measurable on this run".into()
+            }
+        ));
+    }
+    if let (Some(l), Some(b)) = (tput(lo), tput(ct)) {
+        report.findings.push(format!(
+            "iperf3: {}/s on loopback, {}/s to the container over the bridge ({} of loopback){}. Both stay in the host's memory: no network card is involved, the packets cross a few more kernel functions (the veth pair, the bridge, netfilter's hooks).",
+            format_bytes(l as u64),
+            format_bytes(b as u64),
+            percent(b, l),
+            tput(ct_pub)
+                .map(|p| format!(
+                    ", and {}/s through the published port, where each packet is also rewritten by DNAT ({} of loopback)",
+                    format_bytes(p as u64),
+                    percent(p, l)
+                ))
+                .unwrap_or_default()
+        ));
     }
     report.caveats.push(
-        "The tool is busybox's httpd and a plain HTTP client in twinbox; each request opens a new TCP connection, so the latency includes the handshake. The numbers are from a shared machine: compare the paths with each other, not with other machines."
+        "ping times an idle path (ICMP echo, one 64-byte packet at a time); iperf3 fills the path with TCP data for a few seconds, and its round-trip column is what the kernel's TCP measured while the path was full, so it includes queueing. A published port is a TCP port: ping cannot go through it. The numbers are from a shared machine: compare the paths with each other, not with other machines."
             .into(),
     );
     if let Some(v) = m.vm.value() {
         let vm_path = get("microVM over");
-        let ct_path = get("container over");
-        if let (Some(vp), Some(cp)) = (vm_path, ct_path) {
-            if let (Some(a), Some(b)) = (cp.latency_ms.value(), vp.latency_ms.value()) {
-                report.findings.push(format!(
-                    "The microVM's server ({}, eth0 inside the guest) answered a small request in {} over the same bridge, against {} for the container{}: {} a tap, the VMM's virtio-net device and the guest's own network stack{}.",
-                    v.ip,
-                    format_ms(b.median),
-                    format_ms(a.median),
-                    vm_path
-                        .and_then(|p| p.throughput.value())
-                        .map(|t| format!(", and moved {}/s", format_bytes(*t as u64)))
-                        .unwrap_or_default(),
-                    if b.median > a.median {
-                        "the packet also crosses"
-                    } else {
-                        "no slower this time (the machine's noise is larger than the difference), although the packet also crosses"
-                    },
-                    if v.emulated { " (here under software emulation, which inflates the VM's numbers many times)" } else { "" }
-                ));
-            }
+        let emulated = if v.emulated {
+            " (here under software emulation, which inflates the VM's numbers many times)"
+        } else {
+            ""
+        };
+        if let (Some(a), Some(b)) = (ping_median(ct), ping_median(vm_path)) {
+            report.findings.push(format!(
+                "The microVM's server ({}, eth0 inside the guest) answered ping in {} over the same bridge, against {} for the container ({}): {} a tap, the VMM's virtio-net device and the guest's own network stack{emulated}.",
+                v.ip,
+                format_ms(b),
+                format_ms(a),
+                times(b, a, "the container's"),
+                if b > a {
+                    "the packet also crosses"
+                } else {
+                    "no slower this time (the machine's noise is larger than the difference), although the packet also crosses"
+                },
+            ));
+        }
+        if let (Some(a), Some(b)) = (tput(ct), tput(vm_path)) {
+            report.findings.push(format!(
+                "iperf3 moved {}/s to the microVM against {}/s to the container ({} of the container's){}: every packet to the VM is copied by the VMM between the tap and the guest's virtio queues, and the guest's kernel runs its own TCP{emulated}.",
+                format_bytes(b as u64),
+                format_bytes(a as u64),
+                percent(b, a),
+                tput(lo)
+                    .map(|l| format!(", {} of loopback", percent(b, l)))
+                    .unwrap_or_default(),
+            ));
         }
     }
     if let Some(f) =
@@ -552,67 +642,84 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     report.fact("veth_on_bridge", m.veth_on_bridge);
     report.fact("nat_rule_for_container", m.nat_rule_for_container);
     report.fact("paths", path_json);
+    report.fact("iperf3_seconds", m.iperf3_seconds);
     report.fact("host_side", &m.host_side);
     report.fact("vm", m.vm.fact());
 }
 
-/// `runs` small GETs timed one by one, then the large file three times.
-/// What a student sees for one timed path: the command, then its medians.
-fn show_timed(
-    ctx: &Context,
-    addr: SocketAddr,
-    runs: usize,
-    latency: &Measured<Stats>,
-    tput: &Measured<f64>,
-) {
-    ctx.show(
-        Side::Host,
-        &format!("wget -qO- http://{addr}{SMALL}   # ×{runs}, and {LARGE} ×3"),
-    );
-    ctx.say.output(&format!(
-        "median {} per request, {} per second\n",
-        latency
-            .value()
-            .map_or("failed".into(), |s| format_ms(s.median)),
-        tput.value()
-            .map_or("failed".into(), |b| format_bytes(*b as u64))
-    ));
+/// "2.3× loopback's": the ratio of time a to time b, whose path is `of`.
+fn times(a: f64, b: f64, of: &str) -> String {
+    if b > 0.0 {
+        format!("{:.1}× {of}", a / b)
+    } else {
+        "no ratio: the reference was zero".into()
+    }
 }
 
-fn time_path(addr: SocketAddr, runs: usize) -> (Measured<Stats>, Measured<f64>, Option<u64>) {
-    let mut times = Vec::new();
-    let mut why = None;
-    for _ in 0..runs {
-        let t0 = Instant::now();
-        match http::get(addr, SMALL) {
-            Ok(a) if a.code == 200 => times.push(t0.elapsed().as_secs_f64() * 1000.0),
-            Ok(a) => why = Some(format!("HTTP {}", a.code)),
-            Err(e) => why = Some(e.to_string()),
-        }
-    }
-    let latency = Measured::from_option(
-        Stats::of(&times),
-        why.clone().unwrap_or_else(|| "no request answered".into()),
-    );
-    let mut bytes = 0u64;
-    let mut secs = 0.0;
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        match http::get(addr, LARGE) {
-            Ok(a) if a.code == 200 => {
-                secs += t0.elapsed().as_secs_f64();
-                bytes += a.body.len() as u64;
-            }
-            Ok(a) => why = Some(format!("HTTP {}", a.code)),
-            Err(e) => why = Some(e.to_string()),
-        }
-    }
-    let throughput = if bytes > 0 && secs > 0.0 {
-        Measured::Value(bytes as f64 / secs)
+/// a as a percentage of b, for throughputs.
+fn percent(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.0}%", 100.0 * a / b)
     } else {
-        Measured::failed(why.unwrap_or_else(|| "nothing transferred".into()))
-    };
-    (latency, throughput, (bytes > 0).then_some(bytes / 3))
+        "no ratio".into()
+    }
+}
+
+/// One path measured: ping (where it can go) and iperf3, shown as a student
+/// would type them. `alive` says whether the server is still there to wait for.
+#[allow(clippy::too_many_arguments)]
+fn time_path(
+    ctx: &Context,
+    iperf3: &std::path::Path,
+    name: &'static str,
+    addr: SocketAddr,
+    pingable: bool,
+    runs: usize,
+    secs: u32,
+    wait: Duration,
+    alive: &mut dyn FnMut() -> bool,
+) -> Path {
+    // iperf3 first: its retries wait for a server that is still starting
+    ctx.show(Side::Host, &net::iperf3_shown(addr, secs));
+    let run = Measured::from_result(net::iperf3_until(iperf3, addr, secs, wait, alive));
+    ctx.say.output(&match run.value() {
+        Some(r) => format!(
+            "{}/s received in {:.1} s{}{}\n",
+            format_bytes(r.bytes_per_second as u64),
+            r.seconds,
+            r.retransmits
+                .map(|n| format!(", {n} retransmits"))
+                .unwrap_or_default(),
+            r.mean_rtt_ms
+                .map(|ms| format!(", TCP round trip under load {}", format_ms(ms)))
+                .unwrap_or_default()
+        ),
+        None => format!("failed: {}\n", run.failure().unwrap_or_default()),
+    });
+    let latency = pingable.then(|| {
+        let host = addr.ip();
+        // a median of at least three: one echo alone can be the odd one
+        let count = runs.max(3);
+        ctx.show(Side::Host, &net::ping_shown(host, count));
+        let l = Measured::from_result(net::ping(host, count)).map(|t| Stats::of(&t));
+        let l = match l {
+            Measured::Value(Some(s)) => Measured::Value(s),
+            Measured::Value(None) => Measured::failed("no reply"),
+            Measured::Failed(why) => Measured::Failed(why),
+        };
+        ctx.say.output(&match l.value() {
+            Some(s) => format!("round trip {}\n", s.describe()),
+            None => format!("failed: {}\n", l.failure().unwrap_or_default()),
+        });
+        l
+    });
+    Path {
+        name,
+        addr: addr.to_string(),
+        latency_ms: latency,
+        throughput: run.as_ref().map(|r| r.bytes_per_second),
+        iperf3: run,
+    }
 }
 
 fn parse_inet(text: &str) -> Option<Ipv4Addr> {
@@ -640,14 +747,10 @@ fn run_tool(tool: &str, args: &[&str]) -> String {
     }
 }
 
-/// The host's busybox httpd on loopback, serving the busybox image's files.
-fn start_host_httpd(root: &std::path::Path, port: u16) -> std::io::Result<Child> {
-    let bin = root.join("bin/busybox");
-    Command::new(bin)
-        .args(["httpd", "-f", "-p"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-h")
-        .arg(root)
+/// The host's iperf3 as a server on loopback, for the path with no hop.
+fn start_host_server(iperf3: &std::path::Path, port: u16) -> std::io::Result<Child> {
+    Command::new(iperf3)
+        .args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

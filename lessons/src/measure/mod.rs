@@ -6,6 +6,7 @@ pub mod disk;
 pub mod http;
 pub mod kernel;
 pub mod memory;
+pub mod net;
 pub mod psql;
 pub mod series;
 pub mod time;
