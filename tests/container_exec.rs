@@ -424,3 +424,30 @@ fn attach_without_a_terminal() {
         lab.tb(&["rm", "-f", name]);
     }
 }
+
+/// `exec -u NAME` reads the running container's /etc/passwd: a container that
+/// made it a link to a host file (an absolute link, which the host's kernel
+/// would resolve from the host's root through /proc/PID/root) must have the
+/// user looked up in the container, never in the host's file.
+#[test]
+fn exec_user_lookup_never_follows_a_link_to_the_host() {
+    let Some(lab) = lab() else { return };
+    let host = lab.root().join("host-passwd");
+    std::fs::write(&host, "hostonly:x:4242:4242::/hosthome:/bin/sh\n").unwrap();
+    let r = lab.tb(&["run", "-d", "--name", "ex-pw", "busybox", "sleep", "1000"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["exec", "-u", "nobody", "ex-pw", "id", "-u"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "65534\n"), "{}", r.stderr);
+    let link = format!("rm /etc/passwd && ln -s {} /etc/passwd", host.display());
+    let r = lab.tb(&["exec", "ex-pw", "sh", "-c", &link]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["exec", "-u", "hostonly", "ex-pw", "id", "-u"]);
+    assert_ne!(r.code, 0, "the host's file named the user: {}", r.stdout);
+    assert!(
+        r.stderr.contains("not in the image's /etc/passwd"),
+        "{}",
+        r.stderr
+    );
+    let r = lab.tb(&["rm", "-f", "ex-pw"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
