@@ -910,6 +910,9 @@ pub struct CpArgs {
     /// Keep owners (uid/gid) as they are in the source
     #[arg(short = 'a', long)]
     archive: bool,
+    /// Copy what a link in the container points at (resolved in its root), not the link
+    #[arg(short = 'L', long = "follow-link")]
+    follow_link: bool,
     /// CONTAINER:PATH, a host path, or - (a tar archive read from standard input)
     src: String,
     /// CONTAINER:PATH, a host path, or - (a tar archive written to standard output)
@@ -922,7 +925,7 @@ pub fn cp(root: &Path, args: CpArgs) -> Result<i32> {
     let store = open_store(root)?;
     let src = engine::copy::Location::parse(&args.src);
     let dst = engine::copy::Location::parse(&args.dst);
-    engine::copy::copy(&store, &src, &dst, args.archive)?;
+    engine::copy::copy(&store, &src, &dst, args.archive, args.follow_link)?;
     Ok(0)
 }
 

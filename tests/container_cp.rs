@@ -88,6 +88,36 @@ fn cp_both_ways_with_symlinks_resolved_in_the_container() {
     let r = lab.tb(&["cp", "cp-a:/data/out/.", contents.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(listing(&contents), vec!["in.txt", "src"]);
+    // "LINK/" and -L copy what the link points at, resolved in the container and
+    // named after the link, as Docker does (not a host link to the host's bait)
+    for (args, name) in [(&["cp"][..], "slash"), (&["cp", "-L"], "follow")] {
+        let dest = host.path().join(name);
+        let from = if name == "slash" {
+            "cp-a:/data/out/"
+        } else {
+            "cp-a:/data/out"
+        };
+        let r = lab.tb(&[args, &[from, dest.to_str().unwrap()]].concat());
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(
+            std::fs::symlink_metadata(&dest).unwrap().is_dir(),
+            "{args:?}"
+        );
+        assert_eq!(listing(&dest), vec!["in.txt", "src"], "{args:?}");
+    }
+    let r = lab.tb(&["exec", "cp-a", "ln", "-s", "/data/loop", "/data/loop"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&[
+        "cp",
+        "-L",
+        "cp-a:/data/loop",
+        host.path().join("loop").to_str().unwrap(),
+    ]);
+    assert!(
+        r.stderr.contains("too many levels of symbolic links"),
+        "{}",
+        r.stderr
+    );
     // ".." and "/" links cannot climb out of the container's root
     let pw = host.path().join("passwd");
     let r = lab.tb(&[

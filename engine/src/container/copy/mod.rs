@@ -245,12 +245,20 @@ fn parent_and_name(root: &Root, path: &str) -> Result<(OwnedFd, Option<Vec<u8>>)
 }
 
 /// `twinbox cp SRC DST`: one side in a container, the other on the host.
-pub fn copy(store: &Store, src: &Location, dst: &Location, archive: bool) -> Result<()> {
+/// `follow` (`-L`): a link named by SRC in the container is copied as what it
+/// points at (resolved in the container's root), as a SRC ending in `/` is.
+pub fn copy(
+    store: &Store,
+    src: &Location,
+    dst: &Location,
+    archive: bool,
+    follow: bool,
+) -> Result<()> {
     match (src, dst) {
         (Location::Container(name, path), Location::Host(host)) => {
             let c = Container::find(store, name)?;
             let root = open_root(store, &c)?;
-            copy_out(&root, path, host, archive)
+            copy_out(&root, path, host, archive, follow)
         }
         (Location::Host(host), Location::Container(name, path)) => {
             let c = Container::find(store, name)?;
@@ -285,7 +293,7 @@ fn contents_only(path: &str) -> bool {
     path.ends_with("/.") || path == "."
 }
 
-fn copy_out(root: &Root, path: &str, host: &Path, archive: bool) -> Result<()> {
+fn copy_out(root: &Root, path: &str, host: &Path, archive: bool, follow: bool) -> Result<()> {
     let inner = path.strip_suffix("/.").unwrap_or(path);
     if contents_only(path) {
         // the directory's contents, with links on the way resolved in the root
@@ -303,15 +311,36 @@ fn copy_out(root: &Root, path: &str, host: &Path, archive: bool) -> Result<()> {
         return Ok(());
     }
     let (parent, name) = parent_and_name(root, inner)?;
-    let (dir_fd, name): (OwnedFd, Vec<u8>) = match name {
+    let (mut dir_fd, name): (OwnedFd, Vec<u8>) = match name {
         Some(n) => (parent, n),
         // the root itself: walk it as a directory named after nothing
         None => (parent, b".".to_vec()),
     };
+    // `-L` or `LINK/`: the link's target in the container's root, copied under
+    // the link's name; a link to a link is followed up to 40 times (ELOOP's)
+    let (mut at, mut here) = (PathBuf::from(inner.trim_end_matches('/')), name.clone());
+    for hop in 0..=40 {
+        if !(follow || inner.ends_with('/')) {
+            break;
+        }
+        let Ok(link) = nix::fcntl::readlinkat(dir_fd.as_fd(), here.as_slice()) else {
+            break;
+        };
+        if hop == 40 {
+            return Err(bad(format!(
+                "too many levels of symbolic links in the container: {path}"
+            )));
+        }
+        at = at.parent().unwrap_or(Path::new("/")).join(link);
+        let (fd, n) = parent_and_name(root, &at.to_string_lossy())?;
+        (dir_fd, here) = (fd, n.unwrap_or_else(|| b".".to_vec()));
+    }
+    let dir_fd = dir_fd;
+    let here = here;
     // it must exist; what it is matters to export_entry
     fstatat(
         dir_fd.as_fd(),
-        name.as_slice(),
+        here.as_slice(),
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .map_err(|_| {
@@ -336,7 +365,7 @@ fn copy_out(root: &Root, path: &str, host: &Path, archive: bool) -> Result<()> {
             _ => host.to_path_buf(),
         }
     };
-    export_entry(dir_fd.as_fd(), &name, &target, archive)
+    export_entry(dir_fd.as_fd(), &here, &target, archive)
 }
 
 /// The names in a directory opened for reading, without `.` and `..`.
