@@ -423,12 +423,36 @@ pub fn ps(root: &Path, args: PsArgs) -> Result<i32> {
 pub struct PortArgs {
     /// Container name or id
     container: String,
+    /// Only this container port: PORT or PORT/PROTO (tcp if not given)
+    private_port: Option<String>,
 }
 
-/// `twinbox port CONTAINER`: `80/tcp -> 0.0.0.0:8080` per mapping.
+/// `twinbox port CONTAINER`: `80/tcp -> 0.0.0.0:8080` per mapping; with a
+/// port, only its host addresses (`0.0.0.0:8080`), as Docker prints them.
 pub fn port(root: &Path, args: PortArgs) -> Result<i32> {
     let store = open_store(root)?;
     let c = Container::find(&store, &args.container)?;
+    if let Some(wanted) = &args.private_port {
+        let (num, proto) = wanted.split_once('/').unwrap_or((wanted, "tcp"));
+        let mut found = false;
+        for p in c
+            .options
+            .ports
+            .iter()
+            .filter(|p| p.container_port.to_string() == num && p.protocol == proto)
+        {
+            let ip = p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string());
+            println!("{}", std::net::SocketAddr::new(ip.parse()?, p.host_port));
+            found = true;
+        }
+        if !found {
+            bail!(
+                "no public port '{num}/{proto}' published for {}",
+                args.container
+            );
+        }
+        return Ok(0);
+    }
     for p in &c.options.ports {
         let ip = p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string());
         println!(
@@ -709,7 +733,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> Result<i32> {
     for key in &args.names {
         if wants("container") {
             if let Ok(c) = Container::find(&store, key) {
-                out.push(container_json(&c)?);
+                out.push(container_json(&store, &c)?);
                 continue;
             }
         }
@@ -738,14 +762,63 @@ pub fn inspect(root: &Path, args: InspectArgs) -> Result<i32> {
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
 /// A container as `docker inspect` shows it, plus twinbox's own measurements.
-fn container_json(c: &Container) -> Result<serde_json::Value> {
+fn container_json(
+    store: &twinbox_engine::store::Store,
+    c: &Container,
+) -> Result<serde_json::Value> {
     let c = c.clone();
+    // Docker's Config is the image's config with the run options over it
+    let image = twinbox_engine::image::Image::resolve(store, &c.image_id).ok();
+    let image = image.as_ref().and_then(|i| i.config.config().as_ref());
+    let o = &c.options;
+    let env = image.and_then(|i| i.env().clone()).unwrap_or_default();
+    let (entrypoint, cmd) = match &o.entrypoint {
+        Some(e) => (
+            (!e.is_empty()).then(|| vec![e.clone()]),
+            (!o.cmd.is_empty()).then(|| o.cmd.clone()),
+        ),
+        None => (
+            image.and_then(|i| i.entrypoint().clone()),
+            if o.cmd.is_empty() {
+                image.and_then(|i| i.cmd().clone())
+            } else {
+                Some(o.cmd.clone())
+            },
+        ),
+    };
+    let mut exposed: std::collections::BTreeMap<String, serde_json::Value> = image
+        .and_then(|i| i.exposed_ports().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            (
+                if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                },
+                json!({}),
+            )
+        })
+        .collect();
+    let mut bindings = serde_json::Map::new();
+    for p in &o.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        exposed.insert(key.clone(), json!({}));
+        let ip = p.host_ip.map(|i| i.to_string()).unwrap_or_default();
+        let entry = bindings.entry(key).or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
+    let mut labels = image.and_then(|i| i.labels().clone()).unwrap_or_default();
+    labels.extend(o.labels.clone());
+    let labels: std::collections::BTreeMap<_, _> = labels.into_iter().collect();
     let s = c.state()?;
     let supervisor = s.supervisor_pid.filter(|_| s.status == Status::Running);
     let usage = lifecycle::cgroup_of(&c)
         .filter(|_| s.status == Status::Running)
         .and_then(|cg| cg.usage().ok());
-    let o = &c.options;
     Ok(json!({
         "Id": c.id,
         "Name": format!("/{}", c.name),
@@ -769,13 +842,18 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
         "Image": c.image_id,
         "Config": {
             "Hostname": c.hostname,
-            "User": o.user.clone().unwrap_or_default(),
-            "Env": o.env,
-            "Cmd": o.cmd,
-            "Entrypoint": o.entrypoint,
-            "WorkingDir": o.workdir.clone().unwrap_or_default(),
+            "User": o.user.clone().or_else(|| image.and_then(|i| i.user().clone())).unwrap_or_default(),
+            // Docker's order: the options' variables, then the image's others
+            "Env": o.env.iter().chain(env.iter().filter(|e| {
+                let key = e.split('=').next();
+                !o.env.iter().any(|u| u.split('=').next() == key)
+            })).collect::<Vec<_>>(),
+            "Cmd": cmd,
+            "Entrypoint": entrypoint,
+            "WorkingDir": o.workdir.clone().or_else(|| image.and_then(|i| i.working_dir().clone())).unwrap_or_default(),
+            "ExposedPorts": (!exposed.is_empty()).then_some(&exposed),
             "Image": c.image,
-            "Labels": o.labels,
+            "Labels": labels,
             "Tty": o.tty,
             "StopSignal": o.stop_signal,
             "StopTimeout": o.stop_timeout,
@@ -786,6 +864,7 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
             "PidsLimit": o.pids_limit,
             "NetworkMode": o.network.to_string(),
+            "PortBindings": bindings,
             "ReadonlyRootfs": o.read_only,
             "AutoRemove": o.auto_remove,
             "Init": o.init.is_some(),
@@ -809,7 +888,7 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
             "Destination": v.destination,
             "RW": !v.read_only,
         })).collect::<Vec<_>>(),
-        "NetworkSettings": network_settings(&c),
+        "NetworkSettings": network_settings(&c, s.status == Status::Running, &exposed),
         "RestartCount": s.restart_count,
         "LogPath": c.log_path(),
         "Twinbox": {
@@ -827,7 +906,29 @@ fn container_json(c: &Container) -> Result<serde_json::Value> {
 }
 
 /// Docker's `NetworkSettings`: the first address, then one entry per network.
-fn network_settings(c: &Container) -> serde_json::Value {
+/// `Ports` as Docker's map, filled while the container runs: each exposed port,
+/// null where nothing publishes it.
+fn network_settings(
+    c: &Container,
+    running: bool,
+    exposed: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> serde_json::Value {
+    let mut ports = serde_json::Map::new();
+    for key in exposed.keys().filter(|_| running) {
+        ports.insert(key.clone(), serde_json::Value::Null);
+    }
+    for p in c.options.ports.iter().filter(|_| running) {
+        let ip = p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string());
+        let entry = ports
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_insert(serde_json::Value::Null);
+        if entry.is_null() {
+            *entry = json!([]);
+        }
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
     let attached = twinbox_engine::network::attached(&c.dir);
     let mut networks = serde_json::Map::new();
     for a in attached.iter().filter(|a| !a.result.is_null()) {
@@ -843,7 +944,7 @@ fn network_settings(c: &Container) -> serde_json::Value {
     }
     json!({
         "IPAddress": attached.iter().find_map(|a| a.ipv4()).map(|ip| ip.to_string()).unwrap_or_default(),
-        "Ports": c.options.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "Ports": ports,
         "Networks": networks,
     })
 }

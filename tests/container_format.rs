@@ -269,3 +269,94 @@ fn formats_print_what_docker_prints() {
     }
     assert_eq!(lab.tb(&["rm", "-f", "fmt-a"]).code, 0);
 }
+
+/// `inspect`'s Config is the image's config with the run options over it (Env
+/// merged, the image's Cmd, ExposedPorts with the published ones), and the
+/// published ports read as Docker's maps: `{{.Config.Cmd}}`,
+/// `{{index .HostConfig.PortBindings "80/tcp"}}` in tutorials print the same.
+#[test]
+fn inspect_config_and_port_maps_are_dockers() {
+    let Some(lab) = lab() else { return };
+    let Some(dockerd) = Dockerd::with_busybox(&lab) else {
+        return;
+    };
+    let (tcp, udp) = (common::net::free_port(), common::net::free_port());
+    let tcp_map = format!("127.0.0.1:{tcp}:80");
+    let udp_map = format!("{udp}:53/udp");
+    let make: &[&[&str]] = &[
+        &[
+            "create",
+            "--name",
+            "cfg-a",
+            "-e",
+            "A=1",
+            "-e",
+            "PATH=/bin",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "-p",
+            &tcp_map,
+            "-p",
+            &udp_map,
+            "busybox",
+        ],
+        &[
+            "create",
+            "--name",
+            "cfg-b",
+            "--entrypoint",
+            "echo",
+            "busybox",
+        ],
+    ];
+    let show = ["inspect", "-f", "{{json .Config.Env}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{.Config.WorkingDir}} {{.Config.User}} {{json .Config.ExposedPorts}} {{json .HostConfig.PortBindings}} {{json .NetworkSettings.Ports}}", "cfg-a", "cfg-b"];
+    for args in make {
+        assert_eq!(dockerd.docker(args).code, 0, "docker {args:?}");
+        let r = lab.tb(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let theirs = dockerd.docker(&show);
+    let ours = lab.tb(&show);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    assert!(
+        ours.stdout.contains(&format!("\"HostPort\":\"{tcp}\"")),
+        "{}",
+        ours.stdout
+    );
+    assert_eq!(ours.stdout, theirs.stdout);
+    for name in ["cfg-a", "cfg-b"] {
+        dockerd.docker(&["rm", "-f", name]);
+    }
+
+    // running (twinbox's bridge; this dockerd has none): NetworkSettings.Ports
+    // maps each port to its bindings, and `port NAME PORT[/PROTO]` prints them
+    assert_eq!(lab.tb(&["rm", "-f", "cfg-a"]).code, 0);
+    let r = lab.tb(&[
+        "run", "-d", "--name", "cfg-a", "-p", &tcp_map, "-p", &udp_map, "busybox", "sleep", "60",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "cfg-a"]);
+    assert_eq!(
+        r.stdout.trim(),
+        format!("{{\"53/udp\":[{{\"HostIp\":\"0.0.0.0\",\"HostPort\":\"{udp}\"}}],\"80/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"{tcp}\"}}]}}"),
+        "{}",
+        r.stderr
+    );
+    for (args, want) in [
+        (&["port", "cfg-a", "80"][..], format!("127.0.0.1:{tcp}\n")),
+        (&["port", "cfg-a", "80/tcp"], format!("127.0.0.1:{tcp}\n")),
+        (&["port", "cfg-a", "53/udp"], format!("0.0.0.0:{udp}\n")),
+    ] {
+        let r = lab.tb(args);
+        assert_eq!((r.code, r.stdout), (0, want), "{args:?}: {}", r.stderr);
+    }
+    let r = lab.tb(&["port", "cfg-a", "53"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(
+        r.stderr.trim(),
+        "twinbox: no public port '53/tcp' published for cfg-a"
+    );
+    assert_eq!(lab.tb(&["rm", "-f", "cfg-a"]).code, 0);
+}
