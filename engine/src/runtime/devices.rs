@@ -99,7 +99,12 @@ fn make_node(
     match mknod(path, kind, mode, dev) {
         Ok(()) => Ok(Node::Made),
         Err(nix::errno::Errno::EPERM) => {
-            std::fs::write(path, b"")
+            // create_new: mknod refused, so nothing is there; never follow or
+            // truncate something that appeared meanwhile
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
                 .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
             nix::mount::mount(
                 Some(host),

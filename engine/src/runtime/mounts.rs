@@ -310,8 +310,16 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).map_err(|e| InitError::setup(&what, e))?;
             }
-            if !dest.exists() {
-                fs::write(&dest, b"").map_err(|e| InitError::setup(&what, e))?;
+            // create_new: never truncates what is there, and never follows a
+            // link that appeared at dest after secure_join looked
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dest)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(InitError::setup(&what, e)),
             }
         }
         mount(
