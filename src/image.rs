@@ -237,7 +237,7 @@ pub fn history(root: &Path, args: HistoryArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn inspect_images(root: &Path, names: &[String]) -> Result<i32> {
+fn inspect_images(root: &Path, names: &[String], format: &str) -> Result<i32> {
     let store = open_store(root)?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -250,7 +250,7 @@ fn inspect_images(root: &Path, names: &[String]) -> Result<i32> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    crate::format::print_objects(&out, format)?;
     Ok(code)
 }
 
@@ -715,6 +715,9 @@ pub enum ImageCommand {
     Ls(ImagesArgs),
     /// Show an image's details as JSON
     Inspect {
+        /// Format each image with a Go template (`{{.Config.Cmd}}`)
+        #[arg(short = 'f', long, default_value = "")]
+        format: String,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -810,7 +813,7 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
             Ok(0)
         }
         ImageCommand::Ls(args) => images(root, args),
-        ImageCommand::Inspect { images } => inspect_images(root, &images),
+        ImageCommand::Inspect { images, format } => inspect_images(root, &images, &format),
         ImageCommand::History(args) => history(root, args),
         ImageCommand::Tag(args) => tag(root, args),
         ImageCommand::Rm(args) => rmi(root, args),

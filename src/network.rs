@@ -28,6 +28,9 @@ pub enum NetworkCommand {
     },
     /// Show networks as JSON, with the containers on them
     Inspect {
+        /// Format each network with a Go template (`{{.IPAM.Config}}`)
+        #[arg(short = 'f', long, default_value = "")]
+        format: String,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -168,12 +171,12 @@ pub fn dispatch(root: &Path, cmd: NetworkCommand) -> Result<i32> {
                 &rows,
             );
         }
-        NetworkCommand::Inspect { names } => {
+        NetworkCommand::Inspect { names, format } => {
             let mut out = Vec::new();
             for n in &names {
                 out.push(engine::inspect_network(&store, n)?);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::format::print_objects(&out, &format)?;
         }
         NetworkCommand::Rm { names } => {
             for n in &names {

@@ -83,6 +83,7 @@ const SAME_OUTPUT: &[&[&str]] = &[
     &["inspect", "--format", "{{json .Config.Cmd}} {{.Path}} {{json .Args}} {{.HostConfig.NetworkMode}}", "fmt-a", "fmt-c"],
     &["inspect", "-f", "{{.Config.Labels.app}} {{index .Config.Labels \"tier\"}} {{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", "fmt-a"],
     &["inspect", "-f", "{{.State.Restarting}} {{.State.Paused}} {{.State.OOMKilled}} {{.HostConfig.RestartPolicy.Name}}", "fmt-b"],
+    &["image", "inspect", "-f", "{{json .Config.Cmd}} {{.Id}} {{.Os}} {{json .RepoTags}} {{len .RootFS.Layers}}", "busybox"],
     &["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"],
     &["images", "--format", "table {{.Repository}}\\t{{.Tag}}"],
     &["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"],
@@ -359,4 +360,17 @@ fn inspect_config_and_port_maps_are_dockers() {
         "twinbox: no public port '53/tcp' published for cfg-a"
     );
     assert_eq!(lab.tb(&["rm", "-f", "cfg-a"]).code, 0);
+
+    // network inspect takes a template too (a network's config only: no device)
+    let r = lab.tb(&["network", "create", "--subnet", "10.213.7.0/24", "fmt-net"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Driver}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        "fmt-net",
+    ]);
+    assert_eq!(r.stdout, "fmt-net bridge 10.213.7.0/24\n", "{}", r.stderr);
+    assert_eq!(lab.tb(&["network", "rm", "fmt-net"]).code, 0);
 }
