@@ -112,7 +112,14 @@ fn run_once(
         })
         .die_with_parent(true)
         .layers_shifted(!container.shifted_lower_dirs.is_empty())
-        .console(container.options.tty);
+        .console(container.options.tty)
+        // removed after this one run: its writable layer need not survive a
+        // crash, so the overlay's unmount at exit skips syncing the disk
+        .volatile_upper(container.options.auto_remove);
+    if container.options.auto_remove {
+        // a start that failed after its mount left the kernel's mark
+        let _ = runtime::clear_volatile_mark(&container.work());
+    }
 
     // this supervisor owns the container from here: until the record says
     // running, its cgroup fills while it is still `created`, and a check or a
@@ -122,7 +129,11 @@ fn run_once(
     starting.supervisor_pid = Some(me);
     starting.supervisor_start_ticks = procfs::start_ticks(me);
     starting.restart_count = restarts;
-    container.write_state(&starting)?;
+    // `run --rm` is its own supervisor, and its create already recorded
+    // exactly this: rewriting it would only free the old file's block
+    if !already_recorded(container, &starting) {
+        container.write_state(&starting)?;
+    }
     let spawned = match super::network::setup(container)
         .map_err(|e| match e {
             super::ContainerError::Runtime(r) => r,
@@ -219,8 +230,19 @@ fn run_once(
     state.pid = None;
     state.exit_code = Some(code);
     state.finished_at = Some(now_rfc3339());
-    container.write_state(&state)?;
+    // a `--rm` container's record goes next (supervise discards it; if we
+    // die first, recovery does, its owner being dead): an exited record
+    // nobody would read is not written
+    if !container.options.auto_remove {
+        container.write_state(&state)?;
+    }
     Ok((code, stopped))
+}
+
+/// Whether the container's record already says exactly `state`.
+fn already_recorded(container: &Container, state: &State) -> bool {
+    let on_disk = read_json::<serde_json::Value>(&container.state_path());
+    on_disk.is_ok_and(|v| serde_json::to_value(state).is_ok_and(|s| s == v))
 }
 
 /// A detached supervisor lives as long as its container, but most of the code it

@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Spec};
 const OPEN_TREE_CLONE: u32 = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const FSOPEN_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_FLAG: u32 = 0;
 const FSCONFIG_SET_STRING: u32 = 1;
 const FSCONFIG_CMD_CREATE: u32 = 6;
 const FSMOUNT_CLOEXEC: u32 = 1;
@@ -137,6 +138,25 @@ fn fsconfig(fs: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
     Ok(())
 }
 
+fn fsconfig_flag(fs: &OwnedFd, key: &str) -> io::Result<()> {
+    let k = cstr(key)?;
+    check(
+        // SAFETY: fsconfig on our fs context with a NUL-terminated key and no value.
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                k.as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        },
+        &format!("overlay {key}"),
+    )?;
+    Ok(())
+}
+
 /// The container's overlay (`lower` topmost first) over idmapped layers, as
 /// a detached mount for [`attach`].
 pub fn overlay(
@@ -144,19 +164,25 @@ pub fn overlay(
     upper: &Path,
     work: &Path,
     userns: &OwnedFd,
+    volatile: bool,
 ) -> io::Result<OwnedFd> {
     let layers = lower
         .iter()
         .map(|l| idmapped_clone(l, userns))
         .collect::<io::Result<Vec<_>>>()?;
-    detached_overlay(&layers, upper, work)
+    detached_overlay(&layers, upper, work, volatile)
 }
 
 /// The container's overlay over layers whose owners are already the user
 /// namespace's (copies chowned into its range), made here with the host's
 /// credentials as [`overlay`] is (a mount inside the user namespace would
 /// read the layers' overlay xattrs as that namespace), for [`attach`].
-pub fn plain_overlay(lower: &[PathBuf], upper: &Path, work: &Path) -> io::Result<OwnedFd> {
+pub fn plain_overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    volatile: bool,
+) -> io::Result<OwnedFd> {
     let layers = lower
         .iter()
         .map(|l| {
@@ -164,7 +190,7 @@ pub fn plain_overlay(lower: &[PathBuf], upper: &Path, work: &Path) -> io::Result
                 .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", l.display())))
         })
         .collect::<io::Result<Vec<_>>>()?;
-    detached_overlay(&layers, upper, work)
+    detached_overlay(&layers, upper, work, volatile)
 }
 
 fn fs_open_path(dir: &Path) -> io::Result<OwnedFd> {
@@ -199,7 +225,7 @@ pub fn probe(scratch: &Path) -> io::Result<()> {
     for d in [&lower, &upper, &work] {
         std::fs::create_dir(d)?;
     }
-    let made = overlay(&[lower], &upper, &work, &userns).map(drop);
+    let made = overlay(&[lower], &upper, &work, &userns, false).map(drop);
     for d in ["lower", "upper", "work"] {
         let _ = std::fs::remove_dir_all(scratch.join(d));
     }
@@ -210,7 +236,12 @@ pub fn probe(scratch: &Path) -> io::Result<()> {
 /// topmost first), as a detached mount. `lowerdir+` takes one layer at a
 /// time (6.8+); older kernels get them joined in one `lowerdir` (up to the
 /// 256 bytes fsconfig takes: about 15 layers).
-fn detached_overlay(layers: &[OwnedFd], upper: &Path, work: &Path) -> io::Result<OwnedFd> {
+fn detached_overlay(
+    layers: &[OwnedFd],
+    upper: &Path,
+    work: &Path,
+    volatile: bool,
+) -> io::Result<OwnedFd> {
     // the layers are reached through our descriptors for them
     let me = std::process::id();
     let paths: Vec<String> = layers
@@ -229,7 +260,7 @@ fn detached_overlay(layers: &[OwnedFd], upper: &Path, work: &Path) -> io::Result
             fs
         }
     };
-    finish_overlay(fs, upper, work)
+    finish_overlay(fs, upper, work, volatile)
 }
 
 fn new_overlay_context() -> io::Result<OwnedFd> {
@@ -242,9 +273,12 @@ fn new_overlay_context() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fs as i32) })
 }
 
-fn finish_overlay(fs: OwnedFd, upper: &Path, work: &Path) -> io::Result<OwnedFd> {
+fn finish_overlay(fs: OwnedFd, upper: &Path, work: &Path, volatile: bool) -> io::Result<OwnedFd> {
     fsconfig(&fs, "upperdir", &upper.to_string_lossy())?;
     fsconfig(&fs, "workdir", &work.to_string_lossy())?;
+    if volatile {
+        fsconfig_flag(&fs, "volatile")?;
+    }
     check(
         // SAFETY: fsconfig command with no key or value.
         unsafe {

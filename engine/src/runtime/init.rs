@@ -103,7 +103,9 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
             RootfsSource::Overlay { lower, upper, work } => match ctx.root_mount {
                 Some(fd) => super::idmap::attach(fd, ctx.root)
                     .map_err(|e| InitError::setup("mount the root", e))?,
-                None => mounts::mount_overlay(ctx.root, lower, upper, work)?,
+                None => {
+                    mounts::mount_overlay(ctx.root, lower, upper, work, ctx.launch.volatile_upper)?
+                }
             },
             RootfsSource::Prepared => mounts::bind_self(ctx.root)?,
         }

@@ -117,6 +117,13 @@ pub struct Launch {
     /// With a user namespace: the overlay's lower dirs are already owned by
     /// its ids (copies chowned into its range), so they are not idmapped.
     pub layers_shifted: bool,
+    /// Mount the overlay `volatile`: its unmount skips syncing the upper's
+    /// whole file system (a writeback of everything dirty on it and a disk
+    /// flush, paid between the workload's exit and its parent's wait). Only
+    /// for a writable layer thrown away after one run (`--rm`): after a
+    /// crash its contents may be incomplete, and the kernel refuses to mount
+    /// that work dir again until [`clear_volatile_mark`] has run.
+    pub volatile_upper: bool,
 }
 
 impl Launch {
@@ -133,7 +140,12 @@ impl Launch {
             preserve_fds: 0,
             console: false,
             layers_shifted: false,
+            volatile_upper: false,
         }
+    }
+    pub fn volatile_upper(mut self, yes: bool) -> Self {
+        self.volatile_upper = yes;
+        self
     }
     pub fn layers_shifted(mut self, yes: bool) -> Self {
         self.layers_shifted = yes;
@@ -213,6 +225,17 @@ pub fn resources_from(res: &oci_spec::runtime::LinuxResources) -> Resources {
     r
 }
 
+/// Where a `volatile` overlay marks its work dir (`work/work/incompat/volatile`):
+/// the kernel refuses to mount that work dir again while the mark is there.
+/// Removed before each volatile mount, so a `--rm` container whose first start
+/// failed after its mount can still be started.
+pub fn clear_volatile_mark(work: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(work.join("work").join("incompat")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Waits for a process this one started (a container's init, an exec'd
 /// process, a build step); its exit code, or 128+N when signal N killed it, as
 /// a shell reports it.
@@ -281,11 +304,12 @@ pub fn spawn_with(
         RootfsSource::Overlay { lower, upper, work }
             if plan.has_new(oci_spec::runtime::LinuxNamespaceType::User) =>
         {
+            let volatile = launch.volatile_upper;
             let made = if launch.layers_shifted {
-                idmap::plain_overlay(lower, upper, work)
+                idmap::plain_overlay(lower, upper, work, volatile)
             } else {
                 idmap::userns_of(spec)
-                    .and_then(|userns| idmap::overlay(lower, upper, work, &userns))
+                    .and_then(|userns| idmap::overlay(lower, upper, work, &userns, volatile))
             };
             match made {
                 Ok(fd) => Some(fd),

@@ -11,13 +11,20 @@ use oci_spec::runtime::{Mount, Spec};
 use super::failure::{InitError, Step};
 use super::security::paths;
 
-pub fn mount_overlay(root: &Path, lower: &[PathBuf], upper: &Path, work: &Path) -> Step {
+pub fn mount_overlay(
+    root: &Path,
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    volatile: bool,
+) -> Step {
     let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lowers.join(":"),
         upper.display(),
-        work.display()
+        work.display(),
+        if volatile { ",volatile" } else { "" }
     );
     mount(
         Some("overlay"),
