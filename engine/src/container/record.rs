@@ -160,7 +160,7 @@ impl Container {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(ContainerError::io(&self.dir, e)),
         }
-        std::fs::remove_dir_all(&grave).map_err(|e| ContainerError::io(&grave, e))
+        crate::store::grave::remove_grave(&grave).map_err(|e| ContainerError::io(&grave, e))
     }
 
     pub fn save(&self) -> Result<()> {

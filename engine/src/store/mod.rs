@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod blobs;
+pub mod grave;
 pub mod lease;
 pub mod lock;
 pub mod refs;
