@@ -826,10 +826,10 @@ fn container_json(
         "Path": c.args.first(),
         "Args": c.args.get(1..).unwrap_or_default(),
         "State": {
-            "Status": s.status.to_string(),
+            "Status": if c.restarting(&s) { "restarting".to_string() } else { s.status.to_string() },
             "Running": s.status == Status::Running,
             "Paused": engine::pause::is_paused(&c),
-            "Restarting": false,
+            "Restarting": c.restarting(&s),
             "OOMKilled": s.oom_killed,
             "Dead": false,
             "Pid": s.pid.unwrap_or(0),

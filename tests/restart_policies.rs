@@ -131,3 +131,51 @@ fn stop_ends_an_always_container_for_good() {
     let r = lab.tb(&["rm", "-f", "rp-always"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// Between two runs of its policy a container reads as Docker's does:
+/// `restarting` in ps's State, filters and inspect, `Restarting (CODE) ...` in
+/// its Status (not `exited`); stopped for good, it is `exited` again.
+#[test]
+fn a_container_between_restarts_shows_as_restarting() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "rp-loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 4",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // the back-off doubles from 100 ms: the pauses soon last long enough to see
+    let filter = [
+        "ps",
+        "-a",
+        "--filter",
+        "status=restarting",
+        "--format",
+        "{{.Names}}|{{.Status}}",
+    ];
+    let mut line = String::new();
+    until("a pause between restarts", || {
+        line = lab.tb(&filter).stdout;
+        line.starts_with("rp-loop|Restarting (4) ")
+    });
+    until("inspect to say restarting", || {
+        let s = state(&lab, "rp-loop");
+        s["State"]["Status"] == "restarting" && s["State"]["Restarting"] == true
+    });
+    let r = lab.tb(&["stop", "-t", "1", "rp-loop"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    until("the supervisor to end", || supervisor_gone(&lab, "rp-loop"));
+    let s = state(&lab, "rp-loop");
+    assert_eq!(s["State"]["Status"], "exited", "{s}");
+    assert_eq!(s["State"]["Restarting"], false, "{s}");
+    assert_eq!(lab.tb(&filter).stdout, "");
+    let r = lab.tb(&["rm", "-f", "rp-loop"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -143,9 +143,11 @@ fn parse_filters(
 /// Docker's state word: `paused` for a frozen running container.
 fn state_word(c: &Container, s: &State) -> &'static str {
     match s.status {
+        Status::Created if c.restarting(s) => "restarting",
         Status::Created => "created",
         Status::Running if super::pause::is_paused(c) => "paused",
         Status::Running => "running",
+        Status::Exited if c.restarting(s) => "restarting",
         Status::Exited => "exited",
     }
 }
@@ -241,6 +243,7 @@ fn ellipsis(s: &str, n: usize) -> String {
 /// `Up 5 minutes`, `Exited (0) 2 seconds ago`, as `ps` writes a state.
 pub fn status_text(c: &Container, s: &State) -> String {
     match s.status {
+        Status::Created if c.restarting(s) => "Restarting".into(),
         Status::Created => "Created".into(),
         Status::Running => format!(
             "Up {}{}",
@@ -258,7 +261,12 @@ pub fn status_text(c: &Container, s: &State) -> String {
                 .as_deref()
                 .map(|t| format!(" {} ago", human_duration(since(t))))
                 .unwrap_or_default();
-            format!("Exited ({code}){ago}")
+            let word = if c.restarting(s) {
+                "Restarting"
+            } else {
+                "Exited"
+            };
+            format!("{word} ({code}){ago}")
         }
     }
 }

@@ -215,6 +215,25 @@ impl Container {
         Ok(state)
     }
 
+    /// Between two runs of its restart policy (Docker's `restarting`): exited
+    /// with a code the policy restarts on, or being set up again after such an
+    /// exit, its supervisor alive.
+    pub fn restarting(&self, state: &State) -> bool {
+        let between = match state.status {
+            Status::Exited => state.exit_code.is_some_and(|code| {
+                self.options
+                    .restart
+                    .wants_restart(code, state.restart_count)
+            }),
+            Status::Created => state.restart_count > 0,
+            Status::Running => false,
+        };
+        between
+            && matches!((state.supervisor_pid, state.supervisor_start_ticks),
+                (Some(pid), Some(ticks)) if procfs::start_ticks(pid) == Some(ticks))
+            && !super::restart::stopped_by_user(self)
+    }
+
     /// Every container in the store, oldest first.
     pub fn list(store: &Store) -> Result<Vec<Container>> {
         let dir = store.containers_dir();
