@@ -81,11 +81,12 @@ fn exec_joins_the_container_and_its_confinement() {
         "ex-a",
         "sh",
         "-c",
-        "id -u; pwd; echo $GREETING; grep ^CapEff: /proc/self/status; exit 7",
+        "id -u; pwd; echo $GREETING $HOME; grep ^CapEff: /proc/self/status; exit 7",
     ]);
     assert_eq!(r.code, 7, "{}", r.stderr);
+    // HOME is the exec user's (from the container's /etc/passwd), as runc sets it
     assert_eq!(
-        r.stdout, "65534\n/tmp\nhi\nCapEff:\t0000000000000000\n",
+        r.stdout, "65534\n/tmp\nhi /nonexistent\nCapEff:\t0000000000000000\n",
         "{}",
         r.stderr
     );

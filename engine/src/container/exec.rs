@@ -47,7 +47,9 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
         ));
     }
     let spec: Spec = read_json(&container.spec_path())?;
-    let process = process_for(&spec, pid, opts, &container.options.group_add)?;
+    // HOME follows the exec's user unless someone set it (runc's rule)
+    let home_set = container.options.env.iter().any(|e| e.starts_with("HOME="));
+    let process = process_for(&spec, pid, opts, &container.options.group_add, home_set)?;
     let seccomp = spec
         .linux()
         .as_ref()
@@ -98,7 +100,13 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
 }
 
 /// The container's process description with exec's changes applied.
-fn process_for(spec: &Spec, pid: i32, opts: &ExecOptions, group_add: &[String]) -> Result<Process> {
+fn process_for(
+    spec: &Spec,
+    pid: i32,
+    opts: &ExecOptions,
+    group_add: &[String],
+    home_set: bool,
+) -> Result<Process> {
     let base = spec
         .process()
         .clone()
@@ -133,6 +141,12 @@ fn process_for(spec: &Spec, pid: i32, opts: &ExecOptions, group_add: &[String]) 
         let root = [PathBuf::from(format!("/proc/{pid}/root"))];
         let mut resolved = user::resolve(u, &root)?;
         user::add_groups(&mut resolved, group_add, &root)?;
+        if !home_set && !opts.env.iter().any(|e| e.starts_with("HOME=")) {
+            let mut env = process.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!("HOME={}", resolved.home));
+            process.set_env(Some(env));
+        }
         let mut usr = process.user().clone();
         usr.set_uid(resolved.uid);
         usr.set_gid(resolved.gid);
