@@ -80,7 +80,7 @@ enum Command {
     Pause(container::NamesArgs),
     /// Thaw paused containers
     Unpause(container::NamesArgs),
-    /// Manage containers: prune
+    /// Manage containers: prune; `container ls|run|exec|rm|...` are the top-level verbs
     #[command(subcommand)]
     Container(container::ContainerCommand),
     /// Send a signal to running containers
@@ -172,6 +172,33 @@ enum Command {
     Supervise { id: String },
 }
 
+/// Docker's management form `container VERB` (`container ls`, `container run`,
+/// `container exec`...) is the top-level verb, as in Docker; `container prune`
+/// stays the group's own. Options before the verb (`--root DIR`) are kept.
+fn container_verbs(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const VERBS: &[&str] = &[
+        "attach", "commit", "cp", "create", "diff", "exec", "export", "inspect", "kill", "logs",
+        "pause", "port", "rename", "restart", "rm", "run", "start", "stats", "stop", "top",
+        "unpause", "wait",
+    ];
+    let mut i = 0;
+    while i < args.len() && args[i].to_string_lossy().starts_with("--") {
+        i += if args[i] == "--root" { 2 } else { 1 };
+    }
+    if args.get(i).is_some_and(|a| a == "container") {
+        let verb = match args.get(i + 1).and_then(|v| v.to_str()) {
+            Some("ls" | "list" | "ps") => Some("ps"),
+            Some("remove") => Some("rm"),
+            Some(v) if VERBS.contains(&v) => Some(v),
+            _ => None,
+        };
+        if let Some(verb) = verb {
+            args.splice(i..i + 2, [std::ffi::OsString::from(verb)]);
+        }
+    }
+    args
+}
+
 fn main() -> ExitCode {
     output::quiet_broken_pipe_panics();
     // runc's command line: as `twinbox-runc` (a link containerd can call) or
@@ -191,7 +218,7 @@ fn main() -> ExitCode {
         return ExitCode::from(runtime::main_with(rest.into_iter().skip(1)).clamp(0, 255) as u8);
     }
     // Docker's convention: a command line twinbox cannot parse exits 125.
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(std::iter::once(argv0).chain(container_verbs(rest))) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 125 } else { 0 };

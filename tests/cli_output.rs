@@ -62,3 +62,39 @@ fn closed_stdout_ends_quietly_with_zero() {
     assert!(!stderr.contains("panic"), "{stderr}");
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("CONTAINER ID"));
 }
+
+/// Docker's management commands: `container ls`, `container run`, `container
+/// exec`... are the top-level verbs (tutorials type both forms), global options
+/// may come first, and `container prune` is still the group's own.
+#[test]
+fn container_management_verbs_are_the_top_level_ones() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "mgmt",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["container", "ls", "--format", "{{.Names}}"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "mgmt\n"), "{}", r.stderr);
+    let r = lab.tb(&["container", "list", "-a", "-q"]);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stderr);
+    let r = lab.tb(&["--debug", "container", "exec", "mgmt", "echo", "inside"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "inside\n"), "{}", r.stderr);
+    let r = lab.tb(&["container", "inspect", "-f", "{{.Name}}", "mgmt"]);
+    assert_eq!(r.stdout, "/mgmt\n", "{}", r.stderr);
+    let r = lab.tb(&["container", "rm", "-f", "mgmt"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["container", "prune", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["container", "nope"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+}
