@@ -417,6 +417,22 @@ impl Cgroup {
             .collect()
     }
 
+    /// On v2, the cgroup's directory opened for `clone3(CLONE_INTO_CGROUP)`:
+    /// the child is born in the cgroup, so nobody migrates it (no write to
+    /// cgroup.procs, no wait on the threadgroup lock). `None` on v1.
+    pub fn clone_into_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match &self.backend {
+            Backend::V1(_) => None,
+            Backend::V2(b) => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(b.dir())
+                .ok()
+                .map(std::os::fd::OwnedFd::from),
+        }
+    }
+
     /// The calling process (one thread, as for [`Cgroup::join_self`]) joins
     /// through files [`Cgroup::join_files`] opened.
     pub fn join_with(files: &[(PathBuf, std::fs::File)]) -> Result<(), CgroupError> {

@@ -386,35 +386,48 @@ fn clone_init(
         root_mount,
         cgroup_files: &[],
     };
-    let cgroup_files = match cgroup {
-        Some(cg) => cg.join_files()?,
-        None => Vec::new(),
-    };
-    let ctx = init::InitContext {
-        cgroup_files: &cgroup_files,
-        ..ctx
-    };
-    let mut stack = ChildStack::new(8 << 20).map_err(|e| RuntimeError::Io {
-        path: "clone stack".into(),
-        source: e,
-    })?;
     let flags = plan.clone_flags();
+    // cgroup v2: born in the cgroup (clone3 with CLONE_INTO_CGROUP, 5.7+)
+    let into = cgroup.and_then(Cgroup::clone_into_fd);
     let entered = ParentJoins::enter(plan)?;
-    // SAFETY: without CLONE_VM the child runs `init::run` on its own copy of
-    // memory; the callback never returns into the parent's frames (it execs or
-    // exits with _exit).
-    let pid = unsafe {
-        nix::sched::clone(
-            Box::new(|| init::run(&ctx)),
-            stack.as_mut_slice(),
-            flags,
-            Some(libc::SIGCHLD),
-        )
-    }
-    .map_err(RuntimeError::Clone);
+    let born_in = into
+        .as_ref()
+        .and_then(|fd| clone_into_cgroup(flags, fd, &ctx));
     entered.leave()?;
-    let pid = pid?;
-    drop(stack);
+    let pid = match born_in {
+        Some(pid) => pid?,
+        None => {
+            // v1, or a kernel without clone3's cgroup: the init joins
+            // through files opened here, as root
+            let cgroup_files = match cgroup {
+                Some(cg) => cg.join_files()?,
+                None => Vec::new(),
+            };
+            let ctx = init::InitContext {
+                cgroup_files: &cgroup_files,
+                ..ctx
+            };
+            let mut stack = ChildStack::new(8 << 20).map_err(|e| RuntimeError::Io {
+                path: "clone stack".into(),
+                source: e,
+            })?;
+            let entered = ParentJoins::enter(plan)?;
+            // SAFETY: without CLONE_VM the child runs `init::run` on its own copy of
+            // memory; the callback never returns into the parent's frames (it execs or
+            // exits with _exit).
+            let pid = unsafe {
+                nix::sched::clone(
+                    Box::new(|| init::run(&ctx)),
+                    stack.as_mut_slice(),
+                    flags,
+                    Some(libc::SIGCHLD),
+                )
+            }
+            .map_err(RuntimeError::Clone);
+            entered.leave()?;
+            pid?
+        }
+    };
     channel.close_child_end();
     let console = console.map(|(ours, init_end)| {
         drop(init_end);
@@ -453,6 +466,68 @@ fn clone_init(
             let _ = waitpid(pid, None);
             Err(RuntimeError::Init { exit_code, message })
         }
+    }
+}
+
+/// clone3(2)'s arguments (linux/sched.h, version 2 with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Creates the init inside the cgroup `dir` refers to. Like fork(2): no new
+/// stack, the child goes on with a copy of this one and never returns from
+/// here (it execs or exits). `None` when this kernel has no clone3 or no
+/// CLONE_INTO_CGROUP (the caller then clones the usual way).
+fn clone_into_cgroup(
+    flags: CloneFlags,
+    dir: &OwnedFd,
+    ctx: &init::InitContext,
+) -> Option<Result<Pid>> {
+    let args = CloneArgs {
+        flags: flags.bits() as u32 as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with a valid, fully initialised argument struct of the
+    // size given; without CLONE_VM or a stack the child runs on a private
+    // copy of this address space, as after fork(2).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match rc {
+        0 => {
+            let code = init::run(ctx);
+            // SAFETY: the child leaves without unwinding into the parent's frames.
+            unsafe { libc::_exit(code as i32) }
+        }
+        pid if pid > 0 => Some(Ok(Pid::from_raw(pid as i32))),
+        _ => match nix::errno::Errno::last() {
+            // no clone3 (before 5.3), a struct too new for it (E2BIG, before
+            // 5.7), or flags it does not know
+            nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG | nix::errno::Errno::EINVAL => {
+                None
+            }
+            e => Some(Err(RuntimeError::Clone(e))),
+        },
     }
 }
 
@@ -544,5 +619,67 @@ impl Drop for ChildStack {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping made in new().
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On cgroup v2 the init is born in its cgroup (clone3 with
+    /// CLONE_INTO_CGROUP). Run where a cgroup2 hierarchy is mounted: the
+    /// root of a v2 host, or the controller-less `unified` one of a v1
+    /// hybrid (this project's CI machines); as root.
+    #[test]
+    fn the_init_starts_in_its_v2_cgroup() {
+        let fs_root = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .map(Path::new)
+            .find(|r| r.join("cgroup.controllers").is_file());
+        let Some(fs_root) = fs_root else {
+            eprintln!("skipped: no cgroup2 hierarchy mounted");
+            return;
+        };
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to make a cgroup");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("cgroup");
+        let rel = format!("twinbox-unit-{}/c", std::process::id());
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "/"},
+            "process": {
+                "cwd": "/",
+                "user": {"uid": 0, "gid": 0},
+                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                "args": ["/bin/sh", "-c", format!("cat /proc/self/cgroup > {}", out.display())],
+            },
+            "linux": {"namespaces": [{"type": "pid"}], "cgroupsPath": rel},
+        }))
+        .unwrap();
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        let fd = devnull.as_raw_fd();
+        let launch = Launch::new(
+            spec,
+            Stdio {
+                stdin: fd,
+                stdout: fd,
+                stderr: fd,
+            },
+        )
+        .cgroup_fs_root(fs_root);
+        let spawned = spawn(&launch).unwrap();
+        let code = wait_exit(spawned.pid);
+        let cg = spawned.cgroup.unwrap();
+        let _ = cg.destroy();
+        let _ = std::fs::remove_dir(fs_root.join(format!("twinbox-unit-{}", std::process::id())));
+        assert_eq!(code, 0);
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            seen.lines().any(|l| l == format!("0::/{rel}")),
+            "not in {rel}: {seen}"
+        );
     }
 }
