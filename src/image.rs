@@ -254,9 +254,16 @@ fn inspect_images(root: &Path, names: &[String], format: &str) -> Result<i32> {
     Ok(code)
 }
 
-fn prune(root: &Path) -> Result<i32> {
+/// Docker's `image prune [-a]`: dangling (or with -a unused) images, then the
+/// blobs and layers nothing names any more.
+fn prune(root: &Path, all: bool) -> Result<i32> {
     let store = open_store(root)?;
-    let report = gc::collect(&store, &Candidates::All, &InUse)?;
+    let (images, freed) = system::prune::prune_images(&store, all)?;
+    if !images.is_empty() {
+        println!("Deleted Images:\n{}\n", images.join("\n"));
+    }
+    let mut report = gc::collect(&store, &Candidates::All, &InUse)?;
+    report.bytes_freed += freed;
     for b in &report.blobs {
         println!("deleted blob: {b}");
     }
@@ -736,7 +743,7 @@ pub enum ImageCommand {
         /// Accepted for Docker habits; nothing is asked either way
         #[arg(short = 'f', long)]
         force: bool,
-        /// Accepted for Docker habits: unused blobs and layers are always removed
+        /// Every image no container uses, not only unnamed (dangling) ones
         #[arg(short = 'a', long)]
         all: bool,
     },
@@ -819,6 +826,6 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
         ImageCommand::Rm(args) => rmi(root, args),
         ImageCommand::Save(args) => save(root, args),
         ImageCommand::Load(args) => load(root, args),
-        ImageCommand::Prune { .. } => prune(root),
+        ImageCommand::Prune { all, .. } => prune(root, all),
     }
 }

@@ -146,3 +146,54 @@ fn system_prune_warning_is_dockers() {
         assert_eq!(ours.code, 0);
     }
 }
+
+/// `image prune` removes unnamed (dangling) images no container uses, `-a`
+/// every image no container uses, as Docker's: `untagged:`/`deleted:` lines
+/// under `Deleted Images:`; an image a container uses stays.
+#[test]
+fn image_prune_removes_dangling_then_unused_images() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "--name",
+        "ip-src",
+        "--network",
+        "none",
+        "busybox",
+        "touch",
+        "/x",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dangling = lab.tb(&["commit", "ip-src"]).stdout.trim().to_string();
+    assert!(dangling.starts_with("sha256:"), "{dangling}");
+    assert_eq!(lab.tb(&["commit", "ip-src", "ip-named:1"]).code, 0);
+    let images = || {
+        let out = lab
+            .tb(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .stdout;
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.sort();
+        v.join(" ")
+    };
+    assert_eq!(images(), "<none>:<none> busybox:latest ip-named:1");
+
+    let r = lab.tb(&["image", "prune", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with(&format!("Deleted Images:\ndeleted: {dangling}\n")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(images(), "busybox:latest ip-named:1");
+
+    // busybox is used by ip-src (stopped): it stays
+    let r = lab.tb(&["image", "prune", "-a", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("untagged: ip-named:1\ndeleted: sha256:"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(images(), "busybox:latest");
+}

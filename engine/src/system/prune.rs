@@ -99,6 +99,27 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
             .map(|(_, b)| b)
             .sum::<u64>();
     }
+    let (images, bytes) = prune_images(store, o.all)?;
+    r.images = images;
+    r.reclaimed_bytes += bytes;
+    // build cache: records whose layers went above, or every record with `all`
+    let before = cache_entries(store);
+    if o.all {
+        crate::build::cache::clear(store);
+    }
+    let gc = gc::collect(store, &gc::Candidates::All, &super::InUse)?;
+    r.reclaimed_bytes += gc.bytes_freed;
+    let after = cache_entries(store);
+    r.build_cache = before.difference(&after).cloned().collect();
+    Ok(r)
+}
+
+/// Docker's image prune: unnamed (dangling) images, or with `all` every image,
+/// that no container uses; `untagged: NAME` and `deleted: ID` lines and the
+/// bytes freed.
+pub fn prune_images(store: &Store, all: bool) -> Result<(Vec<String>, u64), PruneError> {
+    let mut lines = Vec::new();
+    let mut freed = 0;
     // images: unnamed ones (dangling), or with `all` every one no container uses
     let used: BTreeSet<String> = Container::list(store)?
         .into_iter()
@@ -107,7 +128,7 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
     let mut candidates: Vec<Image> = Vec::new();
     for m in store.read_index()?.manifests() {
         let unnamed = m.full_name().is_none();
-        if unnamed || o.all {
+        if unnamed || all {
             let digest = crate::oci::digest_of(m)?;
             let img = Image::load(store, &digest)?;
             if !used.contains(img.id.as_str())
@@ -121,21 +142,11 @@ pub fn prune(store: &Store, o: &PruneOptions) -> Result<PruneReport, PruneError>
     }
     for img in candidates {
         let rep = remove::remove(store, img.id.as_str(), true, &super::InUse)?;
-        r.images
-            .extend(rep.untagged.iter().map(|u| format!("untagged: {u}")));
+        lines.extend(rep.untagged.iter().map(|u| format!("untagged: {u}")));
         if let Some(id) = rep.deleted {
-            r.images.push(format!("deleted: {id}"));
+            lines.push(format!("deleted: {id}"));
         }
-        r.reclaimed_bytes += rep.collected.bytes_freed;
+        freed += rep.collected.bytes_freed;
     }
-    // build cache: records whose layers went above, or every record with `all`
-    let before = cache_entries(store);
-    if o.all {
-        crate::build::cache::clear(store);
-    }
-    let gc = gc::collect(store, &gc::Candidates::All, &super::InUse)?;
-    r.reclaimed_bytes += gc.bytes_freed;
-    let after = cache_entries(store);
-    r.build_cache = before.difference(&after).cloned().collect();
-    Ok(r)
+    Ok((lines, freed))
 }
