@@ -155,8 +155,11 @@ pub struct WorkloadArgs {
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Host name (default: the container's short id, the VM's name)
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
+    /// Print help (-h is --hostname, as in Docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Override the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,

@@ -53,8 +53,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create and start a container, like `docker run`
+    #[command(disable_help_flag = true)]
     Run(container::RunArgs),
     /// Create a container without starting it
+    #[command(disable_help_flag = true)]
     Create(container::RunArgs),
     /// Start created or stopped containers
     Start(container::StartArgs),

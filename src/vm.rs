@@ -24,6 +24,7 @@ use crate::open_store;
 #[derive(Subcommand)]
 pub enum VmCommand {
     /// Boot a microVM that runs an image's workload, like `twinbox run`
+    #[command(disable_help_flag = true)]
     Run(Box<VmRunArgs>),
     /// List microVMs
     Ps(VmPsArgs),

@@ -65,6 +65,14 @@ fn hostname_is_its_own() {
         "hostname",
     ]);
     assert_eq!(r.stdout.trim(), "lab-box");
+    // -h is Docker's short form of --hostname (help stays --help)
+    let r = lab.tb(&["run", "--rm", "-h", "short-box", "busybox", "hostname"]);
+    assert_eq!(r.stdout.trim(), "short-box", "{}", r.stderr);
+    for verb in ["run", "create"] {
+        let r = lab.tb(&[verb, "--help"]);
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.contains("-h, --hostname"), "{}", r.stdout);
+    }
 }
 
 #[test]
