@@ -1064,6 +1064,9 @@ pub struct StatsArgs {
     /// Output format: table or json
     #[arg(long, default_value = "table")]
     format: String,
+    /// Accepted for Docker habits: stats always prints one snapshot
+    #[arg(long = "no-stream")]
+    _no_stream: bool,
     /// Containers (default: all running)
     containers: Vec<String>,
 }

@@ -331,3 +331,37 @@ fn seccomp_profile_from_a_docker_json_file() {
     refused(&missing, "defaultAction is missing");
     assert_eq!(lab.container_count(), 0);
 }
+
+/// `stats` prints one snapshot of a running container's cgroup usage, and
+/// takes Docker's `--no-stream` (what tutorials type for one snapshot).
+#[test]
+fn stats_prints_a_snapshot_and_takes_no_stream() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "st-a",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for args in [&["stats", "st-a"][..], &["stats", "--no-stream", "st-a"]] {
+        let r = lab.tb(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.contains(" st-a "))
+            .unwrap_or_default();
+        assert!(
+            row.trim_end().ends_with(" 1"),
+            "{args:?}: one process: {}",
+            r.stdout
+        );
+    }
+    assert_eq!(lab.tb(&["rm", "-f", "st-a"]).code, 0);
+}
