@@ -482,6 +482,18 @@ fn limits_lesson_oom_kills_the_memory_hog() {
     let free = value(&c["cpu_free_ms"], "cpu").as_f64().unwrap();
     let capped = value(&c["cpu_capped_ms"], "cpu capped").as_f64().unwrap();
     assert!(free > 0.0 && capped > 0.0);
+    // the loop was sized from the host's own busybox, timed first
+    let work = &c["cpu_work"];
+    let count = work["count"].as_u64().unwrap();
+    assert!((20_000..=1_000_000).contains(&count), "{work}");
+    assert!(
+        value(&work["calibration_ms"], "calibration")
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // the limit is not in /proc/meminfo but in the container's own cgroup file
+    assert_eq!(c["memory_limit_seen_bytes"], 16 << 20, "{c}");
     // the container sees the host's RAM; the VM its own
     let host_kib: u64 = host_file("/proc/meminfo")
         .lines()

@@ -644,3 +644,83 @@ fn network_lesson_on_twinbox_vmm_puts_virtio_net_on_the_same_bridge() {
         }
     }
 }
+
+/// The limits lesson with twinbox's VMM: each limit visible and enforced both
+/// ways. The container reads its 16 MiB limit in its cgroup file (not in
+/// /proc/meminfo, which shows the machine's RAM) and is OOM-killed over it;
+/// the VM's kernel sees only its RAM and its own OOM killer ends the hog.
+#[test]
+fn limits_lesson_on_twinbox_vmm_shows_and_enforces_each_limit() {
+    let Some(j) = nested_lesson("limits") else {
+        return;
+    };
+    let c = &j["facts"]["container"];
+    assert_eq!(c["memory_limit_seen_bytes"], 16 << 20, "{c}");
+    assert_eq!(measured(&c["oom_killed"], "the OOM kill"), true, "{c}");
+    assert_eq!(c["memory_exit_code"], 137, "{c}");
+    assert_eq!(measured(&c["fork_refused"], "the pids limit"), true, "{c}");
+    assert!(c["processes_running"].as_u64().unwrap() < 8, "{c}");
+    // the loop was sized from this (emulated) machine's speed and finished
+    let count = c["cpu_work"]["count"].as_u64().unwrap();
+    assert!((20_000..=1_000_000).contains(&count), "{c}");
+    assert!(
+        measured(&c["cpu_free_ms"], "the free loop")
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        measured(&c["cpu_capped_ms"], "the capped loop")
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let vm = &j["facts"]["vm"];
+    assert_eq!(measured(&vm["exit_code"], "the VM's hog"), 137, "{vm}");
+    let kib = |seen: &serde_json::Value| -> u64 {
+        seen.as_str()
+            .and_then(|s| s.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no MemTotal in {seen}"))
+    };
+    let vm_mib = vm["memory_mib"].as_u64().unwrap();
+    assert!(kib(&vm["memtotal_seen"]) <= vm_mib * 1024, "{vm}");
+    assert!(kib(&c["memtotal_seen"]) > vm_mib * 1024, "{c}");
+}
+
+/// The course's database exercise with twinbox's VMM: the query answered by
+/// a container and by a VM through their published ports, and the data of
+/// the first container read back by a second one on the same volume.
+#[test]
+fn exercise_lesson_on_twinbox_vmm_answers_both_ways_and_keeps_data_in_a_volume() {
+    let Some(j) = nested_lesson("exercise") else {
+        return;
+    };
+    let f = &j["facts"];
+    let first = measured(&f["container"], "the first container");
+    assert!(
+        first["answer"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PostgreSQL"),
+        "{first}"
+    );
+    assert_eq!(
+        first["exit_code"], 0,
+        "stop ends the server cleanly: {first}"
+    );
+    measured(&f["container_on_the_volume"], "the second container");
+    assert_eq!(f["data_survived"], true, "{f}");
+    let vm = &f["vm"];
+    assert_eq!(vm["ran"], true, "{vm}");
+    let v = measured(vm, "the microVM half");
+    assert!(
+        v["answer"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PostgreSQL"),
+        "{v}"
+    );
+    assert!(v["ready_ms"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    assert!(v["query"]["median"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+}

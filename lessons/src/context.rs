@@ -135,6 +135,18 @@ impl Context {
         image: &str,
         opts: &RunOptions,
     ) -> Result<ContainerRun, LessonError> {
+        self.container_within(report, image, opts, RUN_TIMEOUT)
+    }
+
+    /// [`Context::container`] with its own time limit, for work whose length
+    /// the lesson measured (a slow, emulated machine needs longer).
+    pub fn container_within(
+        &self,
+        report: &mut LessonReport,
+        image: &str,
+        opts: &RunOptions,
+        timeout: Duration,
+    ) -> Result<ContainerRun, LessonError> {
         let mut shown = opts.clone();
         shown.auto_remove = true;
         let command = shell::container_run(image, &shown, false);
@@ -150,7 +162,7 @@ impl Context {
         });
         let id = d.container.id.clone();
         let name = d.container.name.clone();
-        let end = self.finish_detached(report, d, RUN_TIMEOUT)?;
+        let end = self.finish_detached(report, d, timeout)?;
         Ok(ContainerRun {
             id,
             name,

@@ -451,7 +451,7 @@ else
     if [ -x /usr/local/bin/cni-enable ]; then
         . /etc/nested/lesson-checks.sh
     else
-        for name in shared-kernel scale desktop; do
+        for name in shared-kernel scale desktop dockerfile network limits exercise; do
             result "lesson-$name" skip "no CNI plugins in the nested machine (see run.sh)"
         done
     fi

@@ -9,10 +9,10 @@
 # for tests/nested.rs to check what the lesson teaches, and a result line says
 # whether it ran (exit 0, the VM backend twinbox's VMM).
 #   lesson-shared-kernel lesson-scale lesson-desktop lesson-dockerfile
-#   lesson-network
-# Not here: limits, whose CPU loop outlasts its lesson's wait on the emulated
-# nested CPU, and exercise, whose initdb does too. The tour's lessons run in
-# lesson-tour-twinbox.
+#   lesson-network lesson-limits lesson-exercise
+# The network and exercise lessons find their base images (iperf3,
+# postgres-base) loaded from archives run.sh made on the host. The tour's
+# lessons run in lesson-tour-twinbox.
 # Needs result, now and since (guest-tests.sh).
 
 # lesson_check NAME SECONDS [ARGS...]
@@ -45,3 +45,9 @@ lesson_check desktop 900
 lesson_check dockerfile 900
 # veth and virtio-net on one bridge, seen from inside and timed from the host
 lesson_check network 900
+# a memory limit, a pids limit and a CPU quota in containers (the CPU loop
+# sized from this machine's own speed), the VM's RAM as its limit
+lesson_check limits 600
+# the course's database: initdb, a query from the host, the data kept in a
+# volume for a second container, then the same image as a VM
+lesson_check exercise 1200

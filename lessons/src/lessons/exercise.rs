@@ -20,7 +20,7 @@ use crate::charts;
 use crate::container::Detached;
 use crate::context::{published, BuildDir, Context, RUN_TIMEOUT};
 use crate::guided::{within, Checked, Guided, GuidedStep};
-use crate::measure::psql::{self, Target};
+use crate::measure::psql::{self, Patience, Target};
 use crate::measure::time::Stats;
 use crate::report::{format_bytes, format_ms, Chart, LessonReport, Measured, Side, Step, Table};
 use crate::LessonError;
@@ -33,11 +33,16 @@ const TAG: &str = "postgres";
 const PASSWORD: &str = "mysecretpassword";
 const COURSE_PORT: u16 = 5432;
 const DATA: &str = "/var/lib/postgresql/data";
-/// How long a first start (initdb included) may take before the lesson gives up.
+/// How long a first start (initdb included) may go without an answer and
+/// without progress (new output, CPU time used) before the lesson gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The same under software emulation in a VM: a kernel boot and initdb,
 /// each many times slower than on hardware.
 const VM_READY_TIMEOUT_EMULATED: Duration = Duration::from_secs(420);
+/// The most a first start may take in all, however it progresses: initdb
+/// on an emulated CPU (the nested test machine, where containers and VMs
+/// both run emulated) takes minutes, but a lesson never waits without end.
+const READY_CAP: Duration = Duration::from_secs(900);
 /// Guest RAM for the database VM: the image lives in it (initramfs), and
 /// the server's shared buffers on top.
 const VM_MEMORY_MIB: u64 = 768;
@@ -358,7 +363,7 @@ fn serve_vm(
         READY_TIMEOUT
     };
     let mut req = ctx.vm_request(TAG, &image, &opts, VM_MEMORY_MIB);
-    req.run_timeout = ready_timeout + Duration::from_secs(120);
+    req.run_timeout = READY_CAP + Duration::from_secs(120);
     if let Err(why) = ctx.prepare_vm(&req) {
         return Measured::failed(why);
     }
@@ -369,7 +374,17 @@ fn serve_vm(
         ));
     }
     let served = ctx.vm_serving(report, &req, |s| {
-        let ready_ms = target.wait_ready(s.started, ready_timeout, || s.running())?;
+        // the guest's console moves while it boots and initdb runs
+        let patience = Patience {
+            idle: ready_timeout,
+            cap: READY_CAP,
+        };
+        let ready_ms = target.wait_ready(
+            s.started,
+            patience,
+            || s.running(),
+            || s.output().len() as u64,
+        )?;
         let answer = target
             .run(&["-c", "select version()"], Duration::from_secs(30))?
             .output;
@@ -482,7 +497,11 @@ fn serve(
         Ok(d) => d,
         Err(e) => return Measured::failed(format!("run -d: {e}")),
     };
-    let ready = target.wait_ready(t0, READY_TIMEOUT, || d.is_running());
+    let patience = Patience {
+        idle: READY_TIMEOUT,
+        cap: READY_CAP,
+    };
+    let ready = target.wait_ready(t0, patience, || d.is_running(), || progress_of(&d));
     let log = d.new_output();
     ctx.host_step(
         report,
@@ -527,6 +546,14 @@ fn serve(
         stop_ms: Some(stop_ms),
         exit_code,
     })
+}
+
+/// A counter that moves while the container works: its log's size plus the
+/// CPU time its cgroup used.
+fn progress_of(d: &Detached) -> u64 {
+    let log = std::fs::metadata(d.container.log_path()).map_or(0, |m| m.len());
+    let cpu = d.cgroup_usage().and_then(|u| u.cpu_usage_ns).unwrap_or(0);
+    log.wrapping_add(cpu)
 }
 
 /// `twinbox stop ID` then `twinbox rm NAME`.

@@ -1,13 +1,16 @@
 //! limits: cgroups cap what a container may use (memory, processes, CPU
 //! time) on a shared kernel; a VM's limits are its virtual hardware.
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use twinbox_engine::container::RunOptions;
 
 use super::{three_acts, Lesson};
 use crate::charts;
 use crate::container::ContainerRun;
-use crate::context::{cmd_opts, sh, Context, BUSYBOX, VM_MEMORY_MIB};
+use crate::context::{cmd_opts, sh, Context, BUSYBOX, RUN_TIMEOUT, VM_MEMORY_MIB};
 use crate::report::{format_bytes, format_ms, Cell, LessonReport, Measured, Table};
 use crate::LessonError;
 
@@ -17,9 +20,13 @@ const MEMORY_LIMIT: u64 = 16 << 20;
 const PIDS_LIMIT: i64 = 8;
 const CPUS: f64 = 0.5;
 
-/// Shows what the inside believes it has, then asks for 64 MiB.
+/// Shows what the inside believes it has (and, in a container, the limit
+/// its cgroup file holds: v2's memory.max, v1's memory.limit_in_bytes), then
+/// asks for 64 MiB.
 const MEMORY_HOG: &str =
     "echo \"$(grep MemTotal /proc/meminfo), CPUs: $(grep -c ^processor /proc/cpuinfo)\"
+limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null)
+[ -n \"$limit\" ] && echo \"cgroup memory limit: $limit\"
 echo 'allocating 64 MiB...'
 head -c 64m /dev/zero | tail > /dev/null
 code=$?
@@ -33,8 +40,112 @@ echo \"the loop's shell ended with exit code $?\"
 set -- /proc/[0-9]*
 echo \"processes running now: $#\"";
 
-/// A fixed amount of pure shell work: its time shows the CPU share it got.
-const BUSY: &str = "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; echo \"counted to $i\"";
+/// Pure shell work, counting to N: its time shows the CPU share it got.
+fn busy(n: u64) -> String {
+    format!("i=0; while [ $i -lt {n} ]; do i=$((i+1)); done; echo \"counted to $i\"")
+}
+
+/// How far the calibration counts on the host, and the bounds of the
+/// counting loop sized from it: about CPU_WORK of work on this machine, so
+/// an emulated machine (the nested test machine, 30-100 times slower) counts
+/// less instead of outlasting every wait.
+const CALIBRATION: u64 = 20_000;
+const MIN_COUNT: u64 = 20_000;
+const MAX_COUNT: u64 = 1_000_000;
+const CPU_WORK: Duration = Duration::from_millis(1500);
+/// Most the calibration may take (a machine this slow runs no lesson).
+const CALIBRATION_LIMIT: Duration = Duration::from_secs(120);
+
+/// The counting loop sized for this machine, from the same busybox shell
+/// timed on the host: how far to count, and the calibration's own numbers.
+#[derive(Debug, Clone, serde::Serialize)]
+struct CpuWork {
+    count: u64,
+    /// Counting to CALIBRATION, busybox's start included.
+    calibration_ms: Measured<f64>,
+    /// busybox's start alone (counting to zero).
+    start_ms: f64,
+    /// What counting to `count` should take here, from the calibration.
+    expected_ms: f64,
+}
+
+impl CpuWork {
+    fn measure() -> CpuWork {
+        // the same shell counting to zero: starting busybox is not counting
+        // (on an emulated CPU it is most of a short run)
+        let start_ms = time_host_loop(0).unwrap_or(0.0);
+        let calibration_ms = Measured::from_result(time_host_loop(CALIBRATION));
+        let per_step_ms = calibration_ms
+            .value()
+            .map(|ms| {
+                let counting = ms - start_ms;
+                if counting > 0.0 {
+                    counting
+                } else {
+                    *ms
+                }
+            })
+            .map(|ms| ms / CALIBRATION as f64)
+            .filter(|v| *v > 0.0);
+        let count = per_step_ms.map_or(MAX_COUNT, |per| {
+            // a round number, for the command a student reads
+            let n = (CPU_WORK.as_secs_f64() * 1000.0 / per) as u64;
+            (n / 10_000 * 10_000).clamp(MIN_COUNT, MAX_COUNT)
+        });
+        CpuWork {
+            count,
+            start_ms,
+            expected_ms: per_step_ms.map_or(0.0, |per| per * count as f64),
+            calibration_ms,
+        }
+    }
+
+    /// The wait for the run without a limit: the usual one, longer where the
+    /// calibration says the loop itself takes a while (ten times what it
+    /// predicts: a container's start and a busy machine come on top).
+    fn free_wait(&self) -> Duration {
+        RUN_TIMEOUT + Duration::from_secs_f64(self.expected_ms * 10.0 / 1000.0)
+    }
+
+    /// The wait for the capped run, from the free run measured just before:
+    /// at --cpus 0.5 the same work takes about twice as long; four times
+    /// that is the margin.
+    fn capped_wait(&self, free_ms: Option<f64>) -> Duration {
+        let basis = free_ms.unwrap_or(self.expected_ms);
+        RUN_TIMEOUT + Duration::from_secs_f64(basis * 4.0 / CPUS / 1000.0)
+    }
+}
+
+/// Milliseconds the host's busybox shell takes to count to `n` (the image's
+/// shell is the host's busybox: the same program, the same CPU).
+fn time_host_loop(n: u64) -> Result<f64, String> {
+    let bb = twinbox_engine::util::path::find_busybox()
+        .ok_or("no busybox on this host to time the loop with")?;
+    let t0 = Instant::now();
+    let mut child = Command::new(bb)
+        .args(["sh", "-c", &busy(n)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run busybox: {e}"))?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(t0.elapsed().as_secs_f64() * 1000.0),
+            Ok(Some(s)) => return Err(format!("the calibration loop failed ({s})")),
+            Ok(None) if t0.elapsed() > CALIBRATION_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the calibration loop took over {} s",
+                    CALIBRATION_LIMIT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for the calibration loop: {e}")),
+        }
+    }
+}
 
 impl Lesson for Limits {
     fn name(&self) -> &'static str {
@@ -77,6 +188,9 @@ impl Lesson for Limits {
 struct Measurements {
     mem: Result<ContainerRun, LessonError>,
     oom: Measured<bool>,
+    /// The limit the container read from its own cgroup file (bytes).
+    limit_seen: Option<u64>,
+    work: CpuWork,
     pids: Result<ContainerRun, LessonError>,
     refused: Measured<bool>,
     running: Option<u32>,
@@ -130,12 +244,26 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
 
     ctx.say
         .heading("CPU: the same work without a limit, then with --cpus 0.5");
-    let free = ctx.container(report, BUSYBOX, &cmd_opts(sh(BUSY)));
+    let work = CpuWork::measure();
+    ctx.say.note(&format!(
+        "(this machine's busybox shell counted to {CALIBRATION} in {} ({} of it starting), so the loop counts to {}: about {} of work here)",
+        work.calibration_ms
+            .value()
+            .map_or_else(|| "an unknown time".into(), |ms| format_ms(*ms)),
+        format_ms(work.start_ms),
+        work.count,
+        format_ms(work.expected_ms)
+    ));
+    let free = ctx.container_within(
+        report,
+        BUSYBOX,
+        &cmd_opts(sh(&busy(work.count))),
+        work.free_wait(),
+    );
     let cpu_opts = RunOptions {
         cpus: Some(CPUS),
-        ..cmd_opts(sh(BUSY))
+        ..cmd_opts(sh(&busy(work.count)))
     };
-    let capped = ctx.container(report, BUSYBOX, &cpu_opts);
     let secs = |r: &Result<ContainerRun, LessonError>| -> Measured<f64> {
         match r {
             Ok(run) if run.exit_code == Some(0) => {
@@ -145,7 +273,14 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
             Err(e) => Measured::failed(e.to_string()),
         }
     };
-    let (free_ms, capped_ms) = (secs(&free), secs(&capped));
+    let free_ms = secs(&free);
+    let capped = ctx.container_within(
+        report,
+        BUSYBOX,
+        &cpu_opts,
+        work.capped_wait(free_ms.value().copied()),
+    );
+    let capped_ms = secs(&capped);
     report.check("CPU run without limit", &free_ms);
     report.check("CPU run with --cpus 0.5", &capped_ms);
 
@@ -173,11 +308,19 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
             .unwrap_or_default()
     };
     let c_seen = mem.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
+    let limit_seen = mem.as_ref().ok().and_then(|r| {
+        r.output
+            .lines()
+            .find_map(|l| l.strip_prefix("cgroup memory limit: "))
+            .and_then(|v| v.trim().parse().ok())
+    });
     let v_seen = vm.as_ref().map(|r| seen(&r.output)).unwrap_or_default();
 
     Ok(Measurements {
         mem,
         oom,
+        limit_seen,
+        work,
         pids,
         refused,
         running,
@@ -280,9 +423,13 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
     let v_seen = &m.v_seen;
     match &m.mem {
         Ok(run) if run.oom_killed => report.findings.push(format!(
-            "Inside the container, /proc/meminfo said `{c_seen}`, the host's memory, yet when the workload asked for 64 MiB the kernel's OOM killer ended it at the {} limit (exit code {}; the cgroup counted an OOM kill). The limit is enforced, just not shown.",
+            "Inside the container, /proc/meminfo said `{c_seen}`, the host's memory, yet when the workload asked for 64 MiB the kernel's OOM killer ended it at the {} limit (exit code {}; the cgroup counted an OOM kill). The limit is enforced, just not shown where programs look for their memory: {}",
             format_bytes(MEMORY_LIMIT),
-            run.exit_code.map_or("none".into(), |c| c.to_string())
+            run.exit_code.map_or("none".into(), |c| c.to_string()),
+            match m.limit_seen {
+                Some(b) => format!("only the container's own cgroup file holds it ({}).", format_bytes(b)),
+                None => "the container's cgroup file was not readable on this run.".into(),
+            }
         )),
         Ok(_) => report.findings.push("Unexpected on this run: the memory hog was not OOM-killed under the 16 MiB limit.".into()),
         Err(_) => {}
@@ -323,12 +470,14 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             "oom_killed": m.oom,
             "memory_exit_code": m.mem.as_ref().ok().and_then(|r| r.exit_code),
             "memtotal_seen": c_seen,
+            "memory_limit_seen_bytes": m.limit_seen,
             "pids_limit": PIDS_LIMIT,
             "fork_refused": m.refused,
             "processes_running": m.running,
             "cpu_free_ms": m.free_ms,
             "cpu_capped_ms": m.capped_ms,
             "cpus": CPUS,
+            "cpu_work": m.work,
         }),
     );
     report.fact(

@@ -120,15 +120,23 @@ impl Target {
     }
 
     /// Tries `select 1` until the server answers; the time from `since` to
-    /// the first answer. `alive` says whether waiting still makes sense.
+    /// the first answer. `alive` says whether waiting still makes sense;
+    /// `progress` is any counter that moves while the server is still
+    /// getting ready (its output, its CPU time): waiting goes on while it
+    /// moves, up to `patience.cap` in all, and stops after `patience.idle`
+    /// without an answer or a move (initdb on an emulated CPU takes minutes,
+    /// a server that hangs should not).
     pub fn wait_ready(
         &self,
         since: Instant,
-        timeout: Duration,
+        patience: Patience,
         mut alive: impl FnMut() -> bool,
+        mut progress: impl FnMut() -> u64,
     ) -> Result<f64, String> {
         let mut last = String::from("no answer yet");
-        while since.elapsed() < timeout {
+        let mut seen = progress();
+        let mut moved = Instant::now();
+        while since.elapsed() < patience.cap {
             match self.run(&["-tAc", "select 1"], Duration::from_secs(5)) {
                 Ok(a) if a.output.trim() == "1" => {
                     return Ok(since.elapsed().as_secs_f64() * 1000.0)
@@ -139,10 +147,31 @@ impl Target {
             if !alive() {
                 return Err(format!("the server stopped before it answered ({last})"));
             }
+            let now = progress();
+            if now != seen {
+                seen = now;
+                moved = Instant::now();
+            } else if moved.elapsed() > patience.idle {
+                return Err(format!(
+                    "no answer, and no progress for {} s ({last})",
+                    patience.idle.as_secs()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("no answer within {} s ({last})", timeout.as_secs()))
+        Err(format!(
+            "no answer within {} s ({last})",
+            patience.cap.as_secs()
+        ))
     }
+}
+
+/// How long [`Target::wait_ready`] waits: `idle` without any progress,
+/// `cap` in all.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub idle: Duration,
+    pub cap: Duration,
 }
 
 /// The times psql's `\timing` printed ("Time: 0.456 ms"), in order.
