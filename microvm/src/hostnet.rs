@@ -24,13 +24,13 @@ pub fn in_netns<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
     let ns = File::open(netns)?;
-    std::thread::spawn(move || {
+    crate::threads::spawn("netns", move || {
         // SAFETY: setns on an open namespace file, for this thread only.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(io::Error::last_os_error());
         }
         f()
-    })
+    })?
     .join()
     .unwrap_or_else(|_| Err(io::Error::other("network namespace thread panicked")))
 }

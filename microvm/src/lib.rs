@@ -12,6 +12,7 @@
 //! - [`acpi`]: the tables that describe the machine and its virtio devices
 //! - [`vmm`]: all of the above put together: boot a guest, wait for its end
 //! - [`qemu`]: the same guest booted by QEMU (fallback where KVM cannot, and peer)
+//! - [`threads`]: the VMM's threads, with stacks below a huge page
 
 pub mod acpi;
 pub mod arch;
@@ -23,5 +24,6 @@ pub mod host;
 pub mod hostnet;
 pub mod instance;
 pub mod qemu;
+pub mod threads;
 pub mod vmm;
 pub mod vstate;

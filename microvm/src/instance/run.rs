@@ -200,7 +200,10 @@ pub fn run(req: RunRequest, mode: Mode) -> Result<Started> {
         }
         Mode::Foreground { live, stop } => {
             let limit = req.run_timeout.map(|run| req.boot_timeout + run);
-            let watchdog = limit.map(|limit| Watchdog::start(limit, stop.clone()));
+            let watchdog = limit
+                .map(|limit| Watchdog::start(limit, stop.clone()))
+                .transpose()
+                .map_err(vmm::VmmError::Thread)?;
             let result = boot(
                 req.store,
                 &mut record,
@@ -402,12 +405,12 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(limit: Duration, stop: Arc<AtomicBool>) -> Watchdog {
+    fn start(limit: Duration, stop: Arc<AtomicBool>) -> std::io::Result<Watchdog> {
         let done = Arc::new(AtomicBool::new(false));
         let fired = Arc::new(AtomicBool::new(false));
         let thread = {
             let (done, fired) = (done.clone(), fired.clone());
-            std::thread::spawn(move || {
+            crate::threads::spawn("watchdog", move || {
                 let deadline = Instant::now() + limit;
                 while !done.load(Ordering::Acquire) {
                     if Instant::now() >= deadline {
@@ -417,14 +420,14 @@ impl Watchdog {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-            })
+            })?
         };
-        Watchdog {
+        Ok(Watchdog {
             done,
             fired,
             limit,
             thread,
-        }
+        })
     }
 
     /// Stops the watchdog; the limit when it had fired.

@@ -34,6 +34,7 @@ use crate::devices::virtio::worker::Worker;
 use crate::devices::virtio::{self, Interrupt, VirtioDevice};
 use crate::devices::EventFdTrigger;
 use crate::hostnet;
+use crate::threads;
 use crate::vstate::vcpu::{Vcpu, VcpuStop};
 use crate::vstate::vm::Vm;
 use crate::vstate::KvmError;
@@ -158,7 +159,7 @@ pub enum VmmError {
     Boot(#[from] BootError),
     #[error("{0}")]
     Config(String),
-    #[error("starting vCPU thread: {0}")]
+    #[error("starting a VMM thread: {0}")]
     Thread(std::io::Error),
     #[error(transparent)]
     Disk(#[from] BlockError),
@@ -321,15 +322,13 @@ pub fn run(
             what: "cloning the exit eventfd",
             source,
         })?;
-        let handle = thread::Builder::new()
-            .name(format!("vcpu{}", vcpu.index))
-            .spawn(move || {
-                first_run.get_or_init(Instant::now);
-                let why = vcpu.run(&bus, &mmio, &vcpu_stop);
-                stops.lock().unwrap_or_else(|e| e.into_inner()).push(why);
-                let _ = exit.write(1);
-            })
-            .map_err(VmmError::Thread)?;
+        let handle = threads::spawn(&format!("vcpu{}", vcpu.index), move || {
+            first_run.get_or_init(Instant::now);
+            let why = vcpu.run(&bus, &mmio, &vcpu_stop);
+            stops.lock().unwrap_or_else(|e| e.into_inner()).push(why);
+            let _ = exit.write(1);
+        })
+        .map_err(VmmError::Thread)?;
         threads.push(handle);
     }
 

@@ -69,17 +69,23 @@ impl Vm {
         // (milliseconds): let it overlap with creating the interrupt
         // controllers and asking for the CPUID instead of queueing behind them.
         let (registered, supported_cpuid) = std::thread::scope(|scope| {
-            let registering = scope.spawn(|| register_memory(&fd, &memory));
+            // No thread to spare: register first, then the rest, in turn.
+            let registering =
+                crate::threads::spawn_scoped(scope, "kvm-memory", || register_memory(&fd, &memory))
+                    .map_err(|_| register_memory(&fd, &memory));
             let rest = create_irqchip_and_pit(&fd).and_then(|()| {
                 kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
                     .map_err(ioctl("asking KVM's supported CPUID"))
             });
-            let registered = registering.join().unwrap_or_else(|_| {
-                Err(KvmError::Memory {
-                    mib: mem_size >> 20,
-                    detail: "the memory registration thread panicked".into(),
-                })
-            });
+            let registered = match registering {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(KvmError::Memory {
+                        mib: mem_size >> 20,
+                        detail: "the memory registration thread panicked".into(),
+                    })
+                }),
+                Err(done_here) => done_here,
+            };
             (registered, rest)
         });
         registered?;

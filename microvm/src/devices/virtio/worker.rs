@@ -5,12 +5,13 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use twinbox_engine::util::poll::wait_readable;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::mmio::MmioTransport;
+use crate::threads;
 
 /// A running I/O thread and the eventfd that ends it.
 pub struct Worker {
@@ -27,9 +28,7 @@ impl Worker {
     ) -> std::io::Result<Worker> {
         let stop = EventFd::new(libc::EFD_NONBLOCK)?;
         let stop_rx = stop.try_clone()?;
-        let handle = thread::Builder::new()
-            .name(name)
-            .spawn(move || serve(&transport, &notifiers, &stop_rx))?;
+        let handle = threads::spawn(&name, move || serve(&transport, &notifiers, &stop_rx))?;
         Ok(Worker {
             stop,
             handle: Some(handle),
