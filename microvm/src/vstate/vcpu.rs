@@ -60,7 +60,7 @@ impl Vcpu {
         start_all: bool,
     ) -> Result<(), KvmError> {
         let mut cpuid: CpuId = vm.supported_cpuid.clone();
-        cpuid::filter(cpuid.as_mut_slice(), self.index, cpu_count);
+        cpuid::filter(cpuid.as_mut_slice(), self.index, cpu_count, vm.tsc_deadline);
         self.fd.set_cpuid2(&cpuid).map_err(ioctl("setting CPUID"))?;
 
         let boot_msrs = Msrs::from_entries(&msrs::boot_msrs())

@@ -2,7 +2,7 @@
 //! controllers (PIC, IOAPIC, LAPICs) and PIT, and IRQ lines as eventfds.
 
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -16,6 +16,8 @@ pub struct Vm {
     pub mem_size: u64,
     /// What KVM can offer a vCPU on this host; each vCPU gets a filtered copy.
     pub supported_cpuid: CpuId,
+    /// KVM emulates the LAPIC's TSC-deadline mode (not in `supported_cpuid`).
+    pub tsc_deadline: bool,
 }
 
 /// The legacy interrupt controllers (PIC, IOAPIC, LAPICs) and the PIT, in KVM.
@@ -90,7 +92,9 @@ impl Vm {
         });
         registered?;
         let supported_cpuid = supported_cpuid?;
+        let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
         Ok(Vm {
+            tsc_deadline,
             kvm,
             fd,
             memory,
