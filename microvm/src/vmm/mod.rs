@@ -311,25 +311,39 @@ pub fn run(
     let stops: Arc<Mutex<Vec<VcpuStop>>> = Arc::default();
     let mut threads = Vec::new();
     for mut vcpu in vcpus {
-        let (bus, mmio, vcpu_stop, first_run, stops) = (
+        let (bus, mmio, stop_flag, first_run, stops) = (
             bus.clone(),
             mmio.clone(),
             vcpu_stop.clone(),
             first_run.clone(),
             stops.clone(),
         );
-        let exit = exit_evt.try_clone().map_err(|source| KvmError::Io {
-            what: "cloning the exit eventfd",
-            source,
-        })?;
-        let handle = threads::spawn(&format!("vcpu{}", vcpu.index), move || {
-            first_run.get_or_init(Instant::now);
-            let why = vcpu.run(&bus, &mmio, &vcpu_stop);
-            stops.lock().unwrap_or_else(|e| e.into_inner()).push(why);
-            let _ = exit.write(1);
-        })
-        .map_err(VmmError::Thread)?;
-        threads.push(handle);
+        let spawned = exit_evt
+            .try_clone()
+            .map_err(|source| {
+                VmmError::from(KvmError::Io {
+                    what: "cloning the exit eventfd",
+                    source,
+                })
+            })
+            .and_then(|exit| {
+                threads::spawn(&format!("vcpu{}", vcpu.index), move || {
+                    first_run.get_or_init(Instant::now);
+                    let why = vcpu.run(&bus, &mmio, &stop_flag);
+                    stops.lock().unwrap_or_else(|e| e.into_inner()).push(why);
+                    let _ = exit.write(1);
+                })
+                .map_err(VmmError::Thread)
+            });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // The vCPUs already running use guest memory, which goes
+                // with `vm`: they end first.
+                stop_vcpus(&vcpu_stop, threads);
+                return Err(e);
+            }
+        }
     }
 
     // The guest runs: what set it up is not needed any more.

@@ -1,6 +1,8 @@
 //! The KVM objects: the VM (memory, interrupt controller, timer) and its vCPUs
-//! (registers, CPUID, the run loop), as Firecracker's `vstate` splits them.
+//! (registers, CPUID, the run loop), as Firecracker's `vstate` splits them,
+//! and the host mappings of guest RAM ([`ram`]).
 
+pub mod ram;
 pub mod vcpu;
 pub mod vm;
 

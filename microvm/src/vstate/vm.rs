@@ -6,7 +6,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{ioctl, KvmError};
+use super::{ioctl, ram, KvmError};
 use crate::arch::x86_64::layout::{ram_regions, KVM_TSS_ADDR};
 
 pub struct Vm {
@@ -18,6 +18,9 @@ pub struct Vm {
     pub supported_cpuid: CpuId,
     /// KVM emulates the LAPIC's TSC-deadline mode (not in `supported_cpuid`).
     pub tsc_deadline: bool,
+    /// The host mappings under `memory`, unmapped after it (fields drop in
+    /// order): clones of `memory` must not outlive the VM.
+    _ram: Vec<ram::Mapping>,
 }
 
 /// The legacy interrupt controllers (PIC, IOAPIC, LAPICs) and the PIT, in KVM.
@@ -63,9 +66,10 @@ impl Vm {
             .into_iter()
             .map(|(start, len)| (GuestAddress(start), len as usize))
             .collect();
-        let memory = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| KvmError::Memory {
+        // `ram` is declared first so that `memory` is dropped before it.
+        let (ram, memory) = ram::map(&ranges).map_err(|detail| KvmError::Memory {
             mib: mem_size >> 20,
-            detail: e.to_string(),
+            detail,
         })?;
         // Registering memory waits for an SRCU grace period in the host kernel
         // (milliseconds): let it overlap with creating the interrupt
@@ -95,6 +99,7 @@ impl Vm {
         let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
         Ok(Vm {
             tsc_deadline,
+            _ram: ram,
             kvm,
             fd,
             memory,
