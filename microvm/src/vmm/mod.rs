@@ -348,7 +348,7 @@ pub fn run(
 
     // The guest runs: what set it up is not needed any more.
     let released = memory::release_setup_memory(&vm.memory);
-    tracing::debug!("paged out {released} mappings of the binary after setup");
+    tracing::debug!("paged out {released} mappings of the binary and its libraries after setup");
     let mut end = wait_for_end(&exit_evt, &timer, &first_run, &stop, config);
     let memory = memory::measure(&vm.memory);
     stop_vcpus(&vcpu_stop, threads);
