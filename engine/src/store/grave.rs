@@ -19,7 +19,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// At most this many threads free blocks at once.
-const MAX_THREADS: usize = 16;
+const MAX_THREADS: usize = 4;
 /// Larger trees (a container that wrote many files) are removed the plain
 /// way: holding a descriptor per entry would run into the file limit.
 const MAX_ENTRIES: usize = 256;
