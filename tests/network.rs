@@ -221,9 +221,17 @@ fn none_has_only_lo_and_container_mode_shares() {
     assert_eq!(r.stdout.trim(), "lo", "{}", r.stderr);
     let r = lab.tb(&["run", "-d", "--name", "owner", "busybox", "sleep", "30"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = lab.sh_net("container:owner", "ip -4 -o addr show eth0");
+    // the same interface and the same network namespace as the owner's
+    let look = "ip -4 -o addr show eth0 | awk '{print $4}'; readlink /proc/self/ns/net";
+    let owner = lab.tb(&["exec", "owner", "sh", "-c", look]);
+    assert_eq!(owner.code, 0, "{}", owner.stderr);
+    assert!(owner.stdout.starts_with("10."), "{}", owner.stdout);
+    let r = lab.sh_net("container:owner", look);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("inet 10."), "{}", r.stdout);
+    assert_eq!(
+        r.stdout, owner.stdout,
+        "container:owner shares the owner's network"
+    );
 }
 
 #[test]
