@@ -326,7 +326,7 @@ pub fn create(root: &Path, args: RunArgs) -> Result<i32> {
     require_root("create")?;
     let opts = args.options()?;
     let store = open_store(root)?;
-    let container = engine::create(&store, &args.image, &opts)?;
+    let container = engine::create_to_start_later(&store, &args.image, &opts)?;
     println!("{}", container.id);
     Ok(0)
 }

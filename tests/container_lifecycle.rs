@@ -90,6 +90,35 @@ fn rm_flag_leaves_nothing_behind() {
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/twinbox/{id}")).exists());
 }
 
+/// `create --rm` then `start`, as Docker allows: the created container waits
+/// (the next commands' recovery must not take it for a run that died), runs,
+/// and is removed once it has run.
+#[test]
+fn create_rm_then_start_runs_once_then_goes() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "create",
+        "--rm",
+        "--name",
+        "later",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "ran",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = lab.tb(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(r.stdout, "later created\n", "{}", r.stderr);
+    let r = lab.tb(&["start", "-a", "later"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ran\n"), "{}", r.stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lab.container_count() != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lab.container_count(), 0, "--rm removed it after its run");
+}
+
 #[test]
 fn exit_codes_follow_docker() {
     let Some(lab) = lab() else { return };

@@ -222,6 +222,21 @@ fn own_by_container_root(
     Ok(())
 }
 
+/// `create` as the verb: the container waits for a later `start` with no
+/// owner, as Docker's, so that a `--rm` one is not taken for a run that died
+/// (its `--rm` applies once it has run).
+pub fn create_to_start_later(
+    store: &Store,
+    image_name: &str,
+    opts: &RunOptions,
+) -> Result<Container> {
+    let c = create(store, image_name, opts)?;
+    if opts.auto_remove {
+        c.write_state(&State::created())?;
+    }
+    Ok(c)
+}
+
 /// The first state of a container. A `--rm` container is owned by the process
 /// creating it until a supervisor takes over: if that process dies first, the
 /// next command's recovery removes the container as `--rm` promised.

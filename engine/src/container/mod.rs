@@ -33,7 +33,7 @@ pub mod volumes;
 
 use std::path::PathBuf;
 
-pub use lifecycle::{create, kill, remove, start_detached, stop, wait};
+pub use lifecycle::{create, create_to_start_later, kill, remove, start_detached, stop, wait};
 pub use options::RunOptions;
 pub use record::{Container, State, Status};
 
