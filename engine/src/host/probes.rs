@@ -240,7 +240,7 @@ fn check_namespaces() -> Check {
         Check::warn(
             NAME,
             format!("{found} (no user)"),
-            "user namespaces are missing: twinbox does not need them yet, rootless peers do",
+            "user namespaces are missing: containers run without them, but --userns=auto needs them: use a kernel built with CONFIG_USER_NS",
         )
     }
 }
@@ -250,11 +250,18 @@ fn check_user_namespaces() -> Check {
     match fs::read_to_string("/proc/sys/user/max_user_namespaces") {
         Ok(s) => {
             let max = s.trim();
-            let note = if max == "0" { " (disabled)" } else { "" };
-            Check::ok(
-                NAME,
-                format!("max_user_namespaces = {max}{note}, not used by twinbox yet"),
-            )
+            if max == "0" {
+                Check::warn(
+                    NAME,
+                    format!("max_user_namespaces = {max} (disabled)"),
+                    "--userns=auto cannot run: set the sysctl user.max_user_namespaces above 0",
+                )
+            } else {
+                Check::ok(
+                    NAME,
+                    format!("max_user_namespaces = {max}, used by --userns=auto"),
+                )
+            }
         }
         Err(e) => Check::ok(NAME, format!("cannot read max_user_namespaces: {e}")),
     }
