@@ -71,16 +71,7 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
         let Ok(ready) = poll::wait_readable(&fds, None) else {
             return;
         };
-        // which clients have input, by descriptor: writing the output below
-        // may drop clients, so positions in `ready` no longer name them (a
-        // client that left as output arrived made the old index run past the
-        // list and the supervisor panic, closing the attach socket)
-        let readable: Vec<RawFd> = clients
-            .iter()
-            .zip(&ready[2..])
-            .filter(|(_, r)| **r)
-            .map(|(c, _)| c.as_raw_fd())
-            .collect();
+        let readable = streams::readable_clients(&clients, &ready[2..]);
         if ready[0] {
             // EIO once the last slave descriptor is closed; a signal is not the end
             match master_file.read(&mut buf) {
@@ -93,17 +84,8 @@ pub fn serve(master: &OwnedFd, listener: &UnixListener, log: &mut LogWriter) {
                 }
             }
         }
-        clients.retain_mut(|c| {
-            if !readable.contains(&c.as_raw_fd()) {
-                return true;
-            }
-            match c.read(&mut buf) {
-                Ok(0) | Err(_) => false,
-                Ok(k) => {
-                    let _ = master_file.write_all(&buf[..k]);
-                    true
-                }
-            }
+        streams::read_clients(&mut clients, &readable, &mut buf, |input| {
+            let _ = master_file.write_all(input);
         });
         if ready[1] {
             if let Ok((client, _)) = listener.accept() {

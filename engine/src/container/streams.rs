@@ -85,23 +85,16 @@ pub fn serve(
         };
         fds.push((stdin_fd, libc::POLLOUT));
         // while input waits for the container, clients are not read
-        let read_clients = pending.is_empty();
+        let take_input = pending.is_empty();
         fds.extend(
             clients
                 .iter()
-                .map(|c| (if read_clients { c.as_raw_fd() } else { -1 }, libc::POLLIN)),
+                .map(|c| (if take_input { c.as_raw_fd() } else { -1 }, libc::POLLIN)),
         );
         let Ok(ready) = poll::wait(&fds, None) else {
             return;
         };
-        // which clients have input, by descriptor: writing output below may
-        // drop clients, so positions in `ready` no longer name them
-        let readable: Vec<RawFd> = clients
-            .iter()
-            .zip(&ready[4..])
-            .filter(|(_, r)| **r)
-            .map(|(c, _)| c.as_raw_fd())
-            .collect();
+        let readable = readable_clients(&clients, &ready[4..]);
         for i in 0..2 {
             if !ready[i] {
                 continue;
@@ -141,18 +134,9 @@ pub fn serve(
                 }
             }
         }
-        clients.retain_mut(|c| {
-            if !readable.contains(&c.as_raw_fd()) {
-                return true;
-            }
-            match c.read(&mut buf) {
-                Ok(0) | Err(_) => false,
-                Ok(k) => {
-                    if stdin.is_some() {
-                        pending.extend_from_slice(&buf[..k]);
-                    }
-                    true
-                }
+        read_clients(&mut clients, &readable, &mut buf, |input| {
+            if stdin.is_some() {
+                pending.extend_from_slice(input);
             }
         });
         if ready[2] {
@@ -164,6 +148,42 @@ pub fn serve(
             }
         }
     }
+}
+
+/// The clients that poll marked readable (`ready` holds their entries, in the
+/// order of `clients`), by descriptor: writing output may drop clients before
+/// their input is read, so positions in `ready` no longer name them (a client
+/// that left as output arrived once made a stale index run past the list and
+/// the supervisor panic, closing the attach socket).
+pub(super) fn readable_clients(clients: &[UnixStream], ready: &[bool]) -> Vec<RawFd> {
+    clients
+        .iter()
+        .zip(ready)
+        .filter(|(_, r)| **r)
+        .map(|(c, _)| c.as_raw_fd())
+        .collect()
+}
+
+/// Reads each client in `readable` once and hands its bytes to `input`; a
+/// client at end of file or in error is dropped.
+pub(super) fn read_clients(
+    clients: &mut Vec<UnixStream>,
+    readable: &[RawFd],
+    buf: &mut [u8],
+    mut input: impl FnMut(&[u8]),
+) {
+    clients.retain_mut(|c| {
+        if !readable.contains(&c.as_raw_fd()) {
+            return true;
+        }
+        match c.read(buf) {
+            Ok(0) | Err(_) => false,
+            Ok(k) => {
+                input(&buf[..k]);
+                true
+            }
+        }
+    });
 }
 
 #[cfg(test)]
