@@ -390,6 +390,67 @@ fn doctor_reports_network_support() {
     assert!(netfilter.contains(expected), "{netfilter} vs {backend}");
 }
 
+/// Without the CNI plugins (CNI_PATH names an empty directory: the whole
+/// search list when set) run, run -d -p and create fail in one line that names
+/// the package to install, before anything is made: no container, no
+/// namespace mount, no link. doctor says the same.
+#[test]
+fn missing_plugins_name_the_package_and_leave_nothing() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let empty = tempfile::tempdir().unwrap();
+    let links = || host("ip", &["-o", "link", "show"]);
+    let links_before = links();
+    let port = free_port().to_string();
+    let publish = format!("{port}:80");
+    let cases: [&[&str]; 3] = [
+        &["run", "--rm", "busybox", "true"],
+        &["run", "-d", "-p", &publish, "busybox", "sleep", "5"],
+        &["create", "--name", "np", "busybox", "true"],
+    ];
+    for args in cases {
+        let out = lab
+            .cmd(args)
+            .env("CNI_PATH", empty.path())
+            .output()
+            .unwrap();
+        let r = common::Run::from(out);
+        assert_ne!(r.code, 0, "{args:?} must fail");
+        assert!(
+            r.stderr.contains("containernetworking-plugins")
+                && r.stderr.contains(&empty.path().display().to_string()),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert_eq!(lab.container_count(), 0, "{args:?} left a container");
+    }
+    assert_eq!(links(), links_before, "a link was made or removed");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&lab.root().display().to_string()),
+        "a namespace mount left"
+    );
+    let out = lab
+        .cmd(&["doctor"])
+        .env("CNI_PATH", empty.path())
+        .output()
+        .unwrap();
+    let r = common::Run::from(out);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("cni plugins"))
+        .unwrap_or_else(|| panic!("no cni plugins line in {}", r.stdout));
+    assert!(
+        line.starts_with("fail") && line.contains("apt-get install containernetworking-plugins"),
+        "{line}"
+    );
+    // with the plugins, the same run works (the error was theirs)
+    let r = lab.tb(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
 /// The directory of the real reference plugins (as twinbox finds them).
 fn plugin_dir() -> std::path::PathBuf {
     ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"]

@@ -80,7 +80,7 @@ pub fn prepare(
         }
         mode => {
             let name = mode.cni_network().unwrap_or(net::DEFAULT_NETWORK);
-            net::load(store_root, name)?;
+            net::check_plugins(store_root, name, !opts.ports.is_empty())?;
             // portmap's DNAT holds no socket: the ports of running containers
             // are checked against their records, others by binding
             for c in existing.iter().filter(|c| {

@@ -16,20 +16,22 @@ use super::{NetworkError, Result};
 pub const PLUGIN_DIRS: &[&str] = &["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"];
 
 /// Where plugins are looked for: the directories of `CNI_PATH` (colon
-/// separated, as libcni and nerdctl read it) first, then [`PLUGIN_DIRS`].
+/// separated) when it is set, as libcni and nerdctl read it, else
+/// [`PLUGIN_DIRS`]. Set, it is the whole list: a user (or a test) can point
+/// twinbox at other plugins, or at none, without the distribution's showing
+/// through.
 pub fn plugin_dirs() -> Vec<String> {
-    let mut dirs: Vec<String> = std::env::var("CNI_PATH")
+    let given: Vec<String> = std::env::var("CNI_PATH")
         .unwrap_or_default()
         .split(':')
         .filter(|d| !d.is_empty())
         .map(String::from)
         .collect();
-    for d in PLUGIN_DIRS {
-        if !dirs.iter().any(|x| x == d) {
-            dirs.push(d.to_string());
-        }
+    if given.is_empty() {
+        PLUGIN_DIRS.iter().map(|d| d.to_string()).collect()
+    } else {
+        given
     }
-    dirs
 }
 
 /// A plugin that hangs must not hang twinbox.
@@ -51,11 +53,28 @@ pub fn plugin_dir() -> Option<PathBuf> {
 }
 
 fn find_plugin(name: &str) -> Result<PathBuf> {
-    plugin_dirs()
-        .iter()
+    let dirs = plugin_dirs();
+    dirs.iter()
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| NetworkError::MissingPlugin(name.to_string()))
+        .ok_or_else(|| NetworkError::MissingPlugin {
+            plugin: name.to_string(),
+            dirs: dirs.join(", "),
+        })
+}
+
+/// Every plugin a config list runs (IPAM plugins included) can be found: checked
+/// before a container is created, so a host without the plugins gets the one
+/// line saying which package to install, and nothing is made.
+pub fn check_plugins(conflist: &Value) -> Result<()> {
+    for p in conflist["plugins"].as_array().into_iter().flatten() {
+        for kind in [&p["type"], &p["ipam"]["type"]] {
+            if let Some(kind) = kind.as_str() {
+                find_plugin(kind)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One attachment: which namespace, which interface, under which id.

@@ -27,8 +27,8 @@ pub type Result<T> = std::result::Result<T, NetworkError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    #[error("cni plugin {0:?} not found in /opt/cni/bin or /usr/lib/cni: install the containernetworking-plugins package")]
-    MissingPlugin(String),
+    #[error("cni plugin {plugin:?} not found in {dirs}: install the containernetworking-plugins package (or set CNI_PATH to the plugins' directory)")]
+    MissingPlugin { plugin: String, dirs: String },
     #[error("network plugin {plugin} ({op}): {message}")]
     Plugin {
         plugin: String,
@@ -398,6 +398,18 @@ fn plugins_for(mut conflist: Value, req: &Request) -> Value {
         }
     }
     conflist
+}
+
+/// Whether every plugin network `name` would run is installed (portmap only
+/// when there are ports to publish), before anything is made for a container.
+pub fn check_plugins(store_root: &Path, name: &str, publishes: bool) -> Result<()> {
+    let mut conflist = load(store_root, name)?;
+    if !publishes {
+        if let Some(plugins) = conflist["plugins"].as_array_mut() {
+            plugins.retain(|p| p["type"].as_str() != Some("portmap"));
+        }
+    }
+    cni::check_plugins(&conflist)
 }
 
 /// CNI DEL of one attachment, from its cached config and result.
