@@ -295,11 +295,19 @@ fn self_exe() -> Result<PathBuf> {
     std::env::current_exe().context("cannot find the twinbox binary to start a supervisor")
 }
 
+/// Docker's warning where `-p` meets `--network host` (the ports are dropped).
+fn warn_discarded_ports(opts: &RunOptions) {
+    if opts.network == NetworkMode::Host && !opts.ports.is_empty() {
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+    }
+}
+
 pub fn run(root: &Path, args: RunArgs) -> Result<i32> {
     require_root("run")?;
     let opts = args.options()?;
     let store = open_store(root)?;
     let container = engine::create(&store, &args.image, &opts)?;
+    warn_discarded_ports(&opts);
     if args.detach {
         match lifecycle::start_detached(&store, &container, &self_exe()?) {
             Ok(_) => {
@@ -327,6 +335,7 @@ pub fn create(root: &Path, args: RunArgs) -> Result<i32> {
     let opts = args.options()?;
     let store = open_store(root)?;
     let container = engine::create_to_start_later(&store, &args.image, &opts)?;
+    warn_discarded_ports(&opts);
     println!("{}", container.id);
     Ok(0)
 }

@@ -234,6 +234,55 @@ fn none_has_only_lo_and_container_mode_shares() {
     );
 }
 
+/// `-p` with `--network host` runs with Docker's warning on stderr, and
+/// publishes nothing (`port` is empty, inspect has no bindings); `-P` there
+/// is quietly nothing, as in Docker.
+#[test]
+fn host_network_discards_published_ports_with_a_warning() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let publish = format!("{}:80", free_port());
+    let r = lab.tb(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-p",
+        &publish,
+        "busybox",
+        "echo",
+        "ran",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ran\n");
+    assert_eq!(
+        r.stderr.trim(),
+        "WARNING: Published ports are discarded when using host network mode"
+    );
+    let r = lab.tb(&[
+        "create",
+        "--name",
+        "hostp",
+        "--network",
+        "host",
+        "-p",
+        &publish,
+        "-P",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Published ports are discarded"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.tb(&["port", "hostp"]).stdout, "");
+    let v = lab.inspect("hostp");
+    assert_eq!(v["HostConfig"]["PortBindings"], serde_json::json!({}));
+    assert_eq!(lab.tb(&["rm", "hostp"]).code, 0);
+}
+
 #[test]
 fn unknown_network_is_one_line_and_creates_nothing() {
     let _turn = turn();

@@ -117,7 +117,13 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     if let Some(binary) = &opts.init {
         opts.init = Some(super::init::install(store, binary)?);
     }
-    if opts.publish_all {
+    if opts.network == NetworkMode::Host {
+        // as Docker: the host's own namespace needs no publishing, so the
+        // ports are discarded (the CLI warns) and the container runs
+        opts.ports.clear();
+    }
+    // -P publishes only where the container has addresses of its own
+    if opts.publish_all && opts.network.cni_network().is_some() {
         opts.ports
             .extend(network::exposed_ports(image_config.as_ref())?);
     }

@@ -31,6 +31,12 @@ pub fn prepare(
     opts: &RunOptions,
     existing: &[Container],
 ) -> Result<Option<PathBuf>> {
+    if let (NetworkMode::Container(_), true) = (&opts.network, opts.publish_all) {
+        return Err(ContainerError::BadOption(format!(
+            "conflicting options: -P and --network {}: the container publishes nothing of its own",
+            opts.network
+        )));
+    }
     if !opts.ports.is_empty() && opts.network.cni_network().is_none() {
         return Err(ContainerError::BadOption(format!(
             "-p needs a network with its own addresses; --network {} has none",
