@@ -361,6 +361,14 @@ fn a_qemu_vm_serves_from_its_disk_root_over_the_bridge_and_kill_9_leaves_nothing
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!alive(qemu[0]), "QEMU ends with its VMM process");
+    // The initrd was never a file a killed VMM process could leave behind.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("twinbox-qemu-{pid}-")))
+        .collect();
+    assert!(left.is_empty(), "left in the temp dir: {left:?}");
     // The next command recovers: DEL, the namespace goes, and with it the
     // veth (the tap went with QEMU).
     let ps = lab.tb(&["vm", "ps", "-a"]);

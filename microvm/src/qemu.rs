@@ -33,7 +33,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -513,8 +513,8 @@ impl QemuRunner {
         opts: &QemuOptions,
         watch: &mut ConsoleWatch,
     ) -> Result<FollowResult, QemuError> {
-        let initrd_file = TempFile::write(initrd)?;
-        let args = self.args(&kernel.path, &initrd_file.path, opts);
+        let initrd_file = InitrdFile::write(initrd)?;
+        let args = self.args(&kernel.path, &initrd_file.path(), opts);
         tracing::debug!("running {} {}", self.binary.display(), args.join(" "));
         let mut cmd = Command::new(&self.binary);
         cmd.args(&args)
@@ -522,6 +522,7 @@ impl QemuRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let tap_fd = opts.net.map(|n| n.tap_fd);
+        let initrd_fd = initrd_file.raw_fd();
         // SAFETY: only async-signal-safe calls (prctl, fcntl) on the child's
         // own state between fork and exec.
         unsafe {
@@ -534,8 +535,9 @@ impl QemuRunner {
                 {
                     return Err(io::Error::last_os_error());
                 }
-                if let Some(fd) = tap_fd {
-                    // The tap is inherited: `-netdev tap,fd=N`.
+                // The tap is inherited (`-netdev tap,fd=N`), and so is the
+                // initrd (`-initrd /proc/self/fd/N`).
+                for fd in tap_fd.into_iter().chain([initrd_fd]) {
                     let flags = libc::fcntl(fd, libc::F_GETFD);
                     if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
                         return Err(io::Error::last_os_error());
@@ -894,37 +896,39 @@ fn has_machine(binary: &Path, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The initrd as a file for `-initrd`, removed when dropped.
-struct TempFile {
-    path: PathBuf,
+/// The initrd for `-initrd`, in a memfd QEMU inherits and opens by its
+/// own `/proc/self/fd/N`. Nothing is on disk, so a killed VM process leaves
+/// nothing behind (a temp file outlived `vm stop` and kill -9).
+struct InitrdFile {
+    file: fs::File,
 }
 
-impl TempFile {
-    fn write(bytes: &[u8]) -> Result<TempFile, QemuError> {
-        let path = std::env::temp_dir().join(format!(
-            "twinbox-qemu-{}-{}.initrd",
-            std::process::id(),
-            twinbox_engine::util::id::random_hex(6)
-        ));
+impl InitrdFile {
+    fn write(bytes: &[u8]) -> Result<InitrdFile, QemuError> {
         let io = |source| QemuError::Io {
-            path: path.clone(),
+            path: PathBuf::from("memfd:twinbox-initrd"),
             source,
         };
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io)?;
-        // From here on the guard removes the file, also when the write fails.
-        let guard = TempFile { path: path.clone() };
+        // SAFETY: memfd_create takes a NUL-terminated name and returns a new
+        // descriptor or -1; nothing else is touched.
+        let fd = unsafe { libc::memfd_create(c"twinbox-initrd".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io(io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is owned by no
+        // one else; the File closes it.
+        let mut file = unsafe { fs::File::from_raw_fd(fd) };
         file.write_all(bytes).map_err(io)?;
-        Ok(guard)
+        Ok(InitrdFile { file })
     }
-}
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+    fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// The path QEMU opens: the same descriptor number in its own process.
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.raw_fd()))
     }
 }
 
@@ -1073,11 +1077,18 @@ mod tests {
     }
 
     #[test]
-    fn temp_initrd_is_removed() {
-        let f = TempFile::write(b"abc").unwrap();
-        let path = f.path.clone();
+    fn the_initrd_reads_back_through_its_fd_path_and_is_not_on_disk() {
+        let f = InitrdFile::write(b"abc").unwrap();
+        let path = f.path();
+        assert!(path.starts_with("/proc/self/fd"), "{}", path.display());
         assert_eq!(fs::read(&path).unwrap(), b"abc");
-        drop(f);
-        assert!(!path.exists());
+        let target = fs::read_link(&path).unwrap();
+        assert!(
+            target
+                .to_string_lossy()
+                .starts_with("/memfd:twinbox-initrd"),
+            "{}",
+            target.display()
+        );
     }
 }
