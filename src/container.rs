@@ -23,6 +23,7 @@ use twinbox_engine::container::terminal::DetachKeys;
 use twinbox_engine::container::{
     self as engine, lifecycle, listing, Container, RunOptions, Status,
 };
+use twinbox_engine::network::ports::Publish;
 use twinbox_engine::network::NetworkMode;
 use twinbox_engine::template::Format;
 use twinbox_engine::util::procfs;
@@ -221,14 +222,18 @@ impl RunArgs {
             .as_deref()
             .map(parse_memory_size)
             .transpose()?;
-        let mut ports = vec![];
+        let (mut ports, mut port_ranges) = (vec![], vec![]);
         for p in &self.publish {
-            ports.extend(twinbox_engine::network::ports::parse(p)?);
+            match twinbox_engine::network::ports::parse_publish(p)? {
+                Publish::Fixed(m) => ports.extend(m),
+                Publish::FirstFreeIn(r) => port_ranges.push(r),
+            }
         }
         Ok(RunOptions {
             name: self.name.clone(),
             network,
             ports,
+            port_ranges,
             publish_all: self.publish_all,
             network_aliases: self.network_alias.clone(),
             ip: self.ip,
@@ -297,7 +302,8 @@ fn self_exe() -> Result<PathBuf> {
 
 /// Docker's warning where `-p` meets `--network host` (the ports are dropped).
 fn warn_discarded_ports(opts: &RunOptions) {
-    if opts.network == NetworkMode::Host && !opts.ports.is_empty() {
+    if opts.network == NetworkMode::Host && !(opts.ports.is_empty() && opts.port_ranges.is_empty())
+    {
         eprintln!("WARNING: Published ports are discarded when using host network mode");
     }
 }
@@ -818,9 +824,14 @@ fn container_json(
         let key = format!("{}/{}", p.container_port, p.protocol);
         exposed.insert(key.clone(), json!({}));
         let ip = p.host_ip.map(|i| i.to_string()).unwrap_or_default();
+        // as Docker: the binding asked for (a range), the pick in NetworkSettings
+        let host_port = match o.port_ranges.iter().find(|r| r.holds(p)) {
+            Some(r) => format!("{}-{}", r.first, r.last),
+            None => p.host_port.to_string(),
+        };
         let entry = bindings.entry(key).or_insert_with(|| json!([]));
         if let Some(list) = entry.as_array_mut() {
-            list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+            list.push(json!({"HostIp": ip, "HostPort": host_port}));
         }
     }
     let mut labels = image.and_then(|i| i.labels().clone()).unwrap_or_default();

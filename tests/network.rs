@@ -234,6 +234,69 @@ fn none_has_only_lo_and_container_mode_shares() {
     );
 }
 
+/// `-p FIRST-LAST:80` (a host range for one container port) takes the first
+/// free port of the range, as Docker: one held by a socket is skipped, and so
+/// is one another container publishes (its NAT holds no socket). port, ps and
+/// NetworkSettings show the pick; HostConfig keeps the range asked for.
+#[test]
+fn a_host_range_for_one_port_takes_the_first_free() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let first = held.local_addr().unwrap().port();
+    let last = first + 10;
+    let range = format!("{first}-{last}:80");
+    let pick = |name: &str| -> u16 {
+        let r = lab.tb(&["port", name, "80"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().rsplit(':').next().unwrap().parse().unwrap()
+    };
+    serve(&lab, "ranged1", &range);
+    let one = pick("ranged1");
+    assert!(
+        one > first && one <= last,
+        "{one} not after the held {first}"
+    );
+    serve(&lab, "ranged2", &range);
+    let two = pick("ranged2");
+    assert!(two > one && two <= last, "{two} clashes with {one}");
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{one}/")),
+        "hello-ranged1\n"
+    );
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{two}/")),
+        "hello-ranged2\n"
+    );
+    let ps = lab.tb(&["ps"]).stdout;
+    assert!(ps.contains(&format!("0.0.0.0:{one}->80/tcp")), "{ps}");
+    let v = lab.inspect("ranged1");
+    assert_eq!(
+        v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],
+        one.to_string()
+    );
+    assert_eq!(
+        v["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        format!("{first}-{last}")
+    );
+    // a range with nothing free: one line, nothing created
+    let before = lab.container_count();
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("{first}-{first}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains(&format!("{first}")), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert_eq!(lab.container_count(), before);
+    drop(held);
+    assert_eq!(lab.tb(&["rm", "-f", "ranged1", "ranged2"]).code, 0);
+}
+
 /// `-p` with `--network host` runs with Docker's warning on stderr, and
 /// publishes nothing (`port` is empty, inspect has no bindings); `-P` there
 /// is quietly nothing, as in Docker.

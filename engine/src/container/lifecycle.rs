@@ -121,7 +121,9 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         // as Docker: the host's own namespace needs no publishing, so the
         // ports are discarded (the CLI warns) and the container runs
         opts.ports.clear();
+        opts.port_ranges.clear();
     }
+    network::pick_from_ranges(&mut opts, &existing)?;
     // -P publishes only where the container has addresses of its own
     if opts.publish_all && opts.network.cni_network().is_some() {
         opts.ports

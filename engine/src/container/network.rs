@@ -23,6 +23,34 @@ pub fn exposed_ports(image: Option<&ImageConfig>) -> Result<Vec<PortMapping>> {
     Ok(out)
 }
 
+/// What running containers publish: portmap's DNAT holds no socket, so these
+/// ports are taken without the kernel knowing.
+fn published_by_running(existing: &[Container]) -> Vec<PortMapping> {
+    existing
+        .iter()
+        .filter(|c| {
+            c.state()
+                .map(|s| s.status == super::record::Status::Running)
+                .unwrap_or(false)
+        })
+        .flat_map(|c| c.options.ports.iter().cloned())
+        .collect()
+}
+
+/// `-p FIRST-LAST:PORT`: each range's first host port that no running
+/// container publishes and that the kernel lets bind, added to the ports
+/// (picked once, at create: restarts keep it, as twinbox keeps `-p PORT`'s).
+pub fn pick_from_ranges(opts: &mut RunOptions, existing: &[Container]) -> Result<()> {
+    let mut taken = published_by_running(existing);
+    taken.extend(opts.ports.iter().cloned());
+    for r in &opts.port_ranges {
+        let m = r.first_free(&taken)?;
+        taken.push(m.clone());
+        opts.ports.push(m);
+    }
+    Ok(())
+}
+
 /// Checks the network and ports before anything is created and returns the
 /// namespace file the container will join (None: a new one, or the host's).
 pub fn prepare(
@@ -94,15 +122,11 @@ pub fn prepare(
                     .map(|s| s.status == super::record::Status::Running)
                     .unwrap_or(false)
             }) {
-                if let Some(p) = opts.ports.iter().find(|p| {
-                    c.options.ports.iter().any(|q| {
-                        q.host_port == p.host_port
-                            && q.protocol == p.protocol
-                            && (q.host_ip.is_none()
-                                || p.host_ip.is_none()
-                                || q.host_ip == p.host_ip)
-                    })
-                }) {
+                if let Some(p) = opts
+                    .ports
+                    .iter()
+                    .find(|p| c.options.ports.iter().any(|q| net::ports::clash(q, p)))
+                {
                     return Err(ContainerError::BadOption(format!(
                         "port {}/{} is already published by container {}",
                         p.host_port, p.protocol, c.name

@@ -23,6 +23,10 @@ pub struct RunOptions {
     /// `-p` mappings, parsed (host ports already chosen).
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// `-p 8000-8010:80` as asked: the port picked from each range is in
+    /// `ports` (from create on); the range stays for inspect's PortBindings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_ranges: Vec<crate::network::ports::HostRange>,
     /// `-P`: publish every EXPOSEd port on a free host port.
     #[serde(default)]
     pub publish_all: bool,

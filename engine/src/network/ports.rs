@@ -58,8 +58,80 @@ fn range(s: &str, what: &str, spec: &str) -> Result<(u16, u16)> {
     Ok((a, b))
 }
 
-/// Parses one `-p`. A missing host port means a free one, chosen now.
+/// `-p 8000-8010:80`: one container port on the first free host port of a
+/// range, as Docker picks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRange {
+    pub host_ip: Option<IpAddr>,
+    pub first: u16,
+    pub last: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl HostRange {
+    /// The mapping on the first port of the range that is not in `taken`
+    /// (ports published without a socket: other containers' NAT) and that the
+    /// kernel lets bind now.
+    pub fn first_free(&self, taken: &[PortMapping]) -> Result<PortMapping> {
+        (self.first..=self.last)
+            .map(|h| PortMapping {
+                host_ip: self.host_ip,
+                host_port: h,
+                container_port: self.container_port,
+                protocol: self.protocol.clone(),
+            })
+            .find(|m| !taken.iter().any(|t| clash(t, m)) && check_free(std::slice::from_ref(m)).is_ok())
+            .ok_or_else(|| {
+                NetworkError::BadPort(format!(
+                    "no free host port in {}-{}/{} on {} for container port {}: free one or choose another range",
+                    self.first,
+                    self.last,
+                    self.protocol,
+                    self.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    self.container_port
+                ))
+            })
+    }
+
+    /// Whether `m` is this range's pick (same container port and protocol,
+    /// a host port within the range).
+    pub fn holds(&self, m: &PortMapping) -> bool {
+        m.container_port == self.container_port
+            && m.protocol == self.protocol
+            && m.host_ip == self.host_ip
+            && (self.first..=self.last).contains(&m.host_port)
+    }
+}
+
+/// Whether two mappings want the same host port (an unspecified address
+/// clashes with every one).
+pub fn clash(a: &PortMapping, b: &PortMapping) -> bool {
+    a.host_port == b.host_port
+        && a.protocol == b.protocol
+        && (a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip)
+}
+
+/// One `-p` as given: fixed mappings, or a host range to pick a port from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publish {
+    Fixed(Vec<PortMapping>),
+    FirstFreeIn(HostRange),
+}
+
+/// Parses one `-p`; a host range for one container port is resolved now, to
+/// the first port the kernel lets bind (containers take [`parse_publish`] and
+/// pick among their peers' ports too).
 pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
+    match parse_publish(spec)? {
+        Publish::Fixed(m) => Ok(m),
+        Publish::FirstFreeIn(r) => Ok(vec![r.first_free(&[])?]),
+    }
+}
+
+/// Parses one `-p`. A missing host port means a free one, chosen now; a host
+/// range for a single container port is left to pick from.
+pub fn parse_publish(spec: &str) -> Result<Publish> {
     let (rest, protocol) = match spec.rsplit_once('/') {
         Some((r, p @ ("tcp" | "udp"))) => (r, p),
         Some((_, p)) => {
@@ -86,6 +158,15 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
     let hosts: Vec<u16> = match host {
         Some(h) => {
             let (h0, h1) = range(h, "host port", spec)?;
+            if c0 == c1 && h1 > h0 {
+                return Ok(Publish::FirstFreeIn(HostRange {
+                    host_ip,
+                    first: h0,
+                    last: h1,
+                    container_port: c0,
+                    protocol: protocol.to_string(),
+                }));
+            }
             if h1 - h0 != c1 - c0 {
                 return Err(NetworkError::BadPort(format!(
                     "port {spec:?}: the host and container ranges differ in size"
@@ -97,15 +178,17 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
             .map(|_| free_port(protocol))
             .collect::<Result<_>>()?,
     };
-    Ok((c0..=c1)
-        .zip(hosts)
-        .map(|(c, h)| PortMapping {
-            host_ip,
-            host_port: h,
-            container_port: c,
-            protocol: protocol.to_string(),
-        })
-        .collect())
+    Ok(Publish::Fixed(
+        (c0..=c1)
+            .zip(hosts)
+            .map(|(c, h)| PortMapping {
+                host_ip,
+                host_port: h,
+                container_port: c,
+                protocol: protocol.to_string(),
+            })
+            .collect(),
+    ))
 }
 
 /// A high port the kernel says is free now.
@@ -160,10 +243,55 @@ mod tests {
         let m = parse("80").unwrap();
         assert!(m[0].host_port > 0);
         assert!(parse("80/sctp").is_err());
-        assert!(parse("1-3:80").is_err());
+        assert!(parse("1-3:80-81").is_err());
+        assert!(parse("3-1:80").is_err());
         assert_eq!(
             parse("8080:80").unwrap()[0].to_string(),
             "0.0.0.0:8080->80/tcp"
+        );
+    }
+
+    #[test]
+    fn a_host_range_for_one_port_picks_the_first_free() {
+        let r = match parse_publish("127.0.0.1:55720-55730:80/udp").unwrap() {
+            Publish::FirstFreeIn(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((r.first, r.last, r.container_port), (55720, 55730, 80));
+        assert_eq!(r.protocol, "udp");
+        assert_eq!(r.host_ip, Some("127.0.0.1".parse().unwrap()));
+        // a port held by a socket and one published by a peer are skipped
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let first = held.local_addr().unwrap().port();
+        let range = HostRange {
+            first,
+            last: first.saturating_add(5),
+            ..r.clone()
+        };
+        let peer = PortMapping {
+            host_ip: None,
+            host_port: first + 1,
+            container_port: 9,
+            protocol: "udp".into(),
+        };
+        let got = range.first_free(std::slice::from_ref(&peer)).unwrap();
+        assert!(
+            got.host_port > first + 1 && got.host_port <= first + 5,
+            "{got:?}"
+        );
+        assert!(range.holds(&got));
+        let full = HostRange {
+            last: first,
+            ..range.clone()
+        };
+        let e = full.first_free(&[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("no free host port in {first}-{first}/udp")),
+            "{e}"
+        );
+        // a container range keeps Docker's same-size rule
+        assert!(
+            matches!(parse_publish("9000-9001:80-81").unwrap(), Publish::Fixed(m) if m.len() == 2)
         );
     }
 }
