@@ -9,7 +9,6 @@ use twinbox_engine::container::network as engine;
 use twinbox_engine::network::config::CreateOptions;
 use twinbox_engine::template::Format;
 
-use crate::format::print_table;
 use crate::open_store;
 
 #[derive(Subcommand)]
@@ -19,12 +18,18 @@ pub enum NetworkCommand {
     /// List networks
     #[command(alias = "list")]
     Ls {
-        /// Only print network names
+        /// Only print network ids
         #[arg(short = 'q', long)]
         quiet: bool,
         /// Output: table, json, or a Go template (`{{.Name}}`)
         #[arg(long, default_value = "")]
         format: String,
+        /// Do not truncate the network ids
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Filter: name, id, driver, type (builtin|custom), scope, label (KEY=VALUE)
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
     },
     /// Show networks as JSON, with the containers on them
     Inspect {
@@ -122,54 +127,31 @@ pub fn dispatch(root: &Path, cmd: NetworkCommand) -> Result<i32> {
             )?;
             println!("{}", n.id);
         }
-        NetworkCommand::Ls { quiet, format } => {
-            let nets = engine::list_networks(&store)?;
+        NetworkCommand::Ls {
+            quiet,
+            format,
+            no_trunc,
+            filter,
+        } => {
+            let filters = parse_filters(&filter)?;
+            // a format string is checked even when -q makes it unused
+            let format = Format::parse(&format, LS_TABLE)?;
+            let nets: Vec<_> = engine::list_networks(&store)?
+                .into_iter()
+                .filter(|n| {
+                    filters
+                        .iter()
+                        .all(|(k, vals)| vals.iter().any(|v| matches(n, k, v)))
+                })
+                .collect();
+            let rows = ls_rows(&nets, no_trunc);
             if quiet {
-                for n in &nets {
-                    println!("{}", n.name);
+                for r in &rows {
+                    println!("{}", r["ID"].as_str().unwrap_or_default());
                 }
                 return Ok(0);
             }
-            if !format.is_empty() {
-                let format = Format::parse(&format, LS_TABLE)?;
-                print!("{}", format.render(&ls_rows(&nets), &ls_titles(), None)?);
-                return Ok(0);
-            }
-            let mut rows: Vec<Vec<String>> = nets
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.id[..12].to_string(),
-                        n.name.clone(),
-                        n.driver.clone(),
-                        "local".into(),
-                        n.subnet.map(|s| s.to_string()).unwrap_or_default(),
-                        if n.internal { "true" } else { "" }.to_string(),
-                    ]
-                })
-                .collect();
-            // Docker lists these two modes as networks too
-            for (name, driver) in [("host", "host"), ("none", "null")] {
-                rows.push(vec![
-                    String::new(),
-                    name.into(),
-                    driver.into(),
-                    "local".into(),
-                    String::new(),
-                    String::new(),
-                ]);
-            }
-            print_table(
-                &[
-                    "NETWORK ID",
-                    "NAME",
-                    "DRIVER",
-                    "SCOPE",
-                    "SUBNET",
-                    "INTERNAL",
-                ],
-                &rows,
-            );
+            print!("{}", format.render(&rows, &ls_titles(), None)?);
         }
         NetworkCommand::Inspect { names, format } => {
             let mut out = Vec::new();
@@ -215,15 +197,61 @@ fn ls_titles() -> serde_json::Value {
         "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"})
 }
 
+/// Docker's `network ls` filters, KEY=VALUE, grouped by key: values of one
+/// key are alternatives, keys all apply.
+fn parse_filters(items: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in items {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("bad filter {f:?}: use KEY=VALUE with name, id, driver, type, scope or label");
+        };
+        if !["name", "id", "driver", "type", "scope", "label"].contains(&k) {
+            bail!("invalid filter {k:?}: use name, id, driver, type, scope or label");
+        }
+        if k == "type" && !["builtin", "custom"].contains(&v) {
+            bail!("invalid filter type={v:?}: use builtin or custom");
+        }
+        out.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(out)
+}
+
+/// Whether a network passes one filter value, as Docker matches them: name
+/// as a substring, id as a prefix, a label by key or KEY=VALUE.
+fn matches(n: &twinbox_engine::network::config::Network, key: &str, value: &str) -> bool {
+    match key {
+        "name" => n.name.contains(value),
+        "id" => n.id.starts_with(value),
+        "driver" => n.driver == value,
+        "scope" => value == "local",
+        "type" => {
+            let builtin = twinbox_engine::network::config::PREDEFINED.contains(&n.name.as_str());
+            (value == "builtin") == builtin
+        }
+        "label" => match value.split_once('=') {
+            Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+            None => n.labels.contains_key(value),
+        },
+        _ => false,
+    }
+}
+
 /// One row per network with the fields Docker's `network ls --format` offers
 /// (its JSON gives every field as a string), host and none included.
-fn ls_rows(nets: &[twinbox_engine::network::config::Network]) -> Vec<serde_json::Value> {
-    let mut rows: Vec<serde_json::Value> = nets
-        .iter()
+fn ls_rows(
+    nets: &[twinbox_engine::network::config::Network],
+    no_trunc: bool,
+) -> Vec<serde_json::Value> {
+    nets.iter()
         .map(|n| {
             let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let id = if no_trunc {
+                &n.id[..]
+            } else {
+                &n.id[..12.min(n.id.len())]
+            };
             serde_json::json!({
-                "ID": n.id[..12.min(n.id.len())],
+                "ID": id,
                 "Name": n.name,
                 "Driver": n.driver,
                 "Scope": "local",
@@ -233,12 +261,5 @@ fn ls_rows(nets: &[twinbox_engine::network::config::Network]) -> Vec<serde_json:
                 "CreatedAt": n.created.as_deref().map(twinbox_engine::template::units::go_time).unwrap_or_default(),
             })
         })
-        .collect();
-    for (name, driver) in [("host", "host"), ("none", "null")] {
-        rows.push(serde_json::json!({
-            "ID": "", "Name": name, "Driver": driver, "Scope": "local", "IPv6": "false",
-            "Internal": "false", "Labels": "", "CreatedAt": "",
-        }));
-    }
-    rows
+        .collect()
 }

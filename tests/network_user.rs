@@ -322,8 +322,94 @@ fn bad_network_input_is_one_line_and_creates_nothing() {
     lab.ok(&["rm", "holder"]);
     let r = lab.ok(&["network", "prune", "-f"]);
     assert!(r.stdout.contains("used"), "{}", r.stdout);
-    let left = networks();
+    let left = lab.ok(&["network", "ls", "--format", "{{.Name}}"]).stdout;
     assert!(!left.contains("used") && left.contains("bridge"), "{left}");
+}
+
+/// `network ls` as Docker prints it: NETWORK ID, NAME, DRIVER, SCOPE, host and
+/// none among the others in natural name order, `-q` the ids (all twelve
+/// digits, `--no-trunc` all 64), `-f` Docker's filters; host and none can be
+/// inspected by name or id and not removed.
+#[test]
+fn network_ls_is_dockers() {
+    let Some(lab) = netlab() else { return };
+    for n in ["lsnet10", "lsnet2", "zlsnet"] {
+        lab.ok(&["network", "create", n]);
+    }
+    let table = lab.ok(&["network", "ls"]).stdout;
+    let mut lines = table.lines();
+    assert_eq!(
+        lines
+            .next()
+            .unwrap()
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>(),
+        ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    assert_eq!(
+        names,
+        ["bridge", "host", "lsnet2", "lsnet10", "none", "zlsnet"]
+    );
+    let is_id = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    for r in &rows {
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert!(is_id(r[0], 12), "{r:?}");
+        assert_eq!(r[3], "local");
+    }
+    let drivers: Vec<&str> = rows.iter().map(|r| r[2]).collect();
+    assert_eq!(
+        drivers,
+        ["bridge", "host", "bridge", "bridge", "null", "bridge"]
+    );
+    let quiet = lab.ok(&["network", "ls", "-q"]).stdout;
+    let ids: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(quiet.lines().collect::<Vec<_>>(), ids);
+    let full = lab.ok(&["network", "ls", "-q", "--no-trunc"]).stdout;
+    assert!(full.lines().all(|l| is_id(l, 64)), "{full}");
+    let only = |f: &[&str]| {
+        let mut args = vec!["network", "ls", "--format", "{{.Name}}"];
+        for x in f {
+            args.extend(["-f", x]);
+        }
+        lab.ok(&args).stdout
+    };
+    assert_eq!(only(&["name=lsnet"]), "lsnet2\nlsnet10\nzlsnet\n");
+    assert_eq!(only(&["type=builtin"]), "bridge\nhost\nnone\n");
+    assert_eq!(only(&["type=custom", "name=lsnet1"]), "lsnet10\n");
+    assert_eq!(only(&["driver=null", "driver=host"]), "host\nnone\n");
+    assert_eq!(only(&[&format!("id={}", &rows[1][0][..6])]), "host\n");
+    let r = lab.tb(&["network", "ls", "-f", "colour=red"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    // host and none: inspected by name or id, never removed
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["network", "inspect", rows[4][0]]).stdout).unwrap();
+    assert_eq!(
+        (v[0]["Name"].as_str(), v[0]["Driver"].as_str()),
+        (Some("none"), Some("null"))
+    );
+    for n in ["host", "none", "bridge", rows[1][0]] {
+        let r = lab.tb(&["network", "rm", n]);
+        assert_ne!(r.code, 0, "{n}");
+        assert!(r.stderr.contains("predefined"), "{}", r.stderr);
+    }
+    let r = lab.tb(&["network", "connect", "host", "nosuch"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("run --network host"),
+        "{}",
+        r.stderr
+    );
+    let after: Vec<String> = lab
+        .ok(&["network", "ls", "-q"])
+        .stdout
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(after, ids, "a refused rm removed something");
 }
 
 #[test]
@@ -502,12 +588,10 @@ fn macvlan_and_dropped_in_config_lists_work_like_built_in_ones() {
     });
     std::fs::create_dir_all(lab.root().join("networks")).unwrap();
     std::fs::write(lab.root().join("networks/mine.conflist"), conf.to_string()).unwrap();
-    let r = lab.ok(&["network", "ls"]);
-    assert!(
-        r.stdout.contains("mine") && r.stdout.contains("10.126.201.0/24"),
-        "{}",
-        r.stdout
-    );
+    let r = lab.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert!(r.stdout.contains("mine bridge\n"), "{}", r.stdout);
+    let r = lab.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "mine"]);
+    assert!(r.stdout.contains("10.126.201.0/24"), "{}", r.stdout);
     let r = lab.ok(&[
         "run",
         "--rm",

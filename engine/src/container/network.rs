@@ -228,14 +228,88 @@ pub fn create_network(
     Ok(net::config::create(store.root(), opts)?)
 }
 
-/// `network ls`: every CNI network of the store, then Docker's host and none.
+/// `network ls`: every CNI network of the store and Docker's host and none,
+/// in Docker's order (names compared with their numbers as numbers).
 pub fn list_networks(store: &Store) -> Result<Vec<net::config::Network>> {
-    Ok(net::config::list(store.root())?)
+    let mut all = net::config::list(store.root())?;
+    all.extend(
+        ["host", "none"]
+            .into_iter()
+            .filter_map(net::config::Network::mode),
+    );
+    all.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    Ok(all)
+}
+
+/// Docker's `sortorder.NaturalLess`: runs of digits compare as numbers.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = vec![];
+        let mut start = 0;
+        let b = s.as_bytes();
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[start].is_ascii_digit() {
+                out.push((b[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let o = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+/// A network as `network inspect` and `rm` name it: by name, id or unique id
+/// prefix, host and none included.
+fn find_any(store: &Store, key: &str) -> Result<net::config::Network> {
+    let all = list_networks(store)?;
+    if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
+        return Ok(n.clone());
+    }
+    let by_prefix: Vec<&net::config::Network> = all
+        .iter()
+        .filter(|n| key.len() >= 3 && n.id.starts_with(key))
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Ok(net::config::find(store.root(), key)?),
+    }
+}
+
+/// `network connect` and `disconnect` take CNI networks only, as Docker
+/// refuses host and none there.
+fn find_joinable(store: &Store, key: &str) -> Result<net::config::Network> {
+    let n = find_any(store, key)?;
+    if n.is_mode() {
+        return Err(ContainerError::BadOption(format!(
+            "network {}: a container cannot be connected to or disconnected from the {} network; choose it with run --network {}",
+            key, n.name, n.name
+        )));
+    }
+    Ok(n)
 }
 
 /// `network rm`: refused while any container names the network.
 pub fn remove_network(store: &Store, key: &str) -> Result<String> {
-    let n = net::config::find(store.root(), key)?;
+    let n = find_any(store, key)?;
+    if net::config::PREDEFINED.contains(&n.name.as_str()) {
+        return Err(ContainerError::BadOption(format!(
+            "network {} is predefined and cannot be removed",
+            n.name
+        )));
+    }
     let _lock = store.lock()?;
     let using = users(store, &n.name)?;
     if !using.is_empty() {
@@ -274,7 +348,10 @@ pub fn prune_networks(store: &Store) -> Result<Vec<String>> {
 /// `network inspect`, shaped like Docker's.
 pub fn inspect_network(store: &Store, key: &str) -> Result<serde_json::Value> {
     use serde_json::json;
-    let n = net::config::find(store.root(), key)?;
+    let n = find_any(store, key)?;
+    if n.is_mode() {
+        return inspect_mode(store, &n);
+    }
     let mut containers = serde_json::Map::new();
     for c in Container::list(store)? {
         for a in net::attached(&c.dir)
@@ -324,6 +401,38 @@ pub fn inspect_network(store: &Store, key: &str) -> Result<serde_json::Value> {
     }))
 }
 
+/// `network inspect host|none`: Docker's shape, with the running containers
+/// in that mode.
+fn inspect_mode(store: &Store, n: &net::config::Network) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let mode: NetworkMode = n.name.parse().unwrap_or_default();
+    let mut containers = serde_json::Map::new();
+    for c in Container::list(store)?.into_iter().filter(|c| {
+        c.options.network == mode
+            && c.state()
+                .is_ok_and(|s| s.status == super::record::Status::Running)
+    }) {
+        containers.insert(
+            c.id.clone(),
+            json!({"Name": c.name, "MacAddress": "", "IPv4Address": ""}),
+        );
+    }
+    Ok(json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": serde_json::Value::Null,
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Config": []},
+        "Internal": false,
+        "Attachable": false,
+        "Containers": containers,
+        "Options": {},
+        "Labels": {},
+    }))
+}
+
 /// `network connect [--alias] [--ip] NET CONTAINER`: recorded so every later
 /// start joins it too, and joined at once when the container runs.
 pub fn connect(
@@ -333,7 +442,7 @@ pub fn connect(
     aliases: &[String],
     ip: Option<std::net::Ipv4Addr>,
 ) -> Result<()> {
-    let n = net::config::find(store.root(), network)?;
+    let n = find_joinable(store, network)?;
     let _lock = store.lock()?;
     let mut c = Container::find(store, container)?;
     if c.options.network.cni_network().is_none() {
@@ -392,7 +501,7 @@ pub fn connect(
 
 /// `network disconnect NET CONTAINER`: leaves a network it was connected to.
 pub fn disconnect(store: &Store, network: &str, container: &str) -> Result<()> {
-    let n = net::config::find(store.root(), network)?;
+    let n = find_joinable(store, network)?;
     let _lock = store.lock()?;
     let mut c = Container::find(store, container)?;
     if !is_on(&c, &n.name) {

@@ -94,6 +94,35 @@ impl Network {
         }
     }
 
+    /// Docker's `host` and `none` as `network ls` and `inspect` show them:
+    /// modes, not config lists (driver `host`, `null`), with a stable id.
+    pub fn mode(name: &str) -> Option<Network> {
+        let driver = match name {
+            "host" => "host",
+            "none" => "null",
+            _ => return None,
+        };
+        use sha2::Digest;
+        Some(Network {
+            name: name.to_string(),
+            id: hex::encode(sha2::Sha256::digest(format!("twinbox network {name}"))),
+            driver: driver.to_string(),
+            subnet: None,
+            gateway: None,
+            internal: false,
+            labels: BTreeMap::new(),
+            created: None,
+            bridge: None,
+            path: PathBuf::new(),
+            conflist: Value::Null,
+        })
+    }
+
+    /// `host` or `none`: no config list, no plugins.
+    pub fn is_mode(&self) -> bool {
+        self.conflist.is_null()
+    }
+
     pub fn is_default(&self) -> bool {
         self.name == DEFAULT_NETWORK
     }
