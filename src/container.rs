@@ -12,8 +12,8 @@ use twinbox_engine::container::devices::parse_device;
 use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{
-    parse_env_arg, parse_env_file, parse_label, parse_mount, parse_tmpfs, parse_volume,
-    MountRequest,
+    parse_dns, parse_dns_option, parse_dns_search, parse_env_arg, parse_env_file, parse_expose,
+    parse_extra_host, parse_label, parse_mount, parse_tmpfs, parse_volume, MountRequest,
 };
 use twinbox_engine::container::restart::RestartPolicy;
 use twinbox_engine::container::supervisor::{
@@ -53,6 +53,21 @@ pub struct RunArgs {
     /// A fixed IPv4 address on the user network
     #[arg(long)]
     ip: Option<std::net::Ipv4Addr>,
+    /// Add a line to /etc/hosts: NAME:IP (NAME:host-gateway for the host's address)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// A nameserver for /etc/resolv.conf (replaces the host's)
+    #[arg(long)]
+    dns: Vec<String>,
+    /// A search domain for /etc/resolv.conf (. for none)
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// A resolver option for /etc/resolv.conf, e.g. ndots:2
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
+    /// Expose a port or range without publishing it: PORT[/tcp|udp] (-P publishes it)
+    #[arg(long)]
+    expose: Vec<String>,
     /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -229,8 +244,37 @@ impl RunArgs {
                 Publish::FirstFreeIn(r) => port_ranges.push(r),
             }
         }
+        let mut expose = vec![];
+        for e in &self.expose {
+            for p in parse_expose(e)? {
+                if !expose.contains(&p) {
+                    expose.push(p);
+                }
+            }
+        }
         Ok(RunOptions {
             name: self.name.clone(),
+            extra_hosts: self
+                .add_host
+                .iter()
+                .map(|h| parse_extra_host(h))
+                .collect::<Result<_, _>>()?,
+            dns: self
+                .dns
+                .iter()
+                .map(|d| parse_dns(d))
+                .collect::<Result<_, _>>()?,
+            dns_search: self
+                .dns_search
+                .iter()
+                .map(|d| parse_dns_search(d))
+                .collect::<Result<_, _>>()?,
+            dns_options: self
+                .dns_option
+                .iter()
+                .map(|d| parse_dns_option(d))
+                .collect::<Result<_, _>>()?,
+            expose,
             network,
             ports,
             port_ranges,
@@ -819,6 +863,9 @@ fn container_json(
             )
         })
         .collect();
+    for p in &o.expose {
+        exposed.insert(p.clone(), json!({}));
+    }
     let mut bindings = serde_json::Map::new();
     for p in &o.ports {
         let key = format!("{}/{}", p.container_port, p.protocol);
@@ -888,6 +935,10 @@ fn container_json(
             "PidsLimit": o.pids_limit,
             "NetworkMode": o.network.to_string(),
             "PortBindings": bindings,
+            "ExtraHosts": (!o.extra_hosts.is_empty()).then_some(&o.extra_hosts),
+            "Dns": o.dns,
+            "DnsSearch": o.dns_search,
+            "DnsOptions": o.dns_options,
             "ReadonlyRootfs": o.read_only,
             "AutoRemove": o.auto_remove,
             "Init": o.init.is_some(),

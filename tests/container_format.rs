@@ -374,3 +374,85 @@ fn inspect_config_and_port_maps_are_dockers() {
     assert_eq!(r.stdout, "fmt-net bridge 10.213.7.0/24\n", "{}", r.stderr);
     assert_eq!(lab.tb(&["network", "rm", "fmt-net"]).code, 0);
 }
+
+/// `--add-host`, `--dns`, `--dns-search`, `--dns-option` and `--expose` as
+/// Docker's dockerd keeps and applies them: the same inspect fields (and the
+/// empty forms without them), and the same resolv.conf and hosts lines inside
+/// (`--network none`: this dockerd has no bridge).
+#[test]
+fn network_flags_inspect_and_files_are_dockers() {
+    let Some(lab) = lab() else { return };
+    let Some(dockerd) = Dockerd::with_busybox(&lab) else {
+        return;
+    };
+    let flags = [
+        "--network",
+        "none",
+        "--add-host",
+        "foo:1.2.3.4",
+        "--add-host",
+        "six:2001:db8::1",
+        "--dns",
+        "9.9.9.9",
+        "--dns",
+        "1.0.0.1",
+        "--dns-search",
+        "example.com",
+        "--dns-option",
+        "ndots:3",
+        "--dns-opt",
+        "rotate",
+        "--expose",
+        "7000-7001/udp",
+        "--expose",
+        "80",
+    ];
+    let mut with: Vec<&str> = vec!["create", "--name", "nf-a"];
+    with.extend(flags);
+    with.push("busybox");
+    let plain: &[&str] = &["create", "--name", "nf-b", "--network", "none", "busybox"];
+    for args in [&with[..], plain] {
+        assert_eq!(dockerd.docker(args).code, 0, "docker {args:?}");
+        let r = lab.tb(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    // Docker leaves ExposedPorts out when empty: a template naming it fails
+    let host_config = "{{json .HostConfig.ExtraHosts}} {{json .HostConfig.Dns}} {{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}}";
+    let with_ports = format!("{host_config} {{{{json .Config.ExposedPorts}}}}");
+    for (template, name) in [(&with_ports[..], "nf-a"), (host_config, "nf-b")] {
+        let show = ["inspect", "-f", template, name];
+        let theirs = dockerd.docker(&show);
+        let ours = lab.tb(&show);
+        assert_eq!(ours.code, 0, "{}", ours.stderr);
+        assert_eq!(ours.stdout, theirs.stdout, "{name}: {}", theirs.stderr);
+    }
+    // inside: the same resolv.conf, and the same added lines in /etc/hosts
+    let mut run: Vec<&str> = vec!["run", "--rm"];
+    run.extend(flags);
+    run.extend([
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; echo ---; cat /etc/hosts",
+    ]);
+    let theirs = dockerd.docker(&run);
+    let ours = lab.tb(&run);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    let (their_resolv, their_hosts) = theirs.stdout.split_once("---\n").unwrap();
+    let (our_resolv, our_hosts) = ours.stdout.split_once("---\n").unwrap();
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(lines(our_resolv), lines(their_resolv));
+    for line in ["1.2.3.4\tfoo", "2001:db8::1\tsix"] {
+        assert!(their_hosts.contains(line), "docker: {their_hosts}");
+        assert!(our_hosts.contains(line), "twinbox: {our_hosts}");
+    }
+    for name in ["nf-a", "nf-b"] {
+        dockerd.docker(&["rm", "-f", name]);
+        lab.tb(&["rm", "-f", name]);
+    }
+}

@@ -297,6 +297,121 @@ fn a_host_range_for_one_port_takes_the_first_free() {
     assert_eq!(lab.tb(&["rm", "-f", "ranged1", "ranged2"]).code, 0);
 }
 
+/// `--add-host` (host-gateway: the network's gateway, the host's address on
+/// the bridge) and the `--dns` flags reach /etc/hosts and /etc/resolv.conf on
+/// the bridge, where the hosts file is rewritten at attach, and stay there
+/// across a restart; `--expose` with `-P` publishes the port; bad values are
+/// one line naming the flag and create nothing.
+#[test]
+fn add_host_dns_and_expose_reach_the_container() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.tb(&["network", "inspect", "bridge"]).stdout).unwrap();
+    let gateway = v[0]["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let script = "echo hello-flags > /tmp/index.html; exec httpd -f -p 8080 -h /tmp";
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "flags",
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "hostgw:host-gateway",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "lab.example",
+        "--dns-option",
+        "ndots:2",
+        "--expose",
+        "8080",
+        "-P",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let check = |lab: &Lab| {
+        let hosts = lab.tb(&["exec", "flags", "cat", "/etc/hosts"]).stdout;
+        assert!(hosts.contains("10.1.2.3\tdb\n"), "{hosts}");
+        assert!(hosts.contains(&format!("{gateway}\thostgw\n")), "{hosts}");
+        // the container's own line follows, as Docker's
+        let ip = lab.inspect("flags")["NetworkSettings"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            hosts.find("\tdb") < hosts.find(&format!("{ip}\t")),
+            "{hosts}"
+        );
+        let resolv = lab.tb(&["exec", "flags", "cat", "/etc/resolv.conf"]).stdout;
+        assert_eq!(
+            resolv,
+            "search lab.example\nnameserver 192.0.2.53\noptions ndots:2\n"
+        );
+    };
+    check(&lab);
+    let port = lab.tb(&["port", "flags", "8080"]).stdout;
+    let port = port.trim().rsplit(':').next().unwrap().to_string();
+    assert_eq!(fetch(&format!("http://127.0.0.1:{port}/")), "hello-flags\n");
+    let v = lab.inspect("flags");
+    assert_eq!(
+        v["HostConfig"]["ExtraHosts"],
+        serde_json::json!(["db:10.1.2.3", "hostgw:host-gateway"])
+    );
+    assert_eq!(v["HostConfig"]["Dns"], serde_json::json!(["192.0.2.53"]));
+    assert_eq!(
+        v["HostConfig"]["DnsSearch"],
+        serde_json::json!(["lab.example"])
+    );
+    assert_eq!(
+        v["HostConfig"]["DnsOptions"],
+        serde_json::json!(["ndots:2"])
+    );
+    assert!(v["Config"]["ExposedPorts"]["8080/tcp"].is_object(), "{v}");
+    assert_eq!(lab.tb(&["restart", "-t", "1", "flags"]).code, 0);
+    check(&lab);
+
+    let before = lab.container_count();
+    let bad: &[(&[&str], &str)] = &[
+        (&["--add-host", "foo"], "--add-host"),
+        (&["--add-host", "foo:notanip"], "--add-host"),
+        (&["--dns", "notanip"], "--dns"),
+        (&["--dns-search", "bad_name.example"], "--dns-search"),
+        (&["--dns-option", "two words"], "--dns-option"),
+        (&["--expose", "http"], "--expose"),
+        (
+            &["--network", "container:flags", "--add-host", "a:1.2.3.4"],
+            "--add-host",
+        ),
+        (
+            &["--network", "container:flags", "--dns", "1.1.1.1"],
+            "--dns",
+        ),
+        (
+            &["--network", "container:flags", "--expose", "80"],
+            "--expose",
+        ),
+    ];
+    for (flags, named) in bad {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let r = lab.tb(&args);
+        assert_ne!(r.code, 0, "{flags:?} ran");
+        assert!(r.stderr.contains(named), "{flags:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert_eq!(lab.container_count(), before, "{flags:?} left a container");
+    }
+    assert_eq!(lab.tb(&["rm", "-f", "flags"]).code, 0);
+}
+
 /// `-p` with `--network host` runs with Docker's warning on stderr, and
 /// publishes nothing (`port` is empty, inspect has no bindings); `-P` there
 /// is quietly nothing, as in Docker.

@@ -127,7 +127,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
     // -P publishes only where the container has addresses of its own
     if opts.publish_all && opts.network.cni_network().is_some() {
         opts.ports
-            .extend(network::exposed_ports(image_config.as_ref())?);
+            .extend(network::exposed_ports(image_config.as_ref(), &opts.expose)?);
     }
     let netns = network::prepare(
         store.root(),
@@ -135,6 +135,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         &opts,
         &existing,
     )?;
+    let extra_hosts = network::extra_hosts(store.root(), &opts)?;
     let opts = &opts;
 
     let image_volumes: Vec<String> = image_config
@@ -164,7 +165,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         for d in [container.upper(), container.work(), container.rootfs()] {
             fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
         }
-        write_etc_files(&container)?;
+        write_etc_files(&container, &extra_hosts)?;
         write_init_layer(&container)?;
         if let Some(range) = &container.id_range {
             own_by_container_root(&container, range, &new_volumes)?;
@@ -272,25 +273,37 @@ fn write_init_layer(c: &Container) -> Result<()> {
     std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(|e| ContainerError::io(&mtab, e))
 }
 
-fn write_etc_files(c: &Container) -> Result<()> {
+/// The container's /etc/hostname, /etc/hosts (with `--add-host`'s lines,
+/// `extra_hosts`, kept beside it for every later regeneration) and
+/// /etc/resolv.conf (with `--dns`, `--dns-search`, `--dns-option` over the
+/// mode's own).
+fn write_etc_files(c: &Container, extra_hosts: &str) -> Result<()> {
     let put = |name: &str, text: String| -> Result<()> {
         let p = c.dir.join(name);
         fs::write(&p, text).map_err(|e| ContainerError::io(&p, e))
     };
     put("hostname", format!("{}\n", c.hostname))?;
+    if !extra_hosts.is_empty() {
+        put(crate::network::names::EXTRA_HOSTS, extra_hosts.to_string())?;
+    }
     put(
         "hosts",
         format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            "{}{extra_hosts}127.0.1.1\t{}\n",
+            crate::network::names::LOCALHOST,
             c.hostname
         ),
     )?;
-    let resolv = match c.options.network {
+    let o = &c.options;
+    let resolv = match o.network {
         NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         NetworkMode::None => String::new(),
         _ => crate::network::resolv_conf(),
     };
-    put("resolv.conf", resolv)
+    put(
+        "resolv.conf",
+        crate::network::with_dns(&resolv, &o.dns, &o.dns_search, &o.dns_options),
+    )
 }
 
 /// Starts a created container under a detached supervisor (`supervisor_exe

@@ -11,14 +11,55 @@ use super::{ContainerError, Result};
 use crate::network::{self as net, NetworkMode, PortMapping};
 use crate::store::Store;
 
-/// `-P`: every EXPOSEd port of the image on a free host port.
-pub fn exposed_ports(image: Option<&ImageConfig>) -> Result<Vec<PortMapping>> {
-    let mut out = vec![];
+/// `-P`: every EXPOSEd port of the image and every `--expose` on a free host
+/// port (each once).
+pub fn exposed_ports(image: Option<&ImageConfig>, expose: &[String]) -> Result<Vec<PortMapping>> {
+    let mut specs: Vec<String> = vec![];
     for spec in image
         .and_then(|c| c.exposed_ports().clone())
         .unwrap_or_default()
+        .into_iter()
+        .chain(expose.iter().cloned())
     {
+        let spec = if spec.contains('/') {
+            spec
+        } else {
+            format!("{spec}/tcp")
+        };
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    let mut out = vec![];
+    for spec in specs {
         out.extend(net::ports::parse(&spec)?);
+    }
+    Ok(out)
+}
+
+/// The `--add-host` lines of the container's hosts file (`IP\tNAME`), with
+/// `host-gateway` as the host's address on the container's network (its
+/// gateway, which the bridge plugin puts on the host), or on the default
+/// bridge for host and none; Docker's is its default bridge's.
+pub fn extra_hosts(store_root: &Path, opts: &RunOptions) -> Result<String> {
+    let mut out = String::new();
+    for entry in &opts.extra_hosts {
+        let (name, addr) = entry.split_once(':').unwrap_or((entry, ""));
+        let ip = if addr == super::options::HOST_GATEWAY {
+            let network = opts.network.cni_network().unwrap_or(net::DEFAULT_NETWORK);
+            let n = net::config::find(store_root, network)?;
+            match n.gateway {
+                Some(g) => g.to_string(),
+                None => {
+                    return Err(ContainerError::BadOption(format!(
+                        "--add-host {entry}: network {network} has no gateway address for host-gateway; give the host's address instead"
+                    )))
+                }
+            }
+        } else {
+            addr.to_string()
+        };
+        out.push_str(&format!("{ip}\t{name}\n"));
     }
     Ok(out)
 }
@@ -59,6 +100,24 @@ pub fn prepare(
     opts: &RunOptions,
     existing: &[Container],
 ) -> Result<Option<PathBuf>> {
+    if let NetworkMode::Container(_) = &opts.network {
+        // as Docker: the other container's hosts file, resolver and ports are
+        // this one's, so these would do nothing
+        for (given, flag) in [
+            (!opts.extra_hosts.is_empty(), "--add-host"),
+            (!opts.dns.is_empty(), "--dns"),
+            (!opts.dns_search.is_empty(), "--dns-search"),
+            (!opts.dns_options.is_empty(), "--dns-option"),
+            (!opts.expose.is_empty(), "--expose"),
+        ] {
+            if given {
+                return Err(ContainerError::BadOption(format!(
+                    "conflicting options: {flag} and --network {}: the container shares the other's network, hosts file and resolver",
+                    opts.network
+                )));
+            }
+        }
+    }
     if let (NetworkMode::Container(_), true) = (&opts.network, opts.publish_all) {
         return Err(ContainerError::BadOption(format!(
             "conflicting options: -P and --network {}: the container publishes nothing of its own",

@@ -30,6 +30,22 @@ pub struct RunOptions {
     /// `-P`: publish every EXPOSEd port on a free host port.
     #[serde(default)]
     pub publish_all: bool,
+    /// `--add-host NAME:IP`, as Docker keeps them (`NAME:IP`, or
+    /// `NAME:host-gateway` for the host's address on the container's network).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// `--dns`: the nameservers of the container's /etc/resolv.conf.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// `--dns-search`: its search domains (`.` for none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: its options line (ndots:2, timeout:1...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+    /// `--expose`: more ports the container exposes (`80/tcp`), published by `-P`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<String>,
     /// `--network-alias`: more names peers on the (user) network resolve.
     #[serde(default)]
     pub network_aliases: Vec<String>,
@@ -120,6 +136,99 @@ pub fn parse_label(s: &str) -> Result<(String, String)> {
         )));
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+/// `--add-host NAME:IP` (or `NAME=IP`, an address in brackets, or
+/// `NAME:host-gateway`) as Docker's CLI checks it: kept as `NAME:IP`.
+pub fn parse_extra_host(s: &str) -> Result<String> {
+    let bad = || {
+        ContainerError::BadOption(format!(
+            "--add-host {s:?}: use NAME:IP (e.g. db:10.0.0.5) or NAME:host-gateway"
+        ))
+    };
+    let (name, addr) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(bad)?;
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+        return Err(bad());
+    }
+    if addr == HOST_GATEWAY {
+        return Ok(format!("{name}:{addr}"));
+    }
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    Ok(format!("{name}:{ip}"))
+}
+
+/// `--add-host NAME:host-gateway`: the host's address, as Docker's keyword.
+pub const HOST_GATEWAY: &str = "host-gateway";
+
+/// `--dns IP`.
+pub fn parse_dns(s: &str) -> Result<std::net::IpAddr> {
+    s.trim().parse().map_err(|_| {
+        ContainerError::BadOption(format!(
+            "--dns {s:?}: not an IP address; use e.g. --dns 1.1.1.1"
+        ))
+    })
+}
+
+/// `--dns-search DOMAIN` (`.` for no search domains), checked as Docker's CLI
+/// does: labels of letters, digits and inner dashes, starting with a letter.
+pub fn parse_dns_search(s: &str) -> Result<String> {
+    let d = s.trim_matches(' ');
+    if d == "." {
+        return Ok(d.to_string());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = d.len() < 255
+        && d.starts_with(|c: char| c.is_ascii_alphabetic())
+        && d.split('.').all(label_ok);
+    if ok {
+        Ok(d.to_string())
+    } else {
+        Err(ContainerError::BadOption(format!(
+            "--dns-search {s:?}: not a domain; use e.g. --dns-search example.com (or . for none)"
+        )))
+    }
+}
+
+/// `--dns-option OPTION` (resolv.conf's `options` words: ndots:2, rotate...).
+pub fn parse_dns_option(s: &str) -> Result<String> {
+    if s.is_empty() || s.chars().any(char::is_whitespace) {
+        return Err(ContainerError::BadOption(format!(
+            "--dns-option {s:?}: use one resolv.conf option, e.g. ndots:2"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// `--expose PORT[/tcp|udp]` or a range (`7000-7010/udp`): Docker's
+/// ExposedPorts keys, one per port.
+pub fn parse_expose(s: &str) -> Result<Vec<String>> {
+    let bad = || {
+        ContainerError::BadOption(format!(
+            "--expose {s:?}: use PORT[/tcp|udp] or a range like 8000-8010"
+        ))
+    };
+    let (ports, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    if !["tcp", "udp"].contains(&proto) {
+        return Err(bad());
+    }
+    let (a, b) = ports.split_once('-').unwrap_or((ports, ports));
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    Ok((a..=b).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// A network a container joined with `network connect`.
@@ -510,6 +619,51 @@ mod tests {
         assert!(parse_mount("type=nfs,target=/x").is_err());
         assert!(parse_mount("type=volume,source=x").is_err());
         assert!(parse_mount("type=volume,source=x,target=/x,color=red").is_err());
+    }
+
+    #[test]
+    fn network_flags_parse_as_dockers() {
+        assert_eq!(parse_extra_host("db:10.0.0.5").unwrap(), "db:10.0.0.5");
+        assert_eq!(parse_extra_host("db=10.0.0.5").unwrap(), "db:10.0.0.5");
+        assert_eq!(parse_extra_host("v6:[::1]").unwrap(), "v6:::1");
+        assert_eq!(
+            parse_extra_host("v6:2001:db8::1").unwrap(),
+            "v6:2001:db8::1"
+        );
+        assert_eq!(
+            parse_extra_host("gw:host-gateway").unwrap(),
+            "gw:host-gateway"
+        );
+        for bad in ["foo", ":1.2.3.4", "foo:bar", "foo:", "a b:1.2.3.4"] {
+            let e = parse_extra_host(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--add-host") && e.contains("NAME:IP"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse_dns("1.1.1.1").unwrap().to_string(), "1.1.1.1");
+        assert!(parse_dns("::1").is_ok());
+        let e = parse_dns("notanip").unwrap_err().to_string();
+        assert!(
+            e.contains("--dns") && e.contains("not an IP address"),
+            "{e}"
+        );
+        assert_eq!(parse_dns_search("example.com").unwrap(), "example.com");
+        assert_eq!(parse_dns_search(".").unwrap(), ".");
+        for bad in ["-x.com", "1abc.com", "a..b", "a_b.com", "", "x-.com"] {
+            assert!(parse_dns_search(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_dns_option("ndots:2").unwrap(), "ndots:2");
+        assert!(parse_dns_option("a b").is_err());
+        assert_eq!(parse_expose("80").unwrap(), ["80/tcp"]);
+        assert_eq!(
+            parse_expose("7000-7002/udp").unwrap(),
+            ["7000/udp", "7001/udp", "7002/udp"]
+        );
+        for bad in ["http", "80/sctp", "0", "9-8", "80/"] {
+            let e = parse_expose(bad).unwrap_err().to_string();
+            assert!(e.contains("--expose"), "{bad}: {e}");
+        }
     }
 
     #[test]

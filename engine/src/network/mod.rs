@@ -648,6 +648,53 @@ pub fn detach(container_dir: &Path) -> Result<()> {
     outcome
 }
 
+/// `--dns`, `--dns-search` and `--dns-option` over a resolv.conf: each given
+/// list replaces the file's own (`search .` means none), as Docker builds it;
+/// with none given the file is unchanged.
+pub fn with_dns(
+    base: &str,
+    dns: &[std::net::IpAddr],
+    search: &[String],
+    options: &[String],
+) -> String {
+    if dns.is_empty() && search.is_empty() && options.is_empty() {
+        return base.to_string();
+    }
+    let words = |key: &str| -> Vec<String> {
+        base.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .flat_map(|rest| rest.split_whitespace().map(String::from))
+            .collect()
+    };
+    let nameservers: Vec<String> = if dns.is_empty() {
+        words("nameserver")
+    } else {
+        dns.iter().map(|ip| ip.to_string()).collect()
+    };
+    let search = if search.is_empty() {
+        words("search")
+    } else {
+        search.to_vec()
+    };
+    let options = if options.is_empty() {
+        words("options")
+    } else {
+        options.to_vec()
+    };
+    let mut out = String::new();
+    if !search.is_empty() && search.join(" ").trim() != "." {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for ns in nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 /// `/etc/resolv.conf` for a container in its own network: the host's, unless it
 /// points at a local resolver unreachable from the namespace; then public ones.
 pub fn resolv_conf() -> String {
@@ -680,6 +727,29 @@ mod tests {
             }
         }
         all
+    }
+
+    #[test]
+    fn dns_flags_replace_each_list_of_resolv_conf() {
+        let host = "# made by hand\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nsearch corp.example\noptions edns0\n";
+        assert_eq!(with_dns(host, &[], &[], &[]), host);
+        assert_eq!(
+            with_dns(host, &["1.1.1.1".parse().unwrap()], &[], &[]),
+            "search corp.example\nnameserver 1.1.1.1\noptions edns0\n"
+        );
+        assert_eq!(
+            with_dns(
+                host,
+                &[],
+                &[".".into()],
+                &["ndots:2".into(), "rotate".into()]
+            ),
+            "nameserver 10.0.0.2\nnameserver 10.0.0.3\noptions ndots:2 rotate\n"
+        );
+        assert_eq!(
+            with_dns("", &[], &["a.example".into(), "b.example".into()], &[]),
+            "search a.example b.example\n"
+        );
     }
 
     #[test]

@@ -66,13 +66,21 @@ fn all_attachments(store_root: &Path) -> Vec<(PathBuf, Vec<Attached>)> {
         .collect()
 }
 
+/// The first lines of every container's hosts file.
+pub const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// The file beside a container's hosts file holding its `--add-host` lines
+/// (`IP\tNAME`, host-gateway resolved at create), after the localhost lines
+/// and before its own, as Docker writes them.
+pub const EXTRA_HOSTS: &str = "hosts.extra";
+
 /// The hosts file of a container with these attachments, given every container's.
 fn render(dir: &Path, own: &[Attached], everyone: &[(PathBuf, Vec<Attached>)]) -> String {
     let hostname = fs::read_to_string(dir.join("hostname"))
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut text =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut text = String::from(LOCALHOST);
+    text.push_str(&fs::read_to_string(dir.join(EXTRA_HOSTS)).unwrap_or_default());
     if let Some(ip) = own.iter().find_map(Attached::ipv4) {
         let mut names = vec![hostname.clone()];
         for a in own.iter().filter(|a| a.network != DEFAULT_NETWORK) {
