@@ -13,7 +13,7 @@ use twinbox_engine::container::exec::ExecOptions;
 use twinbox_engine::container::logs::read_log;
 use twinbox_engine::container::options::{
     parse_dns, parse_dns_option, parse_dns_search, parse_env_arg, parse_env_file, parse_expose,
-    parse_extra_host, parse_label, parse_mount, parse_tmpfs, parse_volume, MountRequest,
+    parse_extra_host, parse_label, parse_mac, parse_mount, parse_tmpfs, parse_volume, MountRequest,
 };
 use twinbox_engine::container::restart::RestartPolicy;
 use twinbox_engine::container::supervisor::{
@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// A resolver option for /etc/resolv.conf, e.g. ndots:2
     #[arg(long = "dns-option", alias = "dns-opt")]
     dns_option: Vec<String>,
+    /// The MAC address of the container's interface, e.g. 02:42:ac:11:00:02
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
     /// Expose a port or range without publishing it: PORT[/tcp|udp] (-P publishes it)
     #[arg(long)]
     expose: Vec<String>,
@@ -275,6 +278,7 @@ impl RunArgs {
                 .map(|d| parse_dns_option(d))
                 .collect::<Result<_, _>>()?,
             expose,
+            mac_address: self.mac_address.as_deref().map(parse_mac).transpose()?,
             network,
             ports,
             port_ranges,
@@ -928,6 +932,7 @@ fn container_json(
             "StopSignal": o.stop_signal,
             "StopTimeout": o.stop_timeout,
             "OpenStdin": o.interactive,
+            "MacAddress": o.mac_address.as_deref().unwrap_or_default(),
         },
         "HostConfig": {
             "Memory": o.memory_bytes.unwrap_or(0),

@@ -412,6 +412,66 @@ fn add_host_dns_and_expose_reach_the_container() {
     assert_eq!(lab.tb(&["rm", "-f", "flags"]).code, 0);
 }
 
+/// `--mac-address` gives eth0 that MAC (the bridge plugin's `mac`
+/// capability), across a restart, shown by inspect; a bad MAC, or one where
+/// the container has no interface of its own, is one line and creates nothing.
+#[test]
+fn mac_address_is_eth0s() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run",
+        "-d",
+        "--name",
+        "mac",
+        "--mac-address",
+        "02:42:AC:11:7E:01",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let eth0 = |lab: &Lab| {
+        lab.tb(&["exec", "mac", "cat", "/sys/class/net/eth0/address"])
+            .stdout
+    };
+    assert_eq!(eth0(&lab), "02:42:ac:11:7e:01\n");
+    let v = lab.inspect("mac");
+    assert_eq!(v["Config"]["MacAddress"], "02:42:ac:11:7e:01");
+    assert_eq!(
+        v["NetworkSettings"]["Networks"]["bridge"]["MacAddress"],
+        "02:42:ac:11:7e:01"
+    );
+    assert_eq!(lab.tb(&["restart", "-t", "1", "mac"]).code, 0);
+    assert_eq!(eth0(&lab), "02:42:ac:11:7e:01\n");
+    let before = lab.container_count();
+    for flags in [
+        &["--mac-address", "02:42:ac:11:7e"][..],
+        &["--mac-address", "01:00:5e:00:00:01"],
+        &["--network", "host", "--mac-address", "02:42:ac:11:7e:02"],
+        &[
+            "--network",
+            "container:mac",
+            "--mac-address",
+            "02:42:ac:11:7e:02",
+        ],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let r = lab.tb(&args);
+        assert_ne!(r.code, 0, "{flags:?} ran");
+        assert!(
+            r.stderr.contains("--mac-address"),
+            "{flags:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert_eq!(lab.container_count(), before);
+    }
+    assert_eq!(lab.tb(&["rm", "-f", "mac"]).code, 0);
+}
+
 /// `-p` with `--network host` runs with Docker's warning on stderr, and
 /// publishes nothing (`port` is empty, inspect has no bindings); `-P` there
 /// is quietly nothing, as in Docker.

@@ -124,6 +124,12 @@ pub fn prepare(
             opts.network
         )));
     }
+    if opts.mac_address.is_some() && opts.network.cni_network().is_none() {
+        return Err(ContainerError::BadOption(format!(
+            "conflicting options: --mac-address and --network {}: the container has no interface of its own to give it",
+            opts.network
+        )));
+    }
     if !opts.ports.is_empty() && opts.network.cni_network().is_none() {
         return Err(ContainerError::BadOption(format!(
             "-p needs a network with its own addresses; --network {} has none",
@@ -230,6 +236,7 @@ fn first_request(c: &Container, first: &str) -> net::Request {
         names: names_of(c, &c.options.network_aliases),
         ip: c.options.ip,
         ports: c.options.ports.clone(),
+        mac: c.options.mac_address.clone(),
     }
 }
 
@@ -249,6 +256,7 @@ fn requests(c: &Container) -> Vec<net::Request> {
             names: names_of(c, &conn.aliases),
             ip: conn.ip,
             ports: vec![],
+            mac: None,
         });
     }
     out
@@ -551,6 +559,7 @@ pub fn connect(
                 names: names_of(&c, aliases),
                 ip,
                 ports: vec![],
+                mac: None,
             },
         )?;
     }

@@ -43,6 +43,9 @@ pub struct RunOptions {
     /// `--dns-option`: its options line (ndots:2, timeout:1...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// `--mac-address`: the MAC of its interface on its first network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
     /// `--expose`: more ports the container exposes (`80/tcp`), published by `-P`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose: Vec<String>,
@@ -209,6 +212,33 @@ pub fn parse_dns_option(s: &str) -> Result<String> {
         )));
     }
     Ok(s.to_string())
+}
+
+/// `--mac-address`: six hex octets (`:` or `-` between), unicast; kept in
+/// lower case with colons, as the kernel prints it.
+pub fn parse_mac(s: &str) -> Result<String> {
+    let bad = |why: &str| {
+        ContainerError::BadOption(format!(
+            "--mac-address {s:?}: {why}; use six hex octets like 02:42:ac:11:00:02"
+        ))
+    };
+    let octets: Vec<&str> = s.split([':', '-']).collect();
+    if octets.len() != 6 || octets.iter().any(|o| o.len() != 2) {
+        return Err(bad("not a MAC address"));
+    }
+    let bytes = octets
+        .iter()
+        .map(|o| u8::from_str_radix(o, 16))
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| bad("not a MAC address"))?;
+    if bytes[0] & 1 == 1 {
+        return Err(bad("a multicast address cannot be an interface's"));
+    }
+    Ok(bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
 }
 
 /// `--expose PORT[/tcp|udp]` or a range (`7000-7010/udp`): Docker's
@@ -655,6 +685,17 @@ mod tests {
         }
         assert_eq!(parse_dns_option("ndots:2").unwrap(), "ndots:2");
         assert!(parse_dns_option("a b").is_err());
+        assert_eq!(parse_mac("02:42:AC:11:00:02").unwrap(), "02:42:ac:11:00:02");
+        assert_eq!(parse_mac("02-42-ac-11-00-03").unwrap(), "02:42:ac:11:00:03");
+        for bad in [
+            "02:42:ac:11:00",
+            "zz:42:ac:11:00:02",
+            "01:00:5e:00:00:01",
+            "0242ac110002",
+        ] {
+            let e = parse_mac(bad).unwrap_err().to_string();
+            assert!(e.contains("--mac-address"), "{bad}: {e}");
+        }
         assert_eq!(parse_expose("80").unwrap(), ["80/tcp"]);
         assert_eq!(
             parse_expose("7000-7002/udp").unwrap(),

@@ -304,6 +304,9 @@ pub struct Request {
     pub ip: Option<Ipv4Addr>,
     /// `-p` mappings (portmap); only the first network of a container gets them.
     pub ports: Vec<PortMapping>,
+    /// A fixed MAC address (`--mac-address`) for the interface, asked of the
+    /// first plugin through the `mac` capability (the bridge plugin has it).
+    pub mac: Option<String>,
 }
 
 /// CNI ADD of `req.network` for interface `ifname` in the namespace at `netns`.
@@ -319,7 +322,7 @@ pub fn add(
     req: &Request,
     before_add: impl FnOnce(&Attached) -> Result<()>,
 ) -> Result<Attached> {
-    let conflist = plugins_for(load(store_root, &req.network)?, req);
+    let mut conflist = plugins_for(load(store_root, &req.network)?, req);
     let mut runtime_config =
         json!({"portMappings": req.ports.iter().map(PortMapping::to_cni).collect::<Vec<_>>()});
     if let Some(ip) = req.ip {
@@ -335,6 +338,17 @@ pub fn add(
                     net.subnet.map(|s| format!(" ({s})")).unwrap_or_default()
                 )))
             }
+        }
+    }
+    if let Some(mac) = &req.mac {
+        runtime_config["mac"] = json!(mac);
+        // lists written before twinbox asked for MACs lack the capability
+        if let Some(first) = conflist["plugins"]
+            .as_array_mut()
+            .and_then(|p| p.first_mut())
+            .filter(|p| p.is_object())
+        {
+            first["capabilities"]["mac"] = json!(true);
         }
     }
     let mut attached = Attached {
@@ -358,6 +372,19 @@ pub fn add(
     if let Err(e) = secure(&attached) {
         let _ = del(id, &attached);
         return Err(e);
+    }
+    if let Some(mac) = &req.mac {
+        // a plugin without the capability ignores it: say so, not a random MAC
+        if attached.mac().map(str::to_ascii_lowercase).as_deref() != Some(mac.as_str()) {
+            let _ = del(id, &attached);
+            return Err(NetworkError::BadOption(format!(
+                "--mac-address {mac}: network {}'s {} plugin does not set MAC addresses",
+                req.network,
+                attached.conflist["plugins"][0]["type"]
+                    .as_str()
+                    .unwrap_or("first")
+            )));
+        }
     }
     Ok(attached)
 }

@@ -95,6 +95,7 @@ pub fn attach(
         names: vec![],
         ip: None,
         ports: ports.to_vec(),
+        mac: None,
     };
     let mut all = net::attach(store_root, vm_dir, vm_id, std::slice::from_ref(&request))?;
     let Some(attached) = all.pop() else {
