@@ -862,3 +862,27 @@ fn debian_bootstrap_from_the_mirror() {
         r.stdout
     );
 }
+
+/// `images` lists the newest image first, as Docker: two imports after the
+/// bootstrapped busybox come out last-imported first, busybox (and its other
+/// tag) after them; `images REPO` keeps that order.
+#[test]
+fn images_are_listed_newest_first() {
+    let Some(lab) = lab() else { return };
+    assert_eq!(lab.tb(&["tag", "busybox", "course/tagged:1"]).code, 0);
+    for name in ["course/older:1", "course/newer:1"] {
+        let tar = lab.root().join("rootfs.tar");
+        common::tar_with_file(&tar, "hello", name.as_bytes(), 0o644);
+        let r = lab.tb(&["import", tar.to_str().unwrap(), name]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let r = lab.tb(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(rows[..2], ["course/newer:1", "course/older:1"], "{rows:?}");
+    let mut rest = rows[2..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["busybox:latest", "course/tagged:1"], "{rows:?}");
+    let r = lab.tb(&["images", "--format", "{{.Repository}}", "course/newer"]);
+    assert_eq!(r.stdout, "course/newer\n");
+}

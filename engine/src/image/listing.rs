@@ -32,17 +32,20 @@ pub struct ImageEntry {
     pub row: Value,
 }
 
-/// Every image, by name, then the unnamed ones (a `load` of an untagged archive).
+/// Every image, newest first as Docker lists them, unnamed ones (a `load` of
+/// an untagged archive) among them.
 /// `repository` keeps only the names of that repository (`images busybox`).
 pub fn list(store: &Store, repository: Option<&str>, no_trunc: bool) -> Result<Vec<ImageEntry>> {
     let mut out = Vec::new();
     let wanted = repository.map(Reference::parse).transpose()?;
+    // `images REPO` lists every tag of REPO; `images REPO:TAG` that one (the
+    // parsed reference says latest either way)
+    let tag_given =
+        repository.is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
     for (name, img) in Image::list(store)? {
         let r = Reference::parse(&name)?;
         if let Some(w) = &wanted {
-            if w.familiar_repository() != r.familiar_repository()
-                || (w.tag.is_some() && w.tag != r.tag)
-            {
+            if w.familiar_repository() != r.familiar_repository() || (tag_given && w.tag != r.tag) {
                 continue;
             }
         }
@@ -63,6 +66,15 @@ pub fn list(store: &Store, repository: Option<&str>, no_trunc: bool) -> Result<V
             }
         }
     }
+    // Docker's order: newest image first (an image without a creation time
+    // last); the names of one image stay together in the index's order
+    out.sort_by_key(|e| {
+        std::cmp::Reverse(
+            e.image
+                .created()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()),
+        )
+    });
     Ok(out)
 }
 
