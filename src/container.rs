@@ -1,6 +1,6 @@
 //! Container verbs: run, create, start, ps, logs, stop, kill, rm, wait, inspect, top.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1072,6 +1072,12 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<i32> {
     }
     let store = open_store(root)?;
     let c = Container::find(&store, &args.container)?;
+    // Docker's CLI check: -it wants a terminal to read keys from; without
+    // one (a pipe, a file, /dev/null) it refuses, with status 1
+    if args.interactive && args.tty && !args.detach && !std::io::stdin().is_terminal() {
+        eprintln!("twinbox: the input device is not a TTY");
+        return Ok(1);
+    }
     let opts = ExecOptions {
         cmd: args.command,
         env,

@@ -452,3 +452,36 @@ fn exec_user_lookup_never_follows_a_link_to_the_host() {
     let r = lab.tb(&["rm", "-f", "ex-pw"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// `exec -it` with a standard input that is no terminal refuses as Docker's
+/// CLI does (one line, status 1) and runs nothing; `-i` alone and `-t` alone
+/// still run.
+#[test]
+fn exec_it_without_a_terminal_refuses() {
+    let Some(lab) = lab() else { return };
+    let r = lab.tb(&[
+        "run", "-d", "--name", "ex-notty", "busybox", "sleep", "1000",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for input in [&b""[..], b"touch /tmp/ran\n"] {
+        let r = lab.piped(&["exec", "-it", "ex-notty", "sh"], input);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(r.stderr, "twinbox: the input device is not a TTY\n");
+    }
+    let r = lab.piped(
+        &[
+            "exec",
+            "-i",
+            "ex-notty",
+            "sh",
+            "-c",
+            "cat; test ! -e /tmp/ran",
+        ],
+        b"piped\n",
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "piped\n"), "{}", r.stderr);
+    let r = lab.tb(&["exec", "-t", "ex-notty", "echo", "t-only"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("t-only"), "{}", r.stdout);
+    assert_eq!(lab.tb(&["rm", "-f", "ex-notty"]).code, 0);
+}
