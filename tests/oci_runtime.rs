@@ -566,6 +566,30 @@ fn devices_recursive_mount_attributes_and_personality() {
     assert_eq!(head(&ours.stdout), head(&theirs.stdout), "same as runc");
 }
 
+/// `ratime` and `rnostrictatime` leave a mount relatime, as youki's contest
+/// (mounts_recursive) expects. They failed create with EINVAL before: the
+/// kernel takes the atime mode as one field, cleared whole or not at all.
+/// runc 1.1.5 fails both the same way, so there is no runc comparison.
+#[test]
+fn clearing_an_atime_mode_recursively_leaves_relatime() {
+    let Some(lab) = lab_with_runc() else { return };
+    let script =
+        "for d in a b; do grep \" /$d \" /proc/self/mounts | grep -o 'relatime\\|noatime' \
+        || echo strict; done";
+    let b = bundle(&lab, "atime", &["sh", "-c", script]);
+    edit_spec(&b, |s| {
+        let mounts = s["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!({"destination": "/a", "type": "tmpfs",
+            "source": "tmpfs", "options": ["noatime", "ratime"]}));
+        mounts.push(serde_json::json!({"destination": "/b", "type": "tmpfs",
+            "source": "tmpfs", "options": ["strictatime", "rnostrictatime"]}));
+    });
+    let id = format!("tb-atime-{}", std::process::id());
+    let out = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "relatime\nrelatime\n");
+}
+
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
     let Some(lab) = lab_with_runc() else { return };

@@ -127,9 +127,12 @@ fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
         "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
         "rnorelatime" => (0, 0),
         "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
-        "ratime" => (0, MOUNT_ATTR_NOATIME),
+        // the atime modes are one field, not flags: the kernel refuses a
+        // partial mask in attr_clr (EINVAL), so clearing noatime or
+        // strictatime clears the field, which leaves relatime
+        "ratime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
         "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
-        "rnostrictatime" => (0, MOUNT_ATTR_STRICTATIME),
+        "rnostrictatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
         "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
         "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
         _ => return None,
