@@ -515,6 +515,102 @@ fn exec_with_a_process_file_env_and_pid_files() {
     assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
 }
 
+/// The cgroup directories of `rel` that exist, in any v1 hierarchy or on v2.
+fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join(rel))
+        .filter(|p| p.is_dir())
+        .collect();
+    if root.join(rel).is_dir() {
+        found.push(root.join(rel));
+    }
+    found
+}
+
+/// A bundle without `linux.cgroupsPath` (runc spec's default) still gets a
+/// cgroup of its own, as runc gives one: pause, exec --ignore-paused into the
+/// frozen container, resume, and delete removes the cgroup; the device rules
+/// let the standard nodes through, as runc's do. Before, pause failed with
+/// "has no cgroup" (contest's exec::ignore_paused_test).
+#[test]
+fn a_bundle_without_cgroups_path_gets_a_cgroup_to_pause() {
+    let Some(lab) = lab_with_runc() else { return };
+    let b = bundle(&lab, "no-cgroups-path", &["sleep", "30"]);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    assert!(
+        spec["linux"]["cgroupsPath"].is_null(),
+        "runc spec sets none"
+    );
+    let id = format!("tb-nocg-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let rel = format!("twinbox-runtime/{id}");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cgroups.contains(&format!("/{rel}\n")), "{cgroups}");
+
+    let paused = runtime(&lab, &["pause", &id]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    assert_eq!(status_of(&lab, &id), "paused");
+    assert_ne!(
+        runtime(&lab, &["exec", &id, "true"]).code,
+        0,
+        "exec into a paused container is refused without --ignore-paused"
+    );
+    // joins the frozen cgroup, so it runs only once the container resumes
+    let state_root = lab.root().join("runtime-state");
+    let mut exec = lab
+        .cmd(&[
+            "runtime",
+            "--root",
+            state_root.to_str().unwrap(),
+            "exec",
+            "--ignore-paused",
+            &id,
+            "echo",
+            "ran",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let resumed = runtime(&lab, &["resume", &id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    wait_until("exec --ignore-paused to finish", || {
+        exec.try_wait().unwrap().is_some()
+    });
+    let out = exec.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    assert_eq!(status_of(&lab, &id), "running");
+    // runc spec's "deny all" device rule is followed by runc's allow list
+    let dev = runtime(
+        &lab,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "echo x > /dev/null && head -c1 /dev/urandom",
+        ],
+    );
+    assert_eq!(dev.code, 0, "{}", dev.stderr);
+
+    assert!(!cgroup_dirs(&rel).is_empty());
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+    assert_eq!(
+        cgroup_dirs(&rel),
+        Vec::<PathBuf>::new(),
+        "delete removes it"
+    );
+}
+
 #[test]
 fn rlimits_and_oom_score_adj_reach_the_process() {
     let Some(lab) = lab_with_runc() else { return };
@@ -642,6 +738,11 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("listenerPath"), "{}", out.stderr);
     assert_eq!(status_of(&lab, &id), "gone");
+    assert_eq!(
+        cgroup_dirs(&format!("twinbox-runtime/{id}")),
+        Vec::<PathBuf>::new(),
+        "a refused create leaves no cgroup"
+    );
 
     let agent = std::os::unix::net::UnixListener::bind(&listener_path).unwrap();
     agent.set_nonblocking(true).unwrap();

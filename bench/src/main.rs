@@ -8,7 +8,7 @@
 //! - `twinbox runtime run -b BUNDLE ID`: the OCI runtime alone;
 //! - `runc run -b BUNDLE ID`: the peer, on the *same* bundle and config.json;
 //! - both runtimes again on a copy of the config with `linux.cgroupsPath` set:
-//!   without it runc still makes a cgroup per container, twinbox runtime none;
+//!   without it both make a cgroup per container named after the id;
 //! - `twinbox run --rm --network none busybox true` against its floor,
 //!   `unshare -mpuin -f /bin/true` (the namespaces alone, no image, no cgroup);
 //! - the same run with `--userns=auto` (a user namespace, idmapped layers);
@@ -731,7 +731,7 @@ impl Report {
         println!(
             "both runtimes get the same config.json (runc spec; args [\"true\"], terminal false)."
         );
-        println!("without linux.cgroupsPath runc still makes a cgroup per container and twinbox runtime none;");
+        println!("without linux.cgroupsPath both runtimes make a cgroup per container (named after the id);");
         println!("run --rm does more (image, record, overlayfs, cgroup, cleanup) than runc run on a ready bundle.");
     }
 

@@ -284,6 +284,11 @@ pub fn spawn_with(
     let plan = namespaces::NamespacePlan::from_spec(spec)?;
     userns::validate(spec, &plan)?;
 
+    // before the cgroup is made: a refused profile must leave none behind
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(security::seccomp::compile(profile)?),
+        None => None,
+    };
     let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
         Some(path) => {
             let rel = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
@@ -291,10 +296,6 @@ pub fn spawn_with(
             cg.create(&resources_of(spec))?;
             Some(cg)
         }
-        None => None,
-    };
-    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(security::seccomp::compile(profile)?),
         None => None,
     };
 

@@ -161,8 +161,89 @@ fn running(pid: i32, ticks: Option<u64>) -> bool {
     state != "Z" && state != "X"
 }
 
-fn the_cgroup(spec: &Spec) -> Option<Cgroup> {
-    let p = spec.linux().as_ref()?.cgroups_path().clone()?;
+/// Where a container without `linux.cgroupsPath` gets its cgroup.
+pub const DEFAULT_CGROUP_PARENT: &str = "twinbox-runtime";
+
+/// `linux.cgroupsPath`, or when it is absent `/twinbox-runtime/<id>`: runc
+/// gives every container a cgroup named after its id, and `pause`, `kill
+/// --all`, `ps`, `update` and `exec --ignore-paused` need one. None without a
+/// `linux` section.
+fn cgroup_path_of(spec: &Spec, id: &str) -> Option<PathBuf> {
+    let linux = spec.linux().as_ref()?;
+    Some(
+        linux
+            .cgroups_path()
+            .clone()
+            .unwrap_or_else(|| Path::new("/").join(DEFAULT_CGROUP_PARENT).join(id)),
+    )
+}
+
+/// The spec the init is launched from, completed as runc completes it: the
+/// cgroup path filled in, and after the spec's own device rules runc's
+/// default allow list (mknod of anything, the standard nodes, terminals) and
+/// each `linux.devices` node. Without them the "deny all" rule that `runc
+/// spec` writes left even /dev/null and the container's ptmx unusable.
+fn as_runc_runs_it(mut spec: Spec, id: &str) -> Spec {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let path = cgroup_path_of(&spec, id);
+    let Some(linux) = spec.linux_mut().as_mut() else {
+        return spec;
+    };
+    linux.set_cgroups_path(path);
+    let nodes: Vec<(T, i64, i64)> = linux
+        .devices()
+        .iter()
+        .flatten()
+        .filter_map(|d| match d.typ() {
+            T::B => Some((T::B, d.major(), d.minor())),
+            // the device cgroup knows only b and c ("u" is a character device)
+            T::C | T::U => Some((T::C, d.major(), d.minor())),
+            _ => None,
+        })
+        .collect();
+    let Some(rules) = linux
+        .resources_mut()
+        .as_mut()
+        .and_then(|r| r.devices_mut().as_mut())
+        .filter(|r| !r.is_empty())
+    else {
+        // no rules: the device cgroup allows everything already
+        return spec;
+    };
+    let allow = |typ: T, major: Option<i64>, minor: Option<i64>| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(if major.is_none() { "m" } else { "rwm" }.into()));
+        r
+    };
+    // runc 1.1's AllowedDevices: null, random, full, tty, zero, urandom,
+    // console, pts, ptmx
+    rules.extend([
+        allow(T::C, None, None),
+        allow(T::B, None, None),
+        allow(T::C, Some(1), Some(3)),
+        allow(T::C, Some(1), Some(8)),
+        allow(T::C, Some(1), Some(7)),
+        allow(T::C, Some(5), Some(0)),
+        allow(T::C, Some(1), Some(5)),
+        allow(T::C, Some(1), Some(9)),
+        allow(T::C, Some(5), Some(1)),
+        allow(T::C, Some(136), None),
+        allow(T::C, Some(5), Some(2)),
+    ]);
+    for (typ, major, minor) in nodes {
+        rules.push(allow(typ, Some(major), Some(minor)));
+    }
+    spec
+}
+
+/// The container's cgroup (the bundle is re-read by each verb, so the
+/// default is derived again from the id).
+fn the_cgroup(spec: &Spec, id: &str) -> Option<Cgroup> {
+    let p = cgroup_path_of(spec, id)?;
     Cgroup::new(
         Path::new(DEFAULT_FS_ROOT),
         p.strip_prefix("/").unwrap_or(&p),
@@ -297,6 +378,7 @@ impl OciRuntime {
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<OciState> {
         self.check_id(id)?;
         let (spec, bundle) = Self::load_spec(bundle)?;
+        let spec = as_runc_runs_it(spec, id);
         let terminal = spec
             .process()
             .as_ref()
@@ -447,7 +529,7 @@ impl OciRuntime {
         let paused = alive
             && Self::load_spec(&state.bundle)
                 .ok()
-                .and_then(|(s, _)| the_cgroup(&s))
+                .and_then(|(s, _)| the_cgroup(&s, id))
                 .is_some_and(|cg| cg.is_frozen());
         state.status = if !alive {
             "stopped"
@@ -476,7 +558,7 @@ impl OciRuntime {
         if all {
             if let Some(cg) = Self::load_spec(&state.bundle)
                 .ok()
-                .and_then(|(s, _)| the_cgroup(&s))
+                .and_then(|(s, _)| the_cgroup(&s, id))
             {
                 return cg.kill_all(signal).map_err(Into::into);
             }
@@ -525,7 +607,7 @@ impl OciRuntime {
                 let _ = nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH);
             }
         }
-        if let Some(cg) = the_cgroup(&spec) {
+        if let Some(cg) = the_cgroup(&spec, id) {
             let _ = cg.set_frozen(false);
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
@@ -555,7 +637,7 @@ impl OciRuntime {
             )));
         }
         let (spec, _) = Self::load_spec(&state.bundle)?;
-        let cg = the_cgroup(&spec).ok_or_else(|| {
+        let cg = the_cgroup(&spec, id).ok_or_else(|| {
             state_err(format!(
                 "container {id} has no cgroup (linux.cgroupsPath) to freeze"
             ))
@@ -572,7 +654,7 @@ impl OciRuntime {
             return Err(state_err(format!("container {id} is not running")));
         }
         let (spec, _) = Self::load_spec(&state.bundle)?;
-        let cg = the_cgroup(&spec).ok_or_else(|| {
+        let cg = the_cgroup(&spec, id).ok_or_else(|| {
             state_err(format!(
                 "container {id} has no cgroup (linux.cgroupsPath) to update"
             ))
@@ -590,7 +672,7 @@ impl OciRuntime {
             return Err(state_err(format!("container {id} is not running")));
         }
         let (spec, _) = Self::load_spec(&state.bundle)?;
-        let usage = match the_cgroup(&spec) {
+        let usage = match the_cgroup(&spec, id) {
             Some(cg) => cg.usage()?,
             None => Default::default(),
         };
@@ -619,7 +701,7 @@ impl OciRuntime {
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         let state = self.state(id)?;
         let (spec, _) = Self::load_spec(&state.bundle)?;
-        match the_cgroup(&spec) {
+        match the_cgroup(&spec, id) {
             Some(cg) => cg.pids().map_err(Into::into),
             None if state.status == "stopped" => Ok(vec![]),
             None => Ok(vec![state.pid]),
@@ -702,7 +784,7 @@ impl OciRuntime {
             ));
         }
         let (slave, stdio) = stdio_for(opts.console_socket.as_deref(), terminal, state.pid)?;
-        let cgroup = the_cgroup(&spec);
+        let cgroup = the_cgroup(&spec, id);
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let child = enter(&Enter {
             target: Pid::from_raw(state.pid),
@@ -728,6 +810,7 @@ impl OciRuntime {
     pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
         self.check_id(id)?;
         let (spec, _) = Self::load_spec(bundle)?;
+        let spec = as_runc_runs_it(spec, id);
         let terminal = spec
             .process()
             .as_ref()
