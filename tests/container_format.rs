@@ -378,7 +378,8 @@ fn inspect_config_and_port_maps_are_dockers() {
 /// `--add-host`, `--dns`, `--dns-search`, `--dns-option` and `--expose` as
 /// Docker's dockerd keeps and applies them: the same inspect fields (and the
 /// empty forms without them), and the same resolv.conf and hosts lines inside
-/// (`--network none`: this dockerd has no bridge).
+/// (`--network none`: this dockerd has no bridge); `network ls` and `network
+/// inspect` print host and none as it does.
 #[test]
 fn network_flags_inspect_and_files_are_dockers() {
     let Some(lab) = lab() else { return };
@@ -455,4 +456,22 @@ fn network_flags_inspect_and_files_are_dockers() {
         dockerd.docker(&["rm", "-f", name]);
         lab.tb(&["rm", "-f", name]);
     }
+    // network ls and inspect of the modes (this dockerd has no bridge network)
+    let first_line = |r: Run| r.stdout.lines().next().unwrap_or_default().to_string();
+    assert_eq!(
+        first_line(lab.tb(&["network", "ls"])),
+        first_line(dockerd.docker(&["network", "ls"]))
+    );
+    for args in [
+        &["network", "ls", "-f", "driver=null", "-f", "driver=host", "--format", "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.IPv6}}"][..],
+        &["network", "inspect", "none", "host", "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.Attachable}} {{.IPAM.Driver}} {{json .IPAM.Config}} {{json .Containers}}"],
+    ] {
+        let (ours, theirs) = (lab.tb(args), dockerd.docker(args));
+        assert_eq!(ours.code, 0, "{args:?}: {}", ours.stderr);
+        assert_eq!(ours.stdout, theirs.stdout, "{args:?}: {}", theirs.stderr);
+    }
+    let id = |r: Run| r.stdout.trim().to_string();
+    let none_id = id(lab.tb(&["network", "ls", "-q", "-f", "driver=null"]));
+    let their_none = id(dockerd.docker(&["network", "ls", "-q", "-f", "driver=null"]));
+    assert_eq!((none_id.len(), their_none.len()), (12, 12));
 }
