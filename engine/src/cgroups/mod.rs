@@ -155,9 +155,14 @@ impl fmt::Display for CgroupMode {
 
 /// Find out whether `fs_root` (normally [`DEFAULT_FS_ROOT`]) holds cgroup v2 or v1.
 pub fn detect_mode(fs_root: &Path) -> Result<CgroupMode, CgroupError> {
+    detect(fs_root).map(|(mode, _)| mode)
+}
+
+/// [`detect_mode`], with the v1 hierarchies it found on the way.
+fn detect(fs_root: &Path) -> Result<(CgroupMode, Vec<v1::Hierarchy>), CgroupError> {
     // cgroup.controllers only exists at the root of a cgroup2 mount.
     if fs_root.join("cgroup.controllers").is_file() {
-        return Ok(CgroupMode::V2);
+        return Ok((CgroupMode::V2, Vec::new()));
     }
     let hierarchies = v1::discover(fs_root)?;
     if !hierarchies.iter().any(v1::Hierarchy::controls) {
@@ -166,7 +171,7 @@ pub fn detect_mode(fs_root: &Path) -> Result<CgroupMode, CgroupError> {
         });
     }
     let hybrid = fs_root.join("unified/cgroup.controllers").is_file();
-    Ok(CgroupMode::V1 { hybrid })
+    Ok((CgroupMode::V1 { hybrid }, hierarchies))
 }
 
 /// Limits to apply to a container's cgroup. `None` leaves the kernel default.
@@ -293,8 +298,13 @@ impl fmt::Debug for Cgroup {
 impl Cgroup {
     /// A cgroup at `relative` (e.g. `twinbox/<id>`) under `fs_root`, detecting the mode.
     pub fn new(fs_root: &Path, relative: &Path) -> Result<Self, CgroupError> {
-        let mode = detect_mode(fs_root)?;
-        Ok(Self::with_mode(fs_root, relative, mode))
+        let (mode, hierarchies) = detect(fs_root)?;
+        let mut cg = Self::with_mode(fs_root, relative, mode);
+        if let Backend::V1(_) = cg.backend {
+            // what detection found is what the cgroup uses: not found twice
+            cg.backend = Backend::V1(v1::V1::with_hierarchies(fs_root, &cg.relative, hierarchies));
+        }
+        Ok(cg)
     }
 
     /// A cgroup with a known mode (tests, or a mode detected once and reused).

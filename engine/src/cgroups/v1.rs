@@ -3,7 +3,9 @@
 //! share one directory and are handled once.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -63,7 +65,7 @@ pub(super) fn discover(fs_root: &Path) -> Result<Vec<Hierarchy>, CgroupError> {
             })
         }
     };
-    let mut found: Vec<(Hierarchy, PathBuf)> = Vec::new();
+    let mut found: Vec<(Hierarchy, Option<(u64, u64)>)> = Vec::new();
     for &controller in CONTROLLERS {
         let name = if names.iter().any(|n| n == controller) {
             controller.to_string()
@@ -76,16 +78,21 @@ pub(super) fn discover(fs_root: &Path) -> Result<Vec<Hierarchy>, CgroupError> {
             continue;
         };
         let mount = fs_root.join(&name);
-        // Symlinks (cpu -> cpu,cpuacct) resolve to the same hierarchy.
-        let canonical = mount.canonicalize().unwrap_or_else(|_| mount.clone());
-        match found.iter_mut().find(|(_, c)| *c == canonical) {
+        // Symlinks (cpu -> cpu,cpuacct) resolve to the same hierarchy: the
+        // same directory, found by one stat (canonicalize read every link
+        // of the path, nine times over, on every run)
+        let same = std::fs::metadata(&mount).ok().map(|m| (m.dev(), m.ino()));
+        match found
+            .iter_mut()
+            .find(|(h, c)| same.is_some_and(|s| *c == Some(s)) || h.mount == mount)
+        {
             Some((h, _)) => h.controllers.push(controller),
             None => found.push((
                 Hierarchy {
                     controllers: vec![controller],
                     mount,
                 },
-                canonical,
+                same,
             )),
         }
     }
@@ -95,6 +102,10 @@ pub(super) fn discover(fs_root: &Path) -> Result<Vec<Hierarchy>, CgroupError> {
 pub(super) struct V1 {
     fs_root: PathBuf,
     relative: PathBuf,
+    /// The mounted hierarchies, found once per cgroup: hosts do not remount
+    /// them under a running container, and each discovery costs a
+    /// directory listing and a stat per controller.
+    found: OnceLock<Vec<Hierarchy>>,
 }
 
 impl V1 {
@@ -102,11 +113,29 @@ impl V1 {
         Self {
             fs_root: fs_root.to_path_buf(),
             relative: relative.to_path_buf(),
+            found: OnceLock::new(),
         }
     }
 
+    /// [`V1::new`] with the hierarchies already discovered (by `detect_mode`).
+    pub(super) fn with_hierarchies(
+        fs_root: &Path,
+        relative: &Path,
+        hierarchies: Vec<Hierarchy>,
+    ) -> Self {
+        let v1 = Self::new(fs_root, relative);
+        let _ = v1.found.set(hierarchies);
+        v1
+    }
+
     fn hierarchies(&self) -> Result<Vec<Hierarchy>, CgroupError> {
-        discover(&self.fs_root)
+        if let Some(found) = self.found.get() {
+            return Ok(found.clone());
+        }
+        // an error (no cgroup fs yet) is not remembered: a later call retries
+        let found = discover(&self.fs_root)?;
+        let _ = self.found.set(found.clone());
+        Ok(found)
     }
 
     fn dir_in(&self, h: &Hierarchy) -> PathBuf {
