@@ -161,12 +161,18 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
         shifted_lower_dirs,
         dir: store.containers_dir().join(&id),
     };
+    let rootfs = super::record::root_mount_point(store.root());
     let result = (|| -> Result<()> {
-        for d in [container.upper(), container.work(), container.rootfs()] {
+        for d in [container.upper(), container.work(), rootfs.clone()] {
             fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
         }
         write_etc_files(&container, &extra_hosts)?;
-        write_init_layer(&container)?;
+        if container.shifted_lower_dirs.is_empty() {
+            ensure_shared_init_layer(store)?;
+        } else {
+            // chowned into the container's range below, like its layers' copies
+            write_init_layer(&container.init_layer())?;
+        }
         if let Some(range) = &container.id_range {
             own_by_container_root(&container, range, &new_volumes)?;
         }
@@ -177,7 +183,7 @@ pub fn create(store: &Store, image_name: &str, opts: &RunOptions) -> Result<Cont
             image: image_config.as_ref(),
             opts,
             user: &resolved,
-            rootfs: &container.rootfs(),
+            rootfs: &rootfs,
             container_dir: &container.dir,
             cgroup_path: &container.cgroup_path(),
             netns: netns.as_deref(),
@@ -262,8 +268,8 @@ fn created_state(opts: &RunOptions) -> State {
 /// The init layer as Docker's: /etc/mtab is a link to /proc/mounts, and the
 /// files the runtime bind-mounts over exist (empty), so that making the mount
 /// points changes nothing above the image (`diff` and `commit` stay clean).
-fn write_init_layer(c: &Container) -> Result<()> {
-    let etc = c.init_layer().join("etc");
+fn write_init_layer(dir: &Path) -> Result<()> {
+    let etc = dir.join("etc");
     fs::create_dir_all(&etc).map_err(|e| ContainerError::io(&etc, e))?;
     for file in ["hostname", "hosts", "resolv.conf"] {
         let p = etc.join(file);
@@ -271,6 +277,44 @@ fn write_init_layer(c: &Container) -> Result<()> {
     }
     let mtab = etc.join("mtab");
     std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(|e| ContainerError::io(&mtab, e))
+}
+
+/// Makes the store's shared init layer once (under the store lock, which
+/// `create` holds): written in tmp/, synced, then renamed into place, so it
+/// is whole or absent. Its last entry, the mtab link, tells it is whole;
+/// one a power cut left torn is made again.
+fn ensure_shared_init_layer(store: &Store) -> Result<()> {
+    let dest = super::record::shared_init_layer(store.root());
+    let mtab = dest.join("etc/mtab");
+    if fs::symlink_metadata(&mtab).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Ok(());
+    }
+    if fs::symlink_metadata(&dest).is_ok() {
+        let grave = crate::store::grave_path(store.root());
+        fs::rename(&dest, &grave).map_err(|e| ContainerError::io(&dest, e))?;
+        let _ = fs::remove_dir_all(&grave);
+    }
+    let tmp = store.temp_dir("init-layer")?;
+    let made = write_init_layer(&tmp).and_then(|_| {
+        let sync =
+            |p: &Path| crate::store::atomic::sync_dir(p).map_err(|e| ContainerError::io(p, e));
+        for file in ["hostname", "hosts", "resolv.conf"] {
+            let p = tmp.join("etc").join(file);
+            fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| ContainerError::io(&p, e))?;
+        }
+        sync(&tmp.join("etc"))?;
+        sync(&tmp)?;
+        let parent = dest.parent().unwrap_or(store.root());
+        fs::create_dir_all(parent).map_err(|e| ContainerError::io(parent, e))?;
+        fs::rename(&tmp, &dest).map_err(|e| ContainerError::io(&dest, e))?;
+        sync(parent)
+    });
+    if made.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    made
 }
 
 /// The container's /etc/hostname, /etc/hosts (with `--add-host`'s lines,

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,11 @@ pub struct LogLine {
 
 /// Splits a byte stream into lines and appends them to the log file.
 pub struct LogWriter {
-    file: File,
+    path: PathBuf,
+    /// Opened (made) at the first record: a container that prints nothing
+    /// costs no file, whose inode a `run --rm` would make and free again
+    /// (readers take a missing log for an empty one).
+    file: Option<File>,
     pending: [Vec<u8>; 2],
 }
 
@@ -24,15 +28,30 @@ pub struct LogWriter {
 const MAX_RECORD: usize = 16 * 1024;
 
 impl LogWriter {
+    /// A writer appending to `path`, which is made when the first record comes.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        // an existing log (a restart's, a `start` again) is appended to as before
+        let file = match std::fs::OpenOptions::new().append(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         Ok(LogWriter {
+            path: path.to_path_buf(),
             file,
             pending: [Vec::new(), Vec::new()],
         })
+    }
+
+    fn file(&mut self) -> std::io::Result<&mut File> {
+        let f = match self.file.take() {
+            Some(f) => f,
+            None => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        };
+        Ok(self.file.insert(f))
     }
 
     /// Feeds bytes read from stdout (stream 0) or stderr (stream 1).
@@ -57,7 +76,10 @@ impl LogWriter {
                 self.write_record(s, &chunk)?;
             }
         }
-        self.file.flush()
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 
     fn write_record(&mut self, stream: usize, bytes: &[u8]) -> std::io::Result<()> {
@@ -68,7 +90,7 @@ impl LogWriter {
         };
         let mut line = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)
+        self.file()?.write_all(&line)
     }
 }
 
@@ -111,5 +133,27 @@ mod tests {
             ]
         );
         assert!(lines[0].time.ends_with('Z'));
+    }
+
+    #[test]
+    fn the_file_comes_with_the_first_record_and_is_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let mut w = LogWriter::open(&p).unwrap();
+        w.flush_all().unwrap();
+        drop(w);
+        assert!(
+            !p.exists(),
+            "a container that printed nothing has no log file"
+        );
+        assert!(read_log(&p).is_empty());
+        let mut w = LogWriter::open(&p).unwrap();
+        w.feed(0, b"one\n").unwrap();
+        drop(w);
+        let mut w = LogWriter::open(&p).unwrap();
+        w.feed(1, b"two\n").unwrap();
+        drop(w);
+        let got: Vec<String> = read_log(&p).into_iter().map(|l| l.log).collect();
+        assert_eq!(got, vec!["one\n", "two\n"]);
     }
 }

@@ -12,6 +12,20 @@ use crate::store::atomic::{read_json, write_json_atomic};
 use crate::store::Store;
 use crate::util::procfs;
 
+/// The init layer containers share: `<root>/cache/init-layer` (its files are
+/// the same for every container, so one copy serves all, and a `run --rm`
+/// makes and frees six fewer inodes).
+pub fn shared_init_layer(store_root: &Path) -> PathBuf {
+    store_root.join("cache/init-layer")
+}
+
+/// Where every container's root is mounted: `<root>/cache/rootfs`, an empty
+/// directory. The overlay is mounted on it inside the container's own mount
+/// namespace only (made private first), so all containers can share it.
+pub fn root_mount_point(store_root: &Path) -> PathBuf {
+    store_root.join("cache/rootfs")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -106,25 +120,34 @@ impl Container {
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("container.log")
     }
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
-    }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
     /// Docker's init layer: what every container has above the image and
-    /// below its own changes (not in `diff` or `commit`): /etc/mtab.
+    /// below its own changes (not in `diff` or `commit`): /etc/mtab. A
+    /// container's own one exists only where its owners are shifted (the
+    /// chowned `--userns=auto` fallback) and in older stores; the others
+    /// share the store's ([`shared_init_layer`]).
     pub fn init_layer(&self) -> PathBuf {
         self.dir.join("init")
     }
-    /// The overlay's lower dirs: the init layer (when the container has
-    /// one) over the image's layers (or their chowned copies).
+    /// The store this container's directory is in.
+    fn store_root(&self) -> Option<&Path> {
+        self.dir.parent().and_then(|containers| containers.parent())
+    }
+    /// The overlay's lower dirs: the init layer (its own, else the store's
+    /// shared one) over the image's layers (or their chowned copies).
     pub fn overlay_lowers(&self) -> Vec<PathBuf> {
-        let init = self.init_layer();
+        let own = self.init_layer();
+        let init = if own.is_dir() {
+            Some(own)
+        } else {
+            self.store_root()
+                .map(shared_init_layer)
+                .filter(|shared| shared.is_dir())
+        };
         let mut lowers = Vec::with_capacity(self.lower_dirs.len() + 1);
-        if init.is_dir() {
-            lowers.push(init);
-        }
+        lowers.extend(init);
         if self.shifted_lower_dirs.is_empty() {
             lowers.extend(self.lower_dirs.iter().cloned());
         } else {
