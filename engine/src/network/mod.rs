@@ -3,6 +3,7 @@
 //! in the store (`networks/NAME.conflist`) whose plugins twinbox runs on a
 //! persistent namespace (see `netns`) before the container starts and after it ends.
 
+pub mod bpf;
 pub mod cni;
 pub mod config;
 pub mod leases;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod netfilter;
 pub mod netns;
 pub mod ports;
+pub mod socket_lb;
 pub mod subnet;
 
 use std::fs;

@@ -52,9 +52,11 @@ pub struct Bridge {
     pub network_wide: bool,
 }
 
-struct Lock(#[allow(dead_code)] File);
+/// Held while twinbox changes host-wide network state (these rules, and
+/// `socket_lb`'s program and map).
+pub(crate) struct Lock(#[allow(dead_code)] File);
 
-fn lock() -> Result<Lock> {
+pub(crate) fn lock() -> Result<Lock> {
     let _ = std::fs::create_dir_all("/run/twinbox");
     let file = OpenOptions::new()
         .create(true)
