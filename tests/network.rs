@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::net::{fetch, free_port, host_address, kill_supervisor};
 use common::{host, lab, Lab};
+use twinbox_engine::network::socket_lb;
 
 /// The leak test counts host-wide things: the tests of this file take turns.
 static HOST_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -52,6 +53,145 @@ fn published_port_answers_on_loopback_any_and_host_address() {
     assert!(r.stderr.contains(&port.to_string()), "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert_eq!(lab.container_count(), before);
+}
+
+/// Packets portmap's DNAT rules for host port `port` have translated (the nat
+/// table sees the first packet of each connection).
+fn dnat_packets(port: u16) -> u64 {
+    host("iptables", &["-w", "-t", "nat", "-L", "-v", "-x", "-n"])
+        .lines()
+        .filter(|l| l.contains(" DNAT ") && l.contains(&format!("dpt:{port} ")))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The socket-level translation's state, or None (with the reason printed)
+/// where doctor says it is off: the DNAT path is then the only one.
+fn socket_lb() -> Option<socket_lb::Status> {
+    match socket_lb::status() {
+        socket_lb::Status::Off(why) => {
+            eprintln!("skipping: socket-level translation is off here ({why})");
+            None
+        }
+        on => Some(on),
+    }
+}
+
+/// The published ports the connect4 program translates now (host-wide), and
+/// how many of twinbox's programs are attached.
+fn lb_state() -> (Vec<socket_lb::Entry>, usize) {
+    match socket_lb::status() {
+        socket_lb::Status::On {
+            entries, programs, ..
+        } => (entries, programs),
+        _ => (vec![], 0),
+    }
+}
+
+fn lb_ports(port: u16) -> Vec<socket_lb::Entry> {
+    lb_state()
+        .0
+        .into_iter()
+        .filter(|e| e.host_port == port)
+        .collect()
+}
+
+#[test]
+fn host_connections_to_a_published_port_skip_dnat() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    if socket_lb().is_none() {
+        return;
+    }
+    let port = free_port();
+    serve(&lab, "web", &format!("{port}:80"));
+    let want = "hello-web\n";
+    let before = dnat_packets(port);
+    assert_eq!(fetch(&format!("http://127.0.0.1:{port}/")), want);
+    assert_eq!(fetch(&format!("http://0.0.0.0:{port}/")), want);
+    if let Some(ip) = host_address() {
+        assert_eq!(fetch(&format!("http://{ip}:{port}/")), want);
+    }
+    assert_eq!(
+        dnat_packets(port),
+        before,
+        "a host connection went through portmap's DNAT"
+    );
+    // another container still goes through DNAT (its namespace is not the host's)
+    if let Some(ip) = host_address() {
+        let r = lab.sh(&format!("timeout 5 wget -qO- http://{ip}:{port}/"));
+        assert_eq!(r.stdout, want, "{}", r.stderr);
+        assert!(dnat_packets(port) > before, "the DNAT counter never moves");
+    }
+}
+
+#[test]
+fn a_container_dialling_its_own_loopback_reaches_itself() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    let port = free_port();
+    serve(&lab, "published", &format!("{port}:80"));
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{port}/")),
+        "hello-published\n"
+    );
+    // the same port number inside another container, on its own loopback
+    let r = lab.sh(&format!(
+        "echo hello-self > /tmp/index.html; httpd -p 127.0.0.1:{port} -h /tmp; \
+         timeout 5 wget -qO- http://127.0.0.1:{port}/"
+    ));
+    assert_eq!(r.stdout, "hello-self\n", "{}", r.stderr);
+}
+
+#[test]
+fn stop_rm_and_a_killed_supervisor_withdraw_published_ports_from_the_socket_path() {
+    let _turn = turn();
+    let Some(lab) = lab() else { return };
+    if socket_lb().is_none() {
+        return;
+    }
+    let (port, udp) = (free_port(), common::net::free_udp_port());
+    let (tcp_spec, udp_spec) = (format!("{port}:80"), format!("127.0.0.1:{udp}:53/udp"));
+    common::net::serve(&lab, "web", &["-p", &tcp_spec, "-p", &udp_spec]);
+    let address = lab.inspect("web")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let tcp = lb_ports(port);
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    assert_eq!(tcp[0].host_ip.to_string(), "0.0.0.0");
+    assert_eq!(tcp[0].target_port, 80);
+    if !address.is_empty() {
+        assert_eq!(tcp[0].target_ip.to_string(), address);
+    }
+    let u = lb_ports(udp);
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0].host_ip.to_string(), "127.0.0.1");
+    assert_eq!(u[0].protocol, socket_lb::Protocol::Udp);
+
+    let r = lab.tb(&["stop", "-t", "1", "web"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(lb_ports(port).is_empty() && lb_ports(udp).is_empty());
+    let r = lab.tb(&["start", "web"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(fetch(&format!("http://127.0.0.1:{port}/")), "hello-web\n");
+    assert_eq!(lb_ports(port).len(), 1);
+
+    kill_supervisor(&lab, "web");
+    let r = lab.tb(&["ps", "-a"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        lb_ports(port).is_empty(),
+        "after kill -9 and the next command"
+    );
+    let r = lab.tb(&["rm", "-f", "web"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (entries, programs) = lb_state();
+    assert!(lb_ports(port).is_empty() && lb_ports(udp).is_empty());
+    // no published port anywhere on the host: nothing of twinbox's stays attached
+    if entries.is_empty() {
+        assert_eq!(programs, 0, "the connect4 program outlived the last port");
+    }
 }
 
 #[test]
@@ -536,8 +676,13 @@ fn unknown_network_is_one_line_and_creates_nothing() {
 /// scope (other tests on the host start and end containers on the same
 /// default bridge meanwhile): leases of the addresses they had, netfilter lines
 /// naming those addresses or the ports they published, and network namespaces
-/// pinned in this store. A leaked veth or rule has one of these with it.
-fn footprint(lab: &Lab, addresses: &BTreeSet<String>, ports: &[String]) -> (usize, usize, usize) {
+/// pinned in this store, entries of the connect4 program for those ports and
+/// twinbox's programs attached. A leaked veth or rule has one of these with it.
+fn footprint(
+    lab: &Lab,
+    addresses: &BTreeSet<String>,
+    ports: &[String],
+) -> (usize, usize, usize, usize, usize) {
     let leases = std::fs::read_dir("/run/twinbox/ipam/bridge")
         .map(|d| {
             d.flatten()
@@ -562,7 +707,13 @@ fn footprint(lab: &Lab, addresses: &BTreeSet<String>, ports: &[String]) -> (usiz
         .lines()
         .filter(|l| l.contains(&root) && l.contains(" - nsfs "))
         .count();
-    (leases, rules, netns)
+    // the socket path: entries for these ports, and twinbox's attached programs
+    let (entries, programs) = lb_state();
+    let entries = entries
+        .iter()
+        .filter(|e| ports.contains(&e.host_port.to_string()))
+        .count();
+    (leases, rules, netns, entries, programs)
 }
 
 /// The container's address on the default bridge, from inside it.
@@ -601,7 +752,7 @@ fn start_stop_cycles_and_killed_supervisor_leak_nothing() {
     assert_eq!(
         footprint(&lab, &addresses, &ports),
         before,
-        "leases, nft lines, namespaces after 20 cycles (addresses {addresses:?})"
+        "leases, nft lines, namespaces, bpf entries and programs after 20 cycles (addresses {addresses:?})"
     );
 
     serve(&lab, "victim", &format!("{served}:80"));

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use super::probes::MODULES_DIR;
 use super::Check;
-use crate::network::{cni, config, PLUGINS};
+use crate::network::{cni, config, socket_lb, PLUGINS};
 
 /// The Debian package with the reference plugins.
 const PLUGINS_PACKAGE: &str = "containernetworking-plugins";
@@ -21,7 +21,40 @@ pub fn checks() -> Vec<Check> {
         check_netfilter(),
         check_ip_forward(),
         check_cni_plugins(),
+        check_socket_lb(),
     ]
+}
+
+/// Whether the host's own connections to published ports are translated at
+/// connect() (see `network::socket_lb`) or go through portmap's DNAT.
+fn check_socket_lb() -> Check {
+    const NAME: &str = "socket lb";
+    match socket_lb::status() {
+        socket_lb::Status::On {
+            cgroup,
+            programs,
+            entries,
+        } => Check::ok(
+            NAME,
+            format!(
+                "on: connect4 program on {} ({programs} attached), {} published ports translated at connect()",
+                cgroup.display(),
+                entries.len()
+            ),
+        ),
+        socket_lb::Status::Ready { cgroup } => Check::ok(
+            NAME,
+            format!(
+                "on: attaches to {} with the first published port (host connections skip DNAT)",
+                cgroup.display()
+            ),
+        ),
+        socket_lb::Status::Off(why) => Check::warn(
+            NAME,
+            format!("off: {why}; -p from the host goes through DNAT (slower)"),
+            "needs root (CAP_SYS_ADMIN), a mounted cgroup2 hierarchy and Linux 5.14 or later",
+        ),
+    }
 }
 
 /// A kernel feature is there when its module is loaded, built in, installed as a

@@ -388,7 +388,42 @@ pub fn add(
             )));
         }
     }
+    // portmap's DNAT is in place: the host's own connections may now skip it
+    if let Err(e) = socket_lb::publish(&lb_entries(&attached)) {
+        tracing::debug!(reason = %e, "published ports stay on DNAT only");
+    }
     Ok(attached)
+}
+
+/// An attachment's published IPv4 ports as `socket_lb` entries, aimed at its
+/// address (none before ADD gave one; none where portmap does not run, since
+/// the socket path only shortcuts what portmap's rules would do anyway).
+fn lb_entries(a: &Attached) -> Vec<socket_lb::Entry> {
+    let portmap = a.conflist["plugins"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|p| p["type"].as_str() == Some("portmap")));
+    if !portmap {
+        return vec![];
+    }
+    let target = a.ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let mappings = a.runtime_config["portMappings"].as_array();
+    mappings
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let host_ip = match m["hostIP"].as_str() {
+                None | Some("") => Ipv4Addr::UNSPECIFIED,
+                Some(ip) => ip.parse().ok()?, // IPv6: DNAT only
+            };
+            Some(socket_lb::Entry {
+                host_ip,
+                host_port: u16::try_from(m["hostPort"].as_u64()?).ok()?,
+                protocol: socket_lb::Protocol::parse(m["protocol"].as_str().unwrap_or("tcp"))?,
+                target_ip: target,
+                target_port: u16::try_from(m["containerPort"].as_u64()?).ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Netfilter rules of the bridge networks twinbox knows (after ADD: the bridge
@@ -443,6 +478,13 @@ pub fn check_plugins(store_root: &Path, name: &str, publishes: bool) -> Result<(
 
 /// CNI DEL of one attachment, from its cached config and result.
 pub fn del(id: &str, a: &Attached) -> Result<()> {
+    // the socket path goes first, so no connection is sent to an address
+    // that is about to be given back; without a result (ADD died before it
+    // was cached) the address is unknown: the ports go whatever they point at
+    let entries = lb_entries(a);
+    if let Err(e) = socket_lb::withdraw(&entries, a.ipv4().is_none()) {
+        tracing::debug!(reason = %e, "cannot withdraw published ports from the socket path");
+    }
     let at = cni::Attachment {
         container_id: id,
         netns: &a.netns,
