@@ -773,7 +773,7 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
         ));
         if let Some(q) = &a.query {
             report.findings.push(format!(
-                "From the host, through the published port {} (NAT to the container's address on the bridge), one query took {} as psql timed it; a whole psql call, connecting and logging in each time, took {}.",
+                "From the host, through the published port {} (sent on to the container's address on the bridge), one query took {} as psql timed it; a whole psql call, connecting and logging in each time, took {}.",
                 m.port,
                 q.describe(),
                 a.round_trip.as_ref().map_or("not timed".into(), Stats::describe)

@@ -57,7 +57,11 @@ impl Lesson for Network {
              switch that also carries an address for the host. The container's default route \
              points at that address; netfilter rules on the host masquerade (NAT) its traffic \
              to the outside, and a published port (-p) is a DNAT rule that sends a host port \
-             to the container's address.",
+             to the container's address. The host's own connections to a published port are \
+             sent there earlier where the kernel allows it: a small BPF program on the cgroup2 \
+             root rewrites the destination when the socket connects (what Cilium calls \
+             socket-level load balancing), so none of their packets needs rewriting \
+             (`twinbox doctor` says whether it is on).",
             "A microVM's network is built from the same parts one level down: inside the \
              guest a virtio-net card, which the VMM connects to a tap device; the tap sits in \
              the VM's own network namespace, bridged there to a veth whose other end is on \
@@ -242,7 +246,7 @@ fn measure(ctx: &Context, report: &mut LessonReport) -> Result<Measurements, Les
         true,
     ));
     targets.push((
-        "published port (127.0.0.1 → DNAT)",
+        "published port (127.0.0.1)",
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, host_port))),
         false,
     ));
@@ -391,7 +395,7 @@ fn vm_half(
                 true,
             ),
             (
-                "microVM published port (127.0.0.1 → DNAT)",
+                "microVM published port (127.0.0.1)",
                 SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
                 false,
             ),
@@ -545,6 +549,16 @@ fn side_of(name: &str) -> Side {
     }
 }
 
+/// How the host's connections through a published port reach the container.
+fn published_path() -> &'static str {
+    match twinbox_engine::network::socket_lb::status() {
+        twinbox_engine::network::socket_lb::Status::Off(_) => {
+            "where each packet is also rewritten by DNAT"
+        }
+        _ => "whose destination was rewritten once, when the socket connected (so no packet is NATed)",
+    }
+}
+
 /// Act three: the findings, with the numbers.
 fn explain(m: &Measurements, report: &mut LessonReport) {
     if let Some(ip) = m.container_ip.value() {
@@ -587,8 +601,9 @@ fn explain(m: &Measurements, report: &mut LessonReport) {
             percent(b, l),
             tput(ct_pub)
                 .map(|p| format!(
-                    ", and {}/s through the published port, where each packet is also rewritten by DNAT ({} of loopback)",
+                    ", and {}/s through the published port, {} ({} of loopback)",
                     format_bytes(p as u64),
+                    published_path(),
                     percent(p, l)
                 ))
                 .unwrap_or_default()
