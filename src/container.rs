@@ -356,9 +356,23 @@ fn warn_discarded_ports(opts: &RunOptions) {
     }
 }
 
+/// Docker's CLI check before `run -it` or `exec -it` attaches: keys come from
+/// a terminal, so without one (a pipe, a file, /dev/null) it refuses with
+/// status 1 and nothing is made. Returns that status.
+fn refuse_tty_without_terminal(interactive: bool, tty: bool, detach: bool) -> Option<i32> {
+    if interactive && tty && !detach && !std::io::stdin().is_terminal() {
+        eprintln!("twinbox: the input device is not a TTY");
+        return Some(1);
+    }
+    None
+}
+
 pub fn run(root: &Path, args: RunArgs) -> Result<i32> {
     require_root("run")?;
     let opts = args.options()?;
+    if let Some(code) = refuse_tty_without_terminal(opts.interactive, opts.tty, args.detach) {
+        return Ok(code);
+    }
     let store = open_store(root)?;
     let container = engine::create(&store, &args.image, &opts)?;
     warn_discarded_ports(&opts);
@@ -1072,11 +1086,8 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<i32> {
     }
     let store = open_store(root)?;
     let c = Container::find(&store, &args.container)?;
-    // Docker's CLI check: -it wants a terminal to read keys from; without
-    // one (a pipe, a file, /dev/null) it refuses, with status 1
-    if args.interactive && args.tty && !args.detach && !std::io::stdin().is_terminal() {
-        eprintln!("twinbox: the input device is not a TTY");
-        return Ok(1);
+    if let Some(code) = refuse_tty_without_terminal(args.interactive, args.tty, args.detach) {
+        return Ok(code);
     }
     let opts = ExecOptions {
         cmd: args.command,

@@ -485,3 +485,17 @@ fn exec_it_without_a_terminal_refuses() {
     assert!(r.stdout.contains("t-only"), "{}", r.stdout);
     assert_eq!(lab.tb(&["rm", "-f", "ex-notty"]).code, 0);
 }
+
+/// `run -it` with a standard input that is no terminal refuses the same way
+/// before anything is created; `run -dit` (nothing attached) still runs.
+#[test]
+fn run_it_without_a_terminal_refuses_and_creates_nothing() {
+    let Some(lab) = lab() else { return };
+    let r = lab.piped(&["run", "-it", "--name", "notty", "busybox", "true"], b"");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stderr, "twinbox: the input device is not a TTY\n");
+    assert_eq!(lab.container_count(), 0);
+    let r = lab.tb(&["run", "-dit", "--name", "notty-d", "busybox", "sh"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(lab.tb(&["rm", "-f", "notty-d"]).code, 0);
+}
