@@ -12,7 +12,9 @@
 //!   on the bridge, against the same server on the host's loopback
 //!   (`--network host`, the physical limit), through `-p` from a user network
 //!   at loopback's packet size (`-o mtu=65520`, where the default network has
-//!   the uplink's MTU: what the link size alone is worth), and through Docker's `-p` (its userland docker-proxy, as
+//!   the uplink's MTU: what the link size alone is worth), through `-p` to
+//!   127.0.0.1 with that one port taken off the socket path (`socket_lb`), so
+//!   portmap's DNAT rewrites every packet as before it, and through Docker's `-p` (its userland docker-proxy, as
 //!   iptables stays off) on the same private dockerd.
 //!
 //! Reported: medians, p10–p90 and ratios, twinbox against Docker in the same
@@ -48,7 +50,7 @@ struct Args {
     /// Size of the throughput file in MiB
     #[arg(long, default_value_t = 32)]
     mib: u32,
-    /// First of five host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p, published from the network with large packets)
+    /// First of six host ports to use (published on 127.0.0.1, loopback server, published on every address, Docker's -p, published from the network with large packets, published on 127.0.0.1 and left to DNAT)
     #[arg(long, default_value_t = 18470)]
     port: u16,
     /// Leave Docker out (by default a private dockerd is started as the peer)
@@ -241,7 +243,13 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let publish = format!("127.0.0.1:{published}:80");
     let publish_any = format!("{on_host}:80");
-    serve("nb-bridge", &["-p", &publish, "-p", &publish_any], 80)?;
+    let dnat_only = args.port + 5;
+    let publish_dnat = format!("127.0.0.1:{dnat_only}:80");
+    serve(
+        "nb-bridge",
+        &["-p", &publish, "-p", &publish_any, "-p", &publish_dnat],
+        80,
+    )?;
     serve("nb-host", &["--network", "host"], loopback)?;
     let publish_large = format!("127.0.0.1:{large_mtu}:80");
     serve(
@@ -264,6 +272,29 @@ fn run(args: &Args) -> Result<(), String> {
         mtu_of("twinbox0"),
         twinbox_engine::network::mtu::uplink()
     );
+    // the same -p as before socket_lb, in the same run: this one port is
+    // taken off the socket path, so the host's connections to it go through
+    // portmap's DNAT (and MASQUERADE of 127.0.0.1) on every packet
+    use twinbox_engine::network::socket_lb;
+    let lb = socket_lb::status();
+    let lb_on = matches!(lb, socket_lb::Status::On { .. });
+    println!(
+        "socket lb: {}",
+        match &lb {
+            socket_lb::Status::Off(why) => format!("off ({why}): every -p row is DNAT"),
+            _ => "on: -p from the host is translated at connect()".to_string(),
+        }
+    );
+    if lb_on {
+        let entry = socket_lb::Entry {
+            host_ip: std::net::Ipv4Addr::LOCALHOST,
+            host_port: dnat_only,
+            protocol: socket_lb::Protocol::Tcp,
+            target_ip: ip.parse().map_err(|e| format!("{ip}: {e}"))?,
+            target_port: 80,
+        };
+        socket_lb::withdraw(&[entry], false).map_err(|e| e.to_string())?;
+    }
     let mut targets = vec![
         (
             "host loopback (--network host)".to_string(),
@@ -282,6 +313,12 @@ fn run(args: &Args) -> Result<(), String> {
             format!("127.0.0.1:{large_mtu}"),
         ),
     ];
+    if lb_on {
+        targets.push((
+            "published -p, to 127.0.0.1, DNAT (socket path off)".to_string(),
+            format!("127.0.0.1:{dnat_only}"),
+        ));
+    }
     if let Some(host_ip) = host_address() {
         targets.push((
             "published -p, to the host's address".to_string(),
@@ -358,7 +395,7 @@ fn run(args: &Args) -> Result<(), String> {
     ]);
     let (mut fresh_base, mut steady_base) = (f64::NAN, f64::NAN);
     let mut published_ratio = (f64::NAN, f64::NAN);
-    let (mut published_rate, mut docker_rate) = (f64::NAN, f64::NAN);
+    let (mut published_rate, mut docker_rate, mut dnat_rate) = (f64::NAN, f64::NAN, f64::NAN);
     for (k, (label, _)) in targets.iter().enumerate() {
         let (f, st) = (median(&mut fresh[k]), median(&mut steady[k]));
         if k == 0 {
@@ -370,6 +407,9 @@ fn run(args: &Args) -> Result<(), String> {
         }
         if label.starts_with("docker") {
             docker_rate = st;
+        }
+        if label.contains("DNAT") {
+            dnat_rate = st;
         }
         let s = Stats::of(&lat[k]);
         t.row(vec![
@@ -394,6 +434,12 @@ fn run(args: &Args) -> Result<(), String> {
             "missed"
         }
     );
+    if dnat_rate.is_finite() {
+        println!(
+            "-p to 127.0.0.1 at full speed, socket path/DNAT: {:.2}x",
+            published_rate / dnat_rate
+        );
+    }
     if docker_rate.is_finite() {
         println!(
             "throughput through -p at full speed, twinbox/docker: {:.2}x",
