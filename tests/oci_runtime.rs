@@ -686,6 +686,68 @@ fn clearing_an_atime_mode_recursively_leaves_relatime() {
     assert_eq!(out.stdout, "relatime\nrelatime\n");
 }
 
+/// A new time namespace with linux.timeOffsets: the init and a process exec'd
+/// into the container both see the offsets, the host's clocks are untouched.
+/// It was refused before ("time namespaces are not supported yet"); runc
+/// 1.1.5 refuses it too, so there is no runc comparison.
+#[test]
+fn time_namespace_offsets_reach_the_init_and_exec() {
+    let Some(lab) = lab_with_runc() else { return };
+    let b = bundle(&lab, "timens", &["sleep", "30"]);
+    edit_spec(&b, |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "time"}));
+        s["linux"]["timeOffsets"] = serde_json::json!({
+            "monotonic": {"secs": 7881, "nanosecs": 2718281},
+            "boottime": {"secs": 1337, "nanosecs": 0}});
+    });
+    let id = format!("tb-timens-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/time")).unwrap();
+    assert_ne!(ns(&pid.to_string()), ns("self"), "the init has its own");
+    let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap();
+    let want = |text: &str| {
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        want(&offsets),
+        ["boottime 1337 0", "monotonic 7881 2718281"]
+    );
+    let seen = runtime(&lab, &["exec", &id, "cat", "/proc/self/timens_offsets"]);
+    assert_eq!(seen.code, 0, "{}", seen.stderr);
+    assert_eq!(want(&seen.stdout), want(&offsets), "exec joins it");
+    let host = std::fs::read_to_string("/proc/self/timens_offsets").unwrap();
+    assert!(want(&host).iter().all(|l| l.ends_with(" 0 0")), "{host}");
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+
+    // offsets without the namespace are refused, naming what to add
+    edit_spec(&b, |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "time");
+    });
+    let refused = create(&lab, &b, &format!("{id}-no-ns"), &[]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("time namespace"),
+        "{}",
+        refused.stderr
+    );
+}
+
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
     let Some(lab) = lab_with_runc() else { return };

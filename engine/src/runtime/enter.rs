@@ -38,11 +38,14 @@ pub struct Enter<'a> {
     pub preserve_fds: u32,
 }
 
-/// Namespaces in the order they are joined: the user namespace first (it owns
-/// the others, and joining it gives the capabilities to enter them), the
-/// cgroup namespace after the cgroup (so the cgroup is its root), the mount
-/// namespace last (it replaces our root and working directory).
-const JOIN_ORDER: [(&str, LinuxNamespaceType); 6] = [
+/// Namespaces in the order they are joined: the time namespace before the
+/// user namespace (the host's user namespace owns it, so entering it needs
+/// the host's CAP_SYS_ADMIN), then the user namespace (it owns the others,
+/// and joining it gives the capabilities to enter them), the cgroup namespace
+/// after the cgroup (so the cgroup is its root), the mount namespace last (it
+/// replaces our root and working directory).
+const JOIN_ORDER: [(&str, LinuxNamespaceType); 7] = [
+    ("time", LinuxNamespaceType::Time),
     ("user", LinuxNamespaceType::User),
     ("cgroup", LinuxNamespaceType::Cgroup),
     ("ipc", LinuxNamespaceType::Ipc),

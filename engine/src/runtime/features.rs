@@ -25,7 +25,7 @@ pub fn features() -> Value {
                          "slave", "rslave", "unbindable", "runbindable", "relatime",
                          "noatime", "strictatime", "nodiratime", "sync", "remount"],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {"enabled": true, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO",

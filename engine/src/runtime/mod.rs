@@ -565,11 +565,57 @@ impl ParentJoins {
                 }
             }
         }
+        if plan.new_time {
+            if let Err(e) = back.new_time_for_children(plan) {
+                back.leave()?;
+                return Err(e);
+            }
+        }
         Ok(back)
+    }
+
+    /// A new time namespace for the children we clone next, with the spec's
+    /// offsets: they can only be written before a process enters it, and
+    /// clone(2) has no flag for it.
+    fn new_time_for_children(&mut self, plan: &namespaces::NamespacePlan) -> Result<()> {
+        let io = |p: &str, e: std::io::Error| RuntimeError::Io {
+            path: p.into(),
+            source: e,
+        };
+        let ours = "/proc/thread-self/ns/time_for_children";
+        let current = std::fs::File::open(ours).map_err(|e| io(ours, e))?;
+        // SAFETY: unshare with a flag; it only changes our children's namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
+            return Err(io(
+                "unshare time namespace",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // from here on `leave` puts our own namespace back for later children
+        self.0.push((TIME_NS, OwnedFd::from(current)));
+        if !plan.time_offsets.is_empty() {
+            let lines: String = plan
+                .time_offsets
+                .iter()
+                .map(|(clock, secs, nanos)| format!("{clock} {secs} {nanos}\n"))
+                .collect();
+            let path = "/proc/self/timens_offsets";
+            std::fs::write(path, lines).map_err(|e| io(path, e))?;
+        }
+        Ok(())
     }
 
     fn leave(self) -> Result<()> {
         for (flag, fd) in self.0.into_iter().rev() {
+            if flag == TIME_NS {
+                // setns to a time namespace needs a single-threaded caller;
+                // failing that, later children (hooks) share the container's
+                // clocks, which is no reason to fail the container
+                if let Err(e) = nix::sched::setns(&fd, flag) {
+                    tracing::warn!("back to our time namespace: {e}");
+                }
+                continue;
+            }
             nix::sched::setns(&fd, flag).map_err(|e| RuntimeError::Io {
                 path: "/proc/thread-self/ns".into(),
                 source: e.into(),
@@ -578,6 +624,8 @@ impl ParentJoins {
         Ok(())
     }
 }
+
+const TIME_NS: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
 
 /// The child's stack. The child gets a copy of this address space (no
 /// CLONE_VM), so any writable memory will do; it is mapped directly rather than

@@ -17,6 +17,11 @@ pub struct NamespacePlan {
     pub new_cgroup: bool,
     /// Existing namespaces to enter.
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// A new time namespace: clone(2) cannot make one, so the runtime
+    /// unshares it for its children, writes the offsets, then clones.
+    pub new_time: bool,
+    /// `linux.timeOffsets` as /proc/PID/timens_offsets lines (clock, secs, nanosecs).
+    pub time_offsets: Vec<(String, i64, u32)>,
 }
 
 fn flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -43,12 +48,7 @@ impl NamespacePlan {
         for ns in list {
             let t = ns.typ();
             match (t, ns.path()) {
-                (LinuxNamespaceType::Time, _) => {
-                    return Err(RuntimeError::Spec(
-                        "time namespaces are not supported yet: remove it from linux.namespaces"
-                            .into(),
-                    ))
-                }
+                (LinuxNamespaceType::Time, None) => plan.new_time = true,
                 (LinuxNamespaceType::User, Some(_)) => {
                     return Err(RuntimeError::Spec(
                         "joining an existing user namespace is not supported: give the user namespace no path (a new one with linux.uidMappings)".into(),
@@ -64,6 +64,28 @@ impl NamespacePlan {
                 (_, None) => plan.new.push(t),
             }
         }
+        let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().clone());
+        for (clock, off) in offsets.unwrap_or_default() {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(RuntimeError::Spec(format!(
+                    "linux.timeOffsets: unknown clock {clock:?}: use monotonic or boottime"
+                )));
+            }
+            if !plan.new_time {
+                return Err(RuntimeError::Spec(
+                    "linux.timeOffsets needs a new time namespace: add {\"type\": \"time\"} to linux.namespaces".into(),
+                ));
+            }
+            let nanos = off.nanosecs().unwrap_or(0);
+            if nanos >= 1_000_000_000 {
+                return Err(RuntimeError::Spec(format!(
+                    "linux.timeOffsets.{clock}.nanosecs {nanos} must be below 1000000000"
+                )));
+            }
+            plan.time_offsets
+                .push((clock, off.secs().unwrap_or(0), nanos));
+        }
+        plan.time_offsets.sort();
         Ok(plan)
     }
 
