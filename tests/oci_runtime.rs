@@ -748,6 +748,25 @@ fn time_namespace_offsets_reach_the_init_and_exec() {
     );
 }
 
+/// `domainname` is set in the container's UTS namespace (it was ignored:
+/// contest's domainname_test read "(none)"); the host's stays as it was.
+/// runc 1.1.5 ignores the field too, so there is no runc comparison.
+#[test]
+fn domainname_is_the_containers_own() {
+    let Some(lab) = lab_with_runc() else { return };
+    let b = bundle(&lab, "domainname", &["cat", "/proc/sys/kernel/domainname"]);
+    edit_spec(&b, |s| s["domainname"] = "tb-domain.example".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    let id = format!("tb-domain-{}", std::process::id());
+    let out = runtime(&lab, &["run", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "tb-domain.example\n");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(),
+        host
+    );
+}
+
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
     let Some(lab) = lab_with_runc() else { return };

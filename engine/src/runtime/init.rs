@@ -149,6 +149,13 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
         if let Some(h) = spec.hostname() {
             sethostname(h).map_err(|e| InitError::setup("sethostname", e))?;
         }
+        if let Some(d) = spec.domainname() {
+            // SAFETY: a pointer and length of a live string; the kernel copies it.
+            let rc = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+            if rc != 0 {
+                return Err(InitError::setup("setdomainname", nix::errno::Errno::last()));
+            }
+        }
     }
     if ctx.plan.has_new(LinuxNamespaceType::Network) {
         super::loopback::bring_up_loopback().map_err(|e| InitError::setup("bring up lo", e))?;
