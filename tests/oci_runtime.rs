@@ -767,6 +767,25 @@ fn domainname_is_the_containers_own() {
     );
 }
 
+/// A process exec'd into the container takes its linux.personality too
+/// (contest's personality_for_linux32 execs `uname -m`; it said x86_64).
+#[test]
+fn exec_shares_the_containers_personality() {
+    let Some(lab) = lab_with_runc() else { return };
+    let b = bundle(&lab, "personality-exec", &["sleep", "30"]);
+    edit_spec(&b, |s| {
+        s["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"})
+    });
+    let id = format!("tb-persona-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    let out = runtime(&lab, &["exec", &id, "uname", "-m"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "i686\n");
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+}
+
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
     let Some(lab) = lab_with_runc() else { return };

@@ -89,6 +89,7 @@ pub fn exec(container: &Container, opts: &ExecOptions) -> Result<i32> {
         stdio,
         die_with_parent: !opts.detach,
         preserve_fds: 0,
+        personality: None,
     })?;
     if opts.detach {
         return Ok(0);

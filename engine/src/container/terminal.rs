@@ -307,6 +307,7 @@ pub fn exec_with_terminal(
         },
         die_with_parent: true,
         preserve_fds: 0,
+        personality: None,
     })?;
     drop(pty.slave);
     signals::forward_to(child.as_raw());

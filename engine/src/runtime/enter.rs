@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, ForkResult, Pid};
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, LinuxSeccomp, Process};
 
 use super::failure::InitError;
 use super::init;
@@ -36,6 +36,8 @@ pub struct Enter<'a> {
     pub die_with_parent: bool,
     /// Descriptors after stderr passed on to the process (runc's --preserve-fds).
     pub preserve_fds: u32,
+    /// The container's linux.personality, which its exec'd processes share.
+    pub personality: Option<&'a LinuxPersonality>,
 }
 
 /// Namespaces in the order they are joined: the time namespace before the
@@ -182,6 +184,7 @@ fn join_and_exec(
     let env = e.process.env().clone().unwrap_or_default();
     let program = exec::resolve(&argv, &env)?;
     init::apply_process_limits(e.process)?;
+    init::set_personality(e.personality)?;
     // No agent for an exec'd process: its listener is closed, so calls its
     // profile sends to a listener fail with ENOSYS instead of waiting forever.
     init::drop_privileges(e.process, filter, e.preserve_fds, &|_| true)?;

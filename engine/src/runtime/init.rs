@@ -185,7 +185,7 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     // 5. Privileges. As with runc, everything is in place before `create`
     //    returns: `start` only lets the exec happen.
     apply_process_limits(process)?;
-    set_personality(spec)?;
+    set_personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
     drop_privileges(process, ctx.filter, ctx.launch.preserve_fds, &|fd| {
         ctx.channel.hand_over_listener(fd)
     })?;
@@ -450,10 +450,11 @@ fn close_other_fds(preserve: u32) {
     };
 }
 
-/// linux.personality: the execution domain (LINUX32 makes `uname -m` say i686).
-fn set_personality(spec: &oci_spec::runtime::Spec) -> Step {
+/// linux.personality: the execution domain (LINUX32 makes `uname -m` say i686),
+/// for the init and for each process exec'd into the container.
+pub(super) fn set_personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -> Step {
     use oci_spec::runtime::LinuxPersonalityDomain as D;
-    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().clone()) else {
+    let Some(p) = p else {
         return Ok(());
     };
     let persona: libc::c_ulong = match p.domain() {

@@ -794,6 +794,7 @@ impl OciRuntime {
             stdio,
             die_with_parent: !opts.detach,
             preserve_fds: opts.preserve_fds,
+            personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
         })?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, child.as_raw())?;
