@@ -786,6 +786,41 @@ fn exec_shares_the_containers_personality() {
     assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
 }
 
+/// process.ioPriority reaches the init (it was ignored), read from the host
+/// with util-linux's ionice; an ociVersion that is no runtime-spec 1.x
+/// version is refused (it was run). runc 1.1.5 does neither.
+#[test]
+fn io_priority_is_set_and_a_bad_oci_version_is_refused() {
+    let Some(lab) = lab_with_runc() else { return };
+    let b = bundle(&lab, "ioprio", &["sleep", "30"]);
+    edit_spec(&b, |s| {
+        s["process"]["ioPriority"] =
+            serde_json::json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    });
+    let id = format!("tb-ioprio-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let pid = state["pid"].to_string();
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    wait_until("the init to exec", || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+    });
+    if let Ok(out) = Command::new("ionice").args(["-p", &pid]).output() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "idle\n");
+    } else {
+        eprintln!("ionice not installed (util-linux): the priority is not read back");
+    }
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+
+    edit_spec(&b, |s| s["ociVersion"] = "invalid".into());
+    let refused = create(&lab, &b, &format!("{id}-bad-version"), &[]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("ociVersion"), "{}", refused.stderr);
+    assert_eq!(status_of(&lab, &format!("{id}-bad-version")), "gone");
+}
+
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
     let Some(lab) = lab_with_runc() else { return };

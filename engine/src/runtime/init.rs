@@ -471,6 +471,43 @@ pub(super) fn set_personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -
     Ok(())
 }
 
+/// process.ioPriority through ioprio_set(2): class in the top bits, level below.
+fn set_io_priority(process: &Process) -> Step {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let Some(io) = process.io_priority() else {
+        return Ok(());
+    };
+    let class: libc::c_long = match io.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    if !(0..8).contains(&io.priority()) {
+        return Err(InitError::setup(
+            "process.ioPriority",
+            format!("priority {} is not 0 to 7", io.priority()),
+        ));
+    }
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: ioprio_set(2) on ourselves with integer arguments.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            (class << IOPRIO_CLASS_SHIFT) | io.priority() as libc::c_long,
+        )
+    };
+    if rc != 0 {
+        return Err(InitError::setup(
+            "ioprio_set",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// process.scheduler through sched_setattr(2).
 fn set_scheduler(process: &Process) -> Step {
     use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
@@ -542,6 +579,7 @@ fn set_scheduler(process: &Process) -> Step {
 /// settings that exec keeps.
 pub(super) fn apply_process_limits(process: &Process) -> Step {
     set_scheduler(process)?;
+    set_io_priority(process)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| InitError::setup("oom_score_adj", e))?;

@@ -360,6 +360,24 @@ impl OciRuntime {
         Ok((spec, bundle))
     }
 
+    /// ociVersion must be a runtime-spec version (SemVer, major 1): a config
+    /// written for another major version means fields we would misread.
+    fn check_version(spec: &Spec) -> Result<()> {
+        let v = spec.version();
+        let core = v.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        let numeric = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !numeric || parts[0] != "1" {
+            return Err(RuntimeError::Spec(format!(
+                "ociVersion {v:?} is not a runtime-spec 1.x version: write e.g. \"1.0.2\""
+            )));
+        }
+        Ok(())
+    }
+
     fn check_id(&self, id: &str) -> Result<()> {
         if id.is_empty() || id.contains('/') || id.starts_with('.') {
             return Err(state_err(format!(
@@ -378,6 +396,7 @@ impl OciRuntime {
     pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<OciState> {
         self.check_id(id)?;
         let (spec, bundle) = Self::load_spec(bundle)?;
+        Self::check_version(&spec)?;
         let spec = as_runc_runs_it(spec, id);
         let terminal = spec
             .process()
@@ -811,6 +830,7 @@ impl OciRuntime {
     pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
         self.check_id(id)?;
         let (spec, _) = Self::load_spec(bundle)?;
+        Self::check_version(&spec)?;
         let spec = as_runc_runs_it(spec, id);
         let terminal = spec
             .process()
