@@ -821,6 +821,42 @@ fn io_priority_is_set_and_a_bad_oci_version_is_refused() {
     assert_eq!(status_of(&lab, &format!("{id}-bad-version")), "gone");
 }
 
+/// linux.memoryPolicy is the init's NUMA policy (it was ignored), read from
+/// the host in /proc/PID/numa_maps; a node past Linux's 1024 is refused.
+/// runc 1.1.5 ignores the field.
+#[test]
+fn memory_policy_binds_the_init_and_bad_nodes_are_refused() {
+    let Some(lab) = lab_with_runc() else { return };
+    let b = bundle(&lab, "mempolicy", &["sleep", "30"]);
+    edit_spec(&b, |s| {
+        s["linux"]["memoryPolicy"] = serde_json::json!({"mode": "MPOL_BIND", "nodes": "0"})
+    });
+    let id = format!("tb-mempol-{}", std::process::id());
+    let made = create(&lab, &b, &id, &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert_eq!(runtime(&lab, &["start", &id]).code, 0);
+    let state: serde_json::Value =
+        serde_json::from_str(&runtime(&lab, &["state", &id]).stdout).unwrap();
+    let pid = state["pid"].to_string();
+    wait_until("the init to exec", || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+    });
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/numa_maps")).unwrap();
+    assert!(maps.lines().any(|l| l.contains(" bind:0 ")), "{maps}");
+    assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
+
+    edit_spec(&b, |s| {
+        s["linux"]["memoryPolicy"]["nodes"] = "0-9876543210".into()
+    });
+    let refused = create(&lab, &b, &format!("{id}-bad"), &[]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("memoryPolicy"),
+        "{}",
+        refused.stderr
+    );
+}
+
 #[test]
 fn bounding_set_left_out_with_inheritable_capabilities_fails_create() {
     let Some(lab) = lab_with_runc() else { return };

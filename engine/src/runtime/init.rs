@@ -186,6 +186,11 @@ fn setup_and_exec(ctx: &InitContext) -> Step<std::convert::Infallible> {
     //    returns: `start` only lets the exec happen.
     apply_process_limits(process)?;
     set_personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
+    set_memory_policy(
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref()),
+    )?;
     drop_privileges(process, ctx.filter, ctx.launch.preserve_fds, &|fd| {
         ctx.channel.hand_over_listener(fd)
     })?;
@@ -471,6 +476,73 @@ pub(super) fn set_personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -
     Ok(())
 }
 
+/// linux.memoryPolicy through set_mempolicy(2): the NUMA policy the
+/// container's memory is allocated under.
+fn set_memory_policy(policy: Option<&oci_spec::runtime::LinuxMemoryPolicy>) -> Step {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let mut mode: libc::c_long = match policy.mode() {
+        M::MpolDefault => 0,
+        M::MpolPreferred => 1,
+        M::MpolBind => 2,
+        M::MpolInterleave => 3,
+        M::MpolLocal => 4,
+        M::MpolPreferredMany => 5,
+        M::MpolWeightedInterleave => 6,
+    };
+    for flag in policy.flags().iter().flatten() {
+        mode |= match flag {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    let mask = node_mask(policy.nodes().as_deref().unwrap_or_default())
+        .map_err(|e| InitError::setup("linux.memoryPolicy.nodes", e))?;
+    let (ptr, maxnode) = match mask.is_empty() {
+        true => (std::ptr::null(), 0),
+        false => (mask.as_ptr(), mask.len() as libc::c_ulong * 64 + 1),
+    };
+    // SAFETY: set_mempolicy(2) reads `maxnode` bits from our live mask.
+    if unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) } != 0 {
+        return Err(InitError::setup(
+            "set_mempolicy",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// "0-3,5" as a node bitmask (64 nodes a word); Linux has at most 1024 nodes.
+fn node_mask(nodes: &str) -> Result<Vec<u64>, String> {
+    const MAX_NODES: u64 = 1024;
+    let mut mask = Vec::new();
+    for part in nodes.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{part:?} is not a node number or range"))
+        };
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if first > last || last >= MAX_NODES {
+            return Err(format!("{part:?}: nodes go from 0 to {}", MAX_NODES - 1));
+        }
+        for n in first..=last {
+            let word = (n / 64) as usize;
+            if mask.len() <= word {
+                mask.resize(word + 1, 0);
+            }
+            mask[word] |= 1 << (n % 64);
+        }
+    }
+    Ok(mask)
+}
+
 /// process.ioPriority through ioprio_set(2): class in the top bits, level below.
 fn set_io_priority(process: &Process) -> Step {
     use oci_spec::runtime::IOPriorityClass as C;
@@ -620,5 +692,21 @@ fn rlimit_number(t: oci_spec::runtime::PosixRlimitType) -> libc::__rlimit_resour
         T::RlimitNice => libc::RLIMIT_NICE,
         T::RlimitRtprio => libc::RLIMIT_RTPRIO,
         T::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_mask;
+
+    #[test]
+    fn node_lists_become_bitmasks() {
+        assert_eq!(node_mask(""), Ok(vec![]));
+        assert_eq!(node_mask("0"), Ok(vec![1]));
+        assert_eq!(node_mask("0-3,5"), Ok(vec![0b10_1111]));
+        assert_eq!(node_mask("64"), Ok(vec![0, 1]));
+        assert!(node_mask("0-9876543210").is_err());
+        assert!(node_mask("3-1").is_err());
+        assert!(node_mask("x").is_err());
     }
 }
