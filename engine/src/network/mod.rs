@@ -389,15 +389,19 @@ pub fn add(
         }
     }
     // portmap's DNAT is in place: the host's own connections may now skip it
-    if let Err(e) = socket_lb::publish(&lb_entries(&attached)) {
-        tracing::debug!(reason = %e, "published ports stay on DNAT only");
+    // (to an IPv4 address only: without one, DNAT alone)
+    if attached.ipv4().is_some() {
+        if let Err(e) = socket_lb::publish(&lb_entries(&attached)) {
+            tracing::debug!(reason = %e, "published ports stay on DNAT only");
+        }
     }
     Ok(attached)
 }
 
 /// An attachment's published IPv4 ports as `socket_lb` entries, aimed at its
-/// address (none before ADD gave one; none where portmap does not run, since
-/// the socket path only shortcuts what portmap's rules would do anyway).
+/// address (0.0.0.0 before ADD gave one: for withdrawing only; none where
+/// portmap does not run, since the socket path only shortcuts what portmap's
+/// rules would do anyway).
 fn lb_entries(a: &Attached) -> Vec<socket_lb::Entry> {
     let portmap = a.conflist["plugins"]
         .as_array()
@@ -821,6 +825,36 @@ mod tests {
             with_dns("", &[], &["a.example".into(), "b.example".into()], &[]),
             "search a.example b.example\n"
         );
+    }
+
+    #[test]
+    fn published_ipv4_ports_become_socket_entries_where_portmap_runs() {
+        let ports = [
+            ports::parse("8080:80").unwrap(),
+            ports::parse("127.0.0.1:5353:53/udp").unwrap(),
+            ports::parse("[::1]:9000:90").unwrap(),
+        ]
+        .concat();
+        let conflist = bridge_conflist("bridge", "twinbox0", Ipv4Addr::new(10, 77, 0, 0), false);
+        let mut a = Attached {
+            network: "bridge".into(),
+            netns: PathBuf::new(),
+            ifname: "eth0".into(),
+            conflist: plugins_for(conflist.clone(), &Request::default()),
+            runtime_config: json!({"portMappings": ports.iter().map(PortMapping::to_cni).collect::<Vec<_>>()}),
+            result: json!({"ips": [{"address": "10.77.0.9/16"}]}),
+            names: vec![],
+            container_id: "c".into(),
+        };
+        assert!(lb_entries(&a).is_empty(), "no portmap, no socket path");
+        a.conflist = conflist;
+        let e = lb_entries(&a);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].host_ip, Ipv4Addr::UNSPECIFIED);
+        assert_eq!((e[0].host_port, e[0].target_port), (8080, 80));
+        assert_eq!(e[0].target_ip, Ipv4Addr::new(10, 77, 0, 9));
+        assert_eq!(e[1].host_ip, Ipv4Addr::LOCALHOST);
+        assert_eq!(e[1].protocol, socket_lb::Protocol::Udp);
     }
 
     #[test]
