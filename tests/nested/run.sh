@@ -215,7 +215,8 @@ for tool in ${TWINBOX_NESTED_TOOLS:-}; do
     path=$(command -v "$tool" || true)
     [ -n "$path" ] || die "TWINBOX_NESTED_TOOLS: $tool not found on this host"
     cp -L "$path" "$root/usr/bin/$tool"
-    ldd "$path" 2>/dev/null | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+    # a static binary or a data file has no libraries (ldd fails on it)
+    { ldd "$path" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | sort -u | while read -r lib; do
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"
     done
