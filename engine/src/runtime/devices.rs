@@ -1,12 +1,17 @@
 //! The container's /dev: a fresh tmpfs (mounted from the spec) filled with the
 //! standard device nodes and links, never the host's /dev.
 
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::stat::{fstat, makedev, mknodat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use oci_spec::runtime::Spec;
 
 use super::failure::InitError;
+use super::inroot::{self, InRoot, InRootError};
 
 /// (name, major, minor): what Docker gives every container.
 pub const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
@@ -28,7 +33,7 @@ const LINKS: &[(&str, &str)] = &[
 ];
 
 /// linux.devices: extra nodes the spec asks for, with their mode and owner.
-fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
+fn add_spec_devices(inroot: &InRoot, spec: &Spec) -> Result<(), InitError> {
     use oci_spec::runtime::LinuxDeviceType as T;
     let devices = spec.linux().as_ref().and_then(|l| l.devices().clone());
     for d in devices.unwrap_or_default() {
@@ -37,41 +42,45 @@ fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
             continue;
         }
         let name = d.path().display().to_string();
-        let path = super::mounts::secure_join(root, d.path())
-            .map_err(|e| InitError::setup(&format!("find {name} in the root"), e))?;
         let kind = match d.typ() {
             T::C | T::U => SFlag::S_IFCHR,
             T::B => SFlag::S_IFBLK,
             T::P => SFlag::S_IFIFO,
             T::A => continue,
         };
+        let (Some(parent), Some(file)) = (d.path().parent(), d.path().file_name()) else {
+            return Err(InitError::setup(
+                &format!("device {name}"),
+                "is no file path: give the device a path such as /dev/name",
+            ));
+        };
+        let dir = inroot
+            .mkdir_all(parent)
+            .map_err(|e| InitError::setup_chain(&format!("mkdir for {name}"), &e))?;
         let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| InitError::setup(&format!("mkdir for {name}"), e))?;
-        }
-        let _ = std::fs::remove_file(&path);
-        if make_node(
-            &path,
+        let _ = unlinkat(&dir, file, UnlinkatFlags::NoRemoveDir);
+        let node = make_node(
+            &dir,
+            file,
             kind,
             mode,
             makedev(d.major() as u64, d.minor() as u64),
             d.path(),
         )
-        .map_err(|e| InitError::setup(&format!("mknod {name}"), e))?
-            == Node::Bound
-        {
+        .map_err(|e| InitError::setup(&format!("mknod {name}"), e))?;
+        let Node::Made(node) = node else {
             continue; // the host's node, with the host's mode and owner
-        }
+        };
+        let node = inroot::proc_path(&node);
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
-            &path,
+            &node,
             mode,
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(|e| InitError::setup(&format!("chmod {name}"), e))?;
         nix::unistd::chown(
-            &path,
+            &node,
             d.uid().map(nix::unistd::Uid::from_raw),
             d.gid().map(nix::unistd::Gid::from_raw),
         )
@@ -80,42 +89,40 @@ fn add_spec_devices(root: &Path, spec: &Spec) -> Result<(), InitError> {
     Ok(())
 }
 
-#[derive(PartialEq, Eq)]
+/// A node made in the container's /dev, held by an O_PATH descriptor (its
+/// mode and owner are set through it), or the host's bound there.
 enum Node {
-    Made,
+    Made(OwnedFd),
     Bound,
 }
 
-/// mknod, or where that is not allowed (a user namespace: no device may be
-/// created there) a bind mount of the host's node at `host` on an empty file,
-/// as runc does.
+/// mknod `name` in `dir`, or where that is not allowed (a user namespace: no
+/// device may be created there) a bind mount of the host's node at `host` on
+/// an empty file, as runc does. Everything relative to `dir`'s descriptor, the
+/// mount onto the file's own descriptor: a link swapped in is never followed.
 fn make_node(
-    path: &Path,
+    dir: &OwnedFd,
+    name: &OsStr,
     kind: SFlag,
     mode: Mode,
     dev: libc::dev_t,
     host: &Path,
-) -> Result<Node, nix::Error> {
-    match mknod(path, kind, mode, dev) {
-        Ok(()) => Ok(Node::Made),
+) -> io::Result<Node> {
+    match mknodat(dir, name, kind, mode, dev) {
+        Ok(()) => Ok(Node::Made(inroot::open_entry(dir, name)?)),
         Err(nix::errno::Errno::EPERM) => {
-            // create_new: mknod refused, so nothing is there; never follow or
-            // truncate something that appeared meanwhile
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            inroot::create_new(dir, name)?;
+            let file = inroot::open_entry(dir, name)?;
             nix::mount::mount(
                 Some(host),
-                path,
+                &inroot::proc_path(&file),
                 None::<&str>,
                 nix::mount::MsFlags::MS_BIND,
                 None::<&str>,
             )?;
             Ok(Node::Bound)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -123,31 +130,40 @@ fn make_node(
 /// stdin already is its terminal gets it as /dev/console (with a console
 /// socket the init binds its new terminal there itself, later).
 pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Result<(), InitError> {
-    // Resolved inside the root: this runs before pivot_root, where an image's
-    // `dev -> /etc` joined plainly would put the nodes in the host's /etc.
-    let dev = super::mounts::secure_join(root, Path::new("/dev"))
-        .map_err(|e| InitError::setup("find /dev in the root", e))?;
-    if !dev.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+    // Resolved inside the root and held open: this runs before pivot_root,
+    // where an image's `dev -> /etc` joined plainly, or a path swapped by
+    // someone sharing a volume, would put the nodes in the host's /etc.
+    let inroot = InRoot::open(root).map_err(|e| InitError::setup_chain("open the root", &e))?;
+    let dev = match inroot.open_path(Path::new("/dev")) {
+        Ok(dev) => dev,
+        Err(InRootError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(())
+        }
+        Err(e) => return Err(InitError::setup_chain("find /dev in the root", &e)),
+    };
+    if !fstat(&dev)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+    {
         return Ok(());
     }
     for (name, major, minor) in DEFAULT_DEVICES {
-        let path = dev.join(name);
-        let _ = std::fs::remove_file(&path);
+        let _ = unlinkat(&dev, *name, UnlinkatFlags::NoRemoveDir);
         let made = make_node(
-            &path,
+            &dev,
+            OsStr::new(name),
             SFlag::S_IFCHR,
             Mode::from_bits_truncate(0o666),
             makedev(*major, *minor),
             &Path::new("/dev").join(name),
         )
         .map_err(|e| InitError::setup(&format!("mknod /dev/{name}"), e))?;
-        if made == Node::Bound {
+        let Node::Made(node) = made else {
             continue;
-        }
+        };
         // mknod honours the umask; the nodes must be world-usable.
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
-            &path,
+            &inroot::proc_path(&node),
             Mode::from_bits_truncate(0o666),
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
@@ -158,13 +174,12 @@ pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Resul
         if *name == "core" && !Path::new(target).exists() {
             continue;
         }
-        let path = dev.join(name);
-        if path.symlink_metadata().is_err() {
-            std::os::unix::fs::symlink(target, &path)
-                .map_err(|e| InitError::setup(&format!("link /dev/{name}"), e))?;
+        match nix::unistd::symlinkat(*target, &dev, *name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(InitError::setup(&format!("link /dev/{name}"), e)),
         }
     }
-    add_spec_devices(root, spec)?;
+    add_spec_devices(&inroot, spec)?;
     // A terminal session gets the terminal as /dev/console, as `docker run -t` does.
     if console_from_stdin
         && spec
@@ -174,18 +189,15 @@ pub fn populate_dev(root: &Path, spec: &Spec, console_from_stdin: bool) -> Resul
             .unwrap_or(false)
     {
         if let Ok(tty) = std::fs::read_link("/proc/self/fd/0") {
-            let console = dev.join("console");
             // a /dev that is the image's own (no tmpfs in the spec) may hold a
             // `console -> /host/file` link, which a plain create would follow
-            let _ = std::fs::remove_file(&console);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&console)
+            let _ = unlinkat(&dev, "console", UnlinkatFlags::NoRemoveDir);
+            let console = inroot::create_new(&dev, OsStr::new("console"))
+                .and_then(|()| inroot::open_entry(&dev, OsStr::new("console")))
                 .map_err(|e| InitError::setup("create /dev/console", e))?;
             nix::mount::mount(
                 Some(&tty),
-                &console,
+                &inroot::proc_path(&console),
                 None::<&str>,
                 nix::mount::MsFlags::MS_BIND,
                 None::<&str>,

@@ -15,6 +15,7 @@ pub mod features;
 pub mod hooks;
 pub mod idmap;
 pub mod init;
+pub mod inroot;
 pub mod loopback;
 pub mod mounts;
 pub mod namespaces;

@@ -2,13 +2,15 @@
 //! (proc, sys, dev, volumes), pivot_root, masked and read-only paths.
 
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
 use super::failure::{InitError, Step};
+use super::inroot::{self, InRoot, InRootError};
 use super::security::paths;
 
 pub fn mount_overlay(
@@ -46,47 +48,6 @@ pub fn bind_self(root: &Path) -> Step {
         None::<&str>,
     )
     .map_err(|e| InitError::setup(&format!("bind {}", root.display()), e))
-}
-
-/// Joins `dest` under `root`, resolving symlinks as if `root` were "/", so an
-/// image cannot redirect a mount (say /proc -> /etc on the host) out of its root.
-/// More than 40 links is ELOOP, as the kernel says: handing back the 41st link
-/// unresolved would let whoever uses the path follow it on the host.
-pub fn secure_join(root: &Path, dest: &Path) -> std::io::Result<PathBuf> {
-    let mut out = root.to_path_buf();
-    let mut pending: Vec<PathBuf> = vec![dest.to_path_buf()];
-    let mut hops = 0;
-    while let Some(p) = pending.pop() {
-        let comps: Vec<Component> = p.components().collect();
-        for (i, c) in comps.iter().enumerate() {
-            match c {
-                Component::RootDir | Component::Prefix(_) => out = root.to_path_buf(),
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    if out != root {
-                        out.pop();
-                    }
-                }
-                Component::Normal(n) => {
-                    let next = out.join(n);
-                    match fs::read_link(&next) {
-                        Ok(_) if hops >= 40 => {
-                            return Err(std::io::Error::from_raw_os_error(libc::ELOOP))
-                        }
-                        Ok(target) => {
-                            hops += 1;
-                            let rest: PathBuf = comps[i + 1..].iter().collect();
-                            pending.push(rest);
-                            pending.push(target);
-                            break;
-                        }
-                        _ => out = next,
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 struct MountOptions {
@@ -245,96 +206,101 @@ fn parse_options(options: &[String]) -> MountOptions {
     o
 }
 
-/// Mounts every entry of `spec.mounts` under `root`, in order.
+/// Mounts every entry of `spec.mounts` under `root`, in order. Each
+/// destination is held as a descriptor inside the root and mounted on through
+/// it (see `inroot`): a path swapped after we looked cannot move the mount.
 pub fn mount_all(root: &Path, spec: &Spec, host_network: bool) -> Step {
     let host_cgroup2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let inroot = InRoot::open(root).map_err(|e| InitError::setup_chain("open the root", &e))?;
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_one(root, m, host_network, host_cgroup2)?;
+        mount_one(&inroot, root, m, host_network, host_cgroup2)?;
     }
     Ok(())
 }
 
-fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> Step {
+fn mount_one(
+    inroot: &InRoot,
+    root: &Path,
+    m: &Mount,
+    host_network: bool,
+    host_cgroup2: bool,
+) -> Step {
     let typ = m.typ().clone().unwrap_or_default();
     refuse_symlinked_kernel_fs(root, m.destination(), &typ)?;
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let what = format!("mount {} on {}", typ, m.destination().display());
-    let dest = secure_join(root, m.destination()).map_err(|e| InitError::setup(&what, e))?;
+    let in_root = |e: InRootError| InitError::setup_chain(&what, &e);
+    let dest = m.destination().as_path();
     let bind = opts.bind || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
 
     if typ == "cgroup" || typ == "cgroup2" {
         // cgroup2 (with our cgroup namespace) shows the container its own limits
         if !host_cgroup2 {
-            return cgroup_v1_view(&dest, opts.flags, &what);
+            return cgroup_v1_view(inroot, dest, opts.flags, &what);
         }
-        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        let under = inroot.mkdir_all(dest).map_err(in_root)?;
         return mount(
             Some("cgroup2"),
-            &dest,
+            &inroot::proc_path(&under),
             Some("cgroup2"),
             opts.flags,
             None::<&str>,
         )
         .map_err(|e| InitError::setup(&what, e));
     }
-    let bind_host_sys = |dest: &Path| -> Step {
-        fs::create_dir_all(dest).map_err(|e| InitError::setup(&what, e))?;
+    let bind_host_sys = |under: &OwnedFd| -> Step {
         mount(
             Some("/sys"),
-            dest,
+            &inroot::proc_path(under),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
         .map_err(|e| InitError::setup(&what, e))?;
-        remount_bind(dest, opts.flags | MsFlags::MS_RDONLY, &what)
+        let top = inroot.after_mount(dest, under).map_err(in_root)?;
+        remount_bind(
+            &inroot::proc_path(&top),
+            opts.flags | MsFlags::MS_RDONLY,
+            &what,
+        )
     };
     if typ == "sysfs" && host_network {
         // sysfs shows the network namespace of whoever mounts it; with the host's
         // network, bind the host's /sys read-only instead, as runc does.
-        return bind_host_sys(&dest);
+        let under = inroot.mkdir_all(dest).map_err(in_root)?;
+        return bind_host_sys(&under);
     }
     if typ == "sysfs" {
         // in a user namespace that does not own the network namespace (a
         // CNI network's), sysfs cannot be mounted: bind it, as runc does
-        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        let under = inroot.mkdir_all(dest).map_err(in_root)?;
         return match mount(
             Some("sysfs"),
-            &dest,
+            &inroot::proc_path(&under),
             Some("sysfs"),
             opts.flags,
             None::<&str>,
         ) {
-            Err(nix::errno::Errno::EPERM) => bind_host_sys(&dest),
+            Err(nix::errno::Errno::EPERM) => bind_host_sys(&under),
             other => other.map_err(|e| InitError::setup(&what, e)),
         };
     }
 
-    if bind {
+    let under = if bind {
         let src_meta = fs::metadata(&source)
             .map_err(|e| InitError::setup(&format!("bind mount source {}", source.display()), e))?;
-        if src_meta.is_dir() {
-            fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        let under = if src_meta.is_dir() {
+            inroot.mkdir_all(dest)
         } else {
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(|e| InitError::setup(&what, e))?;
-            }
-            // create_new: never truncates what is there, and never follows a
-            // link that appeared at dest after secure_join looked
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&dest)
-            {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(InitError::setup(&what, e)),
-            }
+            // made relative to its parent's descriptor: never truncates what
+            // is there, never follows a link put there since
+            inroot.create_file(dest)
         }
+        .map_err(in_root)?;
         mount(
             Some(&source),
-            &dest,
+            &inroot::proc_path(&under),
             None::<&str>,
             MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
             None::<&str>,
@@ -345,26 +311,39 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
                 e,
             )
         })?;
-        let extra = opts.flags & !MsFlags::MS_REC;
-        if !extra.is_empty() {
-            remount_bind(&dest, extra, &what)?;
-        }
+        under
     } else {
-        fs::create_dir_all(&dest).map_err(|e| InitError::setup(&what, e))?;
+        let under = inroot.mkdir_all(dest).map_err(in_root)?;
         let data = opts.data.join(",");
         mount(
             Some(&source),
-            &dest,
+            &inroot::proc_path(&under),
             Some(typ.as_str()),
             opts.flags,
             (!data.is_empty()).then_some(data.as_str()),
         )
         .map_err(|e| InitError::setup(&what, e))?;
+        under
+    };
+    let extra = opts.flags & !MsFlags::MS_REC;
+    let more = (bind && !extra.is_empty())
+        || !opts.propagation.is_empty()
+        || opts.attr_set != 0
+        || opts.attr_clr != 0;
+    if !more {
+        return Ok(());
+    }
+    // the descriptor from before names the directory under the new mount;
+    // what follows changes the mount, found again at the same place
+    let top = inroot.after_mount(dest, &under).map_err(in_root)?;
+    let top = inroot::proc_path(&top);
+    if bind && !extra.is_empty() {
+        remount_bind(&top, extra, &what)?;
     }
     if !opts.propagation.is_empty() {
         mount(
             None::<&str>,
-            &dest,
+            &top,
             None::<&str>,
             opts.propagation,
             None::<&str>,
@@ -372,7 +351,7 @@ fn mount_one(root: &Path, m: &Mount, host_network: bool, host_cgroup2: bool) -> 
         .map_err(|e| InitError::setup(&what, e))?;
     }
     if opts.attr_set != 0 || opts.attr_clr != 0 {
-        set_recursive_attrs(&dest, opts.attr_set, opts.attr_clr, &what)?;
+        set_recursive_attrs(&top, opts.attr_set, opts.attr_clr, &what)?;
     }
     Ok(())
 }
@@ -401,13 +380,24 @@ fn refuse_symlinked_kernel_fs(root: &Path, dest: &Path, typ: &str) -> Step {
 /// container's own cgroup (the root of our cgroup namespace), and the host's
 /// links for co-mounted controllers (`cpu -> cpu,cpuacct`). The hybrid layout's
 /// controller-less cgroup2 (`unified`) is left out, as Docker's.
-fn cgroup_v1_view(dest: &Path, flags: MsFlags, what: &str) -> Step {
+fn cgroup_v1_view(inroot: &InRoot, dest: &Path, flags: MsFlags, what: &str) -> Step {
     let setup = |e: std::io::Error| InitError::setup(what, e);
+    let in_root = |e: InRootError| InitError::setup_chain(what, &e);
     let hierarchies = host_v1_hierarchies();
-    fs::create_dir_all(dest).map_err(setup)?;
+    let under = inroot.mkdir_all(dest).map_err(in_root)?;
     let rw = flags & !MsFlags::MS_RDONLY;
-    mount(Some("tmpfs"), dest, Some("tmpfs"), rw, Some("mode=755"))
-        .map_err(|e| InitError::setup(what, e))?;
+    mount(
+        Some("tmpfs"),
+        &inroot::proc_path(&under),
+        Some("tmpfs"),
+        rw,
+        Some("mode=755"),
+    )
+    .map_err(|e| InitError::setup(what, e))?;
+    // a fresh tmpfs in our own mount namespace: nobody else reaches below it,
+    // so its entries are named by path from its descriptor
+    let top = inroot.after_mount(dest, &under).map_err(in_root)?;
+    let dest = &inroot::proc_path(&top);
     for (name, subsystems) in &hierarchies {
         let dir = dest.join(name);
         fs::create_dir(&dir).map_err(setup)?;
@@ -560,49 +550,6 @@ pub fn remount_root_readonly() -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secure_join_stays_inside_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("real")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
-        std::os::unix::fs::symlink("../../../..", root.join("up")).unwrap();
-        let join = |p: &str| secure_join(root, Path::new(p)).unwrap();
-        assert_eq!(join("/abs/passwd"), root.join("etc/passwd"));
-        assert_eq!(join("/up/x"), root.join("x"));
-        assert_eq!(join("/real/../proc"), root.join("proc"));
-    }
-
-    /// A chain of more links than the kernel follows, ending at a host directory:
-    /// the last link must not come back unresolved (a mount or mkdir on it would
-    /// follow it on the host).
-    #[test]
-    fn secure_join_refuses_too_many_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        fs::create_dir_all(&root).unwrap();
-        fs::create_dir_all(&outside).unwrap();
-        for i in 0..41 {
-            std::os::unix::fs::symlink(format!("l{}", i + 1), root.join(format!("l{i}"))).unwrap();
-        }
-        std::os::unix::fs::symlink(&outside, root.join("l41")).unwrap();
-        match secure_join(&root, Path::new("/l0")) {
-            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
-            Ok(p) => {
-                let real = fs::canonicalize(&p).unwrap_or(p);
-                panic!("resolved to {real:?}, outside {root:?}: should be ELOOP")
-            }
-        }
-        // 40 links are still followed, to a place inside the root
-        fs::remove_file(root.join("l39")).unwrap();
-        std::os::unix::fs::symlink("/inside", root.join("l39")).unwrap();
-        assert_eq!(
-            secure_join(&root, Path::new("/l0/x")).unwrap(),
-            root.join("inside/x")
-        );
-    }
 
     #[test]
     fn parses_mount_options() {
