@@ -20,6 +20,7 @@ fn layout() -> (tempfile::TempDir, PathBuf, PathBuf) {
     fs::create_dir_all(&outside).unwrap();
     fs::write(outside.join("marker"), b"host").unwrap();
     symlink("/etc", root.join("abs")).unwrap();
+    symlink("/etc", root.join("real/sub/abs")).unwrap();
     symlink("../../../..", root.join("up")).unwrap();
     symlink("real/sub/../../../..", root.join("updeep")).unwrap();
     symlink(&outside, root.join("host")).unwrap();
@@ -39,6 +40,7 @@ fn resolution_stays_inside_the_root() {
             fd_path(&fd).unwrap()
         };
         assert_eq!(at("abs"), real.join("etc"), "{name}");
+        assert_eq!(at("real/sub/abs"), real.join("etc"), "{name}");
         assert_eq!(at("up"), real, "{name}");
         assert_eq!(at("updeep"), real, "{name}");
         assert_eq!(at("up/etc"), real.join("etc"), "{name}");
