@@ -804,20 +804,32 @@ impl NetRun for Lab {
 fn doctor_reports_network_support() {
     let Some(lab) = lab() else { return };
     let r = lab.tb(&["doctor"]);
-    for name in ["bridge", "veth", "netfilter", "ip_forward", "cni plugins"] {
+    for name in [
+        "bridge",
+        "veth",
+        "netfilter",
+        "ip_forward",
+        "cni plugins",
+        "socket lb",
+    ] {
         let line = r
             .stdout
             .lines()
             .find(|l| l[5..].starts_with(&format!("{name} ")))
             .unwrap_or_else(|| panic!("no {name} line in {}", r.stdout));
         // forwarding may still be off on a fresh host before any bridge exists
-        let allowed = if name == "ip_forward" {
+        // the socket path is optional: off (and why) is a warning, DNAT serves
+        let allowed = if name == "ip_forward" || name == "socket lb" {
             &["ok", "warn"][..]
         } else {
             &["ok"][..]
         };
         assert!(allowed.iter().any(|s| line.starts_with(s)), "{line}");
     }
+    // off (a warning, with the reason) exactly where the kernel refuses the program
+    let lb = r.stdout.lines().find(|l| l.contains("socket lb")).unwrap();
+    let off = matches!(socket_lb::status(), socket_lb::Status::Off(_));
+    assert_eq!(lb.starts_with("warn") && lb.contains("off: "), off, "{lb}");
     let netfilter = r.stdout.lines().find(|l| l.contains("netfilter")).unwrap();
     let backend = host("iptables", &["--version"]);
     let expected = if backend.contains("nf_tables") {
