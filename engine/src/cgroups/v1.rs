@@ -372,6 +372,16 @@ impl V1 {
     pub(super) fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
         let hs = self.hierarchies()?;
         let dirs = self.existing_dirs(&hs);
+        // Nothing in any hierarchy (the usual case after a container's init
+        // and, with it, its PID namespace are gone): nothing can fork either,
+        // so the freezer's round trips are skipped.
+        let mut present = BTreeSet::new();
+        for dir in &dirs {
+            collect_procs(dir, &mut present)?;
+        }
+        if present.is_empty() {
+            return Ok(());
+        }
         let freezer = self.dir_of(&hs, "freezer").filter(|d| d.is_dir());
         let frozen = match &freezer {
             Some(dir) if !contains_self(dir) => freeze(dir),

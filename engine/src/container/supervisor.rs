@@ -216,9 +216,12 @@ fn run_once(
     signals::stop_forwarding();
     let stopped = restart::stopped_by_user(container);
     if let Some(cg) = &spawned.cgroup {
-        if let Ok(usage) = cg.usage() {
-            state.oom_killed = usage.oom_kills.unwrap_or(0) > 0;
-            state.memory_peak_bytes = usage.memory_peak_bytes;
+        // read for the exited record, which a `--rm` container does not get
+        if !container.options.auto_remove {
+            if let Ok(usage) = cg.usage() {
+                state.oom_killed = usage.oom_kills.unwrap_or(0) > 0;
+                state.memory_peak_bytes = usage.memory_peak_bytes;
+            }
         }
         let _ = cg.kill_all(libc::SIGKILL);
         if let Err(e) = cg.destroy() {
