@@ -11,12 +11,20 @@
 //! queue: every entry is first opened (O_PATH), so unlink and rmdir only
 //! drop names, and the blocks are freed when the descriptors are closed,
 //! from several threads, outside any directory lock.
+//!
+//! Better still, nobody waits for them: once the names are gone the
+//! directory is removed as far as anyone can see, and what remains is the
+//! file system giving its blocks back, which a journalled ext4 does later,
+//! at its commit, anyway. The descriptors are handed to a short-lived
+//! child process that closes them and exits; the caller returns at once.
+//! If that process cannot start, the threads do it.
 
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// At most this many threads free blocks at once.
 const MAX_THREADS: usize = 4;
@@ -67,8 +75,67 @@ fn remove_holding(grave: &Path) -> io::Result<bool> {
     for d in dirs.iter().rev() {
         fs::remove_dir(d)?;
     }
-    close_in_parallel(held);
+    if let Err(held) = close_in_background(held) {
+        close_in_parallel(held);
+    }
     Ok(true)
+}
+
+/// Closes the descriptors in a child process nobody waits for. The caller
+/// goes on at once; a command exits soon after (init reaps the child), and a
+/// process that lives on reaps its finished closers at its next removal, so
+/// at most the closers still running are left. Gives the descriptors back if
+/// no process could be made.
+fn close_in_background(held: Vec<OwnedFd>) -> Result<(), Vec<OwnedFd>> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut closers = CLOSERS.lock().unwrap_or_else(|e| e.into_inner());
+    closers.retain(|&pid| {
+        // SAFETY: polls a child of ours without blocking.
+        let done = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        done == 0
+    });
+    let mut fds: Vec<RawFd> = held.iter().map(AsRawFd::as_raw_fd).collect();
+    fds.sort_unstable();
+    // SAFETY: the child only makes async-signal-safe calls (close_range,
+    // close, _exit) on memory prepared before the fork, so a multi-threaded
+    // caller is fine.
+    let child = unsafe { libc::fork() };
+    match child {
+        -1 => return Err(held),
+        // SAFETY: as above.
+        0 => unsafe {
+            close_all_but(&fds);
+            for &fd in &fds {
+                libc::close(fd);
+            }
+            libc::_exit(0)
+        },
+        pid => closers.push(pid),
+    }
+    // our copies: the child holds the last references
+    drop(held);
+    Ok(())
+}
+
+/// The closer processes this process started and has not reaped yet.
+static CLOSERS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// Closes every descriptor except `keep` (sorted): the closer must not
+/// hold the caller's pipes open (a reader of its output would wait for it).
+fn close_all_but(keep: &[RawFd]) {
+    let mut first: libc::c_uint = 0;
+    for &fd in keep {
+        let fd = fd as libc::c_uint;
+        if fd > first {
+            // SAFETY: close_range only closes descriptors of this process.
+            unsafe { libc::syscall(libc::SYS_close_range, first, fd - 1, 0) };
+        }
+        first = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
 }
 
 /// The entry itself (a symlink is not followed), as a reference that keeps
