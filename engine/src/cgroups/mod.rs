@@ -196,6 +196,10 @@ pub struct Resources {
     /// Device access rules in order, as the v1 device controller takes them:
     /// (allow, "TYPE MAJOR:MINOR ACCESS"), e.g. (false, "a *:* rwm").
     pub device_rules: Vec<(bool, String)>,
+    /// OCI `linux.resources.unified`: cgroup v2 files and the values written
+    /// to them as given, after the limits above (v2 only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unified: Vec<(String, String)>,
 }
 
 impl Resources {
@@ -203,6 +207,14 @@ impl Resources {
     /// flag gives a clear message instead of an EINVAL half-way through `create`.
     pub fn validate(&self) -> Result<(), CgroupError> {
         let bad = |m: String| Err(CgroupError::InvalidResources(m));
+        for (file, _) in &self.unified {
+            // a file of this cgroup, never one of its parent's or children's
+            if file.is_empty() || file.contains('/') || file.starts_with('.') {
+                return bad(format!(
+                    "linux.resources.unified key {file:?} is not a cgroup file name: use e.g. cpu.max"
+                ));
+            }
+        }
         if let Some(m) = self.memory_bytes {
             if m < MIN_MEMORY_BYTES {
                 return bad(format!(
@@ -985,6 +997,7 @@ mod tests {
             cpu_shares: Some(512),
             pids_max: Some(0),
             device_rules: Vec::new(),
+            unified: Vec::new(),
         };
         ok.validate().unwrap();
         let bad = [
@@ -1007,6 +1020,10 @@ mod tests {
             },
             Resources {
                 cpu_period_us: Some(10),
+                ..Default::default()
+            },
+            Resources {
+                unified: vec![("../cpu.max".into(), "max".into())],
                 ..Default::default()
             },
         ];

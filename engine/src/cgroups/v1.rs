@@ -171,6 +171,11 @@ impl V1 {
     }
 
     pub(super) fn create(&self, res: &Resources) -> Result<(), CgroupError> {
+        if let Some((file, _)) = res.unified.first() {
+            return Err(CgroupError::InvalidResources(format!(
+                "linux.resources.unified ({file}) needs cgroup v2, and this host mounts v1"
+            )));
+        }
         let hs = self.hierarchies()?;
         if !hs.iter().any(Hierarchy::controls) {
             return Err(CgroupError::NoCgroupFs {
@@ -511,6 +516,7 @@ mod tests {
             cpu_shares: Some(512),
             pids_max: Some(10),
             device_rules: vec![(false, "a *:* rwm".into()), (true, "c 1:3 rwm".into())],
+            unified: Vec::new(),
         }
     }
 
@@ -556,6 +562,20 @@ mod tests {
         assert!(root.join("systemd/twinbox").is_dir());
         assert!(!root.join("unified/twinbox").exists());
         assert_eq!(cg.path(), dir("memory"));
+    }
+
+    #[test]
+    fn unified_files_need_cgroup_v2() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path(), true);
+        let cg = Cgroup::new(tmp.path(), Path::new("twinbox/u")).unwrap();
+        let res = Resources {
+            unified: vec![("cpu.max".into(), "max".into())],
+            ..limits()
+        };
+        let err = cg.create(&res).unwrap_err().to_string();
+        assert!(err.contains("needs cgroup v2"), "{err}");
+        assert!(!cg.exists(), "nothing left behind");
     }
 
     #[test]

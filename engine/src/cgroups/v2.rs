@@ -114,6 +114,9 @@ impl V2 {
         if !res.device_rules.is_empty() {
             device_filter::apply(&dir, &res.device_rules)?;
         }
+        for (file, value) in &res.unified {
+            write_value(&dir.join(file), value)?;
+        }
         Ok(())
     }
 
@@ -312,6 +315,7 @@ mod tests {
             cpu_shares: Some(1024),
             pids_max: Some(10),
             device_rules: Vec::new(),
+            unified: vec![("cpu.max".into(), "500000 1000000".into())],
         })
         .unwrap();
         let want = set(&["memory", "cpu", "pids"]);
@@ -323,7 +327,8 @@ mod tests {
         assert!(!leaf.join("cgroup.subtree_control").exists());
         assert_eq!(read(&leaf.join("memory.max")), "67108864");
         assert_eq!(read(&leaf.join("memory.swap.max")), "33554432");
-        assert_eq!(read(&leaf.join("cpu.max")), "50000 100000");
+        // linux.resources.unified is written last, over the limits
+        assert_eq!(read(&leaf.join("cpu.max")), "500000 1000000");
         assert_eq!(read(&leaf.join("cpu.weight")), "100");
         assert_eq!(read(&leaf.join("pids.max")), "10");
         assert_eq!(cg.path(), leaf);

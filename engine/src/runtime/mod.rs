@@ -211,6 +211,10 @@ pub fn resources_from(res: &oci_spec::runtime::LinuxResources) -> Resources {
     if let Some(p) = res.pids() {
         r.pids_max = Some(p.limit()).filter(|l| *l > 0);
     }
+    if let Some(u) = res.unified() {
+        r.unified = u.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        r.unified.sort();
+    }
     // "a *:* rwm": the OCI rule's fields, with * for any
     for d in res.devices().iter().flatten() {
         let typ = d
