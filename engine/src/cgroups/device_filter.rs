@@ -15,16 +15,19 @@
 //! a request asking for any bit it names.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::util::bpf;
+pub(crate) use crate::util::bpf::Insn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceFilterError {
     #[error("invalid device rule {rule:?}: {why}: use \"TYPE MAJOR:MINOR ACCESS\" with type a, b or c, numbers or *, and access of r, w, m")]
     InvalidRule { rule: String, why: String },
-    #[error("cannot load the device filter program: {source}: the kernel needs CONFIG_CGROUP_BPF and the caller CAP_SYS_ADMIN{}", verifier_log(.log))]
-    Load { source: io::Error, log: String },
+    #[error("cannot load the device filter program: {source}: the kernel needs CONFIG_CGROUP_BPF and the caller CAP_SYS_ADMIN")]
+    Load { source: io::Error },
     #[error(
         "cannot open cgroup directory {path}: {source}: is it a cgroup2 directory that exists?"
     )]
@@ -43,14 +46,6 @@ pub enum DeviceFilterError {
         id: u32,
         source: io::Error,
     },
-}
-
-fn verifier_log(log: &str) -> String {
-    if log.trim().is_empty() {
-        String::new()
-    } else {
-        format!("; verifier log: {}", log.trim())
-    }
 }
 
 /// bpf_cgroup_dev_ctx.access_type's low half.
@@ -143,17 +138,6 @@ pub(crate) fn parse_rules(rules: &[(bool, String)]) -> Result<Vec<DeviceRule>, D
         .iter()
         .map(|(allow, rule)| DeviceRule::parse(*allow, rule))
         .collect()
-}
-
-/// One eBPF instruction, laid out as the kernel's struct bpf_insn.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Insn {
-    pub code: u8,
-    /// dst_reg in the low nibble, src_reg in the high one.
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
 }
 
 // Opcodes used here (class | op | source).
@@ -255,128 +239,28 @@ fn block(rule: &DeviceRule) -> Vec<Insn> {
     out
 }
 
-// bpf(2) commands, program type, attach type and flags (linux/bpf.h).
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_DETACH: libc::c_long = 9;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_PROG_QUERY: libc::c_long = 16;
+// Program type and attach type (linux/bpf.h).
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
 
-/// The BPF_PROG_LOAD part of union bpf_attr (the fields up to
-/// expected_attach_type; the kernel zero-fills what is not passed).
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-/// The BPF_PROG_ATTACH / BPF_PROG_DETACH part of union bpf_attr.
-#[repr(C)]
-#[derive(Default)]
-struct AttachAttr {
-    target_fd: u32,
-    attach_bpf_fd: u32,
-    attach_type: u32,
-    attach_flags: u32,
-}
-
-/// The BPF_PROG_QUERY part of union bpf_attr.
-#[repr(C)]
-#[derive(Default)]
-struct QueryAttr {
-    target_fd: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-}
-
-/// The BPF_PROG_GET_FD_BY_ID part of union bpf_attr.
-#[repr(C)]
-#[derive(Default)]
-struct GetFdAttr {
-    prog_id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
-
-/// bpf(cmd, attr, sizeof attr): the result, or the errno.
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: attr is a live, initialised #[repr(C)] prefix of union bpf_attr
-    // of the given size; any pointers inside it point at buffers the caller
-    // keeps alive for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn owned_fd(fd: libc::c_long) -> OwnedFd {
-    // SAFETY: fd was just returned by bpf(2) as a new descriptor that nothing
-    // else owns.
-    unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }
-}
-
-/// Loads the program; on a failure the load is repeated with the verifier's
-/// log, which goes into the error.
+/// Loads the program; on a refusal the verifier's last lines are in the error.
 pub(crate) fn load(insns: &[Insn]) -> Result<OwnedFd, DeviceFilterError> {
-    const LICENSE: &[u8] = b"Apache-2.0\0";
-    let mut name = [0u8; 16];
-    name[..14].copy_from_slice(b"twinbox_device");
-    let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: LICENSE.as_ptr() as u64,
-        prog_name: name,
-        ..Default::default()
-    };
-    let source = match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => return Ok(owned_fd(fd)),
-        Err(e) => e,
-    };
-    let mut log = vec![0u8; 64 * 1024];
-    attr.log_level = 1;
-    attr.log_size = log.len() as u32;
-    attr.log_buf = log.as_mut_ptr() as u64;
-    if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr) {
-        // loaded the second time: use it
-        return Ok(owned_fd(fd));
-    }
-    let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-    let log = String::from_utf8_lossy(&log[..end]).into_owned();
-    Err(DeviceFilterError::Load { source, log })
+    bpf::prog_load(
+        BPF_PROG_TYPE_CGROUP_DEVICE,
+        0,
+        insns,
+        "Apache-2.0",
+        "twinbox_device",
+    )
+    .map_err(|source| DeviceFilterError::Load { source })
 }
 
-fn open_cgroup(dir: &Path) -> Result<std::fs::File, DeviceFilterError> {
+fn open_cgroup(dir: &Path) -> Result<OwnedFd, DeviceFilterError> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(dir)
+        .map(OwnedFd::from)
         .map_err(|source| DeviceFilterError::OpenCgroup {
             path: dir.to_path_buf(),
             source,
@@ -389,21 +273,11 @@ pub(crate) fn attached(dir: &Path) -> Result<Vec<u32>, DeviceFilterError> {
     query(&open_cgroup(dir)?, dir)
 }
 
-fn query(cgroup: &std::fs::File, dir: &Path) -> Result<Vec<u32>, DeviceFilterError> {
-    let mut ids = vec![0u32; 64];
-    let mut attr = QueryAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_QUERY, &mut attr).map_err(|source| DeviceFilterError::Query {
+fn query(cgroup: &OwnedFd, dir: &Path) -> Result<Vec<u32>, DeviceFilterError> {
+    bpf::prog_query(cgroup, BPF_CGROUP_DEVICE).map_err(|source| DeviceFilterError::Query {
         path: dir.to_path_buf(),
         source,
-    })?;
-    ids.truncate(attr.prog_cnt as usize);
-    Ok(ids)
+    })
 }
 
 /// Enforces `rules` on the cgroup2 directory `dir`: loads their program,
@@ -415,34 +289,20 @@ pub(crate) fn apply(dir: &Path, rules: &[(bool, String)]) -> Result<(), DeviceFi
     let prog = load(&insns)?;
     let cgroup = open_cgroup(dir)?;
     let previous = query(&cgroup, dir)?;
-    let mut attr = AttachAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-    };
-    bpf(BPF_PROG_ATTACH, &mut attr).map_err(|source| DeviceFilterError::Attach {
-        path: dir.to_path_buf(),
-        source,
+    bpf::prog_attach(&cgroup, &prog, BPF_CGROUP_DEVICE, bpf::F_ALLOW_MULTI).map_err(|source| {
+        DeviceFilterError::Attach {
+            path: dir.to_path_buf(),
+            source,
+        }
     })?;
     for id in previous {
-        let detach_err = |source| DeviceFilterError::Detach {
-            path: dir.to_path_buf(),
-            id,
-            source,
-        };
-        let mut get = GetFdAttr {
-            prog_id: id,
-            ..Default::default()
-        };
-        let old = owned_fd(bpf(BPF_PROG_GET_FD_BY_ID, &mut get).map_err(detach_err)?);
-        let mut attr = AttachAttr {
-            target_fd: cgroup.as_raw_fd() as u32,
-            attach_bpf_fd: old.as_raw_fd() as u32,
-            attach_type: BPF_CGROUP_DEVICE,
-            attach_flags: 0,
-        };
-        bpf(BPF_PROG_DETACH, &mut attr).map_err(detach_err)?;
+        bpf::prog_fd_by_id(id)
+            .and_then(|old| bpf::prog_detach(&cgroup, &old, BPF_CGROUP_DEVICE))
+            .map_err(|source| DeviceFilterError::Detach {
+                path: dir.to_path_buf(),
+                id,
+                source,
+            })?;
     }
     tracing::debug!(path = %dir.display(), insns = insns.len(), "device filter attached");
     Ok(())
@@ -451,6 +311,7 @@ pub(crate) fn apply(dir: &Path, rules: &[(bool, String)]) -> Result<(), DeviceFi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd};
 
     /// Runs `insns` the way the kernel would on one request, for the
     /// instructions `program` emits; checks every jump stays inside.
@@ -834,10 +695,7 @@ mod tests {
             text.starts_with("cannot load the device filter program: "),
             "{text}"
         );
-        assert!(
-            text.contains("verifier log: ") && text.contains("R0"),
-            "{text}"
-        );
+        assert!(text.contains("verifier: ") && text.contains("R0"), "{text}");
         assert!(std::error::Error::source(&err).is_some());
     }
 }

@@ -3,7 +3,6 @@
 //! in the store (`networks/NAME.conflist`) whose plugins twinbox runs on a
 //! persistent namespace (see `netns`) before the container starts and after it ends.
 
-pub mod bpf;
 pub mod cni;
 pub mod config;
 pub mod leases;

@@ -52,7 +52,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use super::bpf::{self, Asm, Insn, FP, R0, R1, R2, R6, R7, R8, R9};
+use crate::util::bpf::{self, Asm, Insn, FP, R0, R1, R2, R6, R7, R8, R9};
 
 /// The program's and the map's name: how later processes recognise them.
 pub const NAME: &str = "twinbox_lb";

@@ -1,6 +1,7 @@
-//! Just enough eBPF for `socket_lb`: an assembler for the few instructions its
-//! program uses (with labels, so jumps are written by name, not by counting),
-//! and the `bpf()` commands it needs, called through libc. No compiler, no
+//! Just enough eBPF for twinbox's two programs: an assembler for the few
+//! instructions `network::socket_lb`'s program uses (with labels, so jumps are
+//! written by name, not by counting), and the `bpf()` commands both it and the
+//! cgroup v2 device filter (`cgroups::device_filter`) need, called through libc. No compiler, no
 //! object files, no bpffs: the program is built here as instructions and the
 //! kernel keeps it alive for as long as it is attached to a cgroup.
 //!
