@@ -262,6 +262,13 @@ fn edit_spec(bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
 }
 
+/// `runtime create` fails and its error names `needle`.
+fn create_refused(lab: &Lab, bundle: &Path, id: &str, needle: &str) {
+    let refused = create(lab, bundle, id, &[]);
+    assert_ne!(refused.code, 0, "{id} was created");
+    assert!(refused.stderr.contains(needle), "{}", refused.stderr);
+}
+
 /// `runtime create`, with the init's stdio on a file (it keeps it until it exits).
 fn create(lab: &Lab, bundle: &Path, id: &str, extra: &[&str]) -> Run {
     let log = lab.root().join(format!("create-{id}.log"));
@@ -739,13 +746,7 @@ fn time_namespace_offsets_reach_the_init_and_exec() {
             .unwrap()
             .retain(|n| n["type"] != "time");
     });
-    let refused = create(&lab, &b, &format!("{id}-no-ns"), &[]);
-    assert_ne!(refused.code, 0);
-    assert!(
-        refused.stderr.contains("time namespace"),
-        "{}",
-        refused.stderr
-    );
+    create_refused(&lab, &b, &format!("{id}-no-ns"), "time namespace");
 }
 
 /// `domainname` is set in the container's UTS namespace (it was ignored:
@@ -815,9 +816,7 @@ fn io_priority_is_set_and_a_bad_oci_version_is_refused() {
     assert_eq!(runtime(&lab, &["delete", "--force", &id]).code, 0);
 
     edit_spec(&b, |s| s["ociVersion"] = "invalid".into());
-    let refused = create(&lab, &b, &format!("{id}-bad-version"), &[]);
-    assert_ne!(refused.code, 0);
-    assert!(refused.stderr.contains("ociVersion"), "{}", refused.stderr);
+    create_refused(&lab, &b, &format!("{id}-bad-version"), "ociVersion");
     assert_eq!(status_of(&lab, &format!("{id}-bad-version")), "gone");
 }
 
@@ -848,13 +847,7 @@ fn memory_policy_binds_the_init_and_bad_nodes_are_refused() {
     edit_spec(&b, |s| {
         s["linux"]["memoryPolicy"]["nodes"] = "0-9876543210".into()
     });
-    let refused = create(&lab, &b, &format!("{id}-bad"), &[]);
-    assert_ne!(refused.code, 0);
-    assert!(
-        refused.stderr.contains("memoryPolicy"),
-        "{}",
-        refused.stderr
-    );
+    create_refused(&lab, &b, &format!("{id}-bad"), "memoryPolicy");
 }
 
 #[test]
@@ -1113,12 +1106,6 @@ fn user_namespace_maps_root_to_an_unprivileged_range() {
         let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
         ns.retain(|n| n["type"] != "user");
     });
-    let refused = create(&lab, &b, &id, &[]);
-    assert_ne!(refused.code, 0);
-    assert!(
-        refused.stderr.contains("need a user namespace"),
-        "{}",
-        refused.stderr
-    );
+    create_refused(&lab, &b, &id, "need a user namespace");
     assert!(!lab.root().join("runtime-state").join(&id).exists());
 }
