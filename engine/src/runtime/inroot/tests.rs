@@ -2,7 +2,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 
 use super::*;
-use crate::runtime::security::testutil::{in_child, is_root};
+use crate::runtime::security::testutil::{in_child, is_root, private_mount_namespace};
 
 type Resolver = fn(&OwnedFd, &Path) -> io::Result<OwnedFd>;
 
@@ -148,18 +148,7 @@ fn a_mount_on_the_descriptor_survives_a_swapped_path() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("mounted"), b"").unwrap();
     let code = in_child(|| {
-        // SAFETY: plain system calls in the forked child.
-        let private = unsafe {
-            libc::unshare(libc::CLONE_NEWNS) == 0
-                && libc::mount(
-                    c"none".as_ptr(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) == 0
-        };
-        if !private {
+        if !private_mount_namespace() {
             return 10;
         }
         let Ok(inroot) = InRoot::open(&root) else {

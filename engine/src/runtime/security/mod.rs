@@ -211,6 +211,22 @@ pub(crate) mod testutil {
         }
     }
 
+    /// In a child: a private mount namespace, so nothing mounted leaks to
+    /// the host. Plain system calls only, as `in_child` asks.
+    pub fn private_mount_namespace() -> bool {
+        // SAFETY: unshare and mount on constant, NUL-terminated strings.
+        unsafe {
+            libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+        }
+    }
+
     /// The calling thread's errno.
     pub fn errno() -> i32 {
         std::io::Error::last_os_error().raw_os_error().unwrap_or(0)

@@ -188,7 +188,7 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
     use std::path::PathBuf;
 
-    use super::super::testutil::{errno, in_child, is_root};
+    use super::super::testutil::{errno, in_child, is_root, private_mount_namespace};
     use super::*;
 
     #[test]
@@ -238,21 +238,6 @@ mod tests {
 
     fn cstring(path: &Path) -> CString {
         CString::new(path.as_os_str().as_bytes()).unwrap()
-    }
-
-    /// In a child with a private mount namespace (nothing leaks to the host).
-    fn private_mount_namespace() -> bool {
-        // SAFETY: plain system calls in the forked child.
-        unsafe {
-            libc::unshare(libc::CLONE_NEWNS) == 0
-                && libc::mount(
-                    c"none".as_ptr(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) == 0
-        }
     }
 
     #[test]
