@@ -395,11 +395,16 @@ fn clone_init(
     let flags = plan.clone_flags();
     // cgroup v2: born in the cgroup (clone3 with CLONE_INTO_CGROUP, 5.7+)
     let into = cgroup.and_then(Cgroup::clone_into_fd);
-    let entered = ParentJoins::enter(plan)?;
-    let born_in = into
-        .as_ref()
-        .and_then(|fd| clone_into_cgroup(flags, fd, &ctx));
-    entered.leave()?;
+    let born_in = match &into {
+        Some(fd) => {
+            let entered = ParentJoins::enter(plan)?;
+            let born = clone_into_cgroup(flags, fd, &ctx);
+            entered.leave()?;
+            born
+        }
+        // nothing to be born in: the joins are entered once, below
+        None => None,
+    };
     let pid = match born_in {
         Some(pid) => pid?,
         None => {
