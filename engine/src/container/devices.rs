@@ -9,6 +9,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 use serde::{Deserialize, Serialize};
 
 use super::{ContainerError, Result};
+use crate::runtime::devices::{allow_rule, default_allowed};
 
 /// One `--device`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,26 +154,11 @@ pub fn host_devices() -> Vec<LinuxDevice> {
     out
 }
 
-fn rule(
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(true);
-    r.set_typ(Some(typ));
-    r.set_major(major);
-    r.set_minor(minor);
-    r.set_access(Some(access.to_string()));
-    r
-}
-
 /// The device cgroup rules: deny all, then Docker's default allow list (mknod
 /// of anything; the standard nodes, terminals, /dev/net/tun), then each `--device` with its
 /// permissions; with `--privileged`, allow all.
 pub fn cgroup_rules(privileged: bool, added: &[(LinuxDevice, String)]) -> Vec<LinuxDeviceCgroup> {
-    use LinuxDeviceType::{A, B, C};
+    use LinuxDeviceType::{A, C};
     let mut all = LinuxDeviceCgroup::default();
     all.set_allow(privileged);
     all.set_typ(Some(A));
@@ -180,23 +166,16 @@ pub fn cgroup_rules(privileged: bool, added: &[(LinuxDevice, String)]) -> Vec<Li
     if privileged {
         return vec![all];
     }
-    let mut rules = vec![
-        all,
-        rule(C, None, None, "m"),
-        rule(B, None, None, "m"),
-        rule(C, Some(1), Some(3), "rwm"),
-        rule(C, Some(1), Some(8), "rwm"),
-        rule(C, Some(1), Some(7), "rwm"),
-        rule(C, Some(5), Some(0), "rwm"),
-        rule(C, Some(1), Some(5), "rwm"),
-        rule(C, Some(1), Some(9), "rwm"),
-        rule(C, Some(5), Some(1), "rwm"),
-        rule(C, Some(136), None, "rwm"),
-        rule(C, Some(5), Some(2), "rwm"),
-        rule(C, Some(10), Some(200), "rwm"),
-    ];
+    let mut rules = vec![all];
+    rules.extend(default_allowed());
+    rules.push(allow_rule(C, Some(10), Some(200), "rwm"));
     for (d, access) in added {
-        rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), access));
+        rules.push(allow_rule(
+            d.typ(),
+            Some(d.major()),
+            Some(d.minor()),
+            access,
+        ));
     }
     rules
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use nix::sys::stat::{fstat, makedev, mknodat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
 use super::failure::InitError;
 use super::inroot::{self, InRoot, InRootError};
@@ -22,6 +22,42 @@ pub const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("urandom", 1, 9),
     ("tty", 5, 0),
 ];
+
+/// An allow rule of the device cgroup.
+pub fn allow_rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_string()));
+    r
+}
+
+/// The device cgroup's default allow list, runc 1.1's AllowedDevices and
+/// Docker's: mknod of any character or block device, and null, random,
+/// full, tty, zero, urandom, console, the pts and ptmx.
+pub fn default_allowed() -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{B, C};
+    vec![
+        allow_rule(C, None, None, "m"),
+        allow_rule(B, None, None, "m"),
+        allow_rule(C, Some(1), Some(3), "rwm"),
+        allow_rule(C, Some(1), Some(8), "rwm"),
+        allow_rule(C, Some(1), Some(7), "rwm"),
+        allow_rule(C, Some(5), Some(0), "rwm"),
+        allow_rule(C, Some(1), Some(5), "rwm"),
+        allow_rule(C, Some(1), Some(9), "rwm"),
+        allow_rule(C, Some(5), Some(1), "rwm"),
+        allow_rule(C, Some(136), None, "rwm"),
+        allow_rule(C, Some(5), Some(2), "rwm"),
+    ]
+}
 
 const LINKS: &[(&str, &str)] = &[
     ("fd", "/proc/self/fd"),

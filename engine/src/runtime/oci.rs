@@ -184,7 +184,7 @@ fn cgroup_path_of(spec: &Spec, id: &str) -> Option<PathBuf> {
 /// each `linux.devices` node. Without them the "deny all" rule that `runc
 /// spec` writes left even /dev/null and the container's ptmx unusable.
 fn as_runc_runs_it(mut spec: Spec, id: &str) -> Spec {
-    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    use oci_spec::runtime::LinuxDeviceType as T;
     let path = cgroup_path_of(&spec, id);
     let Some(linux) = spec.linux_mut().as_mut() else {
         return spec;
@@ -210,32 +210,14 @@ fn as_runc_runs_it(mut spec: Spec, id: &str) -> Spec {
         // no rules: the device cgroup allows everything already
         return spec;
     };
-    let allow = |typ: T, major: Option<i64>, minor: Option<i64>| {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(true);
-        r.set_typ(Some(typ));
-        r.set_major(major);
-        r.set_minor(minor);
-        r.set_access(Some(if major.is_none() { "m" } else { "rwm" }.into()));
-        r
-    };
-    // runc 1.1's AllowedDevices: null, random, full, tty, zero, urandom,
-    // console, pts, ptmx
-    rules.extend([
-        allow(T::C, None, None),
-        allow(T::B, None, None),
-        allow(T::C, Some(1), Some(3)),
-        allow(T::C, Some(1), Some(8)),
-        allow(T::C, Some(1), Some(7)),
-        allow(T::C, Some(5), Some(0)),
-        allow(T::C, Some(1), Some(5)),
-        allow(T::C, Some(1), Some(9)),
-        allow(T::C, Some(5), Some(1)),
-        allow(T::C, Some(136), None),
-        allow(T::C, Some(5), Some(2)),
-    ]);
+    rules.extend(super::devices::default_allowed());
     for (typ, major, minor) in nodes {
-        rules.push(allow(typ, Some(major), Some(minor)));
+        rules.push(super::devices::allow_rule(
+            typ,
+            Some(major),
+            Some(minor),
+            "rwm",
+        ));
     }
     spec
 }
