@@ -255,7 +255,8 @@ pub(crate) fn load(insns: &[Insn]) -> Result<OwnedFd, DeviceFilterError> {
     .map_err(|source| DeviceFilterError::Load { source })
 }
 
-fn open_cgroup(dir: &Path) -> Result<OwnedFd, DeviceFilterError> {
+/// A cgroup2 directory as a descriptor (for bpf attachments and clone3).
+pub(crate) fn open_cgroup(dir: &Path) -> Result<OwnedFd, DeviceFilterError> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)

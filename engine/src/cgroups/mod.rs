@@ -311,10 +311,10 @@ impl Cgroup {
     /// A cgroup at `relative` (e.g. `twinbox/<id>`) under `fs_root`, detecting the mode.
     pub fn new(fs_root: &Path, relative: &Path) -> Result<Self, CgroupError> {
         let (mode, hierarchies) = detect(fs_root)?;
-        let mut cg = Self::with_mode(fs_root, relative, mode);
-        if let Backend::V1(_) = cg.backend {
+        let cg = Self::with_mode(fs_root, relative, mode);
+        if let Backend::V1(v1) = &cg.backend {
             // what detection found is what the cgroup uses: not found twice
-            cg.backend = Backend::V1(v1::V1::with_hierarchies(fs_root, &cg.relative, hierarchies));
+            v1.remember_hierarchies(hierarchies);
         }
         Ok(cg)
     }
@@ -443,15 +443,9 @@ impl Cgroup {
     /// the child is born in the cgroup, so nobody migrates it (no write to
     /// cgroup.procs, no wait on the threadgroup lock). `None` on v1.
     pub fn clone_into_fd(&self) -> Option<std::os::fd::OwnedFd> {
-        use std::os::unix::fs::OpenOptionsExt;
         match &self.backend {
             Backend::V1(_) => None,
-            Backend::V2(b) => std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(b.dir())
-                .ok()
-                .map(std::os::fd::OwnedFd::from),
+            Backend::V2(b) => device_filter::open_cgroup(&b.dir()).ok(),
         }
     }
 

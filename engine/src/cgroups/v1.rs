@@ -117,15 +117,10 @@ impl V1 {
         }
     }
 
-    /// [`V1::new`] with the hierarchies already discovered (by `detect_mode`).
-    pub(super) fn with_hierarchies(
-        fs_root: &Path,
-        relative: &Path,
-        hierarchies: Vec<Hierarchy>,
-    ) -> Self {
-        let v1 = Self::new(fs_root, relative);
-        let _ = v1.found.set(hierarchies);
-        v1
+    /// Takes the hierarchies already discovered (by `detect_mode`) instead
+    /// of finding them again; a no-op once they are known.
+    pub(super) fn remember_hierarchies(&self, hierarchies: Vec<Hierarchy>) {
+        let _ = self.found.set(hierarchies);
     }
 
     fn hierarchies(&self) -> Result<Vec<Hierarchy>, CgroupError> {

@@ -170,13 +170,9 @@ impl Container {
         // its network first (CNI DEL, the pinned namespace unmounted): a mount
         // point would keep the directory from going; idempotent when done
         let _ = crate::network::detach(&self.dir);
-        let root = self
-            .dir
-            .parent()
-            .and_then(|containers| containers.parent())
-            .ok_or_else(|| {
-                ContainerError::io(&self.dir, std::io::Error::other("not in a store"))
-            })?;
+        let root = self.store_root().ok_or_else(|| {
+            ContainerError::io(&self.dir, std::io::Error::other("not in a store"))
+        })?;
         let grave = crate::store::grave_path(root);
         match std::fs::rename(&self.dir, &grave) {
             Ok(()) => {}
