@@ -421,7 +421,7 @@ fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-fn is_running(c: &Container) -> bool {
+pub(crate) fn is_running(c: &Container) -> bool {
     c.state()
         .map(|s| s.status == Status::Running)
         .unwrap_or(false)

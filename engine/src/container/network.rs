@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::Config as ImageConfig;
 
+use super::lifecycle::is_running;
 use super::options::RunOptions;
 use super::record::Container;
 use super::{ContainerError, Result};
@@ -69,11 +70,7 @@ pub fn extra_hosts(store_root: &Path, opts: &RunOptions) -> Result<String> {
 fn published_by_running(existing: &[Container]) -> Vec<PortMapping> {
     existing
         .iter()
-        .filter(|c| {
-            c.state()
-                .map(|s| s.status == super::record::Status::Running)
-                .unwrap_or(false)
-        })
+        .filter(|c| is_running(c))
         .flat_map(|c| c.options.ports.iter().cloned())
         .collect()
 }
@@ -82,6 +79,9 @@ fn published_by_running(existing: &[Container]) -> Vec<PortMapping> {
 /// container publishes and that the kernel lets bind, added to the ports
 /// (picked once, at create: restarts keep it, as twinbox keeps `-p PORT`'s).
 pub fn pick_from_ranges(opts: &mut RunOptions, existing: &[Container]) -> Result<()> {
+    if opts.port_ranges.is_empty() {
+        return Ok(()); // no container's state needs reading
+    }
     let mut taken = published_by_running(existing);
     taken.extend(opts.ports.iter().cloned());
     for r in &opts.port_ranges {
@@ -182,11 +182,10 @@ pub fn prepare(
             net::check_plugins(store_root, name, !opts.ports.is_empty())?;
             // portmap's DNAT holds no socket: the ports of running containers
             // are checked against their records, others by binding
-            for c in existing.iter().filter(|c| {
-                c.state()
-                    .map(|s| s.status == super::record::Status::Running)
-                    .unwrap_or(false)
-            }) {
+            let running = existing
+                .iter()
+                .filter(|c| !opts.ports.is_empty() && is_running(c));
+            for c in running {
                 if let Some(p) = opts
                     .ports
                     .iter()
@@ -474,11 +473,10 @@ fn inspect_mode(store: &Store, n: &net::config::Network) -> Result<serde_json::V
     use serde_json::json;
     let mode: NetworkMode = n.name.parse().unwrap_or_default();
     let mut containers = serde_json::Map::new();
-    for c in Container::list(store)?.into_iter().filter(|c| {
-        c.options.network == mode
-            && c.state()
-                .is_ok_and(|s| s.status == super::record::Status::Running)
-    }) {
+    for c in Container::list(store)?
+        .into_iter()
+        .filter(|c| c.options.network == mode && is_running(c))
+    {
         containers.insert(
             c.id.clone(),
             json!({"Name": c.name, "MacAddress": "", "IPv4Address": ""}),
@@ -524,9 +522,7 @@ pub fn connect(
             c.name, n.name
         )));
     }
-    let running = c
-        .state()
-        .is_ok_and(|s| s.status == super::record::Status::Running);
+    let running = is_running(&c);
     if c.options.network.cni_network() == Some(n.name.as_str()) {
         // back to the first network it left: its ports and aliases come along
         if !aliases.is_empty() || ip.is_some() {
