@@ -531,14 +531,6 @@ mod tests {
     }
 
     /// The first cgroup2 mount (a v2 host's root, or a hybrid host's unified/).
-    fn cgroup2_mount() -> Option<PathBuf> {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-        mounts.lines().find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
-        })
-    }
-
     /// Forks a child that waits for a byte on a pipe, then opens /dev/null and
     /// /dev/zero for reading; its exit status is (errno of null) * 16 +
     /// errno of zero, each 0 when the open worked and 15 for 15 or more.
@@ -634,7 +626,7 @@ mod tests {
             eprintln!("skipping the real device filter test: not running as root");
             return;
         }
-        let Some(mount) = cgroup2_mount() else {
+        let Ok(Some(mount)) = crate::cgroups::v2_mount() else {
             eprintln!(
                 "skipping the real device filter test: no cgroup2 mount in /proc/self/mounts"
             );

@@ -153,6 +153,19 @@ impl fmt::Display for CgroupMode {
     }
 }
 
+/// Where this process sees the cgroup2 hierarchy's root mounted:
+/// `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid
+/// ones; None when no cgroup2 root is mounted.
+pub fn v2_mount() -> std::io::Result<Option<PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let f: Vec<&str> = left.split(' ').collect();
+        let v2 = right.split(' ').next() == Some("cgroup2") && f.get(3) == Some(&"/");
+        v2.then(|| f.get(4).map(PathBuf::from)).flatten()
+    }))
+}
+
 /// Find out whether `fs_root` (normally [`DEFAULT_FS_ROOT`]) holds cgroup v2 or v1.
 pub fn detect_mode(fs_root: &Path) -> Result<CgroupMode, CgroupError> {
     detect(fs_root).map(|(mode, _)| mode)

@@ -250,15 +250,8 @@ pub fn program(cookie: u64, map: RawFd) -> Result<Vec<Insn>, String> {
 /// The cgroup2 hierarchy's root as mounted here: `/sys/fs/cgroup` on pure v2
 /// hosts, `/sys/fs/cgroup/unified` on hybrid ones.
 pub fn cgroup2_root() -> Result<PathBuf, Unavailable> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| unavailable("/proc/self/mountinfo", e))?;
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let v2 = right.split(' ').next() == Some("cgroup2") && f.get(3) == Some(&"/");
-            v2.then(|| f.get(4).map(PathBuf::from)).flatten()
-        })
+    crate::cgroups::v2_mount()
+        .map_err(|e| unavailable("/proc/self/mountinfo", e))?
         .ok_or_else(|| Unavailable("no cgroup2 hierarchy mounted".into()))
 }
 
