@@ -340,18 +340,7 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// A network as `network inspect` and `rm` name it: by name, id or unique id
 /// prefix, host and none included.
 fn find_any(store: &Store, key: &str) -> Result<net::config::Network> {
-    let all = list_networks(store)?;
-    if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
-        return Ok(n.clone());
-    }
-    let by_prefix: Vec<&net::config::Network> = all
-        .iter()
-        .filter(|n| key.len() >= 3 && n.id.starts_with(key))
-        .collect();
-    match by_prefix.as_slice() {
-        [one] => Ok((*one).clone()),
-        _ => Ok(net::config::find(store.root(), key)?),
-    }
+    Ok(net::config::find_in(&list_networks(store)?, key)?)
 }
 
 /// `network connect` and `disconnect` take CNI networks only, as Docker

@@ -177,10 +177,16 @@ pub fn list(store_root: &Path) -> Result<Vec<Network>> {
 
 /// A network by name, full id or unique id prefix.
 pub fn find(store_root: &Path, key: &str) -> Result<Network> {
-    if key == "default" {
-        return find(store_root, DEFAULT_NETWORK);
-    }
-    let all = list(store_root)?;
+    find_in(&list(store_root)?, key)
+}
+
+/// [`find`] among networks already listed (`default` is the default network).
+pub fn find_in(all: &[Network], key: &str) -> Result<Network> {
+    let key = if key == "default" {
+        DEFAULT_NETWORK
+    } else {
+        key
+    };
     if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
         return Ok(n.clone());
     }
